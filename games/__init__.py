@@ -1,0 +1,1 @@
+"""Pure game rules. No I/O, no asyncio; stdlib only."""

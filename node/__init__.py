@@ -1,0 +1,1 @@
+"""Meridian node: the aiohttp process, its HTTP and websocket APIs, config and CLI."""

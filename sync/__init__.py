@@ -1,0 +1,1 @@
+"""Node-to-node sync: frame codec, sans-IO peer engine, durable store, transport, discovery."""

@@ -1,0 +1,371 @@
+"""Binary frame codec of the node-to-node sync protocol (see docs/sync-protocol.md).
+
+Every frame is one websocket binary message: a one-byte frame type followed by a body made of
+unsigned LEB128 varints, length-prefixed UTF-8 strings and length-prefixed byte strings. This
+module only turns frames into bytes and back; it knows nothing of sessions or documents. A
+malformed frame raises :class:`FrameError` with a reason that can be sent back to the peer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TypeAlias
+
+DIGEST_BYTES = 16
+NONCE_BYTES = 32
+PROOF_BYTES = 32
+MAX_DOC_ID_CHARS = 200
+MAX_LIST_ITEMS = 1_000_000
+DOC_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]*$")
+
+
+class FrameType(IntEnum):
+    """The one-byte tag that starts every frame."""
+
+    HELLO = 0x01
+    AUTH = 0x02
+    ERROR = 0x03
+    STEP1 = 0x10
+    STEP2 = 0x11
+    UPDATE = 0x12
+    ACK = 0x13
+    DIGESTS = 0x14
+    LINKS = 0x15
+    PING = 0x20
+    PONG = 0x21
+
+
+class ErrorCode(IntEnum):
+    """Reasons carried by an ERROR frame; the sender closes the link right after it."""
+
+    MALFORMED = 1
+    UNKNOWN_FRAME = 2
+    TOO_LARGE = 3
+    UNAUTHENTICATED = 4
+    AUTH_FAILED = 5
+    VERSION_MISMATCH = 6
+    BAD_UPDATE = 7
+    DUPLICATE_LINK = 8
+    SELF_CONNECTION = 9
+    QUEUE_OVERFLOW = 10
+    TIMEOUT = 11
+    SHUTDOWN = 12
+
+
+class FrameError(Exception):
+    """A frame that cannot be decoded; `code` is what to tell the peer."""
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Hello:
+    node_id: str
+    region: str
+    software: str
+    proto_min: int
+    proto_max: int
+    nonce: bytes
+
+
+@dataclass(frozen=True)
+class Auth:
+    proof: bytes
+    version: int
+
+
+@dataclass(frozen=True)
+class Error:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Step1:
+    doc_id: str
+    state_vector: bytes
+
+
+@dataclass(frozen=True)
+class Step2:
+    seq: int
+    doc_id: str
+    update: bytes
+
+
+@dataclass(frozen=True)
+class Update:
+    seq: int
+    doc_id: str
+    update: bytes
+
+
+@dataclass(frozen=True)
+class Ack:
+    seq: int
+
+
+@dataclass(frozen=True)
+class Digests:
+    items: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
+class Links:
+    node_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Ping:
+    token: int
+
+
+@dataclass(frozen=True)
+class Pong:
+    token: int
+
+
+Frame: TypeAlias = (
+    Hello | Auth | Error | Step1 | Step2 | Update | Ack | Digests | Links | Ping | Pong
+)
+
+
+# --- primitive writers -------------------------------------------------------------------
+
+
+def write_varuint(out: bytearray, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"varuint cannot encode a negative number: {value}")
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def write_bytes(out: bytearray, data: bytes) -> None:
+    write_varuint(out, len(data))
+    out += data
+
+
+def write_str(out: bytearray, text: str) -> None:
+    write_bytes(out, text.encode("utf-8"))
+
+
+# --- primitive reader --------------------------------------------------------------------
+
+
+class Reader:
+    """Reads primitives from a frame body; every overrun becomes a FrameError."""
+
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+
+    def varuint(self) -> int:
+        result = 0
+        shift = 0
+        while True:
+            if self.pos >= len(self.data):
+                raise FrameError(ErrorCode.MALFORMED, "frame ends inside a varint")
+            byte = self.data[self.pos]
+            self.pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return result
+            shift += 7
+            if shift > 63:
+                raise FrameError(ErrorCode.MALFORMED, "varint longer than 64 bits")
+
+    def raw(self, length: int) -> bytes:
+        end = self.pos + length
+        if end > len(self.data):
+            raise FrameError(ErrorCode.MALFORMED, "frame ends inside a byte string")
+        chunk = bytes(self.data[self.pos : end])
+        self.pos = end
+        return chunk
+
+    def bytes_(self) -> bytes:
+        return self.raw(self.varuint())
+
+    def str_(self) -> str:
+        try:
+            return self.bytes_().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FrameError(ErrorCode.MALFORMED, "string is not valid UTF-8") from exc
+
+    def doc_id(self) -> str:
+        doc_id = self.str_()
+        check_doc_id(doc_id)
+        return doc_id
+
+    def count(self) -> int:
+        count = self.varuint()
+        if count > MAX_LIST_ITEMS:
+            raise FrameError(ErrorCode.MALFORMED, f"list of {count} items exceeds {MAX_LIST_ITEMS}")
+        return count
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise FrameError(ErrorCode.MALFORMED, f"{len(self.data) - self.pos} trailing bytes")
+
+
+def check_doc_id(doc_id: str) -> None:
+    """Refuse document ids that are empty, too long or contain characters outside the set."""
+    if not doc_id or len(doc_id) > MAX_DOC_ID_CHARS or not DOC_ID_PATTERN.match(doc_id):
+        raise FrameError(ErrorCode.MALFORMED, f"invalid document id {doc_id[:60]!r}")
+
+
+# --- encode ------------------------------------------------------------------------------
+
+
+def encode(frame: Frame) -> bytes:
+    """Serialize one frame."""
+    out = bytearray()
+    match frame:
+        case Hello():
+            out.append(FrameType.HELLO)
+            body = {
+                "node": frame.node_id,
+                "region": frame.region,
+                "software": frame.software,
+                "proto_min": frame.proto_min,
+                "proto_max": frame.proto_max,
+            }
+            write_str(out, json.dumps(body, separators=(",", ":"), sort_keys=True))
+            out += frame.nonce
+        case Auth():
+            out.append(FrameType.AUTH)
+            out += frame.proof
+            write_varuint(out, frame.version)
+        case Error():
+            out.append(FrameType.ERROR)
+            write_varuint(out, frame.code)
+            write_str(out, frame.reason)
+        case Step1():
+            out.append(FrameType.STEP1)
+            write_str(out, frame.doc_id)
+            write_bytes(out, frame.state_vector)
+        case Step2() | Update():
+            out.append(FrameType.STEP2 if isinstance(frame, Step2) else FrameType.UPDATE)
+            write_varuint(out, frame.seq)
+            write_str(out, frame.doc_id)
+            write_bytes(out, frame.update)
+        case Ack():
+            out.append(FrameType.ACK)
+            write_varuint(out, frame.seq)
+        case Digests():
+            out.append(FrameType.DIGESTS)
+            write_varuint(out, len(frame.items))
+            for doc_id, digest in frame.items:
+                write_str(out, doc_id)
+                out += digest
+        case Links():
+            out.append(FrameType.LINKS)
+            write_varuint(out, len(frame.node_ids))
+            for node_id in frame.node_ids:
+                write_str(out, node_id)
+        case Ping() | Pong():
+            out.append(FrameType.PING if isinstance(frame, Ping) else FrameType.PONG)
+            write_varuint(out, frame.token)
+    return bytes(out)
+
+
+# --- decode ------------------------------------------------------------------------------
+
+
+def decode(data: bytes, max_frame_bytes: int) -> Frame:
+    """Parse one frame, refusing oversized, truncated, trailing or unknown input."""
+    if len(data) > max_frame_bytes:
+        raise FrameError(
+            ErrorCode.TOO_LARGE, f"frame of {len(data)} bytes exceeds limit {max_frame_bytes}"
+        )
+    if not data:
+        raise FrameError(ErrorCode.MALFORMED, "empty frame")
+    try:
+        kind = FrameType(data[0])
+    except ValueError:
+        raise FrameError(ErrorCode.UNKNOWN_FRAME, f"unknown frame type 0x{data[0]:02x}") from None
+    reader = Reader(data, 1)
+    frame = _DECODERS[kind](reader)
+    reader.end()
+    return frame
+
+
+def _decode_hello(reader: Reader) -> Hello:
+    try:
+        body = json.loads(reader.str_())
+    except json.JSONDecodeError as exc:
+        raise FrameError(ErrorCode.MALFORMED, f"hello is not JSON: {exc.msg}") from exc
+    nonce = reader.raw(NONCE_BYTES)
+    if not isinstance(body, dict):
+        raise FrameError(ErrorCode.MALFORMED, "hello body is not an object")
+    fields = {"node": str, "region": str, "software": str, "proto_min": int, "proto_max": int}
+    for name, kind in fields.items():
+        if not isinstance(body.get(name), kind):
+            raise FrameError(
+                ErrorCode.MALFORMED, f"hello field {name!r} missing or not {kind.__name__}"
+            )
+    return Hello(
+        body["node"], body["region"], body["software"], body["proto_min"], body["proto_max"], nonce
+    )
+
+
+def _decode_auth(reader: Reader) -> Auth:
+    proof = reader.raw(PROOF_BYTES)
+    return Auth(proof, reader.varuint())
+
+
+def _decode_error(reader: Reader) -> Error:
+    code = reader.varuint()
+    return Error(code, reader.str_())
+
+
+def _decode_step1(reader: Reader) -> Step1:
+    doc_id = reader.doc_id()
+    return Step1(doc_id, reader.bytes_())
+
+
+def _decode_step2(reader: Reader) -> Step2:
+    seq = reader.varuint()
+    doc_id = reader.doc_id()
+    return Step2(seq, doc_id, reader.bytes_())
+
+
+def _decode_update(reader: Reader) -> Update:
+    seq = reader.varuint()
+    doc_id = reader.doc_id()
+    return Update(seq, doc_id, reader.bytes_())
+
+
+def _decode_digests(reader: Reader) -> Digests:
+    items = []
+    for _ in range(reader.count()):
+        doc_id = reader.doc_id()
+        items.append((doc_id, reader.raw(DIGEST_BYTES)))
+    return Digests(tuple(items))
+
+
+def _decode_links(reader: Reader) -> Links:
+    return Links(tuple(reader.str_() for _ in range(reader.count())))
+
+
+_DECODERS: dict[FrameType, Callable[[Reader], Frame]] = {
+    FrameType.HELLO: _decode_hello,
+    FrameType.AUTH: _decode_auth,
+    FrameType.ERROR: _decode_error,
+    FrameType.STEP1: _decode_step1,
+    FrameType.STEP2: _decode_step2,
+    FrameType.UPDATE: _decode_update,
+    FrameType.ACK: lambda reader: Ack(reader.varuint()),
+    FrameType.DIGESTS: _decode_digests,
+    FrameType.LINKS: _decode_links,
+    FrameType.PING: lambda reader: Ping(reader.varuint()),
+    FrameType.PONG: lambda reader: Pong(reader.varuint()),
+}

@@ -1,0 +1,714 @@
+"""The peer protocol as a sans-IO state machine: bytes and `now` in, bytes and events out.
+
+One :class:`SyncEngine` per node holds every replicated pycrdt document and any number of peer
+links. It never opens a socket, reads a clock, sleeps or draws unseeded randomness: the adapter
+(``sync.transport`` for real websockets, ``sim`` for the virtual network) feeds it received
+frames and the current monotonic time, sends what :meth:`SyncEngine.take_outgoing` returns, and
+reacts to the events :meth:`SyncEngine.take_events` returns (persist a change, log a refusal,
+close a socket).
+
+What it does (details in docs/sync-protocol.md):
+
+* handshake: HELLO (node id, region, software, protocol range, nonce) both ways, then AUTH, an
+  HMAC over both nonces and node ids keyed by the cluster secret. Nothing else is accepted or sent
+  before both proofs check out; a wrong secret or an incompatible version is refused with a reason.
+* local changes are captured by a document observer, coalesced per document for
+  ``coalesce_ms`` and sent as one UPDATE per document to every link;
+* updates received from peer P are relayed to linked peers that P says it cannot reach (partial
+  partitions heal through a third region) - only what was new to this node, because Yjs emits
+  no change for content it already held, which also stops relay storms;
+* ACKs (cumulative sequence numbers, sent once the content is durable) give replication lag per
+  link and per document and the ``ack_regions`` wait;
+* anti-entropy: on link-up and periodically each side sends a digest of every document (state
+  vector *and* delete set); the other pulls what differs with a Yjs sync step 1 / step 2;
+* limits: frame size, queued bytes per link, handshake and idle timeouts. A malformed, oversized,
+  unknown or unauthenticated frame gets an ERROR frame and the link is closed; nothing of it is
+  applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from pycrdt import Doc, Subscription, TransactionEvent, merge_updates
+
+from sync import codec
+from sync.codec import ErrorCode, FrameError
+from sync.digest import EMPTY_DIGEST, state_digest
+from sync.settings import SyncSettings
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS = (1, 1)
+EMPTY_UPDATE = b"\x00\x00"
+EMPTY_STATE_VECTOR = b"\x00"
+HANDSHAKE_TIMEOUT_S = 10.0
+DIGESTS_PER_FRAME = 20_000
+LAG_SAMPLES_KEPT = 2048
+AUTH_LABEL = b"meridian-peer-auth"
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    """A link finished its handshake: the peer proved the cluster secret."""
+
+    link_id: int
+    node_id: str
+    region: str
+    software: str
+    version: int
+
+
+@dataclass(frozen=True)
+class LinkClosed:
+    """The link is over; the adapter sends what is left in the outbox, then closes the socket."""
+
+    link_id: int
+    node_id: str | None
+    reason: str
+    refused: bool  # True when the handshake failed (wrong secret, version, self-connection)
+
+
+@dataclass(frozen=True)
+class DocChanged:
+    """New content entered a document (local write or from a peer): persist it."""
+
+    doc_id: str
+    update: bytes
+    origin: str | None  # peer node id, or None for a local write
+    event_no: int  # position in this node's change sequence; see durable_through()
+
+
+Event = LinkUp | LinkClosed | DocChanged
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+class LinkState(Enum):
+    HANDSHAKE = "handshake"
+    UP = "up"
+    CLOSED = "closed"
+
+
+@dataclass
+class SentBatch:
+    sent_at: float
+    doc_id: str
+    local_event_no: int  # highest local change this frame carries (0: none)
+    is_step2: bool
+
+
+@dataclass
+class Link:
+    """One transport connection to a peer, from open to close."""
+
+    link_id: int
+    initiator: bool
+    opened_at: float
+    nonce: bytes
+    state: LinkState = LinkState.HANDSHAKE
+    peer: codec.Hello | None = None
+    version: int = 0
+    outbox: deque[bytes] = field(default_factory=deque)
+    outbox_bytes: int = 0
+    next_seq: int = 1
+    unacked: dict[int, SentBatch] = field(default_factory=dict)
+    pending_acks: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, event_no needed)
+    last_received: float = 0.0
+    last_sent: float = 0.0
+    up_event_no: int = 0  # change counter when the link came up
+    update_acked: dict[str, int] = field(default_factory=dict)
+    step2_acked: dict[str, int] = field(default_factory=dict)
+    ping_sent: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def peer_id(self) -> str | None:
+        return self.peer.node_id if self.peer else None
+
+
+@dataclass
+class PeerState:
+    """What this node knows of one peer node, kept across its links."""
+
+    node_id: str
+    region: str
+    link_id: int | None = None
+    links: frozenset[str] = frozenset()  # the peers it reports being linked with
+    held_through: dict[str, int] = field(
+        default_factory=dict
+    )  # doc -> contiguous local changes held
+    lag_samples: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES_KEPT))
+    doc_lag: dict[str, float] = field(default_factory=dict)
+    rtt: float | None = None
+    frames_sent: int = 0
+    frames_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    updates_sent: int = 0
+    updates_received: int = 0
+
+
+@dataclass
+class PendingUpdate:
+    update: bytes
+    origin: str | None
+    event_no: int
+
+
+# --- the engine ----------------------------------------------------------------------------
+
+
+class SyncEngine:
+    """Replicated documents plus the peer protocol of one node (no I/O; see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        region: str,
+        secret: bytes,
+        settings: SyncSettings,
+        rng: random.Random,
+        software: str = "meridian",
+        versions: tuple[int, int] = SUPPORTED_VERSIONS,
+        auto_durable: bool = False,
+    ) -> None:
+        self.node_id = node_id
+        self.region = region
+        self.settings = settings
+        self.software = software
+        self.versions = versions
+        self._secret = secret
+        self._rng = rng
+        self._auto_durable = auto_durable
+        self.docs: dict[str, Doc[Any]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._digests: dict[str, bytes] = {}
+        self._captured: list[tuple[str, bytes, str | None]] = []
+        self._origin: str | None = None
+        self._pending: dict[str, list[PendingUpdate]] = {}
+        self._pending_since: dict[str, float] = {}
+        self._links: dict[int, Link] = {}
+        self.peers: dict[str, PeerState] = {}
+        self._events: list[Event] = []
+        self._next_link_id = 1
+        self._event_no = 0
+        self._durable_through = 0
+        self._next_anti_entropy: float | None = None
+
+    # --- documents ---------------------------------------------------------------------
+
+    def document(self, doc_id: str) -> Doc[Any]:
+        """The document with this id, created empty (and observed) if this node lacks it."""
+        doc = self.docs.get(doc_id)
+        if doc is None:
+            codec.check_doc_id(doc_id)
+            doc = Doc(client_id=self._fresh_client_id())
+            self.docs[doc_id] = doc
+            self._subscriptions[doc_id] = doc.observe(self._observer(doc_id))
+        return doc
+
+    def load(self, doc_id: str, updates: list[bytes]) -> None:
+        """Restore a document from the local store at start-up: no event, nothing sent."""
+        doc = self.document(doc_id)
+        for update in updates:
+            doc.apply_update(update)
+        self._captured = [c for c in self._captured if c[0] != doc_id]
+        self._digests.pop(doc_id, None)
+
+    def retire(self, doc_id: str) -> None:
+        """Forget a document; its observer is removed so the Doc can be freed."""
+        subscription = self._subscriptions.pop(doc_id, None)
+        doc = self.docs.pop(doc_id, None)
+        if doc is not None and subscription is not None:
+            doc.unobserve(subscription)
+        self._digests.pop(doc_id, None)
+        self._pending.pop(doc_id, None)
+        self._pending_since.pop(doc_id, None)
+
+    @contextmanager
+    def writing(self, doc_id: str, now: float) -> Iterator[Doc[Any]]:
+        """Change a document in one transaction: ``with engine.writing(id, now) as doc: ...``."""
+        doc = self.document(doc_id)
+        with doc.transaction():
+            yield doc
+        self._collect(now)
+
+    def write(self, doc_id: str, change: Callable[[Doc[Any]], Any], now: float) -> int:
+        """Apply `change` in one transaction; returns the change number (0 if nothing changed)."""
+        before = self._event_no
+        with self.writing(doc_id, now) as doc:
+            change(doc)
+        return self._event_no if self._event_no > before else 0
+
+    def digest(self, doc_id: str) -> bytes:
+        cached = self._digests.get(doc_id)
+        if cached is None:
+            cached = self._digests[doc_id] = state_digest(self.docs[doc_id])
+        return cached
+
+    def durable_through(self, event_no: int, now: float) -> None:
+        """The adapter's store committed every change up to `event_no`: acks may go out."""
+        self._durable_through = max(self._durable_through, event_no)
+        self._send_acks(now)
+
+    @property
+    def last_event_no(self) -> int:
+        return self._event_no
+
+    def peer_holds(self, node_id: str, doc_id: str, event_no: int) -> bool:
+        """Whether the peer acknowledged holding (durably) local change `event_no` of the doc."""
+        peer = self.peers.get(node_id)
+        if peer is None:
+            return False
+        link = self._links.get(peer.link_id) if peer.link_id else None
+        return event_no <= self._held_prefix(peer, link, doc_id)
+
+    def _fresh_client_id(self) -> int:
+        # Yjs client ids are 53-bit safe integers; a fresh one per Doc per process start, so two
+        # replicas never write under the same id (they would silently diverge).
+        return self._rng.randrange(1, 2**53)
+
+    def _observer(self, doc_id: str) -> Callable[[TransactionEvent], None]:
+        def capture(event: TransactionEvent) -> None:
+            # Runs inside the commit: record the bytes only, never touch the document here.
+            self._captured.append((doc_id, bytes(event.update), self._origin))
+
+        return capture
+
+    def _collect(self, now: float) -> None:
+        """Turn captured document changes into events, digest invalidations and pending sends."""
+        captured, self._captured = self._captured, []
+        for doc_id, update, origin in captured:
+            if update == EMPTY_UPDATE:
+                continue
+            self._event_no += 1
+            self._digests.pop(doc_id, None)
+            self._events.append(DocChanged(doc_id, update, origin, self._event_no))
+            self._pending.setdefault(doc_id, []).append(
+                PendingUpdate(update, origin, self._event_no)
+            )
+            self._pending_since.setdefault(doc_id, now)
+        if self._auto_durable:
+            self._durable_through = self._event_no
+        if self.settings.coalesce_ms <= 0:
+            self._flush(now, force=True)
+
+    # --- links -------------------------------------------------------------------------
+
+    def open_link(self, now: float, *, initiator: bool) -> int:
+        """A transport connected (we dialed: initiator). Our HELLO is queued at once."""
+        link = Link(self._next_link_id, initiator, now, self._rng.randbytes(codec.NONCE_BYTES))
+        link.last_received = link.last_sent = now
+        self._next_link_id += 1
+        self._links[link.link_id] = link
+        lo, hi = self.versions
+        self._send(
+            link, codec.Hello(self.node_id, self.region, self.software, lo, hi, link.nonce), now
+        )
+        return link.link_id
+
+    def receive(self, link_id: int, data: bytes, now: float) -> None:
+        """One frame arrived on the link."""
+        link = self._links.get(link_id)
+        if link is None or link.state is LinkState.CLOSED:
+            return
+        link.last_received = now
+        peer = self.peers.get(link.peer_id) if link.state is LinkState.UP and link.peer_id else None
+        if peer:
+            peer.frames_received += 1
+            peer.bytes_received += len(data)
+        try:
+            frame = codec.decode(data, self.settings.max_frame_bytes)
+            if link.state is LinkState.HANDSHAKE:
+                self._handshake(link, frame, now)
+            else:
+                self._dispatch(link, frame, now)
+        except FrameError as error:
+            self._fail(link, error.code, error.reason, now)
+        finally:
+            self._origin = None
+        self._collect(now)
+
+    def close_link(self, link_id: int, now: float, reason: str) -> None:
+        """The transport went away (or the adapter is shutting down)."""
+        link = self._links.get(link_id)
+        if link is not None and link.state is not LinkState.CLOSED:
+            self._close(link, reason, refused=False, now=now)
+        self._links.pop(link_id, None)
+
+    def take_outgoing(self, link_id: int) -> list[bytes]:
+        """Frames to send on the link, in order. A closed link is forgotten once drained."""
+        link = self._links.get(link_id)
+        if link is None:
+            return []
+        frames = list(link.outbox)
+        link.outbox.clear()
+        link.outbox_bytes = 0
+        if link.state is LinkState.CLOSED:
+            del self._links[link_id]
+        return frames
+
+    def links_with_output(self) -> list[int]:
+        return [link.link_id for link in self._links.values() if link.outbox]
+
+    def take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def link_state(self, link_id: int) -> LinkState | None:
+        link = self._links.get(link_id)
+        return link.state if link else None
+
+    def up_peers(self) -> list[str]:
+        return sorted(
+            link.peer_id
+            for link in self._links.values()
+            if link.state is LinkState.UP and link.peer_id
+        )
+
+    # --- time ---------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Run what is due: coalesced flushes, acks, heartbeats, timeouts, anti-entropy."""
+        self._collect(now)
+        self._flush(now, force=False)
+        self._send_acks(now)
+        for link in list(self._links.values()):
+            self._check_liveness(link, now)
+        if self._next_anti_entropy is None:
+            self._next_anti_entropy = now + self._jittered(self.settings.anti_entropy_s)
+        elif now >= self._next_anti_entropy:
+            self._next_anti_entropy = now + self._jittered(self.settings.anti_entropy_s)
+            for link in self._up_links():
+                self._send_digests(link, now)
+
+    def next_deadline(self, now: float) -> float:
+        """The latest time by which tick() must run again (the adapter may call it earlier)."""
+        deadlines = [now + self.settings.heartbeat_s]
+        if self._pending_since:
+            deadlines.append(min(self._pending_since.values()) + self.settings.coalesce_ms / 1000)
+        if self._next_anti_entropy is not None:
+            deadlines.append(self._next_anti_entropy)
+        return max(now, min(deadlines))
+
+    def _jittered(self, seconds: float) -> float:
+        return seconds * self._rng.uniform(0.9, 1.1)
+
+    def _check_liveness(self, link: Link, now: float) -> None:
+        if link.state is LinkState.HANDSHAKE and now - link.opened_at > HANDSHAKE_TIMEOUT_S:
+            self._fail(link, ErrorCode.TIMEOUT, "handshake not finished in time", now)
+        elif link.state is LinkState.UP:
+            silent = now - link.last_received
+            if silent > self.settings.peer_timeout_s:
+                self._fail(link, ErrorCode.TIMEOUT, f"no frame from peer for {silent:.1f} s", now)
+            elif now - link.last_sent >= self.settings.heartbeat_s:
+                token = self._rng.randrange(1, 2**31)
+                link.ping_sent = {token: now}
+                self._send(link, codec.Ping(token), now)
+
+    # --- handshake ----------------------------------------------------------------------
+
+    def _handshake(self, link: Link, frame: codec.Frame, now: float) -> None:
+        match frame:
+            case codec.Hello():
+                self._on_hello(link, frame, now)
+            case codec.Auth():
+                self._on_auth(link, frame, now)
+            case codec.Error():
+                self._close(link, f"refused by peer: {frame.reason}", refused=True, now=now)
+            case _:
+                raise FrameError(ErrorCode.UNAUTHENTICATED, "frame before authentication")
+
+    def _on_hello(self, link: Link, hello: codec.Hello, now: float) -> None:
+        if link.peer is not None:
+            raise FrameError(ErrorCode.MALFORMED, "second hello")
+        if hello.node_id == self.node_id:
+            raise FrameError(ErrorCode.SELF_CONNECTION, f"connected to itself ({self.node_id})")
+        lo, hi = max(self.versions[0], hello.proto_min), min(self.versions[1], hello.proto_max)
+        if lo > hi:
+            raise FrameError(
+                ErrorCode.VERSION_MISMATCH,
+                f"incompatible protocol: peer {hello.node_id} speaks "
+                f"{hello.proto_min}..{hello.proto_max}, "
+                f"this node {self.versions[0]}..{self.versions[1]}",
+            )
+        link.peer = hello
+        link.version = hi
+        proof = self._proof(self.node_id, hello.node_id, hello.nonce, link.nonce, hi)
+        self._send(link, codec.Auth(proof, hi), now)
+
+    def _on_auth(self, link: Link, auth: codec.Auth, now: float) -> None:
+        hello = link.peer
+        if hello is None:
+            raise FrameError(ErrorCode.MALFORMED, "auth before hello")
+        expected = self._proof(hello.node_id, self.node_id, link.nonce, hello.nonce, link.version)
+        if not hmac.compare_digest(expected, auth.proof):
+            raise FrameError(
+                ErrorCode.AUTH_FAILED,
+                f"peer {hello.node_id} failed authentication (wrong cluster secret)",
+            )
+        if auth.version != link.version:
+            raise FrameError(ErrorCode.VERSION_MISMATCH, f"peer chose version {auth.version}")
+        self._link_up(link, now)
+
+    def _proof(
+        self, sender: str, receiver: str, receiver_nonce: bytes, sender_nonce: bytes, version: int
+    ) -> bytes:
+        message = b"|".join(
+            [
+                AUTH_LABEL,
+                sender.encode(),
+                receiver.encode(),
+                receiver_nonce,
+                sender_nonce,
+                str(version).encode(),
+            ]
+        )
+        return hmac.new(self._secret, message, hashlib.sha256).digest()
+
+    def _link_up(self, link: Link, now: float) -> None:
+        assert link.peer is not None
+        peer_id = link.peer.node_id
+        peer = self.peers.setdefault(peer_id, PeerState(peer_id, link.peer.region))
+        peer.region = link.peer.region
+        existing = self._links.get(peer.link_id) if peer.link_id else None
+        if existing is not None and existing.state is LinkState.UP:
+            loser = self._duplicate_loser(existing, link)
+            self._fail(loser, ErrorCode.DUPLICATE_LINK, f"duplicate link to {peer_id}", now)
+            if loser is link:
+                return
+        link.state = LinkState.UP
+        link.up_event_no = self._event_no
+        peer.link_id = link.link_id
+        self._events.append(
+            LinkUp(link.link_id, peer_id, link.peer.region, link.peer.software, link.version)
+        )
+        self._announce_links(now)
+        self._send_digests(link, now)
+
+    def _duplicate_loser(self, old: Link, new: Link) -> Link:
+        """Both ends pick the same survivor: the link dialed by the smaller node id."""
+        peer_id = new.peer_id or ""
+        preferred_dialer = min(self.node_id, peer_id)
+
+        def dialer(link: Link) -> str:
+            return self.node_id if link.initiator else peer_id
+
+        if dialer(old) == dialer(new):
+            return old  # a reconnect from the same side replaces the stale link
+        return new if dialer(old) == preferred_dialer else old
+
+    # --- dispatch of authenticated frames -------------------------------------------------
+
+    def _dispatch(self, link: Link, frame: codec.Frame, now: float) -> None:
+        peer = self.peers[link.peer_id or ""]
+        match frame:
+            case codec.Update() | codec.Step2():
+                self._apply_remote(link, peer, frame, now)
+            case codec.Step1():
+                self._answer_step1(link, frame, now)
+            case codec.Ack():
+                self._on_ack(link, peer, frame.seq, now)
+            case codec.Digests():
+                self._on_digests(link, frame, now)
+            case codec.Links():
+                peer.links = frozenset(frame.node_ids)
+            case codec.Ping():
+                self._send(link, codec.Pong(frame.token), now)
+            case codec.Pong():
+                sent = link.ping_sent.pop(frame.token, None)
+                if sent is not None:
+                    peer.rtt = now - sent
+            case codec.Error():
+                self._close(
+                    link, f"peer error {frame.code}: {frame.reason}", refused=False, now=now
+                )
+            case codec.Hello() | codec.Auth():
+                raise FrameError(ErrorCode.MALFORMED, "handshake frame after authentication")
+
+    def _apply_remote(
+        self, link: Link, peer: PeerState, frame: codec.Update | codec.Step2, now: float
+    ) -> None:
+        doc = self.document(frame.doc_id)
+        self._origin = peer.node_id
+        try:
+            # Yrs decodes the whole update before integrating it, so a malformed update is
+            # refused without any part of it applied.
+            doc.apply_update(frame.update)
+        except BaseException as exc:
+            if not _is_decode_failure(exc):
+                raise
+            raise FrameError(
+                ErrorCode.BAD_UPDATE, f"update for {frame.doc_id} rejected: {exc}"
+            ) from None
+        finally:
+            self._origin = None
+        peer.updates_received += 1
+        self._collect(now)
+        link.pending_acks.append((frame.seq, self._event_no))
+
+    def _answer_step1(self, link: Link, step1: codec.Step1, now: float) -> None:
+        doc = self.docs.get(step1.doc_id)
+        try:
+            update = doc.get_update(step1.state_vector) if doc is not None else EMPTY_UPDATE
+        except BaseException as exc:
+            if not _is_decode_failure(exc):
+                raise
+            raise FrameError(ErrorCode.BAD_UPDATE, f"bad state vector for {step1.doc_id}") from None
+        self._send_data(
+            link, codec.Step2(link.next_seq, step1.doc_id, update), self._event_no, True, now
+        )
+
+    def _on_ack(self, link: Link, peer: PeerState, seq: int, now: float) -> None:
+        for sent_seq in sorted(s for s in link.unacked if s <= seq):
+            batch = link.unacked.pop(sent_seq)
+            lag = now - batch.sent_at
+            peer.lag_samples.append(lag)
+            peer.doc_lag[batch.doc_id] = lag
+            acked = link.step2_acked if batch.is_step2 else link.update_acked
+            acked[batch.doc_id] = max(acked.get(batch.doc_id, 0), batch.local_event_no)
+
+    def _on_digests(self, link: Link, frame: codec.Digests, now: float) -> None:
+        for doc_id, remote_digest in frame.items:
+            if doc_id in self.docs:
+                if self.digest(doc_id) == remote_digest:
+                    continue
+                state_vector = self.docs[doc_id].get_state()
+            elif remote_digest == EMPTY_DIGEST:
+                continue
+            else:
+                state_vector = EMPTY_STATE_VECTOR
+            self._send(link, codec.Step1(doc_id, state_vector), now)
+
+    # --- sending ------------------------------------------------------------------------
+
+    def _up_links(self) -> list[Link]:
+        return [link for link in self._links.values() if link.state is LinkState.UP]
+
+    def _send(self, link: Link, frame: codec.Frame, now: float) -> None:
+        data = codec.encode(frame)
+        link.outbox.append(data)
+        link.outbox_bytes += len(data)
+        link.last_sent = now
+        if link.state is LinkState.UP and link.peer_id:
+            peer = self.peers[link.peer_id]
+            peer.frames_sent += 1
+            peer.bytes_sent += len(data)
+        if link.outbox_bytes > self.settings.max_queue_bytes and link.state is not LinkState.CLOSED:
+            # A peer that cannot drain its queue is cut; it resyncs by anti-entropy on reconnect.
+            link.outbox.clear()
+            link.outbox_bytes = 0
+            self._fail(link, ErrorCode.QUEUE_OVERFLOW, "send queue limit exceeded", now)
+
+    def _send_data(
+        self,
+        link: Link,
+        frame: codec.Update | codec.Step2,
+        local_event_no: int,
+        is_step2: bool,
+        now: float,
+    ) -> None:
+        link.unacked[link.next_seq] = SentBatch(now, frame.doc_id, local_event_no, is_step2)
+        link.next_seq += 1
+        if link.peer_id:
+            self.peers[link.peer_id].updates_sent += 1
+        self._send(link, frame, now)
+
+    def _flush(self, now: float, *, force: bool) -> None:
+        window = self.settings.coalesce_ms / 1000
+        due = [d for d, since in self._pending_since.items() if force or now >= since + window]
+        links = self._up_links()
+        for doc_id in due:
+            pending = self._pending.pop(doc_id)
+            del self._pending_since[doc_id]
+            for link in links:
+                self._send_pending(link, doc_id, pending, now)
+
+    def _send_pending(
+        self, link: Link, doc_id: str, pending: list[PendingUpdate], now: float
+    ) -> None:
+        chosen = [p for p in pending if self._should_send(p.origin, link.peer_id or "")]
+        if not chosen:
+            return
+        update = (
+            chosen[0].update if len(chosen) == 1 else merge_updates(*[p.update for p in chosen])
+        )
+        local_event_no = max((p.event_no for p in chosen if p.origin is None), default=0)
+        self._send_data(
+            link, codec.Update(link.next_seq, doc_id, bytes(update)), local_event_no, False, now
+        )
+
+    def _should_send(self, origin: str | None, target: str) -> bool:
+        """Local changes go everywhere; a peer's changes go to peers it says it cannot reach."""
+        if origin is None:
+            return True
+        if origin == target or not self.settings.relay:
+            return False
+        origin_peer = self.peers.get(origin)
+        return origin_peer is None or target not in origin_peer.links
+
+    def _send_acks(self, now: float) -> None:
+        for link in self._up_links():
+            acked = 0
+            while link.pending_acks and link.pending_acks[0][1] <= self._durable_through:
+                acked = link.pending_acks.popleft()[0]
+            if acked:
+                self._send(link, codec.Ack(acked), now)
+
+    def _send_digests(self, link: Link, now: float) -> None:
+        items = [(doc_id, self.digest(doc_id)) for doc_id in sorted(self.docs)]
+        for start in range(0, max(len(items), 1), DIGESTS_PER_FRAME):
+            self._send(link, codec.Digests(tuple(items[start : start + DIGESTS_PER_FRAME])), now)
+
+    def _announce_links(self, now: float) -> None:
+        frame = codec.Links(tuple(self.up_peers()))
+        for link in self._up_links():
+            self._send(link, frame, now)
+
+    # --- closing ------------------------------------------------------------------------
+
+    def _fail(self, link: Link, code: ErrorCode, reason: str, now: float) -> None:
+        """Tell the peer why, then close: nothing more is read from or sent on this link."""
+        refused = link.state is LinkState.HANDSHAKE
+        self._send(link, codec.Error(code, reason), now)
+        self._close(link, reason, refused=refused, now=now)
+
+    def _close(self, link: Link, reason: str, *, refused: bool, now: float) -> None:
+        was_up = link.state is LinkState.UP
+        link.state = LinkState.CLOSED
+        peer = self.peers.get(link.peer_id or "")
+        if peer is not None and peer.link_id == link.link_id:
+            for doc_id in set(link.update_acked) | set(link.step2_acked):
+                peer.held_through[doc_id] = self._held_prefix(peer, link, doc_id)
+            peer.link_id = None
+        self._events.append(LinkClosed(link.link_id, link.peer_id, reason, refused))
+        if was_up:
+            self._announce_links(now)
+
+    def _held_prefix(self, peer: PeerState, link: Link | None, doc_id: str) -> int:
+        """Largest n such that the peer holds every local change <= n of the document."""
+        prefix = peer.held_through.get(doc_id, 0)
+        if link is None:
+            return prefix
+        prefix = max(prefix, link.step2_acked.get(doc_id, 0))
+        if prefix >= link.up_event_no:
+            # Every local change after link-up was sent on this link, in order.
+            prefix = max(prefix, link.update_acked.get(doc_id, 0))
+        return prefix
+
+
+def _is_decode_failure(exc: BaseException) -> bool:
+    """pycrdt reports bad input as ValueError, or as a Rust panic that is not an Exception."""
+    return isinstance(exc, ValueError) or type(exc).__name__ == "PanicException"

@@ -1,0 +1,159 @@
+"""In-memory wiring of several SyncEngines for the sans-IO protocol tests.
+
+Each pair of engines can be linked like a websocket would: frames are delivered in order unless a
+test installs a `tamper` function that drops, duplicates or reorders them. Time is virtual.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pycrdt import Map
+
+from sync.engine import DocChanged, Event, LinkClosed, LinkUp, SyncEngine
+from sync.settings import SyncSettings
+
+SECRET = b"test-cluster-secret-0123456789"
+Tamper = Callable[[str, str, list[bytes]], list[bytes]]
+
+
+@dataclass
+class Wire:
+    """Both ends of one in-memory link."""
+
+    a: str
+    link_a: int
+    b: str
+    link_b: int
+
+    def other(self, name: str, link_id: int) -> tuple[str, int] | None:
+        if (name, link_id) == (self.a, self.link_a):
+            return self.b, self.link_b
+        if (name, link_id) == (self.b, self.link_b):
+            return self.a, self.link_a
+        return None
+
+
+@dataclass
+class MemoryCluster:
+    names: list[str]
+    settings: SyncSettings = field(default_factory=lambda: SyncSettings(coalesce_ms=5))
+    seed: int = 1
+    secrets: dict[str, bytes] = field(default_factory=dict)
+    versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    tamper: Tamper | None = None
+    now: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.engines: dict[str, SyncEngine] = {}
+        for index, name in enumerate(self.names):
+            self.engines[name] = SyncEngine(
+                node_id=name,
+                region=name,
+                secret=self.secrets.get(name, SECRET),
+                settings=self.settings,
+                rng=random.Random(self.seed * 1000 + index),
+                versions=self.versions.get(name, (1, 1)),
+                auto_durable=True,
+            )
+        self.wires: list[Wire] = []
+        self.events: dict[str, list[Event]] = {name: [] for name in self.names}
+
+    def connect(self, a: str, b: str) -> Wire:
+        wire = Wire(
+            a,
+            self.engines[a].open_link(self.now, initiator=True),
+            b,
+            self.engines[b].open_link(self.now, initiator=False),
+        )
+        self.wires.append(wire)
+        self.pump()
+        return wire
+
+    def full_mesh(self) -> None:
+        for i, a in enumerate(self.names):
+            for b in self.names[i + 1 :]:
+                self.connect(a, b)
+
+    def cut(self, a: str, b: str) -> None:
+        for wire in [w for w in self.wires if {w.a, w.b} == {a, b}]:
+            self.wires.remove(wire)
+            self.engines[wire.a].close_link(wire.link_a, self.now, "cut")
+            self.engines[wire.b].close_link(wire.link_b, self.now, "cut")
+        self.pump()
+
+    def pump(self, max_rounds: int = 10_000) -> None:
+        """Deliver frames until no engine has anything left to send."""
+        for _ in range(max_rounds):
+            moved = False
+            for name, engine in self.engines.items():
+                for link_id in engine.links_with_output():
+                    moved = True
+                    self._deliver(name, link_id, engine.take_outgoing(link_id))
+                self._handle_events(name)
+            if not moved:
+                return
+        raise AssertionError("frames still moving after max_rounds")
+
+    def _deliver(self, name: str, link_id: int, frames: list[bytes]) -> None:
+        wire = next((w for w in self.wires if w.other(name, link_id)), None)
+        if wire is None:
+            return
+        target, target_link = wire.other(name, link_id)  # type: ignore[misc]
+        if self.tamper is not None:
+            frames = self.tamper(name, target, frames)
+        for frame in frames:
+            self.engines[target].receive(target_link, frame, self.now)
+
+    def _handle_events(self, name: str) -> None:
+        for event in self.engines[name].take_events():
+            self.events[name].append(event)
+            if isinstance(event, LinkClosed):
+                # The transport closes when either side gives up on the link.
+                for wire in [w for w in self.wires if w.other(name, event.link_id)]:
+                    self.engines[name].take_outgoing(event.link_id)
+                    other, other_link = wire.other(name, event.link_id)  # type: ignore[misc]
+                    self.wires.remove(wire)
+                    self.engines[other].close_link(other_link, self.now, "transport closed")
+
+    def advance(self, seconds: float, step: float = 0.005) -> None:
+        """Move virtual time forward, ticking every engine and delivering frames as we go."""
+        end = self.now + seconds
+        while self.now < end:
+            self.now = min(end, self.now + step)
+            for engine in self.engines.values():
+                engine.tick(self.now)
+            self.pump()
+
+    # --- document helpers -------------------------------------------------------------
+
+    def put(self, name: str, doc_id: str, key: str, value: Any) -> int:
+        def change(doc: Any) -> None:
+            doc.get("kv", type=Map)[key] = value
+
+        return self.engines[name].write(doc_id, change, self.now)
+
+    def delete(self, name: str, doc_id: str, key: str) -> None:
+        def change(doc: Any) -> None:
+            del doc.get("kv", type=Map)[key]
+
+        self.engines[name].write(doc_id, change, self.now)
+
+    def values(self, name: str, doc_id: str) -> dict[str, Any]:
+        doc = self.engines[name].docs.get(doc_id)
+        return dict(doc.get("kv", type=Map)) if doc is not None else {}
+
+    def digests(self, doc_id: str) -> set[bytes]:
+        return {e.digest(doc_id) for e in self.engines.values() if doc_id in e.docs}
+
+    def closed_reasons(self, name: str) -> list[str]:
+        return [e.reason for e in self.events[name] if isinstance(e, LinkClosed)]
+
+    def links_up(self, name: str) -> list[str]:
+        return [e.node_id for e in self.events[name] if isinstance(e, LinkUp)]
+
+    def changes(self, name: str) -> list[DocChanged]:
+        return [e for e in self.events[name] if isinstance(e, DocChanged)]

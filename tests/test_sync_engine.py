@@ -1,0 +1,324 @@
+"""The sans-IO peer protocol, two and three engines wired in memory on a virtual clock."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycrdt import Map
+
+from sync import codec
+from sync.engine import LinkState
+from sync.settings import SyncSettings
+from tests.sync_harness import MemoryCluster
+
+
+def test_two_nodes_converge_after_a_write() -> None:
+    cluster = MemoryCluster(["eu", "us"])
+    cluster.connect("eu", "us")
+    assert cluster.links_up("eu") == ["us"] and cluster.links_up("us") == ["eu"]
+    cluster.put("eu", "test:a", "greeting", "hello")
+    cluster.advance(0.02)
+    assert cluster.values("us", "test:a") == {"greeting": "hello"}
+    assert len(cluster.digests("test:a")) == 1
+
+
+def test_three_nodes_converge_with_writes_on_each() -> None:
+    cluster = MemoryCluster(["eu", "us", "ap"])
+    cluster.full_mesh()
+    for name in cluster.names:
+        for i in range(20):
+            cluster.put(name, f"test:{i % 3}", f"{name}-{i}", i)
+    cluster.advance(0.05)
+    for doc_id in ("test:0", "test:1", "test:2"):
+        assert len(cluster.digests(doc_id)) == 1
+        expected = {
+            f"{n}-{i}" for n in cluster.names for i in range(20) if f"test:{i % 3}" == doc_id
+        }
+        assert set(cluster.values("ap", doc_id)) == expected
+
+
+def test_partition_then_heal_converges_by_anti_entropy() -> None:
+    cluster = MemoryCluster(["eu", "us"])
+    cluster.connect("eu", "us")
+    cluster.put("eu", "test:p", "before", 1)
+    cluster.advance(0.02)
+    cluster.cut("eu", "us")
+    cluster.put("eu", "test:p", "eu-side", 2)
+    cluster.put("us", "test:p", "us-side", 3)
+    cluster.put("us", "test:new", "only-us", 4)
+    cluster.advance(1.0)
+    assert "us-side" not in cluster.values("eu", "test:p")
+    cluster.connect("eu", "us")
+    cluster.advance(0.05)
+    expected = {"before": 1, "eu-side": 2, "us-side": 3}
+    assert cluster.values("eu", "test:p") == expected == cluster.values("us", "test:p")
+    assert cluster.values("eu", "test:new") == {"only-us": 4}
+
+
+def test_partial_partition_heals_through_relay() -> None:
+    cluster = MemoryCluster(["a", "b", "c"], settings=SyncSettings(anti_entropy_s=3600))
+    cluster.connect("a", "c")
+    cluster.connect("b", "c")
+    cluster.put("a", "test:r", "from-a", 1)
+    cluster.put("b", "test:r", "from-b", 2)
+    cluster.advance(0.05)
+    # Anti-entropy is an hour away: only relay through c can explain convergence.
+    assert cluster.values("b", "test:r") == {"from-a": 1, "from-b": 2}
+    assert cluster.values("a", "test:r") == {"from-a": 1, "from-b": 2}
+
+
+def test_full_mesh_does_not_relay_duplicates() -> None:
+    cluster = MemoryCluster(["a", "b", "c"])
+    cluster.full_mesh()
+    cluster.advance(0.05)
+    sent_before = {
+        n: sum(p.updates_sent for p in e.peers.values()) for n, e in cluster.engines.items()
+    }
+    cluster.put("a", "test:m", "k", "v")
+    cluster.advance(0.05)
+    sent = {
+        n: sum(p.updates_sent for p in e.peers.values()) - sent_before[n]
+        for n, e in cluster.engines.items()
+    }
+    assert sent == {"a": 2, "b": 0, "c": 0}
+
+
+def test_without_relay_a_partial_partition_waits_for_anti_entropy() -> None:
+    cluster = MemoryCluster(["a", "b", "c"], settings=SyncSettings(relay=False, anti_entropy_s=1))
+    cluster.connect("a", "c")
+    cluster.connect("b", "c")
+    cluster.put("a", "test:r", "from-a", 1)
+    cluster.advance(0.05)
+    assert cluster.values("b", "test:r") == {}
+    cluster.advance(2.5)
+    assert cluster.values("b", "test:r") == {"from-a": 1}
+
+
+def test_delete_only_divergence_is_repaired() -> None:
+    cluster = MemoryCluster(["eu", "us"])
+    cluster.connect("eu", "us")
+    cluster.put("eu", "test:d", "doomed", "x")
+    cluster.put("eu", "test:d", "kept", "y")
+    cluster.advance(0.02)
+    cluster.cut("eu", "us")
+    cluster.delete("eu", "test:d", "doomed")
+    eu, us = cluster.engines["eu"], cluster.engines["us"]
+    # The trap: a pure delete leaves the state vectors equal.
+    assert eu.docs["test:d"].get_state() == us.docs["test:d"].get_state()
+    assert eu.digest("test:d") != us.digest("test:d")
+    cluster.connect("eu", "us")
+    cluster.advance(0.02)
+    assert cluster.values("us", "test:d") == {"kept": "y"}
+    assert len(cluster.digests("test:d")) == 1
+
+
+def _lossy(rng: random.Random, drop: float, dup: float, reorder: float):  # type: ignore[no-untyped-def]
+    """Drop, duplicate and shuffle data frames (never the handshake, which a socket would kill)."""
+
+    def tamper(src: str, dst: str, frames: list[bytes]) -> list[bytes]:
+        out: list[bytes] = []
+        for frame in frames:
+            data_frame = frame[0] in (codec.FrameType.UPDATE, codec.FrameType.STEP2)
+            if data_frame and rng.random() < drop:
+                continue
+            out.append(frame)
+            if data_frame and rng.random() < dup:
+                out.append(frame)
+        if rng.random() < reorder:
+            rng.shuffle(out)
+        return out
+
+    return tamper
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_dropped_duplicated_reordered_frames_still_converge(seed: int) -> None:
+    rng = random.Random(seed)
+    cluster = MemoryCluster(
+        ["eu", "us", "ap"], settings=SyncSettings(anti_entropy_s=0.5, peer_timeout_s=60), seed=seed
+    )
+    cluster.full_mesh()
+    cluster.tamper = _lossy(rng, drop=0.3, dup=0.3, reorder=0.3)
+    for i in range(60):
+        name = rng.choice(cluster.names)
+        present = sorted(cluster.values(name, "test:x"))
+        if i % 7 == 6 and present:
+            cluster.delete(name, "test:x", rng.choice(present))
+        else:
+            cluster.put(name, "test:x", f"k{i}", i)
+        cluster.advance(0.01)
+    cluster.tamper = None
+    cluster.advance(2.0)
+    assert len(cluster.digests("test:x")) == 1
+    assert (
+        cluster.values("eu", "test:x")
+        == cluster.values("us", "test:x")
+        == cluster.values("ap", "test:x")
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 4), st.integers(0, 9)),
+        min_size=1,
+        max_size=40,
+    ),
+    cut_at=st.integers(0, 40),
+)
+def test_any_writes_with_a_partition_converge_after_heal(
+    ops: list[tuple[str, int, int]], cut_at: int
+) -> None:
+    cluster = MemoryCluster(["a", "b", "c"], settings=SyncSettings(anti_entropy_s=0.5))
+    cluster.full_mesh()
+    for index, (name, key, value) in enumerate(ops):
+        if index == cut_at:
+            cluster.cut("a", "b")
+        cluster.put(name, "test:h", f"k{key}", value)
+        cluster.advance(0.005)
+    if not any({w.a, w.b} == {"a", "b"} for w in cluster.wires):
+        cluster.connect("a", "b")
+    cluster.advance(1.0)
+    assert len(cluster.digests("test:h")) == 1
+
+
+def test_wrong_secret_is_refused_and_nothing_is_exchanged() -> None:
+    cluster = MemoryCluster(["eu", "evil"], secrets={"evil": b"not-the-cluster-secret-000"})
+    cluster.put("eu", "test:s", "secret", "data")
+    cluster.put("evil", "test:s", "forged", "value")
+    cluster.connect("eu", "evil")
+    cluster.advance(0.1)
+    assert cluster.links_up("eu") == [] and cluster.links_up("evil") == []
+    assert any("failed authentication" in r for r in cluster.closed_reasons("eu"))
+    assert cluster.values("evil", "test:s") == {"forged": "value"}
+    assert cluster.values("eu", "test:s") == {"secret": "data"}
+
+
+def test_incompatible_versions_refuse_each_other_with_a_reason() -> None:
+    cluster = MemoryCluster(["old", "new"], versions={"new": (2, 3)})
+    cluster.connect("old", "new")
+    reasons = cluster.closed_reasons("old") + cluster.closed_reasons("new")
+    assert any("incompatible protocol" in r and "2..3" in r for r in reasons)
+    assert cluster.links_up("old") == []
+
+
+def test_compatible_versions_negotiate_the_highest_common() -> None:
+    cluster = MemoryCluster(["old", "new"], versions={"new": (1, 2)})
+    cluster.connect("old", "new")
+    assert cluster.links_up("new") == ["old"]
+    cluster.put("new", "test:v", "k", "v")
+    cluster.advance(0.02)
+    assert cluster.values("old", "test:v") == {"k": "v"}
+
+
+def _authenticated_pair() -> tuple[MemoryCluster, int]:
+    cluster = MemoryCluster(["eu", "us"])
+    wire = cluster.connect("eu", "us")
+    cluster.put("us", "test:g", "safe", "yes")
+    cluster.advance(0.02)
+    return cluster, wire.link_b
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"\xff\x00\x01", "unknown frame type"),
+        (b"", "empty frame"),
+        (bytes([codec.FrameType.UPDATE]) + b"\x05", "frame ends"),
+        (codec.encode(codec.Update(9, "test:g", b"\x07garbage-update")), "rejected"),
+        (codec.encode(codec.Update(9, "bad id!", b"\x00\x00")), "invalid document id"),
+        (codec.encode(codec.Ack(1)) + b"trailing", "trailing bytes"),
+    ],
+)
+def test_garbage_frames_get_an_error_and_disconnect(frame: bytes, reason: str) -> None:
+    cluster, us_link = _authenticated_pair()
+    us = cluster.engines["us"]
+    before = us.digest("test:g")
+    us.receive(us_link, frame, cluster.now)
+    assert us.link_state(us_link) is LinkState.CLOSED
+    outgoing = us.take_outgoing(us_link)
+    error = codec.decode(outgoing[-1], 1 << 20)
+    assert isinstance(error, codec.Error) and reason in error.reason
+    assert us.digest("test:g") == before
+    assert "bad id!" not in us.docs
+
+
+def test_oversized_frame_is_refused_before_decoding() -> None:
+    cluster = MemoryCluster(["eu", "us"], settings=SyncSettings(max_frame_bytes=1024))
+    wire = cluster.connect("eu", "us")
+    us = cluster.engines["us"]
+    big = codec.encode(codec.Update(5, "test:big", b"\x00" * 2000))
+    us.receive(wire.link_b, big, cluster.now)
+    error = codec.decode(us.take_outgoing(wire.link_b)[-1], 1 << 20)
+    assert isinstance(error, codec.Error) and error.code == codec.ErrorCode.TOO_LARGE
+    assert "test:big" not in us.docs
+
+
+def test_data_before_authentication_is_refused() -> None:
+    cluster = MemoryCluster(["eu", "us"])
+    us = cluster.engines["us"]
+    link = us.open_link(0.0, initiator=False)
+    us.take_outgoing(link)
+    us.receive(link, codec.encode(codec.Update(1, "test:x", b"\x00\x00")), 0.0)
+    error = codec.decode(us.take_outgoing(link)[-1], 1 << 20)
+    assert isinstance(error, codec.Error) and error.code == codec.ErrorCode.UNAUTHENTICATED
+    assert "test:x" not in us.docs
+
+
+def test_duplicate_links_collapse_to_one_on_both_sides() -> None:
+    cluster = MemoryCluster(["eu", "us"])
+    cluster.connect("eu", "us")
+    cluster.connect("us", "eu")
+    cluster.advance(0.02)
+    assert len(cluster.wires) == 1
+    assert cluster.engines["eu"].up_peers() == ["us"] and cluster.engines["us"].up_peers() == ["eu"]
+    cluster.put("us", "test:dup", "k", "v")
+    cluster.advance(0.02)
+    assert cluster.values("eu", "test:dup") == {"k": "v"}
+
+
+def test_acks_give_lag_and_tell_what_the_peer_holds() -> None:
+    cluster = MemoryCluster(["eu", "us", "ap"])
+    cluster.full_mesh()
+    event_no = cluster.put("eu", "test:ack", "k", "v")
+    eu = cluster.engines["eu"]
+    assert not eu.peer_holds("us", "test:ack", event_no)
+    cluster.advance(0.02)
+    assert eu.peer_holds("us", "test:ack", event_no) and eu.peer_holds("ap", "test:ack", event_no)
+    assert eu.peers["us"].lag_samples and eu.peers["us"].doc_lag["test:ack"] >= 0
+
+
+def test_idle_link_is_kept_alive_and_a_silent_peer_times_out() -> None:
+    cluster = MemoryCluster(["eu", "us"], settings=SyncSettings(heartbeat_s=1, peer_timeout_s=3))
+    cluster.connect("eu", "us")
+    cluster.advance(10, step=0.1)
+    assert cluster.engines["eu"].up_peers() == ["us"]
+    cluster.tamper = lambda src, dst, frames: []  # the network goes silent, the socket stays open
+    cluster.advance(5, step=0.1)
+    assert cluster.engines["eu"].up_peers() == []
+    assert any("no frame from peer" in r for r in cluster.closed_reasons("eu"))
+
+
+def test_a_node_refuses_to_link_to_itself() -> None:
+    cluster = MemoryCluster(["eu"])
+    eu = cluster.engines["eu"]
+    a = eu.open_link(0, initiator=True)
+    b = eu.open_link(0, initiator=False)
+    eu.receive(b, eu.take_outgoing(a)[0], 0)
+    assert eu.link_state(b) is LinkState.CLOSED
+    assert any("itself" in getattr(e, "reason", "") for e in eu.take_events())
+
+
+def test_queue_overflow_cuts_the_link() -> None:
+    cluster = MemoryCluster(["eu", "us"], settings=SyncSettings(max_queue_bytes=4096))
+    wire = cluster.connect("eu", "us")
+    eu = cluster.engines["eu"]
+    for i in range(200):  # nobody drains eu's outbox in between
+        with eu.writing("test:q", cluster.now) as doc:
+            doc.get("kv", type=Map)[f"k{i}"] = "x" * 50
+        eu.tick(cluster.now + 1)
+    assert eu.link_state(wire.link_a) is LinkState.CLOSED
+    assert any("queue" in e.reason for e in eu.take_events() if hasattr(e, "reason"))
