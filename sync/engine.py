@@ -342,11 +342,17 @@ class SyncEngine:
         self._collect(now)
 
     def close_link(self, link_id: int, now: float, reason: str) -> None:
-        """The transport went away (or the adapter is shutting down)."""
+        """The transport went away: forget the link."""
         link = self._links.get(link_id)
         if link is not None and link.state is not LinkState.CLOSED:
             self._close(link, reason, refused=False, now=now)
         self._links.pop(link_id, None)
+
+    def shutdown(self, now: float) -> None:
+        """Tell every peer this node is stopping (an ERROR frame), then close all links."""
+        for link in list(self._links.values()):
+            if link.state is not LinkState.CLOSED:
+                self._fail(link, ErrorCode.SHUTDOWN, f"{self.node_id} is shutting down", now)
 
     def take_outgoing(self, link_id: int) -> list[bytes]:
         """Frames to send on the link, in order. A closed link is forgotten once drained."""
@@ -370,6 +376,10 @@ class SyncEngine:
     def link_state(self, link_id: int) -> LinkState | None:
         link = self._links.get(link_id)
         return link.state if link else None
+
+    def link_peer(self, link_id: int) -> str | None:
+        link = self._links.get(link_id)
+        return link.peer_id if link else None
 
     def up_peers(self) -> list[str]:
         return sorted(

@@ -1,0 +1,144 @@
+"""The ``meridian`` command: run a node, the local demo cluster, admin document access, games.
+
+Each subcommand has its own ``--help``. Exit codes: 0 success, 1 a negative answer (e.g. a key
+that is absent), 2 a usage or configuration error (one line on stderr saying what is wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_ABSENT = 1
+EXIT_USAGE = 2
+
+DESCRIPTION = """\
+Meridian: a multi-region game server. Every region runs one node; shared state lives in CRDT
+documents that the nodes gossip to each other.
+
+  meridian demo                      local 3-region cluster from configs/local/ (Ctrl-C stops it)
+  meridian node --config FILE        run one node (one per region)
+  meridian doc put|get ...           write or read a key of a document through a node's admin API
+  meridian battleline ...            the Battleline rules engine: play, self-play, conformance tools
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meridian",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_node(commands)
+    _add_demo(commands)
+    _add_doc(commands)
+    _add_games(commands)
+    return parser
+
+
+def _add_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    node = commands.add_parser(
+        "node",
+        help="run one node",
+        description="Run one Meridian node from a TOML config (see docs/configuration.md). "
+        "It reloads its documents from its data directory, listens for players and peers, and "
+        "dials the peers named in the config. SIGINT/SIGTERM stop it cleanly.",
+    )
+    node.add_argument("--config", required=True, metavar="FILE", help="the node's TOML config")
+    node.set_defaults(func=run_node_command)
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from node.demo import add_demo_arguments, run_demo_command
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a local 3-region cluster",
+        description="Start the three nodes of configs/local/ (eu, us, ap on 127.0.0.1:7101-7103) "
+        "as separate processes with a fresh cluster secret and admin token, print where each "
+        "listens, and stop them all on Ctrl-C.",
+    )
+    add_demo_arguments(demo)
+    demo.set_defaults(func=run_demo_command)
+
+
+def _add_doc(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from node.admin_client import add_doc_arguments
+
+    doc = commands.add_parser(
+        "doc",
+        help="write or read a document key through a node",
+        description="Write or read one key of a document's 'kv' map through a node's admin HTTP "
+        "API. Handy to check that a cluster replicates: put on one node, get on another.",
+    )
+    add_doc_arguments(doc)
+
+
+def _add_games(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    try:  # DEV-GUARD: removed once games.battleline.cli lands
+        from games.battleline.cli import add_battleline_parser
+    except ModuleNotFoundError:
+        return
+    add_battleline_parser(commands)
+
+
+def run_node_command(args: argparse.Namespace) -> int:
+    from node.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"meridian node: config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(config.log_level, config.node_id)
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: object) -> int:
+    from node.config import NodeConfig
+    from node.server import Node
+
+    assert isinstance(config, NodeConfig)
+    node = Node(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await node.start()
+    except OSError as error:
+        logging.getLogger("meridian.node").error("cannot start: %s", error)
+        return EXIT_USAGE
+    await stop.wait()
+    logging.getLogger("meridian.node").info("stopping (signal received)")
+    await node.stop()
+    return EXIT_OK
+
+
+def configure_logging(level: str, node_id: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s %(levelname)-7s {node_id} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Node configuration: one TOML file per node, loaded into frozen dataclasses.
+
+Strict on purpose: unknown tables and keys are errors (a typo must not silently fall back to
+a default), every bad value raises a one-line ``ConfigError`` naming the dotted key, what is
+wrong and what was expected. Secrets (cluster secret, admin token) come from an environment
+variable or a file, never from the TOML itself, and never appear in a repr, str or log line.
+Every key is documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sync.settings import SyncSettings
+
+NAME_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+MIN_SECRET_CHARS = 16
+SECRET_FIELDS = frozenset({"cluster_secret", "admin_token"})
+SECRET_KEYS = ("secret_env", "secret_file", "admin_token_env", "admin_token_file")
+
+
+@dataclass(frozen=True, repr=False)
+class NodeConfig:
+    node_id: str
+    region: str
+    listen_host: str
+    listen_port: int
+    public_url: str
+    data_dir: Path
+    peers: tuple[str, ...]
+    cluster_secret: str
+    admin_token: str
+    zeroconf: bool
+    sync: SyncSettings
+    ack_regions: int
+    max_clock_ahead_ms: int
+    log_level: str
+    config_path: Path
+
+    def __repr__(self) -> str:
+        parts = []
+        for config_field in dataclasses.fields(self):
+            value = getattr(self, config_field.name)
+            shown = "'***'" if config_field.name in SECRET_FIELDS else repr(value)
+            parts.append(f"{config_field.name}={shown}")
+        return f"NodeConfig({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+class ConfigError(Exception):
+    """A config problem, as one line: ``{path}: {key}: {message}``."""
+
+    def __init__(self, path: str | Path, key: str, message: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.message = " ".join(message.split())  # one line, whatever the cause said
+        super().__init__(f"{self.path}: {self.key}: {self.message}")
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read and check the TOML config at ``path``; secrets come from ``environ`` or os.environ."""
+    config_path = Path(path)
+    document = _read_toml(config_path)
+    reader = _Reader(config_path, environ if environ is not None else os.environ)
+    # Unknown keys first: a misspelt key should be reported as such, not as a missing one.
+    _reject_unknown_keys(reader, document)
+    return _build_config(reader, _Table(reader, "", document))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(path, "(file)", "config file not found") from None
+    except OSError as error:
+        raise ConfigError(path, "(file)", f"cannot read config file: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "(toml)", "config file is not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(path, "(toml)", f"invalid TOML: {error}") from None
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """What every table needs to resolve values: the config file and the environment."""
+
+    path: Path
+    environ: Mapping[str, str]
+
+    @property
+    def folder(self) -> Path:
+        return self.path.resolve().parent
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(self.path, key, message)
+
+
+_MISSING: Any = object()
+
+
+class _Table:
+    """One TOML table with typed getters; every error names the dotted key."""
+
+    def __init__(self, reader: _Reader, prefix: str, values: Mapping[str, Any]) -> None:
+        self.reader = reader
+        self.prefix = prefix
+        self.values = values
+
+    def dotted(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def raw(self, key: str, default: Any, expected: str) -> Any:
+        if key in self.values:
+            return self.values[key]
+        if default is _MISSING:
+            raise self.reader.error(self.dotted(key), f"missing; expected {expected}")
+        return default
+
+    def wrong_type(self, key: str, value: Any, expected: str) -> ConfigError:
+        return self.reader.error(self.dotted(key), f"expected {expected}, got {_describe(value)}")
+
+    def table(self, key: str, *, required: bool) -> _Table:
+        value = self.raw(key, _MISSING if required else {}, "a table")
+        if not isinstance(value, dict):
+            raise self.wrong_type(key, value, "a table")
+        return _Table(self.reader, self.dotted(key), value)
+
+    def string(self, key: str, default: Any = _MISSING, expected: str = "a string") -> str:
+        value = self.raw(key, default, expected)
+        if not isinstance(value, str):
+            raise self.wrong_type(key, value, expected)
+        return value
+
+    def optional_string(self, key: str, expected: str) -> str | None:
+        if key not in self.values:
+            return None
+        return self.string(key, expected=expected)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key, default, "true or false")
+        if not isinstance(value, bool):
+            raise self.wrong_type(key, value, "true or false")
+        return value
+
+    def integer(self, key: str, default: int, minimum: int) -> int:
+        expected = f"an integer >= {minimum}"
+        value = self.raw(key, default, expected)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.wrong_type(key, value, expected)
+        if value < minimum:
+            raise self.reader.error(self.dotted(key), f"expected {expected}, got {value}")
+        if value >= 2**53:  # beyond this, JSON and pycrdt lose precision
+            raise self.reader.error(self.dotted(key), f"expected a value below 2**53, got {value}")
+        return value
+
+    def number(self, key: str, default: float, minimum: float, *, inclusive: bool) -> float:
+        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+        expected = f"a number {bound}"
+        value = self.raw(key, default, expected)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.wrong_type(key, value, expected)
+        too_small = value < minimum if inclusive else value <= minimum
+        if too_small or not math.isfinite(value):  # TOML allows nan and inf
+            raise self.reader.error(self.dotted(key), f"expected {expected}, got {value}")
+        return float(value)
+
+    def string_list(self, key: str, expected: str) -> list[str]:
+        value = self.raw(key, [], f"a list of {expected}")
+        if not isinstance(value, list):
+            raise self.wrong_type(key, value, f"a list of {expected}")
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.wrong_type(f"{key}[{index}]", item, expected)
+        return value
+
+
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "node": ("id", "region", "listen", "public_url", "data_dir", "log_level"),
+    "cluster": ("peers", *SECRET_KEYS, "zeroconf"),
+    "sync": tuple(sync_field.name for sync_field in dataclasses.fields(SyncSettings)),
+    "replication": ("ack_regions",),
+    "clock": ("max_ahead_ms",),
+}
+
+
+def _reject_unknown_keys(reader: _Reader, document: Mapping[str, Any]) -> None:
+    for table_name, table in document.items():
+        if table_name not in TABLE_KEYS:
+            raise reader.error(
+                table_name, f"unknown table; expected one of: {', '.join(TABLE_KEYS)}"
+            )
+        if not isinstance(table, dict):
+            continue  # reported as a type error when the table is read
+        for key, value in table.items():
+            if key not in TABLE_KEYS[table_name]:
+                kind = "table" if isinstance(value, dict) else "key"
+                allowed = ", ".join(TABLE_KEYS[table_name])
+                raise reader.error(
+                    f"{table_name}.{key}", f"unknown {kind}; expected one of: {allowed}"
+                )
+
+
+def _describe(value: Any) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string"}
+    names |= {list: "array", dict: "table"}
+    kind = names.get(type(value), type(value).__name__)
+    text = repr(value)
+    return f"{kind} {text}" if len(text) <= 40 else kind
+
+
+def _build_config(reader: _Reader, root: _Table) -> NodeConfig:
+    node = root.table("node", required=True)
+    cluster = root.table("cluster", required=True)
+    node_id = _name(node, "id")
+    region = _name(node, "region")
+    listen_host, listen_port = _listen(node)
+    public_url = node.optional_string("public_url", "an http(s)://host:port URL")
+    public_url = _url(node, "public_url", public_url) if public_url else None
+    data_dir = reader.folder / node.string("data_dir", expected="a folder path")
+    log_level = _log_level(node)
+    own_url = public_url or _default_public_url(node, listen_host, listen_port)
+    return NodeConfig(
+        node_id=node_id,
+        region=region,
+        listen_host=listen_host,
+        listen_port=listen_port,
+        public_url=own_url,
+        data_dir=data_dir.resolve(),
+        peers=_peers(cluster, own_url),
+        cluster_secret=_secret(reader, cluster, "secret"),
+        admin_token=_secret(reader, cluster, "admin_token"),
+        zeroconf=cluster.boolean("zeroconf", False),
+        sync=_sync_settings(root.table("sync", required=False)),
+        ack_regions=root.table("replication", required=False).integer("ack_regions", 0, 0),
+        max_clock_ahead_ms=root.table("clock", required=False).integer("max_ahead_ms", 60_000, 1),
+        log_level=log_level,
+        config_path=reader.path.resolve(),
+    )
+
+
+def _name(table: _Table, key: str) -> str:
+    expected = "1 to 32 characters from a-z, 0-9 and '-'"
+    value = table.string(key, expected=expected)
+    if not NAME_PATTERN.fullmatch(value):
+        raise table.reader.error(table.dotted(key), f"expected {expected}, got {value!r}")
+    return value
+
+
+def _listen(table: _Table) -> tuple[str, int]:
+    expected = "'host:port' with a port from 1 to 65535, e.g. '127.0.0.1:7101'"
+    text = table.string("listen", expected=expected)
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:7101
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise table.reader.error(table.dotted("listen"), f"expected {expected}, got {text!r}")
+    return host, int(port)
+
+
+def _default_public_url(table: _Table, host: str, port: int) -> str:
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None  # a host name
+    if address is not None and address.is_unspecified:
+        raise table.reader.error(
+            table.dotted("public_url"),
+            f"missing; required when node.listen binds all interfaces ({host}): "
+            "expected the http(s)://host:port that players and peers use to reach this node",
+        )
+    url_host = f"[{host}]" if address is not None and address.version == 6 else host
+    return f"http://{url_host}:{port}"
+
+
+def _url(table: _Table, key: str, text: str) -> str:
+    """Validate an http(s) base URL and return it without a trailing slash."""
+    expected = "an http:// or https:// URL with a host, e.g. 'http://10.0.0.5:7101'"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        raise table.reader.error(table.dotted(key), f"expected {expected}, got {text!r}") from None
+    extra = parts.query or parts.fragment or parts.path.strip("/")
+    if parts.scheme not in ("http", "https") or not parts.hostname or extra:
+        raise table.reader.error(table.dotted(key), f"expected {expected}, got {text!r}")
+    return text.rstrip("/")
+
+
+def _log_level(table: _Table) -> str:
+    expected = "one of " + ", ".join(repr(level) for level in LOG_LEVELS)
+    value = table.string("log_level", "info", expected)
+    if value not in LOG_LEVELS:
+        raise table.reader.error(table.dotted("log_level"), f"expected {expected}, got {value!r}")
+    return value
+
+
+def _peers(table: _Table, own_url: str) -> tuple[str, ...]:
+    peers: list[str] = []
+    for index, text in enumerate(table.string_list("peers", "http(s) URLs")):
+        key = f"peers[{index}]"
+        url = _url(table, key, text)
+        if url == own_url:
+            raise table.reader.error(table.dotted(key), f"{url} is this node's own public_url")
+        if url in peers:
+            raise table.reader.error(table.dotted(key), f"{url} is listed twice")
+        peers.append(url)
+    return tuple(peers)
+
+
+def _secret(reader: _Reader, table: _Table, name: str) -> str:
+    """Read secret ``name`` from exactly one of ``{name}_env`` / ``{name}_file``."""
+    env_key, file_key = f"{name}_env", f"{name}_file"
+    variable = table.optional_string(env_key, "the name of an environment variable")
+    file_name = table.optional_string(file_key, "a file path")
+    if (variable is None) == (file_name is None):
+        found = "both" if variable is not None else "neither"
+        raise reader.error(
+            table.dotted(name), f"set exactly one of {env_key} or {file_key} ({found} is set)"
+        )
+    if variable is not None:
+        key = table.dotted(env_key)
+        if variable not in reader.environ:
+            raise reader.error(key, f"environment variable {variable} is not set")
+        return _checked_secret(reader, key, reader.environ[variable].strip(), variable)
+    assert file_name is not None
+    return _secret_from_file(reader, table.dotted(file_key), reader.folder / file_name)
+
+
+def _secret_from_file(reader: _Reader, key: str, path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise reader.error(key, f"cannot read secret file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise reader.error(key, f"secret file {path} is not valid UTF-8") from None
+    return _checked_secret(reader, key, text.strip(), f"file {path}")
+
+
+def _checked_secret(reader: _Reader, key: str, secret: str, source: str) -> str:
+    # The messages say how long the secret is, never what it is.
+    if not secret:
+        raise reader.error(key, f"secret from {source} is empty")
+    if len(secret) < MIN_SECRET_CHARS:
+        raise reader.error(
+            key,
+            f"secret from {source} is {len(secret)} characters; "
+            f"expected at least {MIN_SECRET_CHARS}",
+        )
+    return secret
+
+
+def _sync_settings(table: _Table) -> SyncSettings:
+    default = SyncSettings()
+    settings = SyncSettings(
+        coalesce_ms=table.number("coalesce_ms", default.coalesce_ms, 0, inclusive=True),
+        anti_entropy_s=table.number("anti_entropy_s", default.anti_entropy_s, 0, inclusive=False),
+        heartbeat_s=table.number("heartbeat_s", default.heartbeat_s, 0, inclusive=False),
+        peer_timeout_s=table.number("peer_timeout_s", default.peer_timeout_s, 0, inclusive=False),
+        max_frame_bytes=table.integer("max_frame_bytes", default.max_frame_bytes, 64 * 1024),
+        max_queue_bytes=table.integer("max_queue_bytes", default.max_queue_bytes, 64 * 1024),
+        reconnect_min_s=table.number(
+            "reconnect_min_s", default.reconnect_min_s, 0, inclusive=False
+        ),
+        reconnect_max_s=table.number(
+            "reconnect_max_s", default.reconnect_max_s, 0, inclusive=False
+        ),
+        relay=table.boolean("relay", default.relay),
+    )
+    _check_sync_relations(table, settings)
+    return settings
+
+
+def _check_sync_relations(table: _Table, settings: SyncSettings) -> None:
+    """Checks between sync keys; each error names the key to change and the one it depends on."""
+    relations = [
+        ("peer_timeout_s", settings.peer_timeout_s > settings.heartbeat_s,
+         f"must be greater than sync.heartbeat_s ({settings.heartbeat_s:g})"),
+        ("max_queue_bytes", settings.max_queue_bytes >= settings.max_frame_bytes,
+         f"must be at least sync.max_frame_bytes ({settings.max_frame_bytes})"),
+        ("reconnect_max_s", settings.reconnect_max_s >= settings.reconnect_min_s,
+         f"must be at least sync.reconnect_min_s ({settings.reconnect_min_s:g})"),
+    ]  # fmt: skip
+    for key, holds, rule in relations:
+        if not holds:
+            value = getattr(settings, key)
+            raise table.reader.error(table.dotted(key), f"{rule}, got {value:g}")

@@ -1,0 +1,266 @@
+"""The HTTP surface every node serves: health, metrics, cluster view and the admin document API.
+
+* ``GET /healthz``: JSON liveness (node, region, version, connected peers); no token.
+* ``GET /metrics``: Prometheus text; no token (it holds no user data).
+* ``GET /api/cluster``: this node, its peers with link state and lag, every document with its
+  digest; admin token required.
+* ``GET|PUT /api/admin/docs/{doc}/{key}``: read or write one key of a document's ``kv`` map
+  (what ``meridian doc get|put`` use); admin token required. A PUT answers once the write is
+  committed to this node's store and, with ``replication.ack_regions = k``, held by k peers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from pycrdt import Doc, Map
+
+from node.metrics import MetricFamily, render
+from sync.codec import FrameError, check_doc_id
+from sync.stats import percentile
+
+if TYPE_CHECKING:
+    from node.server import Node
+
+KV_MAP = "kv"
+MAX_KEY_CHARS = 200
+MAX_SAFE_INT = 2**53 - 1
+REPLICATION_WAIT_S = 5.0
+NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+
+
+def add_routes(app: web.Application, node: Node) -> None:
+    app[NODE_KEY] = node
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/cluster", cluster)
+    app.router.add_get("/api/admin/docs/{doc}/{key}", get_doc_key)
+    app.router.add_put("/api/admin/docs/{doc}/{key}", put_doc_key)
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _error_body(code: str, message: str) -> str:
+    return json.dumps({"error": {"code": code, "message": message}})
+
+
+def bad_request(code: str, message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=_error_body(code, message), content_type="application/json")
+
+
+def require_admin(request: web.Request) -> None:
+    """Refuse the request (401) unless it carries the admin token as a bearer token."""
+    token = request.app[NODE_KEY].config.admin_token
+    header = request.headers.get("Authorization", "")
+    given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        raise web.HTTPUnauthorized(
+            text=_error_body("unauthorized", "admin token required"),
+            content_type="application/json",
+        )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    return web.json_response(
+        {
+            "status": "ok",
+            "node": node.config.node_id,
+            "region": node.config.region,
+            "version": node.engine.software,
+            "protocol": list(node.engine.versions),
+            "peers": node.engine.up_peers(),
+            "documents": len(node.engine.docs),
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    return web.Response(text=render(_metric_families(node)), content_type="text/plain")
+
+
+def _metric_families(node: Node) -> list[MetricFamily]:
+    engine, counters = node.engine, node.replicator.counters
+    up = set(engine.up_peers())
+    peer_up = MetricFamily("meridian_peer_up", "gauge", "1 while the link to the peer is up")
+    sent = MetricFamily("meridian_sync_updates_sent_total", "counter", "update frames sent")
+    received = MetricFamily(
+        "meridian_sync_updates_received_total", "counter", "update frames received"
+    )
+    bytes_sent = MetricFamily("meridian_sync_bytes_sent_total", "counter", "frame bytes sent")
+    bytes_received = MetricFamily(
+        "meridian_sync_bytes_received_total", "counter", "frame bytes received"
+    )
+    lag = MetricFamily(
+        "meridian_sync_replication_lag_seconds", "summary", "update sent to peer's durable ack"
+    )
+    for peer in engine.peers.values():
+        labels = {"peer": peer.node_id, "region": peer.region}
+        peer_up.add(1.0 if peer.node_id in up else 0.0, **labels)
+        sent.add(peer.updates_sent, **labels)
+        received.add(peer.updates_received, **labels)
+        bytes_sent.add(peer.bytes_sent, **labels)
+        bytes_received.add(peer.bytes_received, **labels)
+        lag.add_quantiles(peer.lag_samples, **labels)
+    changes = MetricFamily("meridian_changes_total", "counter", "document changes applied")
+    changes.add(counters.changes_local, origin="local")
+    changes.add(counters.changes_remote, origin="peer")
+    documents = MetricFamily("meridian_documents", "gauge", "documents held by this node")
+    documents.add(len(engine.docs))
+    links = MetricFamily("meridian_links_total", "counter", "peer link outcomes")
+    links.add(counters.links_up, outcome="up")
+    links.add(counters.links_closed, outcome="closed")
+    links.add(counters.links_refused, outcome="refused")
+    return [
+        peer_up,
+        sent,
+        received,
+        bytes_sent,
+        bytes_received,
+        lag,
+        changes,
+        documents,
+        links,
+        *_store_families(node),
+    ]
+
+
+def _store_families(node: Node) -> list[MetricFamily]:
+    store = node.store
+    latency = MetricFamily(
+        "meridian_store_commit_latency_seconds", "summary", "group commit duration (fsync included)"
+    )
+    latency.add_quantiles(store.commit_latency_seconds)
+    commits = MetricFamily("meridian_store_commits_total", "counter", "group commits")
+    commits.add(store.total_commits)
+    failures = MetricFamily("meridian_store_failures_total", "counter", "changes not committed")
+    failures.add(node.replicator.counters.store_failures)
+    return [latency, commits, failures]
+
+
+async def cluster(request: web.Request) -> web.Response:
+    require_admin(request)
+    node = request.app[NODE_KEY]
+    engine = node.engine
+    up = set(engine.up_peers())
+    peers = []
+    for peer in sorted(engine.peers.values(), key=lambda p: p.node_id):
+        peers.append(
+            {
+                "node": peer.node_id,
+                "region": peer.region,
+                "link": "up" if peer.node_id in up else "down",
+                "rtt_ms": _ms(peer.rtt),
+                "lag_ms": {
+                    "p50": _ms(percentile(peer.lag_samples, 0.5)),
+                    "p99": _ms(percentile(peer.lag_samples, 0.99)),
+                    "last": _ms(peer.lag_samples[-1] if peer.lag_samples else None),
+                },
+                "doc_lag_ms": {doc: _ms(v) for doc, v in sorted(peer.doc_lag.items())[:200]},
+                "updates_sent": peer.updates_sent,
+                "updates_received": peer.updates_received,
+                "reaches": sorted(peer.links),
+            }
+        )
+    documents = [
+        {"id": doc_id, "digest": engine.digest(doc_id).hex()} for doc_id in sorted(engine.docs)
+    ]
+    body = {
+        "node": {
+            "id": node.config.node_id,
+            "region": node.config.region,
+            "url": node.config.public_url,
+            "version": engine.software,
+            "uptime_s": round(node.clock() - node.started_at, 1),
+        },
+        "peers": peers,
+        "documents": documents,
+    }
+    return web.json_response(body)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _doc_and_key(request: web.Request) -> tuple[str, str]:
+    doc_id, key = request.match_info["doc"], request.match_info["key"]
+    try:
+        check_doc_id(doc_id)
+    except FrameError as exc:
+        raise bad_request("bad_document", exc.reason) from None
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise bad_request("bad_key", f"key must be 1-{MAX_KEY_CHARS} characters")
+    return doc_id, key
+
+
+async def get_doc_key(request: web.Request) -> web.Response:
+    require_admin(request)
+    doc_id, key = _doc_and_key(request)
+    doc = request.app[NODE_KEY].engine.docs.get(doc_id)
+    kv = doc.get(KV_MAP, type=Map) if doc is not None else None
+    if kv is None or key not in kv:
+        return error_response(404, "not_found", f"{doc_id} has no key {key!r}")
+    return web.json_response({"doc": doc_id, "key": key, "value": _plain(kv[key])})
+
+
+def _plain(value: Any) -> Any:
+    # pycrdt returns every number as float; give back an int where the value is whole.
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_SAFE_INT:
+        return int(value)
+    return value
+
+
+async def put_doc_key(request: web.Request) -> web.Response:
+    require_admin(request)
+    node = request.app[NODE_KEY]
+    doc_id, key = _doc_and_key(request)
+    value = await _read_value(request)
+
+    def change(doc: Doc[Any]) -> None:
+        doc.get(KV_MAP, type=Map)[key] = value
+
+    event_no = node.replicator.write(doc_id, change)
+    await node.replicator.wait_durable(event_no)
+    wanted = node.config.ack_regions
+    held = 0
+    if wanted > 0 and event_no:
+        held = await node.replicator.wait_replicated(doc_id, event_no, wanted, REPLICATION_WAIT_S)
+        if held < wanted:
+            return error_response(
+                504,
+                "not_replicated",
+                f"committed here but held by only {held} of {wanted} regions after "
+                f"{REPLICATION_WAIT_S:g} s; it will replicate when the regions can talk",
+            )
+    return web.json_response({"doc": doc_id, "key": key, "durable": True, "replicated_to": held})
+
+
+async def _read_value(request: web.Request) -> Any:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict) or "value" not in body:
+        raise bad_request("bad_json", 'body must be a JSON object {"value": ...}')
+    value = body["value"]
+    if not _storable(value):
+        raise bad_request(
+            "bad_value", "value must be a string, bool, null or a number of magnitude below 2^53"
+        )
+    return value
+
+
+def _storable(value: Any) -> bool:
+    """Values that round-trip through every replica unchanged."""
+    if value is None or isinstance(value, bool | str):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= MAX_SAFE_INT
+    return isinstance(value, float) and value == value and abs(value) != float("inf")

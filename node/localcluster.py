@@ -1,0 +1,155 @@
+"""Start, watch, kill and stop local node processes: used by the demo, tests and benchmarks.
+
+Each node is a real ``meridian node`` process (``python -m node.cli node --config FILE``) with its
+log in ``<data_dir>/../logs/<region>.log``. `write_configs` makes a set of node configs on free
+loopback ports for a throwaway cluster (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node.config import NodeConfig
+
+STARTUP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+SECRET_ENV = "MERIDIAN_CLUSTER_SECRET"
+TOKEN_ENV = "MERIDIAN_ADMIN_TOKEN"
+
+
+def cluster_env() -> dict[str, str]:
+    """The environment for a cluster's processes: a fresh secret and token unless already set."""
+    env = dict(os.environ)
+    env.setdefault(SECRET_ENV, secrets.token_urlsafe(32))
+    env.setdefault(TOKEN_ENV, secrets.token_urlsafe(24))
+    return env
+
+
+@dataclass
+class LocalNode:
+    config: NodeConfig
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+def start_node(config: NodeConfig, env: dict[str, str]) -> LocalNode:
+    log_dir = config.data_dir.parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{config.region}.log"
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "node", "--config", str(config.config_path)],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the demo only; it stops the nodes in order
+        )
+    return LocalNode(config, process, log_path)
+
+
+def wait_for_mesh(nodes: list[LocalNode], timeout: float = STARTUP_TIMEOUT_S) -> bool:
+    """Wait until every node answers /healthz and is linked to all the others."""
+    deadline = time.monotonic() + timeout
+    want = len(nodes) - 1
+    while time.monotonic() < deadline:
+        for node in nodes:
+            if node.process.poll() is not None:
+                print(
+                    f"node {node.config.node_id} exited with {node.process.returncode}:\n"
+                    f"{_tail(node.log_path)}",
+                    file=sys.stderr,
+                )
+                return False
+        health = [fetch_health(node.config.public_url) for node in nodes]
+        if all(h is not None and len(h["peers"]) >= want for h in health):
+            return True
+        time.sleep(0.2)
+    print(
+        f"the cluster did not form within {timeout:.0f} s; logs in {nodes[0].log_path.parent}",
+        file=sys.stderr,
+    )
+    return False
+
+
+def fetch_health(base_url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+    except (OSError, ValueError):
+        return None
+
+
+def stop_nodes(nodes: list[LocalNode]) -> None:
+    for node in nodes:
+        if node.process.poll() is None:
+            node.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for node in nodes:
+        try:
+            node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            node.process.kill()
+            node.process.wait()
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex((host, port)) == 0
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def kill_node(node: LocalNode) -> None:
+    """SIGKILL: no shutdown, no flush - what a crash looks like."""
+    node.process.kill()
+    node.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def write_configs(folder: Path, regions: list[str], *, extra: str = "") -> list[Path]:
+    """One config per region on free 127.0.0.1 ports, all peered with each other."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ports = {region: free_port() for region in regions}
+    paths = []
+    for region in regions:
+        peers = ", ".join(f'"http://127.0.0.1:{ports[r]}"' for r in regions if r != region)
+        path = folder / f"{region}.toml"
+        path.write_text(
+            f"""[node]
+id = "{region}-1"
+region = "{region}"
+listen = "127.0.0.1:{ports[region]}"
+data_dir = "data/{region}"
+
+[cluster]
+peers = [{peers}]
+secret_env = "{SECRET_ENV}"
+admin_token_env = "{TOKEN_ENV}"
+zeroconf = false
+{extra}"""
+        )
+        paths.append(path)
+    return paths

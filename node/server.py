@@ -1,0 +1,168 @@
+"""One Meridian node: store, sync engine, peer links, discovery and the HTTP surface, wired up.
+
+`Node.start()` reloads every document from the local SQLite store, starts the replicator, the
+HTTP server (players, admin, metrics, and the ``/peer`` websocket) and the dialers for the
+static seeds (and zeroconf discovery when enabled). `Node.stop()` closes links with a reason,
+flushes the store and stops in the reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from crdt_models.hlc import HybridLogicalClock, Stamp
+from node.config import NodeConfig
+from sync.discovery import DiscoveredPeer, ZeroconfDiscovery
+from sync.engine import PROTOCOL_VERSION, SyncEngine
+from sync.replicator import Replicator
+from sync.store import DocumentStore, GroupCommitStore
+from sync.transport import PeerAcceptor, PeerDialer
+
+log = logging.getLogger("meridian.node")
+
+SOFTWARE_VERSION = "meridian/0.1.0"
+STORE_FILE = "meridian.sqlite3"
+HLC_META_KEY = "hlc_last"
+MAX_HTTP_BODY_BYTES = 1024 * 1024
+
+
+class Node:
+    """A running region node (see module docstring)."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.rng = rng or random.Random(secrets.randbits(64))
+        self.started_at = clock()
+        self.wall_ms = wall_ms
+        self.hlc: HybridLogicalClock
+        self.replicator: Replicator
+        self.store: GroupCommitStore
+        self.dialer: PeerDialer
+        self.discovery: ZeroconfDiscovery | None = None
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application(client_max_size=MAX_HTTP_BODY_BYTES)
+
+    @property
+    def engine(self) -> SyncEngine:
+        return self.replicator.engine
+
+    async def start(self) -> None:
+        self._open_store_and_engine()
+        await self.store.start()
+        await self.replicator.start()
+        self._build_http()
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port)
+        await site.start()
+        log.info(
+            "node %s (region %s) listening on %s:%d, public URL %s",
+            self.config.node_id,
+            self.config.region,
+            self.config.listen_host,
+            self.config.listen_port,
+            self.config.public_url,
+        )
+        self._start_peering()
+        if self.config.zeroconf:
+            await self._start_discovery()
+
+    def _open_store_and_engine(self) -> None:
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        document_store = DocumentStore(Path(config.data_dir) / STORE_FILE)
+        loaded = document_store.load()
+        engine = SyncEngine(
+            node_id=config.node_id,
+            region=config.region,
+            secret=config.cluster_secret.encode(),
+            settings=config.sync,
+            rng=self.rng,
+            software=SOFTWARE_VERSION,
+        )
+        for doc_id, updates in loaded.updates.items():
+            engine.load(doc_id, updates)
+        self.store = GroupCommitStore(document_store)
+        self.replicator = Replicator(engine, self.store, clock=self.clock)
+        for corrupt in loaded.corrupt:
+            log.error(
+                "store: %s; the document is quarantined and will be refilled from peers", corrupt
+            )
+            self.replicator.quarantined.add(corrupt.doc_id)
+            engine.document(corrupt.doc_id)
+        last = loaded.meta.get(HLC_META_KEY)
+        self.hlc = HybridLogicalClock(
+            config.node_id,
+            self.wall_ms,
+            max_ahead_ms=config.max_clock_ahead_ms,
+            last=Stamp.decode(last) if last else None,
+        )
+        log.info("store: loaded %d documents from %s", len(loaded.updates), config.data_dir)
+
+    def _build_http(self) -> None:
+        from node.http_api import add_routes
+
+        acceptor = PeerAcceptor(self.replicator, self.config.sync.max_frame_bytes)
+        self.app.router.add_get("/peer", acceptor.handle)
+        add_routes(self.app, self)
+
+    def _start_peering(self) -> None:
+        settings = self.config.sync
+        self.dialer = PeerDialer(
+            self.replicator,
+            min_backoff_s=settings.reconnect_min_s,
+            max_backoff_s=settings.reconnect_max_s,
+            max_frame_bytes=settings.max_frame_bytes,
+            rng=self.rng,
+        )
+        for url in self.config.peers:
+            self.dialer.add(url)
+
+    async def _start_discovery(self) -> None:
+        self.discovery = ZeroconfDiscovery(
+            node_id=self.config.node_id,
+            region=self.config.region,
+            proto=str(PROTOCOL_VERSION),
+            url=self.config.public_url,
+            port=self.config.listen_port,
+            on_found=self._on_discovered,
+        )
+        await self.discovery.start()
+
+    def _on_discovered(self, peer: DiscoveredPeer) -> None:
+        if peer.node_id in self.engine.up_peers():
+            return
+        log.info("zeroconf: found %s (region %s) at %s", peer.node_id, peer.region, peer.url)
+        self.dialer.add(peer.url)
+
+    def stamp(self) -> Stamp:
+        """A fresh HLC stamp, persisted with the next commit so it survives a restart."""
+        stamp = self.hlc.now()
+        self.store.submit_meta(HLC_META_KEY, stamp.encode())
+        return stamp
+
+    async def stop(self) -> None:
+        if self.discovery is not None:
+            await self.discovery.close()
+        await self.dialer.close()
+        await self.replicator.stop()
+        self.store.submit_meta(HLC_META_KEY, self.hlc.now().encode())
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.store.close()
+        log.info("node %s stopped", self.config.node_id)

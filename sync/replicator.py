@@ -1,0 +1,228 @@
+"""The asyncio adapter around SyncEngine: real time, the durable store and the link sockets.
+
+The engine is a pure state machine; this module is the thin layer that makes it run in a node:
+it calls the engine with the monotonic clock, wakes it at its next deadline, hands every change
+to the group-commit store and tells the engine when changes are durable (which releases acks),
+pushes outgoing frames to each link's socket and closes sockets the engine is done with.
+Everything runs on one event loop, so the engine is never entered concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pycrdt import Doc
+
+from sync.engine import DocChanged, Event, LinkClosed, LinkUp, SyncEngine
+from sync.store import GroupCommitStore
+
+log = logging.getLogger("meridian.sync")
+
+ChangeListener = Callable[[DocChanged], None]
+SHUTDOWN_GRACE_S = 2.0
+
+
+class LinkSocket(Protocol):
+    """What the replicator needs of one transport connection."""
+
+    def send_frames(self, frames: list[bytes]) -> None: ...
+
+    def close_soon(self, reason: str) -> None: ...
+
+    async def finish(self) -> None: ...
+
+
+@dataclass
+class ReplicatorCounters:
+    links_up: int = 0
+    links_closed: int = 0
+    links_refused: int = 0
+    changes_local: int = 0
+    changes_remote: int = 0
+    store_failures: int = 0
+    refusal_reasons: dict[str, int] = field(default_factory=dict)
+
+
+class Replicator:
+    """Runs one node's SyncEngine on the event loop, with its store and sockets."""
+
+    def __init__(
+        self,
+        engine: SyncEngine,
+        store: GroupCommitStore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.clock = clock
+        self.sockets: dict[int, LinkSocket] = {}
+        self.listeners: list[ChangeListener] = []
+        self.counters = ReplicatorCounters()
+        self.quarantined: set[str] = set()
+        self._wake = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.durable_event_no = 0
+        self.store_failed = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._timer = asyncio.create_task(self._run_timer(), name="sync-timer")
+
+    async def stop(self) -> None:
+        closing = list(self.sockets.values())
+        self.engine.shutdown(self.clock())
+        self.pump()
+        # Let the writers put the SHUTDOWN frames on the wire before the server goes away.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(s.finish() for s in closing)), SHUTDOWN_GRACE_S)
+        if self._timer is not None:
+            self._timer.cancel()
+            await asyncio.gather(self._timer, return_exceptions=True)
+        await self.store.flush()
+
+    async def _run_timer(self) -> None:
+        while True:
+            now = self.clock()
+            delay = max(0.0, self.engine.next_deadline(now) - now)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self.engine.tick(self.clock())
+            self.pump()
+
+    # --- calls into the engine ------------------------------------------------------------
+
+    def open_link(self, socket: LinkSocket, *, initiator: bool) -> int:
+        link_id = self.engine.open_link(self.clock(), initiator=initiator)
+        self.sockets[link_id] = socket
+        self.pump()
+        return link_id
+
+    def receive(self, link_id: int, data: bytes) -> None:
+        self.engine.receive(link_id, data, self.clock())
+        self.pump()
+
+    def link_lost(self, link_id: int, reason: str) -> None:
+        self.engine.close_link(link_id, self.clock(), reason)
+        self.sockets.pop(link_id, None)
+        self.pump()
+
+    def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
+        """A local change; returns its change number (0 if it changed nothing)."""
+        event_no = self.engine.write(doc_id, change, self.clock())
+        self.pump()
+        self._wake.set()  # the coalescing window starts now
+        return event_no
+
+    async def wait_durable(self, event_no: int) -> None:
+        """Wait until the local store has committed change `event_no`."""
+        if event_no <= self.durable_event_no:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._durable_waiters.append((event_no, future))
+        await future
+
+    async def wait_replicated(
+        self, doc_id: str, event_no: int, regions: int, timeout: float
+    ) -> int:
+        """Wait until `regions` peers acknowledged the change; returns how many did."""
+        deadline = self.clock() + timeout
+        while True:
+            holders = sum(
+                self.engine.peer_holds(peer, doc_id, event_no) for peer in self.engine.peers
+            )
+            if holders >= regions or self.clock() >= deadline:
+                return holders
+            await asyncio.sleep(0.002)
+
+    # --- after every call: move frames out and handle events -------------------------------
+
+    def pump(self) -> None:
+        for link_id in self.engine.links_with_output():
+            frames = self.engine.take_outgoing(link_id)
+            socket = self.sockets.get(link_id)
+            if socket is not None:
+                socket.send_frames(frames)
+        for event in self.engine.take_events():
+            self._handle(event)
+
+    def _handle(self, event: Event) -> None:
+        match event:
+            case DocChanged():
+                self._persist(event)
+                for listener in self.listeners:
+                    listener(event)
+            case LinkUp():
+                self.counters.links_up += 1
+                log.info(
+                    "link up: %s (region %s, %s, protocol %d)",
+                    event.node_id,
+                    event.region,
+                    event.software,
+                    event.version,
+                )
+            case LinkClosed():
+                self._on_closed(event)
+
+    def _on_closed(self, event: LinkClosed) -> None:
+        peer = event.node_id or "unauthenticated peer"
+        if event.refused:
+            self.counters.links_refused += 1
+            key = event.reason.split(":")[0][:60]
+            self.counters.refusal_reasons[key] = self.counters.refusal_reasons.get(key, 0) + 1
+            log.warning("link refused: %s: %s", peer, event.reason)
+        else:
+            self.counters.links_closed += 1
+            log.info("link closed: %s: %s", peer, event.reason)
+        socket = self.sockets.pop(event.link_id, None)
+        if socket is not None:
+            socket.send_frames(self.engine.take_outgoing(event.link_id))
+            socket.close_soon(event.reason)
+
+    def _persist(self, event: DocChanged) -> None:
+        if event.origin is None:
+            self.counters.changes_local += 1
+        else:
+            self.counters.changes_remote += 1
+        if event.doc_id in self.quarantined:
+            # The stored rows of this document were corrupt; rewrite it whole from memory.
+            self.quarantined.discard(event.doc_id)
+            full_state = self.engine.docs[event.doc_id].get_update()
+            future: asyncio.Future[None] = asyncio.ensure_future(
+                self.store.replace_document(event.doc_id, full_state)
+            )
+        else:
+            future = self.store.submit(event.doc_id, event.update)
+        event_no = event.event_no
+        future.add_done_callback(lambda done: self._on_committed(done, event_no))
+
+    def _on_committed(self, future: asyncio.Future[None], event_no: int) -> None:
+        if future.cancelled() or future.exception() is not None:
+            # Durability is "every change up to n": after a failed commit it stops advancing,
+            # so no ack or reply ever claims a change the disk refused.
+            self.counters.store_failures += 1
+            self.store_failed = True
+            log.error("change %d was not committed: %s", event_no, future.exception())
+            return
+        if self.store_failed:
+            return
+        self.durable_event_no = max(self.durable_event_no, event_no)
+        self.engine.durable_through(self.durable_event_no, self.clock())
+        still_waiting = []
+        for wanted, waiter in self._durable_waiters:
+            if wanted <= self.durable_event_no:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                still_waiting.append((wanted, waiter))
+        self._durable_waiters = still_waiting
+        self.pump()

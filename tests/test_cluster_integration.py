@@ -1,0 +1,152 @@
+"""Real node processes on 127.0.0.1: convergence, SIGKILL and restart, refusals, HTTP surface."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.config import load_config
+from node.localcluster import (
+    TOKEN_ENV,
+    cluster_env,
+    kill_node,
+    start_node,
+    stop_nodes,
+    wait_for_mesh,
+    write_configs,
+)
+
+pytestmark = pytest.mark.integration
+REGIONS = ["eu", "us", "ap"]
+
+
+class Cluster:
+    def __init__(self, folder: Path) -> None:
+        self.env = cluster_env()
+        self.paths = write_configs(folder, REGIONS)
+        self.configs = [load_config(path, self.env) for path in self.paths]
+        self.nodes = [start_node(config, self.env) for config in self.configs]
+
+    def url(self, index: int) -> str:
+        return self.configs[index].public_url
+
+    def meridian(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "node.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def put(self, index: int, key: str, value: str) -> None:
+        result = self.meridian(
+            "doc", "put", "--node", self.url(index), "--doc", "test:it", key, value
+        )
+        assert result.returncode == 0, result.stderr
+
+    def get(self, index: int, key: str) -> subprocess.CompletedProcess[str]:
+        return self.meridian("doc", "get", "--node", self.url(index), "--doc", "test:it", key)
+
+    def eventually_get(self, index: int, key: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.get(index, key)
+            if result.returncode == 0 or time.monotonic() > deadline:
+                assert result.returncode == 0, f"{key} absent on node {index}: {result.stderr}"
+                return result.stdout.strip()
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    running = Cluster(tmp_path)
+    try:
+        assert wait_for_mesh(running.nodes), "cluster did not form"
+        yield running
+    finally:
+        stop_nodes(running.nodes)
+
+
+def test_writes_on_each_node_are_read_back_on_the_other_two(cluster: Cluster) -> None:
+    for index, region in enumerate(REGIONS):
+        cluster.put(index, f"from-{region}", f"hello from {region}")
+    for index in range(3):
+        for region in REGIONS:
+            assert cluster.eventually_get(index, f"from-{region}") == f"hello from {region}"
+    assert cluster.get(0, "never-written").returncode == 1
+
+
+def test_sigkilled_node_restarts_from_its_store_and_catches_up(cluster: Cluster) -> None:
+    cluster.put(1, "before-crash", "1")
+    assert cluster.eventually_get(1, "before-crash") == "1"
+    kill_node(cluster.nodes[1])
+    cluster.put(0, "while-down-eu", "2")
+    cluster.put(2, "while-down-ap", "3")
+    cluster.nodes[1] = start_node(cluster.configs[1], cluster.env)
+    assert wait_for_mesh(cluster.nodes)
+    assert cluster.eventually_get(1, "before-crash") == "1"
+    assert cluster.eventually_get(1, "while-down-eu") == "2"
+    assert cluster.eventually_get(1, "while-down-ap") == "3"
+
+
+def test_node_with_wrong_secret_is_refused_and_gets_nothing(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.put(0, "private", "cluster data")
+    intruder_dir = tmp_path / "intruder"
+    path = write_configs(intruder_dir, ["xx"])[0]
+    text = path.read_text().replace("peers = []", f'peers = ["{cluster.url(0)}"]')
+    path.write_text(text)
+    env = dict(cluster.env, MERIDIAN_CLUSTER_SECRET="a-completely-different-secret")
+    intruder = start_node(load_config(path, env), env)
+    try:
+        time.sleep(2.0)
+        eu_log = cluster.nodes[0].log_path.read_text()
+        assert "failed authentication" in eu_log
+        intruder_url = load_config(path, env).public_url
+        health = json.loads(urllib.request.urlopen(f"{intruder_url}/healthz").read())
+        assert health["peers"] == [] and health["documents"] == 0
+    finally:
+        stop_nodes([intruder])
+
+
+def test_http_surface(cluster: Cluster) -> None:
+    base = cluster.url(0)
+    health = json.loads(urllib.request.urlopen(f"{base}/healthz").read())
+    assert health["node"] == "eu-1" and sorted(health["peers"]) == ["ap-1", "us-1"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{base}/api/cluster")
+    assert refused.value.code == 401
+    cluster.put(0, "k", "v")
+    request = urllib.request.Request(f"{base}/api/cluster")
+    request.add_header("Authorization", f"Bearer {cluster.env[TOKEN_ENV]}")
+    view = json.loads(urllib.request.urlopen(request).read())
+    assert {p["node"] for p in view["peers"] if p["link"] == "up"} == {"us-1", "ap-1"}
+    assert [d["id"] for d in view["documents"]] == ["test:it"]
+    metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()
+    assert 'meridian_peer_up{peer="us-1",region="us"} 1' in metrics
+    assert "meridian_store_commit_latency_seconds" in metrics
+
+
+def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:
+    path = write_configs(tmp_path, ["eu"])[0]
+    path.write_text(path.read_text() + "\n[sync]\ncoalesce_ms = -3\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "node.cli", "node", "--config", str(path)],
+        env=cluster_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "sync.coalesce_ms" in lines[0]
