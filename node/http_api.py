@@ -7,6 +7,9 @@
 * ``GET|PUT /api/admin/docs/{doc}/{key}``: read or write one key of a document's ``kv`` map
   (what ``meridian doc get|put`` use); admin token required. A PUT answers once the write is
   committed to this node's store and, with ``replication.ack_regions = k``, held by k peers.
+* ``POST /api/admin/docs/{doc}``: ``{"items": [[key, value], ...]}`` written as that many
+  separate changes (one Yjs update each, like separate player moves), answered once all are
+  committed here; at most MAX_BATCH_ITEMS items. Used by bench/replication.py to load a cluster.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 
 KV_MAP = "kv"
 MAX_KEY_CHARS = 200
+MAX_BATCH_ITEMS = 10_000
 MAX_SAFE_INT = 2**53 - 1
 REPLICATION_WAIT_S = 5.0
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
@@ -39,6 +43,7 @@ def add_routes(app: web.Application, node: Node) -> None:
     app.router.add_get("/api/cluster", cluster)
     app.router.add_get("/api/admin/docs/{doc}/{key}", get_doc_key)
     app.router.add_put("/api/admin/docs/{doc}/{key}", put_doc_key)
+    app.router.add_post("/api/admin/docs/{doc}", post_doc_batch)
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -165,6 +170,8 @@ async def cluster(request: web.Request) -> web.Response:
                 "doc_lag_ms": {doc: _ms(v) for doc, v in sorted(peer.doc_lag.items())[:200]},
                 "updates_sent": peer.updates_sent,
                 "updates_received": peer.updates_received,
+                "frames_sent": peer.frames_sent,
+                "bytes_sent": peer.bytes_sent,
                 "reaches": sorted(peer.links),
             }
         )
@@ -181,6 +188,11 @@ async def cluster(request: web.Request) -> web.Response:
         },
         "peers": peers,
         "documents": documents,
+        "changes": {
+            "local": node.replicator.counters.changes_local,
+            "local_update_bytes": node.replicator.counters.local_update_bytes,
+            "from_peers": node.replicator.counters.changes_remote,
+        },
     }
     return web.json_response(body)
 
@@ -189,15 +201,23 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-def _doc_and_key(request: web.Request) -> tuple[str, str]:
-    doc_id, key = request.match_info["doc"], request.match_info["key"]
+def _doc_id(request: web.Request) -> str:
+    doc_id = request.match_info["doc"]
     try:
         check_doc_id(doc_id)
     except FrameError as exc:
         raise bad_request("bad_document", exc.reason) from None
-    if not key or len(key) > MAX_KEY_CHARS:
-        raise bad_request("bad_key", f"key must be 1-{MAX_KEY_CHARS} characters")
-    return doc_id, key
+    return doc_id
+
+
+def _check_key(key: Any) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS:
+        raise bad_request("bad_key", f"key must be a string of 1-{MAX_KEY_CHARS} characters")
+    return key
+
+
+def _doc_and_key(request: web.Request) -> tuple[str, str]:
+    return _doc_id(request), _check_key(request.match_info["key"])
 
 
 async def get_doc_key(request: web.Request) -> web.Response:
@@ -242,14 +262,46 @@ async def put_doc_key(request: web.Request) -> web.Response:
     return web.json_response({"doc": doc_id, "key": key, "durable": True, "replicated_to": held})
 
 
-async def _read_value(request: web.Request) -> Any:
+async def post_doc_batch(request: web.Request) -> web.Response:
+    require_admin(request)
+    node = request.app[NODE_KEY]
+    doc_id = _doc_id(request)
+    items = (await _read_object(request, "items")).get("items")
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH_ITEMS:
+        raise bad_request("bad_items", f"items must be a list of 1-{MAX_BATCH_ITEMS} [key, value]")
+    pairs = [_batch_item(item) for item in items]
+    last_event = 0
+    for key, value in pairs:
+
+        def change(doc: Doc[Any], key: str = key, value: Any = value) -> None:
+            doc.get(KV_MAP, type=Map)[key] = value
+
+        last_event = node.replicator.write(doc_id, change) or last_event
+    await node.replicator.wait_durable(last_event)
+    return web.json_response({"doc": doc_id, "written": len(pairs), "durable": True})
+
+
+def _batch_item(item: Any) -> tuple[str, Any]:
+    if not isinstance(item, list) or len(item) != 2:
+        raise bad_request("bad_items", "each item must be [key, value]")
+    return _check_key(item[0]), _check_value(item[1])
+
+
+async def _read_object(request: web.Request, field: str) -> dict[str, Any]:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         body = None
-    if not isinstance(body, dict) or "value" not in body:
-        raise bad_request("bad_json", 'body must be a JSON object {"value": ...}')
-    value = body["value"]
+    if not isinstance(body, dict) or field not in body:
+        raise bad_request("bad_json", f'body must be a JSON object {{"{field}": ...}}')
+    return body
+
+
+async def _read_value(request: web.Request) -> Any:
+    return _check_value((await _read_object(request, "value"))["value"])
+
+
+def _check_value(value: Any) -> Any:
     if not _storable(value):
         raise bad_request(
             "bad_value", "value must be a string, bool, null or a number of magnitude below 2^53"

@@ -129,13 +129,27 @@ def free_port() -> int:
         return port
 
 
-def write_configs(folder: Path, regions: list[str], *, extra: str = "") -> list[Path]:
-    """One config per region on free 127.0.0.1 ports, all peered with each other."""
+def write_configs(
+    folder: Path,
+    regions: list[str],
+    *,
+    extra: str = "",
+    via: dict[tuple[str, str], int] | None = None,
+    zeroconf: bool = False,
+) -> list[Path]:
+    """One config per region on free 127.0.0.1 ports, all peered with each other.
+
+    `via[(a, b)]` is a port (a proxy's) through which `a` reaches `b` instead of b's own port.
+    With `zeroconf`, the nodes get no static peers and must find each other by mDNS.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     ports = {region: free_port() for region in regions}
+    via = via or {}
     paths = []
     for region in regions:
-        peers = ", ".join(f'"http://127.0.0.1:{ports[r]}"' for r in regions if r != region)
+        others = [] if zeroconf else [r for r in regions if r != region]
+        peer_ports = [via.get((region, r), ports[r]) for r in others]
+        peers = ", ".join(f'"http://127.0.0.1:{port}"' for port in peer_ports)
         path = folder / f"{region}.toml"
         path.write_text(
             f"""[node]
@@ -148,7 +162,7 @@ data_dir = "data/{region}"
 peers = [{peers}]
 secret_env = "{SECRET_ENV}"
 admin_token_env = "{TOKEN_ENV}"
-zeroconf = false
+zeroconf = {"true" if zeroconf else "false"}
 {extra}"""
         )
         paths.append(path)

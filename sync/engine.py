@@ -577,9 +577,7 @@ class SyncEngine:
             if not _is_decode_failure(exc):
                 raise
             raise FrameError(ErrorCode.BAD_UPDATE, f"bad state vector for {step1.doc_id}") from None
-        self._send_data(
-            link, codec.Step2(link.next_seq, step1.doc_id, update), self._event_no, True, now
-        )
+        self._send_data(link, codec.Step2(link.next_seq, step1.doc_id, update), self._event_no, now)
 
     def _on_ack(self, link: Link, peer: PeerState, seq: int, now: float) -> None:
         for sent_seq in sorted(s for s in link.unacked if s <= seq):
@@ -627,10 +625,15 @@ class SyncEngine:
         link: Link,
         frame: codec.Update | codec.Step2,
         local_event_no: int,
-        is_step2: bool,
         now: float,
+        *,
+        written_at: float | None = None,
     ) -> None:
-        link.unacked[link.next_seq] = SentBatch(now, frame.doc_id, local_event_no, is_step2)
+        # Lag is measured from when the oldest change in the frame was made, so the coalescing
+        # wait counts too; a STEP2 answer counts from now.
+        is_step2 = isinstance(frame, codec.Step2)
+        sent_at = now if written_at is None else written_at
+        link.unacked[link.next_seq] = SentBatch(sent_at, frame.doc_id, local_event_no, is_step2)
         link.next_seq += 1
         if link.peer_id:
             self.peers[link.peer_id].updates_sent += 1
@@ -642,12 +645,12 @@ class SyncEngine:
         links = self._up_links()
         for doc_id in due:
             pending = self._pending.pop(doc_id)
-            del self._pending_since[doc_id]
+            since = self._pending_since.pop(doc_id)
             for link in links:
-                self._send_pending(link, doc_id, pending, now)
+                self._send_pending(link, doc_id, pending, since, now)
 
     def _send_pending(
-        self, link: Link, doc_id: str, pending: list[PendingUpdate], now: float
+        self, link: Link, doc_id: str, pending: list[PendingUpdate], since: float, now: float
     ) -> None:
         chosen = [p for p in pending if self._should_send(p.origin, link.peer_id or "")]
         if not chosen:
@@ -656,9 +659,8 @@ class SyncEngine:
             chosen[0].update if len(chosen) == 1 else merge_updates(*[p.update for p in chosen])
         )
         local_event_no = max((p.event_no for p in chosen if p.origin is None), default=0)
-        self._send_data(
-            link, codec.Update(link.next_seq, doc_id, bytes(update)), local_event_no, False, now
-        )
+        frame = codec.Update(link.next_seq, doc_id, bytes(update))
+        self._send_data(link, frame, local_event_no, now, written_at=since)
 
     def _should_send(self, origin: str | None, target: str) -> bool:
         """Local changes go everywhere; a peer's changes go to peers it says it cannot reach."""

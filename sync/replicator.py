@@ -45,6 +45,7 @@ class ReplicatorCounters:
     links_refused: int = 0
     changes_local: int = 0
     changes_remote: int = 0
+    local_update_bytes: int = 0
     store_failures: int = 0
     refusal_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -70,6 +71,8 @@ class Replicator:
         self._timer: asyncio.Task[None] | None = None
         self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.durable_event_no = 0
+        self._committed_through = 0
+        self._release_scheduled = False
         self.store_failed = False
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -191,6 +194,7 @@ class Replicator:
     def _persist(self, event: DocChanged) -> None:
         if event.origin is None:
             self.counters.changes_local += 1
+            self.counters.local_update_bytes += len(event.update)
         else:
             self.counters.changes_remote += 1
         if event.doc_id in self.quarantined:
@@ -215,7 +219,15 @@ class Replicator:
             return
         if self.store_failed:
             return
-        self.durable_event_no = max(self.durable_event_no, event_no)
+        # One group commit resolves many futures at once: release acks and waiters once for all.
+        self._committed_through = max(self._committed_through, event_no)
+        if not self._release_scheduled:
+            self._release_scheduled = True
+            asyncio.get_running_loop().call_soon(self._release_durable)
+
+    def _release_durable(self) -> None:
+        self._release_scheduled = False
+        self.durable_event_no = self._committed_through
         self.engine.durable_through(self.durable_event_no, self.clock())
         still_waiting = []
         for wanted, waiter in self._durable_waiters:

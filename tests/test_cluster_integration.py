@@ -150,3 +150,24 @@ def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "sync.coalesce_ms" in lines[0]
+
+
+def test_two_nodes_without_seeds_link_up_through_zeroconf() -> None:
+    from tests.test_discovery import SETUP_LOOPBACK, namespace_unavailable
+
+    reason = namespace_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    repo = Path(__file__).resolve().parents[1]
+    command = f"{SETUP_LOOPBACK} && exec {sys.executable} -m tests.helpers.zeroconf_cluster"
+    result = subprocess.run(
+        ["unshare", "-n", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=repo,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    peers = json.loads(result.stdout.strip().splitlines()[-1])["peers"]
+    assert peers == {"eu-1": ["us-1"], "us-1": ["eu-1"]}

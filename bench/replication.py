@@ -1,0 +1,242 @@
+"""Replication benchmark: three real node processes on loopback, every peer link through a proxy.
+
+Prints (see docs/performance.md for the targets and the last recorded figures):
+
+1. replication lag at a steady 1,000 updates/s written on one node: p50/p99 of "change made
+   -> peer's durable ack" per peer (an upper bound of one-way replication lag: it includes the
+   coalescing window, the peer's group commit and the ack's way back);
+2. wire bytes per small update: frame bytes sent per update per peer, with an estimate of the
+   websocket headers, next to the size of the update's own Yjs encoding;
+3. sustained replicated updates/s: all three nodes written at full speed; updates divided by
+   the time until every node holds every update (digests equal);
+4. catch-up after a partition: eu cut off from us and ap, 10,000 updates written on each side,
+   then healed: time from the links being back to all digests equal (and from heal, which also
+   includes the reconnect backoff);
+5. resident memory (RSS) of each node.
+
+It is not a test: it asserts nothing, it measures. ``--quick`` shortens every phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from node.config import NodeConfig, load_config
+from node.localcluster import (
+    TOKEN_ENV,
+    LocalNode,
+    cluster_env,
+    free_port,
+    start_node,
+    stop_nodes,
+    wait_for_mesh,
+    write_configs,
+)
+from sim.proxy import FaultProxy
+
+REGIONS = ["eu", "us", "ap"]
+WS_HEADER_ESTIMATE = 6  # bytes per websocket frame: 2-4 header, +4 mask from the dialing side
+BENCH_SYNC = "\n[sync]\nreconnect_min_s = 0.05\nreconnect_max_s = 0.5\nanti_entropy_s = 5\n"
+
+
+class Bench:
+    def __init__(self, folder: Path, quick: bool) -> None:
+        self.quick = quick
+        self.env = cluster_env()
+        pairs = [(a, b) for a in REGIONS for b in REGIONS if a != b]
+        via = {pair: free_port() for pair in pairs}
+        paths = write_configs(folder, REGIONS, extra=BENCH_SYNC, via=via)
+        self.configs: dict[str, NodeConfig] = {
+            c.region: c for c in (load_config(p, self.env) for p in paths)
+        }
+        self.proxies = {
+            pair: FaultProxy(port, "127.0.0.1", self.configs[pair[1]].listen_port)
+            for pair, port in via.items()
+        }
+        self.nodes: list[LocalNode] = []
+        self.http: aiohttp.ClientSession
+
+    async def __aenter__(self) -> Bench:
+        for proxy in self.proxies.values():
+            await proxy.start()
+        self.nodes = [start_node(self.configs[r], self.env) for r in REGIONS]
+        self.http = aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {self.env[TOKEN_ENV]}"}
+        )
+        if not await asyncio.to_thread(wait_for_mesh, self.nodes):
+            raise SystemExit("the cluster did not form; see the node logs")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.close()
+        await asyncio.to_thread(stop_nodes, self.nodes)
+        for proxy in self.proxies.values():
+            await proxy.close()
+
+    def url(self, region: str) -> str:
+        return self.configs[region].public_url
+
+    async def write_batch(self, region: str, doc: str, start: int, count: int) -> None:
+        items = [[f"k{start + i}", start + i] for i in range(count)]
+        async with self.http.post(
+            f"{self.url(region)}/api/admin/docs/{doc}", json={"items": items}
+        ) as r:
+            if r.status != 200:
+                raise SystemExit(f"write to {region} failed: {r.status} {await r.text()}")
+
+    async def cluster_view(self, region: str) -> dict[str, Any]:
+        async with self.http.get(f"{self.url(region)}/api/cluster") as response:
+            view: dict[str, Any] = await response.json()
+            return view
+
+    async def health(self, region: str) -> dict[str, Any]:
+        async with self.http.get(f"{self.url(region)}/healthz") as response:
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def converged(self, docs: list[str]) -> bool:
+        views = await asyncio.gather(*(self.cluster_view(r) for r in REGIONS))
+        digests = [{d["id"]: d["digest"] for d in v["documents"]} for v in views]
+        return all(all(doc in d for doc in docs) for d in digests) and all(
+            len({d[doc] for d in digests}) == 1 for doc in docs
+        )
+
+    async def wait_converged(self, docs: list[str], timeout: float = 120.0) -> float:
+        start = time.perf_counter()
+        while not await self.converged(docs):
+            if time.perf_counter() - start > timeout:
+                raise SystemExit(f"not converged after {timeout} s")
+            await asyncio.sleep(0.01)
+        return time.perf_counter()
+
+    def set_partition(self, isolated: str, cut: bool) -> None:
+        for (a, b), proxy in self.proxies.items():
+            if isolated in (a, b):
+                proxy.cut() if cut else proxy.heal()
+
+
+async def lag_and_wire_bytes(bench: Bench) -> None:
+    rate, seconds = 1000, 3 if bench.quick else 10
+    before = await bench.cluster_view("eu")
+    interval, per_tick = 0.01, rate // 100
+    ticks = int(seconds / interval)
+    start = time.perf_counter()
+    for tick in range(ticks):
+        await bench.write_batch("eu", "bench:lag", tick * per_tick, per_tick)
+        await asyncio.sleep(max(0.0, start + (tick + 1) * interval - time.perf_counter()))
+    elapsed = time.perf_counter() - start
+    await bench.wait_converged(["bench:lag"])
+    after = await bench.cluster_view("eu")
+    print(f"\n1. replication lag at {ticks * per_tick / elapsed:,.0f} updates/s written on eu:")
+    for peer in after["peers"]:
+        lag = peer["lag_ms"]
+        print(f"   eu -> {peer['node']:<6} p50 {lag['p50']:6.2f} ms   p99 {lag['p99']:6.2f} ms")
+    _print_wire_bytes(before, after)
+
+
+def _print_wire_bytes(before: dict[str, Any], after: dict[str, Any]) -> None:
+    def totals(view: dict[str, Any]) -> tuple[int, int]:
+        return (
+            sum(p["bytes_sent"] for p in view["peers"]),
+            sum(p["frames_sent"] for p in view["peers"]),
+        )
+
+    bytes_before, frames_before = totals(before)
+    bytes_after, frames_after = totals(after)
+    updates = after["changes"]["local"] - before["changes"]["local"]
+    yjs = after["changes"]["local_update_bytes"] - before["changes"]["local_update_bytes"]
+    peers = len(after["peers"])
+    frame_bytes = (bytes_after - bytes_before) / (updates * peers)
+    ws_bytes = frame_bytes + WS_HEADER_ESTIMATE * (frames_after - frames_before) / (updates * peers)
+    print("\n2. wire bytes per small update (per peer, all frames incl. acks and pings):")
+    print(
+        f"   Yjs update {yjs / updates:5.1f} B   frames {frame_bytes:5.1f} B   "
+        f"with websocket headers ~{ws_bytes:5.1f} B   ratio {ws_bytes / (yjs / updates):4.2f}x"
+    )
+
+
+async def throughput(bench: Bench) -> None:
+    seconds, batch = (3 if bench.quick else 10), 1000
+    written = {region: 0 for region in REGIONS}
+
+    async def writer(region: str, stop_at: float) -> None:
+        while time.perf_counter() < stop_at:
+            first = written[region]
+            written[region] += batch
+            await bench.write_batch(region, f"bench:tp-{region}", first, batch)
+
+    start = time.perf_counter()
+    # Two writers per region keep a batch in flight while the previous one commits.
+    await asyncio.gather(*(writer(r, start + seconds) for r in REGIONS for _ in range(2)))
+    writes_done = time.perf_counter()
+    converged = await bench.wait_converged([f"bench:tp-{r}" for r in REGIONS])
+    total = sum(written.values())
+    print("\n3. sustained replication, all three nodes written at full speed:")
+    print(
+        f"   {total:,} updates written in {writes_done - start:.1f} s "
+        f"({total / (writes_done - start):,.0f}/s accepted); every node held every update "
+        f"after {converged - start:.2f} s\n   -> {total / (converged - start):,.0f} distinct "
+        f"updates/s replicated to every region, {2 * total / (converged - start):,.0f} "
+        f"update deliveries/s applied at peers"
+    )
+
+
+async def catch_up(bench: Bench) -> None:
+    count = 2000 if bench.quick else 10_000
+    bench.set_partition("eu", cut=True)
+    await asyncio.sleep(0.5)
+    for start in range(0, count, 1000):
+        await asyncio.gather(
+            bench.write_batch("eu", "bench:part", start, 1000),
+            bench.write_batch("us", "bench:part", count + start, 1000),
+        )
+    healed = time.perf_counter()
+    bench.set_partition("eu", cut=False)
+    while len((await bench.health("eu"))["peers"]) < 2:
+        await asyncio.sleep(0.005)
+    links_up = time.perf_counter()
+    converged = await bench.wait_converged(["bench:part"])
+    print(f"\n4. catch-up after a partition ({count:,} updates on each side of eu | us+ap):")
+    print(
+        f"   links back {links_up - healed:.2f} s after heal (reconnect backoff); "
+        f"converged {converged - links_up:.3f} s after the links were back "
+        f"({converged - healed:.2f} s after heal)"
+    )
+
+
+def print_rss(bench: Bench) -> None:
+    print("\n5. node memory:")
+    for node in bench.nodes:
+        status = Path(f"/proc/{node.process.pid}/status").read_text()
+        rss_kb = int(
+            next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]
+        )
+        print(f"   {node.config.node_id:<6} RSS {rss_kb / 1024:6.1f} MiB")
+
+
+async def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short phases (about 30 s in all)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="meridian-bench-") as folder:
+        async with Bench(Path(folder), args.quick) as bench:
+            print(f"3 nodes up ({', '.join(bench.url(r) for r in REGIONS)}), links via proxies")
+            await lag_and_wire_bytes(bench)
+            await throughput(bench)
+            await catch_up(bench)
+            print_rss(bench)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))
