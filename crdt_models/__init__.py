@@ -1,1 +1,1 @@
-"""Typed views over the shared pycrdt documents, the merge/authority rules and the hybrid logical clock. No I/O."""
+"""Typed views over the shared pycrdt documents, their merge and authority rules, the HLC."""

@@ -1,0 +1,208 @@
+"""One document per game (``game:<gid>``): its setup, the move records and the canonical chain.
+
+Layout (flat root maps, one writer per key):
+
+* ``info``: key ``game`` -> the setup (players, seed, first player, created stamp, creating node,
+  and for a resumed game the id it resumes and the moves it starts from), written once when the
+  game is created.
+* ``moves``: key ``<ply:05d>|<stamp>`` -> a move record ``{ply, parent, player, move, stamp,
+  node}``, where ``parent`` is the key of the record it follows ("" for the first move).
+* ``marks``: key ``<kind>|<stamp>|<uid>`` -> ``{kind, uid, stamp, ply}``; kinds: ``save`` (a
+  player paused the game to the saved games), ``superseded`` (the merge found a player in two
+  live games and parked this one, see ``crdt_models.archive``).
+
+The canonical chain is the same on every node for the same set of records: starting from the
+root, at each ply the child of the current tip with the smallest stamp that the rules accept is
+taken; records on any other branch are dropped (and their players told, by the node). In normal
+play only the player to move writes, so there is a single branch and no coordination.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pycrdt import Doc
+
+from crdt_models.records import RecordError, decode_record, encode_record, map_items, root_map
+from games.base import GameRules, IllegalMove, Move
+
+INFO = "info"
+MOVES = "moves"
+MARKS = "marks"
+INFO_KEY = "game"
+SAVE = "save"
+SUPERSEDED = "superseded"
+StateT = TypeVar("StateT")
+
+
+def game_doc_id(gid: str) -> str:
+    return f"game:{gid}"
+
+
+@dataclass(frozen=True)
+class GameInfo:
+    gid: str
+    game: str  # rules name, e.g. "battleline"
+    players: list[str]  # uids, seat 0 and seat 1
+    names: list[str]
+    seed: int
+    first: int
+    created: str  # HLC stamp
+    node: str  # node that created it
+    resumed_from: str = ""
+    start_moves: list[dict[str, Any]] = field(default_factory=list)  # moves before ply 0 here
+
+    @classmethod
+    def from_text(cls, text: Any) -> GameInfo:
+        record = decode_record(
+            text, ("gid", "game", "players", "names", "seed", "first", "created", "node")
+        )
+        record["seed"] = int(record["seed"])
+        record["first"] = int(record["first"])
+        return cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})
+
+    def to_text(self) -> str:
+        return encode_record(asdict(self))
+
+    def seat_of(self, uid: str) -> int | None:
+        return self.players.index(uid) if uid in self.players else None
+
+
+@dataclass(frozen=True)
+class MoveRecord:
+    ply: int
+    parent: str
+    player: int
+    move: dict[str, Any]
+    stamp: str
+    node: str
+
+    @property
+    def key(self) -> str:
+        return move_key(self.ply, self.stamp)
+
+    @classmethod
+    def from_text(cls, text: Any) -> MoveRecord:
+        record = decode_record(text, ("ply", "parent", "player", "move", "stamp", "node"))
+        if not isinstance(record["move"], dict):
+            raise RecordError("move is not an object")
+        return cls(
+            int(record["ply"]),
+            str(record["parent"]),
+            int(record["player"]),
+            record["move"],
+            str(record["stamp"]),
+            str(record["node"]),
+        )
+
+    def to_text(self) -> str:
+        return encode_record(asdict(self))
+
+
+def move_key(ply: int, stamp: str) -> str:
+    return f"{ply:05d}|{stamp}"
+
+
+@dataclass
+class Chain(Generic[StateT]):
+    """The canonical move chain and the game state at its tip."""
+
+    moves: list[MoveRecord]
+    dropped: list[MoveRecord]
+    state: StateT
+
+    @property
+    def tip(self) -> str:
+        return self.moves[-1].key if self.moves else ""
+
+
+def read_info(doc: Doc[Any]) -> GameInfo | None:
+    text = root_map(doc, INFO).get(INFO_KEY)
+    return GameInfo.from_text(text) if text is not None else None
+
+
+def read_moves(doc: Doc[Any]) -> list[MoveRecord]:
+    records = []
+    for _key, text in map_items(doc, MOVES):
+        try:
+            records.append(MoveRecord.from_text(text))
+        except RecordError:
+            continue  # a record no rule can use is ignored (and never wins a ply)
+    return records
+
+
+def read_marks(doc: Doc[Any]) -> list[dict[str, Any]]:
+    marks = []
+    for _key, text in map_items(doc, MARKS):
+        try:
+            marks.append(decode_record(text, ("kind", "uid", "stamp", "ply")))
+        except RecordError:
+            continue
+    return sorted(marks, key=lambda m: (m["stamp"], m["uid"]))
+
+
+def start_state(rules: GameRules[StateT], info: GameInfo) -> StateT:
+    return rules.replay(info.seed, info.start_moves, info.first)
+
+
+def canonical_chain(
+    rules: GameRules[StateT], info: GameInfo, records: list[MoveRecord]
+) -> Chain[StateT]:
+    """Resolve the records into the canonical chain (see module docstring)."""
+    children: dict[str, list[MoveRecord]] = {}
+    for record in sorted(records, key=lambda r: (r.stamp, r.node)):
+        children.setdefault(record.parent, []).append(record)
+    state = start_state(rules, info)
+    chain: list[MoveRecord] = []
+    parent = ""
+    while True:
+        accepted = _first_accepted(rules, state, len(chain), children.get(parent, []))
+        if accepted is None:
+            break
+        record, state = accepted
+        chain.append(record)
+        parent = record.key
+    kept = {id(r) for r in chain}
+    return Chain(chain, [r for r in records if id(r) not in kept], state)
+
+
+def _first_accepted(
+    rules: GameRules[StateT], state: StateT, ply: int, candidates: list[MoveRecord]
+) -> tuple[MoveRecord, StateT] | None:
+    for record in candidates:
+        if record.ply != ply:
+            continue
+        try:
+            return record, rules.apply_move(state, record.player, record.move)
+        except IllegalMove:
+            continue
+    return None
+
+
+class GameWriter:
+    """Writes to one game document; call inside one transaction (engine.writing)."""
+
+    def __init__(self, doc: Doc[Any], node: str) -> None:
+        self.doc = doc
+        self.node = node
+
+    def create(self, info: GameInfo) -> None:
+        root_map(self.doc, INFO)[INFO_KEY] = info.to_text()
+
+    def add_move(self, ply: int, parent: str, player: int, move: Move, stamp: str) -> MoveRecord:
+        record = MoveRecord(ply, parent, player, move, stamp, self.node)
+        root_map(self.doc, MOVES)[record.key] = record.to_text()
+        return record
+
+    def mark(self, kind: str, uid: str, stamp: str, ply: int) -> None:
+        record = {"kind": kind, "uid": uid, "stamp": stamp, "ply": ply}
+        root_map(self.doc, MARKS)[f"{kind}|{stamp}|{uid}"] = encode_record(record)
+
+
+def resolve_game(rules: GameRules[StateT], doc: Doc[Any]) -> tuple[GameInfo, Chain[StateT]] | None:
+    """Info and canonical chain of a game document, or None while its info has not arrived."""
+    info = read_info(doc)
+    if info is None:
+        return None
+    return info, canonical_chain(rules, info, read_moves(doc))

@@ -1,0 +1,141 @@
+"""Per-node presence documents (``presence:<node_id>``): who is online where, and invitations.
+
+Each node writes only its own presence document, so its content never conflicts. It holds:
+
+* ``sessions``: sid -> a player's session on this node (uid, name, status idle / playing /
+  watching, the game and opponent, when it started, hashes of its session and resume tokens,
+  whether the connection is currently up);
+* ``invites``: iid -> an invitation sent by a player connected here;
+* ``meta``: ``heartbeat`` (the node's HLC wall time, refreshed every few seconds).
+
+A presence document whose heartbeat is older than PRESENCE_TTL_MS is stale: its node is gone
+(or cut off), and its sessions and invitations no longer count. The rule "one login per
+identity" is `newest_sessions`: of all live sessions of a user, the one started last (HLC)
+is kept; every node closes the older ones it hosts as soon as it sees the newer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pycrdt import Doc
+
+from crdt_models.records import RecordError, decode_record, encode_record, map_items, root_map
+
+PRESENCE_PREFIX = "presence:"
+SESSIONS = "sessions"
+INVITES = "invites"
+META = "meta"
+HEARTBEAT = "heartbeat"
+PRESENCE_TTL_MS = 15_000
+IDLE, PLAYING, WATCHING = "idle", "playing", "watching"
+
+
+def presence_doc_id(node_id: str) -> str:
+    return f"{PRESENCE_PREFIX}{node_id}"
+
+
+@dataclass(frozen=True)
+class Session:
+    sid: str
+    uid: str
+    name: str
+    node: str
+    region: str
+    status: str
+    game: str  # gid while playing or watching, else ""
+    opponent: str  # opponent's name while playing, else ""
+    started: str  # HLC stamp of the login (or of the resume that moved it here)
+    token_hash: str
+    resume_hash: str
+    connected: bool
+
+    @classmethod
+    def from_text(cls, text: Any) -> Session:
+        record = decode_record(text, tuple(cls.__dataclass_fields__))
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
+
+    def to_text(self) -> str:
+        return encode_record(asdict(self))
+
+
+@dataclass(frozen=True)
+class Invite:
+    iid: str
+    from_uid: str
+    from_name: str
+    to_uid: str
+    to_name: str
+    resume: str  # gid of a saved game to resume, else ""
+    stamp: str
+    node: str
+
+    @classmethod
+    def from_text(cls, text: Any) -> Invite:
+        record = decode_record(text, tuple(cls.__dataclass_fields__))
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
+
+    def to_text(self) -> str:
+        return encode_record(asdict(self))
+
+
+@dataclass(frozen=True)
+class Presence:
+    node: str
+    heartbeat_ms: int
+    sessions: list[Session]
+    invites: list[Invite]
+
+    def live(self, now_ms: int) -> bool:
+        return now_ms - self.heartbeat_ms <= PRESENCE_TTL_MS
+
+
+def read_presence(node: str, doc: Doc[Any]) -> Presence:
+    sessions = [s for _, t in map_items(doc, SESSIONS) if (s := _parse(Session, t)) is not None]
+    invites = [i for _, t in map_items(doc, INVITES) if (i := _parse(Invite, t)) is not None]
+    heartbeat = root_map(doc, META).get(HEARTBEAT)
+    return Presence(node, int(heartbeat or 0), sessions, invites)
+
+
+def _parse(kind: type[Session] | type[Invite], text: Any) -> Any:
+    try:
+        return kind.from_text(text)
+    except (RecordError, TypeError):
+        return None
+
+
+def newest_sessions(sessions: list[Session]) -> dict[str, Session]:
+    """uid -> the session that counts (started last; ties broken by sid)."""
+    newest: dict[str, Session] = {}
+    for session in sessions:
+        current = newest.get(session.uid)
+        if current is None or (session.started, session.sid) > (current.started, current.sid):
+            newest[session.uid] = session
+    return newest
+
+
+class PresenceWriter:
+    """Writes to this node's presence document; call inside one transaction."""
+
+    def __init__(self, doc: Doc[Any]) -> None:
+        self.doc = doc
+
+    def put_session(self, session: Session) -> None:
+        root_map(self.doc, SESSIONS)[session.sid] = session.to_text()
+
+    def remove_session(self, sid: str) -> None:
+        sessions = root_map(self.doc, SESSIONS)
+        if sid in sessions:
+            del sessions[sid]
+
+    def put_invite(self, invite: Invite) -> None:
+        root_map(self.doc, INVITES)[invite.iid] = invite.to_text()
+
+    def remove_invite(self, iid: str) -> None:
+        invites = root_map(self.doc, INVITES)
+        if iid in invites:
+            del invites[iid]
+
+    def heartbeat(self, wall_ms: int) -> None:
+        root_map(self.doc, META)[HEARTBEAT] = wall_ms

@@ -1,0 +1,294 @@
+"""Merge and authority rules of the shared documents (accounts, games, presence, archive).
+
+The central property: whatever the order, duplication and timing of delivery of a set of
+writes, every replica resolves the same view.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc
+
+import games.battleline as battleline
+from crdt_models.accounts import AccountsIndex, AccountsWriter
+from crdt_models.archive import games_to_park
+from crdt_models.game import GameInfo, GameWriter, canonical_chain, read_moves
+from crdt_models.hlc import HybridLogicalClock
+from crdt_models.presence import Session, newest_sessions
+
+REGIONS = ["eu", "us", "ap"]
+
+
+class Region:
+    """One region's replica of a document plus its clock; records the updates it makes."""
+
+    def __init__(self, name: str, client_id: int, start_ms: int) -> None:
+        self.name = name
+        self.doc: Doc[Any] = Doc(client_id=client_id)
+        self.wall = start_ms
+        self.hlc = HybridLogicalClock(f"{name}-1", lambda: self.wall)
+        self.updates: list[bytes] = []
+        self.doc.observe(lambda event: self.updates.append(bytes(event.update)))
+
+    def stamp(self) -> str:
+        self.wall += 1
+        return self.hlc.now().encode()
+
+    def learn(self, other: Region) -> None:
+        self.doc.apply_update(other.doc.get_update(self.doc.get_state()))
+
+
+def deliver_everything(regions: list[Region], rng: random.Random) -> Doc[Any]:
+    """A fresh replica that receives every update ever made, shuffled and some duplicated."""
+    updates = [u for region in regions for u in region.updates]
+    updates += rng.sample(updates, k=len(updates) // 3)
+    rng.shuffle(updates)
+    replica: Doc[Any] = Doc(client_id=rng.randrange(10**6, 10**9))
+    for update in updates:
+        replica.apply_update(update)
+    return replica
+
+
+def account_view(doc: Doc[Any]) -> tuple[Any, ...]:
+    index = AccountsIndex(doc)
+    contested = tuple((name, tuple(uids)) for name, uids in sorted(index.contested_names().items()))
+    return tuple(index.all_accounts()), contested
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+account_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["register", "update", "rename", "sync"]),
+        st.integers(0, 2),  # region
+        st.integers(0, 3),  # which user / name
+        st.integers(0, 2),  # other region (sync) or value
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def _apply_account_op(regions: list[Region], op: tuple[str, int, int, int]) -> None:
+    kind, r, which, other = op
+    region = regions[r]
+    index = AccountsIndex(region.doc)
+    with region.doc.transaction():
+        writer = AccountsWriter(region.doc, region.name)
+        if kind == "register":
+            uid = f"u{which}{region.name}"
+            if index.version(uid) is None:
+                writer.register(uid, f"Name{which}", "hash", region.name, region.stamp())
+        elif kind in ("update", "rename"):
+            uids = sorted(index.versions)
+            if not uids:
+                return
+            current = index.version(uids[which % len(uids)])
+            assert current is not None
+            if kind == "update":
+                writer.update(current, region.stamp(), password_hash=f"h{other}{region.name}")
+            else:
+                writer.rename(current, f"Re{which}{other}", region.stamp())
+    if kind == "sync":
+        region.learn(regions[other])
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=account_ops, seed=st.integers(0, 2**32))
+def test_accounts_resolve_the_same_on_every_replica(
+    ops: list[tuple[str, int, int, int]], seed: int
+) -> None:
+    regions = [Region(name, 10 + i, 1_000_000 + i * 7) for i, name in enumerate(REGIONS)]
+    for op in ops:
+        _apply_account_op(regions, op)
+    rng = random.Random(seed)
+    views = {account_view(deliver_everything(regions, rng)) for _ in range(3)}
+    assert len(views) == 1
+
+
+def _registered(region: Region, uid: str, name: str) -> None:
+    with region.doc.transaction():
+        AccountsWriter(region.doc, region.name).register(
+            uid, name, "hash", region.name, region.stamp()
+        )
+
+
+def test_home_region_wins_a_concurrent_update_even_if_written_earlier() -> None:
+    eu, us = Region("eu", 1, 5_000), Region("us", 99, 9_000)  # us has the later clock
+    _registered(eu, "alice", "alice")
+    us.learn(eu)
+    base = AccountsIndex(eu.doc).version("alice")
+    assert base is not None
+    with eu.doc.transaction():
+        AccountsWriter(eu.doc, "eu").update(base, eu.stamp(), password_hash="from-home")
+    with us.doc.transaction():
+        AccountsWriter(us.doc, "us").update(base, us.stamp(), password_hash="from-us")
+    eu.learn(us)
+    us.learn(eu)
+    for region in (eu, us):
+        account = AccountsIndex(region.doc).account("alice")
+        assert account is not None and account.password_hash == "from-home"
+
+
+def test_a_causally_newer_write_elsewhere_wins_over_home() -> None:
+    eu, us = Region("eu", 1, 5_000), Region("us", 2, 5_000)
+    _registered(eu, "alice", "alice")
+    us.learn(eu)
+    base = AccountsIndex(us.doc).version("alice")
+    assert base is not None
+    with us.doc.transaction():
+        AccountsWriter(us.doc, "us").update(base, us.stamp(), password_hash="newer")
+    eu.learn(us)
+    account = AccountsIndex(eu.doc).account("alice")
+    assert account is not None and account.password_hash == "newer"
+
+
+def test_name_race_earliest_registration_keeps_the_name() -> None:
+    eu, us = Region("eu", 50, 1_000), Region("us", 10, 2_000)
+    _registered(us, "u-us", "Bob")  # later HLC (us clock ahead)
+    _registered(eu, "u-eu", "bob")  # earlier, same name ignoring case
+    eu.learn(us)
+    us.learn(eu)
+    for region in (eu, us):
+        index = AccountsIndex(region.doc)
+        assert index.name_owner("BOB") == "u-eu"
+        loser = index.account("u-us")
+        assert loser is not None and loser.must_rename and loser.password_hash == "hash"
+        assert index.contested_names() == {"bob": ["u-us"]}
+
+
+def test_rename_clears_must_rename() -> None:
+    eu, us = Region("eu", 1, 1_000), Region("us", 2, 2_000)
+    _registered(eu, "u-eu", "bob")
+    _registered(us, "u-us", "bob")
+    us.learn(eu)
+    current = AccountsIndex(us.doc).version("u-us")
+    assert current is not None
+    with us.doc.transaction():
+        AccountsWriter(us.doc, "us").rename(current, "robert", us.stamp())
+    eu.learn(us)
+    account = AccountsIndex(eu.doc).account("u-us")
+    assert account is not None and account.name == "robert" and not account.must_rename
+    assert AccountsIndex(eu.doc).contested_names() == {}
+
+
+# --- game chains -----------------------------------------------------------------------------
+
+
+def _game_regions() -> tuple[list[Region], GameInfo]:
+    regions = [Region(name, 20 + i, 3_000 + i) for i, name in enumerate(REGIONS)]
+    info = GameInfo("g1", "battleline", ["a", "b"], ["a", "b"], 42, 0, regions[0].stamp(), "eu-1")
+    with regions[0].doc.transaction():
+        GameWriter(regions[0].doc, "eu-1").create(info)
+    for region in regions[1:]:
+        region.learn(regions[0])
+    return regions, info
+
+
+def _play_legal(region: Region, info: GameInfo, rng: random.Random) -> None:
+    """The region writes a legal (by its own view) move at the tip of its chain."""
+    chain = canonical_chain(battleline, info, read_moves(region.doc))
+    mover = battleline.to_move(chain.state)
+    if mover is None:
+        return
+    move = rng.choice(battleline.legal_moves(chain.state))
+    with region.doc.transaction():
+        GameWriter(region.doc, f"{region.name}-1").add_move(
+            len(chain.moves), chain.tip, mover, move, region.stamp()
+        )
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 2), st.booleans()), min_size=1, max_size=40),
+    seed=st.integers(0, 2**32),
+)
+def test_every_replica_computes_the_same_canonical_chain(
+    steps: list[tuple[int, bool]], seed: int
+) -> None:
+    regions, info = _game_regions()
+    rng = random.Random(seed)
+    for region_index, sync_after in steps:
+        region = regions[region_index]
+        _play_legal(region, info, rng)
+        if sync_after:
+            for other in regions:
+                other.learn(region)
+    replicas = [deliver_everything(regions, random.Random(seed + i)) for i in range(3)]
+    chains = [canonical_chain(battleline, info, read_moves(doc)) for doc in replicas]
+    keys = {tuple(r.key for r in chain.moves) for chain in chains}
+    assert len(keys) == 1
+    replayed = battleline.replay(
+        info.seed, [dict(r.move, player=r.player) for r in chains[0].moves]
+    )
+    assert battleline.full_view(replayed) == battleline.full_view(chains[0].state)
+
+
+def test_the_same_ply_written_twice_keeps_the_smaller_stamp() -> None:
+    regions, info = _game_regions()
+    eu, us = regions[0], regions[1]
+    chain = canonical_chain(battleline, info, read_moves(eu.doc))
+    first, second = battleline.legal_moves(chain.state)[:2]
+    with us.doc.transaction():  # us writes first in HLC order
+        loser_free = GameWriter(us.doc, "us-1").add_move(0, "", 0, first, us.stamp())
+    eu.wall = us.wall + 50
+    with eu.doc.transaction():
+        late = GameWriter(eu.doc, "eu-1").add_move(0, "", 0, second, eu.stamp())
+    eu.learn(us)
+    us.learn(eu)
+    for region in (eu, us):
+        resolved = canonical_chain(battleline, info, read_moves(region.doc))
+        assert [r.key for r in resolved.moves] == [loser_free.key]
+        assert [r.key for r in resolved.dropped] == [late.key]
+
+
+def test_an_illegal_record_never_enters_the_chain() -> None:
+    regions, info = _game_regions()
+    eu = regions[0]
+    with eu.doc.transaction():
+        GameWriter(eu.doc, "eu-1").add_move(0, "", 1, {"type": "pass"}, eu.stamp())  # not its turn
+    chain = canonical_chain(battleline, info, read_moves(eu.doc))
+    assert chain.moves == [] and len(chain.dropped) == 1
+
+
+# --- one live game per player, one session per identity -------------------------------------
+
+
+def _info(gid: str, players: list[str], created: str) -> GameInfo:
+    return GameInfo(gid, "battleline", players, players, 1, 0, created, "eu-1")
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcde"), st.sampled_from("abcde"), st.integers(0, 99)),
+        max_size=12,
+    )
+)
+def test_games_to_park_leaves_at_most_one_live_game_per_player(
+    specs: list[tuple[str, str, int]],
+) -> None:
+    games = [_info(f"g{i}", [a, b], f"{t:05d}") for i, (a, b, t) in enumerate(specs) if a != b]
+    parked = set(games_to_park(games))
+    assert parked == set(games_to_park(list(reversed(games))))  # order of discovery is irrelevant
+    live = [g for g in games if g.gid not in parked]
+    players = [p for g in live for p in g.players]
+    assert len(players) == len(set(players))
+    for game in games:  # parked only when a player really had an earlier kept game
+        if game.gid in parked:
+            assert any(
+                set(g.players) & set(game.players) and (g.created, g.gid) < (game.created, game.gid)
+                for g in live
+            )
+
+
+def test_the_session_started_last_is_the_one_that_counts() -> None:
+    def session(sid: str, started: str) -> Session:
+        return Session(sid, "alice", "alice", "eu-1", "eu", "idle", "", "", started, "t", "r", True)
+
+    older, newer = session("s1", "0001"), session("s2", "0002")
+    assert newest_sessions([newer, older]) == {"alice": newer}
+    assert newest_sessions([older, newer]) == {"alice": newer}
