@@ -1,0 +1,133 @@
+"""The asyncio group-commit adapter: many submits share one commit, a future resolves only once
+its update is durable, a failed commit fails its futures and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sync.store import DocumentStore, GroupCommitStore, LoadedState
+
+
+def reload(path: Path) -> LoadedState:
+    store = DocumentStore(path)
+    try:
+        return store.load()
+    finally:
+        store.close()
+
+
+async def started(path: Path, **options: int) -> GroupCommitStore:
+    group = GroupCommitStore(DocumentStore(path, **options))
+    await group.start()
+    return group
+
+
+def payload(number: int) -> bytes:
+    """Distinct opaque bytes; the store does not decode updates unless it snapshots them."""
+    return b"\x00\x00" + number.to_bytes(4, "big")
+
+
+async def test_2000_submits_resolve_in_far_fewer_commits(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    group = await started(path)
+    futures = [group.submit(f"game:{number % 10}", payload(number)) for number in range(2000)]
+
+    await asyncio.gather(*futures)
+
+    assert group.total_updates == 2000
+    assert 1 <= group.total_commits <= 100
+    assert group.last_commit is not None
+    assert len(group.commit_latency_seconds) == group.total_commits
+    await group.close()
+    loaded = reload(path)
+    stored = sorted(update for updates in loaded.updates.values() for update in updates)
+    assert stored == sorted(payload(number) for number in range(2000))
+
+
+async def test_flush_makes_meta_durable_with_the_batch(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    group = await started(path)
+    group.submit_meta("hlc", "1:0:n1")
+    group.submit("game:1", payload(1))
+    group.submit_meta("hlc", "2:0:n1")
+
+    await group.flush()
+
+    assert reload(path).meta == {"hlc": "2:0:n1"}
+    await group.close()
+
+
+async def test_close_commits_what_was_submitted(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    group = await started(path)
+    future = group.submit("game:1", payload(1))
+
+    await group.close()
+
+    assert future.done() and future.exception() is None
+    assert reload(path).updates == {"game:1": [payload(1)]}
+    with pytest.raises(RuntimeError, match="closed"):
+        group.submit("game:1", payload(2))
+
+
+async def test_failed_commit_fails_its_futures_and_later_batches_succeed(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    group = await started(path)
+    await group.submit("game:1", payload(1))
+    with sqlite3.connect(path) as raw:  # a real SQLite error for one batch, no mock
+        raw.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON doc_log WHEN NEW.doc_id = 'poison' "
+            "BEGIN SELECT RAISE(ABORT, 'simulated I/O error'); END"
+        )
+    doomed = [group.submit("game:2", payload(2)), group.submit("poison", payload(3))]
+
+    results = await asyncio.gather(*doomed, return_exceptions=True)
+    await group.submit("game:3", payload(4))
+
+    assert all(isinstance(result, sqlite3.DatabaseError) for result in results)
+    assert "simulated I/O error" in str(results[0])
+    assert group.failed_commits == 1
+    await group.close()
+    assert sorted(reload(path).updates) == ["game:1", "game:3"]
+
+
+async def test_replace_document_runs_after_earlier_submits(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    group = await started(path)
+    group.submit("game:1", payload(1))
+    group.submit("game:2", payload(2))
+
+    await group.replace_document("game:1", payload(9))
+
+    await group.close()
+    loaded = reload(path)
+    assert loaded.updates == {"game:1": [payload(9)], "game:2": [payload(2)]}
+
+
+async def test_latency_ring_is_bounded(tmp_path: Path) -> None:
+    group = GroupCommitStore(DocumentStore(tmp_path / "node.sqlite3"), latency_samples=3)
+    await group.start()
+    for number in range(6):
+        await group.submit("game:1", payload(number))
+
+    assert group.total_commits == 6
+    assert len(group.commit_latency_seconds) == 3
+    await group.close()
+
+
+async def test_misuse_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    group = GroupCommitStore(DocumentStore(tmp_path / "node.sqlite3"))
+    with pytest.raises(RuntimeError, match=r"start\(\) has not been awaited"):
+        group.submit("game:1", payload(1))
+    await group.start()
+    with pytest.raises(RuntimeError, match="already started"):
+        await group.start()
+    with pytest.raises(ValueError, match="'game:1' is empty"):
+        group.submit("game:1", b"")
+    with pytest.raises(ValueError, match="document id must not be empty"):
+        group.submit("", payload(1))
+    await group.close()
