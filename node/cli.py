@@ -81,10 +81,8 @@ def _add_doc(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _add_games(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    try:  # DEV-GUARD: removed once games.battleline.cli lands
-        from games.battleline.cli import add_battleline_parser
-    except ModuleNotFoundError:
-        return
+    from games.battleline.cli import add_battleline_parser
+
     add_battleline_parser(commands)
 
 
