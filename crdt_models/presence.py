@@ -124,18 +124,20 @@ class PresenceWriter:
     def put_session(self, session: Session) -> None:
         root_map(self.doc, SESSIONS)[session.sid] = session.to_text()
 
-    def remove_session(self, sid: str) -> None:
+    def remove_sessions(self, *sids: str) -> None:
         sessions = root_map(self.doc, SESSIONS)
-        if sid in sessions:
-            del sessions[sid]
+        for sid in sids:
+            if sid in sessions:
+                del sessions[sid]
 
     def put_invite(self, invite: Invite) -> None:
         root_map(self.doc, INVITES)[invite.iid] = invite.to_text()
 
-    def remove_invite(self, iid: str) -> None:
+    def remove_invites(self, *iids: str) -> None:
         invites = root_map(self.doc, INVITES)
-        if iid in invites:
-            del invites[iid]
+        for iid in iids:
+            if iid in invites:
+                del invites[iid]
 
     def heartbeat(self, wall_ms: int) -> None:
         root_map(self.doc, META)[HEARTBEAT] = wall_ms

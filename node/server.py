@@ -8,17 +8,24 @@ flushes the store and stops in the reverse order.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from pycrdt import Doc
 
 from crdt_models.hlc import HybridLogicalClock, Stamp
+from games.battleline import rules_module
 from node.config import NodeConfig
+from node.player_api import PlayerGateway
+from node.service import GameService
 from sync.discovery import DiscoveredPeer, ZeroconfDiscovery
 from sync.engine import PROTOCOL_VERSION, SyncEngine
 from sync.replicator import Replicator
@@ -31,6 +38,23 @@ SOFTWARE_VERSION = "meridian/0.1.0"
 STORE_FILE = "meridian.sqlite3"
 HLC_META_KEY = "hlc_last"
 MAX_HTTP_BODY_BYTES = 1024 * 1024
+SERVICE_TICK_S = 1.0
+
+
+class ReplicatorDocuments:
+    """The service's view of the replicated documents (see node.service.Documents)."""
+
+    def __init__(self, replicator: Replicator) -> None:
+        self.replicator = replicator
+
+    def get(self, doc_id: str) -> Doc[Any] | None:
+        return self.replicator.engine.docs.get(doc_id)
+
+    def ids(self) -> list[str]:
+        return list(self.replicator.engine.docs)
+
+    def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
+        return self.replicator.write(doc_id, change)
 
 
 class Node:
@@ -56,6 +80,10 @@ class Node:
         self.discovery: ZeroconfDiscovery | None = None
         self._runner: web.AppRunner | None = None
         self.app = web.Application(client_max_size=MAX_HTTP_BODY_BYTES)
+        self.service: GameService
+        self.players: PlayerGateway
+        self._service_timer: asyncio.Task[None] | None = None
+        self._process_scheduled = False
 
     @property
     def engine(self) -> SyncEngine:
@@ -65,6 +93,7 @@ class Node:
         self._open_store_and_engine()
         await self.store.start()
         await self.replicator.start()
+        self._start_service()
         self._build_http()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
@@ -94,6 +123,7 @@ class Node:
             settings=config.sync,
             rng=self.rng,
             software=SOFTWARE_VERSION,
+            url=config.public_url,
         )
         for doc_id, updates in loaded.updates.items():
             engine.load(doc_id, updates)
@@ -114,12 +144,45 @@ class Node:
         )
         log.info("store: loaded %d documents from %s", len(loaded.updates), config.data_dir)
 
+    def _start_service(self) -> None:
+        self.service = GameService(
+            node_id=self.config.node_id,
+            region=self.config.region,
+            documents=ReplicatorDocuments(self.replicator),
+            rules=rules_module(),
+            hlc=self.hlc,
+            wall_ms=self.wall_ms,
+            new_token=lambda: secrets.token_urlsafe(24),
+            rng=self.rng,
+        )
+        self.players = PlayerGateway(self, self.service)
+        self.replicator.listeners.append(lambda change: self._note_change(change.doc_id))
+        self._service_timer = asyncio.create_task(self._run_service_timer(), name="service-timer")
+
+    def _note_change(self, doc_id: str) -> None:
+        self.service.doc_changed(doc_id)
+        if not self._process_scheduled:
+            self._process_scheduled = True
+            asyncio.get_running_loop().call_soon(self._process_changes)
+
+    def _process_changes(self) -> None:
+        self._process_scheduled = False
+        self.service.process(self.clock())
+        self.players.drain()
+
+    async def _run_service_timer(self) -> None:
+        while True:
+            await asyncio.sleep(SERVICE_TICK_S)
+            self.service.tick(self.clock())
+            self.players.drain()
+
     def _build_http(self) -> None:
         from node.http_api import add_routes
 
         acceptor = PeerAcceptor(self.replicator, self.config.sync.max_frame_bytes)
         self.app.router.add_get("/peer", acceptor.handle)
         add_routes(self.app, self)
+        self.players.add_routes(self.app)
 
     def _start_peering(self) -> None:
         settings = self.config.sync
@@ -157,6 +220,12 @@ class Node:
         return stamp
 
     async def stop(self) -> None:
+        if self._service_timer is not None:
+            self._service_timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._service_timer
+        self.service.shutdown()
+        self.players.drain()
         if self.discovery is not None:
             await self.discovery.close()
         await self.dialer.close()

@@ -73,6 +73,7 @@ class Hello:
     proto_min: int
     proto_max: int
     nonce: bytes
+    url: str = ""  # the node's public URL (optional; used to list regions to players)
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,8 @@ def encode(frame: Frame) -> bytes:
                 "proto_min": frame.proto_min,
                 "proto_max": frame.proto_max,
             }
+            if frame.url:
+                body["url"] = frame.url
             write_str(out, json.dumps(body, separators=(",", ":"), sort_keys=True))
             out += frame.nonce
         case Auth():
@@ -312,8 +315,15 @@ def _decode_hello(reader: Reader) -> Hello:
             raise FrameError(
                 ErrorCode.MALFORMED, f"hello field {name!r} missing or not {kind.__name__}"
             )
+    url = body.get("url", "")
     return Hello(
-        body["node"], body["region"], body["software"], body["proto_min"], body["proto_max"], nonce
+        body["node"],
+        body["region"],
+        body["software"],
+        body["proto_min"],
+        body["proto_max"],
+        nonce,
+        url if isinstance(url, str) else "",
     )
 
 

@@ -8,7 +8,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,57 +22,9 @@ from node.localcluster import (
     wait_for_mesh,
     write_configs,
 )
+from tests.conftest import REGIONS, Cluster
 
 pytestmark = pytest.mark.integration
-REGIONS = ["eu", "us", "ap"]
-
-
-class Cluster:
-    def __init__(self, folder: Path) -> None:
-        self.env = cluster_env()
-        self.paths = write_configs(folder, REGIONS)
-        self.configs = [load_config(path, self.env) for path in self.paths]
-        self.nodes = [start_node(config, self.env) for config in self.configs]
-
-    def url(self, index: int) -> str:
-        return self.configs[index].public_url
-
-    def meridian(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "node.cli", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-
-    def put(self, index: int, key: str, value: str) -> None:
-        result = self.meridian(
-            "doc", "put", "--node", self.url(index), "--doc", "test:it", key, value
-        )
-        assert result.returncode == 0, result.stderr
-
-    def get(self, index: int, key: str) -> subprocess.CompletedProcess[str]:
-        return self.meridian("doc", "get", "--node", self.url(index), "--doc", "test:it", key)
-
-    def eventually_get(self, index: int, key: str, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            result = self.get(index, key)
-            if result.returncode == 0 or time.monotonic() > deadline:
-                assert result.returncode == 0, f"{key} absent on node {index}: {result.stderr}"
-                return result.stdout.strip()
-            time.sleep(0.1)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    running = Cluster(tmp_path)
-    try:
-        assert wait_for_mesh(running.nodes), "cluster did not form"
-        yield running
-    finally:
-        stop_nodes(running.nodes)
 
 
 def test_writes_on_each_node_are_read_back_on_the_other_two(cluster: Cluster) -> None:
@@ -114,7 +65,13 @@ def test_node_with_wrong_secret_is_refused_and_gets_nothing(
         assert "failed authentication" in eu_log
         intruder_url = load_config(path, env).public_url
         health = json.loads(urllib.request.urlopen(f"{intruder_url}/healthz").read())
-        assert health["peers"] == [] and health["documents"] == 0
+        assert health["peers"] == []
+        request = urllib.request.Request(f"{intruder_url}/api/cluster")
+        request.add_header("Authorization", f"Bearer {env[TOKEN_ENV]}")
+        documents = [
+            d["id"] for d in json.loads(urllib.request.urlopen(request).read())["documents"]
+        ]
+        assert documents == ["presence:xx-1"]  # only its own; nothing of the cluster's
     finally:
         stop_nodes([intruder])
 
@@ -131,7 +88,8 @@ def test_http_surface(cluster: Cluster) -> None:
     request.add_header("Authorization", f"Bearer {cluster.env[TOKEN_ENV]}")
     view = json.loads(urllib.request.urlopen(request).read())
     assert {p["node"] for p in view["peers"] if p["link"] == "up"} == {"us-1", "ap-1"}
-    assert [d["id"] for d in view["documents"]] == ["test:it"]
+    shared = [d["id"] for d in view["documents"] if not d["id"].startswith("presence:")]
+    assert shared == ["test:it"]
     metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()
     assert 'meridian_peer_up{peer="us-1",region="us"} 1' in metrics
     assert "meridian_store_commit_latency_seconds" in metrics

@@ -43,13 +43,20 @@ class Region:
 
 
 def deliver_everything(regions: list[Region], rng: random.Random) -> Doc[Any]:
-    """A fresh replica that receives every update ever made, shuffled and some duplicated."""
+    """A fresh replica that receives every update ever made, shuffled and some duplicated, then
+    runs anti-entropy with every region, as the sync protocol does.
+
+    The anti-entropy step is needed: Yrs can silently drop an update whose dependencies arrive
+    later (see test_out_of_order_updates_can_be_dropped_and_anti_entropy_repairs_them).
+    """
     updates = [u for region in regions for u in region.updates]
     updates += rng.sample(updates, k=len(updates) // 3)
     rng.shuffle(updates)
     replica: Doc[Any] = Doc(client_id=rng.randrange(10**6, 10**9))
     for update in updates:
         replica.apply_update(update)
+    for region in regions:
+        replica.apply_update(region.doc.get_update(replica.get_state()))
     return replica
 
 
@@ -57,6 +64,23 @@ def account_view(doc: Doc[Any]) -> tuple[Any, ...]:
     index = AccountsIndex(doc)
     contested = tuple((name, tuple(uids)) for name, uids in sorted(index.contested_names().items()))
     return tuple(index.all_accounts()), contested
+
+
+def test_out_of_order_updates_can_be_dropped_and_anti_entropy_repairs_them() -> None:
+    """Pins a pycrdt 0.14 behaviour the sync protocol must cope with (docs/architecture.md)."""
+    eu = Region("eu", 10, 1_000)
+    _registered(eu, "u0", "first")
+    _registered(eu, "u1", "second")
+    with eu.doc.transaction():
+        current = AccountsIndex(eu.doc).version("u0")
+        assert current is not None
+        AccountsWriter(eu.doc, "eu").update(current, eu.stamp(), password_hash="new")
+    replica: Doc[Any] = Doc(client_id=999)
+    for index in (1, 2, 0):  # the second and third updates arrive before the first
+        replica.apply_update(eu.updates[index])
+    assert AccountsIndex(replica).account("u0") is None  # dropped, and nothing said so
+    replica.apply_update(eu.doc.get_update(replica.get_state()))  # a state-vector sync
+    assert AccountsIndex(replica).all_accounts() == AccountsIndex(eu.doc).all_accounts()
 
 
 # --- accounts ------------------------------------------------------------------------------

@@ -1,0 +1,1109 @@
+"""The game service of one node, sans-IO: player messages and `now` in, messages and closes out.
+
+It runs the same way under aiohttp (``node.ws_api``, ``node.accounts_api``) and in the
+simulator. It reads and writes the shared documents through a `Documents` handle, stamps
+writes with the node's HLC, and learns of every change (local or replicated) through
+`doc_changed`, after which `process` pushes what changed to the players connected here:
+the public list, invitations, game views, chat, and the notices of merges.
+
+The protocol it implements is docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from pycrdt import Doc
+
+from crdt_models.accounts import ACCOUNTS_DOC, Account, AccountsIndex, AccountsWriter, check_name
+from crdt_models.archive import (
+    SAVED_DOC,
+    ArchivedGame,
+    games_to_park,
+    log_doc_id,
+    put_archived,
+    read_archive,
+    remove_archived,
+)
+from crdt_models.game import SAVE, SUPERSEDED, GameInfo, GameWriter, game_doc_id
+from crdt_models.hlc import HybridLogicalClock, Stamp
+from crdt_models.presence import (
+    IDLE,
+    PRESENCE_PREFIX,
+    PRESENCE_TTL_MS,
+    WATCHING,
+    Invite,
+    Presence,
+    PresenceWriter,
+    Session,
+    presence_doc_id,
+    read_presence,
+)
+from crdt_models.records import decode_record, encode_record, map_items, root_map
+from games.base import GameRules, IllegalMove
+from node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
+from node.presence_view import Picture, build_picture, lobby_diff, superseded_sessions
+
+log = logging.getLogger("meridian.service")
+
+MAX_MESSAGE_BYTES = 16 * 1024
+MAX_CHAT_CHARS = 500
+MAX_REQUEST_ID_CHARS = 64
+GRACE_S = 60.0
+HELLO_DEADLINE_S = 10.0
+HEARTBEAT_S = 3.0
+CHAT_KEEP_S = 30.0
+RATE_PER_S = 20.0
+RATE_BURST = 40.0
+FLOOD_PER_S = 200
+MIN_PASSWORD_CHARS = 8
+DECLINES = "declines"
+CHATS = "chats"
+
+# close codes: 40xx may reconnect, 41xx must not (docs/protocol.md)
+CLOSE_SHUTDOWN, CLOSE_IDLE, CLOSE_FLOOD, CLOSE_TOO_LARGE = 4000, 4001, 4002, 4003
+CLOSE_ELSEWHERE, CLOSE_BAD_TOKEN, CLOSE_DISABLED, CLOSE_PROTOCOL, CLOSE_MOVED = (
+    4100,
+    4101,
+    4102,
+    4103,
+    4104,
+)
+
+
+class ServiceError(Exception):
+    """A refused request; `code` is one of docs/protocol.md's error codes."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Documents(Protocol):
+    """Access to this node's replicas of the shared documents."""
+
+    def get(self, doc_id: str) -> Doc[Any] | None: ...
+
+    def ids(self) -> Iterable[str]: ...
+
+    def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int: ...
+
+
+@dataclass(frozen=True)
+class Send:
+    conn: str
+    message: dict[str, Any]
+    after_event: int = 0  # send only once change `after_event` is durable (0: at once)
+    doc_id: str = ""  # the document that change is in (for the ack_regions wait)
+
+
+@dataclass(frozen=True)
+class Close:
+    conn: str
+    code: int
+    reason: str
+
+
+Outgoing = Send | Close
+
+
+@dataclass
+class Conn:
+    conn_id: str
+    opened: float
+    uid: str = ""
+    sid: str = ""
+    name: str = ""
+    tokens: float = RATE_BURST
+    refilled: float = 0.0
+    second: int = -1
+    in_second: int = 0
+    sent_lobby: bool = False
+    last_invites: str = ""
+    watching: str = ""
+
+
+@dataclass
+class Merges:
+    """Counters of automatic merges, by kind (exported in /metrics)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, kind: str, detail: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        log.warning("merge: %s: %s", kind, detail)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class GameService:
+    """See module docstring."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        region: str,
+        documents: Documents,
+        rules: GameRules[Any],
+        hlc: HybridLogicalClock,
+        wall_ms: Callable[[], int],
+        new_token: Callable[[], str],
+        rng: random.Random,
+    ) -> None:
+        self.node_id = node_id
+        self.region = region
+        self.docs = documents
+        self.rules = rules
+        self.hlc = hlc
+        self.wall_ms = wall_ms
+        self.new_token = new_token
+        self.rng = rng
+        self.conns: dict[str, Conn] = {}
+        self.games: dict[str, GameTracker] = {}
+        self.merges = Merges()
+        self._out: list[Outgoing] = []
+        self._dirty: set[str] = set()
+        self._accounts: AccountsIndex | None = None
+        self._presence: dict[str, Presence] = {}
+        self._picture = Picture({}, [], {}, {})
+        self._dropped_at: dict[str, float] = {}  # sid -> when its connection dropped
+        self._chat_seen: set[str] = set()
+        self._chat_sent_at: dict[str, float] = {}
+        self._next_heartbeat = 0.0
+        self._known_contests: set[tuple[str, str]] = set()
+        self._known_rollbacks: set[tuple[str, int]] = set()
+        self._logged: set[str] = set()
+        self._parked_seen: set[str] = set()
+        self._presence_doc = presence_doc_id(node_id)
+        self._now_hint = 0.0
+        self._load_existing()
+
+    # --- start-up -------------------------------------------------------------------------
+
+    def _load_existing(self) -> None:
+        self._dirty.update(self.docs.ids())
+        self.process(0.0)
+        # After a restart no connection survives: this node's sessions wait out the grace period
+        # (their players may resume them, here or elsewhere) and are then removed.
+        for session in self._own_presence().sessions:
+            self._dropped_at[session.sid] = 0.0
+            if session.connected:
+                self._put_session(replace(session, connected=False))
+
+    # --- documents -----------------------------------------------------------------------
+
+    def doc_changed(self, doc_id: str) -> None:
+        self._dirty.add(doc_id)
+
+    def _stamp(self) -> str:
+        return self.hlc.now().encode()
+
+    def _write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
+        event_no = self.docs.write(doc_id, change)
+        self._dirty.add(doc_id)
+        return event_no
+
+    @property
+    def accounts(self) -> AccountsIndex:
+        if self._accounts is None:
+            doc = self.docs.get(ACCOUNTS_DOC)
+            self._accounts = AccountsIndex(doc) if doc is not None else AccountsIndex(Doc())
+        return self._accounts
+
+    # --- accounts (called by the HTTP adapter) -------------------------------------------
+
+    def register(self, name: str, password_hash: str, home: str | None) -> Account:
+        try:
+            check_name(name)
+        except ValueError as exc:
+            raise ServiceError("bad_request", str(exc)) from None
+        if self.accounts.claimants(name) or self.accounts.name_owner(name):
+            raise ServiceError("name_taken", f"the name {name!r} is registered already")
+        uid = self.new_token()[:22]
+        stamp = self._stamp()
+        self._write(
+            ACCOUNTS_DOC,
+            lambda doc: AccountsWriter(doc, self.region).register(
+                uid, name, password_hash, home or self.region, stamp
+            ),
+        )
+        self._accounts = None
+        account = self.accounts.account(uid)
+        assert account is not None
+        return account
+
+    def login_candidates(self, name: str) -> list[Account]:
+        """Accounts that may be logging in with this name (owner first, then merge losers)."""
+        return [a for a in self.accounts.claimants(name) if a.status == "active"]
+
+    def start_session(self, account: Account) -> str:
+        """A session token for the account (after the password checked out)."""
+        token = self.new_token()
+        session = Session(
+            sid=self.new_token()[:16],
+            uid=account.uid,
+            name=account.name,
+            node=self.node_id,
+            region=self.region,
+            status=IDLE,
+            game="",
+            opponent="",
+            started=self._stamp(),
+            token_hash=token_hash(token),
+            resume_hash="",
+            connected=False,
+        )
+        self._write(self._presence_doc, lambda doc: PresenceWriter(doc).put_session(session))
+        self._dropped_at[session.sid] = self._now_hint  # unused logins expire like drops
+        return token
+
+    def session_by_token(self, token: str) -> Session | None:
+        wanted = token_hash(token)
+        return self._find_session(lambda s: s.token_hash == wanted)
+
+    def end_session(self, token: str) -> bool:
+        session = self.session_by_token(token)
+        if session is None:
+            return False
+        self._close_uid_conns(session.uid, CLOSE_BAD_TOKEN, "logged out")
+        if session.node == self.node_id:
+            self._write(
+                self._presence_doc, lambda doc: PresenceWriter(doc).remove_sessions(session.sid)
+            )
+        return True
+
+    def update_account(self, uid: str, **changes: str) -> Account:
+        current = self.accounts.version(uid)
+        if current is None:
+            raise ServiceError("unknown_user", "no such account")
+        stamp = self._stamp()
+        self._write(
+            ACCOUNTS_DOC,
+            lambda doc: AccountsWriter(doc, self.region).update(current, stamp, **changes),
+        )
+        self._accounts = None
+        account = self.accounts.account(uid)
+        assert account is not None
+        return account
+
+    def _find_session(self, match: Callable[[Session], bool]) -> Session | None:
+        found = [s for p in self._presence.values() for s in p.sessions if match(s)]
+        return max(found, key=lambda s: (s.started, s.sid)) if found else None
+
+    # --- connections ---------------------------------------------------------------------
+
+    def connect(self, conn_id: str, now: float) -> None:
+        self.conns[conn_id] = Conn(conn_id, now, refilled=now)
+
+    def disconnect(self, conn_id: str, now: float) -> None:
+        conn = self.conns.pop(conn_id, None)
+        if conn is None or not conn.sid:
+            return
+        if any(c.sid == conn.sid for c in self.conns.values()):
+            return
+        session = self._own_session(conn.sid)
+        if session is not None:
+            self._dropped_at[conn.sid] = now
+            dropped = replace(session, connected=False)
+            self._write(self._presence_doc, lambda doc: self._drop_session(doc, dropped))
+
+    def _drop_session(self, doc: Doc[Any], session: Session) -> None:
+        writer = PresenceWriter(doc)
+        writer.put_session(session)
+        for (
+            invite
+        ) in self._own_presence().invites:  # a player's invitations end with their connection
+            if session.uid in (invite.from_uid, invite.to_uid):
+                writer.remove_invites(invite.iid)
+
+    def receive(self, conn_id: str, text: str, now: float) -> None:
+        conn = self.conns.get(conn_id)
+        if conn is None:
+            return
+        self._now_hint = now
+        if len(text.encode()) > MAX_MESSAGE_BYTES:
+            self._close(conn_id, CLOSE_TOO_LARGE, f"message larger than {MAX_MESSAGE_BYTES} bytes")
+            return
+        if not self._admit(conn, now):
+            return
+        try:
+            message = json.loads(text)
+        except json.JSONDecodeError:
+            self._close(conn_id, CLOSE_PROTOCOL, "message is not JSON")
+            return
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            self._close(conn_id, CLOSE_PROTOCOL, "message is not an object with a type")
+            return
+        self._dispatch(conn, message, now)
+
+    def _admit(self, conn: Conn, now: float) -> bool:
+        """Token bucket per connection; a flood closes the connection."""
+        second = int(now)
+        conn.in_second = conn.in_second + 1 if second == conn.second else 1
+        conn.second = second
+        if conn.in_second > FLOOD_PER_S:
+            self._close(conn.conn_id, CLOSE_FLOOD, f"more than {FLOOD_PER_S} messages in a second")
+            return False
+        conn.tokens = min(RATE_BURST, conn.tokens + (now - conn.refilled) * RATE_PER_S)
+        conn.refilled = now
+        if conn.tokens < 1:
+            self._send(
+                conn.conn_id,
+                {
+                    "type": "error",
+                    "ok": False,
+                    "error": {"code": "rate_limited", "message": "slow down"},
+                },
+            )
+            return False
+        conn.tokens -= 1
+        return True
+
+    def _dispatch(self, conn: Conn, message: dict[str, Any], now: float) -> None:
+        request_id = message.get("id")
+        if request_id is not None and (
+            not isinstance(request_id, str) or len(request_id) > MAX_REQUEST_ID_CHARS
+        ):
+            self._close(
+                conn.conn_id, CLOSE_PROTOCOL, "id must be a string of at most 64 characters"
+            )
+            return
+        kind = message["type"]
+        if not conn.uid and kind != "hello":
+            self._close(conn.conn_id, CLOSE_PROTOCOL, "the first message must be hello")
+            return
+        handler = _HANDLERS.get(kind)
+        pushes_from = len(self._out)
+        try:
+            if handler is None:
+                raise ServiceError("unknown_type", f"no message type {kind!r}")
+            reply, after, doc_id = handler(self, conn, message, now)
+            answer = Send(conn.conn_id, {"re": request_id, "ok": True, **reply}, after, doc_id)
+        except ServiceError as error:
+            body = {"code": error.code, "message": error.message}
+            answer = Send(conn.conn_id, {"re": request_id, "ok": False, "error": body})
+        # The reply goes before the pushes the request caused (lobby after hello, game after move).
+        self._out.insert(pushes_from, answer)
+
+    def _send(self, conn_id: str, message: dict[str, Any]) -> None:
+        self._out.append(Send(conn_id, message))
+
+    def _close(self, conn_id: str, code: int, reason: str) -> None:
+        self._out.append(Close(conn_id, code, reason))
+        conn = self.conns.get(conn_id)
+        if conn is not None:
+            self.disconnect(conn_id, self._now_hint)
+
+    def _close_uid_conns(self, uid: str, code: int, reason: str) -> None:
+        for conn in [c for c in self.conns.values() if c.uid == uid]:
+            self._close(conn.conn_id, code, reason)
+
+    def take_outgoing(self) -> list[Outgoing]:
+        out, self._out = self._out, []
+        return out
+
+    # --- presence helpers ----------------------------------------------------------------
+
+    def _own_presence(self) -> Presence:
+        return self._presence.get(self.node_id) or Presence(self.node_id, 0, [], [])
+
+    def _own_session(self, sid: str) -> Session | None:
+        return next((s for s in self._own_presence().sessions if s.sid == sid), None)
+
+    def _remove_own_sessions(self, *sids: str) -> None:
+        self._write(self._presence_doc, lambda doc: PresenceWriter(doc).remove_sessions(*sids))
+
+    def _put_session(self, session: Session) -> int:
+        return self._write(self._presence_doc, lambda doc: PresenceWriter(doc).put_session(session))
+
+    def _conn_session(self, conn: Conn) -> Session:
+        session = self._own_session(conn.sid)
+        if session is None:
+            raise ServiceError("unauthenticated", "session expired")
+        return session
+
+    def _require_uid_by_name(self, name: Any) -> Account:
+        if not isinstance(name, str):
+            raise ServiceError("bad_request", "a player name is required")
+        uid = self.accounts.name_owner(name)
+        account = self.accounts.account(uid) if uid else None
+        if account is None:
+            raise ServiceError("unknown_user", f"no player named {name!r}")
+        return account
+
+    # --- handlers ------------------------------------------------------------------------
+
+    def _hello(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        if conn.uid:
+            raise ServiceError("bad_request", "hello was already sent")
+        session = self._session_for_hello(message, now)
+        account = self.accounts.account(session.uid)
+        if account is None:
+            self._close(conn.conn_id, CLOSE_BAD_TOKEN, "unknown account")
+            raise ServiceError("unauthenticated", "unknown account")
+        if account.status != "active":
+            self._close(conn.conn_id, CLOSE_DISABLED, "account disabled")
+            raise ServiceError("unauthenticated", "account disabled")
+        resume = self.new_token()
+        moved = replace(
+            session,
+            node=self.node_id,
+            region=self.region,
+            name=account.name,
+            started=self._stamp(),
+            resume_hash=token_hash(resume),
+            connected=True,
+        )
+        self._dropped_at.pop(moved.sid, None)
+        for other in [c for c in self.conns.values() if c.sid == moved.sid and c is not conn]:
+            self._out.append(
+                Close(other.conn_id, CLOSE_MOVED, "your session continued on another connection")
+            )
+            del self.conns[other.conn_id]
+        self._put_session(moved)
+        conn.uid, conn.sid, conn.name = account.uid, moved.sid, account.name
+        self._push_hello_state(conn, account)
+        you = {
+            "uid": account.uid,
+            "name": account.name,
+            "region": self.region,
+            "home": account.home,
+            "must_rename": account.must_rename,
+        }
+        live = [
+            gid
+            for gid, t in self.games.items()
+            if t.status == LIVE and account.uid in t.info.players
+        ]
+        return {"you": you, "resume": resume, "games": live}, 0, ""
+
+    def _session_for_hello(self, message: dict[str, Any], now: float) -> Session:
+        token, resume = message.get("token"), message.get("resume")
+        if isinstance(token, str) and token:
+            session = self.session_by_token(token)
+        elif isinstance(resume, str) and resume:
+            wanted = token_hash(resume)
+            session = self._find_session(lambda s: s.resume_hash == wanted)
+        else:
+            raise ServiceError("bad_request", "hello needs a token or a resume token")
+        if session is None or self._expired(session):
+            raise ServiceError("unauthenticated", "unknown or expired token")
+        return session
+
+    def _expired(self, session: Session) -> bool:
+        """A session whose node stopped heartbeating longer ago than the grace period is over."""
+        presence = self._presence.get(session.node)
+        if presence is None or session.node == self.node_id:
+            return False
+        return self.wall_ms() - presence.heartbeat_ms > GRACE_S * 1000 + PRESENCE_TTL_MS
+
+    def _push_hello_state(self, conn: Conn, account: Account) -> None:
+        self._send(
+            conn.conn_id,
+            {"type": "lobby", "players": [e.to_json() for e in self._picture.lobby.values()]},
+        )
+        conn.sent_lobby = True
+        self._push_invites(conn)
+        if account.must_rename:
+            self._notice_must_rename(conn)
+        for gid, tracker in self.games.items():
+            if tracker.status == LIVE and account.uid in tracker.info.players:
+                self._send(conn.conn_id, self._game_message(gid, tracker, account.uid))
+
+    def _notice_must_rename(self, conn: Conn) -> None:
+        self._send(
+            conn.conn_id,
+            {
+                "type": "notice",
+                "code": "must_rename",
+                "message": f"the name {conn.name!r} was registered earlier in another region "
+                "while the regions could not talk; pick a new name with rename",
+            },
+        )
+
+    def _invite(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        target = self._require_uid_by_name(message.get("to"))
+        if target.uid == conn.uid:
+            raise ServiceError("bad_request", "you cannot invite yourself")
+        self._require_free(conn.uid, "you are")
+        if target.uid not in self._picture.sessions:
+            raise ServiceError("offline", f"{target.name} is not online")
+        self._require_free(target.uid, f"{target.name} is")
+        resume = message.get("resume") or ""
+        if resume:
+            self._saved_between(resume, conn.uid, target.uid)
+        invite = Invite(
+            self.new_token()[:16],
+            conn.uid,
+            conn.name,
+            target.uid,
+            target.name,
+            resume,
+            self._stamp(),
+            self.node_id,
+        )
+        event = self._write(self._presence_doc, lambda doc: PresenceWriter(doc).put_invite(invite))
+        return {"invite": _invite_json(invite)}, event, self._presence_doc
+
+    def _require_free(self, uid: str, who: str) -> None:
+        game = self._picture.playing.get(uid)
+        if game is not None:
+            raise ServiceError("busy", f"{who} at a table (playing {game[1]})")
+
+    def _find_invite(self, message: dict[str, Any]) -> Invite:
+        iid = message.get("invite")
+        invite = next((i for i in self._picture.invites if i.iid == iid), None)
+        if invite is None:
+            raise ServiceError("not_found", "no such invitation (it may have been withdrawn)")
+        return invite
+
+    def _retract(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        invite = self._find_invite(message)
+        if invite.from_uid != conn.uid or invite.node != self.node_id:
+            raise ServiceError("not_found", "not an invitation you sent from this connection")
+        event = self._write(
+            self._presence_doc, lambda doc: PresenceWriter(doc).remove_invites(invite.iid)
+        )
+        return {}, event, self._presence_doc
+
+    def _decline(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        invite = self._find_invite(message)
+        if invite.to_uid != conn.uid:
+            raise ServiceError("not_found", "not an invitation to you")
+        # The invitation lives in the inviter's node's document; this node records the refusal
+        # in its own presence document and the inviter's node deletes the invitation.
+        stamp = self._stamp()
+        event = self._write(
+            self._presence_doc, lambda doc: root_map(doc, DECLINES).__setitem__(invite.iid, stamp)
+        )
+        return {}, event, self._presence_doc
+
+    def _accept(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        invite = self._find_invite(message)
+        if invite.to_uid != conn.uid:
+            raise ServiceError("not_found", "not an invitation to you")
+        self._require_free(invite.from_uid, f"{invite.from_name} is")
+        self._require_free(conn.uid, "you are")
+        info = self._new_game_info(invite)
+        event = self._write(
+            game_doc_id(info.gid), lambda doc: GameWriter(doc, self.node_id).create(info)
+        )
+        if invite.resume:
+            self._write(SAVED_DOC, lambda doc: remove_archived(doc, invite.resume))
+        self._refresh_game(game_doc_id(info.gid))
+        self._refresh_picture()
+        return {"game": info.gid}, event, game_doc_id(info.gid)
+
+    def _new_game_info(self, invite: Invite) -> GameInfo:
+        gid = self.new_token()[:20]
+        if invite.resume:
+            saved = self._saved_between(invite.resume, invite.from_uid, invite.to_uid)
+            return GameInfo(
+                gid,
+                saved.game,
+                saved.players,
+                saved.names,
+                saved.seed,
+                saved.first,
+                self._stamp(),
+                self.node_id,
+                saved.gid,
+                saved.moves,
+            )
+        seed = self.rng.randrange(2**53)
+        return GameInfo(
+            gid,
+            "battleline",
+            [invite.from_uid, invite.to_uid],
+            [invite.from_name, invite.to_name],
+            seed,
+            self.rng.randrange(2),
+            self._stamp(),
+            self.node_id,
+        )
+
+    def _saved_between(self, gid: str, a: str, b: str) -> ArchivedGame:
+        doc = self.docs.get(SAVED_DOC)
+        saved = read_archive(doc).get(gid) if doc is not None else None
+        if saved is None or set(saved.players) != {a, b}:
+            raise ServiceError("not_found", "no saved game between you two with that id")
+        return saved
+
+    def _player_game(self, conn: Conn, message: dict[str, Any]) -> tuple[str, GameTracker, int]:
+        gid = message.get("game")
+        tracker = self.games.get(gid) if isinstance(gid, str) else None
+        if tracker is None or not isinstance(gid, str):
+            raise ServiceError("not_found", "no such game")
+        seat = tracker.info.seat_of(conn.uid)
+        if seat is None:
+            raise ServiceError("not_player", "you are not a player of that game")
+        if tracker.status == FINISHED:
+            raise ServiceError("game_over", "the game has ended")
+        if tracker.status != LIVE:
+            raise ServiceError("not_found", "the game is not in play (saved)")
+        return gid, tracker, seat
+
+    def _move(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        move = message.get("move")
+        if not isinstance(move, dict):
+            raise ServiceError("bad_request", "move must be an object")
+        return self._play(conn, message, move)
+
+    def _give_up(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        return self._play(conn, message, {"type": "give_up"})
+
+    def _play(
+        self, conn: Conn, message: dict[str, Any], move: dict[str, Any]
+    ) -> tuple[dict[str, Any], int, str]:
+        gid, tracker, seat = self._player_game(conn, message)
+        try:
+            self.rules.apply_move(tracker.chain.state, seat, move)
+        except IllegalMove as error:
+            code = "bad_request" if error.code == "malformed" else error.code
+            raise ServiceError(code, error.message) from None
+        ply, parent, stamp = tracker.ply, tracker.chain.tip, self._stamp()
+        doc_id = game_doc_id(gid)
+        event = self._write(
+            doc_id,
+            lambda doc: GameWriter(doc, self.node_id).add_move(ply, parent, seat, move, stamp),
+        )
+        self._refresh_game(doc_id)
+        return {"ply": ply}, event, doc_id
+
+    def _save(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        gid, tracker, _seat = self._player_game(conn, message)
+        self._park(gid, tracker, SAVE, conn.uid)
+        return {}, 0, ""
+
+    def _park(self, gid: str, tracker: GameTracker, kind: str, uid: str) -> None:
+        saved = ArchivedGame.from_game(
+            tracker.info,
+            tracker.moves_with_players(),
+            by=uid,
+            stamp=tracker.chain.tip or tracker.info.created,
+        )
+        stamp = self._stamp()
+        self._write(SAVED_DOC, lambda doc: put_archived(doc, saved))
+        self._write(
+            game_doc_id(gid),
+            lambda doc: GameWriter(doc, self.node_id).mark(kind, uid, stamp, tracker.ply),
+        )
+        self._refresh_game(game_doc_id(gid))
+
+    def _watch(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        gid = message.get("game")
+        tracker = self.games.get(gid) if isinstance(gid, str) else None
+        if tracker is None or not isinstance(gid, str):
+            raise ServiceError("not_found", "no such game")
+        conn.watching = gid
+        session = replace(self._conn_session(conn), status=WATCHING, game=gid)
+        event = self._put_session(session)
+        return {"game": self._game_message(gid, tracker, None)}, event, self._presence_doc
+
+    def _unwatch(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        conn.watching = ""
+        event = self._put_session(replace(self._conn_session(conn), status=IDLE, game=""))
+        return {}, event, self._presence_doc
+
+    def _chat(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        text = message.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ServiceError("bad_request", "chat needs a text")
+        if len(text) > MAX_CHAT_CHARS:
+            raise ServiceError("too_large", f"chat text is limited to {MAX_CHAT_CHARS} characters")
+        record = {"from": conn.name, "from_uid": conn.uid, "text": text, "stamp": self._stamp()}
+        if "game" in message:
+            if message["game"] not in self.games:
+                raise ServiceError("not_found", "no such game")
+            record["game"] = message["game"]
+        else:
+            target = self._require_uid_by_name(message.get("to"))
+            if target.uid not in self._picture.sessions:
+                raise ServiceError("offline", f"{target.name} is not online")
+            record["to_uid"], record["to"] = target.uid, target.name
+        key = self.new_token()[:16]
+        self._chat_sent_at[key] = now
+        event = self._write(
+            self._presence_doc,
+            lambda doc: root_map(doc, CHATS).__setitem__(key, encode_record(record)),
+        )
+        return {}, event, self._presence_doc
+
+    def _saved(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        doc = self.docs.get(SAVED_DOC)
+        games = read_archive(doc) if doc is not None else {}
+        mine = [_archived_json(g) for g in games.values() if conn.uid in g.players]
+        return {"games": mine}, 0, ""
+
+    def _rename(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        name = message.get("name")
+        if not isinstance(name, str):
+            raise ServiceError("bad_request", "name must be a string")
+        try:
+            check_name(name)
+        except ValueError as exc:
+            raise ServiceError("bad_request", str(exc)) from None
+        owner = self.accounts.name_owner(name)
+        if owner is not None and owner != conn.uid:
+            raise ServiceError("name_taken", f"the name {name!r} is registered already")
+        current = self.accounts.version(conn.uid)
+        assert current is not None
+        stamp = self._stamp()
+        event = self._write(
+            ACCOUNTS_DOC, lambda doc: AccountsWriter(doc, self.region).rename(current, name, stamp)
+        )
+        self._accounts = None
+        conn.name = name
+        self._put_session(replace(self._conn_session(conn), name=name))
+        return {"you": {"uid": conn.uid, "name": name, "must_rename": False}}, event, ACCOUNTS_DOC
+
+    def _ping(
+        self, conn: Conn, message: dict[str, Any], now: float
+    ) -> tuple[dict[str, Any], int, str]:
+        return {}, 0, ""
+
+    # --- reacting to document changes ----------------------------------------------------
+
+    def process(self, now: float) -> None:
+        """Apply every document change since the last call and push what changed."""
+        self._now_hint = now
+        dirty, self._dirty = self._dirty, set()
+        if ACCOUNTS_DOC in dirty:
+            self._accounts = None
+            self._check_name_merges()
+        for doc_id in sorted(d for d in dirty if d.startswith("game:")):
+            self._refresh_game(doc_id)
+        presence_changed = False
+        for doc_id in (d for d in dirty if d.startswith(PRESENCE_PREFIX)):
+            doc = self.docs.get(doc_id)
+            if doc is not None:
+                node = doc_id[len(PRESENCE_PREFIX) :]
+                self._presence[node] = read_presence(node, doc)
+                self._deliver_chats(node, doc)
+                presence_changed = True
+        if presence_changed or any(d.startswith("game:") for d in dirty):
+            self._refresh_picture()
+        self._park_double_games()
+
+    def _refresh_game(self, doc_id: str) -> None:
+        doc = self.docs.get(doc_id)
+        if doc is None:
+            return
+        gid = doc_id[len("game:") :]
+        tracker = self.games.get(gid)
+        if tracker is None:
+            tracker = load_tracker(self.rules, doc)
+            if tracker is None:
+                return
+            self.games[gid] = tracker
+            change_added, rolled = tracker.ply + 1, None  # a game new to this node is news
+        else:
+            change = tracker.refresh(doc)
+            change_added, rolled = change.added, change.rolled_back_to
+        if rolled is not None:
+            self._announce_rollback(gid, tracker, rolled)
+        if change_added or rolled is not None or tracker.status != LIVE:
+            self._push_game(gid, tracker)
+        if tracker.status == FINISHED:
+            self._log_finished(gid, tracker)
+
+    def _announce_rollback(self, gid: str, tracker: GameTracker, ply: int) -> None:
+        if (gid, ply) in self._known_rollbacks:
+            return
+        self._known_rollbacks.add((gid, ply))
+        self.merges.count("same_ply", f"game {gid} went back to ply {ply}")
+        for conn in self._game_audience(gid, tracker):
+            self._send(
+                conn.conn_id,
+                {
+                    "type": "rollback",
+                    "game": gid,
+                    "ply": ply,
+                    "reason": "two moves were made for the same turn while regions could "
+                    "not talk; the earlier one was kept",
+                },
+            )
+
+    def _game_audience(self, gid: str, tracker: GameTracker) -> list[Conn]:
+        return [
+            c
+            for c in self.conns.values()
+            if c.uid and (c.uid in tracker.info.players or c.watching == gid)
+        ]
+
+    def _push_game(self, gid: str, tracker: GameTracker) -> None:
+        for conn in self._game_audience(gid, tracker):
+            viewer = conn.uid if conn.uid in tracker.info.players else None
+            self._send(conn.conn_id, self._game_message(gid, tracker, viewer))
+
+    def _game_message(self, gid: str, tracker: GameTracker, uid: str | None) -> dict[str, Any]:
+        seat = tracker.info.seat_of(uid) if uid else None
+        state = tracker.chain.state
+        if seat is not None:
+            view = self.rules.player_view(state, seat)
+        else:
+            view = self.rules.spectator_view(state)
+        last = tracker.chain.moves[-1] if tracker.chain.moves else None
+        to_move = self.rules.to_move(state)
+        return {
+            "type": "game",
+            "game": gid,
+            "you": seat,
+            "players": tracker.info.names,
+            "view": view,
+            "to_move": to_move,
+            "legal": self.rules.legal_moves(state) if seat is not None and seat == to_move else [],
+            "ply": tracker.ply,
+            "last_move": {"player": last.player, "move": last.move} if last else None,
+            "result": self.rules.result(state),
+            "status": tracker.status,
+        }
+
+    def _log_finished(self, gid: str, tracker: GameTracker) -> None:
+        if gid in self._logged:
+            return
+        self._logged.add(gid)
+        last = tracker.chain.moves[-1]
+        doc_id = log_doc_id(Stamp.decode(last.stamp).wall_ms)
+        existing = self.docs.get(doc_id)
+        if existing is not None and gid in read_archive(existing):
+            return
+        if (
+            not any(c.uid in tracker.info.players for c in self.conns.values())
+            and tracker.info.node != self.node_id
+        ):
+            return  # a node hosting a player (or the creator) writes it; the content is the same
+        entry = ArchivedGame.from_game(
+            tracker.info,
+            tracker.moves_with_players(),
+            result=self.rules.result(tracker.chain.state),
+            stamp=last.stamp,
+        )
+        self._write(doc_id, lambda doc: put_archived(doc, entry))
+
+    def _park_double_games(self) -> None:
+        live = [t.info for t in self.games.values() if t.status == LIVE]
+        for gid in games_to_park(live):
+            if gid in self._parked_seen:
+                continue
+            self._parked_seen.add(gid)
+            tracker = self.games[gid]
+            self.merges.count(
+                "two_games", f"game {gid} parked: a player already had an earlier game"
+            )
+            if tracker.info.node == self.node_id or any(
+                c.uid in tracker.info.players for c in self.conns.values()
+            ):
+                self._park(gid, tracker, SUPERSEDED, "merge")
+            for conn in self._game_audience(gid, tracker):
+                self._send(
+                    conn.conn_id,
+                    {
+                        "type": "notice",
+                        "code": "game_parked",
+                        "message": f"a partition let you start two games; game {gid}, the "
+                        "later one, was saved and can be resumed",
+                    },
+                )
+
+    def _check_name_merges(self) -> None:
+        for name, losers in self.accounts.contested_names().items():
+            for uid in losers:
+                if (name, uid) in self._known_contests:
+                    continue
+                self._known_contests.add((name, uid))
+                self.merges.count("name", f"name {name!r}: account {uid} must rename")
+                for conn in (c for c in self.conns.values() if c.uid == uid):
+                    self._notice_must_rename(conn)
+
+    def _deliver_chats(self, node: str, doc: Doc[Any]) -> None:
+        for key, text in map_items(doc, CHATS):
+            if key in self._chat_seen:
+                continue
+            self._chat_seen.add(key)
+            try:
+                record = decode_record(text, ("from", "from_uid", "text", "stamp"))
+            except ValueError:
+                continue
+            for conn in self._chat_audience(record):
+                push = {"type": "chat", "from": record["from"], "text": record["text"]}
+                push.update({k: record[k] for k in ("to", "game") if k in record})
+                self._send(conn.conn_id, push)
+
+    def _chat_audience(self, record: dict[str, Any]) -> list[Conn]:
+        if "game" in record:
+            tracker = self.games.get(record["game"])
+            return self._game_audience(record["game"], tracker) if tracker else []
+        return [c for c in self.conns.values() if c.uid == record.get("to_uid")]
+
+    def _refresh_picture(self) -> None:
+        now_ms = self.wall_ms()
+        playing = {}
+        for tracker in self.games.values():
+            if tracker.status == LIVE:
+                a, b = tracker.info.players
+                playing[a] = (tracker.info.gid, tracker.info.names[1])
+                playing[b] = (tracker.info.gid, tracker.info.names[0])
+        declined = {iid for p in self._presence.values() for iid in self._declines(p.node)}
+        before = self._picture
+        self._picture = build_picture(list(self._presence.values()), now_ms, playing, declined)
+        self._push_lobby(before.lobby)
+        for conn in self.conns.values():
+            if conn.uid:
+                self._push_invites(conn)
+        self._close_superseded()
+        self._clean_own_invites(declined)
+
+    def _declines(self, node: str) -> list[str]:
+        doc = self.docs.get(presence_doc_id(node))
+        return list(root_map(doc, DECLINES).keys()) if doc is not None else []
+
+    def _push_lobby(self, before: dict[str, Any]) -> None:
+        changed, gone = lobby_diff(before, self._picture.lobby)
+        if not changed and not gone:
+            return
+        message = {"type": "lobby_update", "changed": [e.to_json() for e in changed], "gone": gone}
+        for conn in self.conns.values():
+            if conn.sent_lobby:
+                self._send(conn.conn_id, message)
+
+    def _push_invites(self, conn: Conn) -> None:
+        incoming = [_invite_json(i) for i in self._picture.invites if i.to_uid == conn.uid]
+        outgoing = [_invite_json(i) for i in self._picture.invites if i.from_uid == conn.uid]
+        body = {"type": "invites", "incoming": incoming, "outgoing": outgoing}
+        text = json.dumps(body, sort_keys=True)
+        if text != conn.last_invites:
+            conn.last_invites = text
+            self._send(conn.conn_id, body)
+
+    def _close_superseded(self) -> None:
+        own = self._own_presence().sessions
+        for old, new in superseded_sessions(own, self._picture.sessions):
+            same = old.sid == new.sid
+            if not same:
+                self.merges.count(
+                    "double_login", f"{old.name}: session on {old.node} replaced by {new.node}"
+                )
+            code, reason = (
+                (CLOSE_MOVED, "your session continued on another connection")
+                if same
+                else (CLOSE_ELSEWHERE, f"logged in elsewhere (region {new.region})")
+            )
+            for conn in [c for c in self.conns.values() if c.sid == old.sid]:
+                self._out.append(Close(conn.conn_id, code, reason))
+                self.conns.pop(conn.conn_id, None)
+            self._remove_own_sessions(old.sid)
+
+    def _clean_own_invites(self, declined: set[str]) -> None:
+        valid = {i.iid for i in self._picture.invites}
+        stale = [
+            i.iid for i in self._own_presence().invites if i.iid not in valid or i.iid in declined
+        ]
+        if stale:
+            self._write(self._presence_doc, lambda doc: PresenceWriter(doc).remove_invites(*stale))
+
+    # --- time ----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Heartbeat, hello deadlines, end of grace periods, chat pruning."""
+        self._now_hint = now
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + HEARTBEAT_S
+            wall = self.hlc.now().wall_ms
+            self._write(self._presence_doc, lambda doc: PresenceWriter(doc).heartbeat(wall))
+        for conn in [
+            c for c in self.conns.values() if not c.uid and now - c.opened > HELLO_DEADLINE_S
+        ]:
+            self._close(conn.conn_id, CLOSE_IDLE, "no hello within 10 s")
+        expired = [sid for sid, at in self._dropped_at.items() if now - at > GRACE_S]
+        for sid in expired:
+            del self._dropped_at[sid]
+            if not any(c.sid == sid for c in self.conns.values()):
+                self._remove_own_sessions(sid)
+        old_chats = [k for k, at in self._chat_sent_at.items() if now - at > CHAT_KEEP_S]
+        if old_chats:
+            for key in old_chats:
+                del self._chat_sent_at[key]
+            self._write(
+                self._presence_doc,
+                lambda doc: [root_map(doc, CHATS).pop(k, None) for k in old_chats],
+            )
+        self.process(now)
+
+    def shutdown(self) -> None:
+        for conn_id in list(self.conns):
+            self._out.append(Close(conn_id, CLOSE_SHUTDOWN, "server shutting down"))
+
+
+def _invite_json(invite: Invite) -> dict[str, str]:
+    return {
+        "iid": invite.iid,
+        "from": invite.from_name,
+        "to": invite.to_name,
+        "resume": invite.resume,
+    }
+
+
+def _archived_json(game: ArchivedGame) -> dict[str, Any]:
+    return {
+        "gid": game.gid,
+        "players": game.names,
+        "moves": len(game.moves),
+        "saved": game.stamp,
+        "by": game.by,
+    }
+
+
+Handler = Callable[[GameService, Conn, dict[str, Any], float], tuple[dict[str, Any], int, str]]
+_HANDLERS: dict[str, Handler] = {
+    "hello": GameService._hello,
+    "invite": GameService._invite,
+    "retract": GameService._retract,
+    "accept": GameService._accept,
+    "decline": GameService._decline,
+    "move": GameService._move,
+    "give_up": GameService._give_up,
+    "save": GameService._save,
+    "watch": GameService._watch,
+    "unwatch": GameService._unwatch,
+    "chat": GameService._chat,
+    "saved": GameService._saved,
+    "rename": GameService._rename,
+    "ping": GameService._ping,
+}

@@ -1,0 +1,64 @@
+"""Shared fixtures: a real 3-region cluster of node processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.config import load_config
+from node.localcluster import cluster_env, start_node, stop_nodes, wait_for_mesh, write_configs
+
+REGIONS = ["eu", "us", "ap"]
+
+
+class Cluster:
+    def __init__(self, folder: Path, extra: str = "") -> None:
+        self.env = cluster_env()
+        self.paths = write_configs(folder, REGIONS, extra=extra)
+        self.configs = [load_config(path, self.env) for path in self.paths]
+        self.nodes = [start_node(config, self.env) for config in self.configs]
+
+    def url(self, index: int) -> str:
+        return self.configs[index].public_url
+
+    def meridian(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "node.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def put(self, index: int, key: str, value: str) -> None:
+        result = self.meridian(
+            "doc", "put", "--node", self.url(index), "--doc", "test:it", key, value
+        )
+        assert result.returncode == 0, result.stderr
+
+    def get(self, index: int, key: str) -> subprocess.CompletedProcess[str]:
+        return self.meridian("doc", "get", "--node", self.url(index), "--doc", "test:it", key)
+
+    def eventually_get(self, index: int, key: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.get(index, key)
+            if result.returncode == 0 or time.monotonic() > deadline:
+                assert result.returncode == 0, f"{key} absent on node {index}: {result.stderr}"
+                return result.stdout.strip()
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    running = Cluster(tmp_path)
+    try:
+        assert wait_for_mesh(running.nodes), "cluster did not form"
+        yield running
+    finally:
+        stop_nodes(running.nodes)
