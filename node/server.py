@@ -26,6 +26,7 @@ from games.battleline import rules_module
 from node.config import NodeConfig
 from node.player_api import PlayerGateway
 from node.service import GameService
+from node.web import add_web_routes
 from sync.discovery import DiscoveredPeer, ZeroconfDiscovery
 from sync.engine import PROTOCOL_VERSION, SyncEngine
 from sync.replicator import Replicator
@@ -183,6 +184,7 @@ class Node:
         self.app.router.add_get("/peer", acceptor.handle)
         add_routes(self.app, self)
         self.players.add_routes(self.app)
+        add_web_routes(self.app, self)
 
     def _start_peering(self) -> None:
         settings = self.config.sync
