@@ -29,60 +29,30 @@ from typing import Any
 
 import aiohttp
 
-from node.config import NodeConfig, load_config
-from node.localcluster import (
-    TOKEN_ENV,
-    LocalNode,
-    cluster_env,
-    free_port,
-    start_node,
-    stop_nodes,
-    wait_for_mesh,
-    write_configs,
-)
-from sim.proxy import FaultProxy
+from node.localcluster import TOKEN_ENV
+from sim.proxied import ProxiedCluster
 
 REGIONS = ["eu", "us", "ap"]
 WS_HEADER_ESTIMATE = 6  # bytes per websocket frame: 2-4 header, +4 mask from the dialing side
 BENCH_SYNC = "\n[sync]\nreconnect_min_s = 0.05\nreconnect_max_s = 0.5\nanti_entropy_s = 5\n"
 
 
-class Bench:
+class Bench(ProxiedCluster):
     def __init__(self, folder: Path, quick: bool) -> None:
+        super().__init__(folder, REGIONS, extra=BENCH_SYNC)
         self.quick = quick
-        self.env = cluster_env()
-        pairs = [(a, b) for a in REGIONS for b in REGIONS if a != b]
-        via = {pair: free_port() for pair in pairs}
-        paths = write_configs(folder, REGIONS, extra=BENCH_SYNC, via=via)
-        self.configs: dict[str, NodeConfig] = {
-            c.region: c for c in (load_config(p, self.env) for p in paths)
-        }
-        self.proxies = {
-            pair: FaultProxy(port, "127.0.0.1", self.configs[pair[1]].listen_port)
-            for pair, port in via.items()
-        }
-        self.nodes: list[LocalNode] = []
         self.http: aiohttp.ClientSession
 
     async def __aenter__(self) -> Bench:
-        for proxy in self.proxies.values():
-            await proxy.start()
-        self.nodes = [start_node(self.configs[r], self.env) for r in REGIONS]
+        await self.start()
         self.http = aiohttp.ClientSession(
             headers={"Authorization": f"Bearer {self.env[TOKEN_ENV]}"}
         )
-        if not await asyncio.to_thread(wait_for_mesh, self.nodes):
-            raise SystemExit("the cluster did not form; see the node logs")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.http.close()
-        await asyncio.to_thread(stop_nodes, self.nodes)
-        for proxy in self.proxies.values():
-            await proxy.close()
-
-    def url(self, region: str) -> str:
-        return self.configs[region].public_url
+        await self.stop()
 
     async def write_batch(self, region: str, doc: str, start: int, count: int) -> None:
         items = [[f"k{start + i}", start + i] for i in range(count)]
@@ -116,11 +86,6 @@ class Bench:
                 raise SystemExit(f"not converged after {timeout} s")
             await asyncio.sleep(0.01)
         return time.perf_counter()
-
-    def set_partition(self, isolated: str, cut: bool) -> None:
-        for (a, b), proxy in self.proxies.items():
-            if isolated in (a, b):
-                proxy.cut() if cut else proxy.heal()
 
 
 async def lag_and_wire_bytes(bench: Bench) -> None:
@@ -191,7 +156,7 @@ async def throughput(bench: Bench) -> None:
 
 async def catch_up(bench: Bench) -> None:
     count = 2000 if bench.quick else 10_000
-    bench.set_partition("eu", cut=True)
+    bench.partition(["eu"], ["us", "ap"])
     await asyncio.sleep(0.5)
     for start in range(0, count, 1000):
         await asyncio.gather(
@@ -199,7 +164,7 @@ async def catch_up(bench: Bench) -> None:
             bench.write_batch("us", "bench:part", count + start, 1000),
         )
     healed = time.perf_counter()
-    bench.set_partition("eu", cut=False)
+    bench.heal()
     while len((await bench.health("eu"))["peers"]) < 2:
         await asyncio.sleep(0.005)
     links_up = time.perf_counter()
@@ -214,7 +179,7 @@ async def catch_up(bench: Bench) -> None:
 
 def print_rss(bench: Bench) -> None:
     print("\n5. node memory:")
-    for node in bench.nodes:
+    for node in bench.nodes.values():
         status = Path(f"/proc/{node.process.pid}/status").read_text()
         rss_kb = int(
             next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]

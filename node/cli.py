@@ -24,6 +24,7 @@ documents that the nodes gossip to each other.
   meridian demo                      local 3-region cluster from configs/local/ (Ctrl-C stops it)
   meridian node --config FILE        run one node (one per region)
   meridian doc put|get ...           write or read a key of a document through a node's admin API
+  meridian admin ...                 accounts, sessions, backup export/import
   meridian battleline ...            the Battleline rules engine: play, self-play, conformance tools
 """
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node(commands)
     _add_demo(commands)
     _add_doc(commands)
+    _add_admin(commands)
     _add_games(commands)
     return parser
 
@@ -78,6 +80,18 @@ def _add_doc(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "API. Handy to check that a cluster replicates: put on one node, get on another.",
     )
     add_doc_arguments(doc)
+
+
+def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from node.admin_client import add_admin_arguments
+
+    admin = commands.add_parser(
+        "admin",
+        help="accounts, sessions, backups (admin token)",
+        description="Administer a cluster through one node's admin API: create or disable "
+        "accounts, list who is online, export all documents to a backup and import one.",
+    )
+    add_admin_arguments(admin)
 
 
 def _add_games(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -3,7 +3,10 @@
 `PlayerClient` holds one player's HTTP session token and one websocket: `request(type, **fields)`
 sends an envelope and waits for the reply with the same id; server pushes land in `pushes` (an
 asyncio.Queue) and in `latest` (the newest push of each type). Refused requests raise
-`RequestError` with the protocol's error code.
+`RequestError` with the protocol's error code; a request on a dropped websocket raises it with
+the code ``disconnected``. When the websocket closes, a ``{"type": "_closed", "code": ...}``
+pseudo-push is queued. `connect(resume=True, base_url=...)` continues the session on another
+node (failover, see docs/protocol.md *Reconnecting*).
 """
 
 from __future__ import annotations
@@ -27,8 +30,12 @@ class RequestError(Exception):
 
 
 class PlayerClient:
-    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, base_url: str, session: aiohttp.ClientSession, *, queue_pushes: bool = True
+    ) -> None:
+        """`queue_pushes=False` keeps only `latest` and `games` (for clients nobody drains)."""
         self.base_url = base_url.rstrip("/")
+        self.queue_pushes = queue_pushes
         self.http = session
         self.token = ""
         self.resume = ""
@@ -68,14 +75,26 @@ class PlayerClient:
 
     # --- websocket -----------------------------------------------------------------------
 
-    async def connect(self, *, resume: bool = False) -> dict[str, Any]:
-        """Open /ws on base_url and say hello (with the resume token if `resume`)."""
+    async def connect(
+        self, *, resume: bool = False, base_url: str | None = None, heartbeat: float | None = 20
+    ) -> dict[str, Any]:
+        """Open /ws and say hello (with the resume token if `resume`, else the login token).
+
+        `base_url` switches to another node first. If the hello is refused, the websocket is
+        closed again and the RequestError propagates.
+        """
+        if base_url is not None:
+            self.base_url = base_url.rstrip("/")
         ws_url = self.base_url.replace("http", "ws", 1) + "/ws"
-        self.ws = await self.http.ws_connect(ws_url, heartbeat=20)
+        self.ws = await self.http.ws_connect(ws_url, heartbeat=heartbeat)
         self.closed = None
         self._reader = asyncio.create_task(self._read_loop(self.ws))
         hello = {"resume": self.resume} if resume else {"token": self.token}
-        reply = await self.request("hello", **hello)
+        try:
+            reply = await self.request("hello", **hello)
+        except BaseException:
+            await self.ws.close()
+            raise
         self.resume = reply["resume"]
         self.you = reply["you"]
         return reply
@@ -86,9 +105,11 @@ class PlayerClient:
         request_id = f"r{next(self._ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
-        await self.ws.send_str(json.dumps({"id": request_id, "type": kind, **fields}))
         try:
+            await self.ws.send_str(json.dumps({"id": request_id, "type": kind, **fields}))
             reply = await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
+        except (ConnectionError, RuntimeError) as lost:  # aiohttp: closing or reset transport
+            raise RequestError("disconnected", str(lost) or "the websocket is closed") from None
         finally:
             self._waiting.pop(request_id, None)
         if not reply.get("ok"):
@@ -97,24 +118,35 @@ class PlayerClient:
         return reply
 
     async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for message in ws:
-            if message.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data = json.loads(message.data)
-            waiter = self._waiting.get(data.get("re") or "")
-            if waiter is not None and not waiter.done():
-                waiter.set_result(data)
-                continue
-            if "type" in data:
-                self.latest[data["type"]] = data
-                if data["type"] == "game":
-                    self.games[data["game"]] = data
-                self.pushes.put_nowait(data)
-        self.closed = (ws.close_code, str(ws.extra) if hasattr(ws, "extra") else "")
+        reason = ""
+        while True:
+            message = await ws.receive()
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self._deliver(json.loads(message.data))
+            elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING):
+                reason = str(message.extra or "")
+                break
+            elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                break
+        if ws is not self.ws:
+            return  # a connection given up for a newer one (failover): its end is no news
+        self.closed = (ws.close_code, reason)
         for waiter in self._waiting.values():
             if not waiter.done():
                 waiter.set_exception(RequestError("disconnected", f"closed with {ws.close_code}"))
-        self.pushes.put_nowait({"type": "_closed", "code": ws.close_code})
+        self.pushes.put_nowait({"type": "_closed", "code": ws.close_code, "reason": reason})
+
+    def _deliver(self, data: dict[str, Any]) -> None:
+        waiter = self._waiting.get(data.get("re") or "")
+        if waiter is not None and not waiter.done():
+            waiter.set_result(data)
+            return
+        if "type" in data:
+            self.latest[data["type"]] = data
+            if data["type"] == "game":
+                self.games[data["game"]] = data
+            if self.queue_pushes:
+                self.pushes.put_nowait(data)
 
     async def wait_push(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
         """The next push of this type whose fields equal `match` (earlier others are skipped)."""

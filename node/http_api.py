@@ -133,6 +133,7 @@ def _metric_families(node: Node) -> list[MetricFamily]:
         documents,
         links,
         *_store_families(node),
+        *_service_families(node),
     ]
 
 
@@ -147,6 +148,22 @@ def _store_families(node: Node) -> list[MetricFamily]:
     failures = MetricFamily("meridian_store_failures_total", "counter", "changes not committed")
     failures.add(node.replicator.counters.store_failures)
     return [latency, commits, failures]
+
+
+def _service_families(node: Node) -> list[MetricFamily]:
+    service = node.service
+    merges = MetricFamily("meridian_merges_total", "counter", "automatic merges, by kind")
+    for kind in ("name", "double_login", "same_ply", "two_games"):
+        merges.add(service.merges.counts.get(kind, 0), kind=kind)
+    connections = MetricFamily("meridian_player_connections", "gauge", "player websockets open")
+    connections.add(len(service.conns))
+    games = MetricFamily("meridian_games", "gauge", "games known to this node, by status")
+    statuses: dict[str, int] = {}
+    for tracker in service.games.values():
+        statuses[tracker.status] = statuses.get(tracker.status, 0) + 1
+    for status, count in sorted(statuses.items()):
+        games.add(count, status=status)
+    return [merges, connections, games]
 
 
 async def cluster(request: web.Request) -> web.Response:

@@ -113,7 +113,9 @@ class PlayerGateway:
     # --- websocket ---------------------------------------------------------------------
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+        # The service refuses messages over MAX_MESSAGE_BYTES with close code 4003; aiohttp's own
+        # limit (close 1009) only stops a frame so large it should not even be buffered.
+        ws = web.WebSocketResponse(max_msg_size=4 * MAX_MESSAGE_BYTES, heartbeat=20)
         await ws.prepare(request)
         conn_id = f"c{next(self._ids)}"
         connection = Connection(ws)

@@ -23,6 +23,7 @@ from pycrdt import Doc
 
 from crdt_models.hlc import HybridLogicalClock, Stamp
 from games.battleline import rules_module
+from node.admin_api import add_admin_routes
 from node.config import NodeConfig
 from node.player_api import PlayerGateway
 from node.service import GameService
@@ -38,7 +39,7 @@ log = logging.getLogger("meridian.node")
 SOFTWARE_VERSION = "meridian/0.1.0"
 STORE_FILE = "meridian.sqlite3"
 HLC_META_KEY = "hlc_last"
-MAX_HTTP_BODY_BYTES = 1024 * 1024
+MAX_HTTP_BODY_BYTES = 1024 * 1024  # the backup import streams its own, larger body
 SERVICE_TICK_S = 1.0
 
 
@@ -185,6 +186,7 @@ class Node:
         add_routes(self.app, self)
         self.players.add_routes(self.app)
         add_web_routes(self.app, self)
+        add_admin_routes(self.app)
 
     def _start_peering(self) -> None:
         settings = self.config.sync

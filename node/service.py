@@ -184,6 +184,7 @@ class GameService:
         self._known_rollbacks: set[tuple[str, int]] = set()
         self._logged: set[str] = set()
         self._parked_seen: set[str] = set()
+        self._seen_online: dict[str, bool] = {}
         self._presence_doc = presence_doc_id(node_id)
         self._now_hint = 0.0
         self._load_existing()
@@ -295,6 +296,15 @@ class GameService:
         account = self.accounts.account(uid)
         assert account is not None
         return account
+
+    def disable_account(self, uid: str) -> Account:
+        account = self.update_account(uid, status="disabled")
+        self._close_uid_conns(uid, CLOSE_DISABLED, "account disabled by an administrator")
+        return account
+
+    def all_sessions(self) -> list[Session]:
+        """The session that counts for every account online in any live region."""
+        return sorted(self._picture.sessions.values(), key=lambda s: (s.name.lower(), s.sid))
 
     def _find_session(self, match: Callable[[Session], bool]) -> Session | None:
         found = [s for p in self._presence.values() for s in p.sessions if match(s)]
@@ -989,6 +999,26 @@ class GameService:
                 self._push_invites(conn)
         self._close_superseded()
         self._clean_own_invites(declined)
+        self._announce_opponents()
+
+    def _announce_opponents(self) -> None:
+        """Tell players when their opponent's connection drops and when it comes back."""
+        online = {uid for uid, s in self._picture.sessions.items() if s.connected}
+        for uid, (gid, _opponent) in self._picture.playing.items():
+            was = self._seen_online.get(uid)
+            now_online = uid in online
+            self._seen_online[uid] = now_online
+            if was is None or was == now_online:
+                continue
+            tracker = self.games[gid]
+            name = tracker.info.names[tracker.info.players.index(uid)]
+            state = "back" if now_online else "dropped"
+            for conn in self._game_audience(gid, tracker):
+                if conn.uid != uid:
+                    self._send(
+                        conn.conn_id,
+                        {"type": "opponent", "game": gid, "name": name, "state": state},
+                    )
 
     def _declines(self, node: str) -> list[str]:
         doc = self.docs.get(presence_doc_id(node))

@@ -1,24 +1,206 @@
 """The browser side of a node: the player client at ``/`` and the cluster dashboard.
 
-Everything is served by the node itself (no CDN, no outside host).
+Everything is served by the node itself (no CDN, no outside host): ``/`` and ``/dashboard`` are
+the two pages, ``/static/`` their ES modules and stylesheet. See docs/web.md.
+
+Besides the pages, this module adds what the pages need and the player API does not offer:
+
+* **CORS** for the endpoints a page calls on *other* nodes (the region chooser times
+  ``/healthz`` on every region, logs in at the chosen one; the dashboard polls every region's
+  ``/api/cluster`` and ``/metrics``). The answer is ``Access-Control-Allow-Origin: *`` without
+  credentials: nothing here relies on cookies, every call that needs a right carries it as an
+  explicit bearer token, so a foreign page gains nothing it could not do from its own server.
+  Pre-flight ``OPTIONS`` requests for those paths are answered here. ``/ws`` needs no CORS.
+* ``GET /api/live``: the games in play (``gid``, ``names``, ``ply``, ``to_move``), so a player
+  can pick one to watch (the lobby says who plays whom, not the game id).
+* ``GET /api/replay/GID``: a finished game's view after every ply (``views[0]`` is the deal),
+  computed with the rules engine from the archived seed and moves; both hands are shown, the
+  decks' order is not. The replay viewer steps through them.
+* ``GET /api/overview`` (admin token): this region's players online, games in play with a
+  player connected here, games known by status, and merges counted here by kind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+import games.battleline as battleline
+from crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
+from node.game_tracker import LIVE
+from node.http_api import error_response, require_admin
 
 if TYPE_CHECKING:
     from node.server import Node
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+NO_STORE = {"Cache-Control": "no-store"}
+
+# Paths a page may call across origins (exact, or below a prefix ending in "/").
+CORS_PATHS = frozenset(
+    {
+        "/healthz",
+        "/metrics",
+        "/api/cluster",
+        "/api/regions",
+        "/api/register",
+        "/api/login",
+        "/api/logout",
+        "/api/password",
+        "/api/home",
+        "/api/games",
+        "/api/live",
+        "/api/overview",
+    }
+)
+CORS_PREFIXES = ("/api/games/", "/api/replay/")
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Type",
+}
+PREFLIGHT_HEADERS = {
+    **CORS_HEADERS,
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "600",
+}
+REPLAY_HIDDEN = ("deck_order", "legal_moves", "scout_returned")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def cors_path(path: str) -> bool:
+    return path in CORS_PATHS or path.startswith(CORS_PREFIXES)
+
+
+@web.middleware
+async def cors_preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer a CORS pre-flight for the cross-origin paths before routing refuses OPTIONS."""
+    if (
+        request.method == "OPTIONS"
+        and cors_path(request.path)
+        and "Access-Control-Request-Method" in request.headers
+    ):
+        return web.Response(status=204, headers=PREFLIGHT_HEADERS)
+    return await handler(request)
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer on a cross-origin path (errors included) carries the CORS headers."""
+    if cors_path(request.path) and not response.prepared:
+        response.headers.update(CORS_HEADERS)
 
 
 def add_web_routes(app: web.Application, node: Node) -> None:
-    async def index(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC_DIR / "index.html")
+    app.middlewares.append(cors_preflight)
+    app.on_response_prepare.append(add_cors_headers)
 
-    app.router.add_get("/", index)
+    def page(name: str) -> Handler:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(STATIC_DIR / name, headers=NO_STORE)
+
+        return serve
+
+    async def live(request: web.Request) -> web.Response:
+        return web.json_response({"games": live_games(node)}, headers=NO_STORE)
+
+    async def replay(request: web.Request) -> web.Response:
+        gid = request.match_info["gid"]
+        game = find_finished(node, gid)
+        if game is None:
+            return error_response(404, "not_found", f"no finished game {gid!r}")
+        if game.game != "battleline":
+            return error_response(404, "not_found", f"cannot replay a game of {game.game!r}")
+        try:
+            views = replay_views(game)
+        except battleline.IllegalMove as error:
+            return error_response(500, "bad_record", f"the archived game does not replay: {error}")
+        return web.json_response(
+            {
+                "gid": game.gid,
+                "names": game.names,
+                "result": game.result,
+                "moves": game.moves,
+                "views": views,
+            }
+        )
+
+    async def overview(request: web.Request) -> web.Response:
+        require_admin(request)
+        return web.json_response(region_overview(node), headers=NO_STORE)
+
+    app.router.add_get("/", page("index.html"))
+    app.router.add_get("/dashboard", page("dashboard.html"))
+    app.router.add_get("/api/live", live)
+    app.router.add_get("/api/replay/{gid}", replay)
+    app.router.add_get("/api/overview", overview)
     app.router.add_static("/static/", STATIC_DIR)
+
+
+def live_games(node: Node) -> list[dict[str, Any]]:
+    service = node.service
+    games = [
+        (tracker.info.created, gid, tracker)
+        for gid, tracker in service.games.items()
+        if tracker.status == LIVE
+    ]
+    return [
+        {
+            "gid": gid,
+            "names": tracker.info.names,
+            "ply": tracker.ply,
+            "to_move": service.rules.to_move(tracker.chain.state),
+        }
+        for _created, gid, tracker in sorted(games, key=lambda g: (g[0], g[1]), reverse=True)
+    ]
+
+
+def find_finished(node: Node, gid: str) -> ArchivedGame | None:
+    for doc_id, doc in list(node.engine.docs.items()):
+        if doc_id.startswith(LOG_PREFIX):
+            game = read_archive(doc).get(gid)
+            if game is not None:
+                return game
+    return None
+
+
+def replay_views(game: ArchivedGame) -> list[dict[str, Any]]:
+    """The position after every ply of a finished game, as shown by the replay viewer."""
+    state = battleline.new_game(game.seed, game.first)
+    views = [_replay_view(state)]
+    for move in game.moves:
+        player = int(move["player"])
+        state = battleline.apply_move(state, player, move)
+        views.append(_replay_view(state))
+    return views
+
+
+def _replay_view(state: battleline.GameState) -> dict[str, Any]:
+    view = battleline.full_view(state)
+    for key in REPLAY_HIDDEN:
+        view.pop(key, None)
+    view.pop("seed", None)
+    return view
+
+
+def region_overview(node: Node) -> dict[str, Any]:
+    service = node.service
+    here = {conn.uid: conn.name for conn in service.conns.values() if conn.uid}
+    statuses: dict[str, int] = {}
+    in_play = 0
+    for tracker in service.games.values():
+        statuses[tracker.status] = statuses.get(tracker.status, 0) + 1
+        if tracker.status == LIVE and any(uid in here for uid in tracker.info.players):
+            in_play += 1
+    return {
+        "region": node.config.region,
+        "node": node.config.node_id,
+        "players_online": len(here),
+        "players": sorted(here.values(), key=str.lower),
+        "games_in_play": in_play,
+        "games_known": dict(sorted(statuses.items())),
+        "merges": dict(sorted(service.merges.counts.items())),
+    }

@@ -232,6 +232,13 @@ class SyncEngine:
         self._captured = [c for c in self._captured if c[0] != doc_id]
         self._digests.pop(doc_id, None)
 
+    def import_update(self, doc_id: str, update: bytes, now: float) -> int:
+        """Apply an update as if written here (restore from a backup): persisted and sent."""
+        before = self._event_no
+        self.document(doc_id).apply_update(update)
+        self._collect(now)
+        return self._event_no if self._event_no > before else 0
+
     def retire(self, doc_id: str) -> None:
         """Forget a document; its observer is removed so the Doc can be freed."""
         subscription = self._subscriptions.pop(doc_id, None)
