@@ -25,6 +25,7 @@ documents that the nodes gossip to each other.
   meridian node --config FILE        run one node (one per region)
   meridian doc put|get ...           write or read a key of a document through a node's admin API
   meridian admin ...                 accounts, sessions, backup export/import
+  meridian sim run SCENARIO ...      the network-partition simulator (deterministic, from a seed)
   meridian battleline ...            the Battleline rules engine: play, self-play, conformance tools
 """
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_doc(commands)
     _add_admin(commands)
+    _add_sim(commands)
     _add_games(commands)
     return parser
 
@@ -92,6 +94,12 @@ def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "accounts, list who is online, export all documents to a backup and import one.",
     )
     add_admin_arguments(admin)
+
+
+def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sim.cli import add_sim_parser  # imported here: node must not depend on sim at load
+
+    add_sim_parser(commands)
 
 
 def _add_games(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

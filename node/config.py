@@ -72,14 +72,14 @@ class ConfigError(Exception):
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
     """Read and check the TOML config at ``path``; secrets come from ``environ`` or os.environ."""
     config_path = Path(path)
-    document = _read_toml(config_path)
-    reader = _Reader(config_path, environ if environ is not None else os.environ)
+    document = read_toml(config_path)
+    reader = TomlReader(config_path, environ if environ is not None else os.environ)
     # Unknown keys first: a misspelt key should be reported as such, not as a missing one.
     _reject_unknown_keys(reader, document)
-    return _build_config(reader, _Table(reader, "", document))
+    return _build_config(reader, TomlTable(reader, "", document))
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as file:
             return tomllib.load(file)
@@ -94,7 +94,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _Reader:
+class TomlReader:
     """What every table needs to resolve values: the config file and the environment."""
 
     path: Path
@@ -108,13 +108,13 @@ class _Reader:
         return ConfigError(self.path, key, message)
 
 
-_MISSING: Any = object()
+MISSING: Any = object()
 
 
-class _Table:
+class TomlTable:
     """One TOML table with typed getters; every error names the dotted key."""
 
-    def __init__(self, reader: _Reader, prefix: str, values: Mapping[str, Any]) -> None:
+    def __init__(self, reader: TomlReader, prefix: str, values: Mapping[str, Any]) -> None:
         self.reader = reader
         self.prefix = prefix
         self.values = values
@@ -125,20 +125,22 @@ class _Table:
     def raw(self, key: str, default: Any, expected: str) -> Any:
         if key in self.values:
             return self.values[key]
-        if default is _MISSING:
+        if default is MISSING:
             raise self.reader.error(self.dotted(key), f"missing; expected {expected}")
         return default
 
     def wrong_type(self, key: str, value: Any, expected: str) -> ConfigError:
-        return self.reader.error(self.dotted(key), f"expected {expected}, got {_describe(value)}")
+        return self.reader.error(
+            self.dotted(key), f"expected {expected}, got {describe_value(value)}"
+        )
 
-    def table(self, key: str, *, required: bool) -> _Table:
-        value = self.raw(key, _MISSING if required else {}, "a table")
+    def table(self, key: str, *, required: bool) -> TomlTable:
+        value = self.raw(key, MISSING if required else {}, "a table")
         if not isinstance(value, dict):
             raise self.wrong_type(key, value, "a table")
-        return _Table(self.reader, self.dotted(key), value)
+        return TomlTable(self.reader, self.dotted(key), value)
 
-    def string(self, key: str, default: Any = _MISSING, expected: str = "a string") -> str:
+    def string(self, key: str, default: Any = MISSING, expected: str = "a string") -> str:
         value = self.raw(key, default, expected)
         if not isinstance(value, str):
             raise self.wrong_type(key, value, expected)
@@ -196,7 +198,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _reject_unknown_keys(reader: _Reader, document: Mapping[str, Any]) -> None:
+def _reject_unknown_keys(reader: TomlReader, document: Mapping[str, Any]) -> None:
     for table_name, table in document.items():
         if table_name not in TABLE_KEYS:
             raise reader.error(
@@ -213,7 +215,7 @@ def _reject_unknown_keys(reader: _Reader, document: Mapping[str, Any]) -> None:
                 )
 
 
-def _describe(value: Any) -> str:
+def describe_value(value: Any) -> str:
     names = {bool: "boolean", int: "integer", float: "float", str: "string"}
     names |= {list: "array", dict: "table"}
     kind = names.get(type(value), type(value).__name__)
@@ -221,7 +223,7 @@ def _describe(value: Any) -> str:
     return f"{kind} {text}" if len(text) <= 40 else kind
 
 
-def _build_config(reader: _Reader, root: _Table) -> NodeConfig:
+def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:
     node = root.table("node", required=True)
     cluster = root.table("cluster", required=True)
     node_id = _name(node, "id")
@@ -243,7 +245,7 @@ def _build_config(reader: _Reader, root: _Table) -> NodeConfig:
         cluster_secret=_secret(reader, cluster, "secret"),
         admin_token=_secret(reader, cluster, "admin_token"),
         zeroconf=cluster.boolean("zeroconf", False),
-        sync=_sync_settings(root.table("sync", required=False)),
+        sync=sync_settings_from(root.table("sync", required=False)),
         ack_regions=root.table("replication", required=False).integer("ack_regions", 0, 0),
         max_clock_ahead_ms=root.table("clock", required=False).integer("max_ahead_ms", 60_000, 1),
         log_level=log_level,
@@ -251,7 +253,7 @@ def _build_config(reader: _Reader, root: _Table) -> NodeConfig:
     )
 
 
-def _name(table: _Table, key: str) -> str:
+def _name(table: TomlTable, key: str) -> str:
     expected = "1 to 32 characters from a-z, 0-9 and '-'"
     value = table.string(key, expected=expected)
     if not NAME_PATTERN.fullmatch(value):
@@ -259,7 +261,7 @@ def _name(table: _Table, key: str) -> str:
     return value
 
 
-def _listen(table: _Table) -> tuple[str, int]:
+def _listen(table: TomlTable) -> tuple[str, int]:
     expected = "'host:port' with a port from 1 to 65535, e.g. '127.0.0.1:7101'"
     text = table.string("listen", expected=expected)
     host, _, port = text.rpartition(":")
@@ -269,7 +271,7 @@ def _listen(table: _Table) -> tuple[str, int]:
     return host, int(port)
 
 
-def _default_public_url(table: _Table, host: str, port: int) -> str:
+def _default_public_url(table: TomlTable, host: str, port: int) -> str:
     try:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
     except ValueError:
@@ -284,7 +286,7 @@ def _default_public_url(table: _Table, host: str, port: int) -> str:
     return f"http://{url_host}:{port}"
 
 
-def _url(table: _Table, key: str, text: str) -> str:
+def _url(table: TomlTable, key: str, text: str) -> str:
     """Validate an http(s) base URL and return it without a trailing slash."""
     expected = "an http:// or https:// URL with a host, e.g. 'http://10.0.0.5:7101'"
     try:
@@ -298,7 +300,7 @@ def _url(table: _Table, key: str, text: str) -> str:
     return text.rstrip("/")
 
 
-def _log_level(table: _Table) -> str:
+def _log_level(table: TomlTable) -> str:
     expected = "one of " + ", ".join(repr(level) for level in LOG_LEVELS)
     value = table.string("log_level", "info", expected)
     if value not in LOG_LEVELS:
@@ -306,7 +308,7 @@ def _log_level(table: _Table) -> str:
     return value
 
 
-def _peers(table: _Table, own_url: str) -> tuple[str, ...]:
+def _peers(table: TomlTable, own_url: str) -> tuple[str, ...]:
     peers: list[str] = []
     for index, text in enumerate(table.string_list("peers", "http(s) URLs")):
         key = f"peers[{index}]"
@@ -319,7 +321,7 @@ def _peers(table: _Table, own_url: str) -> tuple[str, ...]:
     return tuple(peers)
 
 
-def _secret(reader: _Reader, table: _Table, name: str) -> str:
+def _secret(reader: TomlReader, table: TomlTable, name: str) -> str:
     """Read secret ``name`` from exactly one of ``{name}_env`` / ``{name}_file``."""
     env_key, file_key = f"{name}_env", f"{name}_file"
     variable = table.optional_string(env_key, "the name of an environment variable")
@@ -338,7 +340,7 @@ def _secret(reader: _Reader, table: _Table, name: str) -> str:
     return _secret_from_file(reader, table.dotted(file_key), reader.folder / file_name)
 
 
-def _secret_from_file(reader: _Reader, key: str, path: Path) -> str:
+def _secret_from_file(reader: TomlReader, key: str, path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -348,7 +350,7 @@ def _secret_from_file(reader: _Reader, key: str, path: Path) -> str:
     return _checked_secret(reader, key, text.strip(), f"file {path}")
 
 
-def _checked_secret(reader: _Reader, key: str, secret: str, source: str) -> str:
+def _checked_secret(reader: TomlReader, key: str, secret: str, source: str) -> str:
     # The messages say how long the secret is, never what it is.
     if not secret:
         raise reader.error(key, f"secret from {source} is empty")
@@ -361,7 +363,7 @@ def _checked_secret(reader: _Reader, key: str, secret: str, source: str) -> str:
     return secret
 
 
-def _sync_settings(table: _Table) -> SyncSettings:
+def sync_settings_from(table: TomlTable) -> SyncSettings:
     default = SyncSettings()
     settings = SyncSettings(
         coalesce_ms=table.number("coalesce_ms", default.coalesce_ms, 0, inclusive=True),
@@ -376,13 +378,16 @@ def _sync_settings(table: _Table) -> SyncSettings:
         reconnect_max_s=table.number(
             "reconnect_max_s", default.reconnect_max_s, 0, inclusive=False
         ),
+        connect_timeout_s=table.number(
+            "connect_timeout_s", default.connect_timeout_s, 0, inclusive=False
+        ),
         relay=table.boolean("relay", default.relay),
     )
     _check_sync_relations(table, settings)
     return settings
 
 
-def _check_sync_relations(table: _Table, settings: SyncSettings) -> None:
+def _check_sync_relations(table: TomlTable, settings: SyncSettings) -> None:
     """Checks between sync keys; each error names the key to change and the one it depends on."""
     relations = [
         ("peer_timeout_s", settings.peer_timeout_s > settings.heartbeat_s,

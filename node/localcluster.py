@@ -123,10 +123,19 @@ def kill_node(node: LocalNode) -> None:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports (all probed at once, so none is handed out twice)."""
+    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def write_configs(
@@ -136,26 +145,29 @@ def write_configs(
     extra: str = "",
     via: dict[tuple[str, str], int] | None = None,
     zeroconf: bool = False,
+    ports: list[int] | None = None,
 ) -> list[Path]:
     """One config per region on free 127.0.0.1 ports, all peered with each other.
 
     `via[(a, b)]` is a port (a proxy's) through which `a` reaches `b` instead of b's own port.
     With `zeroconf`, the nodes get no static peers and must find each other by mDNS.
+    `ports` are the nodes' listen ports (default: free ones).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    ports = {region: free_port() for region in regions}
+    chosen = ports or free_ports(len(regions))
+    ports_by_region = dict(zip(regions, chosen, strict=True))
     via = via or {}
     paths = []
     for region in regions:
         others = [] if zeroconf else [r for r in regions if r != region]
-        peer_ports = [via.get((region, r), ports[r]) for r in others]
+        peer_ports = [via.get((region, r), ports_by_region[r]) for r in others]
         peers = ", ".join(f'"http://127.0.0.1:{port}"' for port in peer_ports)
         path = folder / f"{region}.toml"
         path.write_text(
             f"""[node]
 id = "{region}-1"
 region = "{region}"
-listen = "127.0.0.1:{ports[region]}"
+listen = "127.0.0.1:{ports_by_region[region]}"
 data_dir = "data/{region}"
 
 [cluster]

@@ -43,8 +43,10 @@ def build_picture(
     now_ms: int,
     playing: dict[str, tuple[str, str]],
     declined: set[str],
+    own_node: str,
 ) -> Picture:
-    live = [p for p in presences if p.live(now_ms)]
+    """`own_node`'s presence always counts: the node computing the picture is alive."""
+    live = [p for p in presences if p.node == own_node or p.live(now_ms)]
     sessions = newest_sessions([s for p in live for s in p.sessions])
     lobby = {}
     for uid, session in sessions.items():

@@ -195,6 +195,7 @@ class Node:
             min_backoff_s=settings.reconnect_min_s,
             max_backoff_s=settings.reconnect_max_s,
             max_frame_bytes=settings.max_frame_bytes,
+            connect_timeout_s=settings.connect_timeout_s,
             rng=self.rng,
         )
         for url in self.config.peers:

@@ -193,6 +193,7 @@ class GameService:
 
     def _load_existing(self) -> None:
         self._dirty.update(self.docs.ids())
+        self._heartbeat(0.0)  # other nodes count this node's players online from the start
         self.process(0.0)
         # After a restart no connection survives: this node's sessions wait out the grace period
         # (their players may resume them, here or elsewhere) and are then removed.
@@ -992,7 +993,9 @@ class GameService:
                 playing[b] = (tracker.info.gid, tracker.info.names[0])
         declined = {iid for p in self._presence.values() for iid in self._declines(p.node)}
         before = self._picture
-        self._picture = build_picture(list(self._presence.values()), now_ms, playing, declined)
+        self._picture = build_picture(
+            list(self._presence.values()), now_ms, playing, declined, self.node_id
+        )
         self._push_lobby(before.lobby)
         for conn in self.conns.values():
             if conn.uid:
@@ -1062,11 +1065,28 @@ class GameService:
 
     def _clean_own_invites(self, declined: set[str]) -> None:
         valid = {i.iid for i in self._picture.invites}
-        stale = [
-            i.iid for i in self._own_presence().invites if i.iid not in valid or i.iid in declined
-        ]
-        if stale:
-            self._write(self._presence_doc, lambda doc: PresenceWriter(doc).remove_invites(*stale))
+        stale = [i for i in self._own_presence().invites if i.iid not in valid or i.iid in declined]
+        if not stale:
+            return
+        for invite in stale:
+            why = "declined" if invite.iid in declined else self._invalid_because(invite)
+            log.info(
+                "invitation %s from %s to %s withdrawn: %s",
+                invite.iid,
+                invite.from_name,
+                invite.to_name,
+                why,
+            )
+        iids = [i.iid for i in stale]
+        self._write(self._presence_doc, lambda doc: PresenceWriter(doc).remove_invites(*iids))
+
+    def _invalid_because(self, invite: Invite) -> str:
+        for uid, name in ((invite.from_uid, invite.from_name), (invite.to_uid, invite.to_name)):
+            if uid not in self._picture.sessions:
+                return f"{name} is not online"
+            if uid in self._picture.playing:
+                return f"{name} is at a table"
+        return "no longer valid"
 
     # --- time ----------------------------------------------------------------------------
 
@@ -1074,9 +1094,7 @@ class GameService:
         """Heartbeat, hello deadlines, end of grace periods, chat pruning."""
         self._now_hint = now
         if now >= self._next_heartbeat:
-            self._next_heartbeat = now + HEARTBEAT_S
-            wall = self.hlc.now().wall_ms
-            self._write(self._presence_doc, lambda doc: PresenceWriter(doc).heartbeat(wall))
+            self._heartbeat(now)
         for conn in [
             c for c in self.conns.values() if not c.uid and now - c.opened > HELLO_DEADLINE_S
         ]:
@@ -1095,6 +1113,11 @@ class GameService:
                 lambda doc: [root_map(doc, CHATS).pop(k, None) for k in old_chats],
             )
         self.process(now)
+
+    def _heartbeat(self, now: float) -> None:
+        self._next_heartbeat = now + HEARTBEAT_S
+        wall = self.hlc.now().wall_ms
+        self._write(self._presence_doc, lambda doc: PresenceWriter(doc).heartbeat(wall))
 
     def shutdown(self) -> None:
         for conn_id in list(self.conns):

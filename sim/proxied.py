@@ -16,7 +16,7 @@ from node.config import NodeConfig, load_config
 from node.localcluster import (
     LocalNode,
     cluster_env,
-    free_port,
+    free_ports,
     kill_node,
     start_node,
     stop_nodes,
@@ -33,8 +33,9 @@ class ProxiedCluster:
         self.regions = regions
         self.env = cluster_env()
         pairs = [(a, b) for a in regions for b in regions if a != b]
-        via = {pair: free_port() for pair in pairs}
-        paths = write_configs(folder, regions, extra=extra, via=via)
+        ports = free_ports(len(pairs) + len(regions))
+        via = dict(zip(pairs, ports, strict=False))
+        paths = write_configs(folder, regions, extra=extra, via=via, ports=ports[len(pairs) :])
         self.configs: dict[str, NodeConfig] = {
             c.region: c for c in (load_config(p, self.env) for p in paths)
         }

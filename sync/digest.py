@@ -23,7 +23,7 @@ def state_digest(doc: Doc[Any]) -> bytes:
     """A 16-byte digest of the document's state vector and delete set."""
     reader = Reader(Snapshot.from_doc(doc).encode())
     delete_set = _read_delete_set(reader)
-    state_vector = _read_state_vector(reader)
+    state_vector = read_state_vector(reader)
     hasher = hashlib.blake2b(digest_size=DIGEST_BYTES)
     for client in sorted(state_vector):
         hasher.update(f"s{client}:{state_vector[client]};".encode())
@@ -44,7 +44,7 @@ def _read_delete_set(reader: Reader) -> DeleteSet:
     return delete_set
 
 
-def _read_state_vector(reader: Reader) -> dict[int, int]:
+def read_state_vector(reader: Reader) -> dict[int, int]:
     state_vector: dict[int, int] = {}
     for _ in range(reader.varuint()):
         client = reader.varuint()

@@ -127,7 +127,9 @@ class Link:
     pending_acks: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, event_no needed)
     last_received: float = 0.0
     last_sent: float = 0.0
-    up_event_no: int = 0  # change counter when the link came up
+    # per document, the last local change made before the link came up: those reach the peer
+    # only through anti-entropy (STEP2), the ones after through this link's UPDATE frames
+    base_events: dict[str, int] = field(default_factory=dict)
     update_acked: dict[str, int] = field(default_factory=dict)
     step2_acked: dict[str, int] = field(default_factory=dict)
     ping_sent: dict[int, float] = field(default_factory=dict)
@@ -207,6 +209,7 @@ class SyncEngine:
         self._events: list[Event] = []
         self._next_link_id = 1
         self._event_no = 0
+        self._last_local_event: dict[str, int] = {}
         self._durable_through = 0
         self._next_anti_entropy: float | None = None
 
@@ -248,6 +251,7 @@ class SyncEngine:
         self._digests.pop(doc_id, None)
         self._pending.pop(doc_id, None)
         self._pending_since.pop(doc_id, None)
+        self._last_local_event.pop(doc_id, None)
 
     @contextmanager
     def writing(self, doc_id: str, now: float) -> Iterator[Doc[Any]]:
@@ -318,6 +322,8 @@ class SyncEngine:
             self._pending.setdefault(doc_id, []).append(
                 PendingUpdate(update, origin, self._event_no)
             )
+            if origin is None:
+                self._last_local_event[doc_id] = self._event_no
             self._pending_since.setdefault(doc_id, now)
         if self._auto_durable:
             self._durable_through = self._event_no
@@ -519,7 +525,7 @@ class SyncEngine:
             if loser is link:
                 return
         link.state = LinkState.UP
-        link.up_event_no = self._event_no
+        link.base_events = dict(self._last_local_event)
         peer.link_id = link.link_id
         self._events.append(
             LinkUp(link.link_id, peer_id, link.peer.region, link.peer.software, link.version)
@@ -553,7 +559,7 @@ class SyncEngine:
             case codec.Digests():
                 self._on_digests(link, frame, now)
             case codec.Links():
-                peer.links = frozenset(frame.node_ids)
+                self._on_links(peer, frozenset(frame.node_ids), now)
             case codec.Ping():
                 self._send(link, codec.Pong(frame.token), now)
             case codec.Pong():
@@ -566,6 +572,15 @@ class SyncEngine:
                 )
             case codec.Hello() | codec.Auth():
                 raise FrameError(ErrorCode.MALFORMED, "handshake frame after authentication")
+
+    def _on_links(self, peer: PeerState, links: frozenset[str], now: float) -> None:
+        """A peer lost a link: changes it sent just before may not have reached that node (it
+        was not relayed to, the link looked up). Offer that node our digests so it pulls them."""
+        lost = peer.links - links
+        peer.links = links
+        for link in self._up_links():
+            if link.peer_id in lost:
+                self._send_digests(link, now)
 
     def _apply_remote(
         self, link: Link, peer: PeerState, frame: codec.Update | codec.Step2, now: float
@@ -734,7 +749,7 @@ class SyncEngine:
         if link is None:
             return prefix
         prefix = max(prefix, link.step2_acked.get(doc_id, 0))
-        if prefix >= link.up_event_no:
+        if prefix >= link.base_events.get(doc_id, 0):
             # Every local change after link-up was sent on this link, in order.
             prefix = max(prefix, link.update_acked.get(doc_id, 0))
         return prefix

@@ -17,4 +17,5 @@ class SyncSettings:
     max_queue_bytes: int = 64 * 1024 * 1024  # queued outgoing bytes per link before it is cut
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 5.0
+    connect_timeout_s: float = 5.0  # a dial that gets no answer (e.g. across a partition) gives up
     relay: bool = True  # forward updates to peers their origin cannot reach

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -23,7 +24,6 @@ log = logging.getLogger("meridian.sync")
 
 PEER_PATH = "/peer"
 CLOSE_CODE_NORMAL = 1000
-CONNECT_TIMEOUT_S = 5.0
 CLOSE_REASON_BYTES = 120
 
 
@@ -65,23 +65,34 @@ class WebSocketLink:
         await asyncio.gather(self._writer, return_exceptions=True)
 
 
+@dataclass(frozen=True)
+class LinkOutcome:
+    peer_id: str | None  # who answered (from its HELLO), even if the link was refused
+    was_up: bool  # whether the handshake completed
+
+
 async def run_link(
     replicator: Replicator,
     ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
     *,
     initiator: bool,
-) -> str | None:
-    """Feed one websocket to the engine until it closes; returns the peer's node id if it got up."""
+) -> LinkOutcome:
+    """Feed one websocket to the engine until it closes.
+
+    Returns the peer's node id as soon as its HELLO named it (even if the link was then refused,
+    e.g. as a duplicate), so a dialer learns which node a URL reaches.
+    """
     link = WebSocketLink(ws)
     link_id = replicator.open_link(link, initiator=initiator)
     peer_id: str | None = None
+    was_up = False
     reason = "connection closed"
     try:
         async for message in ws:
             if message.type == aiohttp.WSMsgType.BINARY:
                 replicator.receive(link_id, message.data)
-                if peer_id is None and replicator.engine.link_state(link_id) is LinkState.UP:
-                    peer_id = replicator.engine.link_peer(link_id)
+                peer_id = peer_id or replicator.engine.link_peer(link_id)
+                was_up = was_up or replicator.engine.link_state(link_id) is LinkState.UP
             elif message.type == aiohttp.WSMsgType.TEXT:
                 reason = "text frame received; the peer protocol is binary"
                 break
@@ -91,7 +102,7 @@ async def run_link(
     finally:
         replicator.link_lost(link_id, reason)
         await link.finish()
-    return peer_id
+    return LinkOutcome(peer_id, was_up)
 
 
 class PeerAcceptor:
@@ -118,9 +129,11 @@ class PeerDialer:
         min_backoff_s: float,
         max_backoff_s: float,
         max_frame_bytes: int,
+        connect_timeout_s: float,
         rng: random.Random,
     ) -> None:
         self.replicator = replicator
+        self.connect_timeout_s = connect_timeout_s
         self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
         self.max_frame_bytes = max_frame_bytes
@@ -149,23 +162,29 @@ class PeerDialer:
             if known is not None and known in self.replicator.engine.up_peers():
                 await asyncio.sleep(self.max_backoff_s * self.rng.uniform(0.5, 1.0))
                 continue
-            peer_id = await self._dial_once(url, failures)
-            if peer_id is not None:
-                self.url_peer[url] = peer_id
+            outcome = await self._dial_once(url, failures)
+            if outcome.peer_id is not None:
+                self.url_peer[url] = outcome.peer_id
+            if outcome.was_up:
                 backoff, failures = self.min_backoff_s, 0
             else:
                 failures += 1
             await asyncio.sleep(backoff * self.rng.uniform(0.5, 1.0))
             backoff = min(self.max_backoff_s, backoff * 2)
 
-    async def _dial_once(self, url: str, failures: int) -> str | None:
+    async def _dial_once(self, url: str, failures: int) -> LinkOutcome:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # Without a connect timeout a dial made during a partition waits out the kernel's
+            # SYN retries, which delays the reconnect long after the network heals.
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=self.connect_timeout_s, sock_connect=self.connect_timeout_s
+            )
+            self._session = aiohttp.ClientSession(timeout=timeout)
         try:
             async with self._session.ws_connect(
                 peer_ws_url(url),
                 max_msg_size=self.max_frame_bytes,
-                timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT_S),
+                timeout=aiohttp.ClientWSTimeout(ws_close=self.connect_timeout_s),
                 autoping=True,
             ) as ws:
                 return await run_link(self.replicator, ws, initiator=True)
@@ -173,4 +192,4 @@ class PeerDialer:
             # Log the first failure and then every 20th, so a down region does not flood the log.
             if failures % 20 == 0:
                 log.info("cannot reach peer %s: %s (retrying with backoff)", url, exc)
-            return None
+            return LinkOutcome(None, False)

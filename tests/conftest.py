@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import subprocess
 import sys
 import time
@@ -14,6 +16,17 @@ from node.config import load_config
 from node.localcluster import cluster_env, start_node, stop_nodes, wait_for_mesh, write_configs
 
 REGIONS = ["eu", "us", "ap"]
+# One random simulator seed per test run (CI prints it; MERIDIAN_SIM_SEED=N replays it).
+SIM_RANDOM_SEED = int(
+    os.environ.get("MERIDIAN_SIM_SEED") or random.SystemRandom().randrange(1, 2**31)
+)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(
+        f"simulator random seed: {SIM_RANDOM_SEED} "
+        f"(replay with MERIDIAN_SIM_SEED={SIM_RANDOM_SEED})"
+    )
 
 
 class Cluster:

@@ -291,6 +291,25 @@ def test_acks_give_lag_and_tell_what_the_peer_holds() -> None:
     assert eu.peers["us"].lag_samples and eu.peers["us"].doc_lag["test:ack"] >= 0
 
 
+def test_a_document_created_after_link_up_is_held_once_acked() -> None:
+    cluster = MemoryCluster(["eu", "us"])
+    cluster.put("eu", "test:before", "k", "v")  # changes before the link exists
+    cluster.connect("eu", "us")
+    cluster.advance(0.02)
+    event_no = cluster.put("eu", "test:after", "k", "v")
+    cluster.advance(0.02)
+    assert cluster.engines["eu"].peer_holds("us", "test:after", event_no)
+
+
+def test_changes_made_before_link_up_are_held_only_after_anti_entropy_covers_them() -> None:
+    cluster = MemoryCluster(["eu", "us"], settings=SyncSettings(anti_entropy_s=3600))
+    early = cluster.put("eu", "test:early", "k", "v")
+    cluster.connect("eu", "us")  # link-up digests pull test:early with a STEP1/STEP2
+    cluster.advance(0.02)
+    assert cluster.values("us", "test:early") == {"k": "v"}
+    assert cluster.engines["eu"].peer_holds("us", "test:early", early)
+
+
 def test_idle_link_is_kept_alive_and_a_silent_peer_times_out() -> None:
     cluster = MemoryCluster(["eu", "us"], settings=SyncSettings(heartbeat_s=1, peer_timeout_s=3))
     cluster.connect("eu", "us")

@@ -1,0 +1,298 @@
+"""Checkers: pure functions of (history, final states) that say whether an invariant held.
+
+Each returns a :class:`Verdict` whose message names the first violation, with the lines of the
+history that show it, and whose ``figures`` carry measurements for the report.
+
+* ``converged``: after the heal and the quiet period, every document is identical on every node
+  that is up: same digest (state vector *and* delete set) and same key-value content.
+* ``acknowledged-writes``: no write the client was told is safe was lost. "Present" is defined
+  with causality (``WriteRecord.knew``: the other write had reached this one's writer): an
+  acknowledged put's Yjs item is integrated on every node; and the key's final value is the
+  acknowledged write's own, or comes from a write it did **not** know (a later write that
+  replaced it, or a concurrent one that won the merge). After an acknowledged put the key may be
+  absent only if a later write knew that put (a delete, or a put deleted in turn), or a
+  concurrent put raced it (the merge kept the other, which was then deleted). A delete adds no
+  Yjs item; it is judged by what its writer knew, which is exactly what it could delete.
+* ``replication-lag``: per link (origin -> receiving node), how long puts took to be integrated
+  there, p50/p90/p99/max; fails only if ``max_p99_s`` is set and exceeded.
+* ``convergence-time``: seconds from the heal until every document was identical everywhere;
+  fails if that never happened, or took longer than ``max_s`` when set.
+
+To add one: a function ``build(params) -> checker``, registered in :data:`CHECKERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim.history import DocState, FinalStates, History, WriteRecord
+from sim.params import Table
+from sync.digest import EMPTY_DIGEST
+from sync.stats import percentile
+
+NOTABLE = ("fault", "fault-end", "crash", "stop", "restart", "heal")
+EXCERPT_LINES = 8
+EMPTY_STATE = DocState(EMPTY_DIGEST, {}, {}, b"")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    checker: str
+    ok: bool
+    message: str
+    excerpt: tuple[str, ...] = ()
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+Checker = Callable[[History, FinalStates], Verdict]
+
+
+# --- converged -------------------------------------------------------------------------------
+
+
+def check_converged(history: History, final: FinalStates) -> Verdict:
+    nodes = [node for node in history.nodes if node in final]
+    down = [node for node in history.nodes if node not in final]
+    doc_ids = sorted({doc_id for states in final.values() for doc_id in states})
+    for doc_id in doc_ids:
+        reference = final[nodes[0]].get(doc_id, EMPTY_STATE)
+        for node in nodes[1:]:
+            state = final[node].get(doc_id, EMPTY_STATE)
+            if state.digest != reference.digest or state.values != reference.values:
+                message, excerpt = _difference(
+                    history, doc_id, (nodes[0], reference), (node, state)
+                )
+                return Verdict("converged", False, message, excerpt)
+    where = f"{len(nodes)} nodes" + (f" (down: {', '.join(down)})" if down else "")
+    return Verdict("converged", True, f"{len(doc_ids)} documents identical on {where}")
+
+
+def _difference(
+    history: History, doc_id: str, left: tuple[str, DocState], right: tuple[str, DocState]
+) -> tuple[str, tuple[str, ...]]:
+    (a, sa), (b, sb) = left, right
+    digests = f"digest {sa.digest.hex()[:8]} vs {sb.digest.hex()[:8]}"
+    keys = sorted(set(sa.values) | set(sb.values))
+    differing = [key for key in keys if sa.values.get(key) != sb.values.get(key)]
+    if not differing:
+        clients = sorted(set(sa.state_vector) | set(sb.state_vector))
+        lacking = [c for c in clients if sa.state_vector.get(c) != sb.state_vector.get(c)]
+        what = f"same values but different histories (clients {lacking[:3]} differ)"
+        return f"{doc_id} differs after heal between {a} and {b}: {what}, {digests}", ()
+    key = differing[0]
+    message = (
+        f"{doc_id} differs after heal: {a} {_shows(sa, key)}, {b} {_shows(sb, key)} "
+        f"({len(differing)} keys differ, {digests})"
+    )
+    writes = [w for w in history.writes if w.doc == doc_id and w.key == key][-4:]
+    lines = [
+        f"{w.describe()}; on {a}: {_presence(w, sa)}, on {b}: {_presence(w, sb)}" for w in writes
+    ]
+    return message, tuple(lines + _notable(history, set(history.nodes)))
+
+
+def _shows(state: DocState, key: str) -> str:
+    return f"has {key}={state.values[key]!r}" if key in state.values else f"lacks {key}"
+
+
+def _presence(write: WriteRecord, state: DocState) -> str:
+    if write.item is None:
+        return "(a delete)"
+    return "integrated" if state.holds(write.item) else "MISSING"
+
+
+# --- acknowledged writes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LostWrite:
+    write: WriteRecord
+    node: str
+    reason: str
+    related: WriteRecord | None = None
+
+
+def lost_acknowledged_writes(history: History, final: FinalStates) -> list[LostWrite]:
+    """Acknowledged writes whose effect is missing from some node's final state (see module)."""
+    same_key: dict[tuple[str, str], list[WriteRecord]] = {}
+    by_value: dict[tuple[str, str, str], WriteRecord] = {}
+    for write in history.writes:
+        same_key.setdefault((write.doc, write.key), []).append(write)
+        if write.value is not None:
+            by_value[write.doc, write.key, write.value] = write
+    lost = []
+    for write in history.writes:
+        if not write.acknowledged:
+            continue
+        for node in (n for n in history.nodes if n in final):
+            state = final[node].get(write.doc, EMPTY_STATE)
+            found = _missing(write, state, same_key[write.doc, write.key], by_value)
+            if found is not None:
+                reason, related = found
+                lost.append(LostWrite(write, node, reason, related))
+                break
+    return lost
+
+
+def _missing(
+    write: WriteRecord,
+    state: DocState,
+    same_key: list[WriteRecord],
+    by_value: dict[tuple[str, str, str], WriteRecord],
+) -> tuple[str, WriteRecord | None] | None:
+    if write.item is not None and not state.holds(write.item):
+        return f"its Yjs item {write.item} is not in the state", None
+    if write.key in state.values:
+        value = state.values[write.key]
+        if write.op == "put" and value == write.value:
+            return None
+        winner = by_value.get((write.doc, write.key, str(value)))
+        if winner is None:
+            return f"{write.key} holds {value!r}, which no recorded write put", None
+        if write.knew(winner):
+            return f"{write.key} went back to {value!r}, which this write had replaced", winner
+        return None
+    if write.op == "delete" or any(_explains_absence(write, other) for other in same_key):
+        return None
+    return f"{write.key} is absent, yet no write knew this put or raced it", None
+
+
+def _explains_absence(put: WriteRecord, other: WriteRecord) -> bool:
+    if other is put:
+        return False
+    concurrent = other.op == "put" and not put.knew(other) and not other.knew(put)
+    return other.knew(put) or concurrent
+
+
+def check_acknowledged_writes(history: History, final: FinalStates) -> Verdict:
+    acknowledged = sum(1 for w in history.writes if w.acknowledged)
+    lost = lost_acknowledged_writes(history, final)
+    figures = {"acknowledged": acknowledged, "lost": len(lost)}
+    if not lost:
+        message = f"all {acknowledged} acknowledged writes present on every node"
+        return Verdict("acknowledged-writes", True, message, figures=figures)
+    first = lost[0]
+    message = (
+        f"{len(lost)} of {acknowledged} acknowledged writes lost; first: "
+        f"{first.write.describe()}: on {first.node}, {first.reason}"
+    )
+    lines = [first.write.describe()]
+    if first.related is not None:
+        lines.append(f"replaced by it: {first.related.describe()}")
+    lines += _notable(history, {first.write.node, first.node}, since=first.write.t)
+    return Verdict("acknowledged-writes", False, message, tuple(lines), figures)
+
+
+# --- replication lag ---------------------------------------------------------------------------
+
+
+def lag_by_link(history: History) -> dict[str, dict[str, float | int]]:
+    """Per link, the count and p50/p90/p99/max of put replication lag (seconds)."""
+    samples: dict[str, list[float]] = {}
+    for sample in history.lag:
+        samples.setdefault(sample.link, []).append(sample.lag)
+    return {link: _summary(samples[link]) for link in sorted(samples)}
+
+
+def _summary(values: list[float]) -> dict[str, float | int]:
+    figures: dict[str, float | int] = {"count": len(values)}
+    for name, fraction in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)):
+        figures[name] = round(percentile(values, fraction) or 0.0, 6)
+    return figures
+
+
+def overall_lag(history: History) -> dict[str, float | int]:
+    return _summary([sample.lag for sample in history.lag])
+
+
+def replication_lag(max_p99_s: float | None) -> Checker:
+    def check(history: History, final: FinalStates) -> Verdict:
+        links = lag_by_link(history)
+        figures: dict[str, Any] = {"links": links, "all": overall_lag(history)}
+        if not links:
+            return Verdict("replication-lag", True, "no puts were replicated", figures=figures)
+        worst = max(links, key=lambda link: links[link]["p99"])
+        p99 = links[worst]["p99"]
+        summary = f"worst p99 {p99:.3f} s on {worst}"
+        if max_p99_s is None or p99 <= max_p99_s:
+            return Verdict("replication-lag", True, summary, figures=figures)
+        slowest = max((s for s in history.lag if s.link == worst), key=lambda s: s.lag)
+        excerpt = (
+            f"slowest: put made at {slowest.t:.3f} s reached after {slowest.lag:.3f} s",
+            *_notable(history, set(worst.split("->")), since=slowest.t),
+        )
+        message = f"{summary}, over the limit of {max_p99_s:g} s"
+        return Verdict("replication-lag", False, message, excerpt, figures)
+
+    return check
+
+
+def build_replication_lag(params: Table) -> Checker:
+    return replication_lag(params.optional_number("max_p99_s", 0))
+
+
+# --- convergence time --------------------------------------------------------------------------
+
+
+def convergence_time(max_s: float | None) -> Checker:
+    def check(history: History, final: FinalStates) -> Verdict:
+        if history.converged_at is None:
+            message = f"never converged in the {history.end_at - history.heal_at:g} s after heal"
+            excerpt = tuple(_notable(history, set(history.nodes)))
+            return Verdict("convergence-time", False, message, excerpt, {"seconds": None})
+        seconds = round(history.converged_at - history.heal_at, 6)
+        figures = {"seconds": seconds}
+        message = f"converged {seconds:.3f} s after heal"
+        if max_s is not None and seconds > max_s:
+            message += f", over the limit of {max_s:g} s"
+            return Verdict("convergence-time", False, message, (), figures)
+        return Verdict("convergence-time", True, message, figures=figures)
+
+    return check
+
+
+def build_convergence_time(params: Table) -> Checker:
+    return convergence_time(params.optional_number("max_s", 0))
+
+
+# --- helpers and the registry -----------------------------------------------------------------
+
+
+def _notable(history: History, nodes: Iterable[str], since: float = 0.0) -> list[str]:
+    """Faults, crashes, restarts and the heal concerning these nodes, from ``since`` on."""
+    wanted = set(nodes)
+    events = [
+        event.describe()
+        for event in history.timeline
+        if event.kind in NOTABLE
+        and event.t >= since
+        and (event.node is None or event.node in wanted)
+    ]
+    return events[: EXCERPT_LINES - 2]
+
+
+@dataclass(frozen=True)
+class CheckerSpec:
+    build: Callable[[Table], Checker]
+    keys: tuple[str, ...]  # the TOML keys it reads (others are errors)
+    summary: str
+
+
+CHECKERS: dict[str, CheckerSpec] = {
+    "converged": CheckerSpec(
+        lambda params: check_converged, (), "every document identical on every node after heal"
+    ),
+    "acknowledged-writes": CheckerSpec(
+        lambda params: check_acknowledged_writes, (), "no acknowledged write lost"
+    ),
+    "replication-lag": CheckerSpec(
+        build_replication_lag, ("max_p99_s",), "put replication lag per link"
+    ),
+    "convergence-time": CheckerSpec(
+        build_convergence_time, ("max_s",), "time from heal until all documents are identical"
+    ),
+    # Game-level checkers (unique names after merge, one session per identity, one live game
+    # per player, legal move chains) register here when the game service lands.
+}

@@ -1,0 +1,254 @@
+"""``meridian sim``: run simulator scenarios over one seed or a range of seeds.
+
+``meridian sim run SCENARIO [--seed N | --seeds A..B] [--report DIR] [--jobs N]`` prints a
+progress bar on stderr and a summary table on stdout, and exits 0 only if every checker passed on
+every seed (1 if one failed, 2 for a bad scenario or usage). A failure prints the seed, the first
+violated invariant with its history excerpt, and the command that replays it. ``meridian sim
+list`` shows the scenarios in configs/scenarios. ``python -m sim.cli run ...`` works the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from sim.checkers import overall_lag
+from sim.params import ConfigError
+from sim.report import replay_command, write_report
+from sim.scenario import SCENARIO_DIR, find_scenario, load_scenario
+from sim.world import Simulation
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+BAR_WIDTH = 30
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """What the table shows of one run (picklable, so worker processes can return it)."""
+
+    seed: int
+    ok: bool
+    virtual_s: float
+    events: int
+    wall_s: float
+    converge_s: float | None
+    lag_p50: float | None
+    lag_p99: float | None
+    verdicts: tuple[tuple[str, bool, str, tuple[str, ...]], ...]
+
+
+def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``sim run`` and ``sim list`` to a command's subparsers."""
+    sim = subparsers.add_parser(
+        "sim",
+        help="run the deterministic network-partition simulator",
+        description="Run scenarios (configs/scenarios/*.toml) on simulated nodes: the real sync "
+        "engine on a virtual clock and network, reproducible from one integer seed.",
+    )
+    commands = sim.add_subparsers(dest="sim_command", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run a scenario",
+        description="Run a scenario over one seed or a range of seeds and check its invariants. "
+        "Exit status 0 only if every checker passed on every seed.",
+    )
+    run.add_argument(
+        "scenario",
+        metavar="SCENARIO",
+        help="scenario file, or a name from configs/scenarios such as partition-heal",
+    )
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, help="the seed to run (default 1)")
+    seeds.add_argument("--seeds", type=seed_range, metavar="A..B", help="every seed from A to B")
+    run.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write report.json, history.jsonl and report.html there (a folder per seed for a "
+        "range)",
+    )
+    run.add_argument(
+        "--jobs", type=int, default=0, metavar="N", help="worker processes (default: CPUs)"
+    )
+    run.set_defaults(func=run_command)
+    listing = commands.add_parser("list", help="list the scenarios in configs/scenarios")
+    listing.set_defaults(func=list_command)
+
+
+def seed_range(text: str) -> list[int]:
+    first, dots, last = text.partition("..")
+    if not dots or not first.isdigit() or not last.isdigit() or int(first) > int(last):
+        raise argparse.ArgumentTypeError(f"expected A..B with A <= B, e.g. 1..200, got {text!r}")
+    return list(range(int(first), int(last) + 1))
+
+
+def list_command(args: argparse.Namespace) -> int:
+    for path in sorted(SCENARIO_DIR.glob("*.toml")):
+        try:
+            description = load_scenario(path).description
+        except ConfigError as error:
+            description = f"(invalid: {error})"
+        print(f"{path.stem:24} {description}")
+    return EXIT_OK
+
+
+def run_command(args: argparse.Namespace) -> int:
+    path = find_scenario(args.scenario)
+    try:
+        load_scenario(path)  # report a bad file once, before starting any worker
+    except ConfigError as error:
+        print(f"meridian sim: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    seeds: list[int] = args.seeds or [args.seed if args.seed is not None else 1]
+    started = time.perf_counter()
+    summaries = _run_seeds(args.scenario, path, seeds, args.report, args.jobs)
+    _print_table(summaries, time.perf_counter() - started)
+    failures = [summary for summary in summaries if not summary.ok]
+    for summary in failures[:3]:
+        _print_failure(args.scenario, summary)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def run_seed(
+    scenario_arg: str,
+    path: Path,
+    seed: int,
+    report: Path | None,
+    progress: Callable[[float], None] | None = None,
+) -> SeedSummary:
+    """One run, its report written if asked; runs in a worker process for a range of seeds."""
+    scenario = load_scenario(path)
+    started = time.perf_counter()
+    result = Simulation(scenario, seed).run(progress)
+    wall_s = time.perf_counter() - started
+    if report is not None:
+        write_report(result, scenario_arg, report)
+    history = result.history
+    overall = overall_lag(history)
+    converged = history.converged_at
+    return SeedSummary(
+        seed=seed,
+        ok=result.ok,
+        virtual_s=history.end_at,
+        events=result.events,
+        wall_s=wall_s,
+        converge_s=None if converged is None else converged - history.heal_at,
+        lag_p50=overall["p50"] if history.lag else None,
+        lag_p99=overall["p99"] if history.lag else None,
+        verdicts=tuple((v.checker, v.ok, v.message, v.excerpt) for v in result.verdicts),
+    )
+
+
+def _run_seeds(
+    scenario_arg: str, path: Path, seeds: list[int], report: Path | None, jobs: int
+) -> list[SeedSummary]:
+    bar = ProgressBar(sys.stderr)
+    if len(seeds) == 1:
+        end = load_scenario(path).end_s
+        summary = run_seed(
+            scenario_arg, path, seeds[0], report, lambda t: bar.show(t / end, f"{t:.1f}/{end:g} s")
+        )
+        bar.done(f"seed {seeds[0]}: {'pass' if summary.ok else 'FAIL'}")
+        return [summary]
+    workers = jobs or os.cpu_count() or 1
+    summaries: list[SeedSummary] = []
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [
+            pool.submit(run_seed, scenario_arg, path, seed, _seed_folder(report, seed))
+            for seed in seeds
+        ]
+        for future in as_completed(futures):
+            summaries.append(future.result())
+            failed = sum(1 for s in summaries if not s.ok)
+            bar.show(
+                len(summaries) / len(seeds), f"{len(summaries)}/{len(seeds)} seeds, {failed} failed"
+            )
+    bar.done(f"{len(seeds)} seeds, {sum(1 for s in summaries if not s.ok)} failed")
+    return sorted(summaries, key=lambda summary: summary.seed)
+
+
+def _seed_folder(report: Path | None, seed: int) -> Path | None:
+    return None if report is None else report / f"seed-{seed}"
+
+
+class ProgressBar:
+    """A one-line bar redrawn in place on a terminal; on a pipe, only the final line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+
+    def show(self, fraction: float, text: str) -> None:
+        if self.live:
+            filled = round(max(0.0, min(fraction, 1.0)) * BAR_WIDTH)
+            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+            self.stream.write(f"\r[{bar}] {text}\x1b[K")
+            self.stream.flush()
+
+    def done(self, text: str) -> None:
+        self.show(1.0, text)
+        self.stream.write("\n" if self.live else f"[{'#' * BAR_WIDTH}] {text}\n")
+        self.stream.flush()
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _print_table(summaries: Sequence[SeedSummary], wall_s: float) -> None:
+    header = (
+        "seed",
+        "virtual s",
+        "events",
+        "x real",
+        "converge s",
+        "lag p50",
+        "lag p99",
+        "verdicts",
+    )
+    print("  ".join(f"{h:>10}" if i < 7 else h for i, h in enumerate(header)))
+    for s in summaries:
+        failed = [name for name, ok, _, _ in s.verdicts if not ok]
+        verdict = "all pass" if not failed else "FAIL: " + ", ".join(failed)
+        cells = (
+            str(s.seed),
+            f"{s.virtual_s:g}",
+            str(s.events),
+            f"{s.virtual_s / s.wall_s:.0f}" if s.wall_s else "-",
+            _seconds(s.converge_s),
+            _seconds(s.lag_p50),
+            _seconds(s.lag_p99),
+        )
+        print("  ".join(f"{cell:>10}" for cell in cells) + "  " + verdict)
+    passed = sum(1 for s in summaries if s.ok)
+    print(f"{passed}/{len(summaries)} seeds passed in {wall_s:.1f} s wall time")
+
+
+def _print_failure(scenario_arg: str, summary: SeedSummary) -> None:
+    name, _, message, excerpt = next(v for v in summary.verdicts if not v[1])
+    print(f"\nseed {summary.seed} FAILED {name}: {message}")
+    for line in excerpt:
+        print(f"    {line}")
+    print(f"replay: {replay_command(scenario_arg, summary.seed)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meridian")
+    add_sim_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["sim", *(sys.argv[1:] if argv is None else argv)])
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

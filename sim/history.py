@@ -1,0 +1,201 @@
+"""What a simulation run records, and the final states the checkers compare.
+
+The history is plain data: every write (who, where, what, when, whether and when the client was
+told it is safe), a timeline (faults, crashes, restarts, link changes, heal, convergence),
+replication-lag samples and free-form notes a workload may add. The checkers are pure functions
+of a :class:`History` and the :class:`FinalStates`; :meth:`History.to_jsonl` serialises it
+canonically, so one seed gives byte-identical files.
+
+Causality between writes is recorded with Yjs identities: a put creates one item, identified by
+``(client id, clock)``; ``seen`` is the writer's state vector of the document just before the
+write, and ``replaced`` the write whose value the writer saw under the key. ``b.knew(a)`` holds
+when either shows that ``a`` had reached ``b``'s writer. Both are needed: Yrs may show a value
+whose item is still waiting for a causal predecessor from another node, and such an item is not
+counted in the state vector yet (see docs/simulator.md, "Findings").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pycrdt import Doc, Map
+
+from sync.codec import Reader
+from sync.digest import read_state_vector
+
+KV_ROOT = "kv"  # the map the key-value workload writes in every test document
+Item = tuple[int, int]  # a Yjs item id: (client id, clock)
+
+
+def state_vector(doc: Doc[Any]) -> dict[int, int]:
+    """The document's state vector as {client id: number of items integrated}."""
+    return read_state_vector(Reader(doc.get_state()))
+
+
+def _time(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+@dataclass
+class WriteRecord:
+    """One write issued by a workload, and what became of it."""
+
+    write_id: int
+    t: float
+    node: str
+    incarnation: int
+    doc: str
+    key: str
+    op: str  # "put" or "delete"
+    value: str | None
+    event_no: int  # the writer engine's change number
+    item: Item | None  # the put's Yjs item id; a delete creates no item
+    seen: dict[int, int]  # the writer's state vector of the document just before the write
+    replaced: int | None  # the write whose value the writer saw under this key, if any
+    durable_at: float | None = None
+    replicated_at: float | None = None
+    outcome: str = "pending"  # acked | timeout | node-down | pending
+    acked_at: float | None = None
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.outcome == "acked"
+
+    def saw(self, item: Item | None) -> bool:
+        """Whether the writer's state vector already counted ``item`` when making this write."""
+        return item is not None and self.seen.get(item[0], 0) > item[1]
+
+    def knew(self, other: WriteRecord) -> bool:
+        """Whether ``other`` had reached this write's writer when it wrote."""
+        return self.replaced == other.write_id or self.saw(other.item)
+
+    def describe(self) -> str:
+        what = f"{self.key}={self.value!r}" if self.op == "put" else f"del {self.key}"
+        told = f"acked at {self.acked_at:.3f}" if self.acked_at is not None else self.outcome
+        return (
+            f"write #{self.write_id} on {self.node} at {self.t:.3f} s: {self.doc} {what} ({told})"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "write",
+            "id": self.write_id,
+            "t": _time(self.t),
+            "node": self.node,
+            "incarnation": self.incarnation,
+            "doc": self.doc,
+            "key": self.key,
+            "op": self.op,
+            "value": self.value,
+            "event_no": self.event_no,
+            "item": list(self.item) if self.item else None,
+            "seen": sorted(self.seen.items()),
+            "replaced": self.replaced,
+            "durable_at": _time(self.durable_at),
+            "replicated_at": _time(self.replicated_at),
+            "acked_at": _time(self.acked_at),
+            "outcome": self.outcome,
+        }
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """Something that happened to the cluster: fault, crash, restart, link change, heal."""
+
+    t: float
+    kind: str
+    node: str | None
+    detail: str
+    peer: str | None = None
+
+    def describe(self) -> str:
+        where = f"{self.node}" + (f"->{self.peer}" if self.peer else "") if self.node else ""
+        return f"{self.t:.3f} s {self.kind} {where} {self.detail}".rstrip()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "timeline",
+            "t": _time(self.t),
+            "kind": self.kind,
+            "node": self.node,
+            "peer": self.peer,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class LagSample:
+    """How long a put took to reach another node (written at ``t`` on origin)."""
+
+    t: float
+    origin: str
+    target: str
+    lag: float
+
+    @property
+    def link(self) -> str:
+        return f"{self.origin}->{self.target}"
+
+
+@dataclass
+class History:
+    """Everything recorded during one run (see module docstring)."""
+
+    scenario: str
+    seed: int
+    nodes: list[str]
+    heal_at: float
+    end_at: float
+    writes: list[WriteRecord] = field(default_factory=list)
+    timeline: list[TimelineEvent] = field(default_factory=list)
+    lag: list[LagSample] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    converged_at: float | None = None
+
+    def record(
+        self, t: float, kind: str, node: str | None, detail: str, peer: str | None = None
+    ) -> None:
+        self.timeline.append(TimelineEvent(t, kind, node, detail, peer))
+
+    def to_jsonl(self) -> str:
+        """One JSON object per line: a header, then the timeline, writes, lag samples, notes."""
+        header = {
+            "type": "header",
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "nodes": self.nodes,
+            "heal_at": _time(self.heal_at),
+            "end_at": _time(self.end_at),
+            "converged_at": _time(self.converged_at),
+        }
+        records: list[dict[str, Any]] = [header]
+        records += [event.to_json() for event in self.timeline]
+        records += [write.to_json() for write in self.writes]
+        records += [
+            {"type": "lag", "t": _time(s.t), "link": s.link, "lag": _time(s.lag)} for s in self.lag
+        ]
+        records += [{"type": "note", **note} for note in self.notes]
+        return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
+
+
+@dataclass(frozen=True)
+class DocState:
+    """One document on one node at the end of a run."""
+
+    digest: bytes
+    state_vector: dict[int, int]
+    values: dict[str, Any]  # the key-value map (``kv`` root), for messages and checks
+    update: bytes  # the whole state, so a checker can rebuild the document in any shape
+
+    def holds(self, item: Item) -> bool:
+        return self.state_vector.get(item[0], 0) > item[1]
+
+    @staticmethod
+    def of(doc: Doc[Any], digest: bytes) -> DocState:
+        values = doc.get(KV_ROOT, type=Map).to_py() or {}
+        return DocState(digest, state_vector(doc), dict(values), doc.get_update())
+
+
+FinalStates = dict[str, dict[str, DocState]]  # node id -> document id -> state (nodes up at end)

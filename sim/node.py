@@ -1,0 +1,320 @@
+"""A simulated node: the production ``SyncEngine`` wired to a virtual clock, disk and network.
+
+It plays the part of ``sync.replicator`` and ``sync.transport`` for one node: it calls the engine
+with the node's own (possibly skewed) monotonic clock, wakes it at ``engine.next_deadline``,
+hands every change to the :class:`~sim.disk.VirtualDisk` and reports commits back with
+``durable_through``, moves frames between the engine and the network, and dials every other node
+with the same capped, jittered backoff as ``sync.transport.PeerDialer``.
+
+Received frames and closes go through a FIFO processing queue: each frame costs ``frame_s``
+times the node's slow factor, so a slow node falls behind, and its peers see the effects (late
+acks, timeouts) that a lagging event loop causes.
+
+Crash and restart: :meth:`SimNode.crash` drops the engine (and, with ``keep_disk=False``, the
+disk); :meth:`SimNode.start` builds a new engine from a fresh random stream, so the restarted
+process writes under fresh Yjs client ids, and loads the committed updates.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pycrdt import Doc
+
+from sim.clock import NodeClock, Scheduler
+from sim.disk import VirtualDisk
+from sim.network import End, Network
+from sync.codec import FrameType
+from sync.engine import DocChanged, LinkClosed, LinkUp, SyncEngine
+from sync.settings import SyncSettings
+
+ACK_FRAME = int(FrameType.ACK)
+MIN_TICK_GAP_S = 1e-6  # after a tick, the next one is strictly later (no zero-time loops)
+
+
+class NodeListener(Protocol):
+    """What the simulation wants to hear from a node."""
+
+    def doc_changed(self, node: SimNode, event: DocChanged) -> None: ...
+
+    def link_event(self, node: SimNode, event: LinkUp | LinkClosed, was_up: bool) -> None: ...
+
+    def durable(self, node: SimNode, event_no: int) -> None: ...
+
+    def acks_arrived(self, node: SimNode) -> None: ...
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a scenario."""
+
+    node_id: str
+    region: str
+    fsync_s: float = 0.003
+    frame_s: float = 0.0
+    clock_offset_s: float = 0.0
+    clock_rate: float = 1.0
+
+
+class SimNode:
+    """One region's node in the simulation (see module docstring)."""
+
+    def __init__(
+        self,
+        spec: NodeSpec,
+        *,
+        seed: int,
+        settings: SyncSettings,
+        secret: bytes,
+        scheduler: Scheduler,
+        network: Network,
+        listener: NodeListener,
+    ) -> None:
+        self.node_id = spec.node_id
+        self.region = spec.region
+        self.spec = spec
+        self.seed = seed
+        self.settings = settings
+        self.secret = secret
+        self.scheduler = scheduler
+        self.network = network
+        self.listener = listener
+        self.clock = NodeClock(spec.clock_offset_s, spec.clock_rate)
+        self.disk = VirtualDisk(scheduler, spec.fsync_s, self._on_durable)
+        self.peers: list[SimNode] = []
+        self.incarnation = 0
+        self.up = False
+        self.reachable = True
+        self.slow_factor = 1.0
+        self._engine: SyncEngine | None = None
+        self._ends: dict[int, End] = {}
+        self._dialers: list[Dialer] = []
+        self._busy_until = 0.0
+        self._tick_at: float | None = None
+        self._tick_generation = 0
+
+    @property
+    def engine(self) -> SyncEngine:
+        if self._engine is None:
+            raise RuntimeError(f"node {self.node_id} is down")
+        return self._engine
+
+    def local_now(self) -> float:
+        return self.clock.monotonic(self.scheduler.now)
+
+    def after_local(self, seconds: float, action: Callable[..., object], *args: Any) -> None:
+        """Run ``action`` once this node's own clock has advanced by ``seconds``."""
+        self.scheduler.at(self.clock.true_time(self.local_now() + seconds), action, *args)
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the process: a new engine, the disk's documents loaded, dialers running."""
+        self.incarnation += 1
+        self.up = self.reachable = True
+        self._engine = SyncEngine(
+            node_id=self.node_id,
+            region=self.region,
+            secret=self.secret,
+            settings=self.settings,
+            rng=self._rng("engine"),
+            auto_durable=False,
+        )
+        for doc_id, updates in self.disk.documents().items():
+            self._engine.load(doc_id, updates)
+        dial_rng = self._rng("dial")
+        self._dialers = [Dialer(self, peer, dial_rng) for peer in self.peers]
+        for dialer in self._dialers:
+            dialer.start()
+        self._busy_until = self.scheduler.now
+        self._pump()
+
+    def crash(self, *, keep_disk: bool, silent: bool) -> None:
+        """Kill the process (``silent``: the whole machine, so no RST reaches the peers)."""
+        if not self.up:
+            return
+        self._stop_dialing()
+        for end in list(self._ends.values()):
+            self.network.close(end, how="silent" if silent else "rst")
+        self.disk.crash(keep=keep_disk)
+        self._down(reachable=not silent)
+
+    def stop(self) -> None:
+        """Stop cleanly: SHUTDOWN to every peer, pending changes committed."""
+        if not self.up:
+            return
+        self._stop_dialing()
+        self.engine.shutdown(self.local_now())
+        self._pump()
+        self.disk.flush()
+        for end in list(self._ends.values()):
+            self.network.close(end, how="fin")
+        self._down(reachable=True)
+
+    def _stop_dialing(self) -> None:
+        for dialer in self._dialers:
+            dialer.active = False
+        self._dialers = []
+
+    def _down(self, *, reachable: bool) -> None:
+        self._ends.clear()
+        self._engine = None
+        self.up = False
+        self.reachable = reachable
+        self._tick_at = None
+        self._tick_generation += 1
+
+    def _rng(self, purpose: str) -> random.Random:
+        return random.Random(
+            f"meridian-sim:{self.seed}:{self.node_id}:{purpose}:{self.incarnation}"
+        )
+
+    # --- local operations ------------------------------------------------------------------
+
+    def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
+        event_no = self.engine.write(doc_id, change, self.local_now())
+        self._pump()
+        return event_no
+
+    # --- the network's side (sim.network.Host) ---------------------------------------------
+
+    def open_end(self, end: End, *, initiator: bool) -> None:
+        end.link_id = self.engine.open_link(self.local_now(), initiator=initiator)
+        self._ends[end.link_id] = end
+        self._pump()
+
+    def deliver(self, end: End, frames: list[bytes]) -> None:
+        self._queue(len(frames), self._receive, end, frames)
+
+    def end_closed(self, end: End, reason: str) -> None:
+        self._queue(1, self._close_end, end, reason)
+
+    def _queue(self, frames: int, action: Callable[..., None], *args: Any) -> None:
+        """Process inputs in arrival order, each taking frame_s times the slow factor."""
+        now = self.scheduler.now
+        cost = self.spec.frame_s * self.slow_factor * frames
+        if now >= self._busy_until:
+            self._busy_until = now + cost
+            action(*args)
+        else:
+            start = self._busy_until
+            self._busy_until += cost
+            self.scheduler.at(start, action, *args)
+
+    def _receive(self, end: End, frames: list[bytes]) -> None:
+        if not end.alive() or self._ends.get(end.link_id) is not end:
+            return
+        engine = self.engine
+        now = self.local_now()
+        for frame in frames:
+            engine.receive(end.link_id, frame, now)
+        self._pump()
+        if any(frame[0] == ACK_FRAME for frame in frames if frame):
+            self.listener.acks_arrived(self)
+
+    def _close_end(self, end: End, reason: str) -> None:
+        if end.alive() and self._ends.get(end.link_id) is end:
+            self.engine.close_link(end.link_id, self.local_now(), reason)
+            self._pump()
+
+    # --- after every call into the engine ---------------------------------------------------
+
+    def _pump(self, *, just_ticked: bool = False) -> None:
+        engine = self.engine
+        for link_id in engine.links_with_output():
+            frames = engine.take_outgoing(link_id)
+            end = self._ends.get(link_id)
+            if end is not None:
+                self.network.send(end, frames)
+        for event in engine.take_events():
+            if isinstance(event, DocChanged):
+                self.disk.submit(event.event_no, event.doc_id, event.update)
+                self.listener.doc_changed(self, event)
+            else:
+                self._on_link_event(event)
+        if self._engine is not None:
+            self._schedule_tick(just_ticked)
+
+    def _on_link_event(self, event: LinkUp | LinkClosed) -> None:
+        if isinstance(event, LinkUp):
+            end = self._ends.get(event.link_id)
+            if end is not None:
+                end.got_up = True
+            self.listener.link_event(self, event, True)
+            return
+        closed = self._ends.pop(event.link_id, None)
+        if closed is not None:
+            self.network.close(closed, how="fin")
+            if closed.dialer is not None:
+                # The peer named itself in its HELLO even if the link was then refused.
+                closed.dialer.link_ended(was_up=closed.got_up, peer_named=event.node_id is not None)
+        self.listener.link_event(self, event, closed is not None and closed.got_up)
+
+    def _schedule_tick(self, just_ticked: bool) -> None:
+        now = self.scheduler.now
+        due = self.clock.true_time(self.engine.next_deadline(self.local_now()))
+        if just_ticked:
+            due = max(due, now + MIN_TICK_GAP_S)
+        if self._tick_at is not None and self._tick_at <= due:
+            return
+        self._tick_at = due
+        self._tick_generation += 1
+        self.scheduler.at(due, self._tick, self._tick_generation)
+
+    def _tick(self, generation: int) -> None:
+        if generation != self._tick_generation:
+            return
+        self._tick_at = None
+        self.engine.tick(self.local_now())
+        self._pump(just_ticked=True)
+
+    def _on_durable(self, event_no: int) -> None:
+        if self._engine is None:
+            return
+        self._engine.durable_through(event_no, self.local_now())
+        self._pump()
+        self.listener.durable(self, event_no)
+
+
+class Dialer:
+    """Keeps one outgoing link to a peer, like ``sync.transport.PeerDialer._dial_loop``."""
+
+    def __init__(self, node: SimNode, target: SimNode, rng: random.Random) -> None:
+        self.node = node
+        self.target = target
+        self.rng = rng
+        self.backoff = node.settings.reconnect_min_s
+        self.known = False  # the real dialer learns who answers a URL from a HELLO
+        self.active = True
+
+    def start(self) -> None:
+        self.node.scheduler.after(0.0, self._dial)
+
+    def _dial(self) -> None:
+        if not self.active:
+            return
+        settings = self.node.settings
+        if self.known and self.target.node_id in self.node.engine.up_peers():
+            # Linked through the peer's own dial: idle instead of dialing a duplicate.
+            self.node.after_local(settings.reconnect_max_s * self.rng.uniform(0.5, 1.0), self._dial)
+            return
+        self.node.network.dial(self.node, self.target, self)
+
+    def dial_failed(self, reason: str) -> None:
+        if self.active:
+            self._redial_later()
+
+    def link_ended(self, *, was_up: bool, peer_named: bool) -> None:
+        if not self.active:
+            return
+        self.known = self.known or peer_named
+        if was_up:
+            self.backoff = self.node.settings.reconnect_min_s
+        self._redial_later()
+
+    def _redial_later(self) -> None:
+        self.node.after_local(self.backoff * self.rng.uniform(0.5, 1.0), self._dial)
+        self.backoff = min(self.node.settings.reconnect_max_s, self.backoff * 2)

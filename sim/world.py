@@ -1,0 +1,416 @@
+"""One simulation run: a scenario and a seed in, a history, final states and verdicts out.
+
+:class:`Simulation` builds the nodes, the network and the workload from the scenario, then runs
+three phases on the virtual clock: the faulty phase (workload writing, faults starting and ending
+on schedule), the heal (every fault that is not permanent undone, crashed nodes restarted,
+writing stops), and the quiet period, during which it notes when all documents became identical.
+Then it takes every node's final state and runs the checkers.
+
+Everything random is drawn from generators seeded by ``(seed, purpose)``: the network, the
+workload, the faults, and each node's engine and dialer per process start. A run therefore
+depends on nothing but the scenario and the seed.
+
+It also keeps the books the checkers need: for each write whether and when it was acknowledged
+(durable on the writer's disk, then, with ``ack_regions = k``, held by k peers within
+``ack_timeout_s``), and when each put was integrated by each other node (replication lag).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Map
+
+from sim.checkers import Verdict
+from sim.clock import NodeClock, Scheduler
+from sim.history import (
+    KV_ROOT,
+    DocState,
+    FinalStates,
+    History,
+    LagSample,
+    WriteRecord,
+    state_vector,
+)
+from sim.network import Breakage, Network
+from sim.node import SimNode
+from sim.scenario import Scenario
+from sync.digest import EMPTY_DIGEST
+from sync.engine import DocChanged, LinkClosed, LinkUp
+
+SECRET = b"meridian-simulated-cluster-secret"
+MIN_STEP_S = 1e-6
+
+
+@dataclass(frozen=True)
+class RunResult:
+    scenario: Scenario
+    seed: int
+    history: History
+    final: FinalStates
+    verdicts: tuple[Verdict, ...]
+    events: int
+    frames: int
+    wire_bytes: int
+
+    @property
+    def ok(self) -> bool:
+        return all(verdict.ok for verdict in self.verdicts)
+
+    @property
+    def first_failure(self) -> Verdict | None:
+        return next((verdict for verdict in self.verdicts if not verdict.ok), None)
+
+
+class NodeHandle:
+    """A client's view of one node, handed to workloads (``sim.workload.NodeHandle``)."""
+
+    def __init__(self, simulation: Simulation, node: SimNode) -> None:
+        self._simulation = simulation
+        self._node = node
+        self.node_id = node.node_id
+        self.region = node.region
+
+    @property
+    def up(self) -> bool:
+        return self._node.up
+
+    def put(self, doc_id: str, key: str, value: str) -> WriteRecord:
+        return self._simulation.write(self._node, doc_id, key, value)
+
+    def delete(self, doc_id: str, key: str) -> WriteRecord | None:
+        if self.get(doc_id, key) is None:
+            return None
+        return self._simulation.write(self._node, doc_id, key, None)
+
+    def get(self, doc_id: str, key: str) -> Any:
+        doc = self._node.engine.docs.get(doc_id)
+        return None if doc is None else doc.get(KV_ROOT, type=Map).get(key)
+
+    def wall_time(self) -> float:
+        return self._node.clock.wall(self._simulation.now)
+
+    def note(self, kind: str, **fields: Any) -> None:
+        self._simulation.history.notes.append(
+            {"t": round(self._simulation.now, 6), "node": self.node_id, "kind": kind, **fields}
+        )
+
+
+class Simulation:
+    """A scenario run with one seed (see module docstring)."""
+
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.scheduler = Scheduler()
+        self.rng = self._rng("faults")
+        self._workload_rng = self._rng("workload")
+        self.network = Network(
+            self.scheduler, self._rng("network"), scenario.paths, scenario.connect_timeout_s
+        )
+        self.nodes = {
+            spec.node_id: SimNode(
+                spec,
+                seed=seed,
+                settings=scenario.sync,
+                secret=SECRET,
+                scheduler=self.scheduler,
+                network=self.network,
+                listener=self,
+            )
+            for spec in scenario.nodes
+        }
+        for node in self.nodes.values():
+            node.peers = [peer for peer in self.nodes.values() if peer is not node]
+        self.handles = [NodeHandle(self, node) for node in self.nodes.values()]
+        self.history = History(
+            scenario.name, seed, list(self.nodes), scenario.faulty_s, scenario.end_s
+        )
+        self.workload = scenario.new_workload()
+        self._active_faults: dict[int, Callable[[], None]] = {}
+        self._undurable: dict[str, deque[WriteRecord]] = {n: deque() for n in self.nodes}
+        self._unreplicated: dict[str, dict[str, deque[WriteRecord]]] = {n: {} for n in self.nodes}
+        self._not_arrived: dict[tuple[str, str], dict[int, deque[WriteRecord]]] = {}
+        self._by_value: dict[tuple[str, str, str], int] = {}
+        self._healed = False
+        self._check_scheduled = False
+
+    def _rng(self, purpose: str) -> random.Random:
+        return random.Random(f"meridian-sim:{self.seed}:{purpose}")
+
+    @property
+    def now(self) -> float:
+        return self.scheduler.now
+
+    # --- the run ---------------------------------------------------------------------------
+
+    def run(self, progress: Callable[[float], None] | None = None) -> RunResult:
+        for node in self.nodes.values():
+            node.start()
+        self.scheduler.at(0.0, self._workload_step)
+        for index, fault in enumerate(self.scenario.faults):
+            self.scheduler.at(fault.at_s, self._begin_fault, index)
+        self.scheduler.at(self.scenario.faulty_s, self._heal)
+        self.scheduler.run_until(self.scenario.end_s, progress)
+        self._settle_acks()
+        final = self._final_states()
+        verdicts = tuple(check(self.history, final) for _, check in self.scenario.checkers)
+        return RunResult(
+            self.scenario,
+            self.seed,
+            self.history,
+            final,
+            verdicts,
+            self.scheduler.events_run,
+            self.network.frames_sent,
+            self.network.bytes_sent,
+        )
+
+    def _workload_step(self) -> None:
+        if self._healed:
+            return
+        wanted = self.workload.step(self.now, self.handles, self._workload_rng)
+        if wanted is not None and wanted < self.scenario.faulty_s:
+            self.scheduler.at(max(wanted, self.now + MIN_STEP_S), self._workload_step)
+
+    def _begin_fault(self, index: int) -> None:
+        fault = self.scenario.faults[index]
+        self.history.record(self.now, "fault", None, fault.describe())
+        self._active_faults[index] = fault.begin(self)
+        if fault.until_s is not None:
+            self.scheduler.at(fault.until_s, self._end_fault, index)
+
+    def _end_fault(self, index: int) -> None:
+        undo = self._active_faults.pop(index, None)
+        if undo is not None:
+            self.history.record(self.now, "fault-end", None, self.scenario.faults[index].describe())
+            undo()
+
+    def _heal(self) -> None:
+        self._healed = True
+        self.history.record(self.now, "heal", None, "faults end, writes stop")
+        for index in reversed(list(self._active_faults)):
+            if not self.scenario.faults[index].permanent:
+                self._end_fault(index)
+        self._want_convergence_check()
+
+    # --- what faults act on (sim.faults.FaultTarget) -------------------------------------
+
+    def after(self, delay: float, action: Callable[[], None]) -> None:
+        self.scheduler.after(delay, action)
+
+    def block(self, src: str, dst: str) -> None:
+        if self.network.block(src, dst):
+            self.history.record(self.now, "path-down", src, "", dst)
+
+    def unblock(self, src: str, dst: str) -> None:
+        if self.network.unblock(src, dst):
+            self.history.record(self.now, "path-up", src, "", dst)
+
+    def add_breakage(self, src: str, dst: str, breakage: Breakage) -> None:
+        self.network.add_breakage(src, dst, breakage)
+
+    def remove_breakage(self, src: str, dst: str, breakage: Breakage) -> None:
+        self.network.remove_breakage(src, dst, breakage)
+
+    def crash(self, node_id: str, *, keep_disk: bool, silent: bool) -> None:
+        node = self.nodes[node_id]
+        if node.up:
+            self.history.record(
+                self.now, "crash", node_id, "disk kept" if keep_disk else "disk lost"
+            )
+            for peer in node.engine.up_peers():  # a killed engine reports nothing itself
+                self.history.record(self.now, "link-closed", node_id, "process killed", peer)
+            node.crash(keep_disk=keep_disk, silent=silent)
+            self._fail_waiting(node_id)
+
+    def stop(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        if node.up:
+            self.history.record(self.now, "stop", node_id, "clean stop")
+            node.stop()
+            self._fail_waiting(node_id)
+
+    def start(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        if not node.up:
+            self.history.record(self.now, "restart", node_id, f"process #{node.incarnation + 1}")
+            node.start()
+            if self._healed:
+                self._want_convergence_check()
+
+    def clock(self, node_id: str) -> NodeClock:
+        return self.nodes[node_id].clock
+
+    def set_slow(self, node_id: str, factor: float) -> None:
+        self.nodes[node_id].slow_factor = factor
+
+    # --- writes and their acknowledgement -----------------------------------------------------
+
+    def write(self, node: SimNode, doc_id: str, key: str, value: str | None) -> WriteRecord:
+        """A put (``value``) or delete (None) of one key, recorded in the history."""
+        doc = node.engine.document(doc_id)
+        seen = state_vector(doc)
+        shown = doc.get(KV_ROOT, type=Map).get(key)
+        replaced = None if shown is None else self._by_value.get((doc_id, key, shown))
+
+        def change(doc: Any) -> None:
+            entries = doc.get(KV_ROOT, type=Map)
+            if value is None:
+                del entries[key]
+            else:
+                entries[key] = value
+
+        event_no = node.write(doc_id, change)
+        # A map put of one value creates exactly one Yjs item, at the client's next clock.
+        item = None if value is None else (doc.client_id, seen.get(doc.client_id, 0))
+        record = WriteRecord(
+            write_id=len(self.history.writes),
+            t=self.now,
+            node=node.node_id,
+            incarnation=node.incarnation,
+            doc=doc_id,
+            key=key,
+            op="delete" if value is None else "put",
+            value=value,
+            event_no=event_no,
+            item=item,
+            seen=seen,
+            replaced=replaced,
+        )
+        self.history.writes.append(record)
+        if value is not None:
+            self._by_value[doc_id, key, value] = record.write_id
+        self._undurable[node.node_id].append(record)
+        if item is not None:
+            for other in self.nodes:
+                if other != node.node_id:
+                    waiting = self._not_arrived.setdefault((other, doc_id), {})
+                    waiting.setdefault(item[0], deque()).append(record)
+        return record
+
+    def durable(self, node: SimNode, event_no: int) -> None:
+        undurable = self._undurable[node.node_id]
+        while undurable and undurable[0].event_no <= event_no:
+            record = undurable.popleft()
+            record.durable_at = self.now
+            if self.scenario.ack_regions == 0:
+                self._acknowledge(record)
+            else:
+                self._unreplicated[node.node_id].setdefault(record.doc, deque()).append(record)
+        self.acks_arrived(node)
+
+    def acks_arrived(self, node: SimNode) -> None:
+        engine, wanted = node.engine, self.scenario.ack_regions
+        for waiting in self._unreplicated[node.node_id].values():
+            # What a peer holds of a document is a prefix of its changes, so each document's
+            # queue (in change order) is acknowledged from its head.
+            while waiting:
+                record = waiting[0]
+                holders = sum(
+                    engine.peer_holds(p, record.doc, record.event_no) for p in engine.peers
+                )
+                if holders >= wanted:
+                    record.replicated_at = self.now
+                    self._acknowledge(record)
+                elif self.now - record.t > self.scenario.ack_timeout_s:
+                    record.outcome = "timeout"
+                else:
+                    break
+                waiting.popleft()
+
+    def _acknowledge(self, record: WriteRecord) -> None:
+        if self.now - record.t > self.scenario.ack_timeout_s:
+            record.outcome = "timeout"  # the client gave up before the acknowledgement came
+        else:
+            record.outcome = "acked"
+            record.acked_at = self.now
+
+    def _fail_waiting(self, node_id: str) -> None:
+        for record in self._waiting(node_id):
+            record.outcome = "node-down"
+        self._undurable[node_id].clear()
+        self._unreplicated[node_id] = {}
+
+    def _waiting(self, node_id: str) -> list[WriteRecord]:
+        replicating = [r for queue in self._unreplicated[node_id].values() for r in queue]
+        return [*self._undurable[node_id], *replicating]
+
+    def _settle_acks(self) -> None:
+        for node_id in self.nodes:
+            for record in self._waiting(node_id):
+                if self.now - record.t > self.scenario.ack_timeout_s:
+                    record.outcome = "timeout"
+
+    # --- what nodes report (sim.node.NodeListener) -------------------------------------------
+
+    def doc_changed(self, node: SimNode, event: DocChanged) -> None:
+        if event.origin is not None:
+            self._note_arrivals(node, event.doc_id)
+        if self._healed:
+            self._want_convergence_check()
+
+    def _note_arrivals(self, node: SimNode, doc_id: str) -> None:
+        waiting = self._not_arrived.get((node.node_id, doc_id))
+        if not waiting:
+            return
+        held = state_vector(node.engine.docs[doc_id])
+        for client, records in waiting.items():
+            have = held.get(client, 0)
+            while records and records[0].item is not None and records[0].item[1] < have:
+                record = records.popleft()
+                lag = self.now - record.t
+                self.history.lag.append(LagSample(record.t, record.node, node.node_id, lag))
+
+    def link_event(self, node: SimNode, event: LinkUp | LinkClosed, was_up: bool) -> None:
+        if isinstance(event, LinkUp):
+            self.history.record(self.now, "link-up", node.node_id, "", event.node_id)
+        else:
+            # "closed" ends a link that was up; "refused" one that never got past its handshake.
+            kind = "link-closed" if was_up else "link-refused"
+            self.history.record(self.now, kind, node.node_id, event.reason, event.node_id)
+
+    # --- convergence ---------------------------------------------------------------------------
+
+    def _want_convergence_check(self) -> None:
+        # One check per instant, after everything due at that instant has run.
+        if not self._check_scheduled:
+            self._check_scheduled = True
+            self.scheduler.after(0.0, self._check_convergence)
+
+    def _check_convergence(self) -> None:
+        self._check_scheduled = False
+        identical = self._all_identical()
+        if identical and self.history.converged_at is None:
+            self.history.converged_at = self.now
+            self.history.record(self.now, "converged", None, "all documents identical")
+        elif not identical and self.history.converged_at is not None:
+            self.history.converged_at = None
+            self.history.record(self.now, "diverged", None, "documents differ again")
+
+    def _all_identical(self) -> bool:
+        engines = [node.engine for node in self.nodes.values() if node.up]
+        doc_ids = sorted({doc_id for engine in engines for doc_id in engine.docs})
+        for doc_id in doc_ids:
+            digests = {
+                engine.digest(doc_id) if doc_id in engine.docs else EMPTY_DIGEST
+                for engine in engines
+            }
+            if len(digests) > 1:
+                return False
+        return True
+
+    def _final_states(self) -> FinalStates:
+        final: FinalStates = {}
+        for node_id, node in self.nodes.items():
+            if node.up:
+                engine = node.engine
+                final[node_id] = {
+                    doc_id: DocState.of(engine.docs[doc_id], engine.digest(doc_id))
+                    for doc_id in sorted(engine.docs)
+                }
+        return final
