@@ -84,6 +84,10 @@ def read_archive(doc: Doc[Any]) -> dict[str, ArchivedGame]:
     return games
 
 
+def archive_has(doc: Doc[Any], gid: str) -> bool:
+    return gid in root_map(doc, GAMES)
+
+
 def put_archived(doc: Doc[Any], game: ArchivedGame) -> None:
     root_map(doc, GAMES)[game.gid] = game.to_text()
 

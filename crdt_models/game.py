@@ -122,11 +122,14 @@ def read_info(doc: Doc[Any]) -> GameInfo | None:
     return GameInfo.from_text(text) if text is not None else None
 
 
-def read_moves(doc: Doc[Any]) -> list[MoveRecord]:
+def read_moves(doc: Doc[Any], skip: set[str] | frozenset[str] = frozenset()) -> list[MoveRecord]:
+    """The move records of a game, except those whose key is in `skip` (already read)."""
+    moves = root_map(doc, MOVES)
     records = []
-    for _key, text in map_items(doc, MOVES):
+    keys = list(moves.keys())
+    for key in sorted(k for k in keys if k not in skip):
         try:
-            records.append(MoveRecord.from_text(text))
+            records.append(MoveRecord.from_text(moves[key]))
         except RecordError:
             continue  # a record no rule can use is ignored (and never wins a ply)
     return records

@@ -21,7 +21,7 @@ from typing import Any
 
 from pycrdt import Doc
 
-from crdt_models.records import RecordError, decode_record, encode_record, map_items, root_map
+from crdt_models.records import RecordError, decode_record, encode_record, root_map
 
 PRESENCE_PREFIX = "presence:"
 SESSIONS = "sessions"
@@ -91,11 +91,39 @@ class Presence:
         return now_ms - self.heartbeat_ms <= PRESENCE_TTL_MS
 
 
-def read_presence(node: str, doc: Doc[Any]) -> Presence:
-    sessions = [s for _, t in map_items(doc, SESSIONS) if (s := _parse(Session, t)) is not None]
-    invites = [i for _, t in map_items(doc, INVITES) if (i := _parse(Invite, t)) is not None]
-    heartbeat = root_map(doc, META).get(HEARTBEAT)
-    return Presence(node, int(heartbeat or 0), sessions, invites)
+class PresenceReader:
+    """Reads one node's presence document again and again, re-parsing only changed records.
+
+    A presence document changes on every login, heartbeat and invitation, while most of its
+    records stay the same; parsing them all each time made a busy node spend most of its time
+    here.
+    """
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self._sessions: dict[str, tuple[str, Session | None]] = {}
+        self._invites: dict[str, tuple[str, Invite | None]] = {}
+
+    def read(self, doc: Doc[Any]) -> Presence:
+        sessions = _reparse(root_map(doc, SESSIONS), self._sessions, Session)
+        invites = _reparse(root_map(doc, INVITES), self._invites, Invite)
+        heartbeat = root_map(doc, META).get(HEARTBEAT)
+        return Presence(self.node, int(heartbeat or 0), sessions, invites)
+
+
+def _reparse(
+    records: Any, cache: dict[str, tuple[str, Any]], kind: type[Session] | type[Invite]
+) -> list[Any]:
+    fresh: dict[str, tuple[str, Any]] = {}
+    for key in sorted(records.keys()):
+        text = records[key]
+        cached = cache.get(key)
+        fresh[key] = (
+            cached if cached is not None and cached[0] == text else (text, _parse(kind, text))
+        )
+    cache.clear()
+    cache.update(fresh)
+    return [parsed for _text, parsed in fresh.values() if parsed is not None]
 
 
 def _parse(kind: type[Session] | type[Invite], text: Any) -> Any:

@@ -25,6 +25,7 @@ documents that the nodes gossip to each other.
   meridian node --config FILE        run one node (one per region)
   meridian doc put|get ...           write or read a key of a document through a node's admin API
   meridian admin ...                 accounts, sessions, backup export/import
+  meridian bot --server URL ...      bots that play Battleline over websockets (and fail over)
   meridian sim run SCENARIO ...      the network-partition simulator (deterministic, from a seed)
   meridian battleline ...            the Battleline rules engine: play, self-play, conformance tools
 """
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_doc(commands)
     _add_admin(commands)
+    _add_bot(commands)
     _add_sim(commands)
     _add_games(commands)
     return parser
@@ -94,6 +96,12 @@ def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "accounts, list who is online, export all documents to a backup and import one.",
     )
     add_admin_arguments(admin)
+
+
+def _add_bot(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from node.bots import add_bot_parser
+
+    add_bot_parser(commands)
 
 
 def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -15,11 +15,14 @@ import asyncio
 import contextlib
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
 REQUEST_TIMEOUT_S = 15.0
+RATE_LIMIT_RETRIES = 5
+RATE_LIMIT_PAUSE_S = 0.25
 
 
 class RequestError(Exception):
@@ -33,9 +36,13 @@ class PlayerClient:
     def __init__(
         self, base_url: str, session: aiohttp.ClientSession, *, queue_pushes: bool = True
     ) -> None:
-        """`queue_pushes=False` keeps only `latest` and `games` (for clients nobody drains)."""
+        """`queue_pushes=False` keeps only `latest` and `games` (for clients nobody drains).
+
+        `on_push`, if set, is called with every push as it arrives (benchmarks time them).
+        """
         self.base_url = base_url.rstrip("/")
         self.queue_pushes = queue_pushes
+        self.on_push: Callable[[dict[str, Any]], None] | None = None
         self.http = session
         self.token = ""
         self.resume = ""
@@ -44,6 +51,7 @@ class PlayerClient:
         self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.latest: dict[str, dict[str, Any]] = {}
         self.games: dict[str, dict[str, Any]] = {}
+        self.unmatched: list[dict[str, Any]] = []
         self.closed: tuple[int | None, str] | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -93,13 +101,26 @@ class PlayerClient:
         try:
             reply = await self.request("hello", **hello)
         except BaseException:
-            await self.ws.close()
+            ws, self.ws = self.ws, None  # its reader then ends quietly: no _closed push
+            await ws.close()
             raise
         self.resume = reply["resume"]
         self.you = reply["you"]
         return reply
 
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its reply; a `rate_limited` refusal is retried after a
+        pause (the server allows 20 messages/s per connection), other refusals raise."""
+        for attempt in range(RATE_LIMIT_RETRIES):
+            try:
+                return await self._request_once(kind, fields)
+            except RequestError as error:
+                if error.code != "rate_limited" or attempt == RATE_LIMIT_RETRIES - 1:
+                    raise
+                await asyncio.sleep(RATE_LIMIT_PAUSE_S * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _request_once(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
         if self.ws is None or self.ws.closed:
             raise RequestError("disconnected", "the websocket is closed")
         request_id = f"r{next(self._ids)}"
@@ -141,12 +162,17 @@ class PlayerClient:
         if waiter is not None and not waiter.done():
             waiter.set_result(data)
             return
+        if "re" in data:
+            self.unmatched.append(data)  # a reply to a request sent without `request`
+            return
         if "type" in data:
             self.latest[data["type"]] = data
             if data["type"] == "game":
                 self.games[data["game"]] = data
             if self.queue_pushes:
                 self.pushes.put_nowait(data)
+            if self.on_push is not None:
+                self.on_push(data)
 
     async def wait_push(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
         """The next push of this type whose fields equal `match` (earlier others are skipped)."""

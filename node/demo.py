@@ -2,18 +2,27 @@
 
 A fresh cluster secret and admin token are generated for the run and handed to the nodes through
 their environment (never written to disk). The demo waits until every node answers and the mesh
-is complete, prints where each node listens, and stops all nodes cleanly on Ctrl-C. Each node's
-log goes to ``data/logs/<region>.log``.
+is complete, prints where each node listens, the player client and the dashboard, and stops all
+nodes cleanly on Ctrl-C. Each node's log goes to ``data/logs/<region>.log``.
+
+It also runs bots (``node.bots``) in this process, spread over the regions and playing each
+other across them; an idle bot accepts anyone's invitation, so a person can play one from the
+player client. By default they play endlessly (a pause between games, a short delay before each
+move so people can follow). With ``--games G --exit-when-done`` the demo exits 0 once every bot
+finished G games and every region's game log (``GET /api/games``) is the same, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
+from node.bots import BotSummary, run_bots, wait_for_equal_logs
 from node.config import ConfigError, load_config
 from node.localcluster import (
     TOKEN_ENV,
@@ -27,6 +36,9 @@ from node.localcluster import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_DIR = REPO_ROOT / "configs" / "local"
+DEFAULT_BOTS = 4
+ENDLESS_MOVE_DELAY_S = 0.5  # people watching can follow the bots' games
+LOG_AGREEMENT_TIMEOUT_S = 30.0
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +56,51 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="exit 0 as soon as every node is up and linked to every other (for scripts)",
     )
+    parser.add_argument(
+        "--bots",
+        type=int,
+        default=DEFAULT_BOTS,
+        metavar="N",
+        help=f"bots playing each other across the regions (default {DEFAULT_BOTS}; 0: none); "
+        "an idle bot accepts anyone's invitation",
+    )
+    parser.add_argument(
+        "--games",
+        type=int,
+        default=0,
+        metavar="G",
+        help="games per bot (default 0: endless, with --bot-pause between games)",
+    )
+    parser.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="with --games: exit 0 once the bots' games are finished and every region holds "
+        "the same game log, 1 if not (for scripts)",
+    )
+    parser.add_argument(
+        "--bot-pause",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds between a bot's games (default 5)",
+    )
+    parser.add_argument(
+        "--bot-delay",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"seconds a bot waits before each move (default {ENDLESS_MOVE_DELAY_S} when "
+        "endless, 0 with --games)",
+    )
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
+    if args.bots < 0 or args.games < 0:
+        print("meridian demo: --bots and --games must be >= 0", file=sys.stderr)
+        return 2
+    if args.exit_when_done and not (args.bots and args.games):
+        print("meridian demo: --exit-when-done needs --bots N and --games G", file=sys.stderr)
+        return 2
     env = cluster_env()
     try:
         configs = [load_config(path, env) for path in sorted(args.config_dir.glob("*.toml"))]
@@ -66,33 +120,113 @@ def run_demo_command(args: argparse.Namespace) -> int:
             shutil.rmtree(config.data_dir, ignore_errors=True)
     nodes = [start_node(config, env) for config in configs]
     try:
-        return _supervise(nodes, env, exit_when_ready=args.exit_when_ready)
+        return _supervise(nodes, env, args)
     finally:
         stop_nodes(nodes)
 
 
-def _supervise(nodes: list[LocalNode], env: dict[str, str], *, exit_when_ready: bool) -> int:
+def _supervise(nodes: list[LocalNode], env: dict[str, str], args: argparse.Namespace) -> int:
     print(f"starting {len(nodes)} nodes ...", flush=True)
     if not wait_for_mesh(nodes):
         return 1
     _print_table(nodes, env[TOKEN_ENV])
-    if exit_when_ready:
+    if args.exit_when_ready:
         return 0
+    if args.bots:
+        return asyncio.run(_run_with_bots(nodes, args))
     print("Ctrl-C stops the cluster.", flush=True)
+    return _watch_nodes(nodes)
+
+
+def _watch_nodes(nodes: list[LocalNode]) -> int:
     try:
         while all(node.process.poll() is None for node in nodes):
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
         return 0
-    dead = [n for n in nodes if n.process.poll() is not None]
-    for node in dead:
+    _report_dead(nodes)
+    return 1
+
+
+def _report_dead(nodes: list[LocalNode]) -> None:
+    for node in (n for n in nodes if n.process.poll() is not None):
         print(
             f"node {node.config.node_id} exited with {node.process.returncode}; "
             f"see {node.log_path}",
             file=sys.stderr,
         )
-    return 1
+
+
+async def _run_with_bots(nodes: list[LocalNode], args: argparse.Namespace) -> int:
+    """Run the bots until they are done (or Ctrl-C), then check the regions' game logs."""
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    servers = [node.config.public_url for node in nodes]
+    delay = args.bot_delay
+    if delay is None:
+        delay = 0.0 if args.games else ENDLESS_MOVE_DELAY_S
+    print(
+        f"{args.bots} bots (bot1 ... bot{args.bots}) play each other across the regions; "
+        "invite one from the player client. Ctrl-C stops the cluster.\n",
+        flush=True,
+    )
+    bots = asyncio.create_task(
+        run_bots(
+            servers,
+            args.bots,
+            args.games,
+            seed=time.time_ns() % 2**32,
+            pause_s=args.bot_pause,
+            move_delay_s=delay,
+            log=lambda text: print(f"  {text}", flush=True),
+            stop=stop,
+        )
+    )
+    if not await _until_done_or_node_dies(bots, nodes, stop):
+        return 1
+    summary = bots.result()
+    print(f"\nbots:\n{summary.report()}\n", flush=True)
+    if stop.is_set():
+        return 0
+    verdict = await _check_logs(servers, summary)
+    if args.exit_when_done or verdict:
+        return verdict
+    print("the cluster stays up for you; Ctrl-C stops it.", flush=True)
+    await _until_done_or_node_dies(asyncio.create_task(stop.wait()), nodes, stop)
+    return 0
+
+
+async def _until_done_or_node_dies(
+    task: asyncio.Task[BotSummary] | asyncio.Task[bool], nodes: list[LocalNode], stop: asyncio.Event
+) -> bool:
+    """Wait for the task; False if a node died first (the task is then stopped)."""
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.5)
+        if any(node.process.poll() is not None for node in nodes):
+            _report_dead(nodes)
+            stop.set()
+            await task
+            return False
+    return True
+
+
+async def _check_logs(servers: list[str], summary: BotSummary) -> int:
+    if summary.problems():
+        print("meridian demo: the bots did not finish their games cleanly", file=sys.stderr)
+        return 1
+    gids = summary.gids()
+    problem = await wait_for_equal_logs(servers, gids, LOG_AGREEMENT_TIMEOUT_S)
+    if problem is not None:
+        print(
+            f"meridian demo: after {LOG_AGREEMENT_TIMEOUT_S:.0f} s the regions' game logs "
+            f"still disagree: {problem}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"every region's game log holds the same {len(gids)} bot games.", flush=True)
+    return 0
 
 
 def _print_table(nodes: list[LocalNode], admin_token: str) -> None:
@@ -106,7 +240,7 @@ def _print_table(nodes: list[LocalNode], admin_token: str) -> None:
     print("  try replication:")
     print(f"    meridian doc put --node {first} --token {admin_token} --doc test:demo hello world")
     print(f"    meridian doc get --node {second} --token {admin_token} --doc test:demo hello")
-    print(
-        f"  cluster view: curl -H 'Authorization: Bearer {admin_token}' {first}/api/cluster\n",
-        flush=True,
-    )
+    print(f"  cluster view: curl -H 'Authorization: Bearer {admin_token}' {first}/api/cluster")
+    client = min(node.config.public_url for node in nodes)  # eu (7101) with configs/local
+    print(f"\n  player client: {client}/   (every region serves it at its own URL)")
+    print(f"  dashboard:     {client}/dashboard\n", flush=True)

@@ -43,10 +43,17 @@ class GameTracker:
         self.info = info
         self.chain: Chain[Any] = canonical_chain(rules, info, [])
         self.record_keys: set[str] = set()
+        self.records: list[MoveRecord] = []  # every record read so far, chain or not
         self.marks: list[dict[str, Any]] = []
+        self._status = LIVE
+        self._added_since_refresh = 0
 
     @property
     def status(self) -> str:
+        """live, finished, saved or parked (cached: it changes only when refresh() runs)."""
+        return self._status
+
+    def _compute_status(self) -> str:
         if self.rules.result(self.chain.state) is not None:
             return FINISHED
         kinds = {mark["kind"] for mark in self.marks}
@@ -58,25 +65,49 @@ class GameTracker:
 
     @property
     def ply(self) -> int:
+        """Moves in this game document's chain."""
         return len(self.chain.moves)
 
+    @property
+    def base_ply(self) -> int:
+        """Moves played before this document (a resumed game starts from a saved one's moves);
+        plies shown to players count from the deal: base_ply + ply."""
+        return len(self.info.start_moves)
+
     def refresh(self, doc: Doc[Any]) -> ChainChange:
-        """Bring the chain up to date with the document."""
+        """Bring the chain (and the status) up to date with the document."""
+        change = self._refresh_chain(doc)
+        change.added += self._added_since_refresh  # moves adopted since the last refresh
+        self._added_since_refresh = 0
+        self._status = self._compute_status()
+        return change
+
+    def _refresh_chain(self, doc: Doc[Any]) -> ChainChange:
         self.marks = read_marks(doc)
-        records = read_moves(doc)
-        new = [r for r in records if r.key not in self.record_keys]
+        new = read_moves(doc, skip=self.record_keys)
         self.record_keys.update(r.key for r in new)
+        self.records.extend(new)
         if not new:
             return ChainChange(0, None)
         if self._extends_tip(new):
             return ChainChange(len(new), None)
         old = [r.key for r in self.chain.moves]
-        self.chain = canonical_chain(self.rules, self.info, records)
+        self.chain = canonical_chain(self.rules, self.info, self.records)
         kept = sum(
             1 for a, b in zip(old, (r.key for r in self.chain.moves), strict=False) if a == b
         )
         rolled_back = kept if kept < len(old) else None
         return ChainChange(max(0, len(self.chain.moves) - kept), rolled_back)
+
+    def adopt(self, record: MoveRecord, state: Any) -> None:
+        """Extend the chain with a record this node just wrote at the tip, whose resulting
+        state the caller already computed while validating it."""
+        assert record.ply == len(self.chain.moves) and record.parent == self.chain.tip
+        self.record_keys.add(record.key)
+        self.records.append(record)
+        self.chain = Chain([*self.chain.moves, record], self.chain.dropped, state)
+        self._added_since_refresh += 1
+        self._status = self._compute_status()
 
     def _extends_tip(self, new: list[MoveRecord]) -> bool:
         """Apply records that simply continue the chain; False if the chain must be recomputed."""

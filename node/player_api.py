@@ -85,8 +85,9 @@ class PlayerGateway:
                 await connection.ws.close(code=item.code, message=item.reason.encode()[:120])
                 return
             message = await self._when_durable(item)
+            text = item.text if message is item.message and item.text else json.dumps(message)
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await connection.ws.send_str(json.dumps(message))
+                await connection.ws.send_str(text)
 
     async def _when_durable(self, item: Send) -> dict[str, Any]:
         if not item.after_event:
@@ -177,7 +178,7 @@ class PlayerGateway:
             raise _error(404, "unknown_user", f"no player named {name!r} in any reachable region")
         for account in candidates:
             if await asyncio.to_thread(_verify, account.password_hash, password):
-                token = self.service.start_session(account)
+                token = self.service.start_session(account, self.node.clock())
                 self.drain()
                 return web.json_response(
                     {

@@ -18,6 +18,7 @@ class LobbyEntry:
     region: str
     status: str
     opponent: str
+    game: str  # the game played or watched, else ""
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -25,6 +26,7 @@ class LobbyEntry:
             "region": self.region,
             "status": self.status,
             "opponent": self.opponent,
+            "game": self.game,
         }
 
 
@@ -50,8 +52,10 @@ def build_picture(
     sessions = newest_sessions([s for p in live for s in p.sessions])
     lobby = {}
     for uid, session in sessions.items():
-        status, opponent = _status(session, playing.get(uid))
-        lobby[session.name] = LobbyEntry(session.name, session.region, status, opponent)
+        game = playing.get(uid)
+        status, opponent = _status(session, game)
+        gid = game[0] if game else (session.game if status == WATCHING else "")
+        lobby[session.name] = LobbyEntry(session.name, session.region, status, opponent, gid)
     invites = [
         invite
         for p in live

@@ -25,13 +25,14 @@ from crdt_models.accounts import ACCOUNTS_DOC, Account, AccountsIndex, AccountsW
 from crdt_models.archive import (
     SAVED_DOC,
     ArchivedGame,
+    archive_has,
     games_to_park,
     log_doc_id,
     put_archived,
     read_archive,
     remove_archived,
 )
-from crdt_models.game import SAVE, SUPERSEDED, GameInfo, GameWriter, game_doc_id
+from crdt_models.game import SAVE, SUPERSEDED, GameInfo, GameWriter, MoveRecord, game_doc_id
 from crdt_models.hlc import HybridLogicalClock, Stamp
 from crdt_models.presence import (
     IDLE,
@@ -40,10 +41,10 @@ from crdt_models.presence import (
     WATCHING,
     Invite,
     Presence,
+    PresenceReader,
     PresenceWriter,
     Session,
     presence_doc_id,
-    read_presence,
 )
 from crdt_models.records import decode_record, encode_record, map_items, root_map
 from games.base import GameRules, IllegalMove
@@ -102,6 +103,7 @@ class Send:
     message: dict[str, Any]
     after_event: int = 0  # send only once change `after_event` is durable (0: at once)
     doc_id: str = ""  # the document that change is in (for the ack_regions wait)
+    text: str = ""  # the message already serialized (shared by many connections), or ""
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,14 @@ class GameService:
         self._logged: set[str] = set()
         self._parked_seen: set[str] = set()
         self._seen_online: dict[str, bool] = {}
+        self._live_games: set[str] = set()
+        self._live_changed = False
+        self._by_uid: dict[str, set[str]] = {}  # uid -> its connections here
+        self._watchers: dict[str, set[str]] = {}  # gid -> connections watching it
+        self._presence_readers: dict[str, PresenceReader] = {}
         self._presence_doc = presence_doc_id(node_id)
         self._now_hint = 0.0
+        self._restored: set[str] = set()  # sessions from before a restart; grace starts at tick
         self._load_existing()
 
     # --- start-up -------------------------------------------------------------------------
@@ -198,7 +206,7 @@ class GameService:
         # After a restart no connection survives: this node's sessions wait out the grace period
         # (their players may resume them, here or elsewhere) and are then removed.
         for session in self._own_presence().sessions:
-            self._dropped_at[session.sid] = 0.0
+            self._restored.add(session.sid)
             if session.connected:
                 self._put_session(replace(session, connected=False))
 
@@ -248,7 +256,7 @@ class GameService:
         """Accounts that may be logging in with this name (owner first, then merge losers)."""
         return [a for a in self.accounts.claimants(name) if a.status == "active"]
 
-    def start_session(self, account: Account) -> str:
+    def start_session(self, account: Account, now: float) -> str:
         """A session token for the account (after the password checked out)."""
         token = self.new_token()
         session = Session(
@@ -266,7 +274,7 @@ class GameService:
             connected=False,
         )
         self._write(self._presence_doc, lambda doc: PresenceWriter(doc).put_session(session))
-        self._dropped_at[session.sid] = self._now_hint  # unused logins expire like drops
+        self._dropped_at[session.sid] = now  # a login never used on a websocket expires like a drop
         return token
 
     def session_by_token(self, token: str) -> Session | None:
@@ -317,7 +325,7 @@ class GameService:
         self.conns[conn_id] = Conn(conn_id, now, refilled=now)
 
     def disconnect(self, conn_id: str, now: float) -> None:
-        conn = self.conns.pop(conn_id, None)
+        conn = self._forget_conn(conn_id)
         if conn is None or not conn.sid:
             return
         if any(c.sid == conn.sid for c in self.conns.values()):
@@ -345,8 +353,6 @@ class GameService:
         if len(text.encode()) > MAX_MESSAGE_BYTES:
             self._close(conn_id, CLOSE_TOO_LARGE, f"message larger than {MAX_MESSAGE_BYTES} bytes")
             return
-        if not self._admit(conn, now):
-            return
         try:
             message = json.loads(text)
         except json.JSONDecodeError:
@@ -355,9 +361,11 @@ class GameService:
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             self._close(conn_id, CLOSE_PROTOCOL, "message is not an object with a type")
             return
+        if not self._admit(conn, message.get("id"), now):
+            return
         self._dispatch(conn, message, now)
 
-    def _admit(self, conn: Conn, now: float) -> bool:
+    def _admit(self, conn: Conn, request_id: Any, now: float) -> bool:
         """Token bucket per connection; a flood closes the connection."""
         second = int(now)
         conn.in_second = conn.in_second + 1 if second == conn.second else 1
@@ -368,14 +376,9 @@ class GameService:
         conn.tokens = min(RATE_BURST, conn.tokens + (now - conn.refilled) * RATE_PER_S)
         conn.refilled = now
         if conn.tokens < 1:
-            self._send(
-                conn.conn_id,
-                {
-                    "type": "error",
-                    "ok": False,
-                    "error": {"code": "rate_limited", "message": "slow down"},
-                },
-            )
+            error = {"code": "rate_limited", "message": f"more than {RATE_PER_S:g} messages/s"}
+            echo = request_id if isinstance(request_id, str) and len(request_id) <= 64 else None
+            self._send(conn.conn_id, {"re": echo, "ok": False, "error": error})
             return False
         conn.tokens -= 1
         return True
@@ -403,6 +406,14 @@ class GameService:
         except ServiceError as error:
             body = {"code": error.code, "message": error.message}
             answer = Send(conn.conn_id, {"re": request_id, "ok": False, "error": body})
+        except Exception:
+            # A bug must not cost the player the connection: log it, answer, carry on.
+            log.exception("internal error handling %s from %s", kind, conn.name or conn.conn_id)
+            body = {
+                "code": "internal",
+                "message": "internal error; the request was not carried out",
+            }
+            answer = Send(conn.conn_id, {"re": request_id, "ok": False, "error": body})
         # The reply goes before the pushes the request caused (lobby after hello, game after move).
         self._out.insert(pushes_from, answer)
 
@@ -416,7 +427,7 @@ class GameService:
             self.disconnect(conn_id, self._now_hint)
 
     def _close_uid_conns(self, uid: str, code: int, reason: str) -> None:
-        for conn in [c for c in self.conns.values() if c.uid == uid]:
+        for conn in self._conns_of(uid):
             self._close(conn.conn_id, code, reason)
 
     def take_outgoing(self) -> list[Outgoing]:
@@ -459,7 +470,12 @@ class GameService:
     ) -> tuple[dict[str, Any], int, str]:
         if conn.uid:
             raise ServiceError("bad_request", "hello was already sent")
-        session = self._session_for_hello(message, now)
+        try:
+            session = self._session_for_hello(message, now)
+        except ServiceError as error:
+            if error.code == "unauthenticated":
+                self._close(conn.conn_id, CLOSE_BAD_TOKEN, "unknown or expired token")
+            raise
         account = self.accounts.account(session.uid)
         if account is None:
             self._close(conn.conn_id, CLOSE_BAD_TOKEN, "unknown account")
@@ -482,9 +498,10 @@ class GameService:
             self._out.append(
                 Close(other.conn_id, CLOSE_MOVED, "your session continued on another connection")
             )
-            del self.conns[other.conn_id]
+            self._forget_conn(other.conn_id)
         self._put_session(moved)
         conn.uid, conn.sid, conn.name = account.uid, moved.sid, account.name
+        self._by_uid.setdefault(conn.uid, set()).add(conn.conn_id)
         self._push_hello_state(conn, account)
         you = {
             "uid": account.uid,
@@ -692,18 +709,22 @@ class GameService:
     ) -> tuple[dict[str, Any], int, str]:
         gid, tracker, seat = self._player_game(conn, message)
         try:
-            self.rules.apply_move(tracker.chain.state, seat, move)
+            new_state = self.rules.apply_move(tracker.chain.state, seat, move)
         except IllegalMove as error:
             code = "bad_request" if error.code == "malformed" else error.code
             raise ServiceError(code, error.message) from None
         ply, parent, stamp = tracker.ply, tracker.chain.tip, self._stamp()
         doc_id = game_doc_id(gid)
+        record: list[MoveRecord] = []
         event = self._write(
             doc_id,
-            lambda doc: GameWriter(doc, self.node_id).add_move(ply, parent, seat, move, stamp),
+            lambda doc: record.append(
+                GameWriter(doc, self.node_id).add_move(ply, parent, seat, move, stamp)
+            ),
         )
+        tracker.adopt(record[0], new_state)  # validated just above: no need to apply it twice
         self._refresh_game(doc_id)
-        return {"ply": ply}, event, doc_id
+        return {"ply": tracker.base_ply + ply}, event, doc_id
 
     def _save(
         self, conn: Conn, message: dict[str, Any], now: float
@@ -734,7 +755,7 @@ class GameService:
         tracker = self.games.get(gid) if isinstance(gid, str) else None
         if tracker is None or not isinstance(gid, str):
             raise ServiceError("not_found", "no such game")
-        conn.watching = gid
+        self._set_watching(conn, gid)
         session = replace(self._conn_session(conn), status=WATCHING, game=gid)
         event = self._put_session(session)
         return {"game": self._game_message(gid, tracker, None)}, event, self._presence_doc
@@ -742,7 +763,7 @@ class GameService:
     def _unwatch(
         self, conn: Conn, message: dict[str, Any], now: float
     ) -> tuple[dict[str, Any], int, str]:
-        conn.watching = ""
+        self._set_watching(conn, "")
         event = self._put_session(replace(self._conn_session(conn), status=IDLE, game=""))
         return {}, event, self._presence_doc
 
@@ -825,12 +846,16 @@ class GameService:
             doc = self.docs.get(doc_id)
             if doc is not None:
                 node = doc_id[len(PRESENCE_PREFIX) :]
-                self._presence[node] = read_presence(node, doc)
+                reader = self._presence_readers.setdefault(node, PresenceReader(node))
+                self._presence[node] = reader.read(doc)
                 self._deliver_chats(node, doc)
                 presence_changed = True
-        if presence_changed or any(d.startswith("game:") for d in dirty):
+        # A move changes neither who is online nor who plays whom: only presence changes and
+        # games starting or ending need the cluster-wide picture (and parking) recomputed.
+        if presence_changed or self._live_changed:
+            self._live_changed = False
             self._refresh_picture()
-        self._park_double_games()
+            self._park_double_games()
 
     def _refresh_game(self, doc_id: str) -> None:
         doc = self.docs.get(doc_id)
@@ -847,8 +872,9 @@ class GameService:
         else:
             change = tracker.refresh(doc)
             change_added, rolled = change.added, change.rolled_back_to
+        self._note_live(gid, tracker)
         if rolled is not None:
-            self._announce_rollback(gid, tracker, rolled)
+            self._announce_rollback(gid, tracker, tracker.base_ply + rolled)
         if change_added or rolled is not None or tracker.status != LIVE:
             self._push_game(gid, tracker)
         if tracker.status == FINISHED:
@@ -871,17 +897,46 @@ class GameService:
                 },
             )
 
+    def _note_live(self, gid: str, tracker: GameTracker) -> None:
+        live = tracker.status == LIVE
+        if live != (gid in self._live_games):
+            self._live_changed = True
+            if live:
+                self._live_games.add(gid)
+            else:
+                self._live_games.discard(gid)
+
+    def _conns_of(self, uid: str) -> list[Conn]:
+        return [self.conns[c] for c in self._by_uid.get(uid, ()) if c in self.conns]
+
     def _game_audience(self, gid: str, tracker: GameTracker) -> list[Conn]:
-        return [
-            c
-            for c in self.conns.values()
-            if c.uid and (c.uid in tracker.info.players or c.watching == gid)
-        ]
+        ids = {c for uid in tracker.info.players for c in self._by_uid.get(uid, ())}
+        ids.update(self._watchers.get(gid, ()))
+        return [self.conns[c] for c in sorted(ids) if c in self.conns]
+
+    def _forget_conn(self, conn_id: str) -> Conn | None:
+        conn = self.conns.pop(conn_id, None)
+        if conn is not None:
+            self._by_uid.get(conn.uid, set()).discard(conn_id)
+            self._watchers.get(conn.watching, set()).discard(conn_id)
+        return conn
+
+    def _set_watching(self, conn: Conn, gid: str) -> None:
+        self._watchers.get(conn.watching, set()).discard(conn.conn_id)
+        conn.watching = gid
+        if gid:
+            self._watchers.setdefault(gid, set()).add(conn.conn_id)
 
     def _push_game(self, gid: str, tracker: GameTracker) -> None:
+        by_seat: dict[int | None, tuple[dict[str, Any], str]] = {}  # watchers share one message
         for conn in self._game_audience(gid, tracker):
             viewer = conn.uid if conn.uid in tracker.info.players else None
-            self._send(conn.conn_id, self._game_message(gid, tracker, viewer))
+            seat = tracker.info.seat_of(viewer) if viewer else None
+            if seat not in by_seat:
+                message = self._game_message(gid, tracker, viewer)
+                by_seat[seat] = (message, json.dumps(message))
+            message, text = by_seat[seat]
+            self._out.append(Send(conn.conn_id, message, text=text))
 
     def _game_message(self, gid: str, tracker: GameTracker, uid: str | None) -> dict[str, Any]:
         seat = tracker.info.seat_of(uid) if uid else None
@@ -900,7 +955,7 @@ class GameService:
             "view": view,
             "to_move": to_move,
             "legal": self.rules.legal_moves(state) if seat is not None and seat == to_move else [],
-            "ply": tracker.ply,
+            "ply": tracker.base_ply + tracker.ply,
             "last_move": {"player": last.player, "move": last.move} if last else None,
             "result": self.rules.result(state),
             "status": tracker.status,
@@ -913,10 +968,10 @@ class GameService:
         last = tracker.chain.moves[-1]
         doc_id = log_doc_id(Stamp.decode(last.stamp).wall_ms)
         existing = self.docs.get(doc_id)
-        if existing is not None and gid in read_archive(existing):
+        if existing is not None and archive_has(existing, gid):
             return
         if (
-            not any(c.uid in tracker.info.players for c in self.conns.values())
+            not any(self._conns_of(uid) for uid in tracker.info.players)
             and tracker.info.node != self.node_id
         ):
             return  # a node hosting a player (or the creator) writes it; the content is the same
@@ -929,7 +984,7 @@ class GameService:
         self._write(doc_id, lambda doc: put_archived(doc, entry))
 
     def _park_double_games(self) -> None:
-        live = [t.info for t in self.games.values() if t.status == LIVE]
+        live = [self.games[gid].info for gid in sorted(self._live_games)]
         for gid in games_to_park(live):
             if gid in self._parked_seen:
                 continue
@@ -939,7 +994,7 @@ class GameService:
                 "two_games", f"game {gid} parked: a player already had an earlier game"
             )
             if tracker.info.node == self.node_id or any(
-                c.uid in tracker.info.players for c in self.conns.values()
+                self._conns_of(uid) for uid in tracker.info.players
             ):
                 self._park(gid, tracker, SUPERSEDED, "merge")
             for conn in self._game_audience(gid, tracker):
@@ -960,7 +1015,7 @@ class GameService:
                     continue
                 self._known_contests.add((name, uid))
                 self.merges.count("name", f"name {name!r}: account {uid} must rename")
-                for conn in (c for c in self.conns.values() if c.uid == uid):
+                for conn in self._conns_of(uid):
                     self._notice_must_rename(conn)
 
     def _deliver_chats(self, node: str, doc: Doc[Any]) -> None:
@@ -981,7 +1036,7 @@ class GameService:
         if "game" in record:
             tracker = self.games.get(record["game"])
             return self._game_audience(record["game"], tracker) if tracker else []
-        return [c for c in self.conns.values() if c.uid == record.get("to_uid")]
+        return self._conns_of(str(record.get("to_uid", "")))
 
     def _refresh_picture(self) -> None:
         now_ms = self.wall_ms()
@@ -997,9 +1052,10 @@ class GameService:
             list(self._presence.values()), now_ms, playing, declined, self.node_id
         )
         self._push_lobby(before.lobby)
+        invites_by_uid = self._invites_by_uid()
         for conn in self.conns.values():
             if conn.uid:
-                self._push_invites(conn)
+                self._push_invites(conn, invites_by_uid)
         self._close_superseded()
         self._clean_own_invites(declined)
         self._announce_opponents()
@@ -1032,18 +1088,33 @@ class GameService:
         if not changed and not gone:
             return
         message = {"type": "lobby_update", "changed": [e.to_json() for e in changed], "gone": gone}
+        text = json.dumps(message)  # once, not once per connection
         for conn in self.conns.values():
             if conn.sent_lobby:
-                self._send(conn.conn_id, message)
+                self._out.append(Send(conn.conn_id, message, text=text))
 
-    def _push_invites(self, conn: Conn) -> None:
-        incoming = [_invite_json(i) for i in self._picture.invites if i.to_uid == conn.uid]
-        outgoing = [_invite_json(i) for i in self._picture.invites if i.from_uid == conn.uid]
+    def _invites_by_uid(self) -> dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]]:
+        """uid -> (incoming, outgoing) invitations, in one pass over the valid ones."""
+        by_uid: dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]] = {}
+        for invite in self._picture.invites:
+            by_uid.setdefault(invite.to_uid, ([], []))[0].append(_invite_json(invite))
+            by_uid.setdefault(invite.from_uid, ([], []))[1].append(_invite_json(invite))
+        return by_uid
+
+    def _push_invites(
+        self,
+        conn: Conn,
+        by_uid: dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]] | None = None,
+    ) -> None:
+        """Send the player's invitations if they changed since the last push."""
+        incoming, outgoing = (by_uid if by_uid is not None else self._invites_by_uid()).get(
+            conn.uid, ([], [])
+        )
         body = {"type": "invites", "incoming": incoming, "outgoing": outgoing}
         text = json.dumps(body, sort_keys=True)
         if text != conn.last_invites:
             conn.last_invites = text
-            self._send(conn.conn_id, body)
+            self._out.append(Send(conn.conn_id, body, text=text))
 
     def _close_superseded(self) -> None:
         own = self._own_presence().sessions
@@ -1060,7 +1131,7 @@ class GameService:
             )
             for conn in [c for c in self.conns.values() if c.sid == old.sid]:
                 self._out.append(Close(conn.conn_id, code, reason))
-                self.conns.pop(conn.conn_id, None)
+                self._forget_conn(conn.conn_id)
             self._remove_own_sessions(old.sid)
 
     def _clean_own_invites(self, declined: set[str]) -> None:
@@ -1093,6 +1164,7 @@ class GameService:
     def tick(self, now: float) -> None:
         """Heartbeat, hello deadlines, end of grace periods, chat pruning."""
         self._now_hint = now
+        self._start_restored_grace(now)
         if now >= self._next_heartbeat:
             self._heartbeat(now)
         for conn in [
@@ -1113,6 +1185,11 @@ class GameService:
                 lambda doc: [root_map(doc, CHATS).pop(k, None) for k in old_chats],
             )
         self.process(now)
+
+    def _start_restored_grace(self, now: float) -> None:
+        for sid in self._restored:
+            self._dropped_at.setdefault(sid, now)
+        self._restored.clear()
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + HEARTBEAT_S

@@ -90,7 +90,7 @@ async def cors_preflight(request: web.Request, handler: Handler) -> web.StreamRe
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Every answer on a cross-origin path (errors included) carries the CORS headers."""
-    if cors_path(request.path) and not response.prepared:
+    if cors_path(request.path):
         response.headers.update(CORS_HEADERS)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import urllib.request
@@ -15,7 +16,8 @@ import pytest
 
 import games.battleline as battleline
 from node.client import PlayerClient, RequestError
-from node.localcluster import stop_nodes, wait_for_mesh
+from node.config import load_config
+from node.localcluster import fetch_health, start_node, stop_nodes, wait_for_mesh, write_configs
 from tests.conftest import Cluster
 
 pytestmark = pytest.mark.integration
@@ -133,3 +135,101 @@ async def test_players_in_two_regions_play_a_full_game_while_a_third_watches(
     assert battleline.result(replayed) == result
     for client in (alice, bob, carol):
         await client.close()
+
+
+async def test_save_then_resume_from_another_region_continues_the_same_position(
+    game_cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    dan = await player(game_cluster, http, 0, "dan")
+    erin = await player(game_cluster, http, 1, "erin")
+    gid = await start_game(dan, erin)
+    first = await dan.wait_push("game", game=gid)
+    seats = {first["you"]: dan, 1 - first["you"]: erin}
+    rng = random.Random(11)
+    ply = 0
+    for _ in range(6):
+        pushes = await _same_ply(gid, seats, ply)
+        mover = pushes[0]["to_move"]
+        ply = (
+            await seats[mover].request("move", game=gid, move=rng.choice(pushes[mover]["legal"]))
+        )["ply"] + 1
+    await _same_ply(gid, seats, ply)
+    await dan.request("save", game=gid)
+    saved = await eventually(lambda: _saved_list(erin))
+    assert saved[0]["gid"] == gid and saved[0]["moves"] == ply
+    # erin, in another region, resumes it by inviting dan to it
+    invitation = (await eventually(lambda: erin.request("invite", to="dan", resume=gid)))["invite"]
+    assert invitation["resume"] == gid
+    resumed = (await eventually(lambda: dan.request("accept", invite=invitation["iid"])))["game"]
+    push = await eventually(lambda: _game_at(erin, resumed))
+    assert push["status"] == "live" and push["view"] == push["view"]
+    assert await eventually(lambda: _no_saved(dan))
+
+
+async def _saved_list(client: PlayerClient) -> list[dict[str, Any]] | None:
+    games = (await client.request("saved"))["games"]
+    return list(games) or None
+
+
+async def _no_saved(client: PlayerClient) -> bool:
+    return not (await client.request("saved"))["games"]
+
+
+async def _game_at(client: PlayerClient, gid: str) -> dict[str, Any] | None:
+    return client.games.get(gid)
+
+
+async def test_chat_between_regions_and_at_a_table(
+    game_cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    fay = await player(game_cluster, http, 0, "fay")
+    gus = await player(game_cluster, http, 2, "gus")
+    await eventually(lambda: fay.request("chat", to="gus", text="hello from eu"))
+    direct = await gus.wait_push("chat")
+    assert direct["from"] == "fay" and direct["text"] == "hello from eu"
+    with pytest.raises(RequestError) as too_long:
+        await fay.request("chat", to="gus", text="x" * 501)
+    assert too_long.value.code == "too_large"
+    gid = await start_game(fay, gus)
+    await fay.wait_push("game", game=gid)
+    await fay.request("chat", game=gid, text="good luck")
+    table = await gus.wait_push("chat", game=gid)
+    assert table["text"] == "good luck"
+
+
+async def test_admin_exports_and_a_fresh_node_imports_the_backup(
+    game_cluster: Cluster, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    hana = await player(game_cluster, http, 1, "hana")
+    backup = tmp_path / "backup.json"
+
+    async def exported_with_hana() -> bool:
+        result = game_cluster.meridian(
+            "admin", "export", "--node", game_cluster.url(0), str(backup)
+        )
+        if result.returncode != 0:
+            return False
+        accounts = json.loads(backup.read_text())["documents"].get("accounts", "")
+        return b"hana" in base64.b64decode(accounts)
+
+    await eventually(exported_with_hana)
+    exported = game_cluster.meridian("admin", "export", "--node", game_cluster.url(0), str(backup))
+    assert exported.returncode == 0, exported.stderr
+    documents = json.loads(backup.read_text())["documents"]
+    assert "accounts" in documents and not any(d.startswith("presence:") for d in documents)
+    fresh_dir = tmp_path / "fresh"
+    config_path = write_configs(fresh_dir, ["zz"])[0]
+    fresh = start_node(load_config(config_path, game_cluster.env), game_cluster.env)
+    try:
+        url = load_config(config_path, game_cluster.env).public_url
+        await eventually(lambda: asyncio.to_thread(fetch_health, url))
+        imported = game_cluster.meridian("admin", "import", "--node", url, str(backup))
+        assert imported.returncode == 0, imported.stderr
+        again = game_cluster.meridian("admin", "import", "--node", url, str(backup))
+        assert again.returncode == 2 and "not_empty" in again.stderr
+        client = PlayerClient(url, http)
+        assert (await client.login("hana", PASSWORD))["uid"] == hana.you["uid"]
+        sessions = game_cluster.meridian("admin", "sessions", "--node", game_cluster.url(0))
+        assert sessions.returncode == 0 and "hana" in sessions.stdout
+    finally:
+        stop_nodes([fresh])

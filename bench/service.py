@@ -1,0 +1,589 @@
+"""Game service benchmark: many websocket players on real node processes on loopback.
+
+Prints (targets from the issue; misses are printed as misses):
+
+1. moves/s on one node: players in pairs play games as fast as the per-connection rate limit
+   (docs/protocol.md: 20 messages/s) lets each of them, rematching when a game ends;
+   target >= 3,000 moves/s per node;
+2. move -> opponent latency on one node at a paced 1,000 moves/s: from a move sent to the
+   opponent's ``game`` push that shows it; target p99 <= 10 ms;
+3. the same across two regions (`sim.proxied.ProxiedCluster`: the link crosses a
+   `sim.proxy.FaultProxy` with ``latency_s`` = ``--link-delay-ms``, default 20), paced;
+4. idle connections on one node: open websockets (login + hello) in steps, RSS of the node per
+   connection; target 10,000 connections at <= 20 KB each. A step that takes longer than
+   ``--step-budget`` seconds ends the phase (and says so).
+
+The players are `node.client.PlayerClient`s in this process and pick random legal moves: the
+benchmark measures the server, not the heuristic (which costs the client ~2 ms a move). The
+node processes and this process share the machine, so the client's CPU is printed with every
+figure: when it is near 100 % of a core the client, not the node, is the limit.
+
+Accounts are written straight into each node's store before it starts, with a cheap argon2
+hash: registering and logging in 10,000 players with the server's argon2 settings would take
+about 100 ms of CPU each. Everything after that (logins, sessions, websockets, games) is the
+real service. It is not a test: it asserts nothing. ``--quick`` shortens every phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from argon2 import PasswordHasher
+from pycrdt import Doc
+
+from crdt_models.accounts import ACCOUNTS_DOC, AccountsWriter
+from crdt_models.hlc import Stamp
+from node.client import PlayerClient, RequestError
+from node.config import NodeConfig
+from node.server import STORE_FILE
+from sim.proxied import ProxiedCluster
+from sync.store import DocumentStore
+
+PASSWORD = "bench-password"
+CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+# A player's own token bucket, inside the server's (20 messages/s, bursts of 40) with room
+# for the invitations: a player's moves come in runs (claim, play, draw), so a game can go
+# faster than one player's average rate.
+PLAYER_RATE, PLAYER_BURST = 18.0, 20.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+GAMES_START_S = 120.0
+LIGHT_PLAYERS, LIGHT_RATE = 20, 100.0  # phase 2b: latency without queueing
+INVITE_AGAIN_S = 10.0  # a game has not started this long after an invitation: invite again
+
+
+# --- processes and accounts ------------------------------------------------------------------
+
+
+def raise_fd_limit() -> int:
+    """Soft open-files limit up to the hard one (children inherit it); returns the limit."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def process_usage(pid: int) -> tuple[float, float]:
+    """(RSS in KB, CPU seconds used) of a process, from /proc."""
+    with open(f"/proc/{pid}/status") as status:
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return float(rss), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def seed_accounts(configs: list[NodeConfig], names: list[str]) -> None:
+    """Write the players' accounts into every node's store (see module docstring)."""
+    password_hash = CHEAP_HASH.hash(PASSWORD)
+    doc: Doc[Any] = Doc()
+    stamp = Stamp(int(time.time() * 1000), 0, configs[0].node_id).encode()
+    region = configs[0].region
+    with doc.transaction():
+        writer = AccountsWriter(doc, region)
+        for index, name in enumerate(names):
+            writer.register(f"benchuid{index:08d}", name, password_hash, region, stamp)
+    update = doc.get_update()
+    for config in configs:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = DocumentStore(config.data_dir / STORE_FILE)
+        store.stage(ACCOUNTS_DOC, update)
+        store.commit()
+        store.close()
+
+
+@contextmanager
+def temp_folder() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="meridian-bench-") as folder:
+        yield Path(folder)
+
+
+async def start_cluster(
+    folder: Path, regions: list[str], names: list[str], link_delay_s: float = 0.0
+) -> ProxiedCluster:
+    """Nodes for `regions` (links through delaying proxies) that know the players `names`."""
+    cluster = ProxiedCluster(folder, regions)
+    for proxy in cluster.proxies.values():
+        proxy.latency_s = link_delay_s
+    seed_accounts(list(cluster.configs.values()), names)
+    try:
+        await cluster.start()
+    except RuntimeError:
+        await cluster.stop()
+        raise SystemExit(f"the nodes did not start; see the logs in {folder / 'logs'}") from None
+    return cluster
+
+
+def node_pids(cluster: ProxiedCluster) -> list[int]:
+    return [node.process.pid for node in cluster.nodes.values()]
+
+
+def node_urls(cluster: ProxiedCluster) -> list[str]:
+    return [cluster.url(region) for region in cluster.regions]
+
+
+# --- players -------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What the players of one phase measured."""
+
+    moves: int = 0
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    sent_at: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)
+    recording: bool = False
+
+    def error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
+
+
+class Pacer:
+    """Hands out send slots at most `rate` per second (None: no limit)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next_slot = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.perf_counter()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class BenchPlayer:
+    """Plays random legal moves as soon as it may; the inviter of a pair starts every game."""
+
+    def __init__(
+        self, client: PlayerClient, partner: str | None, tally: Tally, pacer: Pacer, seed: int
+    ) -> None:
+        self.client = client
+        self.name = ""
+        self.partner = partner
+        self.tally = tally
+        self.pacer = pacer
+        self.rng = random.Random(seed)
+        self.game: dict[str, Any] | None = None
+        self.acted_ply = -1
+        self.seen_ply: dict[str, int] = {}
+        self.tokens, self.refilled = PLAYER_BURST, time.perf_counter()
+        self.accepted: set[str] = set()
+        self.invited_at = -INVITE_AGAIN_S
+        self.news = asyncio.Event()
+        client.on_push = self.on_push
+
+    def on_push(self, push: dict[str, Any]) -> None:
+        kind = push["type"]
+        if kind == "game" and push.get("you") is not None:
+            self._note_arrival(push, time.perf_counter())
+            self.game = push
+            self.news.set()
+        elif kind == "invites" and push["incoming"]:
+            self.news.set()
+
+    def _note_arrival(self, push: dict[str, Any], now: float) -> None:
+        """Latency of every opponent move this push shows for the first time."""
+        gid, ply = push["game"], push["ply"]
+        for earlier in range(self.seen_ply.get(gid, 0), ply):
+            sent = self.tally.sent_at.get((gid, earlier))
+            if sent is not None and sent[1] != self.name:
+                del self.tally.sent_at[(gid, earlier)]
+                if self.tally.recording:
+                    self.tally.latencies.append(now - sent[0])
+        self.seen_ply[gid] = max(ply, self.seen_ply.get(gid, 0))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.name = self.client.you["name"]
+        while not stop.is_set():
+            await self._start_game_if_idle()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.news.wait(), 0.5)
+            self.news.clear()
+            game = self.game
+            if game is None or stop.is_set():
+                continue
+            if game["status"] != "live":
+                self.game, self.invited_at = None, -INVITE_AGAIN_S  # rematch at once
+            elif game["to_move"] == game["you"] and game["legal"]:
+                await self._move(game)
+
+    async def _start_game_if_idle(self) -> None:
+        """Accept each invitation once; invite the partner again only after INVITE_AGAIN_S
+        (a loaded server must not be flooded with repeated invitations)."""
+        if self.game is not None:
+            return
+        incoming = self.client.latest.get("invites", {}).get("incoming", [])
+        fresh = [i["iid"] for i in incoming if i["iid"] not in self.accepted]
+        now = time.perf_counter()
+        try:
+            if fresh:
+                self.accepted.add(fresh[-1])
+                await self.client.request("accept", invite=fresh[-1])
+            elif self.partner and now - self.invited_at > INVITE_AGAIN_S:
+                self.invited_at = now
+                await self.client.request("invite", to=self.partner)
+        except RequestError as error:
+            self.tally.error(f"start:{error.code}")
+            if error.code == "offline":
+                self.invited_at = now - INVITE_AGAIN_S + 0.2  # not online yet: ask again soon
+        except TimeoutError:
+            self.tally.error("start:no reply in 15 s")
+
+    async def _take_token(self) -> None:
+        now = time.perf_counter()
+        self.tokens = min(PLAYER_BURST, self.tokens + (now - self.refilled) * PLAYER_RATE)
+        self.refilled = now
+        if self.tokens < 1:
+            await asyncio.sleep((1 - self.tokens) / PLAYER_RATE)
+            self.tokens, self.refilled = 1.0, time.perf_counter()
+        self.tokens -= 1
+
+    async def _move(self, game: dict[str, Any]) -> None:
+        if game["ply"] <= self.acted_ply:
+            return
+        await self._take_token()
+        await self.pacer.wait()
+        self.acted_ply = game["ply"]
+        self.tally.sent_at[(game["game"], game["ply"])] = (time.perf_counter(), self.name)
+        try:
+            await self.client.request(
+                "move", game=game["game"], move=self.rng.choice(game["legal"])
+            )
+        except RequestError as error:
+            self.tally.error(error.code)
+            return
+        except TimeoutError:
+            self.tally.error("move:no reply in 15 s")
+            return
+        if self.tally.recording:
+            self.tally.moves += 1
+
+
+async def connect_player(
+    http: aiohttp.ClientSession, url: str, name: str, *, queue_pushes: bool = False
+) -> PlayerClient:
+    client = PlayerClient(url, http, queue_pushes=queue_pushes)
+    await client.login(name, PASSWORD)
+    await client.connect(heartbeat=None)
+    return client
+
+
+async def open_players(
+    http: aiohttp.ClientSession, urls: list[str], names: list[str], batch: int = 200
+) -> list[PlayerClient]:
+    """Log in and connect each name at urls[i % len(urls)], `batch` at a time."""
+    clients: list[PlayerClient] = []
+    for start in range(0, len(names), batch):
+        chunk = names[start : start + batch]
+        clients += await asyncio.gather(
+            *(
+                connect_player(http, urls[(start + i) % len(urls)], name)
+                for i, name in enumerate(chunk)
+            )
+        )
+    return clients
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+# --- phases --------------------------------------------------------------------------------
+
+
+@dataclass
+class GamesResult:
+    moves_per_s: float
+    p50_ms: float
+    p99_ms: float
+    samples: int
+    node_cpu: list[float]  # share of one core, per node
+    client_cpu: float
+    errors: dict[str, int]
+    setup_s: float  # logging everybody in and starting every game
+    playing: int  # players at a table when the measurement started
+
+
+async def play_games(
+    cluster: ProxiedCluster, names: list[str], seconds: float, rate: float | None
+) -> GamesResult:
+    """Pairs (2k, 2k+1) play; pairs span the nodes when there are two. Measures `seconds`."""
+    urls = node_urls(cluster)
+    tally, pacer, stop = Tally(), Pacer(rate), asyncio.Event()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        setup_started = time.perf_counter()
+        clients = await open_players(http, urls, names)
+        players = [
+            BenchPlayer(c, names[i + 1] if i % 2 == 0 else None, tally, pacer, i)
+            for i, c in enumerate(clients)
+        ]
+        tasks = [asyncio.create_task(p.run(stop)) for p in players]
+        playing = await _until_all_play(players, GAMES_START_S)
+        setup_s = time.perf_counter() - setup_started
+        await asyncio.sleep(1.0)  # warm-up
+        before = [process_usage(pid)[1] for pid in node_pids(cluster)], own_cpu_s()
+        tally.recording, started = True, time.perf_counter()
+        await asyncio.sleep(seconds)
+        tally.recording, elapsed = False, time.perf_counter() - started
+        after = [process_usage(pid)[1] for pid in node_pids(cluster)], own_cpu_s()
+        stop.set()
+        await asyncio.gather(*tasks)
+        await asyncio.gather(*(c.close() for c in clients))
+    return GamesResult(
+        moves_per_s=tally.moves / elapsed,
+        p50_ms=percentile(tally.latencies, 0.5) * 1000,
+        p99_ms=percentile(tally.latencies, 0.99) * 1000,
+        samples=len(tally.latencies),
+        node_cpu=[(b - a) / elapsed for a, b in zip(before[0], after[0], strict=True)],
+        client_cpu=(after[1] - before[1]) / elapsed,
+        errors=tally.errors,
+        setup_s=setup_s,
+        playing=playing,
+    )
+
+
+async def _until_all_play(players: list[BenchPlayer], timeout: float) -> int:
+    """Wait until every player is at a table (or the timeout); how many are."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        playing = sum(1 for p in players if p.game is not None)
+        if playing == len(players):
+            break
+        await asyncio.sleep(0.1)
+    return sum(1 for p in players if p.game is not None)
+
+
+def print_games(title: str, result: GamesResult, target: str) -> None:
+    cpu = ", ".join(f"{c:.0%}" for c in result.node_cpu)
+    print(f"\n{title}")
+    print(
+        f"   {result.moves_per_s:8,.0f} moves/s   move -> opponent push: p50 {result.p50_ms:.1f} ms"
+        f"  p99 {result.p99_ms:.1f} ms  ({result.samples:,} samples)"
+    )
+    print(f"   node CPU {cpu} of a core; this client {result.client_cpu:.0%}   {target}")
+    if result.moves_per_s:
+        per_move = max(result.node_cpu) / result.moves_per_s * 1000
+        print(
+            f"   node CPU per move {per_move:.2f} ms: at most {1000 / per_move:,.0f} moves/s "
+            "on one free core (CPU time: little affected by other load on the machine)"
+        )
+    print(
+        f"   (log-in of all players and start of the games took {result.setup_s:.1f} s; "
+        f"{result.playing} were at a table when the measurement began)"
+    )
+    if result.errors:
+        print(f"   refused: {result.errors}")
+
+
+async def phase_throughput(args: argparse.Namespace, folder: Path) -> None:
+    names = [f"tp{i}" for i in range(args.players)]
+    cluster = await start_cluster(folder / "throughput", ["eu"], names)
+    try:
+        result = await play_games(cluster, names, args.seconds, None)
+    finally:
+        await cluster.stop()
+    verdict = "MET" if result.moves_per_s >= 3000 else "MISSED"
+    print_games(
+        f"1. throughput, one node, {args.players} players, each <= {PLAYER_RATE:.0f} moves/s:",
+        result,
+        f"target >= 3,000 moves/s: {verdict}",
+    )
+
+
+async def phase_latency(args: argparse.Namespace, folder: Path) -> None:
+    names = [f"lat{i}" for i in range(args.latency_players)]
+    light = [f"light{i}" for i in range(LIGHT_PLAYERS)]
+    cluster = await start_cluster(folder / "latency", ["eu"], names + light)
+    try:
+        result = await play_games(cluster, names, args.seconds, args.rate)
+        # The same node, lightly loaded: the latency without queueing.
+        unloaded = await play_games(cluster, light, args.seconds, LIGHT_RATE)
+    finally:
+        await cluster.stop()
+    verdict = "MET" if result.p99_ms <= 10 and result.moves_per_s >= 0.9 * args.rate else "MISSED"
+    print_games(
+        f"2. latency, one node, paced at {args.rate:,.0f} moves/s "
+        f"({args.latency_players} players):",
+        result,
+        f"target p99 <= 10 ms at 1,000 moves/s: {verdict}",
+    )
+    print_games(
+        f"2b. the same node lightly loaded: {LIGHT_RATE:.0f} moves/s, {LIGHT_PLAYERS} players:",
+        unloaded,
+        "(no target: the latency without queueing)",
+    )
+
+
+async def phase_cross_region(args: argparse.Namespace, folder: Path) -> None:
+    names = [f"xr{i}" for i in range(args.cross_players)]
+    delay = args.link_delay_ms / 1000
+    cluster = await start_cluster(folder / "cross", ["eu", "us"], names, link_delay_s=delay)
+    try:
+        result = await play_games(cluster, names, args.seconds, args.cross_rate)
+    finally:
+        await cluster.stop()
+    print_games(
+        f"3. latency across two regions, link delay {args.link_delay_ms:.0f} ms each way, paced "
+        f"at {args.cross_rate:,.0f} moves/s ({args.cross_players} players, pairs split):",
+        result,
+        f"(floor: the link delay, {args.link_delay_ms:.0f} ms, plus coalescing; FaultProxy "
+        "delays chunk after chunk, so a busy link adds up to twice the delay)",
+    )
+
+
+async def phase_idle(args: argparse.Namespace, folder: Path) -> None:
+    names = [f"idle{i}" for i in range(args.idle)]
+    cluster = await start_cluster(folder / "idle", ["eu"], names)
+    print(
+        f"\n4. idle connections on one node (login + websocket + hello), in steps of {args.step}:"
+    )
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            ramp = IdleRamp(http, node_urls(cluster)[0], node_pids(cluster)[0], args.step_budget)
+            for start in range(0, args.idle, args.step):
+                if not await ramp.step(names[start : start + args.step]):
+                    break
+            await asyncio.sleep(2.0)
+            ramp.report_held()
+            await asyncio.gather(*(c.close() for c in ramp.clients))
+    finally:
+        await cluster.stop()
+
+
+class IdleRamp:
+    """Opens idle connections step by step, measuring the node after each step."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, pid: int, budget_s: float) -> None:
+        self.http, self.url, self.pid, self.budget_s = http, url, pid, budget_s
+        self.base_rss = process_usage(pid)[0]
+        self.clients: list[PlayerClient] = []
+        self.per_connection_kb = 0.0  # after the last completed step
+
+    async def step(self, names: list[str]) -> bool:
+        """Open one step of connections; False if it failed or took longer than the budget."""
+        started, node_cpu = time.perf_counter(), process_usage(self.pid)[1]
+        target = len(self.clients) + len(names)
+        opening = asyncio.ensure_future(open_players(self.http, [self.url], names, batch=100))
+        done, _pending = await asyncio.wait({opening}, timeout=self.budget_s)
+        elapsed = time.perf_counter() - started
+        if not done:
+            opening.cancel()
+            print(f"   step to {target:,}: not done within {self.budget_s:.0f} s; stop")
+            return False
+        try:
+            self.clients += opening.result()
+        except (RequestError, aiohttp.ClientError, OSError) as error:
+            print(f"   step to {target:,} failed: {error!r}; stop")
+            return False
+        rss, cpu = process_usage(self.pid)
+        self.per_connection_kb = (rss - self.base_rss) / len(self.clients)
+        print(
+            f"   {len(self.clients):>6,} open: step took {elapsed:5.1f} s "
+            f"({elapsed / len(names) * 1000:.1f} ms and {(cpu - node_cpu) / len(names) * 1000:.1f} "
+            f"ms of node CPU per connection); node RSS {rss / 1024:,.0f} MB, "
+            f"{self.per_connection_kb:.1f} KB per connection"
+        )
+        return True
+
+    def report_held(self) -> None:
+        held = sum(1 for c in self.clients if c.ws is not None and not c.ws.closed)
+        closes = Counter(str(c.closed) for c in self.clients if c.closed is not None)
+        if closes:
+            print(f"   closed by the server (code, reason): {dict(closes)}")
+        verdict = "MET" if held >= 10_000 and self.per_connection_kb <= 20 else "MISSED"
+        print(
+            f"   {held:,} of {len(self.clients):,} still open 2 s later; "
+            f"{self.per_connection_kb:.1f} KB per connection   target 10,000 at <= 20 KB: {verdict}"
+        )
+
+
+# --- main ----------------------------------------------------------------------------------
+
+PHASES = {
+    "throughput": phase_throughput,
+    "latency": phase_latency,
+    "cross": phase_cross_region,
+    "idle": phase_idle,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/service.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="short phases, fewer players")
+    parser.add_argument(
+        "--phase", action="append", choices=sorted(PHASES), help="run only these (repeatable)"
+    )
+    parser.add_argument("--seconds", type=float, help="measured seconds per games phase (10)")
+    parser.add_argument("--players", type=int, help="players in phase 1 (600)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="moves/s in phase 2 (1000)")
+    parser.add_argument("--latency-players", type=int, help="players in phase 2 (200)")
+    parser.add_argument("--cross-players", type=int, help="players in phase 3 (100)")
+    parser.add_argument("--cross-rate", type=float, default=200.0, help="moves/s in phase 3")
+    parser.add_argument(
+        "--link-delay-ms", type=float, default=20.0, help="one-way delay between regions (20)"
+    )
+    parser.add_argument("--idle", type=int, help="idle connections to reach in phase 4 (10000)")
+    parser.add_argument("--step", type=int, help="connections per step (1000)")
+    parser.add_argument(
+        "--step-budget", type=float, help="seconds a step may take before phase 4 stops (120)"
+    )
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {
+        "seconds": 4.0 if quick else 10.0,
+        "players": 200 if quick else 600,
+        "latency_players": 100 if quick else 200,
+        "cross_players": 40 if quick else 100,
+        "idle": 2000 if quick else 10_000,
+        "step": 250 if quick else 1000,
+        "step_budget": 30.0 if quick else 120.0,
+    }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+async def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    limit = raise_fd_limit()
+    print(
+        f"service benchmark: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} "
+        f"before the start, open-files limit {limit:,}{' (quick)' if args.quick else ''}"
+    )
+    with temp_folder() as folder:
+        for name in args.phase or list(PHASES):
+            await PHASES[name](args, folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,699 @@
+// The player client: log in through the nearest region, the lobby, games, watching, chat,
+// saved and finished games, and keeping the session alive across regions (docs/web.md).
+
+import { $, fill, h, show } from "./dom.js";
+import { ApiError, api, fetchRegions, formatRtt, measureRegions, sortByRtt } from "./net.js";
+import { Connection, FINAL_CLOSES } from "./connection.js";
+import { GameScreen } from "./game.js";
+import { ReplayScreen } from "./replay.js";
+import { renderFinished, renderInvites, renderLiveGames, renderPlayers, renderSaved } from "./lobby.js";
+
+const STORE_KEY = "meridian.session";
+const GRACE_MS = 60000; // a dropped session can be resumed this long (docs/protocol.md)
+const LIVE_POLL_MS = 3000;
+const BANNER_MS = 12000;
+
+const S = {
+  regions: [], // [{region, node, url, rtt}] nearest first
+  chosen: null, // region name picked by the user; null: the nearest
+  token: "",
+  resume: "",
+  you: null, // {uid, name, region, home, must_rename}
+  conn: null,
+  reconnecting: false,
+  lobby: new Map(),
+  invites: { incoming: [], outgoing: [] },
+  games: new Map(), // gid -> latest game push
+  current: null, // gid of the game on screen
+  watching: null, // gid watched
+  saved: [],
+  finished: [],
+  live: [],
+  screen: "login",
+};
+
+const game = new GameScreen({
+  move: (gid, move) => request("move", { game: gid, move }),
+  request: (type, fields) => request(type, fields),
+  toLobby: () => leaveGame(),
+  stopWatching: () => stopWatching(),
+  replay: (gid) => openReplay(gid),
+});
+const replay = new ReplayScreen({ onClose: () => showScreen(S.you ? "lobby" : "login") });
+
+// --- small helpers -----------------------------------------------------------------------
+
+function me() {
+  return (S.you?.name || "").toLowerCase();
+}
+
+function request(type, fields = {}) {
+  if (!S.conn || !S.conn.isOpen) return Promise.reject(new ApiError("disconnected", "not connected; reconnecting"));
+  return S.conn.request(type, fields);
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A message at the top of the page. kind: info | ok | warn | error. */
+function banner(text, kind = "info", { sticky = false, actions = [], id = null } = {}) {
+  if (id) document.getElementById(id)?.remove();
+  const el = h(
+    "div",
+    { class: ["banner", kind], id, attrs: { role: kind === "error" || kind === "warn" ? "alert" : "status" } },
+    h("span", { class: "banner-text", text }),
+    actions.map(([label, fn]) => h("button", { type: "button", text: label, on: { click: () => { el.remove(); fn(); } } })),
+    h("button", { type: "button", class: "close", text: "×", attrs: { "aria-label": "Dismiss" }, on: { click: () => el.remove() } }),
+  );
+  $("#banners").append(el);
+  if (!sticky) setTimeout(() => el.remove(), BANNER_MS);
+  return el;
+}
+
+function showScreen(name) {
+  S.screen = name;
+  for (const screen of ["login", "lobby", "game", "replay"]) show($(`#screen-${screen}`), screen === name);
+  document.body.dataset.screen = name;
+}
+
+function store() {
+  if (!S.token) {
+    sessionStorage.removeItem(STORE_KEY);
+    return;
+  }
+  sessionStorage.setItem(STORE_KEY, JSON.stringify({
+    token: S.token,
+    resume: S.resume,
+    name: S.you?.name || "",
+    region: S.conn?.region.region || "",
+    chosen: S.chosen,
+    watching: S.watching,
+  }));
+}
+
+// --- regions -------------------------------------------------------------------------------
+
+function nearest() {
+  return S.regions.find((r) => r.rtt !== null) || null;
+}
+
+function chosenRegion() {
+  if (S.chosen) return S.regions.find((r) => r.region === S.chosen) || nearest();
+  return nearest();
+}
+
+async function measure() {
+  $("#region-note").textContent = "Measuring the round trip to every region…";
+  try {
+    if (!S.regions.length) S.regions = await fetchRegions("");
+    S.regions = await measureRegions(S.regions);
+  } catch (error) {
+    $("#region-note").textContent = `Cannot list the regions: ${error.message}`;
+    return;
+  }
+  renderRegions();
+}
+
+function renderRegions() {
+  const pick = chosenRegion();
+  const near = nearest();
+  const rows = S.regions.map((r) => {
+    const input = h("input", {
+      type: "radio",
+      name: "region",
+      value: r.region,
+      checked: pick?.region === r.region,
+      disabled: r.rtt === null,
+      on: { change: () => { S.chosen = r.region; renderRegions(); } },
+    });
+    return h(
+      "label",
+      { class: ["region-row", r.rtt === null ? "down" : ""], dataset: { region: r.region } },
+      input,
+      h("span", { class: "region-name", text: r.region }),
+      h("span", { class: "muted", text: r.node }),
+      h("span", { class: "rtt", dataset: { rtt: r.rtt === null ? "" : r.rtt.toFixed(1) }, text: formatRtt(r.rtt) }),
+      near?.region === r.region ? h("span", { class: "badge ok", text: "nearest" }) : null,
+    );
+  });
+  fill($("#region-list"), h("legend", { class: "sr-only", text: "Regions" }), rows);
+  if (!pick) $("#region-note").textContent = "No region answers right now. Try measuring again.";
+  else if (!S.chosen || S.chosen === near?.region) $("#region-note").textContent = `You will play through ${pick.region}, the nearest region.`;
+  else $("#region-note").textContent = `You chose ${pick.region}; the nearest is ${near?.region}.`;
+  renderRegionSwitch();
+}
+
+function renderRegionSwitch() {
+  const select = $("#region-switch");
+  const current = S.conn?.region.region;
+  fill(select, S.regions.map((r) => h("option", {
+    value: r.region,
+    selected: r.region === current,
+    disabled: r.rtt === null && r.region !== current,
+    text: `${r.region} (${formatRtt(r.rtt)})`,
+  })));
+}
+
+// --- logging in ------------------------------------------------------------------------------
+
+async function submitLogin(register) {
+  const name = $("#login-name").value.trim();
+  const password = $("#login-password").value;
+  const error = $("#login-error");
+  error.textContent = "";
+  if (!$("#login-form").reportValidity()) return;
+  const region = chosenRegion();
+  if (!region) {
+    error.textContent = "No region can be reached. Measure again, or try later.";
+    return;
+  }
+  for (const button of $("#login-form").querySelectorAll("button")) button.disabled = true;
+  try {
+    if (register) {
+      await api(`${region.url}/api/register`, { method: "POST", body: { name, password, home: region.region } });
+    }
+    const reply = await api(`${region.url}/api/login`, { method: "POST", body: { name, password } });
+    S.token = reply.token;
+    S.resume = "";
+    $("#login-password").value = "";
+    await connect(region, { token: S.token });
+    if (register) banner(`Welcome, ${reply.name}! Your home region is ${reply.home}.`, "ok");
+  } catch (e) {
+    error.textContent = loginError(e, region);
+  } finally {
+    for (const button of $("#login-form").querySelectorAll("button")) button.disabled = false;
+  }
+}
+
+function loginError(e, region) {
+  const known = {
+    name_taken: "That name is taken. Pick another, or log in if it is yours.",
+    bad_credentials: "Wrong name or password.",
+    unknown_user: "No player has that name. Register it first.",
+    weak_password: "Passwords have at least 8 characters.",
+    network: `Cannot reach ${region.region}: ${e.message}. Pick another region or measure again.`,
+  };
+  return known[e.code] || e.message || String(e);
+}
+
+// --- the connection --------------------------------------------------------------------------
+
+/** Open /ws on `region` and say hello; on success it becomes the session's connection. */
+async function connect(region, hello) {
+  const conn = new Connection(region, {
+    onPush: (push) => { if (S.conn === conn) onPush(push); },
+    onClose: (code, reason) => onClose(conn, code, reason),
+  });
+  const reply = await conn.open(hello);
+  const old = S.conn;
+  S.conn = conn;
+  if (old && old !== conn) old.retire();
+  S.you = reply.you;
+  S.resume = reply.resume;
+  S.reconnecting = false;
+  store();
+  connected(reply);
+  return reply;
+}
+
+function connected(reply) {
+  const region = S.conn.region;
+  const rtt = S.regions.find((r) => r.region === region.region)?.rtt;
+  $("#conn-status").textContent = `Connected to ${region.region} (${region.node})${rtt ? `, ${formatRtt(rtt)}` : ""}`;
+  $("#conn-status").className = "conn-status ok";
+  document.body.dataset.region = region.region;
+  $("#account-name").textContent = S.you.name;
+  show($("#account"), true);
+  renderRegionSwitch();
+  game.setConnected(true);
+  if (S.you.must_rename) askRename(mustRenameText());
+  const live = reply.games || [];
+  if (S.watching) {
+    request("watch", { game: S.watching }).then((r) => onGame(r.game), () => { S.watching = null; });
+  }
+  if (!live.length && !S.watching && (S.screen === "login" || (S.screen === "game" && S.current && !S.games.get(S.current)?.result))) {
+    showScreen("lobby");
+  }
+  refreshLists();
+}
+
+function onClose(conn, code, reason) {
+  if (conn !== S.conn) return;
+  S.conn = null;
+  game.setConnected(false);
+  const final = FINAL_CLOSES[code];
+  if (final) {
+    finalClose(final, reason, conn.region);
+    return;
+  }
+  reconnect(conn.region, code, reason);
+}
+
+function finalClose(kind, reason, region) {
+  $("#conn-status").textContent = "Not connected";
+  $("#conn-status").className = "conn-status down";
+  if (kind === "moved") {
+    banner("Your session continued in another window or tab; this one stopped.", "warn", {
+      sticky: true,
+      id: "final-close",
+      actions: [["Continue here", () => connect(chosenRegion() || region, { token: S.token }).catch(() => sessionOver("Could not take the session back; please log in again."))]],
+    });
+    return;
+  }
+  const where = /region ([A-Za-z0-9_-]+)/.exec(reason || "")?.[1];
+  const texts = {
+    logged_in_elsewhere: `You logged in somewhere else${where ? ` (region ${where})` : ""}. This window has stopped playing for you; your games go on there.`,
+    bad_token: `Your session has ended (${reason || "logged out"}). Please log in again.`,
+    disabled: "This account has been disabled.",
+    protocol: `The server refused this page's messages (${reason}). Reload the page.`,
+  };
+  sessionOver(texts[kind] || reason, kind === "logged_in_elsewhere" ? "warn" : "error");
+}
+
+/** The connection dropped: resume the session on the nearest region that answers, trying the
+ *  next-nearest first (the lost one goes last in the first round). */
+async function reconnect(lost, code, reason) {
+  if (S.reconnecting) return;
+  S.reconnecting = true;
+  const inGame = S.current && S.games.get(S.current)?.status === "live";
+  $("#conn-status").textContent = `Connection to ${lost.region} lost; reconnecting…`;
+  $("#conn-status").className = "conn-status warn";
+  const note = banner(
+    `Connection to ${lost.region} lost${code === 4000 ? " (the server is shutting down)" : ""}. Reconnecting${inGame ? "; your game is kept" : ""}…`,
+    "warn",
+    { sticky: true, id: "reconnecting" },
+  );
+  const started = Date.now();
+  for (let round = 0; Date.now() - started < GRACE_MS; round += 1) {
+    if (round > 0) await sleep(Math.min(500 * 2 ** round, 8000));
+    let measured;
+    try {
+      measured = await measureRegions(S.regions, { tries: 1, timeout: 1500 });
+    } catch {
+      continue;
+    }
+    S.regions = sortByRtt(S.regions.map((r) => ({ ...r, rtt: measured.find((m) => m.region === r.region)?.rtt ?? null })));
+    let candidates = S.regions.filter((r) => r.rtt !== null);
+    if (round === 0) candidates = [...candidates.filter((r) => r.region !== lost.region), ...candidates.filter((r) => r.region === lost.region)];
+    let refused = 0;
+    for (const region of candidates) {
+      try {
+        await resumeOn(region);
+        note.remove();
+        banner(`Connection to ${lost.region} lost; reconnected to ${region.region}${inGame ? ", your game goes on" : ""}.`, "ok", { id: "reconnected" });
+        return;
+      } catch (error) {
+        if (error.code === "unauthenticated") refused += 1;
+      }
+    }
+    if (candidates.length && refused === candidates.length) {
+      note.remove();
+      S.reconnecting = false;
+      sessionOver("Your session could not be resumed (it expired). Please log in again.");
+      return;
+    }
+  }
+  note.remove();
+  S.reconnecting = false;
+  sessionOver(`No region could be reached for ${GRACE_MS / 1000} s, so your session has ended. Please log in again.`);
+}
+
+/** hello with the resume token, then (if that is refused) with the session token. */
+async function resumeOn(region) {
+  try {
+    return await connect(region, { resume: S.resume });
+  } catch (error) {
+    if (error.code !== "unauthenticated" || !S.token) throw error;
+    return connect(region, { token: S.token });
+  }
+}
+
+async function switchRegion(name) {
+  const region = S.regions.find((r) => r.region === name);
+  if (!region || region.region === S.conn?.region.region) return;
+  const old = S.conn;
+  if (old) old.retired = true; // the server closes it (4104) once the new one says hello
+  try {
+    await connect(region, { resume: S.resume });
+    S.chosen = region.region;
+    store();
+    banner(`You now play through ${region.region}.`, "ok");
+  } catch (error) {
+    if (old) old.retired = false;
+    banner(`Could not switch to ${region.region}: ${error.message}`, "error");
+    renderRegionSwitch();
+  }
+}
+
+function sessionOver(text, kind = "error") {
+  if (S.conn) S.conn.retire();
+  S.conn = null;
+  S.token = "";
+  S.resume = "";
+  S.you = null;
+  S.current = null;
+  S.watching = null;
+  S.games.clear();
+  store();
+  show($("#account"), false);
+  fill($("#banners"));
+  $("#conn-status").textContent = "Not connected";
+  $("#conn-status").className = "conn-status down";
+  banner(text, kind, { sticky: true, id: "session-over" });
+  showScreen("login");
+  measure();
+}
+
+async function logout() {
+  const conn = S.conn;
+  if (conn) conn.retired = true; // the server closes it (4101) as the session ends
+  try {
+    if (conn) await api(`${conn.region.url}/api/logout`, { method: "POST", body: {}, token: S.token });
+  } catch {
+    // the session ends with the grace period anyway
+  }
+  if (conn) conn.retire();
+  S.conn = null;
+  S.token = "";
+  sessionOver("You have logged out.", "info");
+}
+
+// --- pushes ----------------------------------------------------------------------------------
+
+function onPush(push) {
+  switch (push.type) {
+    case "lobby":
+      S.lobby = new Map(push.players.map((p) => [p.name, p]));
+      renderLobby();
+      break;
+    case "lobby_update":
+      for (const name of push.gone) S.lobby.delete(name);
+      for (const p of push.changed) S.lobby.set(p.name, p);
+      renderLobby();
+      break;
+    case "invites": {
+      const before = new Set(S.invites.incoming.map((i) => i.iid));
+      S.invites = { incoming: push.incoming, outgoing: push.outgoing };
+      for (const i of push.incoming) {
+        if (!before.has(i.iid) && S.screen !== "lobby") {
+          banner(`${i.from} invites you to ${i.resume ? "resume a saved game" : "a game"}.`, "info", {
+            id: `invite-${i.iid}`,
+            actions: [["Accept", () => accept(i.iid)], ["Decline", () => decline(i.iid)]],
+          });
+        }
+      }
+      renderLobby();
+      break;
+    }
+    case "game":
+      onGame(push);
+      break;
+    case "rollback":
+      banner(
+        `Move ${push.ply} and after were undone: ${push.reason}. The game goes on from there.`,
+        "warn",
+        { sticky: true, id: `rollback-${push.game}` },
+      );
+      break;
+    case "opponent":
+      if (push.game === game.gid) game.opponent(push.state);
+      banner(push.state === "dropped"
+        ? `${push.name}'s connection dropped; they have 60 s to come back.`
+        : `${push.name} is back.`, push.state === "dropped" ? "warn" : "ok", { id: `opponent-${push.game}` });
+      break;
+    case "chat":
+      onChat(push);
+      break;
+    case "notice":
+      onNotice(push);
+      break;
+    case "error":
+      banner(push.error?.code === "rate_limited" ? "You are sending too fast; slow down." : push.error?.message || "error", "warn");
+      break;
+    default:
+      break;
+  }
+}
+
+function onGame(push) {
+  S.games.set(push.game, push);
+  const mine = push.you !== null && push.you !== undefined;
+  if (mine) {
+    if (push.status === "live" && S.current !== push.game) {
+      S.current = push.game;
+      if (S.watching) request("unwatch").catch(() => {});
+      S.watching = null;
+      store();
+    }
+    if (push.game === S.current) {
+      game.update(push);
+      if (push.status === "live" && S.screen !== "game") showScreen("game");
+      if (push.status === "saved" || push.status === "parked") {
+        banner(push.status === "saved" ? "The game was saved; either of you can resume it from Saved games." : "The game was parked after a merge; resume it from Saved games.", "info");
+        S.current = null;
+        refreshLists();
+        showScreen("lobby");
+      }
+      if (push.status === "finished") refreshLists();
+    }
+  } else if (push.game === S.watching) {
+    game.update(push);
+    if (S.screen !== "game") showScreen("game");
+  }
+}
+
+function onChat(push) {
+  if (push.game) {
+    if (push.game === game.gid) game.addChat(push);
+    if (S.screen !== "game" || push.game !== game.gid) banner(`${push.from} (table): ${push.text}`, "info");
+    return;
+  }
+  addPrivate(push.from, push.to, push.text);
+  if (S.screen !== "lobby") banner(`Message from ${push.from}: ${push.text}`, "info");
+}
+
+function addPrivate(from, to, text) {
+  const log = $("#private-chat");
+  log.append(h("li", {}, h("strong", { text: from.toLowerCase() === me() ? `you → ${to}: ` : `${from}: ` }), text));
+  log.scrollTop = log.scrollHeight;
+}
+
+function onNotice(push) {
+  if (push.code === "must_rename") {
+    askRename(mustRenameText());
+    return;
+  }
+  if (push.code === "game_parked") {
+    banner(`A merge parked one of your games: ${push.message}`, "warn", { sticky: true });
+    refreshLists();
+    return;
+  }
+  banner(push.message, "info", { sticky: true });
+}
+
+function mustRenameText() {
+  return `While the regions could not talk to each other, the name ${S.you.name} was registered in two of them. ` +
+    "The other registration came first, so that player keeps the name.";
+}
+
+function askRename(why) {
+  const dialog = $("#rename-dialog");
+  $("#rename-why").textContent = `${why} Your account, games and home region stay yours; only the name changes.`;
+  $("#rename-error").textContent = "";
+  if (!dialog.open) dialog.showModal();
+}
+
+async function submitRename(event) {
+  event.preventDefault();
+  const name = $("#rename-name").value.trim();
+  try {
+    const reply = await request("rename", { name });
+    S.you = { ...S.you, ...reply.you };
+    store();
+    $("#account-name").textContent = S.you.name;
+    $("#rename-dialog").close();
+    banner(`You are now ${S.you.name}.`, "ok");
+  } catch (error) {
+    $("#rename-error").textContent = error.code === "name_taken" ? "That name is taken too." : error.message;
+  }
+}
+
+// --- the lobby -------------------------------------------------------------------------------
+
+const lobbyActions = {
+  invite: (name) => request("invite", { to: name }).catch((e) => banner(`Invitation not sent: ${e.message}`, "error")),
+  watchPlayer: async (name) => {
+    await refreshLive();
+    const g = S.live.find((x) => x.names.some((n) => n.toLowerCase() === name.toLowerCase()));
+    if (g) watch(g.gid);
+    else banner(`No game of ${name}'s is known here yet.`, "warn");
+  },
+  message: (name) => {
+    $("#private-to").value = name;
+    $("#private-text").focus();
+  },
+  accept: (iid) => accept(iid),
+  decline: (iid) => decline(iid),
+  retract: (iid) => request("retract", { invite: iid }).catch((e) => banner(e.message, "error")),
+  watch: (gid) => watch(gid),
+  open: (gid) => {
+    const push = S.games.get(gid);
+    if (push) {
+      S.current = gid;
+      game.update(push);
+      showScreen("game");
+    }
+  },
+  resume: (gid, other) => request("invite", { to: other, resume: gid }).then(
+    () => banner(`You invited ${other} to resume the game.`, "ok"),
+    (e) => banner(`Invitation not sent: ${e.message}`, "error"),
+  ),
+  replay: (gid) => openReplay(gid),
+};
+
+function accept(iid) {
+  return request("accept", { invite: iid }).catch((e) => banner(`Could not accept: ${e.message}`, "error"));
+}
+
+function decline(iid) {
+  return request("decline", { invite: iid }).catch((e) => banner(e.message, "error"));
+}
+
+async function watch(gid) {
+  try {
+    const reply = await request("watch", { game: gid });
+    S.watching = gid;
+    store();
+    onGame(reply.game);
+  } catch (e) {
+    banner(`Cannot watch: ${e.message}`, "error");
+  }
+}
+
+async function stopWatching() {
+  S.watching = null;
+  store();
+  await request("unwatch").catch(() => {});
+  showScreen("lobby");
+  refreshLists();
+}
+
+function leaveGame() {
+  if (S.watching) {
+    stopWatching();
+    return;
+  }
+  S.current = null;
+  showScreen("lobby");
+  refreshLists();
+}
+
+function renderLobby() {
+  if (!S.you) return;
+  const online = new Set([...S.lobby.keys()].map((n) => n.toLowerCase()));
+  renderPlayers($("#players tbody"), S.lobby, me(), S.invites, lobbyActions);
+  $("#players-count").textContent = `(${S.lobby.size})`;
+  renderInvites($("#invites"), S.invites, lobbyActions);
+  renderLiveGames($("#live-games"), S.live, me(), lobbyActions);
+  renderSaved($("#saved-games"), S.saved, me(), online, lobbyActions);
+  renderFinished($("#finished-games"), S.finished, me(), lobbyActions);
+  const to = $("#private-to");
+  const current = to.value;
+  fill(to, [...S.lobby.keys()].filter((n) => n.toLowerCase() !== me()).sort().map((n) => h("option", { value: n, text: n, selected: n === current })));
+}
+
+async function refreshLive() {
+  if (!S.conn) return;
+  try {
+    S.live = (await api(`${S.conn.region.url}/api/live`, { timeout: 5000 })).games;
+  } catch {
+    return;
+  }
+  renderLobby();
+}
+
+async function refreshLists() {
+  if (!S.conn || !S.you) return;
+  const base = S.conn.region.url;
+  const [saved, finished] = await Promise.allSettled([
+    request("saved"),
+    api(`${base}/api/games?player=${encodeURIComponent(S.you.name)}`, { timeout: 5000 }),
+  ]);
+  if (saved.status === "fulfilled") S.saved = saved.value.games;
+  if (finished.status === "fulfilled") S.finished = finished.value.games;
+  await refreshLive();
+  renderLobby();
+}
+
+async function openReplay(gid) {
+  const base = S.conn?.region.url || "";
+  try {
+    const data = await api(`${base}/api/replay/${encodeURIComponent(gid)}`, { timeout: 10000 });
+    replay.open(data, S.you?.name);
+    showScreen("replay");
+    $("#replay-next").focus();
+  } catch (e) {
+    banner(`Cannot open the replay: ${e.message}`, "error");
+  }
+}
+
+// --- start -----------------------------------------------------------------------------------
+
+function wire() {
+  $("#login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitLogin(false);
+  });
+  $("#register-button").addEventListener("click", () => submitLogin(true));
+  $("#measure").addEventListener("click", () => measure());
+  $("#use-nearest").addEventListener("click", () => {
+    S.chosen = null;
+    renderRegions();
+  });
+  $("#logout").addEventListener("click", () => logout());
+  $("#region-switch").addEventListener("change", (event) => switchRegion(event.target.value));
+  $("#rename-form").addEventListener("submit", submitRename);
+  $("#rename-dialog").addEventListener("cancel", (event) => event.preventDefault());
+  $("#private-chat-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const to = $("#private-to").value;
+    const input = $("#private-text");
+    const text = input.value.trim();
+    if (!to || !text) return;
+    request("chat", { to, text }).then(
+      () => { addPrivate(S.you.name, to, text); input.value = ""; },
+      (e) => banner(`Message not sent: ${e.message}`, "error"),
+    );
+  });
+  setInterval(() => {
+    if (S.screen === "lobby") refreshLists();
+  }, LIVE_POLL_MS);
+}
+
+async function start() {
+  wire();
+  showScreen("login");
+  await measure();
+  const saved = JSON.parse(sessionStorage.getItem(STORE_KEY) || "null");
+  if (saved && saved.token) {
+    S.token = saved.token;
+    S.resume = saved.resume;
+    S.chosen = saved.chosen;
+    S.watching = saved.watching || null;
+    $("#login-name").value = saved.name || "";
+    const region = S.regions.find((r) => r.region === saved.region && r.rtt !== null) || chosenRegion();
+    if (region) {
+      try {
+        await resumeOn(region);
+        return;
+      } catch {
+        S.token = "";
+        store();
+      }
+    }
+  }
+  $("#login-name").focus();
+}
+
+start();

@@ -1,0 +1,342 @@
+// The operator's view of the cluster: polls every region's /api/cluster, /api/overview and
+// /metrics about once a second (docs/web.md) and shows regions, links, merges and documents.
+
+import { $, fill, h, show } from "./dom.js";
+import { ApiError, api, fetchRegions, text } from "./net.js";
+
+const TOKEN_KEY = "meridian.admin";
+const POLL_MS = 1000;
+const REGIONS_EVERY = 10; // polls between refreshes of the region list
+const TIMEOUT_MS = 2000;
+const MAX_DOC_ROWS = 300;
+const MERGE_KINDS = ["name", "double_login", "same_ply", "two_games"];
+const MERGE_LABELS = {
+  name: "name claimed twice",
+  double_login: "logged in twice",
+  same_ply: "two moves for one turn",
+  two_games: "two games at once",
+};
+
+const D = {
+  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  regions: [],
+  results: new Map(), // region -> {ok, cluster, overview, merges, error, at}
+  baseline: new Map(), // region -> merges when first seen
+  differSince: new Map(), // doc id -> ms
+  polls: 0,
+  timer: null,
+  generation: 0, // a poll loop stops when a newer one starts
+  paused: false,
+};
+
+function askToken(message = "") {
+  show($("#token-form"), true);
+  show($("#dash"), false);
+  show($("#forget"), false);
+  $("#token-error").textContent = message;
+  $("#token").focus();
+  stop();
+}
+
+function stop() {
+  if (D.timer) clearTimeout(D.timer);
+  D.timer = null;
+}
+
+function startPolling() {
+  show($("#token-form"), false);
+  show($("#dash"), true);
+  show($("#forget"), true);
+  stop();
+  D.generation += 1;
+  poll(D.generation);
+}
+
+async function poll(generation) {
+  D.timer = null;
+  if (D.paused || generation !== D.generation) return;
+  try {
+    if (!D.regions.length || D.polls % REGIONS_EVERY === 0) {
+      try {
+        D.regions = await fetchRegions("");
+      } catch (error) {
+        if (!D.regions.length) throw error;
+      }
+    }
+    D.polls += 1;
+    const results = await Promise.all(D.regions.map((r) => pollRegion(r)));
+    if (generation !== D.generation) return;
+    if (results.some((r) => r.error?.status === 401)) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      D.token = "";
+      askToken("The admin token was refused. Enter the cluster's admin token.");
+      return;
+    }
+    for (const result of results) D.results.set(result.region.region, result);
+    render();
+    const ok = results.filter((r) => r.ok).length;
+    $("#poll-status").textContent = `${ok}/${results.length} regions answered at ${new Date().toLocaleTimeString()}; polling every ${POLL_MS / 1000} s`;
+    $("#poll-status").className = `conn-status ${ok === results.length ? "ok" : "warn"}`;
+  } catch (error) {
+    $("#poll-status").textContent = `Polling failed: ${error.message}`;
+    $("#poll-status").className = "conn-status down";
+  }
+  if (!D.paused && D.token && generation === D.generation) D.timer = setTimeout(() => poll(generation), POLL_MS);
+}
+
+async function pollRegion(region) {
+  const options = { token: D.token, timeout: TIMEOUT_MS };
+  const [cluster, overview, metrics] = await Promise.allSettled([
+    api(`${region.url}/api/cluster`, options),
+    api(`${region.url}/api/overview`, options),
+    text(`${region.url}/metrics`, { timeout: TIMEOUT_MS }),
+  ]);
+  if (cluster.status === "rejected") {
+    const error = cluster.reason instanceof ApiError ? cluster.reason : new ApiError("network", String(cluster.reason));
+    return { region, ok: false, error, at: Date.now() };
+  }
+  const ov = overview.status === "fulfilled" ? overview.value : null;
+  const fromMetrics = metrics.status === "fulfilled" ? parseMerges(metrics.value) : null;
+  const merges = fromMetrics || ov?.merges || null;
+  if (merges && !D.baseline.has(region.region)) D.baseline.set(region.region, { ...merges });
+  return { region, ok: true, cluster: cluster.value, overview: ov, merges, mergesFrom: fromMetrics ? "metrics" : "overview", at: Date.now() };
+}
+
+/** meridian_merges_total{kind="..."} N lines of the Prometheus text, or null if absent. */
+export function parseMerges(body) {
+  const merges = {};
+  let found = false;
+  for (const line of body.split("\n")) {
+    const m = line.match(/^meridian_merges_total\{[^}]*kind="([^"]+)"[^}]*\}\s+([0-9.eE+-]+)/);
+    if (m) {
+      merges[m[1]] = Number(m[2]);
+      found = true;
+    }
+  }
+  return found ? merges : null;
+}
+
+// --- drawing -----------------------------------------------------------------------------
+
+function render() {
+  renderRegions();
+  renderLinks();
+  renderMerges();
+  renderDocs();
+}
+
+function fmtMs(v) {
+  if (v === null || v === undefined) return "–";
+  return v < 10 ? `${v.toFixed(2)} ms` : `${Math.round(v)} ms`;
+}
+
+function uptime(s) {
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+function renderRegions() {
+  const cards = D.regions.map((region) => {
+    const r = D.results.get(region.region);
+    if (!r || !r.ok) {
+      return h("article", { class: "region-card down", dataset: { region: region.region, reachable: "false" } },
+        h("h3", { text: region.region }),
+        h("p", { class: "muted", text: `${region.node} · ${region.url}` }),
+        h("p", { class: "state down", text: `unreachable from this browser${r?.error ? `: ${r.error.message}` : ""}` }),
+      );
+    }
+    const c = r.cluster;
+    const up = c.peers.filter((p) => p.link === "up").length;
+    const ov = r.overview;
+    return h("article", { class: ["region-card", up === c.peers.length ? "ok" : "warn"], dataset: { region: region.region, reachable: "true" } },
+      h("h3", { text: region.region }),
+      h("p", { class: "muted", text: `${c.node.id} · ${c.node.url} · ${c.node.version} · up ${uptime(c.node.uptime_s)}` }),
+      h("dl", { class: "stats" },
+        stat("players online", ov ? ov.players_online : "?", "players"),
+        stat("games in play", ov ? ov.games_in_play : "?", "games"),
+        stat("peers linked", `${up}/${c.peers.length}`, "peers"),
+        stat("documents", c.documents.length, "documents"),
+        stat("changes made here", c.changes.local, "local"),
+        stat("changes from peers", c.changes.from_peers, "remote"),
+      ),
+      ov && ov.players.length ? h("p", { class: "muted small", text: `online here: ${ov.players.join(", ")}` }) : null,
+    );
+  });
+  fill($("#regions"), cards);
+}
+
+function stat(label, value, key) {
+  return h("div", { dataset: { stat: key } }, h("dt", { text: label }), h("dd", { text: String(value) }));
+}
+
+/** Every node's view of its links: [{from, to, peer}] (only from regions that answered). */
+function linkRows() {
+  const rows = [];
+  for (const region of D.regions) {
+    const r = D.results.get(region.region);
+    if (!r || !r.ok) continue;
+    for (const peer of r.cluster.peers) rows.push({ from: region.region, to: peer.region, peer });
+  }
+  return rows;
+}
+
+function renderLinks() {
+  const rows = linkRows();
+  fill($("#links tbody"), rows.map(({ from, to, peer }) =>
+    h("tr", { dataset: { link: `${from}-${to}`, state: peer.link } },
+      h("td", { text: from }),
+      h("td", { text: to }),
+      h("td", {}, h("span", { class: ["state", peer.link], text: peer.link })),
+      h("td", { text: fmtMs(peer.rtt_ms) }),
+      h("td", { text: fmtMs(peer.lag_ms.p50) }),
+      h("td", { text: fmtMs(peer.lag_ms.p99) }),
+      h("td", { text: fmtMs(peer.lag_ms.last) }),
+      h("td", { text: `${peer.updates_sent} / ${peer.updates_received}` }),
+    )));
+  renderGraph(rows);
+}
+
+/** The regions on a circle, one line per pair: green both ways up, red both down, amber when
+ *  the two ends disagree, grey when neither end answered. */
+function renderGraph(rows) {
+  const ns = "http://www.w3.org/2000/svg";
+  const names = D.regions.map((r) => r.region);
+  const size = 300;
+  const radius = 105;
+  const pos = new Map(names.map((name, i) => {
+    const angle = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(1, names.length);
+    return [name, [size / 2 + radius * Math.cos(angle), size / 2 + radius * Math.sin(angle)]];
+  }));
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${size} ${size}`);
+  svg.setAttribute("role", "img");
+  const el = (tag, attrs, textContent) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    if (textContent !== undefined) node.textContent = textContent;
+    svg.append(node);
+    return node;
+  };
+  const view = new Map(rows.map((r) => [`${r.from}-${r.to}`, r.peer]));
+  const summary = [];
+  for (let i = 0; i < names.length; i += 1) {
+    for (let j = i + 1; j < names.length; j += 1) {
+      const [a, b] = [names[i], names[j]];
+      const ab = view.get(`${a}-${b}`);
+      const ba = view.get(`${b}-${a}`);
+      const states = [ab?.link, ba?.link].filter(Boolean);
+      let state = "unknown";
+      if (states.length && states.every((s) => s === "up")) state = "up";
+      else if (states.length && states.every((s) => s === "down")) state = "down";
+      else if (states.length) state = "partial";
+      const [x1, y1] = pos.get(a);
+      const [x2, y2] = pos.get(b);
+      el("line", { x1, y1, x2, y2, class: `edge ${state}`, "data-pair": `${a}-${b}` });
+      const lag = [ab?.lag_ms.p50, ba?.lag_ms.p50].filter((v) => v !== null && v !== undefined);
+      const label = state === "up" ? (lag.length ? fmtMs(Math.max(...lag)) : "up") : state;
+      el("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, class: `edge-label ${state}`, "text-anchor": "middle" }, label);
+      summary.push(`${a}–${b} ${state}`);
+    }
+  }
+  for (const name of names) {
+    const [x, y] = pos.get(name);
+    const ok = D.results.get(name)?.ok;
+    el("circle", { cx: x, cy: y, r: 26, class: `node ${ok ? "ok" : "down"}` });
+    el("text", { x, y: y + 5, class: "node-label", "text-anchor": "middle" }, name);
+  }
+  svg.setAttribute("aria-label", `Links: ${summary.join(", ")}`);
+  fill($("#link-graph"), svg);
+}
+
+function renderMerges() {
+  const kinds = new Set(MERGE_KINDS);
+  for (const r of D.results.values()) if (r.ok && r.merges) for (const k of Object.keys(r.merges)) kinds.add(k);
+  fill($("#merges thead"), h("tr", {}, h("th", { scope: "col", text: "Region" }), [...kinds].map((k) => h("th", { scope: "col", text: MERGE_LABELS[k] || k }))));
+  fill($("#merges tbody"), D.regions.map((region) => {
+    const r = D.results.get(region.region);
+    if (!r || !r.ok) return h("tr", {}, h("td", { text: region.region }), h("td", { attrs: { colspan: String(kinds.size) }, class: "muted", text: "unreachable" }));
+    if (!r.merges) return h("tr", {}, h("td", { text: region.region }), h("td", { attrs: { colspan: String(kinds.size) }, class: "muted", text: "not reported by this node" }));
+    const base = D.baseline.get(region.region) || {};
+    return h("tr", { dataset: { region: region.region } }, h("td", { text: region.region }), [...kinds].map((k) => {
+      const total = r.merges[k] || 0;
+      const recent = total - (base[k] || 0);
+      return h("td", { dataset: { kind: k }, class: recent > 0 ? "hot" : "" }, `${total}`, recent > 0 ? h("span", { class: "badge warn", text: `+${recent} recent` }) : null);
+    }));
+  }));
+}
+
+function renderDocs() {
+  const answered = D.regions.filter((r) => D.results.get(r.region)?.ok);
+  const digests = new Map(); // doc -> Map region -> digest
+  for (const region of answered) {
+    for (const doc of D.results.get(region.region).cluster.documents) {
+      if (!digests.has(doc.id)) digests.set(doc.id, new Map());
+      digests.get(doc.id).set(region.region, doc.digest);
+    }
+  }
+  const now = Date.now();
+  const rows = [];
+  let differ = 0;
+  for (const [id, byRegion] of digests) {
+    const values = answered.map((r) => byRegion.get(r.region));
+    const same = values.every((v) => v !== undefined && v === values[0]);
+    if (same) D.differSince.delete(id);
+    else {
+      differ += 1;
+      if (!D.differSince.has(id)) D.differSince.set(id, now);
+    }
+    rows.push({ id, byRegion, same });
+  }
+  for (const id of D.differSince.keys()) if (!digests.has(id)) D.differSince.delete(id);
+  $("#docs-summary").textContent = `${digests.size} documents across ${answered.length} answering region${answered.length === 1 ? "" : "s"}: ` +
+    `${digests.size - differ} with equal digests everywhere, ${differ} differing${differ ? " (replication in flight, or a partition)" : ""}.`;
+  $("#docs-summary").dataset.differ = String(differ);
+  const filter = $("#doc-filter").value.trim();
+  const onlyDiff = $("#doc-only-diff").checked;
+  const shown = rows
+    .filter((r) => (!filter || r.id.includes(filter)) && (!onlyDiff || !r.same))
+    .sort((a, b) => (a.same === b.same ? a.id.localeCompare(b.id) : a.same ? 1 : -1));
+  fill($("#docs thead"), h("tr", {}, h("th", { scope: "col", text: "Document" }), answered.map((r) => h("th", { scope: "col", text: r.region })), h("th", { scope: "col", text: "State" })));
+  fill($("#docs tbody"), shown.slice(0, MAX_DOC_ROWS).map((r) =>
+    h("tr", { dataset: { doc: r.id, state: r.same ? "same" : "differs" } },
+      h("td", { class: "mono", text: r.id }),
+      answered.map((region) => {
+        const digest = r.byRegion.get(region.region);
+        return h("td", { class: "mono", title: digest || "missing", text: digest ? digest.slice(0, 10) : "missing" });
+      }),
+      h("td", {}, r.same
+        ? h("span", { class: "state up", text: "in sync" })
+        : h("span", { class: "state down", text: `differs for ${Math.round((now - D.differSince.get(r.id)) / 1000)} s` })),
+    )),
+    shown.length > MAX_DOC_ROWS ? h("tr", {}, h("td", { attrs: { colspan: String(answered.length + 2) }, class: "muted", text: `${shown.length - MAX_DOC_ROWS} more; use the filter` })) : null,
+  );
+}
+
+// --- start -------------------------------------------------------------------------------
+
+function start() {
+  $("#token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    D.token = $("#token").value.trim();
+    if (!D.token) return;
+    sessionStorage.setItem(TOKEN_KEY, D.token);
+    $("#token").value = "";
+    startPolling();
+  });
+  $("#forget").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    D.token = "";
+    askToken();
+  });
+  $("#pause").addEventListener("change", (event) => {
+    D.paused = event.target.checked;
+    if (!D.paused && D.token) startPolling();
+    else stop();
+  });
+  for (const id of ["#doc-filter", "#doc-only-diff"]) $(id).addEventListener("input", () => renderDocs());
+  if (D.token) startPolling();
+  else askToken();
+}
+
+start();

@@ -1,0 +1,106 @@
+// HTTP helpers and the round-trip measurement behind the region chooser.
+
+export class ApiError extends Error {
+  constructor(code, message, status = 0) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** fetch() with a timeout; network failures become ApiError("network"). */
+async function request(url, { method = "GET", body, token, timeout = 10000 } = {}) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeout);
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  try {
+    return await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+      signal: controller.signal,
+    });
+  } catch (error) {
+    const what = controller.signal.aborted ? `no answer within ${timeout / 1000} s` : "cannot connect";
+    throw new ApiError("network", `${new URL(url).host}: ${what}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** JSON request; a protocol error body ({"error": {code, message}}) becomes an ApiError. */
+export async function api(url, options = {}) {
+  const response = await request(url, options);
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch {
+    payload = null;
+  }
+  if (!response.ok) {
+    const error = (payload && payload.error) || {};
+    throw new ApiError(error.code || `http_${response.status}`, error.message || response.statusText, response.status);
+  }
+  return payload;
+}
+
+export async function text(url, options = {}) {
+  const response = await request(url, options);
+  if (!response.ok) throw new ApiError(`http_${response.status}`, response.statusText, response.status);
+  return response.text();
+}
+
+/** The regions of the cluster as the node at `base` knows them. */
+export async function fetchRegions(base = "") {
+  const reply = await api(`${base}/api/regions`, { timeout: 5000 });
+  return reply.regions.map((r) => ({ region: r.region, node: r.node, url: r.url.replace(/\/$/, "") }));
+}
+
+/**
+ * Time GET /healthz on every region: `tries` round trips each, in parallel across regions; the
+ * median counts (the first one may include opening the connection). Unreachable regions get
+ * rtt null. Returns new objects sorted nearest first.
+ */
+export async function measureRegions(regions, { tries = 3, timeout = 2500 } = {}) {
+  const measured = await Promise.all(
+    regions.map(async (region) => {
+      const samples = [];
+      for (let i = 0; i < tries; i += 1) {
+        const start = performance.now();
+        try {
+          const response = await request(`${region.url}/healthz`, { timeout });
+          await response.text();
+          if (!response.ok) break;
+          samples.push(performance.now() - start);
+        } catch {
+          break;
+        }
+      }
+      samples.sort((a, b) => a - b);
+      const rtt = samples.length ? samples[Math.floor(samples.length / 2)] : null;
+      return { ...region, rtt };
+    }),
+  );
+  return sortByRtt(measured);
+}
+
+export function sortByRtt(regions) {
+  return [...regions].sort((a, b) => {
+    if (a.rtt === null && b.rtt === null) return a.region.localeCompare(b.region);
+    if (a.rtt === null) return 1;
+    if (b.rtt === null) return -1;
+    return a.rtt - b.rtt;
+  });
+}
+
+export function wsUrl(base) {
+  return `${base.replace(/^http/, "ws")}/ws`;
+}
+
+export function formatRtt(rtt) {
+  if (rtt === null || rtt === undefined) return "unreachable";
+  return rtt < 10 ? `${rtt.toFixed(1)} ms` : `${Math.round(rtt)} ms`;
+}

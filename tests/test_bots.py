@@ -1,0 +1,197 @@
+"""Bots: the view-based heuristic, and bots as real websocket players of a 3-region cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from games.battleline import (
+    HeuristicBot,
+    RandomBot,
+    apply_move,
+    legal_moves,
+    new_game,
+    player_view,
+    to_move,
+)
+from games.battleline.cards import HAND
+from games.battleline.viewbot import ViewBot, ViewError, state_from_view
+from node.bots import BotSummary, run_bots, wait_for_equal_logs
+from node.client import PlayerClient, RequestError
+from node.localcluster import kill_node, stop_nodes, wait_for_mesh
+from tests.conftest import Cluster
+
+PASSWORD = "correct horse battery"
+
+
+# --- the heuristic, from a player's view (no sockets) -------------------------------------
+
+
+def test_view_bot_makes_the_heuristic_bots_moves_from_the_view_alone() -> None:
+    for seed in range(3):
+        state = new_game(seed, seed % 2)
+        full_sight, view_only = HeuristicBot(seed), ViewBot(seed)
+        while state.result is None:
+            player = to_move(state)
+            assert player is not None
+            # The view lists the hand sorted; so does the reference, as ties follow hand order.
+            reference = state.copy()
+            reference.places[HAND[player]].sort()
+            expected = full_sight.choose(reference, player)
+            chosen = view_only.choose(player_view(state, player), legal_moves(state))
+            assert chosen == expected, f"seed {seed}, ply {state.ply}"
+            state = apply_move(state, player, chosen)
+
+
+def test_view_bot_beats_random_clearly() -> None:
+    games, wins = 16, 0
+    for seed in range(games):
+        seat = seed % 2
+        smart, dumb = ViewBot(seed), RandomBot(seed)
+        state = new_game(1000 + seed)
+        while state.result is None:
+            player = to_move(state)
+            assert player is not None
+            if player == seat:
+                move = smart.choose(player_view(state, player), legal_moves(state))
+            else:
+                move = dumb.choose(state, player)
+            state = apply_move(state, player, move)
+        wins += state.result["winner"] == seat
+    assert wins >= 14, f"the view bot won only {wins} of {games} against random"
+
+
+def test_a_rebuilt_state_shows_the_same_view_and_refuses_a_view_that_does_not_add_up() -> None:
+    state = new_game(5)
+    rng = random.Random(1)
+    for _ in range(30):
+        player = to_move(state)
+        assert player is not None
+        state = apply_move(state, player, rng.choice(legal_moves(state)))
+    view = player_view(state, 0)
+    assert player_view(state_from_view(view, random.Random(2)), 0) == view
+    broken = {**view, "decks": {"troop": view["decks"]["troop"] + 1, "tactic": 0}}
+    with pytest.raises(ViewError, match="do not add up"):
+        state_from_view(broken, random.Random(2))
+
+
+# --- bots on a real cluster ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bot_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    running = Cluster(Path(tmp_path_factory.mktemp("bots")))
+    try:
+        assert wait_for_mesh(running.nodes), "cluster did not form"
+        yield running
+    finally:
+        stop_nodes(running.nodes)
+
+
+def servers(cluster: Cluster) -> list[str]:
+    return [cluster.url(i) for i in range(3)]
+
+
+def assert_all_finished(summary: BotSummary, games: int) -> None:
+    assert summary.problems() == [], summary.report()
+    assert all(b.finished == games for b in summary.bots), summary.report()
+    assert len(summary.gids()) == len(summary.bots) * games // 2
+
+
+@pytest.mark.integration
+async def test_bots_in_three_regions_finish_their_games_and_every_log_agrees(
+    bot_cluster: Cluster,
+) -> None:
+    summary = await asyncio.wait_for(run_bots(servers(bot_cluster), 4, 1, prefix="even"), 60)
+    assert_all_finished(summary, 1)
+    for bot in summary.bots:  # partners sit in different regions
+        assert bot.games[0].opponent in {b.name for b in summary.bots}
+    homes = {b.name: b.home for b in summary.bots}
+    assert homes["even1"] != homes["even2"] and homes["even3"] != homes["even4"]
+    assert await wait_for_equal_logs(servers(bot_cluster), summary.gids(), 15) is None
+
+
+@pytest.mark.integration
+async def test_an_idle_bot_accepts_a_persons_invitation_and_plays_it_out(
+    bot_cluster: Cluster,
+) -> None:
+    bots = asyncio.create_task(run_bots([bot_cluster.url(0)], 1, 1, prefix="lonely"))
+    async with aiohttp.ClientSession() as http:
+        person = PlayerClient(bot_cluster.url(1), http)
+        await person.register("visitor", PASSWORD)
+        await person.login("visitor", PASSWORD)
+        await person.connect()
+        await _invite_until_accepted(person, "lonely1")
+        result = await asyncio.wait_for(_play_randomly(person), 60)
+        await person.close()
+    summary = await asyncio.wait_for(bots, 30)
+    (record,) = summary.bots[0].games
+    assert (record.opponent, record.outcome) == ("visitor", "lost" if result == "won" else "won")
+
+
+async def _invite_until_accepted(person: PlayerClient, bot: str) -> None:
+    for _ in range(100):
+        try:
+            await person.request("invite", to=bot)
+            await person.wait_push("game", timeout=5)
+            return
+        except (RequestError, TimeoutError):
+            await asyncio.sleep(0.1)  # the bot is not online yet
+    raise AssertionError(f"{bot} never accepted the invitation")
+
+
+async def _play_randomly(person: PlayerClient) -> str:
+    """Random legal moves until the game ends; the person's outcome."""
+    rng = random.Random(3)
+    (push,) = person.games.values()
+    acted_at = -1
+    while True:
+        if push["status"] != "live":
+            return "won" if push["result"]["winner"] == push["you"] else "lost"
+        if push["to_move"] == push["you"] and push["legal"] and push["ply"] > acted_at:
+            acted_at = push["ply"]
+            await person.request("move", game=push["game"], move=rng.choice(push["legal"]))
+        push = await person.wait_push("game", timeout=20)
+
+
+@pytest.mark.integration
+async def test_bots_fail_over_when_their_node_is_killed_and_finish_their_games(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(tmp_path)
+    try:
+        assert wait_for_mesh(cluster.nodes), "cluster did not form"
+        started: list[str] = []
+
+        def note(line: str) -> None:
+            if "started game" in line:
+                started.append(line)
+
+        # bot1 eu, bot2 us, bot3 ap, bot4 eu: killing ap moves bot3 in the middle of its game
+        run = run_bots(servers(cluster), 4, 1, prefix="fo", move_delay_s=0.02, log=note)
+        bots = asyncio.create_task(run)
+        await _eventually(lambda: len(started) == 4, 30)
+        await asyncio.sleep(0.5)
+        assert not bots.done()
+        await asyncio.to_thread(kill_node, cluster.nodes[2])
+        summary = await asyncio.wait_for(bots, 60)
+        assert_all_finished(summary, 1)
+        moved = {b.name: b for b in summary.bots}["fo3"]
+        assert moved.reconnects >= 1 and moved.server != cluster.url(2)
+        survivors = servers(cluster)[:2]
+        assert await wait_for_equal_logs(survivors, summary.gids(), 15) is None
+    finally:
+        stop_nodes(cluster.nodes)
+
+
+async def _eventually(check: Any, timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

@@ -1,0 +1,84 @@
+"""`sim.proxied.ProxiedCluster` for synchronous tests (the Playwright sync API runs no event
+loop of ours): its fault proxies run on an event loop in a background thread.
+
+The browser talks to the nodes directly; the nodes talk to each other through proxies the test
+can cut, like bench/replication.py does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from node.localcluster import TOKEN_ENV
+from sim.proxied import ProxiedCluster
+
+REGIONS = ["eu", "us", "ap"]
+T = TypeVar("T")
+
+
+class ThreadedCluster:
+    def __init__(self, folder: Path) -> None:
+        self.cluster = ProxiedCluster(folder, REGIONS)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    @property
+    def admin_token(self) -> str:
+        return self.cluster.env[TOKEN_ENV]
+
+    def url(self, region: str) -> str:
+        return self.cluster.url(region)
+
+    def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        future: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn())
+            except Exception as exc:  # handed to the caller's thread
+                future.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
+        return future.result(timeout=10)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._run(self.cluster.start())
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        try:
+            self._run(self.cluster.stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    def cut(self, a: str, b: str) -> None:
+        self._call(lambda: self.cluster.cut(a, b))
+
+    def partition(self, *groups: list[str]) -> None:
+        self._call(lambda: self.cluster.partition(*groups))
+
+    def heal(self) -> None:
+        self._call(self.cluster.heal)
+
+    def kill(self, region: str) -> None:
+        self.cluster.kill(region)
+
+    def alive(self, region: str) -> bool:
+        return self.cluster.nodes[region].process.poll() is None
+
+    def restart(self, region: str) -> None:
+        """Start a killed node again and wait until the mesh is whole."""
+        if not self.alive(region):
+            self.cluster.restart(region)
+        self._run(self.cluster.wait_linked())
