@@ -92,38 +92,56 @@ class Presence:
 
 
 class PresenceReader:
-    """Reads one node's presence document again and again, re-parsing only changed records.
+    """Follows one node's presence document, parsing only the records that change.
 
-    A presence document changes on every login, heartbeat and invitation, while most of its
-    records stay the same; parsing them all each time made a busy node spend most of its time
-    here.
+    A presence document changes on every login, heartbeat and invitation while most of its
+    records stay the same; reading every record again made a node with thousands of players
+    spend most of its time here. The reader reads the maps once, then keeps its parsed copy up
+    to date from the maps' change events (which carry the new values; the callbacks run inside
+    the commit and only parse text, never touching the document). Call `close` when done with it
+    so the document can be freed.
     """
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, doc: Doc[Any]) -> None:
         self.node = node
-        self._sessions: dict[str, tuple[str, Session | None]] = {}
-        self._invites: dict[str, tuple[str, Invite | None]] = {}
+        self.doc = doc
+        self.sessions: dict[str, Session] = {}
+        self.invites: dict[str, Invite] = {}
+        sessions, invites = root_map(doc, SESSIONS), root_map(doc, INVITES)
+        for key in list(sessions.keys()):
+            _store(self.sessions, key, _parse(Session, sessions[key]))
+        for key in list(invites.keys()):
+            _store(self.invites, key, _parse(Invite, invites[key]))
+        self._subscriptions = [
+            (sessions, sessions.observe(lambda event: self._apply(event, self.sessions, Session))),
+            (invites, invites.observe(lambda event: self._apply(event, self.invites, Invite))),
+        ]
 
-    def read(self, doc: Doc[Any]) -> Presence:
-        sessions = _reparse(root_map(doc, SESSIONS), self._sessions, Session)
-        invites = _reparse(root_map(doc, INVITES), self._invites, Invite)
-        heartbeat = root_map(doc, META).get(HEARTBEAT)
+    @staticmethod
+    def _apply(event: Any, records: dict[str, Any], kind: type[Session] | type[Invite]) -> None:
+        for key, change in event.keys.items():
+            if change["action"] == "delete":
+                records.pop(key, None)
+            else:
+                _store(records, key, _parse(kind, change["newValue"]))
+
+    def read(self) -> Presence:
+        heartbeat = root_map(self.doc, META).get(HEARTBEAT)
+        sessions = [self.sessions[k] for k in sorted(self.sessions)]
+        invites = [self.invites[k] for k in sorted(self.invites)]
         return Presence(self.node, int(heartbeat or 0), sessions, invites)
 
+    def close(self) -> None:
+        for shared, subscription in self._subscriptions:
+            shared.unobserve(subscription)
+        self._subscriptions = []
 
-def _reparse(
-    records: Any, cache: dict[str, tuple[str, Any]], kind: type[Session] | type[Invite]
-) -> list[Any]:
-    fresh: dict[str, tuple[str, Any]] = {}
-    for key in sorted(records.keys()):
-        text = records[key]
-        cached = cache.get(key)
-        fresh[key] = (
-            cached if cached is not None and cached[0] == text else (text, _parse(kind, text))
-        )
-    cache.clear()
-    cache.update(fresh)
-    return [parsed for _text, parsed in fresh.values() if parsed is not None]
+
+def _store(records: dict[str, Any], key: str, parsed: Any) -> None:
+    if parsed is None:
+        records.pop(key, None)  # an unreadable record counts as absent
+    else:
+        records[key] = parsed
 
 
 def _parse(kind: type[Session] | type[Invite], text: Any) -> Any:

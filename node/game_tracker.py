@@ -90,7 +90,11 @@ class GameTracker:
         if not new:
             return ChainChange(0, None)
         if self._extends_tip(new):
-            return ChainChange(len(new), None)
+            tip = self.chain.tip
+            # A record read before its parent arrived waits among the dropped ones: if the new
+            # tip is its parent, only the full resolution below puts it on the chain.
+            if not any(record.parent == tip for record in self.chain.dropped):
+                return ChainChange(len(new), None)
         old = [r.key for r in self.chain.moves]
         self.chain = canonical_chain(self.rules, self.info, self.records)
         kept = sum(

@@ -41,6 +41,7 @@ STORE_FILE = "meridian.sqlite3"
 HLC_META_KEY = "hlc_last"
 MAX_HTTP_BODY_BYTES = 1024 * 1024  # the backup import streams its own, larger body
 SERVICE_TICK_S = 1.0
+PICTURE_INTERVAL_S = 0.2  # the public list and invitations are refreshed at most this often
 
 
 class ReplicatorDocuments:
@@ -86,6 +87,7 @@ class Node:
         self.players: PlayerGateway
         self._service_timer: asyncio.Task[None] | None = None
         self._process_scheduled = False
+        self._deadline_timer: asyncio.TimerHandle | None = None
 
     @property
     def engine(self) -> SyncEngine:
@@ -156,6 +158,7 @@ class Node:
             wall_ms=self.wall_ms,
             new_token=lambda: secrets.token_urlsafe(24),
             rng=self.rng,
+            picture_interval_s=PICTURE_INTERVAL_S,
         )
         self.players = PlayerGateway(self, self.service)
         self.replicator.listeners.append(lambda change: self._note_change(change.doc_id))
@@ -171,6 +174,14 @@ class Node:
         self._process_scheduled = False
         self.service.process(self.clock())
         self.players.drain()
+        due = self.service.next_deadline()
+        if due is not None and self._deadline_timer is None:
+            delay = max(0.0, due - self.clock())
+            self._deadline_timer = asyncio.get_running_loop().call_later(delay, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._deadline_timer = None
+        self._process_changes()
 
     async def _run_service_timer(self) -> None:
         while True:

@@ -161,6 +161,7 @@ class GameService:
         wall_ms: Callable[[], int],
         new_token: Callable[[], str],
         rng: random.Random,
+        picture_interval_s: float = 0.0,
     ) -> None:
         self.node_id = node_id
         self.region = region
@@ -189,6 +190,11 @@ class GameService:
         self._seen_online: dict[str, bool] = {}
         self._live_games: set[str] = set()
         self._live_changed = False
+        # Rebuilding the cluster-wide picture costs O(players) and pushes a lobby update to every
+        # connection; a node with thousands of players does it at most this often (0: at once).
+        self._picture_interval_s = picture_interval_s
+        self._picture_dirty = False
+        self._picture_next = 0.0
         self._by_uid: dict[str, set[str]] = {}  # uid -> its connections here
         self._watchers: dict[str, set[str]] = {}  # gid -> connections watching it
         self._presence_readers: dict[str, PresenceReader] = {}
@@ -221,7 +227,18 @@ class GameService:
     def _write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
         event_no = self.docs.write(doc_id, change)
         self._dirty.add(doc_id)
+        if doc_id == self._presence_doc:
+            self._read_presence(self.node_id)  # what this node just wrote counts at once
         return event_no
+
+    def _read_presence(self, node: str) -> None:
+        reader = self._presence_readers.get(node)
+        if reader is None:
+            doc = self.docs.get(presence_doc_id(node))
+            if doc is None:
+                return
+            reader = self._presence_readers[node] = PresenceReader(node, doc)
+        self._presence[node] = reader.read()
 
     @property
     def accounts(self) -> AccountsIndex:
@@ -846,16 +863,23 @@ class GameService:
             doc = self.docs.get(doc_id)
             if doc is not None:
                 node = doc_id[len(PRESENCE_PREFIX) :]
-                reader = self._presence_readers.setdefault(node, PresenceReader(node))
-                self._presence[node] = reader.read(doc)
+                self._read_presence(node)
                 self._deliver_chats(node, doc)
                 presence_changed = True
         # A move changes neither who is online nor who plays whom: only presence changes and
         # games starting or ending need the cluster-wide picture (and parking) recomputed.
         if presence_changed or self._live_changed:
             self._live_changed = False
+            self._picture_dirty = True
+        if self._picture_dirty and now >= self._picture_next:
+            self._picture_dirty = False
+            self._picture_next = now + self._picture_interval_s
             self._refresh_picture()
             self._park_double_games()
+
+    def next_deadline(self) -> float | None:
+        """When `process` must run again even if no document changes (a pending refresh)."""
+        return self._picture_next if self._picture_dirty else None
 
     def _refresh_game(self, doc_id: str) -> None:
         doc = self.docs.get(doc_id)
