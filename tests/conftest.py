@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+from node.client import RequestError
 from node.config import load_config
 from node.localcluster import cluster_env, start_node, stop_nodes, wait_for_mesh, write_configs
 
 REGIONS = ["eu", "us", "ap"]
+T = TypeVar("T")
 # One random simulator seed per test run (CI prints it; MERIDIAN_SIM_SEED=N replays it).
 SIM_RANDOM_SEED = int(
     os.environ.get("MERIDIAN_SIM_SEED") or random.SystemRandom().randrange(1, 2**31)
@@ -75,3 +79,18 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield running
     finally:
         stop_nodes(running.nodes)
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:
+    """Await `check()` every 0.1 s until it returns something true (refusals count as not yet)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            result = await check()
+            if result:
+                return result
+        except RequestError:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)

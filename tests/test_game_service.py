@@ -18,7 +18,7 @@ import games.battleline as battleline
 from node.client import PlayerClient, RequestError
 from node.config import load_config
 from node.localcluster import fetch_health, start_node, stop_nodes, wait_for_mesh, write_configs
-from tests.conftest import Cluster
+from tests.conftest import Cluster, eventually
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery"
@@ -48,20 +48,6 @@ async def player(
     await client.login(name, PASSWORD)
     await client.connect()
     return client
-
-
-async def eventually(check: Any, timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-        except RequestError:
-            pass
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
 
 
 async def start_game(a: PlayerClient, b: PlayerClient) -> str:

@@ -7,20 +7,20 @@ import contextlib
 import json
 import random
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
 
 from node.client import PlayerClient, RequestError
 from sim.proxied import FAST_RECONNECT, ProxiedCluster
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery"
-T = TypeVar("T")
 ACK_ONE_REGION = "\n[replication]\nack_regions = 1\n"
 
 
@@ -49,20 +49,6 @@ async def acked_cluster(tmp_path: Path) -> AsyncIterator[ProxiedCluster]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-        except RequestError:
-            pass
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
 
 
 async def online(
