@@ -185,7 +185,7 @@ class GameService:
         self._next_heartbeat = 0.0
         self._known_contests: set[tuple[str, str]] = set()
         self._known_rollbacks: set[tuple[str, int]] = set()
-        self._logged: set[str] = set()
+        self._logged: dict[str, str] = {}  # gid -> log document this node wrote it to
         self._parked_seen: set[str] = set()
         self._seen_online: dict[str, bool] = {}
         self._live_games: set[str] = set()
@@ -899,6 +899,7 @@ class GameService:
         self._note_live(gid, tracker)
         if rolled is not None:
             self._announce_rollback(gid, tracker, tracker.base_ply + rolled)
+            self._relog_after_rollback(gid, tracker)
         if change_added or rolled is not None or tracker.status != LIVE:
             self._push_game(gid, tracker)
         if tracker.status == FINISHED:
@@ -988,24 +989,44 @@ class GameService:
     def _log_finished(self, gid: str, tracker: GameTracker) -> None:
         if gid in self._logged:
             return
-        self._logged.add(gid)
-        last = tracker.chain.moves[-1]
-        doc_id = log_doc_id(Stamp.decode(last.stamp).wall_ms)
+        if not self._writes_log(tracker):
+            return  # a node hosting a player (or the creator) writes it; the content is the same
+        entry, doc_id = self._log_entry(tracker)
+        self._logged[gid] = doc_id
         existing = self.docs.get(doc_id)
         if existing is not None and archive_has(existing, gid):
             return
-        if (
-            not any(self._conns_of(uid) for uid in tracker.info.players)
-            and tracker.info.node != self.node_id
-        ):
-            return  # a node hosting a player (or the creator) writes it; the content is the same
+        self._write(doc_id, lambda doc: put_archived(doc, entry))
+
+    def _writes_log(self, tracker: GameTracker) -> bool:
+        hosts_player = any(self._conns_of(uid) for uid in tracker.info.players)
+        return hosts_player or tracker.info.node == self.node_id
+
+    def _log_entry(self, tracker: GameTracker) -> tuple[ArchivedGame, str]:
+        """The log entry of a finished game (derived from its chain) and its log document."""
+        last = tracker.chain.moves[-1]
         entry = ArchivedGame.from_game(
             tracker.info,
             tracker.moves_with_players(),
             result=self.rules.result(tracker.chain.state),
             stamp=last.stamp,
         )
-        self._write(doc_id, lambda doc: put_archived(doc, entry))
+        return entry, log_doc_id(Stamp.decode(last.stamp).wall_ms)
+
+    def _relog_after_rollback(self, gid: str, tracker: GameTracker) -> None:
+        """A merge changed the chain of a game this node logged: the log must follow the
+        canonical chain (a finish on a dropped branch never happened). Every node that logged
+        it does the same, so the log converges on the canonical game."""
+        old_doc = self._logged.pop(gid, None)
+        if old_doc is None:
+            return
+        if tracker.status == FINISHED:
+            entry, doc_id = self._log_entry(tracker)
+            if doc_id == old_doc:
+                self._logged[gid] = doc_id
+                self._write(doc_id, lambda doc: put_archived(doc, entry))
+                return
+        self._write(old_doc, lambda doc: remove_archived(doc, gid))
 
     def _park_double_games(self) -> None:
         live = [self.games[gid].info for gid in sorted(self._live_games)]

@@ -24,11 +24,17 @@ To add one: a function ``build(params) -> checker``, registered in :data:`CHECKE
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from pycrdt import Map
+
+from crdt_models.presence import PRESENCE_PREFIX
+from sim import gamecheck
+from sim.gamecheck import rebuild
 from sim.history import DocState, FinalStates, History, WriteRecord
 from sim.params import Table
+from sim.verdict import Checker, Verdict
 from sync.digest import EMPTY_DIGEST
 from sync.stats import percentile
 
@@ -37,16 +43,7 @@ EXCERPT_LINES = 8
 EMPTY_STATE = DocState(EMPTY_DIGEST, {}, {}, b"")
 
 
-@dataclass(frozen=True)
-class Verdict:
-    checker: str
-    ok: bool
-    message: str
-    excerpt: tuple[str, ...] = ()
-    figures: dict[str, Any] = field(default_factory=dict)
-
-
-Checker = Callable[[History, FinalStates], Verdict]
+__all__ = ["CHECKERS", "Checker", "Verdict"]
 
 
 # --- converged -------------------------------------------------------------------------------
@@ -55,7 +52,12 @@ Checker = Callable[[History, FinalStates], Verdict]
 def check_converged(history: History, final: FinalStates) -> Verdict:
     nodes = [node for node in history.nodes if node in final]
     down = [node for node in history.nodes if node not in final]
-    doc_ids = sorted({doc_id for states in final.values() for doc_id in states})
+    # Presence documents last: the game layer rewrites them all the time, so their difference
+    # is the least telling symptom when something else differs too.
+    doc_ids = sorted(
+        {doc_id for states in final.values() for doc_id in states},
+        key=lambda doc_id: (doc_id.startswith(PRESENCE_PREFIX), doc_id),
+    )
     for doc_id in doc_ids:
         reference = final[nodes[0]].get(doc_id, EMPTY_STATE)
         for node in nodes[1:]:
@@ -77,9 +79,11 @@ def _difference(
     keys = sorted(set(sa.values) | set(sb.values))
     differing = [key for key in keys if sa.values.get(key) != sb.values.get(key)]
     if not differing:
-        clients = sorted(set(sa.state_vector) | set(sb.state_vector))
-        lacking = [c for c in clients if sa.state_vector.get(c) != sb.state_vector.get(c)]
-        what = f"same values but different histories (clients {lacking[:3]} differ)"
+        what = _record_difference(sa, sb, a, b)
+        if what is None:
+            clients = sorted(set(sa.state_vector) | set(sb.state_vector))
+            lacking = [c for c in clients if sa.state_vector.get(c) != sb.state_vector.get(c)]
+            what = f"same values but different histories (clients {lacking[:3]} differ)"
         return f"{doc_id} differs after heal between {a} and {b}: {what}, {digests}", ()
     key = differing[0]
     message = (
@@ -91,6 +95,23 @@ def _difference(
         f"{w.describe()}; on {a}: {_presence(w, sa)}, on {b}: {_presence(w, sb)}" for w in writes
     ]
     return message, tuple(lines + _notable(history, set(history.nodes)))
+
+
+def _record_difference(sa: DocState, sb: DocState, a: str, b: str) -> str | None:
+    """The first record (root map and key) of a game-layer document that differs, if any."""
+    left, right = rebuild(sa.update), rebuild(sb.update)
+    for root in sorted(set(left.keys()) | set(right.keys())):
+        mine, theirs = (doc.get(root, type=Map).to_py() or {} for doc in (left, right))
+        for key in sorted(set(mine) | set(theirs)):
+            if mine.get(key) != theirs.get(key):
+                shown = [_short(side.get(key)) for side in (mine, theirs)]
+                return f"{root}[{key!r}] is {shown[0]} on {a}, {shown[1]} on {b}"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = "absent" if value is None else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _shows(state: DocState, key: str) -> str:
@@ -293,6 +314,30 @@ CHECKERS: dict[str, CheckerSpec] = {
     "convergence-time": CheckerSpec(
         build_convergence_time, ("max_s",), "time from heal until all documents are identical"
     ),
-    # Game-level checkers (unique names after merge, one session per identity, one live game
-    # per player, legal move chains) register here when the game service lands.
+    "unique-names": CheckerSpec(
+        lambda params: gamecheck.check_unique_names,
+        (),
+        "one owner per name after a merge, every connected loser told must_rename",
+    ),
+    "one-session": CheckerSpec(
+        lambda params: gamecheck.check_one_session, (), "at most one live session per account"
+    ),
+    "one-game": CheckerSpec(
+        lambda params: gamecheck.check_one_game, (), "at most one live game per player"
+    ),
+    "legal-chains": CheckerSpec(
+        lambda params: gamecheck.check_legal_chains,
+        (),
+        "every game's canonical chain replays legally, the same everywhere, as players saw it",
+    ),
+    "game-log": CheckerSpec(
+        lambda params: gamecheck.check_game_log,
+        (),
+        "every logged finished game is its canonical chain, finished",
+    ),
+    "acknowledged-moves": CheckerSpec(
+        lambda params: gamecheck.check_acknowledged_moves,
+        (),
+        "every acknowledged move in the final game documents (fails with ack_regions >= 1)",
+    ),
 }

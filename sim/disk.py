@@ -27,6 +27,7 @@ class VirtualDisk:
         self.fsync_s = fsync_s
         self.on_durable = on_durable
         self.committed: list[tuple[str, bytes]] = []
+        self.hlc_last: str | None = None  # the HLC stamp a clean stop persists (node.server)
         self._pending: list[Entry] = []
         self._committing: list[Entry] = []
         self._generation = 0  # a crash orphans the commit under way
@@ -49,6 +50,7 @@ class VirtualDisk:
         self._committing = []
         if not keep:
             self.committed = []
+            self.hlc_last = None
 
     def flush(self) -> None:
         """A clean stop: whatever was submitted is committed before the process exits."""

@@ -26,6 +26,7 @@ from sync.codec import Reader
 from sync.digest import read_state_vector
 
 KV_ROOT = "kv"  # the map the key-value workload writes in every test document
+KV_DOC_PREFIX = "test:"  # the key-value workload's documents (nothing to the game service)
 Item = tuple[int, int]  # a Yjs item id: (client id, clock)
 
 
@@ -139,6 +140,28 @@ class LagSample:
         return f"{self.origin}->{self.target}"
 
 
+@dataclass(frozen=True)
+class MergeRecord:
+    """A merge a node's game service made (``meridian_merges_total{kind}`` in production)."""
+
+    t: float
+    node: str
+    kind: str  # name, double_login, same_ply, two_games
+    detail: str
+
+    def describe(self) -> str:
+        return f"{self.t:.3f} s merge on {self.node}: {self.kind}: {self.detail}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "merge",
+            "t": _time(self.t),
+            "node": self.node,
+            "kind": self.kind,
+            "detail": self.detail,
+        }
+
+
 @dataclass
 class History:
     """Everything recorded during one run (see module docstring)."""
@@ -148,19 +171,26 @@ class History:
     nodes: list[str]
     heal_at: float
     end_at: float
+    ack_regions: int = 0  # regions besides the writer that must hold a change to acknowledge it
     writes: list[WriteRecord] = field(default_factory=list)
     timeline: list[TimelineEvent] = field(default_factory=list)
     lag: list[LagSample] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    merges: list[MergeRecord] = field(default_factory=list)
     converged_at: float | None = None
+    final_at: float | None = None  # when the final states were taken (after the settling)
 
     def record(
         self, t: float, kind: str, node: str | None, detail: str, peer: str | None = None
     ) -> None:
         self.timeline.append(TimelineEvent(t, kind, node, detail, peer))
 
+    def notes_of(self, kind: str) -> list[dict[str, Any]]:
+        return [note for note in self.notes if note["kind"] == kind]
+
     def to_jsonl(self) -> str:
-        """One JSON object per line: a header, then the timeline, writes, lag samples, notes."""
+        """One JSON object per line: a header, then the timeline, merges, writes, lag samples,
+        notes."""
         header = {
             "type": "header",
             "scenario": self.scenario,
@@ -168,10 +198,13 @@ class History:
             "nodes": self.nodes,
             "heal_at": _time(self.heal_at),
             "end_at": _time(self.end_at),
+            "ack_regions": self.ack_regions,
             "converged_at": _time(self.converged_at),
+            "final_at": _time(self.final_at),
         }
         records: list[dict[str, Any]] = [header]
         records += [event.to_json() for event in self.timeline]
+        records += [merge.to_json() for merge in self.merges]
         records += [write.to_json() for write in self.writes]
         records += [
             {"type": "lag", "t": _time(s.t), "link": s.link, "lag": _time(s.lag)} for s in self.lag

@@ -1,8 +1,8 @@
 """The report page: one self-contained HTML file with inline SVG (no scripts, fonts or images).
 
 It shows the verdicts, a timeline (faults as bars; per node, when its process was down and, per
-peer, when the network path was cut and when a link was up; heal, convergence and reconnects
-marked) and replication lag over time per link, on the same time axis.
+peer, when the network path was cut and when a link was up; heal, convergence, reconnects and the
+game service's merges marked) and replication lag over time per link, on the same time axis.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ FAULT_ROW = 16
 LAG_HEIGHT = 220
 MAX_POINTS = 4000
 RECONNECT_GAP_S = 0.001
+MERGE_COLORS = {
+    "name": "#ff7f0e",
+    "double_login": "#9467bd",
+    "same_ply": "#d62728",
+    "two_games": "#17becf",
+}
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
@@ -77,13 +83,15 @@ def render_html(result: RunResult, report: dict[str, Any]) -> str:
             "<h2>Timeline</h2>",
             "<p>Bars on top: faults. Per node: grey = process down; per peer lane: red = network ",
             "path from this node cut, blue = link up, green triangle = reconnect (anti-entropy ",
-            "merges what both sides wrote meanwhile). Black line: heal; green: converged.</p>",
+            "merges what both sides wrote meanwhile), diamond = a merge by that node's game ",
+            f"service ({_merge_legend()}). Black line: heal; green: converged.</p>",
             _timeline_svg(history, axis),
             "<h2>Replication lag</h2><p>Each dot is a put: when it was written (x) and how long ",
             "it took to be integrated on another node (y), coloured by link.</p>",
             _lag_svg(history, axis),
             _lag_table(report),
             _writes_table(report),
+            _merges_table(report),
             "</body></html>\n",
         ]
     )
@@ -134,6 +142,9 @@ def _node_rows(history: History, axis: Axis, node: str, y: float, parts: list[st
     parts.append(f'<text x="4" y="{y + height / 2 + 4}" font-weight="bold">{escape(node)}</text>')
     for start, end in _down_intervals(history, node):
         parts.append(_rect(axis, start, end, y, height, "#bbb"))
+    for merge in history.merges:
+        if merge.node == node:
+            parts.append(_merge_mark(axis, merge.t, y + height / 2, merge.kind, merge.detail))
     for index, peer in enumerate(peers):
         lane_y = y + 3 + index * LANE
         parts.append(f'<text x="40" y="{lane_y + 9}" fill="#666">to {escape(peer)}</text>')
@@ -210,6 +221,20 @@ def _reconnect(axis: Axis, t: float, y: float) -> str:
     return f'<polygon points="{points}" fill="#1a7f37"><title>reconnect: merge</title></polygon>'
 
 
+def _merge_mark(axis: Axis, t: float, y: float, kind: str, detail: str) -> str:
+    x, color = axis.x(t), MERGE_COLORS.get(kind, "#555")
+    points = f"{x},{y - 5} {x + 4},{y} {x},{y + 5} {x - 4},{y}"
+    title = f"<title>{escape(kind)}: {escape(detail)}</title>"
+    return f'<polygon points="{points}" fill="{color}">{title}</polygon>'
+
+
+def _merge_legend() -> str:
+    return ", ".join(
+        f'<span style="color:{color}">&#9670; {escape(kind)}</span>'
+        for kind, color in MERGE_COLORS.items()
+    )
+
+
 def _marker(
     axis: Axis, t: float, height: float, color: str, label: str, label_y: float | None = None
 ) -> str:
@@ -282,3 +307,15 @@ def _writes_table(report: dict[str, Any]) -> str:
         f"<tr><td>events / frames / wire bytes</td><td>{report['events']} / {report['frames']} / "
         f"{report['wire_bytes']}</td></tr></table>"
     )
+
+
+def _merges_table(report: dict[str, Any]) -> str:
+    merges = report["merges"]
+    if not merges["by_kind"]:
+        return "<h2>Merges</h2><p>None: the game service never had to merge.</p>"
+    rows = "".join(
+        f"<tr><td>{escape(kind)}</td><td>{counts['distinct']}</td><td>{counts['events']}</td></tr>"
+        for kind, counts in merges["by_kind"].items()
+    )
+    head = "<tr><th>kind</th><th>merges</th><th>counted by nodes</th></tr>"
+    return f"<h2>Merges</h2><table>{head}{rows}</table>"

@@ -13,10 +13,17 @@ acks, timeouts) that a lagging event loop causes.
 Crash and restart: :meth:`SimNode.crash` drops the engine (and, with ``keep_disk=False``, the
 disk); :meth:`SimNode.start` builds a new engine from a fresh random stream, so the restarted
 process writes under fresh Yjs client ids, and loads the committed updates.
+
+The game service: every process also runs the production ``GameService`` on its engine, wired
+as ``node.server`` wires it (``sim.gamehost``): every ``DocChanged`` is passed to
+``doc_changed`` and a ``process`` follows at the same instant, ``tick`` runs every second of the
+node's own (possibly skewed) clock, and the HLC reads the node's wall clock. What the service
+says to players goes to the listener (``service_output``); ``sim.players`` delivers it.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +31,15 @@ from typing import Any, Protocol
 
 from pycrdt import Doc
 
+from crdt_models.hlc import HybridLogicalClock, Stamp
+from games.base import GameRules
+from games.battleline import rules_module
+from node.server import PICTURE_INTERVAL_S, SERVICE_TICK_S
+from node.service import GameService
 from sim.clock import NodeClock, Scheduler
 from sim.disk import VirtualDisk
+from sim.gamehost import EPOCH_MS, EngineDocuments, RecordingMerges, token_source
+from sim.history import KV_DOC_PREFIX
 from sim.network import End, Network
 from sync.codec import FrameType
 from sync.engine import DocChanged, LinkClosed, LinkUp, SyncEngine
@@ -45,6 +59,10 @@ class NodeListener(Protocol):
     def durable(self, node: SimNode, event_no: int) -> None: ...
 
     def acks_arrived(self, node: SimNode) -> None: ...
+
+    def service_output(self, node: SimNode) -> None: ...
+
+    def merge(self, node: SimNode, kind: str, detail: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -95,12 +113,30 @@ class SimNode:
         self._busy_until = 0.0
         self._tick_at: float | None = None
         self._tick_generation = 0
+        # Tests swap these for one node to inject a bug in the game layer (a broken merge rule).
+        self.service_class: type[GameService] = GameService
+        self.rules: GameRules[Any] = rules_module()
+        self._service: GameService | None = None
+        self.service_timers = True  # the run stops them before taking the final states
+        self.durable_event = 0  # the engine's changes up to this one are on disk
+        self._process_scheduled = False
+        self._deadline_scheduled = False
 
     @property
     def engine(self) -> SyncEngine:
         if self._engine is None:
             raise RuntimeError(f"node {self.node_id} is down")
         return self._engine
+
+    @property
+    def service(self) -> GameService:
+        if self._service is None:
+            raise RuntimeError(f"node {self.node_id} is down")
+        return self._service
+
+    def wall_ms(self) -> int:
+        """The node's wall clock as the HLC reads it (milliseconds since the epoch)."""
+        return EPOCH_MS + math.floor(self.clock.wall(self.scheduler.now) * 1000)
 
     def local_now(self) -> float:
         return self.clock.monotonic(self.scheduler.now)
@@ -115,6 +151,7 @@ class SimNode:
         """Start the process: a new engine, the disk's documents loaded, dialers running."""
         self.incarnation += 1
         self.up = self.reachable = True
+        self.durable_event = 0
         self._engine = SyncEngine(
             node_id=self.node_id,
             region=self.region,
@@ -125,12 +162,70 @@ class SimNode:
         )
         for doc_id, updates in self.disk.documents().items():
             self._engine.load(doc_id, updates)
+        self._start_service()
         dial_rng = self._rng("dial")
         self._dialers = [Dialer(self, peer, dial_rng) for peer in self.peers]
         for dialer in self._dialers:
             dialer.start()
         self._busy_until = self.scheduler.now
         self._pump()
+
+    def _start_service(self) -> None:
+        last = self.disk.hlc_last
+        hlc = HybridLogicalClock(
+            self.node_id, self.wall_ms, last=Stamp.decode(last) if last else None
+        )
+        self._service = service = self.service_class(
+            node_id=self.node_id,
+            region=self.region,
+            documents=EngineDocuments(self),
+            rules=self.rules,
+            hlc=hlc,
+            wall_ms=self.wall_ms,
+            new_token=token_source(self._rng("tokens")),
+            rng=self._rng("service"),
+            picture_interval_s=PICTURE_INTERVAL_S,
+        )
+        # Merges found while loading were found before the crash too: only later ones are news.
+        recording = RecordingMerges(lambda kind, detail: self.listener.merge(self, kind, detail))
+        recording.counts = service.merges.counts
+        service.merges = recording
+        self.after_local(SERVICE_TICK_S, self._service_tick, self.incarnation)
+
+    def _service_tick(self, incarnation: int) -> None:
+        if incarnation != self.incarnation or self._service is None or not self.service_timers:
+            return
+        self._service.tick(self.local_now())
+        self.listener.service_output(self)
+        self.after_local(SERVICE_TICK_S, self._service_tick, incarnation)
+
+    def _want_process(self) -> None:
+        # As node.server: one process() after the changes of this instant, not one per change.
+        if not self._process_scheduled:
+            self._process_scheduled = True
+            self.scheduler.after(0.0, self._process_changes, self.incarnation)
+
+    def _process_changes(self, incarnation: int) -> None:
+        self._process_scheduled = False
+        if incarnation == self.incarnation and self._service is not None:
+            self.process_now()
+
+    def process_now(self) -> None:
+        """``process`` and hand over what it says; as node.server, wake again at the service's
+        own deadline (a refresh of the public list it postponed)."""
+        service = self.service
+        service.process(self.local_now())
+        self.listener.service_output(self)
+        due = service.next_deadline()
+        if due is not None and not self._deadline_scheduled:
+            self._deadline_scheduled = True
+            self.after_local(max(0.0, due - self.local_now()), self._on_deadline, self.incarnation)
+
+    def _on_deadline(self, incarnation: int) -> None:
+        if incarnation == self.incarnation:
+            self._deadline_scheduled = False
+            if self._service is not None:
+                self.process_now()
 
     def crash(self, *, keep_disk: bool, silent: bool) -> None:
         """Kill the process (``silent``: the whole machine, so no RST reaches the peers)."""
@@ -147,6 +242,9 @@ class SimNode:
         if not self.up:
             return
         self._stop_dialing()
+        self.service.shutdown()
+        self.listener.service_output(self)
+        self.disk.hlc_last = self.service.hlc.now().encode()  # as node.server.Node.stop
         self.engine.shutdown(self.local_now())
         self._pump()
         self.disk.flush()
@@ -162,6 +260,8 @@ class SimNode:
     def _down(self, *, reachable: bool) -> None:
         self._ends.clear()
         self._engine = None
+        self._service = None
+        self._process_scheduled = self._deadline_scheduled = False
         self.up = False
         self.reachable = reachable
         self._tick_at = None
@@ -178,6 +278,11 @@ class SimNode:
         event_no = self.engine.write(doc_id, change, self.local_now())
         self._pump()
         return event_no
+
+    def request_sync(self, doc_id: str) -> None:
+        """Ask the linked peers for what this node lacks of a document."""
+        self.engine.request_sync(doc_id, self.local_now())
+        self._pump()
 
     # --- the network's side (sim.network.Host) ---------------------------------------------
 
@@ -232,6 +337,10 @@ class SimNode:
         for event in engine.take_events():
             if isinstance(event, DocChanged):
                 self.disk.submit(event.event_no, event.doc_id, event.update)
+                if self._service is not None:
+                    self._service.doc_changed(event.doc_id)
+                    if not event.doc_id.startswith(KV_DOC_PREFIX):  # the service ignores them
+                        self._want_process()
                 self.listener.doc_changed(self, event)
             else:
                 self._on_link_event(event)
@@ -274,6 +383,7 @@ class SimNode:
     def _on_durable(self, event_no: int) -> None:
         if self._engine is None:
             return
+        self.durable_event = max(self.durable_event, event_no)
         self._engine.durable_through(event_no, self.local_now())
         self._pump()
         self.listener.durable(self, event_no)

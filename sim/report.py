@@ -12,11 +12,23 @@ from pathlib import Path
 from typing import Any
 
 from sim.checkers import lag_by_link, lost_acknowledged_writes, overall_lag
+from sim.history import History
 from sim.html import render_html
 from sim.world import RunResult
 
 LOST_LISTED = 20  # the count is complete; the list shows the first ones
-TIMELINE_KINDS = ("fault", "fault-end", "crash", "stop", "restart", "heal", "converged", "diverged")
+MERGES_LISTED = 50
+TIMELINE_KINDS = (
+    "fault",
+    "fault-end",
+    "crash",
+    "stop",
+    "restart",
+    "heal",
+    "converged",
+    "diverged",
+    "settle",
+)
 
 
 def replay_command(scenario_arg: str, seed: int) -> str:
@@ -37,7 +49,13 @@ def build_report(result: RunResult, scenario_arg: str) -> dict[str, Any]:
         "frames": result.frames,
         "wire_bytes": result.wire_bytes,
         "verdicts": [
-            {"checker": v.checker, "ok": v.ok, "message": v.message, "excerpt": list(v.excerpt)}
+            {
+                "checker": v.checker,
+                "ok": v.ok,
+                "message": v.message,
+                "excerpt": list(v.excerpt),
+                "figures": v.figures,
+            }
             for v in result.verdicts
         ],
         "writes": {
@@ -58,8 +76,30 @@ def build_report(result: RunResult, scenario_arg: str) -> dict[str, Any]:
             if converged is None
             else round(converged - history.heal_at, 6),
         },
+        "merges": merge_figures(history),
         "timeline": [e.to_json() for e in history.timeline if e.kind in TIMELINE_KINDS],
         "replay": replay_command(scenario_arg, result.seed),
+    }
+
+
+def merge_figures(history: History) -> dict[str, Any]:
+    """Merges by kind: how many distinct ones, and how many times nodes counted them (each
+    node that sees a merge counts it, as ``meridian_merges_total`` does)."""
+    by_kind: dict[str, dict[str, int]] = {}
+    seen: set[tuple[str, str]] = set()
+    by_node: dict[str, dict[str, int]] = {}
+    for merge in history.merges:
+        counts = by_kind.setdefault(merge.kind, {"distinct": 0, "events": 0})
+        counts["events"] += 1
+        if (merge.kind, merge.detail) not in seen:
+            seen.add((merge.kind, merge.detail))
+            counts["distinct"] += 1
+        node = by_node.setdefault(merge.node, {})
+        node[merge.kind] = node.get(merge.kind, 0) + 1
+    return {
+        "by_kind": dict(sorted(by_kind.items())),
+        "by_node": {node: dict(sorted(k.items())) for node, k in sorted(by_node.items())},
+        "first": [merge.describe() for merge in history.merges[:MERGES_LISTED]],
     }
 
 

@@ -62,7 +62,7 @@ class Scenario:
     ack_timeout_s: float
     faulty_s: float
     quiet_s: float
-    new_workload: Callable[[], Workload]
+    new_workloads: Callable[[], list[Workload]]
     faults: tuple[Fault, ...]
     checkers: tuple[tuple[str, Checker], ...]
 
@@ -109,7 +109,7 @@ def load_scenario(path: str | Path) -> Scenario:
         ack_timeout_s=ack_timeout_s,
         faulty_s=faulty_s,
         quiet_s=phases.number("quiet_s", 0.0, 0, inclusive=False),
-        new_workload=_workload(root.table("workload", required=True)),
+        new_workloads=_workloads(root),
         faults=tuple(parse_fault(t, regions, faulty_s) for t in root.tables("faults")),
         checkers=_checkers(root.table("checkers", required=True)),
     )
@@ -195,6 +195,18 @@ def _replication(table: Table, regions: list[str]) -> tuple[int, float]:
     if ack_regions >= len(regions):
         raise table.error("ack_regions", f"expected at most {len(regions) - 1} (other regions)")
     return ack_regions, table.number("ack_timeout_s", 10.0, 0, inclusive=False)
+
+
+def _workloads(root: Table) -> Callable[[], list[Workload]]:
+    """``[workload]`` (one) or ``[[workload]]`` (several, each acting on its own)."""
+    if isinstance(root.values.get("workload"), list):
+        tables = root.tables("workload")
+        if not tables:
+            raise root.error("workload", "expected at least one [[workload]] table")
+    else:
+        tables = [root.table("workload", required=True)]
+    builders = [_workload(table) for table in tables]
+    return lambda: [build() for build in builders]
 
 
 def _workload(table: Table) -> Callable[[], Workload]:

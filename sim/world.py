@@ -1,14 +1,18 @@
 """One simulation run: a scenario and a seed in, a history, final states and verdicts out.
 
 :class:`Simulation` builds the nodes, the network and the workload from the scenario, then runs
-three phases on the virtual clock: the faulty phase (workload writing, faults starting and ending
+three phases on the virtual clock: the faulty phase (workloads acting, faults starting and ending
 on schedule), the heal (every fault that is not permanent undone, crashed nodes restarted,
-writing stops), and the quiet period, during which it notes when all documents became identical.
-Then it takes every node's final state and runs the checkers.
+workloads told: writers stop, game bots only react from then on), and the quiet period, during
+which it notes when all documents became identical. Then it settles: the game services' timers stop
+(their heartbeats would keep the presence documents changing for ever) and the run goes on until
+every document is identical (at least ``SETTLE_S``, at most ``SETTLE_MAX_S``), so the final states
+are not caught mid-flight. Then it takes every node's final state, each game service's view (which
+names, games and sessions it believes in), and runs the checkers.
 
-Everything random is drawn from generators seeded by ``(seed, purpose)``: the network, the
-workload, the faults, and each node's engine and dialer per process start. A run therefore
-depends on nothing but the scenario and the seed.
+Everything random is drawn from generators seeded by ``(seed, purpose)``: the network, each
+workload, the faults, and each node's engine, dialer, game service and tokens per process start.
+A run therefore depends on nothing but the scenario and the seed.
 
 It also keeps the books the checkers need: for each write whether and when it was acknowledged
 (durable on the writer's disk, then, with ``ack_regions = k``, held by k peers within
@@ -25,6 +29,7 @@ from typing import Any
 
 from pycrdt import Map
 
+from crdt_models.presence import PRESENCE_PREFIX
 from sim.checkers import Verdict
 from sim.clock import NodeClock, Scheduler
 from sim.history import (
@@ -33,17 +38,22 @@ from sim.history import (
     FinalStates,
     History,
     LagSample,
+    MergeRecord,
     WriteRecord,
     state_vector,
 )
 from sim.network import Breakage, Network
 from sim.node import SimNode
+from sim.players import PlayerNet, SimClient
 from sim.scenario import Scenario
 from sync.digest import EMPTY_DIGEST
 from sync.engine import DocChanged, LinkClosed, LinkUp
 
 SECRET = b"meridian-simulated-cluster-secret"
 MIN_STEP_S = 1e-6
+SETTLE_S = 2.0
+SETTLE_MAX_S = 10.0
+SETTLE_STEP_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,20 @@ class RunResult:
         return next((verdict for verdict in self.verdicts if not verdict.ok), None)
 
 
+class SimPlayers:
+    """How game bots get clients in the simulation (``sim.bots.Players``)."""
+
+    def __init__(self, simulation: Simulation) -> None:
+        self._simulation = simulation
+        self.regions = [spec.region for spec in simulation.scenario.nodes]
+
+    def new_client(self, region: str) -> SimClient:
+        return SimClient(self._simulation.player_net, region)
+
+    def now(self) -> float:
+        return self._simulation.now
+
+
 class NodeHandle:
     """A client's view of one node, handed to workloads (``sim.workload.NodeHandle``)."""
 
@@ -74,6 +98,7 @@ class NodeHandle:
         self._node = node
         self.node_id = node.node_id
         self.region = node.region
+        self.players = simulation.players
 
     @property
     def up(self) -> bool:
@@ -108,7 +133,6 @@ class Simulation:
         self.seed = seed
         self.scheduler = Scheduler()
         self.rng = self._rng("faults")
-        self._workload_rng = self._rng("workload")
         self.network = Network(
             self.scheduler, self._rng("network"), scenario.paths, scenario.connect_timeout_s
         )
@@ -126,11 +150,23 @@ class Simulation:
         }
         for node in self.nodes.values():
             node.peers = [peer for peer in self.nodes.values() if peer is not node]
+        self.player_net = PlayerNet(self.scheduler, self.network, self.nodes, scenario.ack_regions)
+        self.players = SimPlayers(self)
         self.handles = [NodeHandle(self, node) for node in self.nodes.values()]
         self.history = History(
-            scenario.name, seed, list(self.nodes), scenario.faulty_s, scenario.end_s
+            scenario.name,
+            seed,
+            list(self.nodes),
+            scenario.faulty_s,
+            scenario.end_s,
+            scenario.ack_regions,
         )
-        self.workload = scenario.new_workload()
+        self.workloads = scenario.new_workloads()
+        # The first workload keeps the stream it always had; each further one gets its own.
+        self._workload_rngs = [
+            self._rng("workload" if index == 0 else f"workload:{index}")
+            for index in range(len(self.workloads))
+        ]
         self._active_faults: dict[int, Callable[[], None]] = {}
         self._undurable: dict[str, deque[WriteRecord]] = {n: deque() for n in self.nodes}
         self._unreplicated: dict[str, dict[str, deque[WriteRecord]]] = {n: {} for n in self.nodes}
@@ -151,12 +187,17 @@ class Simulation:
     def run(self, progress: Callable[[float], None] | None = None) -> RunResult:
         for node in self.nodes.values():
             node.start()
-        self.scheduler.at(0.0, self._workload_step)
+        for index in range(len(self.workloads)):
+            self.scheduler.at(0.0, self._workload_step, index)
         for index, fault in enumerate(self.scenario.faults):
             self.scheduler.at(fault.at_s, self._begin_fault, index)
         self.scheduler.at(self.scenario.faulty_s, self._heal)
         self.scheduler.run_until(self.scenario.end_s, progress)
+        self._settle()
         self._settle_acks()
+        for workload in self.workloads:
+            workload.finish(self.now)
+        self._record_views()
         final = self._final_states()
         verdicts = tuple(check(self.history, final) for _, check in self.scenario.checkers)
         return RunResult(
@@ -170,12 +211,43 @@ class Simulation:
             self.network.bytes_sent,
         )
 
-    def _workload_step(self) -> None:
-        if self._healed:
-            return
-        wanted = self.workload.step(self.now, self.handles, self._workload_rng)
-        if wanted is not None and wanted < self.scenario.faulty_s:
-            self.scheduler.at(max(wanted, self.now + MIN_STEP_S), self._workload_step)
+    def _workload_step(self, index: int) -> None:
+        wanted = self.workloads[index].step(self.now, self.handles, self._workload_rngs[index])
+        if wanted is not None and wanted < self.scenario.end_s:
+            self.scheduler.at(max(wanted, self.now + MIN_STEP_S), self._workload_step, index)
+
+    def _settle(self) -> None:
+        """Stop the services' timers and run on until every document is identical."""
+        for node in self.nodes.values():
+            node.service_timers = False
+        self.history.record(self.now, "settle", None, "service timers stopped")
+        self.scheduler.run_until(self.now + SETTLE_S)
+        cap = self.scenario.end_s + SETTLE_MAX_S
+        while self.now < cap and not self._all_identical(presence=True):
+            self.scheduler.run_until(min(cap, self.now + SETTLE_STEP_S))
+        self.history.final_at = self.now
+
+    def _record_views(self) -> None:
+        """What each game service believes at the end: name owners, games, sessions."""
+        for node_id, node in self.nodes.items():
+            if not node.up:
+                continue
+            service = node.service
+            claims = service.accounts.claims
+            games = {
+                gid: [t.status, t.base_ply + t.ply, t.chain.tip]
+                for gid, t in sorted(service.games.items())
+            }
+            self.history.notes.append(
+                {
+                    "t": round(self.now, 6),
+                    "node": node_id,
+                    "kind": "view",
+                    "names": {name: claims[name][0].uid for name in sorted(claims)},
+                    "games": games,
+                    "sessions": {s.uid: s.sid for s in service.all_sessions()},
+                }
+            )
 
     def _begin_fault(self, index: int) -> None:
         fault = self.scenario.faults[index]
@@ -193,6 +265,8 @@ class Simulation:
     def _heal(self) -> None:
         self._healed = True
         self.history.record(self.now, "heal", None, "faults end, writes stop")
+        for workload in self.workloads:
+            workload.healed(self.now)
         for index in reversed(list(self._active_faults)):
             if not self.scenario.faults[index].permanent:
                 self._end_fault(index)
@@ -206,6 +280,7 @@ class Simulation:
     def block(self, src: str, dst: str) -> None:
         if self.network.block(src, dst):
             self.history.record(self.now, "path-down", src, "", dst)
+            self.player_net.path_cut(src, dst)
 
     def unblock(self, src: str, dst: str) -> None:
         if self.network.unblock(src, dst):
@@ -226,6 +301,7 @@ class Simulation:
             for peer in node.engine.up_peers():  # a killed engine reports nothing itself
                 self.history.record(self.now, "link-closed", node_id, "process killed", peer)
             node.crash(keep_disk=keep_disk, silent=silent)
+            self.player_net.node_down(node_id)
             self._fail_waiting(node_id)
 
     def stop(self, node_id: str) -> None:
@@ -233,6 +309,7 @@ class Simulation:
         if node.up:
             self.history.record(self.now, "stop", node_id, "clean stop")
             node.stop()
+            self.player_net.node_down(node_id)
             self._fail_waiting(node_id)
 
     def start(self, node_id: str) -> None:
@@ -305,6 +382,7 @@ class Simulation:
         self.acks_arrived(node)
 
     def acks_arrived(self, node: SimNode) -> None:
+        self.player_net.replies_may_go(node)
         engine, wanted = node.engine, self.scenario.ack_regions
         for waiting in self._unreplicated[node.node_id].values():
             # What a peer holds of a document is a prefix of its changes, so each document's
@@ -351,8 +429,14 @@ class Simulation:
     def doc_changed(self, node: SimNode, event: DocChanged) -> None:
         if event.origin is not None:
             self._note_arrivals(node, event.doc_id)
-        if self._healed:
+        if self._healed and not event.doc_id.startswith(PRESENCE_PREFIX):
             self._want_convergence_check()
+
+    def service_output(self, node: SimNode) -> None:
+        self.player_net.service_output(node)
+
+    def merge(self, node: SimNode, kind: str, detail: str) -> None:
+        self.history.merges.append(MergeRecord(self.now, node.node_id, kind, detail))
 
     def _note_arrivals(self, node: SimNode, doc_id: str) -> None:
         waiting = self._not_arrived.get((node.node_id, doc_id))
@@ -392,9 +476,13 @@ class Simulation:
             self.history.converged_at = None
             self.history.record(self.now, "diverged", None, "documents differ again")
 
-    def _all_identical(self) -> bool:
+    def _all_identical(self, *, presence: bool = False) -> bool:
+        """Whether every document is identical on every node that is up. Presence documents
+        count only if asked: the services rewrite them every few seconds (heartbeats)."""
         engines = [node.engine for node in self.nodes.values() if node.up]
         doc_ids = sorted({doc_id for engine in engines for doc_id in engine.docs})
+        if not presence:
+            doc_ids = [doc_id for doc_id in doc_ids if not doc_id.startswith(PRESENCE_PREFIX)]
         for doc_id in doc_ids:
             digests = {
                 engine.digest(doc_id) if doc_id in engine.docs else EMPTY_DIGEST

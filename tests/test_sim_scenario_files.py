@@ -68,6 +68,13 @@ def test_a_valid_file_loads(tmp_path: Path) -> None:
          "pair of node names"),
         (("", '[[faults]]\nkind = "meteor"\nat_s = 1\n'), "faults[0].kind", "expected one of"),
         (("", "[replication]\nack_regions = 3\n"), "replication.ack_regions", "at most 2"),
+        (('[workload]\nkind = "kv-writers"\n', '[[workload]]\nkind = "bots"\n'),
+         "workload[0].kind", "'game-bots'"),
+        (("[workload]\nkind = \"kv-writers\"\n",
+          '[[workload]]\nkind = "kv-writers"\n[[workload]]\nkind = "game-bots"\nplyers = 3\n'),
+         "workload[1].plyers", "unknown key"),
+        (('kind = "kv-writers"\n', 'kind = "game-bots"\nthink_s = [3, 1]\n'),
+         "workload.think_s", "min <= max"),
     ],
 )  # fmt: skip
 def test_mistakes_name_the_key(

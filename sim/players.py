@@ -1,0 +1,399 @@
+"""Simulated players: sans-IO clients of the game service, and the links between them and nodes.
+
+A :class:`SimClient` is one player program: it talks to a node the way ``node.client`` does
+(``POST /api/register`` and ``/api/login``, then a websocket whose first message is ``hello``),
+but its messages are JSON text handed to the node's ``GameService`` (``connect``, ``receive``,
+``disconnect``) after a virtual latency. :class:`PlayerNet` plays the node's side, as
+``node.player_api`` does: it feeds the service, runs ``process`` after every message, and
+delivers what ``take_outgoing`` returns in order per connection, holding a reply until its change
+is durable on the node and, with ``ack_regions = k``, held by k other regions (or answering
+``not_replicated`` after 5 s, as production does).
+
+Latency: a player sits in a region (``client.region``); the node of that region is
+``LOCAL_S`` away, another region's node as far as the scenario's one-way latency between the two
+regions. Drops: a node that crashes or stops takes its connections with it (the clients see 1006
+or the service's 4000); a partition between the player's region and a remote node's region cuts
+the connections across it at once (production notices within its 20 s websocket heartbeat; the
+simulator does not wait) and refuses new ones. A connection to a node whose machine vanished
+fails after ``CONNECT_TIMEOUT_S``; to a down process, after one round trip.
+
+Not modelled: the service's CPU time (it answers instantly) and the HTTP adapter's argon2 cost
+(see ``sim.gamehost``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from crdt_models.accounts import ACCOUNTS_DOC
+from node.player_api import ACCOUNT_PULL_S, REPLICATION_WAIT_S
+from node.service import MIN_PASSWORD_CHARS, Close, Outgoing, Send, ServiceError
+from sim.clock import Scheduler
+from sim.gamehost import password_hash, password_matches
+from sim.network import Network
+from sim.node import SimNode
+
+LOCAL_S = 0.005  # one way, between a player and the node of its own region
+CONNECT_TIMEOUT_S = 5.0
+PULL_POLL_S = 0.02  # node.player_api polls this often while it pulls the accounts document
+CLOSE_ABNORMAL = 1006  # what a websocket client reports when the TCP connection just died
+
+Reply = dict[str, Any]  # {"ok": True, ...} or {"ok": False, "error": {"code", "message"}}
+Done = Callable[[Reply], None]
+
+
+def failure(code: str, message: str) -> Reply:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+@dataclass(eq=False)
+class Link:
+    """One websocket between a client and a node process."""
+
+    conn_id: str
+    client: SimClient
+    node: SimNode
+    incarnation: int
+    server_open: bool = True  # the node still has it
+    client_open: bool = True  # the client still has it
+    outbox: deque[Outgoing] = field(default_factory=deque)
+    held_since: float | None = None  # when the head reply became durable (ack_regions wait)
+
+
+class PlayerNet:
+    """Every player connection of a run (see module docstring)."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        network: Network,
+        nodes: dict[str, SimNode],
+        ack_regions: int,
+    ) -> None:
+        self.scheduler = scheduler
+        self.network = network
+        self.nodes = nodes
+        self.ack_regions = ack_regions
+        self.links: dict[str, dict[str, Link]] = {node_id: {} for node_id in nodes}
+        self._ids = itertools.count(1)
+
+    # --- paths ---------------------------------------------------------------------------
+
+    def latency(self, region: str, node: SimNode) -> float:
+        if region == node.region:
+            return LOCAL_S
+        return self.network.profiles[region, node.region].latency_s
+
+    def path_open(self, region: str, node: SimNode) -> bool:
+        return region == node.region or (
+            self.network.is_open(region, node.region) and self.network.is_open(node.region, region)
+        )
+
+    def _unreachable_after(self, region: str, node: SimNode) -> float | None:
+        """None if the node answers; else how long until the client learns it does not."""
+        if node.up and self.path_open(region, node):
+            return None
+        if node.reachable and self.path_open(region, node):
+            return 2 * self.latency(region, node)  # refused by the machine (RST)
+        return CONNECT_TIMEOUT_S
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def post(self, client: SimClient, node_id: str, path: str, body: Reply, done: Done) -> None:
+        node = self.nodes[node_id]
+        fails_after = self._unreachable_after(client.region, node)
+        if fails_after is not None:
+            reply = failure("unreachable", f"cannot reach {node_id}")
+            self.scheduler.after(fails_after, done, reply)
+            return
+        one_way = self.latency(client.region, node)
+        answer: Done = lambda reply: self.scheduler.after(one_way, done, reply)  # noqa: E731
+        self.scheduler.after(one_way, self._serve_http, node, node.incarnation, path, body, answer)
+
+    def _serve_http(
+        self, node: SimNode, incarnation: int, path: str, body: Reply, answer: Done
+    ) -> None:
+        if not node.up or node.incarnation != incarnation:
+            answer(failure("unreachable", f"{node.node_id} went down"))
+        elif path == "/api/register":
+            answer(self._register(node, body))
+        elif path == "/api/login":
+            self._login(node, body, answer, node.local_now() + ACCOUNT_PULL_S, pulled=False)
+        else:
+            answer(failure("not_found", f"no route {path}"))
+
+    def _register(self, node: SimNode, body: Reply) -> Reply:
+        password = body.get("password")
+        if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+            return failure("weak_password", "passwords have at least 8 characters")
+        try:
+            account = node.service.register(
+                str(body.get("name")), password_hash(password), body.get("home")
+            )
+        except ServiceError as error:
+            return failure(error.code, error.message)
+        finally:
+            self.service_output(node)
+        return {"ok": True, "uid": account.uid, "name": account.name, "home": account.home}
+
+    def _login(
+        self, node: SimNode, body: Reply, answer: Done, deadline: float, pulled: bool
+    ) -> None:
+        """As node.player_api.login: an unknown name makes the node pull the accounts first."""
+        if not node.up:
+            answer(failure("unreachable", f"{node.node_id} went down"))
+            return
+        name, password = str(body.get("name")), str(body.get("password"))
+        node.process_now()
+        candidates = node.service.login_candidates(name)
+        if not candidates and node.local_now() < deadline:
+            if not pulled:
+                node.request_sync(ACCOUNTS_DOC)
+            self.scheduler.after(PULL_POLL_S, self._login, node, body, answer, deadline, True)
+            return
+        if not candidates:
+            answer(failure("unknown_user", f"no player named {name!r} in any reachable region"))
+            return
+        for account in candidates:
+            if password_matches(account.password_hash, password):
+                token = node.service.start_session(account, node.local_now())
+                self.service_output(node)
+                fields = {"uid": account.uid, "name": account.name, "token": token}
+                answer({"ok": True, **fields, "must_rename": account.must_rename})
+                return
+        answer(failure("bad_credentials", "wrong name or password"))
+
+    # --- websockets: the client's side -----------------------------------------------------
+
+    def connect(
+        self, client: SimClient, node_id: str, opened: Callable[[Link | None], None]
+    ) -> None:
+        node = self.nodes[node_id]
+        fails_after = self._unreachable_after(client.region, node)
+        if fails_after is not None:
+            self.scheduler.after(fails_after, opened, None)
+            return
+        # TCP and the upgrade: the node has the connection after 1.5 round trips, the client 2.
+        one_way = self.latency(client.region, node)
+        self.scheduler.after(3 * one_way, self._accept, client, node, node.incarnation, opened)
+
+    def _accept(
+        self,
+        client: SimClient,
+        node: SimNode,
+        incarnation: int,
+        opened: Callable[[Link | None], None],
+    ) -> None:
+        one_way = self.latency(client.region, node)
+        if (
+            not node.up
+            or node.incarnation != incarnation
+            or not self.path_open(client.region, node)
+        ):
+            self.scheduler.after(one_way, opened, None)
+            return
+        link = Link(f"p{next(self._ids)}", client, node, incarnation)
+        self.links[node.node_id][link.conn_id] = link
+        node.service.connect(link.conn_id, node.local_now())
+        self.scheduler.after(one_way, self._opened, link, opened)
+
+    def _opened(self, link: Link, opened: Callable[[Link | None], None]) -> None:
+        opened(link if link.server_open else None)
+
+    def send(self, link: Link, text: str) -> None:
+        if link.client_open:
+            self.scheduler.after(
+                self.latency(link.client.region, link.node), self._receive, link, text
+            )
+
+    def _receive(self, link: Link, text: str) -> None:
+        if not self._live(link):
+            return
+        node = link.node
+        node.service.receive(link.conn_id, text, node.local_now())
+        node.process_now()
+
+    def close(self, link: Link) -> None:
+        """The client closes its websocket (it moves to another region, say)."""
+        if link.client_open:
+            link.client_open = False
+            self.scheduler.after(self.latency(link.client.region, link.node), self._gone, link)
+
+    def _gone(self, link: Link) -> None:
+        if self._live(link):
+            self._drop_server_side(link)
+
+    def _live(self, link: Link) -> bool:
+        node = link.node
+        return link.server_open and node.up and node.incarnation == link.incarnation
+
+    def _drop_server_side(self, link: Link) -> None:
+        link.server_open = False
+        self.links[link.node.node_id].pop(link.conn_id, None)
+        node = link.node
+        node.service.disconnect(link.conn_id, node.local_now())
+        self.service_output(node)
+
+    # --- the node's side: delivering what the service says (node.player_api.drain) ----------
+
+    def service_output(self, node: SimNode) -> None:
+        if not node.up:
+            return
+        touched: dict[str, Link] = {}
+        for item in node.service.take_outgoing():
+            link = self.links[node.node_id].get(item.conn)
+            if link is not None:
+                link.outbox.append(item)
+                touched[link.conn_id] = link
+        for link in touched.values():
+            self._flush(link)
+
+    def replies_may_go(self, node: SimNode) -> None:
+        """The node made changes durable or heard acks: held replies may be due."""
+        for link in list(self.links[node.node_id].values()):
+            if link.outbox:
+                self._flush(link)
+
+    def _flush(self, link: Link) -> None:
+        one_way = self.latency(link.client.region, link.node)
+        while link.outbox:
+            item = link.outbox[0]
+            if isinstance(item, Close):
+                link.outbox.clear()
+                link.server_open = False
+                self.links[link.node.node_id].pop(link.conn_id, None)
+                self.scheduler.after(one_way, link.client.closed, link, item.code, item.reason)
+                return
+            message = self._ready(link, item)
+            if message is None:
+                return  # waits for durability or replication, and so does all behind it
+            link.outbox.popleft()
+            link.held_since = None
+            text = item.text if message is item.message and item.text else json.dumps(message)
+            self.scheduler.after(one_way, link.client.deliver, link, text)
+
+    def _ready(self, link: Link, item: Send) -> Reply | None:
+        """The message to send now, or None while it must wait (node.player_api._when_durable)."""
+        node = link.node
+        if not item.after_event:
+            return item.message
+        if node.durable_event < item.after_event:
+            return None
+        if not self.ack_regions or not item.doc_id:
+            return item.message
+        engine, now = node.engine, self.scheduler.now
+        held = sum(engine.peer_holds(p, item.doc_id, item.after_event) for p in engine.peers)
+        if held >= self.ack_regions:
+            return item.message
+        if link.held_since is None:
+            link.held_since = now
+            self.scheduler.after(REPLICATION_WAIT_S, self._flush_if_open, link)
+        if now - link.held_since < REPLICATION_WAIT_S:
+            return None
+        wanted = self.ack_regions
+        message = f"durable here but held by {held} of {wanted} regions; it will replicate"
+        return {"re": item.message.get("re"), **failure("not_replicated", message)}
+
+    def _flush_if_open(self, link: Link) -> None:
+        if self._live(link):
+            self._flush(link)
+
+    # --- faults ------------------------------------------------------------------------------
+
+    def node_down(self, node_id: str) -> None:
+        """The process is gone: its connections die with it (no close frame)."""
+        links, self.links[node_id] = self.links[node_id], {}
+        for link in links.values():
+            link.server_open = False
+            self._cut_client_side(link)
+
+    def path_cut(self, src: str, dst: str) -> None:
+        """Connections between players in one region and a node in the other are cut."""
+        for node_id, links in self.links.items():
+            for link in list(links.values()):
+                if {link.client.region, self.nodes[node_id].region} == {src, dst}:
+                    self._drop_server_side(link)
+                    self._cut_client_side(link)
+
+    def _cut_client_side(self, link: Link) -> None:
+        if link.client_open:
+            link.client_open = False
+            self.scheduler.after(0.0, link.client.closed, link, CLOSE_ABNORMAL, "connection lost")
+
+
+class SimClient:
+    """One player program (see module docstring); it implements ``sim.bots.PlayerSide``."""
+
+    def __init__(self, net: PlayerNet, region: str) -> None:
+        self.net = net
+        self.region = region
+        self.node: str | None = None  # the node of the open connection
+        self.on_push: Callable[[Reply], None] = lambda push: None
+        self.on_closed: Callable[[int, str], None] = lambda code, reason: None
+        self._link: Link | None = None
+        self._waiting: dict[str, Done] = {}
+        self._ids = itertools.count(1)
+
+    def http(self, node: str, path: str, body: Reply, done: Done) -> None:
+        self.net.post(self, node, path, body, done)
+
+    def connect(self, node: str, hello: Reply, done: Done) -> None:
+        """Open a websocket to ``node`` and say hello; ``done`` gets the hello's reply."""
+        self.close()
+
+        def opened(link: Link | None) -> None:
+            if link is None:
+                done(failure("unreachable", f"cannot reach {node}"))
+                return
+            self._link, self.node = link, node
+            self.request("hello", hello, done)
+
+        self.net.connect(self, node, opened)
+
+    def request(self, kind: str, fields: Reply, done: Done) -> None:
+        link = self._link
+        if link is None or not link.client_open:
+            done(failure("disconnected", "the websocket is closed"))
+            return
+        request_id = f"r{next(self._ids)}"
+        self._waiting[request_id] = done
+        self.net.send(link, json.dumps({"id": request_id, "type": kind, **fields}))
+
+    def close(self) -> None:
+        if self._link is not None:
+            self.net.close(self._link)
+            self._forget("closed by the client")
+
+    @property
+    def connected(self) -> bool:
+        return self._link is not None and self._link.client_open
+
+    # --- from the network --------------------------------------------------------------------
+
+    def deliver(self, link: Link, text: str) -> None:
+        if link is not self._link or not link.client_open:
+            return
+        message = json.loads(text)
+        waiter = self._waiting.pop(message.get("re") or "", None)
+        if waiter is not None:
+            waiter(message)
+        elif "type" in message:
+            self.on_push(message)
+
+    def closed(self, link: Link, code: int, reason: str) -> None:
+        if link is not self._link:
+            return
+        link.client_open = False
+        self._forget(f"closed with {code}")
+        self.on_closed(code, reason)
+
+    def _forget(self, why: str) -> None:
+        self._link, self.node = None, None
+        waiting, self._waiting = self._waiting, {}
+        for done in waiting.values():
+            done(failure("disconnected", why))
