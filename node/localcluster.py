@@ -122,10 +122,6 @@ def kill_node(node: LocalNode) -> None:
     node.process.wait()
 
 
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
 def free_ports(count: int) -> list[int]:
     """`count` distinct free loopback ports (all probed at once, so none is handed out twice)."""
     probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
