@@ -10,6 +10,11 @@ other across them; an idle bot accepts anyone's invitation, so a person can play
 player client. By default they play endlessly (a pause between games, a short delay before each
 move so people can follow). With ``--games G --exit-when-done`` the demo exits 0 once every bot
 finished G games and every region's game log (``GET /api/games``) is the same, 1 otherwise.
+
+A node that dies does not stop the demo: `node.demo_supervisor` marks its region down, the
+players and bots on it reconnect to another region, and the node is restarted after
+``--restart-after`` seconds. ``meridian demo kill REGION`` / ``start REGION`` / ``status``, run
+from a second terminal, kill a region with SIGKILL and bring it back, to watch failover.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 from node.bots import BotSummary, run_bots, wait_for_equal_logs
 from node.config import ConfigError, load_config
+from node.demo_supervisor import Supervisor, control_command
 from node.localcluster import (
     TOKEN_ENV,
     LocalNode,
@@ -39,9 +45,28 @@ DEFAULT_CONFIG_DIR = REPO_ROOT / "configs" / "local"
 DEFAULT_BOTS = 4
 ENDLESS_MOVE_DELAY_S = 0.5  # people watching can follow the bots' games
 LOG_AGREEMENT_TIMEOUT_S = 30.0
+DEFAULT_RESTART_AFTER_S = 15.0
+WATCH_INTERVAL_S = 0.5
+CONTROL_ACTIONS = ("kill", "start", "status")
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=CONTROL_ACTIONS,
+        help="with a demo already running (from another terminal): kill REGION (SIGKILL its "
+        "node), start REGION (bring it back), status (which regions are up)",
+    )
+    parser.add_argument("region", nargs="?", help="the region for kill/start, e.g. eu")
+    parser.add_argument(
+        "--restart-after",
+        type=float,
+        default=DEFAULT_RESTART_AFTER_S,
+        metavar="S",
+        help="restart a node that died after S seconds; the other regions keep running "
+        f"meanwhile (default {DEFAULT_RESTART_AFTER_S:g}; 0: only `meridian demo start REGION`)",
+    )
     parser.add_argument(
         "--config-dir",
         type=Path,
@@ -95,8 +120,10 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    if args.bots < 0 or args.games < 0:
-        print("meridian demo: --bots and --games must be >= 0", file=sys.stderr)
+    if args.action is not None:
+        return _control(args)
+    if args.bots < 0 or args.games < 0 or args.restart_after < 0:
+        print("meridian demo: --bots, --games and --restart-after must be >= 0", file=sys.stderr)
         return 2
     if args.exit_when_done and not (args.bots and args.games):
         print("meridian demo: --exit-when-done needs --bots N and --games G", file=sys.stderr)
@@ -119,51 +146,64 @@ def run_demo_command(args: argparse.Namespace) -> int:
         for config in configs:
             shutil.rmtree(config.data_dir, ignore_errors=True)
     nodes = [start_node(config, env) for config in configs]
-    try:
-        return _supervise(nodes, env, args)
-    finally:
-        stop_nodes(nodes)
-
-
-def _supervise(nodes: list[LocalNode], env: dict[str, str], args: argparse.Namespace) -> int:
     print(f"starting {len(nodes)} nodes ...", flush=True)
     if not wait_for_mesh(nodes):
+        stop_nodes(nodes)
         return 1
-    _print_table(nodes, env[TOKEN_ENV])
+    supervisor = Supervisor(nodes, env, args.restart_after)
+    try:
+        return _supervise(supervisor, env, args)
+    finally:
+        stop_nodes(supervisor.nodes)
+        supervisor.close()
+
+
+def _control(args: argparse.Namespace) -> int:
+    if args.action in ("kill", "start") and not args.region:
+        print(f"meridian demo {args.action}: name a region, e.g. eu", file=sys.stderr)
+        return 2
+    paths = sorted(args.config_dir.glob("*.toml"))
+    if not paths:
+        print(f"meridian demo: no *.toml configs in {args.config_dir}", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(paths[0], cluster_env())
+    except ConfigError as error:
+        print(f"meridian demo: config error: {error}", file=sys.stderr)
+        return 2
+    return control_command(args.action, args.region, config)
+
+
+def _supervise(supervisor: Supervisor, env: dict[str, str], args: argparse.Namespace) -> int:
+    _print_table(supervisor.nodes, env[TOKEN_ENV])
     if args.exit_when_ready:
         return 0
     if args.bots:
-        return asyncio.run(_run_with_bots(nodes, args))
-    print("Ctrl-C stops the cluster.", flush=True)
-    return _watch_nodes(nodes)
+        return asyncio.run(_run_with_bots(supervisor, args))
+    print(
+        "Ctrl-C stops the cluster. From another terminal, `meridian demo kill eu` kills a "
+        "region and `meridian demo start eu` brings it back.",
+        flush=True,
+    )
+    return _watch_nodes(supervisor)
 
 
-def _watch_nodes(nodes: list[LocalNode]) -> int:
+def _watch_nodes(supervisor: Supervisor) -> int:
     try:
-        while all(node.process.poll() is None for node in nodes):
-            time.sleep(0.5)
+        while True:
+            supervisor.poll(time.monotonic())
+            time.sleep(WATCH_INTERVAL_S)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
         return 0
-    _report_dead(nodes)
-    return 1
 
 
-def _report_dead(nodes: list[LocalNode]) -> None:
-    for node in (n for n in nodes if n.process.poll() is not None):
-        print(
-            f"node {node.config.node_id} exited with {node.process.returncode}; "
-            f"see {node.log_path}",
-            file=sys.stderr,
-        )
-
-
-async def _run_with_bots(nodes: list[LocalNode], args: argparse.Namespace) -> int:
+async def _run_with_bots(supervisor: Supervisor, args: argparse.Namespace) -> int:
     """Run the bots until they are done (or Ctrl-C), then check the regions' game logs."""
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    servers = [node.config.public_url for node in nodes]
+    servers = [node.config.public_url for node in supervisor.nodes]
     delay = args.bot_delay
     if delay is None:
         delay = 0.0 if args.games else ENDLESS_MOVE_DELAY_S
@@ -184,8 +224,7 @@ async def _run_with_bots(nodes: list[LocalNode], args: argparse.Namespace) -> in
             stop=stop,
         )
     )
-    if not await _until_done_or_node_dies(bots, nodes, stop):
-        return 1
+    await _until_done(bots, supervisor)
     summary = bots.result()
     print(f"\nbots:\n{summary.report()}\n", flush=True)
     if stop.is_set():
@@ -194,22 +233,17 @@ async def _run_with_bots(nodes: list[LocalNode], args: argparse.Namespace) -> in
     if args.exit_when_done or verdict:
         return verdict
     print("the cluster stays up for you; Ctrl-C stops it.", flush=True)
-    await _until_done_or_node_dies(asyncio.create_task(stop.wait()), nodes, stop)
+    await _until_done(asyncio.create_task(stop.wait()), supervisor)
     return 0
 
 
-async def _until_done_or_node_dies(
-    task: asyncio.Task[BotSummary] | asyncio.Task[bool], nodes: list[LocalNode], stop: asyncio.Event
-) -> bool:
-    """Wait for the task; False if a node died first (the task is then stopped)."""
+async def _until_done(
+    task: asyncio.Task[BotSummary] | asyncio.Task[bool], supervisor: Supervisor
+) -> None:
+    """Wait for the task, keeping dead regions marked and restarting them meanwhile."""
     while not task.done():
-        await asyncio.wait({task}, timeout=0.5)
-        if any(node.process.poll() is not None for node in nodes):
-            _report_dead(nodes)
-            stop.set()
-            await task
-            return False
-    return True
+        await asyncio.wait({task}, timeout=WATCH_INTERVAL_S)
+        supervisor.poll(time.monotonic())
 
 
 async def _check_logs(servers: list[str], summary: BotSummary) -> int:

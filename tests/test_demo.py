@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from node.localcluster import write_configs
+from node.config import load_config
+from node.localcluster import cluster_env, fetch_health, write_configs
 from tests.conftest import REGIONS
 
 pytestmark = pytest.mark.integration
@@ -40,3 +43,49 @@ def test_demo_refuses_exit_when_done_without_games(tmp_path: Path) -> None:
     result = meridian_demo("--exit-when-done", "--config-dir", str(tmp_path), timeout=30)
     assert result.returncode == 2
     assert "--exit-when-done needs --bots N and --games G" in result.stderr
+
+
+def _wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
+    """Read the demo's stdout until a line holds `needle`; the lines read so far."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"{needle!r} not printed; saw:\n{''.join(seen)}")
+
+
+def test_a_killed_region_leaves_the_others_running_and_comes_back(tmp_path: Path) -> None:
+    """The demo's promise: one node dies, the other regions play on, the dead one restarts."""
+    paths = write_configs(tmp_path, REGIONS)
+    folder = ("--config-dir", str(tmp_path))
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "demo", "--bots", "0", "--restart-after", "1", *folder],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for_line(demo, "Ctrl-C stops the cluster", timeout=60)
+        killed = meridian_demo("kill", "us", *folder, timeout=30)
+        assert killed.returncode == 0, killed.stderr
+        assert "killed region us" in killed.stdout
+        _wait_for_line(demo, "region us is DOWN", timeout=10)
+        urls = [load_config(path, cluster_env()).public_url for path in paths]
+        assert fetch_health(urls[0]) is not None and fetch_health(urls[2]) is not None
+        _wait_for_line(demo, "region us restarted", timeout=10)
+        status = meridian_demo("status", *folder, timeout=30)
+        assert status.stdout.count(" up ") == 3, status.stdout
+        assert demo.poll() is None, "the demo stopped when one region died"
+        deadline = time.monotonic() + 30
+        while (health := fetch_health(urls[1])) is None or len(health["peers"]) < 2:
+            assert time.monotonic() < deadline, "the restarted region did not rejoin the mesh"
+            time.sleep(0.2)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=30)

@@ -276,6 +276,7 @@ function finalClose(kind, reason, region) {
 async function reconnect(lost, code, reason) {
   if (S.reconnecting) return;
   S.reconnecting = true;
+  document.getElementById("reconnected")?.remove(); // an old "reconnected" must not sit above this
   const inGame = S.current && S.games.get(S.current)?.status === "live";
   $("#conn-status").textContent = `Connection to ${lost.region} lost; reconnecting…`;
   $("#conn-status").className = "conn-status warn";
