@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 $(BIN)/meridian: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	# The editable build warns that folders named like the package may shadow it: meridian/ is it.
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/meridian
 
 .PHONY: setup demo test lint bench

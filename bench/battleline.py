@@ -16,11 +16,11 @@ import sys
 import time
 from typing import Any
 
-from games.battleline import rules
-from games.battleline.cards import MUD
-from games.battleline.engine import new_game
-from games.battleline.selfplay import play_game, series_seeds, summarize
-from games.battleline.state import PLAY, GameState
+from meridian.games.battleline import rules
+from meridian.games.battleline.cards import MUD
+from meridian.games.battleline.engine import new_game
+from meridian.games.battleline.selfplay import play_game, series_seeds, summarize
+from meridian.games.battleline.state import PLAY, GameState
 
 TARGET_GENERATIONS_PER_S = 5_000
 TARGET_PROOF_P99_MS = 20.0

@@ -29,8 +29,8 @@ from typing import Any
 
 import aiohttp
 
-from node.localcluster import TOKEN_ENV
-from sim.proxied import ProxiedCluster
+from meridian.node.localcluster import TOKEN_ENV
+from meridian.sim.proxied import ProxiedCluster
 
 REGIONS = ["eu", "us", "ap"]
 WS_HEADER_ESTIMATE = 6  # bytes per websocket frame: 2-4 header, +4 mask from the dialing side

@@ -46,13 +46,13 @@ import aiohttp
 from argon2 import PasswordHasher
 from pycrdt import Doc
 
-from crdt_models.accounts import ACCOUNTS_DOC, AccountsWriter
-from crdt_models.hlc import Stamp
-from node.client import PlayerClient, RequestError
-from node.config import NodeConfig
-from node.server import STORE_FILE
-from sim.proxied import ProxiedCluster
-from sync.store import DocumentStore
+from meridian.crdt_models.accounts import ACCOUNTS_DOC, AccountsWriter
+from meridian.crdt_models.hlc import Stamp
+from meridian.node.client import PlayerClient, RequestError
+from meridian.node.config import NodeConfig
+from meridian.node.server import STORE_FILE
+from meridian.sim.proxied import ProxiedCluster
+from meridian.sync.store import DocumentStore
 
 PASSWORD = "bench-password"
 CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)

@@ -27,7 +27,7 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
-from sync.store import DocumentStore, GroupCommitStore
+from meridian.sync.store import DocumentStore, GroupCommitStore
 
 Updates = list[tuple[str, bytes]]
 LATENCY_SAMPLE = 20  # time one submit in this many to the moment it is durable

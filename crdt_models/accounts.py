@@ -25,7 +25,13 @@ from typing import Any
 
 from pycrdt import Doc
 
-from crdt_models.records import RecordError, decode_record, encode_record, map_items, root_map
+from meridian.crdt_models.records import (
+    RecordError,
+    decode_record,
+    encode_record,
+    map_items,
+    root_map,
+)
 
 ACCOUNTS_DOC = "accounts"
 USERS = "users"

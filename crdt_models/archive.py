@@ -18,8 +18,14 @@ from typing import Any
 
 from pycrdt import Doc
 
-from crdt_models.game import GameInfo
-from crdt_models.records import RecordError, decode_record, encode_record, map_items, root_map
+from meridian.crdt_models.game import GameInfo
+from meridian.crdt_models.records import (
+    RecordError,
+    decode_record,
+    encode_record,
+    map_items,
+    root_map,
+)
 
 SAVED_DOC = "saved"
 GAMES = "games"

@@ -24,8 +24,14 @@ from typing import Any, Generic, TypeVar
 
 from pycrdt import Doc
 
-from crdt_models.records import RecordError, decode_record, encode_record, map_items, root_map
-from games.base import GameRules, IllegalMove, Move
+from meridian.crdt_models.records import (
+    RecordError,
+    decode_record,
+    encode_record,
+    map_items,
+    root_map,
+)
+from meridian.games.base import GameRules, IllegalMove, Move
 
 INFO = "info"
 MOVES = "moves"

@@ -21,7 +21,7 @@ from typing import Any
 
 from pycrdt import Doc
 
-from crdt_models.records import RecordError, decode_record, encode_record, root_map
+from meridian.crdt_models.records import RecordError, decode_record, encode_record, root_map
 
 PRESENCE_PREFIX = "presence:"
 SESSIONS = "sessions"

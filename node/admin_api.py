@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from crdt_models.presence import PRESENCE_PREFIX
-from node.http_api import NODE_KEY, bad_request, error_response, require_admin
-from node.player_api import PASSWORDS
-from node.service import MIN_PASSWORD_CHARS, ServiceError
-from sync.codec import FrameError, check_doc_id
+from meridian.crdt_models.presence import PRESENCE_PREFIX
+from meridian.node.http_api import NODE_KEY, bad_request, error_response, require_admin
+from meridian.node.player_api import PASSWORDS
+from meridian.node.service import MIN_PASSWORD_CHARS, ServiceError
+from meridian.sync.codec import FrameError, check_doc_id
 
 if TYPE_CHECKING:
-    from node.server import Node
+    from meridian.node.server import Node
 
 BACKUP_FORMAT = "meridian-backup-1"
 MAX_BACKUP_BYTES = 512 * 1024 * 1024

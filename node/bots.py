@@ -31,9 +31,9 @@ from typing import Any
 
 import aiohttp
 
-from crdt_models.accounts import check_name
-from games.battleline.viewbot import ViewBot
-from node.client import PlayerClient, RequestError
+from meridian.crdt_models.accounts import check_name
+from meridian.games.battleline.viewbot import ViewBot
+from meridian.node.client import PlayerClient, RequestError
 
 DEFAULT_PASSWORD = "meridian-bot-password"
 DEFAULT_PREFIX = "bot"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sync.settings import SyncSettings
+from meridian.sync.settings import SyncSettings
 
 NAME_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
 LOG_LEVELS = ("debug", "info", "warning", "error")

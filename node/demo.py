@@ -27,10 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-from node.bots import BotSummary, run_bots, wait_for_equal_logs
-from node.config import ConfigError, load_config
-from node.demo_supervisor import Supervisor, control_command
-from node.localcluster import (
+from meridian.node.bots import BotSummary, run_bots, wait_for_equal_logs
+from meridian.node.config import ConfigError, load_config
+from meridian.node.demo_supervisor import Supervisor, control_command
+from meridian.node.localcluster import (
     TOKEN_ENV,
     LocalNode,
     cluster_env,

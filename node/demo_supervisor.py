@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.config import NodeConfig
-from node.localcluster import LocalNode, start_node
+from meridian.node.config import NodeConfig
+from meridian.node.localcluster import LocalNode, start_node
 
 STATE_FILE = "demo-state.json"
 CONTROL_DIR = "demo-control"

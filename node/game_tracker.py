@@ -13,7 +13,7 @@ from typing import Any
 
 from pycrdt import Doc
 
-from crdt_models.game import (
+from meridian.crdt_models.game import (
     SAVE,
     SUPERSEDED,
     Chain,
@@ -24,7 +24,7 @@ from crdt_models.game import (
     read_marks,
     read_moves,
 )
-from games.base import GameRules, IllegalMove
+from meridian.games.base import GameRules, IllegalMove
 
 LIVE, FINISHED, SAVED, PARKED = "live", "finished", "saved", "parked"
 

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from pycrdt import Doc, Map
 
-from node.metrics import MetricFamily, render
-from sync.codec import FrameError, check_doc_id
-from sync.stats import percentile
+from meridian.node.metrics import MetricFamily, render
+from meridian.sync.codec import FrameError, check_doc_id
+from meridian.sync.stats import percentile
 
 if TYPE_CHECKING:
-    from node.server import Node
+    from meridian.node.server import Node
 
 KV_MAP = "kv"
 MAX_KEY_CHARS = 200

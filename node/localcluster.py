@@ -1,6 +1,6 @@
 """Start, watch, kill and stop local node processes: used by the demo, tests and benchmarks.
 
-Each node is a real ``meridian node`` process (``python -m node.cli node --config FILE``) with its
+Each node is a real ``meridian node`` process (``python -m meridian node --config FILE``) with its
 log in ``<data_dir>/../logs/<region>.log``. `write_configs` makes a set of node configs on free
 loopback ports for a throwaway cluster (tests, benchmarks).
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.config import NodeConfig
+from meridian.node.config import NodeConfig
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -49,7 +49,7 @@ def start_node(config: NodeConfig, env: dict[str, str]) -> LocalNode:
     log_path = log_dir / f"{config.region}.log"
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "node", "--config", str(config.config_path)],
+            [sys.executable, "-m", "meridian", "node", "--config", str(config.config_path)],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,

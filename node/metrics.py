@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sync.stats import percentile
+from meridian.sync.stats import percentile
 
 QUANTILES = (0.5, 0.9, 0.99)
 

@@ -20,9 +20,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from crdt_models.accounts import ACCOUNTS_DOC
-from crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
-from node.service import (
+from meridian.crdt_models.accounts import ACCOUNTS_DOC
+from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
+from meridian.node.service import (
     MAX_MESSAGE_BYTES,
     MIN_PASSWORD_CHARS,
     Close,
@@ -32,7 +32,7 @@ from node.service import (
 )
 
 if TYPE_CHECKING:
-    from node.server import Node
+    from meridian.node.server import Node
 
 log = logging.getLogger("meridian.players")
 

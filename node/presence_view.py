@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crdt_models.presence import IDLE, PLAYING, WATCHING, Invite, Presence, Session, newest_sessions
+from meridian.crdt_models.presence import (
+    IDLE,
+    PLAYING,
+    WATCHING,
+    Invite,
+    Presence,
+    Session,
+    newest_sessions,
+)
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,18 @@ from typing import Any
 from aiohttp import web
 from pycrdt import Doc
 
-from crdt_models.hlc import HybridLogicalClock, Stamp
-from games.battleline import rules_module
-from node.admin_api import add_admin_routes
-from node.config import NodeConfig
-from node.player_api import PlayerGateway
-from node.service import GameService
-from node.web import add_web_routes
-from sync.discovery import DiscoveredPeer, ZeroconfDiscovery
-from sync.engine import PROTOCOL_VERSION, SyncEngine
-from sync.replicator import Replicator
-from sync.store import DocumentStore, GroupCommitStore
-from sync.transport import PeerAcceptor, PeerDialer
+from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
+from meridian.games.battleline import rules_module
+from meridian.node.admin_api import add_admin_routes
+from meridian.node.config import NodeConfig
+from meridian.node.player_api import PlayerGateway
+from meridian.node.service import GameService
+from meridian.node.web import add_web_routes
+from meridian.sync.discovery import DiscoveredPeer, ZeroconfDiscovery
+from meridian.sync.engine import PROTOCOL_VERSION, SyncEngine
+from meridian.sync.replicator import Replicator
+from meridian.sync.store import DocumentStore, GroupCommitStore
+from meridian.sync.transport import PeerAcceptor, PeerDialer
 
 log = logging.getLogger("meridian.node")
 
@@ -190,7 +190,7 @@ class Node:
             self.players.drain()
 
     def _build_http(self) -> None:
-        from node.http_api import add_routes
+        from meridian.node.http_api import add_routes
 
         acceptor = PeerAcceptor(self.replicator, self.config.sync.max_frame_bytes)
         self.app.router.add_get("/peer", acceptor.handle)

@@ -21,8 +21,14 @@ from typing import Any, Protocol
 
 from pycrdt import Doc
 
-from crdt_models.accounts import ACCOUNTS_DOC, Account, AccountsIndex, AccountsWriter, check_name
-from crdt_models.archive import (
+from meridian.crdt_models.accounts import (
+    ACCOUNTS_DOC,
+    Account,
+    AccountsIndex,
+    AccountsWriter,
+    check_name,
+)
+from meridian.crdt_models.archive import (
     SAVED_DOC,
     ArchivedGame,
     archive_has,
@@ -32,9 +38,16 @@ from crdt_models.archive import (
     read_archive,
     remove_archived,
 )
-from crdt_models.game import SAVE, SUPERSEDED, GameInfo, GameWriter, MoveRecord, game_doc_id
-from crdt_models.hlc import HybridLogicalClock, Stamp
-from crdt_models.presence import (
+from meridian.crdt_models.game import (
+    SAVE,
+    SUPERSEDED,
+    GameInfo,
+    GameWriter,
+    MoveRecord,
+    game_doc_id,
+)
+from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
+from meridian.crdt_models.presence import (
     IDLE,
     PRESENCE_PREFIX,
     PRESENCE_TTL_MS,
@@ -46,10 +59,10 @@ from crdt_models.presence import (
     Session,
     presence_doc_id,
 )
-from crdt_models.records import decode_record, encode_record, map_items, root_map
-from games.base import GameRules, IllegalMove
-from node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
-from node.presence_view import Picture, build_picture, lobby_diff, superseded_sessions
+from meridian.crdt_models.records import decode_record, encode_record, map_items, root_map
+from meridian.games.base import GameRules, IllegalMove
+from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
+from meridian.node.presence_view import Picture, build_picture, lobby_diff, superseded_sessions
 
 log = logging.getLogger("meridian.service")
 

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-import games.battleline as battleline
-from crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
-from node.game_tracker import LIVE
-from node.http_api import error_response, require_admin
+import meridian.games.battleline as battleline
+from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
+from meridian.node.game_tracker import LIVE
+from meridian.node.http_api import error_response, require_admin
 
 if TYPE_CHECKING:
-    from node.server import Node
+    from meridian.node.server import Node
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 NO_STORE = {"Cache-Control": "no-store"}

@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sim.params import Table
+from meridian.sim.params import Table
 
 TICK_S = 0.25
 INVITE_PATIENCE_S = 8.0

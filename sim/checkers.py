@@ -29,14 +29,14 @@ from typing import Any
 
 from pycrdt import Map
 
-from crdt_models.presence import PRESENCE_PREFIX
-from sim import gamecheck
-from sim.gamecheck import rebuild
-from sim.history import DocState, FinalStates, History, WriteRecord
-from sim.params import Table
-from sim.verdict import Checker, Verdict
-from sync.digest import EMPTY_DIGEST
-from sync.stats import percentile
+from meridian.crdt_models.presence import PRESENCE_PREFIX
+from meridian.sim import gamecheck
+from meridian.sim.gamecheck import rebuild
+from meridian.sim.history import DocState, FinalStates, History, WriteRecord
+from meridian.sim.params import Table
+from meridian.sim.verdict import Checker, Verdict
+from meridian.sync.digest import EMPTY_DIGEST
+from meridian.sync.stats import percentile
 
 NOTABLE = ("fault", "fault-end", "crash", "stop", "restart", "heal")
 EXCERPT_LINES = 8

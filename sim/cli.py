@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from sim.checkers import overall_lag
-from sim.cluster import run_cluster
-from sim.params import ConfigError
-from sim.report import replay_command, write_report
-from sim.scenario import SCENARIO_DIR, Scenario, find_scenario, load_scenario
-from sim.world import RunResult, Simulation
+from meridian.sim.checkers import overall_lag
+from meridian.sim.cluster import run_cluster
+from meridian.sim.params import ConfigError
+from meridian.sim.report import replay_command, write_report
+from meridian.sim.scenario import SCENARIO_DIR, Scenario, find_scenario, load_scenario
+from meridian.sim.world import RunResult, Simulation
 
 EXIT_OK = 0
 EXIT_FAILED = 1

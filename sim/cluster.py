@@ -45,17 +45,17 @@ from urllib.parse import quote
 import aiohttp
 from pycrdt import Doc
 
-from crdt_models.presence import PRESENCE_PREFIX
-from node.client import PlayerClient, RequestError
-from node.localcluster import TOKEN_ENV, LocalNode
-from sim.faults import Undo
-from sim.gamecheck import rebuild
-from sim.history import DocState, FinalStates, History, MergeRecord, WriteRecord
-from sim.proxied import ProxiedCluster
-from sim.scenario import Scenario
-from sim.world import RunResult
-from sync.digest import state_digest
-from sync.settings import SyncSettings
+from meridian.crdt_models.presence import PRESENCE_PREFIX
+from meridian.node.client import PlayerClient, RequestError
+from meridian.node.localcluster import TOKEN_ENV, LocalNode
+from meridian.sim.faults import Undo
+from meridian.sim.gamecheck import rebuild
+from meridian.sim.history import DocState, FinalStates, History, MergeRecord, WriteRecord
+from meridian.sim.proxied import ProxiedCluster
+from meridian.sim.scenario import Scenario
+from meridian.sim.world import RunResult
+from meridian.sync.digest import state_digest
+from meridian.sync.settings import SyncSettings
 
 UNSUPPORTED = {
     "clock-skew": "real processes read the machine's clock",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sim.clock import Scheduler
+from meridian.sim.clock import Scheduler
 
 Entry = tuple[int, str, bytes]  # (change number of the current engine, document id, update)
 

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Protocol
 
-from sim.clock import NodeClock
-from sim.network import Breakage
-from sim.params import Table
+from meridian.sim.clock import NodeClock
+from meridian.sim.network import Breakage
+from meridian.sim.params import Table
 
 Undo = Callable[[], None]
 Route = tuple[str, str]

@@ -35,10 +35,10 @@ from typing import Any
 
 from pycrdt import Doc
 
-import games.battleline as battleline
-from crdt_models.accounts import ACCOUNTS_DOC, AccountsIndex
-from crdt_models.archive import LOG_PREFIX, read_archive
-from crdt_models.game import (
+import meridian.games.battleline as battleline
+from meridian.crdt_models.accounts import ACCOUNTS_DOC, AccountsIndex
+from meridian.crdt_models.archive import LOG_PREFIX, read_archive
+from meridian.crdt_models.game import (
     SAVE,
     SUPERSEDED,
     GameInfo,
@@ -48,7 +48,7 @@ from crdt_models.game import (
     read_marks,
     read_moves,
 )
-from crdt_models.presence import (
+from meridian.crdt_models.presence import (
     HEARTBEAT,
     META,
     PRESENCE_PREFIX,
@@ -56,10 +56,10 @@ from crdt_models.presence import (
     Presence,
     Session,
 )
-from crdt_models.records import RecordError, map_items, root_map
-from games.base import IllegalMove
-from sim.history import FinalStates, History
-from sim.verdict import Verdict
+from meridian.crdt_models.records import RecordError, map_items, root_map
+from meridian.games.base import IllegalMove
+from meridian.sim.history import FinalStates, History
+from meridian.sim.verdict import Verdict
 
 LIVE, FINISHED, SAVED, PARKED = "live", "finished", "saved", "parked"
 SHOWN = 6  # how many history lines an excerpt shows

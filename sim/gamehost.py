@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc
 
-from node.service import Merges
+from meridian.node.service import Merges
 
 if TYPE_CHECKING:
-    from sim.node import SimNode
+    from meridian.sim.node import SimNode
 
 # The simulated wall clocks read seconds since the start of the run; stamps add this epoch
 # (2026-01-01T00:00:00Z) so that a clock set hours back still gives a valid HLC wall time.

@@ -22,8 +22,8 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
-from sync.codec import Reader
-from sync.digest import read_state_vector
+from meridian.sync.codec import Reader
+from meridian.sync.digest import read_state_vector
 
 KV_ROOT = "kv"  # the map the key-value workload writes in every test document
 KV_DOC_PREFIX = "test:"  # the key-value workload's documents (nothing to the game service)

@@ -12,8 +12,8 @@ from html import escape
 from itertools import pairwise
 from typing import Any
 
-from sim.history import History, TimelineEvent
-from sim.world import RunResult
+from meridian.sim.history import History, TimelineEvent
+from meridian.sim.world import RunResult
 
 WIDTH = 980
 LEFT = 110

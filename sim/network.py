@@ -28,7 +28,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sim.clock import Scheduler
+from meridian.sim.clock import Scheduler
 
 SYN_RETRY_S = (1.0, 3.0, 7.0, 15.0, 31.0)  # Linux: initial RTO 1 s, doubling
 MIN_RTO_S = 0.2  # Linux's lower bound for the retransmission timeout

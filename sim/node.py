@@ -31,19 +31,19 @@ from typing import Any, Protocol
 
 from pycrdt import Doc
 
-from crdt_models.hlc import HybridLogicalClock, Stamp
-from games.base import GameRules
-from games.battleline import rules_module
-from node.server import PICTURE_INTERVAL_S, SERVICE_TICK_S
-from node.service import GameService
-from sim.clock import NodeClock, Scheduler
-from sim.disk import VirtualDisk
-from sim.gamehost import EPOCH_MS, EngineDocuments, RecordingMerges, token_source
-from sim.history import KV_DOC_PREFIX
-from sim.network import End, Network
-from sync.codec import FrameType
-from sync.engine import DocChanged, LinkClosed, LinkUp, SyncEngine
-from sync.settings import SyncSettings
+from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
+from meridian.games.base import GameRules
+from meridian.games.battleline import rules_module
+from meridian.node.server import PICTURE_INTERVAL_S, SERVICE_TICK_S
+from meridian.node.service import GameService
+from meridian.sim.clock import NodeClock, Scheduler
+from meridian.sim.disk import VirtualDisk
+from meridian.sim.gamehost import EPOCH_MS, EngineDocuments, RecordingMerges, token_source
+from meridian.sim.history import KV_DOC_PREFIX
+from meridian.sim.network import End, Network
+from meridian.sync.codec import FrameType
+from meridian.sync.engine import DocChanged, LinkClosed, LinkUp, SyncEngine
+from meridian.sync.settings import SyncSettings
 
 ACK_FRAME = int(FrameType.ACK)
 MIN_TICK_GAP_S = 1e-6  # after a tick, the next one is strictly later (no zero-time loops)

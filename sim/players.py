@@ -30,13 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from crdt_models.accounts import ACCOUNTS_DOC
-from node.player_api import ACCOUNT_PULL_S, REPLICATION_WAIT_S
-from node.service import MIN_PASSWORD_CHARS, Close, Outgoing, Send, ServiceError
-from sim.clock import Scheduler
-from sim.gamehost import password_hash, password_matches
-from sim.network import Network
-from sim.node import SimNode
+from meridian.crdt_models.accounts import ACCOUNTS_DOC
+from meridian.node.player_api import ACCOUNT_PULL_S, REPLICATION_WAIT_S
+from meridian.node.service import MIN_PASSWORD_CHARS, Close, Outgoing, Send, ServiceError
+from meridian.sim.clock import Scheduler
+from meridian.sim.gamehost import password_hash, password_matches
+from meridian.sim.network import Network
+from meridian.sim.node import SimNode
 
 LOCAL_S = 0.005  # one way, between a player and the node of its own region
 CONNECT_TIMEOUT_S = 5.0

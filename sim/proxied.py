@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from node.config import NodeConfig, load_config
-from node.localcluster import (
+from meridian.node.config import NodeConfig, load_config
+from meridian.node.localcluster import (
     LocalNode,
     cluster_env,
     free_ports,
@@ -23,7 +23,7 @@ from node.localcluster import (
     wait_for_mesh,
     write_configs,
 )
-from sim.proxy import FaultProxy
+from meridian.sim.proxy import FaultProxy
 
 FAST_RECONNECT = "\n[sync]\nreconnect_min_s = 0.05\nreconnect_max_s = 0.5\nanti_entropy_s = 2\n"
 

@@ -11,10 +11,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sim.checkers import lag_by_link, lost_acknowledged_writes, overall_lag
-from sim.history import History
-from sim.html import render_html
-from sim.world import RunResult
+from meridian.sim.checkers import lag_by_link, lost_acknowledged_writes, overall_lag
+from meridian.sim.history import History
+from meridian.sim.html import render_html
+from meridian.sim.world import RunResult
 
 LOST_LISTED = 20  # the count is complete; the list shows the first ones
 MERGES_LISTED = 50

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from node.config import NAME_PATTERN, TABLE_KEYS, read_toml, sync_settings_from
-from sim.checkers import CHECKERS, Checker
-from sim.faults import Fault, parse_fault
-from sim.network import PathProfile
-from sim.node import NodeSpec
-from sim.params import ConfigError, Table
-from sim.workload import WORKLOADS, Workload
-from sync.settings import SyncSettings
+from meridian.node.config import NAME_PATTERN, TABLE_KEYS, read_toml, sync_settings_from
+from meridian.sim.checkers import CHECKERS, Checker
+from meridian.sim.faults import Fault, parse_fault
+from meridian.sim.network import PathProfile
+from meridian.sim.node import NodeSpec
+from meridian.sim.params import ConfigError, Table
+from meridian.sim.workload import WORKLOADS, Workload
+from meridian.sync.settings import SyncSettings
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
 TOP_KEYS = (

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.history import FinalStates, History
+from meridian.sim.history import FinalStates, History
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sim.bots import GAME_BOT_KEYS, Players, build_game_bots
-from sim.history import KV_DOC_PREFIX, WriteRecord
-from sim.params import Table
+from meridian.sim.bots import GAME_BOT_KEYS, Players, build_game_bots
+from meridian.sim.history import KV_DOC_PREFIX, WriteRecord
+from meridian.sim.params import Table
 
 
 class NodeHandle(Protocol):

@@ -29,10 +29,10 @@ from typing import Any
 
 from pycrdt import Map
 
-from crdt_models.presence import PRESENCE_PREFIX
-from sim.checkers import Verdict
-from sim.clock import NodeClock, Scheduler
-from sim.history import (
+from meridian.crdt_models.presence import PRESENCE_PREFIX
+from meridian.sim.checkers import Verdict
+from meridian.sim.clock import NodeClock, Scheduler
+from meridian.sim.history import (
     KV_ROOT,
     DocState,
     FinalStates,
@@ -42,12 +42,12 @@ from sim.history import (
     WriteRecord,
     state_vector,
 )
-from sim.network import Breakage, Network
-from sim.node import SimNode
-from sim.players import PlayerNet, SimClient
-from sim.scenario import Scenario
-from sync.digest import EMPTY_DIGEST
-from sync.engine import DocChanged, LinkClosed, LinkUp
+from meridian.sim.network import Breakage, Network
+from meridian.sim.node import SimNode
+from meridian.sim.players import PlayerNet, SimClient
+from meridian.sim.scenario import Scenario
+from meridian.sync.digest import EMPTY_DIGEST
+from meridian.sync.engine import DocChanged, LinkClosed, LinkUp
 
 SECRET = b"meridian-simulated-cluster-secret"
 MIN_STEP_S = 1e-6

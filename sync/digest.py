@@ -14,7 +14,7 @@ from typing import Any
 
 from pycrdt import Doc, Snapshot
 
-from sync.codec import DIGEST_BYTES, Reader
+from meridian.sync.codec import DIGEST_BYTES, Reader
 
 DeleteSet = dict[int, list[tuple[int, int]]]
 

@@ -40,10 +40,10 @@ from typing import Any
 
 from pycrdt import Doc, Subscription, TransactionEvent, merge_updates
 
-from sync import codec
-from sync.codec import ErrorCode, FrameError
-from sync.digest import EMPTY_DIGEST, state_digest
-from sync.settings import SyncSettings
+from meridian.sync import codec
+from meridian.sync.codec import ErrorCode, FrameError
+from meridian.sync.digest import EMPTY_DIGEST, state_digest
+from meridian.sync.settings import SyncSettings
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1, 1)

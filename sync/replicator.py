@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 from pycrdt import Doc
 
-from sync.engine import DocChanged, Event, LinkClosed, LinkUp, SyncEngine
-from sync.store import GroupCommitStore
+from meridian.sync.engine import DocChanged, Event, LinkClosed, LinkUp, SyncEngine
+from meridian.sync.store import GroupCommitStore
 
 log = logging.getLogger("meridian.sync")
 

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp import web
 
-from sync.engine import LinkState
-from sync.replicator import Replicator
+from meridian.sync.engine import LinkState
+from meridian.sync.replicator import Replicator
 
 log = logging.getLogger("meridian.sync")
 

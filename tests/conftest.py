@@ -14,9 +14,15 @@ from typing import TypeVar
 
 import pytest
 
-from node.client import RequestError
-from node.config import load_config
-from node.localcluster import cluster_env, start_node, stop_nodes, wait_for_mesh, write_configs
+from meridian.node.client import RequestError
+from meridian.node.config import load_config
+from meridian.node.localcluster import (
+    cluster_env,
+    start_node,
+    stop_nodes,
+    wait_for_mesh,
+    write_configs,
+)
 
 REGIONS = ["eu", "us", "ap"]
 T = TypeVar("T")
@@ -45,7 +51,7 @@ class Cluster:
 
     def meridian(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "node.cli", *args],
+            [sys.executable, "-m", "meridian", *args],
             env=self.env,
             capture_output=True,
             text=True,

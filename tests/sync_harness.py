@@ -13,8 +13,8 @@ from typing import Any
 
 from pycrdt import Map
 
-from sync.engine import DocChanged, Event, LinkClosed, LinkUp, SyncEngine
-from sync.settings import SyncSettings
+from meridian.sync.engine import DocChanged, Event, LinkClosed, LinkUp, SyncEngine
+from meridian.sync.settings import SyncSettings
 
 SECRET = b"test-cluster-secret-0123456789"
 Tamper = Callable[[str, str, list[bytes]], list[bytes]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from games.battleline import (
+from meridian.games.battleline import (
     HeuristicBot,
     RandomBot,
     apply_move,
@@ -13,8 +13,8 @@ from games.battleline import (
     rules,
     to_move,
 )
-from games.battleline.selfplay import play_game, series_seeds, summarize
-from games.battleline.state import GameState
+from meridian.games.battleline.selfplay import play_game, series_seeds, summarize
+from meridian.games.battleline.state import GameState
 from tests.test_battleline_properties import _swap_hidden, random_game
 
 

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from games.battleline import apply_move, import_history, replay_record, rules
-from games.battleline.records import initial_state
+from meridian.games.battleline import apply_move, import_history, replay_record, rules
+from meridian.games.battleline.records import initial_state
 
 DATA = Path(__file__).parent / "data" / "go-battleline"
 
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "games.battleline.cli", *args],
+        [sys.executable, "-m", "meridian.games.battleline.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from games.battleline import (
+from meridian.games.battleline import (
     apply_move,
     import_history,
     legal_moves,
@@ -19,7 +19,7 @@ from games.battleline import (
     replay_record,
     state_to_position,
 )
-from games.battleline.records import initial_state
+from meridian.games.battleline.records import initial_state
 
 DATA = Path(__file__).parent / "data" / "go-battleline"
 GAMES = [

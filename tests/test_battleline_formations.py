@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from games.battleline.cards import (
+from meridian.games.battleline.cards import (
     ALEXANDER,
     COLOR,
     DARIUS,
@@ -21,8 +21,8 @@ from games.battleline.cards import (
     STRENGTH,
     troop_card,
 )
-from games.battleline.claims import prove_claim, split_side
-from games.battleline.formations import (
+from meridian.games.battleline.claims import prove_claim, split_side
+from meridian.games.battleline.formations import (
     BATTALION,
     HOST,
     PHALANX,

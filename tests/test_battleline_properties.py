@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from games.battleline import (
+from meridian.games.battleline import (
     IllegalMove,
     RandomBot,
     apply_move,
@@ -21,10 +21,10 @@ from games.battleline import (
     rules,
     to_move,
 )
-from games.battleline.cards import GUILES, LEADERS, is_tactic, is_troop
-from games.battleline.claims import split_side
-from games.battleline.formations import evaluate
-from games.battleline.state import GameState
+from meridian.games.battleline.cards import GUILES, LEADERS, is_tactic, is_troop
+from meridian.games.battleline.claims import split_side
+from meridian.games.battleline.formations import evaluate
+from meridian.games.battleline.state import GameState
 
 seeds = st.integers(0, 2**53 - 1)
 Move = dict[str, Any]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from games.battleline import (
+from meridian.games.battleline import (
     IllegalMove,
     apply_move,
     full_view,
@@ -19,7 +19,7 @@ from games.battleline import (
     spectator_view,
     to_move,
 )
-from games.battleline.cards import (
+from meridian.games.battleline.cards import (
     ALEXANDER,
     DARIUS,
     DESERTER,
@@ -32,7 +32,7 @@ from games.battleline.cards import (
     TRAITOR,
     side_place,
 )
-from games.battleline.state import GO_CONE, GO_DECK, GameState, shuffled_decks
+from meridian.games.battleline.state import GO_CONE, GO_DECK, GameState, shuffled_decks
 
 Sides = dict[tuple[int, int], list[int]]
 

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from games.battleline import (
+from meridian.games.battleline import (
     HeuristicBot,
     RandomBot,
     apply_move,
@@ -20,11 +20,11 @@ from games.battleline import (
     player_view,
     to_move,
 )
-from games.battleline.cards import HAND
-from games.battleline.viewbot import ViewBot, ViewError, state_from_view
-from node.bots import BotSummary, run_bots, wait_for_equal_logs
-from node.client import PlayerClient, RequestError
-from node.localcluster import kill_node, stop_nodes, wait_for_mesh
+from meridian.games.battleline.cards import HAND
+from meridian.games.battleline.viewbot import ViewBot, ViewError, state_from_view
+from meridian.node.bots import BotSummary, run_bots, wait_for_equal_logs
+from meridian.node.client import PlayerClient, RequestError
+from meridian.node.localcluster import kill_node, stop_nodes, wait_for_mesh
 from tests.conftest import Cluster
 
 PASSWORD = "correct horse battery"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from node.config import load_config
-from node.localcluster import (
+from meridian.node.config import load_config
+from meridian.node.localcluster import (
     TOKEN_ENV,
     cluster_env,
     kill_node,
@@ -99,7 +99,7 @@ def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None
     path = write_configs(tmp_path, ["eu"])[0]
     path.write_text(path.read_text() + "\n[sync]\ncoalesce_ms = -3\n")
     result = subprocess.run(
-        [sys.executable, "-m", "node.cli", "node", "--config", str(path)],
+        [sys.executable, "-m", "meridian", "node", "--config", str(path)],
         env=cluster_env(),
         capture_output=True,
         text=True,

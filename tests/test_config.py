@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.config import ConfigError, NodeConfig, SyncSettings, load_config
+from meridian.node.config import ConfigError, NodeConfig, SyncSettings, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_CONFIGS = REPO / "configs" / "local"

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from node.config import load_config
-from node.localcluster import cluster_env, fetch_health, write_configs
+from meridian.node.config import load_config
+from meridian.node.localcluster import cluster_env, fetch_health, write_configs
 from tests.conftest import REGIONS
 
 pytestmark = pytest.mark.integration
 
 
 def meridian_demo(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "node.cli", "demo", *args]
+    command = [sys.executable, "-m", "meridian", "demo", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
@@ -65,7 +65,7 @@ def test_a_killed_region_leaves_the_others_running_and_comes_back(tmp_path: Path
     paths = write_configs(tmp_path, REGIONS)
     folder = ("--config-dir", str(tmp_path))
     demo = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "demo", "--bots", "0", "--restart-after", "1", *folder],
+        [sys.executable, "-m", "meridian", "demo", "--bots", "0", "--restart-after", "1", *folder],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from sync.discovery import SERVICE_TYPE, DiscoveredPeer, ZeroconfDiscovery, peer_from_txt
+from meridian.sync.discovery import SERVICE_TYPE, DiscoveredPeer, ZeroconfDiscovery, peer_from_txt
 
 NODES = {"eu-1": 7101, "us-1": 7102}
 PROTO = "1"
@@ -128,7 +128,7 @@ class WarningRecorder(logging.Handler):
 async def run_node(node_id: str) -> None:
     """Announce node_id, wait for the other node and the bogus record, print a JSON report."""
     recorder = WarningRecorder()
-    logging.getLogger("sync.discovery").addHandler(recorder)
+    logging.getLogger("meridian.sync.discovery").addHandler(recorder)
     found: list[DiscoveredPeer] = []
     peer = expected_peer(node_id)
     discovery = ZeroconfDiscovery(

@@ -14,10 +14,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-import games.battleline as battleline
-from node.client import PlayerClient, RequestError
-from node.config import load_config
-from node.localcluster import fetch_health, start_node, stop_nodes, wait_for_mesh, write_configs
+import meridian.games.battleline as battleline
+from meridian.node.client import PlayerClient, RequestError
+from meridian.node.config import load_config
+from meridian.node.localcluster import (
+    fetch_health,
+    start_node,
+    stop_nodes,
+    wait_for_mesh,
+    write_configs,
+)
 from tests.conftest import Cluster, eventually
 
 pytestmark = pytest.mark.integration

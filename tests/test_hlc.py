@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crdt_models.hlc import (
+from meridian.crdt_models.hlc import (
     MAX_COUNTER,
     MAX_WALL_MS,
     ClockAheadError,

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.client import PlayerClient, RequestError
-from sim.proxied import FAST_RECONNECT, ProxiedCluster
+from meridian.node.client import PlayerClient, RequestError
+from meridian.sim.proxied import FAST_RECONNECT, ProxiedCluster
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration

@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc
 
-import games.battleline as battleline
-from crdt_models.accounts import AccountsIndex, AccountsWriter
-from crdt_models.archive import games_to_park
-from crdt_models.game import GameInfo, GameWriter, canonical_chain, read_moves
-from crdt_models.hlc import HybridLogicalClock
-from crdt_models.presence import Session, newest_sessions
+import meridian.games.battleline as battleline
+from meridian.crdt_models.accounts import AccountsIndex, AccountsWriter
+from meridian.crdt_models.archive import games_to_park
+from meridian.crdt_models.game import GameInfo, GameWriter, canonical_chain, read_moves
+from meridian.crdt_models.hlc import HybridLogicalClock
+from meridian.crdt_models.presence import Session, newest_sessions
 
 REGIONS = ["eu", "us", "ap"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.cli import add_sim_parser, main
+from meridian.sim.cli import add_sim_parser, main
 
 REPORT_FILES = ("report.json", "history.jsonl", "report.html")
 NO_RELAY = """
@@ -42,7 +42,7 @@ pairs = [["eu", "us"]]
 def sim(*args: str, hash_seed: str = "0") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     return subprocess.run(
-        [sys.executable, "-m", "sim.cli", *args],
+        [sys.executable, "-m", "meridian.sim.cli", *args],
         capture_output=True,
         text=True,
         env=env,

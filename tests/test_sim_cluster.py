@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.cli import main
+from meridian.sim.cli import main
 
 pytestmark = pytest.mark.integration
 

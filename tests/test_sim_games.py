@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-import games.battleline as battleline
-import node.game_tracker as game_tracker
-from crdt_models.accounts import AccountsIndex
-from crdt_models.game import Chain, GameInfo, MoveRecord, canonical_chain, start_state
-from games.base import GameRules, IllegalMove
-from node.service import GameService
-from sim.gamecheck import games_on
-from sim.scenario import SCENARIO_DIR, load_scenario
-from sim.world import RunResult, Simulation
+import meridian.games.battleline as battleline
+import meridian.node.game_tracker as game_tracker
+from meridian.crdt_models.accounts import AccountsIndex
+from meridian.crdt_models.game import Chain, GameInfo, MoveRecord, canonical_chain, start_state
+from meridian.games.base import GameRules, IllegalMove
+from meridian.node.service import GameService
+from meridian.sim.gamecheck import games_on
+from meridian.sim.scenario import SCENARIO_DIR, load_scenario
+from meridian.sim.world import RunResult, Simulation
 
 SEEDS = range(1, 13)
 PLAYERS = """

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.params import ConfigError
-from sim.scenario import SCENARIO_DIR, find_scenario, load_scenario
+from meridian.sim.params import ConfigError
+from meridian.sim.scenario import SCENARIO_DIR, find_scenario, load_scenario
 
 VALID = """
 description = "ok"

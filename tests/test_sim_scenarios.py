@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from sim.history import TimelineEvent
-from sim.scenario import SCENARIO_DIR, load_scenario
-from sim.world import RunResult, Simulation
+from meridian.sim.history import TimelineEvent
+from meridian.sim.scenario import SCENARIO_DIR, load_scenario
+from meridian.sim.world import RunResult, Simulation
 from tests.conftest import SIM_RANDOM_SEED
 
 SCENARIOS = sorted(path.stem for path in SCENARIO_DIR.glob("*.toml"))
@@ -243,7 +243,7 @@ def test_peers_of_a_vanished_machine_time_out_but_a_killed_process_is_reset(
 def test_two_hundred_seeds_of_partition_heal_pass_within_five_minutes() -> None:
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "sim.cli", "run", "partition-heal", "--seeds", "1..200"],
+        [sys.executable, "-m", "meridian.sim.cli", "run", "partition-heal", "--seeds", "1..200"],
         capture_output=True,
         text=True,
         check=False,

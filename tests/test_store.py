@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Snapshot, Text
 
-from sync.store import (
+from meridian.sync.store import (
     CorruptRow,
     DocumentStore,
     LoadedState,

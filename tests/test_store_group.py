@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.store import DocumentStore, GroupCommitStore, LoadedState
+from meridian.sync.store import DocumentStore, GroupCommitStore, LoadedState
 
 
 def reload(path: Path) -> LoadedState:

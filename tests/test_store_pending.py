@@ -13,7 +13,7 @@ from typing import Any
 
 from pycrdt import Doc, Map, Text, merge_updates
 
-from sync.store import DocumentStore
+from meridian.sync.store import DocumentStore
 
 
 def two_dependent_updates() -> tuple[bytes, bytes, str]:

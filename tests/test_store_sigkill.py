@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Map
 
-from sync.store import DocumentStore
+from meridian.sync.store import DocumentStore
 
 WRITER = Path(__file__).parent / "helpers" / "store_writer.py"
 RUNS = [(seed, "sync") for seed in (11, 29, 5, 13)] + [(seed, "group") for seed in (47, 83, 6, 71)]

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Map
 
-from sync import codec
-from sync.engine import LinkState
-from sync.settings import SyncSettings
+from meridian.sync import codec
+from meridian.sync.engine import LinkState
+from meridian.sync.settings import SyncSettings
 from tests.sync_harness import MemoryCluster
 
 

@@ -14,8 +14,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from node.localcluster import TOKEN_ENV
-from sim.proxied import ProxiedCluster
+from meridian.node.localcluster import TOKEN_ENV
+from meridian.sim.proxied import ProxiedCluster
 
 REGIONS = ["eu", "us", "ap"]
 T = TypeVar("T")

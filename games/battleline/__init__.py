@@ -41,9 +41,9 @@ Also: ``replay_record`` / ``check_record`` for whole-game records, ``import_hist
 go-battleline encoding.
 """
 
-from games.base import GameRules
-from games.battleline.bots import HeuristicBot, RandomBot
-from games.battleline.engine import (
+from meridian.games.base import GameRules
+from meridian.games.battleline.bots import HeuristicBot, RandomBot
+from meridian.games.battleline.engine import (
     apply_move,
     new_game,
     new_game_from_decks,
@@ -51,7 +51,7 @@ from games.battleline.engine import (
     result,
     to_move,
 )
-from games.battleline.gocompat import (
+from meridian.games.battleline.gocompat import (
     GoFormatError,
     import_history,
     legal_moves_go,
@@ -59,11 +59,11 @@ from games.battleline.gocompat import (
     position_to_state,
     state_to_position,
 )
-from games.battleline.moves import IllegalMove
-from games.battleline.records import RecordError, check_record, make_record, replay_record
-from games.battleline.rules import legal_moves
-from games.battleline.state import GameState
-from games.battleline.views import full_view, player_view, spectator_view
+from meridian.games.battleline.moves import IllegalMove
+from meridian.games.battleline.records import RecordError, check_record, make_record, replay_record
+from meridian.games.battleline.rules import legal_moves
+from meridian.games.battleline.state import GameState
+from meridian.games.battleline.views import full_view, player_view, spectator_view
 
 __all__ = [
     "GameState",
@@ -96,6 +96,6 @@ __all__ = [
 
 def rules_module() -> GameRules[GameState]:
     """This package as the node's ``GameRules`` (mypy checks that it conforms)."""
-    import games.battleline
+    import meridian.games.battleline
 
-    return games.battleline
+    return meridian.games.battleline

@@ -21,8 +21,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from games.battleline import rules
-from games.battleline.cards import (
+from meridian.games.battleline import rules
+from meridian.games.battleline.cards import (
     FOG,
     HAND,
     LEADERS,
@@ -33,9 +33,9 @@ from games.battleline.cards import (
     is_tactic,
     is_troop,
 )
-from games.battleline.claims import split_side
-from games.battleline.formations import TroopPool, best_completion, evaluate
-from games.battleline.state import CLAIM, DRAW, PLAY, SCOUT_DRAW, SCOUT_RETURN, GameState
+from meridian.games.battleline.claims import split_side
+from meridian.games.battleline.formations import TroopPool, best_completion, evaluate
+from meridian.games.battleline.state import CLAIM, DRAW, PLAY, SCOUT_DRAW, SCOUT_RETURN, GameState
 
 Move = dict[str, Any]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from games.battleline.cards import STRENGTH, is_morale, is_troop
-from games.battleline.formations import best_completion, evaluate
+from meridian.games.battleline.cards import STRENGTH, is_morale, is_troop
+from meridian.games.battleline.formations import best_completion, evaluate
 
 
 @dataclass(frozen=True)

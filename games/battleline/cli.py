@@ -16,10 +16,10 @@ import sys
 import time
 from typing import Any, TextIO
 
-from games.battleline import engine, gocompat, notation, records, rules, selfplay
-from games.battleline.cards import card_name
-from games.battleline.moves import IllegalMove
-from games.battleline.state import CLAIM, DRAW, PLAY, SCOUT_DRAW, SCOUT_RETURN, GameState
+from meridian.games.battleline import engine, gocompat, notation, records, rules, selfplay
+from meridian.games.battleline.cards import card_name
+from meridian.games.battleline.moves import IllegalMove
+from meridian.games.battleline.state import CLAIM, DRAW, PLAY, SCOUT_DRAW, SCOUT_RETURN, GameState
 
 EXIT_OK, EXIT_ILLEGAL, EXIT_BAD_INPUT = 0, 1, 2
 

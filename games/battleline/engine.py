@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from games.battleline import rules
-from games.battleline.cards import (
+from meridian.games.battleline import rules
+from meridian.games.battleline.cards import (
     DECK_TACTIC,
     DECK_TROOP,
     DESERTER,
@@ -33,8 +33,8 @@ from games.battleline.cards import (
     place_flag,
     side_place,
 )
-from games.battleline.moves import IllegalMove, parse_move
-from games.battleline.state import (
+from meridian.games.battleline.moves import IllegalMove, parse_move
+from meridian.games.battleline.state import (
     CLAIM,
     DRAW,
     GO_CONE,

@@ -25,7 +25,13 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import permutations
 
-from games.battleline.cards import COLOR, MORALE_MAX, MORALE_STRENGTHS, STRENGTH, troop_card
+from meridian.games.battleline.cards import (
+    COLOR,
+    MORALE_MAX,
+    MORALE_STRENGTHS,
+    STRENGTH,
+    troop_card,
+)
 
 HOST = 1
 SKIRMISH_LINE = 2

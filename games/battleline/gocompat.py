@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from games.battleline import engine, rules
-from games.battleline.cards import (
+from meridian.games.battleline import engine, rules
+from meridian.games.battleline.cards import (
     DECK_TACTIC,
     DECK_TROOP,
     DESERTER,
@@ -36,8 +36,8 @@ from games.battleline.cards import (
     place_flag,
     side_place,
 )
-from games.battleline.moves import IllegalMove
-from games.battleline.state import (
+from meridian.games.battleline.moves import IllegalMove
+from meridian.games.battleline.state import (
     CLAIM,
     DRAW,
     GO_CONE,

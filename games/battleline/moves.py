@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from games.base import IllegalMove
-from games.battleline.cards import N_CARDS, N_FLAGS
+from meridian.games.base import IllegalMove
+from meridian.games.battleline.cards import N_CARDS, N_FLAGS
 
 __all__ = ["DECKS", "META_TYPES", "MOVE_TYPES", "IllegalMove", "parse_move"]
 

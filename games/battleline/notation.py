@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from games.battleline.cards import card_name, parse_card
-from games.battleline.claims import split_side
-from games.battleline.formations import describe, evaluate
-from games.battleline.rules import flag_fog, flag_size, formation_count, side
-from games.battleline.state import GameState
+from meridian.games.battleline.cards import card_name, parse_card
+from meridian.games.battleline.claims import split_side
+from meridian.games.battleline.formations import describe, evaluate
+from meridian.games.battleline.rules import flag_fog, flag_size, formation_count, side
+from meridian.games.battleline.state import GameState
 
 Move = dict[str, Any]
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from games.battleline.engine import new_game, new_game_from_decks, replay_from
-from games.battleline.gocompat import RECORD_FORMAT
-from games.battleline.moves import IllegalMove
-from games.battleline.state import GameState
+from meridian.games.battleline.engine import new_game, new_game_from_decks, replay_from
+from meridian.games.battleline.gocompat import RECORD_FORMAT
+from meridian.games.battleline.moves import IllegalMove
+from meridian.games.battleline.state import GameState
 
 
 class RecordError(ValueError):

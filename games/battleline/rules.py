@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from games.battleline import claims
-from games.battleline.cards import (
+from meridian.games.battleline import claims
+from meridian.games.battleline.cards import (
     DECK_TACTIC,
     DECK_TROOP,
     DESERTER,
@@ -47,7 +47,7 @@ from games.battleline.cards import (
     place_flag,
     side_place,
 )
-from games.battleline.state import (
+from meridian.games.battleline.state import (
     CLAIM,
     DRAW,
     NO_PLAYER,

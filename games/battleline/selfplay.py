@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from games.battleline.bots import HeuristicBot, RandomBot
-from games.battleline.engine import apply_move, new_game, to_move
-from games.battleline.state import GameState
+from meridian.games.battleline.bots import HeuristicBot, RandomBot
+from meridian.games.battleline.engine import apply_move, new_game, to_move
+from meridian.games.battleline.state import GameState
 
 Move = dict[str, Any]
 

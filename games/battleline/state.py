@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from games.battleline.cards import (
+from meridian.games.battleline.cards import (
     DECK_TACTIC,
     DECK_TROOP,
     HAND,

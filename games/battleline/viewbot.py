@@ -15,8 +15,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from games.battleline.bots import HeuristicBot
-from games.battleline.cards import (
+from meridian.games.battleline.bots import HeuristicBot
+from meridian.games.battleline.cards import (
     DECK_TACTIC,
     DECK_TROOP,
     DISCARD,
@@ -26,7 +26,7 @@ from games.battleline.cards import (
     TROOPS,
     side_place,
 )
-from games.battleline.state import NO_PLAYER, PHASES, GameState
+from meridian.games.battleline.state import NO_PLAYER, PHASES, GameState
 
 Move = dict[str, Any]
 View = dict[str, Any]

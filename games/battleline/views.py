@@ -12,10 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from games.battleline import rules
-from games.battleline.cards import DECK_TACTIC, DECK_TROOP, DISCARD, HAND, N_FLAGS, is_tactic
-from games.battleline.engine import to_move
-from games.battleline.state import NO_PLAYER, GameState
+from meridian.games.battleline import rules
+from meridian.games.battleline.cards import (
+    DECK_TACTIC,
+    DECK_TROOP,
+    DISCARD,
+    HAND,
+    N_FLAGS,
+    is_tactic,
+)
+from meridian.games.battleline.engine import to_move
+from meridian.games.battleline.state import NO_PLAYER, GameState
 
 View = dict[str, Any]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
-from sync.store import DocumentStore, GroupCommitStore
+from meridian.sync.store import DocumentStore, GroupCommitStore
 
 DOC_IDS = ("game:1", "game:2", "accounts", "presence:eu")
 SNAPSHOT_EVERY = 25  # small, so that kills also land inside snapshot folds

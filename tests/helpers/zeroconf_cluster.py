@@ -11,8 +11,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from node.config import load_config
-from node.localcluster import cluster_env, fetch_health, start_node, stop_nodes, write_configs
+from meridian.node.config import load_config
+from meridian.node.localcluster import (
+    cluster_env,
+    fetch_health,
+    start_node,
+    stop_nodes,
+    write_configs,
+)
 
 DEADLINE_S = 20.0
 

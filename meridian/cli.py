@@ -61,7 +61,7 @@ def _add_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from node.demo import add_demo_arguments, run_demo_command
+    from meridian.node.demo import add_demo_arguments, run_demo_command
 
     demo = commands.add_parser(
         "demo",
@@ -75,7 +75,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _add_doc(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from node.admin_client import add_doc_arguments
+    from meridian.node.admin_client import add_doc_arguments
 
     doc = commands.add_parser(
         "doc",
@@ -87,7 +87,7 @@ def _add_doc(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from node.admin_client import add_admin_arguments
+    from meridian.node.admin_client import add_admin_arguments
 
     admin = commands.add_parser(
         "admin",
@@ -99,25 +99,27 @@ def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_bot(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from node.bots import add_bot_parser
+    from meridian.node.bots import add_bot_parser
 
     add_bot_parser(commands)
 
 
 def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sim.cli import add_sim_parser  # imported here: node must not depend on sim at load
+    from meridian.sim.cli import (
+        add_sim_parser,  # imported here: node must not depend on sim at load
+    )
 
     add_sim_parser(commands)
 
 
 def _add_games(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from games.battleline.cli import add_battleline_parser
+    from meridian.games.battleline.cli import add_battleline_parser
 
     add_battleline_parser(commands)
 
 
 def run_node_command(args: argparse.Namespace) -> int:
-    from node.config import ConfigError, load_config
+    from meridian.node.config import ConfigError, load_config
 
     try:
         config = load_config(args.config)
@@ -129,8 +131,8 @@ def run_node_command(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: object) -> int:
-    from node.config import NodeConfig
-    from node.server import Node
+    from meridian.node.config import NodeConfig
+    from meridian.node.server import Node
 
     assert isinstance(config, NodeConfig)
     node = Node(config)
