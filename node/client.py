@@ -97,7 +97,9 @@ class PlayerClient:
         self.ws = await self.http.ws_connect(ws_url, heartbeat=heartbeat)
         self.closed = None
         self._reader = asyncio.create_task(self._read_loop(self.ws))
-        hello = {"resume": self.resume} if resume else {"token": self.token}
+        hello: dict[str, Any] = {"resume": self.resume} if resume else {"token": self.token}
+        if seen := self.seen():
+            hello["seen"] = seen  # a node lacking what we were shown answers with a rollback
         try:
             reply = await self.request("hello", **hello)
         except BaseException:
@@ -107,6 +109,14 @@ class PlayerClient:
         self.resume = reply["resume"]
         self.you = reply["you"]
         return reply
+
+    def seen(self) -> dict[str, dict[str, Any]]:
+        """hello's ``seen``: the ply and head move of each live game as last shown here."""
+        return {
+            gid: {"ply": push["ply"], "head": push["head"]}
+            for gid, push in self.games.items()
+            if push.get("status") == "live" and "head" in push
+        }
 
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Send one request and return its reply; a `rate_limited` refusal is retried after a

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from pycrdt import Doc, Map
 
+from meridian.node.delivery import REPLICATION_WAIT_S
 from meridian.node.metrics import MetricFamily, render
 from meridian.sync.codec import FrameError, check_doc_id
 from meridian.sync.stats import percentile
@@ -32,7 +33,6 @@ KV_MAP = "kv"
 MAX_KEY_CHARS = 200
 MAX_BATCH_ITEMS = 10_000
 MAX_SAFE_INT = 2**53 - 1
-REPLICATION_WAIT_S = 5.0
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
 
 

@@ -2,8 +2,9 @@
 
 Thin adapter around ``node.service.GameService`` (the sans-IO core): it hashes and checks
 passwords in a worker thread (argon2id is deliberately slow), feeds websocket messages to the
-service, and delivers what the service returns, in order per connection, holding a reply that
-must wait until its change is durable (and replicated to ``ack_regions`` regions).
+service, and sends what the service releases, in order per connection. The service itself holds
+a reply or push until its change is durable and replicated as ``ack_regions`` asks
+(``node.delivery``); the node calls `drain` again whenever the store commits or a peer acks.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC
 from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
+from meridian.node.delivery import Close, Send
 from meridian.node.service import (
     MAX_MESSAGE_BYTES,
     MIN_PASSWORD_CHARS,
-    Close,
     GameService,
-    Send,
     ServiceError,
 )
 
@@ -39,7 +39,6 @@ log = logging.getLogger("meridian.players")
 # OWASP's minimum for argon2id; about 50 ms per hash on this class of machine.
 PASSWORDS = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 ACCOUNT_PULL_S = 2.0
-REPLICATION_WAIT_S = 5.0
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -73,7 +72,8 @@ class PlayerGateway:
     # --- delivering what the service says ----------------------------------------------
 
     def drain(self) -> None:
-        for item in self.service.take_outgoing():
+        """Queue what the service releases (``node.delivery`` holds what must wait)."""
+        for item in self.service.take_outgoing(self.node.clock()):
             connection = self.connections.get(item.conn)
             if connection is not None:
                 connection.queue.put_nowait(item)
@@ -84,32 +84,9 @@ class PlayerGateway:
             if isinstance(item, Close):
                 await connection.ws.close(code=item.code, message=item.reason.encode()[:120])
                 return
-            message = await self._when_durable(item)
-            text = item.text if message is item.message and item.text else json.dumps(message)
+            text = item.text or json.dumps(item.message)
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await connection.ws.send_str(text)
-
-    async def _when_durable(self, item: Send) -> dict[str, Any]:
-        if not item.after_event:
-            return item.message
-        replicator = self.node.replicator
-        await replicator.wait_durable(item.after_event)
-        wanted = self.node.config.ack_regions
-        if wanted and item.doc_id:
-            held = await replicator.wait_replicated(
-                item.doc_id, item.after_event, wanted, REPLICATION_WAIT_S
-            )
-            if held < wanted:
-                return {
-                    "re": item.message.get("re"),
-                    "ok": False,
-                    "error": {
-                        "code": "not_replicated",
-                        "message": f"durable here but held by {held} of {wanted} regions; "
-                        "it will replicate",
-                    },
-                }
-        return item.message
 
     # --- websocket ---------------------------------------------------------------------
 

@@ -25,11 +25,12 @@ from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.games.battleline import rules_module
 from meridian.node.admin_api import add_admin_routes
 from meridian.node.config import NodeConfig
+from meridian.node.delivery import EngineProgress
 from meridian.node.player_api import PlayerGateway
 from meridian.node.service import GameService
 from meridian.node.web import add_web_routes
 from meridian.sync.discovery import DiscoveredPeer, ZeroconfDiscovery
-from meridian.sync.engine import PROTOCOL_VERSION, SyncEngine
+from meridian.sync.engine import PROTOCOL_VERSION, DocChanged, SyncEngine
 from meridian.sync.replicator import Replicator
 from meridian.sync.store import DocumentStore, GroupCommitStore
 from meridian.sync.transport import PeerAcceptor, PeerDialer
@@ -87,6 +88,7 @@ class Node:
         self.players: PlayerGateway
         self._service_timer: asyncio.Task[None] | None = None
         self._process_scheduled = False
+        self._drain_scheduled = False
         self._deadline_timer: asyncio.TimerHandle | None = None
 
     @property
@@ -158,14 +160,17 @@ class Node:
             wall_ms=self.wall_ms,
             new_token=lambda: secrets.token_urlsafe(24),
             rng=self.rng,
+            progress=EngineProgress(self.engine),
+            ack_regions=self.config.ack_regions,
             picture_interval_s=PICTURE_INTERVAL_S,
         )
         self.players = PlayerGateway(self, self.service)
-        self.replicator.listeners.append(lambda change: self._note_change(change.doc_id))
+        self.replicator.listeners.append(self._note_change)
+        self.replicator.progress_listeners.append(self._want_drain)
         self._service_timer = asyncio.create_task(self._run_service_timer(), name="service-timer")
 
-    def _note_change(self, doc_id: str) -> None:
-        self.service.doc_changed(doc_id)
+    def _note_change(self, change: DocChanged) -> None:
+        self.service.doc_changed(change.doc_id, change.event_no)
         if not self._process_scheduled:
             self._process_scheduled = True
             asyncio.get_running_loop().call_soon(self._process_changes)
@@ -174,10 +179,25 @@ class Node:
         self._process_scheduled = False
         self.service.process(self.clock())
         self.players.drain()
+        self._schedule_deadline()
+
+    def _schedule_deadline(self) -> None:
         due = self.service.next_deadline()
         if due is not None and self._deadline_timer is None:
             delay = max(0.0, due - self.clock())
             self._deadline_timer = asyncio.get_running_loop().call_later(delay, self._on_deadline)
+
+    def _want_drain(self) -> None:
+        """A commit or a peer's acks may open the push gate: deliver once this turn is done
+        (never from inside a call into the service, which may be what caused the progress)."""
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        self.players.drain()
+        self._schedule_deadline()
 
     def _on_deadline(self) -> None:
         self._deadline_timer = None

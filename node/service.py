@@ -1,10 +1,12 @@
 """The game service of one node, sans-IO: player messages and `now` in, messages and closes out.
 
-It runs the same way under aiohttp (``node.ws_api``, ``node.accounts_api``) and in the
-simulator. It reads and writes the shared documents through a `Documents` handle, stamps
-writes with the node's HLC, and learns of every change (local or replicated) through
-`doc_changed`, after which `process` pushes what changed to the players connected here:
-the public list, invitations, game views, chat, and the notices of merges.
+It runs the same way under aiohttp (``node.player_api``) and in the simulator. It reads and
+writes the shared documents through a `Documents` handle, stamps writes with the node's HLC,
+and learns of every change (local or replicated) through `doc_changed`, after which `process`
+pushes what changed to the players connected here: the public list, invitations, game views,
+chat, and the notices of merges. What it says leaves through `node.delivery`: a reply or push
+that shows a change waits until the change is durable (and replicated to ``ack_regions``
+regions), so a move shown to anyone is a move kept.
 
 The protocol it implements is docs/protocol.md.
 """
@@ -61,6 +63,7 @@ from meridian.crdt_models.presence import (
 )
 from meridian.crdt_models.records import decode_record, encode_record, map_items, root_map
 from meridian.games.base import GameRules, IllegalMove
+from meridian.node.delivery import Close, Delivery, Gate, Outgoing, Progress, Send
 from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
 from meridian.node.presence_view import Picture, build_picture, lobby_diff, superseded_sessions
 
@@ -77,6 +80,8 @@ RATE_PER_S = 20.0
 RATE_BURST = 40.0
 FLOOD_PER_S = 200
 MIN_PASSWORD_CHARS = 8
+MAX_SEEN_GAMES = 16  # hello's "seen": games a client may report, the rest is ignored
+MAX_SEEN_PLY = 10_000
 DECLINES = "declines"
 CHATS = "chats"
 
@@ -108,25 +113,6 @@ class Documents(Protocol):
     def ids(self) -> Iterable[str]: ...
 
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int: ...
-
-
-@dataclass(frozen=True)
-class Send:
-    conn: str
-    message: dict[str, Any]
-    after_event: int = 0  # send only once change `after_event` is durable (0: at once)
-    doc_id: str = ""  # the document that change is in (for the ack_regions wait)
-    text: str = ""  # the message already serialized (shared by many connections), or ""
-
-
-@dataclass(frozen=True)
-class Close:
-    conn: str
-    code: int
-    reason: str
-
-
-Outgoing = Send | Close
 
 
 @dataclass
@@ -174,6 +160,8 @@ class GameService:
         wall_ms: Callable[[], int],
         new_token: Callable[[], str],
         rng: random.Random,
+        progress: Progress,
+        ack_regions: int = 0,
         picture_interval_s: float = 0.0,
     ) -> None:
         self.node_id = node_id
@@ -188,6 +176,10 @@ class GameService:
         self.games: dict[str, GameTracker] = {}
         self.merges = Merges()
         self._out: list[Outgoing] = []
+        self.progress = progress
+        self.delivery = Delivery(ack_regions)
+        self._last_event: dict[str, int] = {}  # doc -> its latest change here (local or not)
+        self._last_local_event: dict[str, int] = {}  # doc -> this node's latest write to it
         self._dirty: set[str] = set()
         self._accounts: AccountsIndex | None = None
         self._presence: dict[str, Presence] = {}
@@ -231,8 +223,19 @@ class GameService:
 
     # --- documents -----------------------------------------------------------------------
 
-    def doc_changed(self, doc_id: str) -> None:
+    def doc_changed(self, doc_id: str, event_no: int = 0) -> None:
+        """A document changed (`event_no`: the engine's number for the change, for the gate)."""
         self._dirty.add(doc_id)
+        if event_no > self._last_event.get(doc_id, 0):
+            self._last_event[doc_id] = event_no
+
+    def _gate(self, doc_id: str) -> Gate | None:
+        """What a message showing `doc_id` as it is now must wait for (None: nothing)."""
+        durable = self._last_event.get(doc_id, 0)
+        local = self._last_local_event.get(doc_id, 0)
+        if not durable and not local:
+            return None
+        return Gate(doc_id, max(durable, local), local)
 
     def _stamp(self) -> str:
         return self.hlc.now().encode()
@@ -240,6 +243,9 @@ class GameService:
     def _write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
         event_no = self.docs.write(doc_id, change)
         self._dirty.add(doc_id)
+        if event_no:
+            self._last_local_event[doc_id] = event_no
+            self._last_event[doc_id] = max(event_no, self._last_event.get(doc_id, 0))
         if doc_id == self._presence_doc:
             self._read_presence(self.node_id)  # what this node just wrote counts at once
         return event_no
@@ -432,7 +438,8 @@ class GameService:
             if handler is None:
                 raise ServiceError("unknown_type", f"no message type {kind!r}")
             reply, after, doc_id = handler(self, conn, message, now)
-            answer = Send(conn.conn_id, {"re": request_id, "ok": True, **reply}, after, doc_id)
+            gate = Gate(doc_id, after, after) if after else None
+            answer = Send(conn.conn_id, {"re": request_id, "ok": True, **reply}, gate)
         except ServiceError as error:
             body = {"code": error.code, "message": error.message}
             answer = Send(conn.conn_id, {"re": request_id, "ok": False, "error": body})
@@ -460,9 +467,15 @@ class GameService:
         for conn in self._conns_of(uid):
             self._close(conn.conn_id, code, reason)
 
-    def take_outgoing(self) -> list[Outgoing]:
-        out, self._out = self._out, []
-        return out
+    def take_outgoing(self, now: float) -> list[Outgoing]:
+        """What may be sent now: everything said so far whose gate is open (`node.delivery`).
+
+        The adapters call this after every call into the service and whenever the store
+        commits or a peer acknowledges, since either may open a gate."""
+        if self._out:
+            self.delivery.put(self._out)
+            self._out = []
+        return self.delivery.release(now, self.progress)
 
     # --- presence helpers ----------------------------------------------------------------
 
@@ -532,6 +545,7 @@ class GameService:
         self._put_session(moved)
         conn.uid, conn.sid, conn.name = account.uid, moved.sid, account.name
         self._by_uid.setdefault(conn.uid, set()).add(conn.conn_id)
+        self._announce_unseen_rollbacks(conn, _seen_games(message.get("seen")))
         self._push_hello_state(conn, account)
         you = {
             "uid": account.uid,
@@ -578,7 +592,26 @@ class GameService:
             self._notice_must_rename(conn)
         for gid, tracker in self.games.items():
             if tracker.status == LIVE and account.uid in tracker.info.players:
-                self._send(conn.conn_id, self._game_message(gid, tracker, account.uid))
+                message = self._game_message(gid, tracker, account.uid)
+                self._out.append(Send(conn.conn_id, message, self._gate(game_doc_id(gid))))
+
+    def _announce_unseen_rollbacks(self, conn: Conn, seen: dict[str, tuple[int, str]]) -> None:
+        """The player saw plies this node's chain does not hold (a fork was resolved against
+        them, or the region that showed them was lost before they replicated) and may never
+        have got the rollback notice: tell them now, before the game view."""
+        for gid, (ply, head) in seen.items():
+            tracker = self.games.get(gid)
+            went_back = tracker.went_back_for(ply, head) if tracker is not None else None
+            if tracker is None or went_back is None:
+                continue
+            reason = "moves you saw were not kept (a region was lost or a merge undid them)"
+            self._out.append(
+                Send(
+                    conn.conn_id,
+                    {"type": "rollback", "game": gid, "ply": went_back, "reason": reason},
+                    self._gate(game_doc_id(gid)),
+                )
+            )
 
     def _notice_must_rename(self, conn: Conn) -> None:
         self._send(
@@ -892,7 +925,10 @@ class GameService:
 
     def next_deadline(self) -> float | None:
         """When `process` must run again even if no document changes (a pending refresh)."""
-        return self._picture_next if self._picture_dirty else None
+        picture = self._picture_next if self._picture_dirty else None
+        delivery = self.delivery.next_deadline()
+        deadlines = [d for d in (picture, delivery) if d is not None]
+        return min(deadlines) if deadlines else None
 
     def _refresh_game(self, doc_id: str) -> None:
         doc = self.docs.get(doc_id)
@@ -923,16 +959,20 @@ class GameService:
             return
         self._known_rollbacks.add((gid, ply))
         self.merges.count("same_ply", f"game {gid} went back to ply {ply}")
+        gate = self._gate(game_doc_id(gid))
         for conn in self._game_audience(gid, tracker):
-            self._send(
-                conn.conn_id,
-                {
-                    "type": "rollback",
-                    "game": gid,
-                    "ply": ply,
-                    "reason": "two moves were made for the same turn while regions could "
-                    "not talk; the earlier one was kept",
-                },
+            self._out.append(
+                Send(
+                    conn.conn_id,
+                    {
+                        "type": "rollback",
+                        "game": gid,
+                        "ply": ply,
+                        "reason": "two moves were made for the same turn while regions could "
+                        "not talk; the earlier one was kept",
+                    },
+                    gate,
+                )
             )
 
     def _note_live(self, gid: str, tracker: GameTracker) -> None:
@@ -967,6 +1007,7 @@ class GameService:
 
     def _push_game(self, gid: str, tracker: GameTracker) -> None:
         by_seat: dict[int | None, tuple[dict[str, Any], str]] = {}  # watchers share one message
+        gate = self._gate(game_doc_id(gid))  # a move shown is a move kept
         for conn in self._game_audience(gid, tracker):
             viewer = conn.uid if conn.uid in tracker.info.players else None
             seat = tracker.info.seat_of(viewer) if viewer else None
@@ -974,7 +1015,7 @@ class GameService:
                 message = self._game_message(gid, tracker, viewer)
                 by_seat[seat] = (message, json.dumps(message))
             message, text = by_seat[seat]
-            self._out.append(Send(conn.conn_id, message, text=text))
+            self._out.append(Send(conn.conn_id, message, gate, text))
 
     def _game_message(self, gid: str, tracker: GameTracker, uid: str | None) -> dict[str, Any]:
         seat = tracker.info.seat_of(uid) if uid else None
@@ -995,6 +1036,7 @@ class GameService:
             "legal": self.rules.legal_moves(state) if seat is not None and seat == to_move else [],
             "ply": tracker.base_ply + tracker.ply,
             "last_move": {"player": last.player, "move": last.move} if last else None,
+            "head": tracker.chain.tip,
             "result": self.rules.result(state),
             "status": tracker.status,
         }
@@ -1295,3 +1337,18 @@ _HANDLERS: dict[str, Handler] = {
     "rename": GameService._rename,
     "ping": GameService._ping,
 }
+
+
+def _seen_games(raw: Any) -> dict[str, tuple[int, str]]:
+    """hello's optional ``seen`` ({game: {"ply": n, "head": key}}, what the client last showed);
+    entries that are not of that shape are ignored (the field only asks for notices)."""
+    if not isinstance(raw, dict):
+        return {}
+    seen: dict[str, tuple[int, str]] = {}
+    for gid, entry in list(raw.items())[:MAX_SEEN_GAMES]:
+        if not isinstance(entry, dict):
+            continue
+        ply, head = entry.get("ply"), entry.get("head")
+        if type(ply) is int and 0 < ply < MAX_SEEN_PLY and isinstance(head, str) and len(head) < 80:
+            seen[gid] = (ply, head)
+    return seen

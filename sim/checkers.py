@@ -30,7 +30,7 @@ from typing import Any
 from pycrdt import Map
 
 from meridian.crdt_models.presence import PRESENCE_PREFIX
-from meridian.sim import gamecheck
+from meridian.sim import gamecheck, shown
 from meridian.sim.gamecheck import rebuild
 from meridian.sim.history import DocState, FinalStates, History, WriteRecord
 from meridian.sim.params import Table
@@ -339,5 +339,10 @@ CHECKERS: dict[str, CheckerSpec] = {
         lambda params: gamecheck.check_acknowledged_moves,
         (),
         "every acknowledged move in the final game documents (fails with ack_regions >= 1)",
+    ),
+    shown.NAME: CheckerSpec(
+        lambda params: shown.check_shown_plies,
+        (),
+        "every ply shown to a player is in the final chain, or the player was told of a rollback",
     ),
 }

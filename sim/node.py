@@ -34,6 +34,7 @@ from pycrdt import Doc
 from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.games.base import GameRules
 from meridian.games.battleline import rules_module
+from meridian.node.delivery import EngineProgress
 from meridian.node.server import PICTURE_INTERVAL_S, SERVICE_TICK_S
 from meridian.node.service import GameService
 from meridian.sim.clock import NodeClock, Scheduler
@@ -119,6 +120,7 @@ class SimNode:
         self._service: GameService | None = None
         self.service_timers = True  # the run stops them before taking the final states
         self.durable_event = 0  # the engine's changes up to this one are on disk
+        self.ack_regions = 0  # replication.ack_regions of the run
         self._process_scheduled = False
         self._deadline_scheduled = False
 
@@ -184,6 +186,8 @@ class SimNode:
             wall_ms=self.wall_ms,
             new_token=token_source(self._rng("tokens")),
             rng=self._rng("service"),
+            progress=EngineProgress(self.engine),
+            ack_regions=self.ack_regions,
             picture_interval_s=PICTURE_INTERVAL_S,
         )
         # Merges found while loading were found before the crash too: only later ones are news.
@@ -213,10 +217,13 @@ class SimNode:
     def process_now(self) -> None:
         """``process`` and hand over what it says; as node.server, wake again at the service's
         own deadline (a refresh of the public list it postponed)."""
-        service = self.service
-        service.process(self.local_now())
+        self.service.process(self.local_now())
         self.listener.service_output(self)
-        due = service.next_deadline()
+        self.schedule_service_deadline()
+
+    def schedule_service_deadline(self) -> None:
+        """Wake the service at its own deadline (a postponed refresh, a replication wait)."""
+        due = self.service.next_deadline()
         if due is not None and not self._deadline_scheduled:
             self._deadline_scheduled = True
             self.after_local(max(0.0, due - self.local_now()), self._on_deadline, self.incarnation)
@@ -338,7 +345,7 @@ class SimNode:
             if isinstance(event, DocChanged):
                 self.disk.submit(event.event_no, event.doc_id, event.update)
                 if self._service is not None:
-                    self._service.doc_changed(event.doc_id)
+                    self._service.doc_changed(event.doc_id, event.event_no)
                     if not event.doc_id.startswith(KV_DOC_PREFIX):  # the service ignores them
                         self._want_process()
                 self.listener.doc_changed(self, event)

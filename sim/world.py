@@ -150,7 +150,9 @@ class Simulation:
         }
         for node in self.nodes.values():
             node.peers = [peer for peer in self.nodes.values() if peer is not node]
-        self.player_net = PlayerNet(self.scheduler, self.network, self.nodes, scenario.ack_regions)
+        for node in self.nodes.values():
+            node.ack_regions = scenario.ack_regions
+        self.player_net = PlayerNet(self.scheduler, self.network, self.nodes)
         self.players = SimPlayers(self)
         self.handles = [NodeHandle(self, node) for node in self.nodes.values()]
         self.history = History(
@@ -382,7 +384,7 @@ class Simulation:
         self.acks_arrived(node)
 
     def acks_arrived(self, node: SimNode) -> None:
-        self.player_net.replies_may_go(node)
+        self.player_net.service_output(node)  # the push gate may have opened
         engine, wanted = node.engine, self.scenario.ack_regions
         for waiting in self._unreplicated[node.node_id].values():
             # What a peer holds of a document is a prefix of its changes, so each document's

@@ -290,6 +290,11 @@ class SyncEngine:
     def last_event_no(self) -> int:
         return self._event_no
 
+    @property
+    def durable_event_no(self) -> int:
+        """Every change numbered up to this one is committed to the local store."""
+        return self._durable_through
+
     def peer_holds(self, node_id: str, doc_id: str, event_no: int) -> bool:
         """Whether the peer acknowledged holding (durably) local change `event_no` of the doc."""
         peer = self.peers.get(node_id)

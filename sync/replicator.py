@@ -25,6 +25,7 @@ from meridian.sync.store import GroupCommitStore
 log = logging.getLogger("meridian.sync")
 
 ChangeListener = Callable[[DocChanged], None]
+ProgressListener = Callable[[], None]
 SHUTDOWN_GRACE_S = 2.0
 
 
@@ -65,6 +66,9 @@ class Replicator:
         self.clock = clock
         self.sockets: dict[int, LinkSocket] = {}
         self.listeners: list[ChangeListener] = []
+        # Called (synchronously) when changes became durable or a peer's frames were taken in
+        # (acks among them): whatever waits for durability or replication may now go.
+        self.progress_listeners: list[ProgressListener] = []
         self.counters = ReplicatorCounters()
         self.quarantined: set[str] = set()
         self._wake = asyncio.Event()
@@ -113,6 +117,11 @@ class Replicator:
     def receive(self, link_id: int, data: bytes) -> None:
         self.engine.receive(link_id, data, self.clock())
         self.pump()
+        self._progressed()
+
+    def _progressed(self) -> None:
+        for listener in self.progress_listeners:
+            listener()
 
     def link_lost(self, link_id: int, reason: str) -> None:
         self.engine.close_link(link_id, self.clock(), reason)
@@ -238,3 +247,4 @@ class Replicator:
                 still_waiting.append((wanted, waiter))
         self._durable_waiters = still_waiting
         self.pump()
+        self._progressed()
