@@ -17,7 +17,8 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from pycrdt import Doc
 
@@ -63,6 +64,7 @@ from meridian.crdt_models.records import decode_record, encode_record, map_items
 from meridian.games.base import GameRules, IllegalMove
 from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
 from meridian.node.presence_view import Picture, build_picture, lobby_diff, superseded_sessions
+from meridian.sync.replicator import DocumentQuarantined
 
 log = logging.getLogger("meridian.service")
 
@@ -101,7 +103,10 @@ class ServiceError(Exception):
 
 
 class Documents(Protocol):
-    """Access to this node's replicas of the shared documents."""
+    """Access to this node's replicas of the shared documents.
+
+    ``write`` raises ``DocumentQuarantined`` for a document held read-only after store damage.
+    """
 
     def get(self, doc_id: str) -> Doc[Any] | None: ...
 
@@ -127,6 +132,26 @@ class Close:
 
 
 Outgoing = Send | Close
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _background(
+    method: Callable[Concatenate[GameService, _P], _R],
+) -> Callable[Concatenate[GameService, _P], _R]:
+    """Work no request waits for: its writes to a quarantined document are skipped and logged
+    (a heartbeat, a derived log entry), where a request's write is refused as "unavailable"."""
+
+    @wraps(method)
+    def run(self: GameService, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        outer, self._in_background = self._in_background, True
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._in_background = outer
+
+    return run
 
 
 @dataclass
@@ -162,6 +187,8 @@ def token_hash(token: str) -> str:
 
 class GameService:
     """See module docstring."""
+
+    _in_background = False  # set by @_background
 
     def __init__(
         self,
@@ -218,6 +245,7 @@ class GameService:
 
     # --- start-up -------------------------------------------------------------------------
 
+    @_background
     def _load_existing(self) -> None:
         self._dirty.update(self.docs.ids())
         self._heartbeat(0.0)  # other nodes count this node's players online from the start
@@ -238,7 +266,13 @@ class GameService:
         return self.hlc.now().encode()
 
     def _write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
-        event_no = self.docs.write(doc_id, change)
+        try:
+            event_no = self.docs.write(doc_id, change)
+        except DocumentQuarantined as refused:
+            if not self._in_background:
+                raise ServiceError("unavailable", str(refused)) from None
+            log.warning("write skipped: %s", refused)
+            return 0
         self._dirty.add(doc_id)
         if doc_id == self._presence_doc:
             self._read_presence(self.node_id)  # what this node just wrote counts at once
@@ -354,6 +388,7 @@ class GameService:
     def connect(self, conn_id: str, now: float) -> None:
         self.conns[conn_id] = Conn(conn_id, now, refilled=now)
 
+    @_background
     def disconnect(self, conn_id: str, now: float) -> None:
         conn = self._forget_conn(conn_id)
         if conn is None or not conn.sid:
@@ -862,6 +897,7 @@ class GameService:
 
     # --- reacting to document changes ----------------------------------------------------
 
+    @_background
     def process(self, now: float) -> None:
         """Apply every document change since the last call and push what changed."""
         self._now_hint = now
@@ -894,6 +930,7 @@ class GameService:
         """When `process` must run again even if no document changes (a pending refresh)."""
         return self._picture_next if self._picture_dirty else None
 
+    @_background
     def _refresh_game(self, doc_id: str) -> None:
         doc = self.docs.get(doc_id)
         if doc is None:
@@ -1219,6 +1256,7 @@ class GameService:
 
     # --- time ----------------------------------------------------------------------------
 
+    @_background
     def tick(self, now: float) -> None:
         """Heartbeat, hello deadlines, end of grace periods, chat pruning."""
         self._now_hint = now
