@@ -1,7 +1,8 @@
 """The ``meridian`` command: run a node, the local demo cluster, admin document access, games.
 
 Each subcommand has its own ``--help``. Exit codes: 0 success, 1 a negative answer (e.g. a key
-that is absent), 2 a usage or configuration error (one line on stderr saying what is wrong).
+that is absent), 2 a usage or configuration error, or a node's store file that SQLite cannot
+read (one line on stderr saying what is wrong and what to do).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from collections.abc import Sequence
 EXIT_OK = 0
 EXIT_ABSENT = 1
 EXIT_USAGE = 2
+STORE_ADVICE = (
+    "move the file aside (keep it to inspect) and start the node again to refill its "
+    "documents from its peers, or restore the file from a backup"
+)
 
 DESCRIPTION = """\
 Meridian: a multi-region game server. Every region runs one node; shared state lives in CRDT
@@ -133,6 +138,7 @@ def run_node_command(args: argparse.Namespace) -> int:
 async def _serve(config: object) -> int:
     from meridian.node.config import NodeConfig
     from meridian.node.server import Node
+    from meridian.sync.store import StoreError
 
     assert isinstance(config, NodeConfig)
     node = Node(config)
@@ -144,6 +150,9 @@ async def _serve(config: object) -> int:
         await node.start()
     except OSError as error:
         logging.getLogger("meridian.node").error("cannot start: %s", error)
+        return EXIT_USAGE
+    except StoreError as error:
+        print(f"meridian node: {error}; {STORE_ADVICE}", file=sys.stderr)
         return EXIT_USAGE
     await stop.wait()
     logging.getLogger("meridian.node").info("stopping (signal received)")

@@ -1,6 +1,8 @@
 """The HTTP surface every node serves: health, metrics, cluster view and the admin document API.
 
-* ``GET /healthz``: JSON liveness (node, region, version, connected peers); no token.
+* ``GET /healthz``: JSON health (node, region, version, connected peers); no token. ``status`` is
+  ``"ok"`` (HTTP 200), or ``"degraded"`` (HTTP 503: not ready for players) while a document is
+  quarantined, each listed in ``quarantined`` with the reason, until a peer has refilled it.
 * ``GET /metrics``: Prometheus text; no token (it holds no user data).
 * ``GET /api/cluster``: this node, its peers with link state and lag, every document with its
   digest; admin token required.
@@ -10,6 +12,9 @@
 * ``POST /api/admin/docs/{doc}``: ``{"items": [[key, value], ...]}`` written as that many
   separate changes (one Yjs update each, like separate player moves), answered once all are
   committed here; at most MAX_BATCH_ITEMS items. Used by bench/replication.py to load a cluster.
+
+On every route, a write refused because its document is quarantined answers 503
+``{"error": {"code": "unavailable", ...}}`` naming the document (``refuse_unavailable``).
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pycrdt import Doc, Map
 
 from meridian.node.delivery import REPLICATION_WAIT_S
 from meridian.node.metrics import MetricFamily, render
+from meridian.node.service import ServiceError
 from meridian.sync.codec import FrameError, check_doc_id
+from meridian.sync.replicator import DocumentQuarantined
 from meridian.sync.stats import percentile
 
 if TYPE_CHECKING:
@@ -38,6 +46,7 @@ NODE_KEY: web.AppKey[Node] = web.AppKey("node")
 
 def add_routes(app: web.Application, node: Node) -> None:
     app[NODE_KEY] = node
+    app.middlewares.append(refuse_unavailable)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/cluster", cluster)
@@ -70,18 +79,36 @@ def require_admin(request: web.Request) -> None:
         )
 
 
+@web.middleware
+async def refuse_unavailable(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A write to a quarantined document, from any route, is a 503 with a named code."""
+    try:
+        return await handler(request)
+    except DocumentQuarantined as refused:
+        return error_response(503, "unavailable", str(refused))
+    except ServiceError as error:
+        if error.code != "unavailable":
+            raise
+        return error_response(503, error.code, error.message)
+
+
 async def healthz(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
+    quarantined = node.replicator.quarantined
     return web.json_response(
         {
-            "status": "ok",
+            "status": "degraded" if quarantined else "ok",
             "node": node.config.node_id,
             "region": node.config.region,
             "version": node.engine.software,
             "protocol": list(node.engine.versions),
             "peers": node.engine.up_peers(),
             "documents": len(node.engine.docs),
-        }
+            "quarantined": [
+                {"doc": doc_id, "reason": reason} for doc_id, reason in sorted(quarantined.items())
+            ],
+        },
+        status=503 if quarantined else 200,
     )
 
 
@@ -145,9 +172,26 @@ def _store_families(node: Node) -> list[MetricFamily]:
     latency.add_quantiles(store.commit_latency_seconds)
     commits = MetricFamily("meridian_store_commits_total", "counter", "group commits")
     commits.add(store.total_commits)
+    counters = node.replicator.counters
     failures = MetricFamily("meridian_store_failures_total", "counter", "changes not committed")
-    failures.add(node.replicator.counters.store_failures)
-    return [latency, commits, failures]
+    failures.add(counters.store_failures)
+    quarantined = MetricFamily(
+        "meridian_store_quarantined_documents", "gauge", "documents waiting for a peer to refill"
+    )
+    quarantined.add(len(node.replicator.quarantined))
+    quarantines = MetricFamily(
+        "meridian_store_quarantines_total", "counter", "documents quarantined for a corrupt row"
+    )
+    quarantines.add(counters.quarantines)
+    refills = MetricFamily(
+        "meridian_store_refills_total", "counter", "quarantined documents refilled from a peer"
+    )
+    refills.add(counters.refills)
+    refused = MetricFamily(
+        "meridian_store_writes_refused_total", "counter", "local writes to quarantined documents"
+    )
+    refused.add(counters.writes_refused)
+    return [latency, commits, failures, quarantined, quarantines, refills, refused]
 
 
 def _service_families(node: Node) -> list[MetricFamily]:

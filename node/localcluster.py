@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,10 +84,17 @@ def wait_for_mesh(nodes: list[LocalNode], timeout: float = STARTUP_TIMEOUT_S) ->
 
 
 def fetch_health(base_url: str) -> dict[str, Any] | None:
+    """The node's /healthz body (``status`` "ok" or "degraded"), or None if it does not answer."""
     try:
         with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
             body: dict[str, Any] = json.loads(response.read())
             return body
+    except urllib.error.HTTPError as error:  # 503: degraded, and the body says why
+        try:
+            degraded: dict[str, Any] = json.loads(error.read())
+            return degraded if error.code == 503 else None
+        except (OSError, ValueError):
+            return None
     except (OSError, ValueError):
         return None
 

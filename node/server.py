@@ -29,10 +29,11 @@ from meridian.node.delivery import EngineProgress
 from meridian.node.player_api import PlayerGateway
 from meridian.node.service import GameService
 from meridian.node.web import add_web_routes
+from meridian.sync.codec import FrameError
 from meridian.sync.discovery import DiscoveredPeer, ZeroconfDiscovery
 from meridian.sync.engine import PROTOCOL_VERSION, DocChanged, SyncEngine
 from meridian.sync.replicator import Replicator
-from meridian.sync.store import DocumentStore, GroupCommitStore
+from meridian.sync.store import DocumentStore, GroupCommitStore, StoreError
 from meridian.sync.transport import PeerAcceptor, PeerDialer
 
 log = logging.getLogger("meridian.node")
@@ -118,10 +119,15 @@ class Node:
             await self._start_discovery()
 
     def _open_store_and_engine(self) -> None:
+        """Load the store into a fresh engine; raises StoreError if the file is unusable."""
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         document_store = DocumentStore(Path(config.data_dir) / STORE_FILE)
-        loaded = document_store.load()
+        try:
+            loaded = document_store.load()
+        except StoreError:
+            document_store.close()
+            raise
         engine = SyncEngine(
             node_id=config.node_id,
             region=config.region,
@@ -137,10 +143,20 @@ class Node:
         self.replicator = Replicator(engine, self.store, clock=self.clock)
         for corrupt in loaded.corrupt:
             log.error(
-                "store: %s; the document is quarantined and will be refilled from peers", corrupt
+                "store: %s; document quarantined: served read-only from its intact rows, local "
+                "writes refused, /healthz degraded until a peer holding it refills it",
+                corrupt,
             )
-            self.replicator.quarantined.add(corrupt.doc_id)
-            engine.document(corrupt.doc_id)
+            self.replicator.quarantine(
+                corrupt.doc_id, f"row {corrupt.row_id} ({corrupt.kind}): {corrupt.detail}"
+            )
+        for doc_id, salvaged in loaded.salvaged.items():
+            # Every intact row, the corrupt one's successors too: whatever depends on the
+            # missing row waits inside the Doc (not shown) until the refill brings it.
+            try:
+                engine.load(doc_id, salvaged)
+            except FrameError:  # damage to the id itself: no peer will ever hold this one
+                log.error("store: quarantined document id %r is not a valid id", doc_id)
         last = loaded.meta.get(HLC_META_KEY)
         self.hlc = HybridLogicalClock(
             config.node_id,
@@ -148,7 +164,12 @@ class Node:
             max_ahead_ms=config.max_clock_ahead_ms,
             last=Stamp.decode(last) if last else None,
         )
-        log.info("store: loaded %d documents from %s", len(loaded.updates), config.data_dir)
+        log.info(
+            "store: loaded %d documents from %s (%d quarantined)",
+            len(loaded.updates) + len(loaded.salvaged),
+            config.data_dir,
+            len(loaded.salvaged),
+        )
 
     def _start_service(self) -> None:
         self.service = GameService(

@@ -19,7 +19,8 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from pycrdt import Doc
 
@@ -66,6 +67,7 @@ from meridian.games.base import GameRules, IllegalMove
 from meridian.node.delivery import Close, Delivery, Gate, Outgoing, Progress, Send
 from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
 from meridian.node.presence_view import Picture, build_picture, lobby_diff, superseded_sessions
+from meridian.sync.replicator import DocumentQuarantined
 
 log = logging.getLogger("meridian.service")
 
@@ -106,13 +108,37 @@ class ServiceError(Exception):
 
 
 class Documents(Protocol):
-    """Access to this node's replicas of the shared documents."""
+    """Access to this node's replicas of the shared documents.
+
+    ``write`` raises ``DocumentQuarantined`` for a document held read-only after store damage.
+    """
 
     def get(self, doc_id: str) -> Doc[Any] | None: ...
 
     def ids(self) -> Iterable[str]: ...
 
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int: ...
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _background(
+    method: Callable[Concatenate[GameService, _P], _R],
+) -> Callable[Concatenate[GameService, _P], _R]:
+    """Work no request waits for: its writes to a quarantined document are skipped and logged
+    (a heartbeat, a derived log entry), where a request's write is refused as "unavailable"."""
+
+    @wraps(method)
+    def run(self: GameService, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        outer, self._in_background = self._in_background, True
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._in_background = outer
+
+    return run
 
 
 @dataclass
@@ -148,6 +174,8 @@ def token_hash(token: str) -> str:
 
 class GameService:
     """See module docstring."""
+
+    _in_background = False  # set by @_background
 
     def __init__(
         self,
@@ -210,6 +238,7 @@ class GameService:
 
     # --- start-up -------------------------------------------------------------------------
 
+    @_background
     def _load_existing(self) -> None:
         self._dirty.update(self.docs.ids())
         self._heartbeat(0.0)  # other nodes count this node's players online from the start
@@ -241,7 +270,13 @@ class GameService:
         return self.hlc.now().encode()
 
     def _write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
-        event_no = self.docs.write(doc_id, change)
+        try:
+            event_no = self.docs.write(doc_id, change)
+        except DocumentQuarantined as refused:
+            if not self._in_background:
+                raise ServiceError("unavailable", str(refused)) from None
+            log.warning("write skipped: %s", refused)
+            return 0
         self._dirty.add(doc_id)
         if event_no:
             self._last_local_event[doc_id] = event_no
@@ -360,6 +395,7 @@ class GameService:
     def connect(self, conn_id: str, now: float) -> None:
         self.conns[conn_id] = Conn(conn_id, now, refilled=now)
 
+    @_background
     def disconnect(self, conn_id: str, now: float) -> None:
         conn = self._forget_conn(conn_id)
         if conn is None or not conn.sid:
@@ -895,6 +931,7 @@ class GameService:
 
     # --- reacting to document changes ----------------------------------------------------
 
+    @_background
     def process(self, now: float) -> None:
         """Apply every document change since the last call and push what changed."""
         self._now_hint = now
@@ -930,6 +967,7 @@ class GameService:
         deadlines = [d for d in (picture, delivery) if d is not None]
         return min(deadlines) if deadlines else None
 
+    @_background
     def _refresh_game(self, doc_id: str) -> None:
         doc = self.docs.get(doc_id)
         if doc is None:
@@ -1261,6 +1299,7 @@ class GameService:
 
     # --- time ----------------------------------------------------------------------------
 
+    @_background
     def tick(self, now: float) -> None:
         """Heartbeat, hello deadlines, end of grace periods, chat pruning."""
         self._now_hint = now
