@@ -35,6 +35,10 @@ def test_demo_bots_finish_their_games_and_the_demo_exits_0_when_every_log_agrees
     assert "player client: http://127.0.0.1:" in result.stdout
     assert "/dashboard" in result.stdout
     assert result.stdout.count("started game") == 4  # two games, seen from both seats
+    # bot1 and bot2 (the default --bots-for-people 2) wait for people and play no bot.
+    assert "bot1 and bot2 wait for people: invite one" in result.stdout
+    assert "4 bots (bot3 ... bot6) play each other" in result.stdout
+    assert "bot1 (people)" in result.stdout
     assert "every region's game log holds the same 2 bot games" in result.stdout
 
 

@@ -12,6 +12,7 @@ const STORE_KEY = "meridian.session";
 const GRACE_MS = 60000; // a dropped session can be resumed this long (docs/protocol.md)
 const LIVE_POLL_MS = 3000;
 const BANNER_MS = 12000;
+const DECLINE_WAIT_MS = 2500; // an invitation that left the list without a game this long was declined
 
 const S = {
   regions: [], // [{region, node, url, rtt}] nearest first
@@ -23,6 +24,8 @@ const S = {
   reconnecting: false,
   lobby: new Map(),
   invites: { incoming: [], outgoing: [] },
+  sent: new Map(), // lower-case name -> {name, iid}: invitations sent from this page, unanswered
+  withdrawn: new Set(), // iids this page withdrew (their disappearance is no refusal)
   games: new Map(), // gid -> latest game push
   current: null, // gid of the game on screen
   watching: null, // gid watched
@@ -395,7 +398,9 @@ function onPush(push) {
       break;
     case "invites": {
       const before = new Set(S.invites.incoming.map((i) => i.iid));
+      const gone = S.invites.outgoing.filter((i) => !push.outgoing.some((o) => o.iid === i.iid));
       S.invites = { incoming: push.incoming, outgoing: push.outgoing };
+      for (const i of gone) invitationGone(i);
       for (const i of push.incoming) {
         if (!before.has(i.iid) && S.screen !== "lobby") {
           banner(`${i.from} invites you to ${i.resume ? "resume a saved game" : "a game"}.`, "info", {
@@ -442,6 +447,7 @@ function onGame(push) {
   const mine = push.you !== null && push.you !== undefined;
   if (mine) {
     if (push.status === "live" && S.current !== push.game) {
+      gameBegins(push);
       S.current = push.game;
       if (S.watching) request("unwatch").catch(() => {});
       S.watching = null;
@@ -522,8 +528,62 @@ async function submitRename(event) {
 
 // --- the lobby -------------------------------------------------------------------------------
 
+// --- invitations: "sent", then "accepted" (or declined) -----------------------------------------
+
+async function invite(name) {
+  try {
+    const reply = await request("invite", { to: name });
+    S.sent.set(name.toLowerCase(), { name, iid: reply.invite.iid });
+    banner(`Invitation sent to ${name}. Waiting for ${name} to accept…`, "info", {
+      sticky: true,
+      id: "invite-status",
+      actions: [["Withdraw", () => withdraw(reply.invite.iid)]],
+    });
+  } catch (e) {
+    banner(`Invitation not sent: ${e.message}`, "error", { id: "invite-status" });
+  }
+}
+
+function withdraw(iid) {
+  S.withdrawn.add(iid);
+  return request("retract", { invite: iid }).then(
+    () => document.getElementById("invite-status")?.remove(),
+    (e) => banner(e.message, "error"),
+  );
+}
+
+/** One of our invitations left the list: accepted (a game push follows), withdrawn, or
+ *  declined. Wait a moment for the game before calling it declined. */
+function invitationGone(invitation) {
+  const key = invitation.to.toLowerCase();
+  if (S.withdrawn.delete(invitation.iid)) {
+    S.sent.delete(key);
+    return;
+  }
+  setTimeout(() => {
+    const sent = S.sent.get(key);
+    if (!sent || sent.iid !== invitation.iid) return; // a game began meanwhile
+    S.sent.delete(key);
+    banner(`${invitation.to} declined your invitation (or it lapsed).`, "warn", { id: "invite-status" });
+  }, DECLINE_WAIT_MS);
+}
+
+/** A game of ours begins: say who accepted and who moves first. */
+function gameBegins(push) {
+  const opponent = push.players[1 - push.you];
+  const first = push.ply === 0 ? (push.to_move === push.you ? "You move first." : `${opponent} moves first.`) : "";
+  const ours = S.sent.get(opponent.toLowerCase());
+  document.getElementById("invite-status")?.remove();
+  if (ours) {
+    S.sent.delete(opponent.toLowerCase());
+    banner(`${opponent} accepted your invitation. ${first}`, "ok", { id: "invite-accepted" });
+  } else {
+    banner(`Your game with ${opponent} begins. ${first}`, "ok", { id: "invite-accepted" });
+  }
+}
+
 const lobbyActions = {
-  invite: (name) => request("invite", { to: name }).catch((e) => banner(`Invitation not sent: ${e.message}`, "error")),
+  invite: (name) => invite(name),
   watchPlayer: async (name) => {
     await refreshLive();
     const g = S.live.find((x) => x.names.some((n) => n.toLowerCase() === name.toLowerCase()));
@@ -536,7 +596,7 @@ const lobbyActions = {
   },
   accept: (iid) => accept(iid),
   decline: (iid) => decline(iid),
-  retract: (iid) => request("retract", { invite: iid }).catch((e) => banner(e.message, "error")),
+  retract: (iid) => withdraw(iid),
   watch: (gid) => watch(gid),
   open: (gid) => {
     const push = S.games.get(gid);

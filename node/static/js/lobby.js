@@ -54,7 +54,7 @@ export function renderInvites(el, invites, actions) {
   );
   const outgoing = invites.outgoing.map((i) =>
     h("li", { dataset: { outgoing: i.to, iid: i.iid } },
-      h("span", { text: i.resume ? `You invited ${i.to} to resume a saved game` : `You invited ${i.to}` }),
+      h("span", { text: `${i.resume ? `You invited ${i.to} to resume a saved game` : `You invited ${i.to}`}: waiting for an answer…` }),
       h("span", { class: "buttons" },
         h("button", { type: "button", dataset: { retract: i.iid }, text: "Withdraw", on: { click: () => actions.retract(i.iid) } }),
       ),
