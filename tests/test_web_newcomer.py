@@ -97,3 +97,40 @@ def test_a_newcomer_invites_an_idle_bot_and_sees_it_accept(
         assert not errors, errors
     finally:
         newcomer.close()
+
+
+def test_the_page_prefers_its_own_region_unless_another_is_clearly_faster(
+    web_cluster: ThreadedCluster, browser: Browser
+) -> None:
+    errors: list[str] = []
+    visitor = Player(browser, "visitor", errors)
+    try:
+        # On loopback every region answers within a few ms: the page keeps its own region.
+        for region in ("ap", "us"):
+            visitor.open(web_cluster.url(region))
+            note = visitor.page.wait_for_selector(f'#region-note[data-region="{region}"]')
+            assert note is not None
+            assert f"{region} is the region of this page's address" in note.inner_text()
+            auto = '.region-row:has([data-auto]) input[type="radio"]'
+            assert visitor.page.get_attribute(auto, "value") == region
+        visitor.shot("newcomer-02-region-chooser")
+        # The rule itself, on made-up round trips: 20 ms and twice as fast, or it does not count.
+        chosen = visitor.page.evaluate(
+            """async () => {
+                const { preferredRegion } = await import('/static/js/net.js');
+                const regions = (eu, us) => [
+                    { region: 'eu', opened: true, rtt: eu }, { region: 'us', opened: false, rtt: us },
+                ];
+                return [[30, 5], [12, 5], [45, 24], [null, 80], [3, 40]].map(
+                    ([eu, us]) => preferredRegion(regions(eu, us)).region.region);
+            }"""
+        )
+        assert chosen == ["us", "eu", "eu", "us", "eu"]
+        # The player may still pick another region, and go back to the automatic choice.
+        visitor.page.click('.region-row[data-region="eu"]')
+        visitor.page.wait_for_selector("#region-note:has-text('You chose eu. Automatic would be us')")
+        visitor.page.click("#use-automatic")
+        visitor.page.wait_for_selector('#region-note[data-region="us"]')
+        assert not errors, errors
+    finally:
+        visitor.close()

@@ -2,7 +2,7 @@
 // saved and finished games, and keeping the session alive across regions (docs/web.md).
 
 import { $, fill, h, show } from "./dom.js";
-import { ApiError, api, fetchRegions, formatRtt, measureRegions, sortByRtt } from "./net.js";
+import { ApiError, api, fetchRegions, formatRtt, measureRegions, preferredRegion, sortByRtt } from "./net.js";
 import { Connection, FINAL_CLOSES } from "./connection.js";
 import { GameScreen } from "./game.js";
 import { ReplayScreen } from "./replay.js";
@@ -15,8 +15,8 @@ const BANNER_MS = 12000;
 const DECLINE_WAIT_MS = 2500; // an invitation that left the list without a game this long was declined
 
 const S = {
-  regions: [], // [{region, node, url, rtt}] nearest first
-  chosen: null, // region name picked by the user; null: the nearest
+  regions: [], // [{region, node, url, opened, rtt}] fastest first
+  chosen: null, // region name picked by the user; null: automatic (preferredRegion)
   token: "",
   resume: "",
   you: null, // {uid, name, region, home, must_rename}
@@ -97,13 +97,14 @@ function store() {
 
 // --- regions -------------------------------------------------------------------------------
 
-function nearest() {
-  return S.regions.find((r) => r.rtt !== null) || null;
+/** The region picked automatically (see preferredRegion in net.js), or null. */
+function automatic() {
+  return preferredRegion(S.regions)?.region || null;
 }
 
 function chosenRegion() {
-  if (S.chosen) return S.regions.find((r) => r.region === S.chosen) || nearest();
-  return nearest();
+  if (S.chosen) return S.regions.find((r) => r.region === S.chosen) || automatic();
+  return automatic();
 }
 
 async function measure() {
@@ -120,7 +121,8 @@ async function measure() {
 
 function renderRegions() {
   const pick = chosenRegion();
-  const near = nearest();
+  const preferred = preferredRegion(S.regions);
+  const auto = preferred?.region || null;
   const rows = S.regions.map((r) => {
     const input = h("input", {
       type: "radio",
@@ -137,13 +139,17 @@ function renderRegions() {
       h("span", { class: "region-name", text: r.region }),
       h("span", { class: "muted", text: r.node }),
       h("span", { class: "rtt", dataset: { rtt: r.rtt === null ? "" : r.rtt.toFixed(1) }, text: formatRtt(r.rtt) }),
-      near?.region === r.region ? h("span", { class: "badge ok", text: "nearest" }) : null,
+      h("span", { class: "region-tags" },
+        r.opened ? h("span", { class: "badge", text: "this page", title: "the region of this page's address" }) : null,
+        auto?.region === r.region ? h("span", { class: "badge ok", dataset: { auto: "1" }, text: "automatic" }) : null),
     );
   });
   fill($("#region-list"), h("legend", { class: "sr-only", text: "Regions" }), rows);
-  if (!pick) $("#region-note").textContent = "No region answers right now. Try measuring again.";
-  else if (!S.chosen || S.chosen === near?.region) $("#region-note").textContent = `You will play through ${pick.region}, the nearest region.`;
-  else $("#region-note").textContent = `You chose ${pick.region}; the nearest is ${near?.region}.`;
+  const note = $("#region-note");
+  if (!pick) note.textContent = "No region answers right now. Try measuring again.";
+  else if (!S.chosen || S.chosen === auto?.region) note.textContent = `You will play through ${pick.region}: ${preferred.reason}`;
+  else note.textContent = `You chose ${pick.region}. Automatic would be ${auto?.region}: ${preferred.reason}`;
+  note.dataset.region = pick?.region || "";
   renderRegionSwitch();
 }
 
@@ -708,7 +714,7 @@ function wire() {
   });
   $("#register-button").addEventListener("click", () => submitLogin(true));
   $("#measure").addEventListener("click", () => measure());
-  $("#use-nearest").addEventListener("click", () => {
+  $("#use-automatic").addEventListener("click", () => {
     S.chosen = null;
     renderRegions();
   });
