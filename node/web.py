@@ -16,6 +16,10 @@ Besides the pages, this module adds what the pages need and the player API does 
 * ``GET /api/replay/GID``: a finished game's view after every ply (``views[0]`` is the deal),
   computed with the rules engine from the archived seed and moves; both hands are shown, the
   decks' order is not. The replay viewer steps through them.
+* ``GET /api/moves/GID``: the moves of any game this node knows (live, finished or saved), from
+  the deal, as everyone may see them: a Scout's returned cards show only their decks, like in a
+  watcher's view. The game page rebuilds the whole turn of the opponent and the move list from
+  it when its pushes skipped a ply (a reload, a reconnect, moves that arrived together).
 * ``GET /api/overview`` (admin token): this region's players online, games in play with a
   player connected here, games known by status, and merges counted here by kind.
 """
@@ -30,6 +34,7 @@ from aiohttp import web
 
 import meridian.games.battleline as battleline
 from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
+from meridian.games.battleline.cards import is_tactic
 from meridian.node.game_tracker import LIVE
 from meridian.node.http_api import error_response, require_admin
 
@@ -56,7 +61,7 @@ CORS_PATHS = frozenset(
         "/api/overview",
     }
 )
-CORS_PREFIXES = ("/api/games/", "/api/replay/")
+CORS_PREFIXES = ("/api/games/", "/api/replay/", "/api/moves/")
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "Content-Type",
@@ -128,6 +133,23 @@ def add_web_routes(app: web.Application, node: Node) -> None:
             }
         )
 
+    async def moves(request: web.Request) -> web.Response:
+        gid = request.match_info["gid"]
+        tracker = node.service.games.get(gid)
+        if tracker is None:
+            return error_response(404, "not_found", f"no game {gid!r} here")
+        played = [*tracker.info.start_moves, *tracker.moves_with_players()]
+        return web.json_response(
+            {
+                "gid": gid,
+                "names": tracker.info.names,
+                "first": tracker.info.first,
+                "status": tracker.status,
+                "moves": [public_move(m) for m in played],
+            },
+            headers=NO_STORE,
+        )
+
     async def overview(request: web.Request) -> web.Response:
         require_admin(request)
         return web.json_response(region_overview(node), headers=NO_STORE)
@@ -136,6 +158,7 @@ def add_web_routes(app: web.Application, node: Node) -> None:
     app.router.add_get("/dashboard", page("dashboard.html"))
     app.router.add_get("/api/live", live)
     app.router.add_get("/api/replay/{gid}", replay)
+    app.router.add_get("/api/moves/{gid}", moves)
     app.router.add_get("/api/overview", overview)
     app.router.add_static("/static/", STATIC_DIR)
 
@@ -156,6 +179,14 @@ def live_games(node: Node) -> list[dict[str, Any]]:
         }
         for _created, gid, tracker in sorted(games, key=lambda g: (g[0], g[1]), reverse=True)
     ]
+
+
+def public_move(move: dict[str, Any]) -> dict[str, Any]:
+    """A move as anyone may see it: which decks a Scout's returned cards went to, not the cards."""
+    if move.get("type") != "scout_return" or not isinstance(move.get("cards"), list):
+        return move
+    decks = ["tactic" if is_tactic(card) else "troop" for card in move["cards"]]
+    return {"type": "scout_return", "decks": decks, "player": move.get("player")}
 
 
 def find_finished(node: Node, gid: str) -> ArchivedGame | None:

@@ -8,8 +8,11 @@ artifacts/screenshots/newcomer-*.png.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +23,15 @@ pytest.importorskip(
 )
 from playwright.sync_api import Browser, Page
 
-from tests.web_browser import CHROMIUM, PASSWORD, PHONE, Player, chromium
+from tests.web_browser import (
+    CHROMIUM,
+    PASSWORD,
+    PHONE,
+    Player,
+    choose,
+    chromium,
+    contrast_failures,
+)
 
 if not Path(CHROMIUM).exists():
     pytest.skip(
@@ -80,25 +91,6 @@ def banners(page: Page) -> list[str]:
     return seen
 
 
-def test_a_newcomer_invites_an_idle_bot_and_sees_it_accept(
-    web_cluster: ThreadedCluster, browser: Browser
-) -> None:
-    errors: list[str] = []
-    newcomer = Player(browser, "newcomer", errors, PHONE)
-    try:
-        register(newcomer, web_cluster.url("eu"))
-        page = newcomer.page
-        record_banners(page)
-        page.click('#players button[data-invite="bot1"]')
-        page.wait_for_selector("#invite-accepted:has-text('bot1 accepted your invitation')")
-        assert any("Invitation sent to bot1" in text for text in banners(page))
-        page.wait_for_selector('body[data-screen="game"]')
-        newcomer.shot("newcomer-01-bot1-accepted")
-        assert not errors, errors
-    finally:
-        newcomer.close()
-
-
 def test_the_page_prefers_its_own_region_unless_another_is_clearly_faster(
     web_cluster: ThreadedCluster, browser: Browser
 ) -> None:
@@ -119,7 +111,8 @@ def test_the_page_prefers_its_own_region_unless_another_is_clearly_faster(
             """async () => {
                 const { preferredRegion } = await import('/static/js/net.js');
                 const regions = (eu, us) => [
-                    { region: 'eu', opened: true, rtt: eu }, { region: 'us', opened: false, rtt: us },
+                    { region: 'eu', opened: true, rtt: eu },
+                    { region: 'us', opened: false, rtt: us },
                 ];
                 return [[30, 5], [12, 5], [45, 24], [null, 80], [3, 40]].map(
                     ([eu, us]) => preferredRegion(regions(eu, us)).region.region);
@@ -128,9 +121,198 @@ def test_the_page_prefers_its_own_region_unless_another_is_clearly_faster(
         assert chosen == ["us", "eu", "eu", "us", "eu"]
         # The player may still pick another region, and go back to the automatic choice.
         visitor.page.click('.region-row[data-region="eu"]')
-        visitor.page.wait_for_selector("#region-note:has-text('You chose eu. Automatic would be us')")
+        visitor.page.wait_for_selector("#region-note:has-text('You chose eu. Automatic: us')")
         visitor.page.click("#use-automatic")
         visitor.page.wait_for_selector('#region-note[data-region="us"]')
         assert not errors, errors
     finally:
         visitor.close()
+
+
+def assert_readable(player: Player, state: str, scope: str = "body") -> None:
+    """Every text of the page passes WCAG AA contrast in this state."""
+    failures = contrast_failures(player.page, scope)
+    assert not failures, f"{player.name}, {state}: {failures}"
+
+
+def wait_focus(page: Page, selector: str) -> None:
+    page.wait_for_function(
+        "sel => document.activeElement && document.activeElement.matches(sel)", arg=selector
+    )
+
+
+def tab_until(page: Page, selector: str, limit: int = 40) -> None:
+    for _ in range(limit):
+        if page.evaluate("sel => document.activeElement.matches(sel)", selector):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def keyboard_turn(player: Player, state: dict[str, Any]) -> dict[str, Any]:
+    """One whole turn (claim, play a troop, draw) with the keyboard alone, starting from where
+    the page put the focus; returns the state after it."""
+    page = player.page
+    if state["phase"] == "claim":
+        wait_focus(page, "#table [data-claim-flag]")
+        page.keyboard.press("Enter")
+        tab_until(page, '[data-action="claim"]')
+        page.keyboard.press("Enter")
+        state = player.next_turn(state["ply"])
+    assert state["phase"] == "play", state
+    wait_focus(page, "#hand-area .card:not(:disabled)")
+    tab_until(page, "#hand-area .card.troop:not(:disabled)")
+    page.keyboard.press("Enter")
+    wait_focus(page, "#table [data-target-flag]")
+    target = page.evaluate("() => document.activeElement.dataset.targetFlag")
+    assert page.get_attribute(f'.flag-col[data-flag="{target}"]', "data-target") == "1"
+    page.keyboard.press("Enter")
+    state = player.next_turn(state["ply"])
+    if state["status"] == "live" and state["phase"] == "draw":
+        wait_focus(page, "#decks [data-deck]")
+        page.keyboard.press("Enter")
+        state = player.next_turn(state["ply"])
+    return state
+
+
+def check_last_turn(player: Player, opponent: str) -> None:
+    """ "Last turn" tells the opponent's whole turn, not only its draw."""
+    text = player.page.inner_text("#last-move")
+    assert text.startswith(opponent), text
+    assert "played" in text or "passed" in text, text
+    assert "claimed nothing" not in player.page.inner_text("#screen-game")
+    current = player.page.query_selector_all("#move-log li.current")
+    assert len(current) == 1 and current[0].get_attribute("aria-current") == "step"
+    assert player.page.evaluate(
+        "() => document.querySelector('#move-log li:last-child').classList.contains('current')"
+    )
+
+
+def read_the_rules(player: Player) -> None:
+    page = player.page
+    page.click("#rules-open")
+    page.wait_for_selector("#rules-dialog[open]")
+    for section in ("goal", "turn", "formations", "claims", "tactics"):
+        assert page.is_visible(f'#rules-dialog [data-rules="{section}"]')
+    formations = page.query_selector_all("#rules-dialog [data-formation]")
+    assert [f.get_attribute("data-formation") for f in formations] == [
+        "wedge",
+        "phalanx",
+        "battalion",
+        "skirmish line",
+        "host",
+    ]
+    # The examples are the table's own card tiles: three per formation, the ten tactics.
+    assert len(page.query_selector_all("#rules-dialog [data-formation] .card[data-card]")) == 15
+    tactics = page.query_selector_all("#rules-dialog [data-tactic] .card[data-card]")
+    assert sorted(int(t.get_attribute("data-card") or 0) for t in tactics) == list(range(61, 71))
+    assert_readable(player, "how to play", "#rules-dialog")
+    player.shot(f"newcomer-rules-{player.name}")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#rules-dialog:not([open])", state="attached")
+
+
+def test_a_newcomer_reads_the_rules_plays_a_bot_and_finishes_on_another_region(
+    web_cluster: ThreadedCluster, browser: Browser
+) -> None:
+    """The whole story on a desktop: the rules, a bot at once, the keyboard, failover."""
+    errors: list[str] = []
+    player = Player(browser, "newbie", errors)
+    page = player.page
+    try:
+        register(player, web_cluster.url("us"))  # the page keeps its own region: us
+        assert page.get_attribute("body", "data-region") == "us"
+        assert_readable(player, "lobby")
+        read_the_rules(player)
+        page.click('#players button[data-invite="bot1"]')
+        page.wait_for_selector("#invite-accepted:has-text('bot1 accepted your invitation')")
+        rng = random.Random(7)
+        started = time.monotonic()
+        state, moves, turns, killed = player.next_turn(-1), 0, 0, False
+        while state["status"] == "live":
+            moves += 1
+            turns += state["phase"] in ("claim", "play") and state["legal"][0]["type"] != "draw"
+            if moves == 1:
+                page.hover("#hand-area .card:not(:disabled)")
+                assert_readable(player, "my turn, pointer over a card")
+            if turns == 2 and state["phase"] in ("claim", "play"):
+                check_last_turn(player, "bot1")
+                assert_readable(player, "the bot's turn shown")
+                state = keyboard_turn(player, state)
+                turns += 1
+                continue
+            if turns == 4 and state["phase"] == "play":
+                page.click("#hand-area .card:not(:disabled)")
+                assert_readable(player, "a card selected")
+                player.shot("newcomer-03-card-selected")
+                page.keyboard.press("Escape")
+            if turns == 10 and not killed:
+                # The player's region dies in mid-game (SIGKILL); the page goes on elsewhere.
+                web_cluster.kill("us")
+                killed = True
+                page.wait_for_selector("#reconnected:has-text('your game goes on')")
+                assert page.get_attribute("body", "data-region") in ("eu", "ap")
+                player.shot("newcomer-04-reconnected")
+            move = choose(state["legal"], rng)
+            player.perform(move, real=moves < 12 or move["type"] != "draw")
+            state = player.next_turn(state["ply"])
+            assert time.monotonic() - started < 150, "the game took too long"
+        assert killed
+        page.wait_for_selector('#screen-game[data-status="finished"]')
+        assert_readable(player, "game over")
+        player.shot("newcomer-05-game-over", full_page=True)
+        gid = page.get_attribute("#screen-game", "data-game")
+        # The killed region comes back and catches up: its log holds the game, and the player
+        # can move back to it.
+        web_cluster.restart("us")
+        page.click('[data-action="lobby"]')
+        page.select_option("#region-switch", "us")
+        page.wait_for_selector('body[data-region="us"]')
+        page.wait_for_selector(f'#finished-games [data-finished="{gid}"]', timeout=30_000)
+        assert not errors, errors
+    except Exception:
+        player.shot("failed-newcomer-desktop", full_page=True)
+        raise
+    finally:
+        player.close()
+
+
+def assert_fits(player: Player) -> None:
+    """Nothing sticks out sideways: the page needs no horizontal scrolling."""
+    width = player.page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= player.page.viewport_size["width"], f"{player.name}: {width} px wide"  # type: ignore[index]
+
+
+def test_on_a_phone_a_newcomer_invites_an_idle_bot_at_once_and_reads_the_rules(
+    web_cluster: ThreadedCluster, browser: Browser
+) -> None:
+    errors: list[str] = []
+    player = Player(browser, "pocket", errors, PHONE)
+    page = player.page
+    try:
+        register(player, web_cluster.url("eu"))
+        assert_fits(player)
+        assert_readable(player, "lobby on a phone")
+        read_the_rules(player)
+        record_banners(page)
+        page.click('#players button[data-invite="bot2"]')
+        page.wait_for_selector("#invite-accepted:has-text('bot2 accepted your invitation')")
+        assert any("Invitation sent to bot2" in text for text in banners(page))
+        player.shot("newcomer-10-phone-bot2-accepted")
+        rng, state = random.Random(3), player.next_turn(-1)
+        for _ in range(6):  # three turns, tapped
+            player.perform(choose(state["legal"], rng))
+            state = player.next_turn(state["ply"])
+        assert_fits(player)
+        assert_readable(player, "a game on a phone")
+        player.shot("newcomer-11-phone-game", full_page=True)
+        page.click('[data-action="give-up"]')
+        page.click('[data-action="give-up-yes"]')
+        page.wait_for_selector('#screen-game[data-status="finished"]')
+        assert_readable(player, "game over on a phone")
+        assert not errors, errors
+    except Exception:
+        player.shot("failed-newcomer-phone", full_page=True)
+        raise
+    finally:
+        player.close()

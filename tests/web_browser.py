@@ -102,6 +102,31 @@ class Player:
         state: dict[str, Any] = handle.json_value()
         return state
 
+    def next_turn(self, after_ply: int) -> dict[str, Any]:
+        """Wait until the game passed `after_ply` and it is this player's move (with the legal
+        moves listed), or the game is over; then what `state` returns."""
+        handle = self.page.wait_for_function(
+            """n => {
+                const screen = document.querySelector('#screen-game');
+                const ply = Number(screen.dataset.ply);
+                if (screen.dataset.ply === undefined || ply <= n) return null;
+                if (screen.dataset.status !== 'live') {
+                    return { ply, status: screen.dataset.status, myTurn: false, legal: [] };
+                }
+                const buttons = document.querySelectorAll('#legal-list button[data-move]');
+                if (screen.dataset.myTurn !== 'true' || !buttons.length) return null;
+                return {
+                    ply, status: screen.dataset.status, myTurn: true,
+                    phase: screen.dataset.phase,
+                    legal: [...buttons].map(b => JSON.parse(b.dataset.move)),
+                };
+            }""",
+            arg=after_ply,
+            timeout=30_000,
+        )
+        state: dict[str, Any] = handle.json_value()
+        return state
+
     def perform(self, move: dict[str, Any], *, real: bool = True) -> None:
         """Make `move` through the board, the way a person would: pointer clicks, and keys
         where cards overlap. With `real=False` the same buttons are clicked from a script in
@@ -195,3 +220,12 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+CONTRAST_CHECK = (Path(__file__).parent / "contrast.js").read_text()
+
+
+def contrast_failures(page: Page, scope: str = "body") -> list[str]:
+    """Texts of `scope` that fail WCAG AA contrast (see tests/contrast.js)."""
+    failures: list[str] = page.evaluate(CONTRAST_CHECK, scope)
+    return failures

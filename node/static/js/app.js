@@ -7,11 +7,13 @@ import { Connection, FINAL_CLOSES } from "./connection.js";
 import { GameScreen } from "./game.js";
 import { ReplayScreen } from "./replay.js";
 import { renderFinished, renderInvites, renderLiveGames, renderPlayers, renderSaved } from "./lobby.js";
+import { setUpRules } from "./rules.js";
 
 const STORE_KEY = "meridian.session";
 const GRACE_MS = 60000; // a dropped session can be resumed this long (docs/protocol.md)
 const LIVE_POLL_MS = 3000;
 const BANNER_MS = 12000;
+const REMEASURE_MS = 5000; // how often regions that did not answer are tried again
 const DECLINE_WAIT_MS = 2500; // an invitation that left the list without a game this long was declined
 
 const S = {
@@ -37,6 +39,7 @@ const S = {
 
 const game = new GameScreen({
   move: (gid, move) => request("move", { game: gid, move }),
+  fetchMoves: async (gid) => (await api(`${S.conn?.region.url || ""}/api/moves/${encodeURIComponent(gid)}`, { timeout: 5000 })).moves,
   request: (type, fields) => request(type, fields),
   toLobby: () => leaveGame(),
   stopWatching: () => stopWatching(),
@@ -148,7 +151,7 @@ function renderRegions() {
   const note = $("#region-note");
   if (!pick) note.textContent = "No region answers right now. Try measuring again.";
   else if (!S.chosen || S.chosen === auto?.region) note.textContent = `You will play through ${pick.region}: ${preferred.reason}`;
-  else note.textContent = `You chose ${pick.region}. Automatic would be ${auto?.region}: ${preferred.reason}`;
+  else note.textContent = `You chose ${pick.region}. Automatic: ${auto?.region}, because ${preferred.reason}`;
   note.dataset.region = pick?.region || "";
   renderRegionSwitch();
 }
@@ -171,6 +174,9 @@ async function submitLogin(register) {
   const password = $("#login-password").value;
   const error = $("#login-error");
   error.textContent = "";
+  const nameProblem = register ? checkName(name) : "";
+  $("#login-name").setCustomValidity(nameProblem);
+  if (nameProblem) error.textContent = nameProblem;
   if (!$("#login-form").reportValidity()) return;
   const region = chosenRegion();
   if (!region) {
@@ -193,6 +199,20 @@ async function submitLogin(register) {
   } finally {
     for (const button of $("#login-form").querySelectorAll("button")) button.disabled = false;
   }
+}
+
+const NAME_RULE = "Names have 3 to 20 characters, each a letter (A-Z, a-z), a digit, _ or -.";
+
+/** "" if `name` is a valid player name, else what is wrong with it and the rule. */
+function checkName(name) {
+  const bad = [...new Set(name.replace(/[A-Za-z0-9_-]/g, ""))];
+  if (bad.length) {
+    const shown = bad.map((c) => (c === " " ? "a space" : `“${c}”`));
+    return `${NAME_RULE} This one has ${shown.join(", ")}.`;
+  }
+  if (name.length < 3) return `${NAME_RULE} This one is too short (${name.length}).`;
+  if (name.length > 20) return `${NAME_RULE} This one is too long (${name.length}).`;
+  return "";
 }
 
 function loginError(e, region) {
@@ -520,6 +540,11 @@ function askRename(why) {
 async function submitRename(event) {
   event.preventDefault();
   const name = $("#rename-name").value.trim();
+  const problem = checkName(name);
+  if (problem) {
+    $("#rename-error").textContent = problem;
+    return;
+  }
   try {
     const reply = await request("rename", { name });
     S.you = { ...S.you, ...reply.you };
@@ -708,6 +733,8 @@ async function openReplay(gid) {
 // --- start -----------------------------------------------------------------------------------
 
 function wire() {
+  setUpRules($("#rules-dialog"));
+  $("#login-name").addEventListener("input", () => $("#login-name").setCustomValidity(""));
   $("#login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     submitLogin(false);
@@ -736,6 +763,16 @@ function wire() {
   setInterval(() => {
     if (S.screen === "lobby") refreshLists();
   }, LIVE_POLL_MS);
+  setInterval(remeasureDown, REMEASURE_MS);
+}
+
+/** A region that did not answer may be back (a restarted node): measure again now and then, so
+ *  the top bar's region switch offers it once it answers. */
+async function remeasureDown() {
+  if (!S.conn || S.reconnecting || !S.regions.some((r) => r.rtt === null)) return;
+  const measured = await measureRegions(S.regions, { tries: 1, timeout: 1500 });
+  S.regions = S.regions.map((r) => ({ ...r, rtt: measured.find((m) => m.region === r.region)?.rtt ?? null }));
+  renderRegionSwitch();
 }
 
 async function start() {
