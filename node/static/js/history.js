@@ -4,7 +4,7 @@
 // Pushes carry only the latest move; when a push skips a ply (a reload, a reconnect, moves that
 // arrived together) the page fetches the whole list (GET /api/moves/GID) and carries on.
 
-import { cardName, listing, movePhrase } from "./cards.js";
+import { listing, movePhrase } from "./cards.js";
 
 export class MoveHistory {
   constructor() {
@@ -97,8 +97,4 @@ export function turnMarks(turn) {
     }
   }
   return { cards, flags, player: turn ? turn.player : null };
-}
-
-export function cardsOfTurn(turn) {
-  return [...turnMarks(turn).cards].map((c) => ({ card: c, name: cardName(c) }));
 }
