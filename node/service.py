@@ -689,16 +689,31 @@ class GameService:
                 saved.moves,
             )
         seed = self.rng.randrange(2**53)
+        players = [invite.from_uid, invite.to_uid]
+        coin = self.rng.randrange(2)
         return GameInfo(
             gid,
             "battleline",
-            [invite.from_uid, invite.to_uid],
+            players,
             [invite.from_name, invite.to_name],
             seed,
-            self.rng.randrange(2),
+            self._swapped_first(players, coin),
             self._stamp(),
             self.node_id,
         )
+
+    def _swapped_first(self, players: list[str], coin: int) -> int:
+        """Who moves first in a new game of these two: whoever moved second in their latest
+        finished game (a rematch swaps colours); the coin if they never finished one."""
+        finished = [t.info for t in self.games.values() if t.status == FINISHED]
+        latest = max(
+            (info for info in finished if set(info.players) == set(players)),
+            key=lambda info: (info.created, info.gid),
+            default=None,
+        )
+        if latest is None:
+            return coin
+        return players.index(latest.players[1 - latest.first])
 
     def _saved_between(self, gid: str, a: str, b: str) -> ArchivedGame:
         doc = self.docs.get(SAVED_DOC)

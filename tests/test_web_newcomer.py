@@ -8,8 +8,11 @@ artifacts/screenshots/newcomer-*.png.
 
 from __future__ import annotations
 
+import json
 import random
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,6 +209,57 @@ def check_last_turn(player: Player, opponent: str) -> None:
     )
 
 
+def fetch_json(url: str, timeout: float = 10) -> Any:
+    """GET a JSON answer, waiting while it is 404 (a record on its way to this region)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            if error.code != 404 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
+def check_summary(player: Player, base_url: str, gid: str) -> dict[str, Any]:
+    """The summary of a finished game agrees with the server's record of it."""
+    page = player.page
+    page.wait_for_selector("#summary:not([hidden]) #summary-title")
+    record = fetch_json(f"{base_url}/api/games/{gid}")
+    names, result = record["names"], record["result"]
+    title = page.inner_text("#summary-title")
+    if result["winner"] is None:
+        assert title == "A draw."
+    else:
+        winner = names[result["winner"]]
+        assert title == ("You won." if winner == player.name else f"{winner} won.")
+    how = page.inner_text("#summary .summary-how")
+    assert {"flags": "five flags", "breakthrough": "breakthrough", "give_up": "gave up"}.get(
+        result["reason"], result["reason"]
+    ) in how.lower(), how
+    flags_won = [
+        int(x)
+        for x in page.eval_on_selector_all(
+            "#summary [data-flags-won]", "els => els.map(e => e.dataset.flagsWon)"
+        )
+    ]
+    if result["reason"] == "flags":
+        assert max(flags_won) == 5
+    moves = len(record["moves"])
+    assert f"{moves} moves in " in page.inner_text("#summary")
+    link = page.get_attribute("#summary a[data-replay-link]", "href") or ""
+    assert link.endswith(f"/?replay={gid}")
+    # The rematch swaps colours: whoever moved second moves first.
+    first_seat = record["first"]
+    me = names.index(player.name)
+    rematch = page.inner_text('#summary [data-action="rematch"]')
+    opponent = names[1 - me]
+    expected = f"{opponent} moves first" if first_seat == me else "you move first"
+    assert rematch == f"Rematch ({expected})"
+    return record
+
+
 def read_the_rules(player: Player) -> None:
     page = player.page
     page.click("#rules-open")
@@ -277,9 +331,10 @@ def test_a_newcomer_reads_the_rules_plays_a_bot_and_finishes_on_another_region(
             assert time.monotonic() - started < 150, "the game took too long"
         assert killed
         page.wait_for_selector('#screen-game[data-status="finished"]')
+        gid = page.get_attribute("#screen-game", "data-game") or ""
+        check_summary(player, web_cluster.url(page.get_attribute("body", "data-region") or ""), gid)
         assert_readable(player, "game over")
         player.shot("newcomer-05-game-over", full_page=True)
-        gid = page.get_attribute("#screen-game", "data-game")
         # The killed region comes back and catches up: its log holds the game, and the player
         # can move back to it.
         web_cluster.restart(home)
@@ -327,7 +382,25 @@ def test_on_a_phone_a_newcomer_invites_an_idle_bot_at_once_and_reads_the_rules(
         page.click('[data-action="give-up"]')
         page.click('[data-action="give-up-yes"]')
         page.wait_for_selector('#screen-game[data-status="finished"]')
+        gid = page.get_attribute("#screen-game", "data-game") or ""
+        record = check_summary(player, web_cluster.url("eu"), gid)
+        assert page.inner_text("#summary .summary-how") == "You gave up."
+        assert_fits(player)
         assert_readable(player, "game over on a phone")
+        player.shot("newcomer-12-phone-summary", full_page=True)
+        # A rematch: bot2 accepts at once, and the one who moved second moves first.
+        page.click('#summary [data-action="rematch"]')
+        page.wait_for_selector(f'#screen-game[data-status="live"]:not([data-game="{gid}"])')
+        page.wait_for_selector("#invite-accepted:has-text('bot2 accepted your invitation')")
+        again = page.get_attribute("#screen-game", "data-game")
+        moves = fetch_json(f"{web_cluster.url('eu')}/api/moves/{again}")
+        assert moves["names"] == ["pocket", "bot2"]  # the rematch's inviter sits first
+        assert moves["names"][moves["first"]] != record["names"][record["first"]]
+        # The replay link of the first game works on its own.
+        page.goto(f"{web_cluster.url('eu')}/?replay={gid}")
+        page.wait_for_selector('body[data-screen="replay"]')
+        page.wait_for_selector("#replay-status:has-text('The deal')")
+        assert_readable(player, "a replay on a phone")
         assert not errors, errors
     except Exception:
         player.shot("failed-newcomer-phone", full_page=True)

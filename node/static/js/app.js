@@ -44,8 +44,19 @@ const game = new GameScreen({
   toLobby: () => leaveGame(),
   stopWatching: () => stopWatching(),
   replay: (gid) => openReplay(gid),
+  replayUrl: (gid) => `${location.origin}/?replay=${encodeURIComponent(gid)}`,
+  rematch: (name) => invite(name),
+  rematchOffer: (name) => S.invites.incoming.find((i) => i.from.toLowerCase() === name.toLowerCase() && !i.resume) || null,
+  rematchSent: (name) => S.sent.has(name.toLowerCase()),
+  accept: (iid) => accept(iid),
+  decline: (iid) => decline(iid),
 });
-const replay = new ReplayScreen({ onClose: () => showScreen(S.you ? "lobby" : "login") });
+const replay = new ReplayScreen({
+  onClose: () => {
+    if (location.search) history.replaceState(null, "", location.pathname); // leave the replay link
+    showScreen(S.you ? "lobby" : "login");
+  },
+});
 
 // --- small helpers -----------------------------------------------------------------------
 
@@ -427,9 +438,11 @@ function onPush(push) {
       const gone = S.invites.outgoing.filter((i) => !push.outgoing.some((o) => o.iid === i.iid));
       S.invites = { incoming: push.incoming, outgoing: push.outgoing };
       for (const i of gone) invitationGone(i);
+      if (S.screen === "game" && game.push?.status === "finished") game.render();
       for (const i of push.incoming) {
         if (!before.has(i.iid) && S.screen !== "lobby") {
-          banner(`${i.from} invites you to ${i.resume ? "resume a saved game" : "a game"}.`, "info", {
+          const rematch = S.screen === "game" && game.push?.status === "finished" && game.push.players.includes(i.from);
+          banner(`${i.from} ${rematch ? "offers a rematch" : `invites you to ${i.resume ? "resume a saved game" : "a game"}`}.`, "info", {
             id: `invite-${i.iid}`,
             actions: [["Accept", () => accept(i.iid)], ["Decline", () => decline(i.iid)]],
           });
@@ -565,6 +578,7 @@ async function invite(name) {
   try {
     const reply = await request("invite", { to: name });
     S.sent.set(name.toLowerCase(), { name, iid: reply.invite.iid });
+    if (S.screen === "game") game.render();
     banner(`Invitation sent to ${name}. Waiting for ${name} to accept…`, "info", {
       sticky: true,
       id: "invite-status",
@@ -596,6 +610,7 @@ function invitationGone(invitation) {
     if (!sent || sent.iid !== invitation.iid) return; // a game began meanwhile
     S.sent.delete(key);
     banner(`${invitation.to} declined your invitation (or it lapsed).`, "warn", { id: "invite-status" });
+    if (S.screen === "game") game.render();
   }, DECLINE_WAIT_MS);
 }
 
@@ -779,6 +794,15 @@ async function start() {
   wire();
   showScreen("login");
   await measure();
+  await resumeSaved();
+  // A replay link (/?replay=GID, from a game's summary) opens the replay, logged in or not.
+  const replayGid = new URLSearchParams(location.search).get("replay");
+  if (replayGid) await openReplay(replayGid);
+  else if (!S.you) $("#login-name").focus();
+}
+
+/** Resume this tab's session (kept in sessionStorage) after a reload. */
+async function resumeSaved() {
   const saved = JSON.parse(sessionStorage.getItem(STORE_KEY) || "null");
   if (saved && saved.token) {
     S.token = saved.token;
@@ -790,14 +814,12 @@ async function start() {
     if (region) {
       try {
         await resumeOn(region);
-        return;
       } catch {
         S.token = "";
         store();
       }
     }
   }
-  $("#login-name").focus();
 }
 
 start();

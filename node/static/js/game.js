@@ -5,6 +5,7 @@ import { $, fill, h } from "./dom.js";
 import { cardName, cardTile, moveLabel, REASONS, SCOUT, TACTICS, isTactic } from "./cards.js";
 import { renderDecks, renderLastClaim, renderSeatInfo, renderTable } from "./board.js";
 import { MoveHistory, describeTurn, turnMarks } from "./history.js";
+import { renderSummary } from "./summary.js";
 import {
   claimMove,
   claimableFlags,
@@ -32,7 +33,9 @@ const PHASES = {
 export class GameScreen {
   /**
    * @param actions {move(gid, move) -> Promise, request(type, fields) -> Promise,
-   *                 fetchMoves(gid) -> Promise of the public move list, toLobby(), replay(gid)}
+   *                 fetchMoves(gid) -> Promise of the public move list, toLobby(), replay(gid),
+   *                 replayUrl(gid), rematch(name), rematchOffer(name) -> invitation or null,
+   *                 rematchSent(name) -> bool, accept(iid), decline(iid)}
    */
   constructor(actions) {
     this.actions = actions;
@@ -277,12 +280,36 @@ export class GameScreen {
       decks: mine ? deckTargets(legal, this.sel) : new Map(),
       onDeck: (move) => this.send(move),
     }));
+    this.renderSummary();
     this.renderLastTurn(view, news);
     fill($("#last-claim"), renderLastClaim(view, { names, you }) || "");
     this.renderLegal(legal, mine);
     this.renderLog(view);
     if (focusKey) restoreFocus(focusKey);
     if (mine) this.focusFirstControl(view);
+  }
+
+  /** Who won and how, the flags, the moves, the replay link and the rematch: once finished. */
+  renderSummary() {
+    const p = this.push;
+    const box = $("#summary");
+    const over = p.status === "finished" && p.result;
+    box.hidden = !over;
+    if (!over) {
+      fill(box);
+      return;
+    }
+    const opponent = p.you === null ? null : p.players[1 - p.you];
+    const rematch = opponent === null ? null : {
+      offer: this.actions.rematchOffer(opponent),
+      sent: this.actions.rematchSent(opponent),
+      onRematch: () => this.actions.rematch(opponent),
+      onAccept: (iid) => this.actions.accept(iid),
+      onDecline: (iid) => this.actions.decline(iid),
+    };
+    const wasOpen = box.querySelector(".summary-moves")?.open;
+    fill(box, renderSummary(p, this.history(), { rematch, replayUrl: this.actions.replayUrl(p.game) }));
+    if (wasOpen) box.querySelector(".summary-moves").open = true;
   }
 
   /** The keyboard path through a turn: when a new position is yours and the focus was lost
