@@ -1,7 +1,8 @@
 """The browser side of a node: the player client at ``/`` and the cluster dashboard.
 
 Everything is served by the node itself (no CDN, no outside host): ``/`` and ``/dashboard`` are
-the two pages, ``/static/`` their ES modules and stylesheet. See docs/web.md.
+the two pages (``/leaderboard`` is the player client opening on its leaderboard), ``/static/``
+their ES modules and stylesheet. See docs/web.md.
 
 Besides the pages, this module adds what the pages need and the player API does not offer:
 
@@ -59,6 +60,7 @@ CORS_PATHS = frozenset(
         "/api/games",
         "/api/live",
         "/api/overview",
+        "/api/ratings",
     }
 )
 CORS_PREFIXES = ("/api/games/", "/api/replay/", "/api/moves/")
@@ -156,6 +158,7 @@ def add_web_routes(app: web.Application, node: Node) -> None:
 
     app.router.add_get("/", page("index.html"))
     app.router.add_get("/dashboard", page("dashboard.html"))
+    app.router.add_get("/leaderboard", page("index.html"))  # the player client opens its board
     app.router.add_get("/api/live", live)
     app.router.add_get("/api/replay/{gid}", replay)
     app.router.add_get("/api/moves/{gid}", moves)

@@ -248,6 +248,8 @@ def check_summary(player: Player, base_url: str, gid: str) -> dict[str, Any]:
         assert max(flags_won) == 5
     moves = len(record["moves"])
     assert f"{moves} moves in " in page.inner_text("#summary")
+    # Once the game is rated, each player's new rating and its change.
+    page.wait_for_selector("#summary [data-rating-after]", timeout=15_000)
     link = page.get_attribute("#summary a[data-replay-link]", "href") or ""
     assert link.endswith(f"/?replay={gid}")
     # The rematch swaps colours: whoever moved second moves first.
@@ -342,6 +344,17 @@ def test_a_newcomer_reads_the_rules_plays_a_bot_and_finishes_on_another_region(
         page.select_option("#region-switch", home)
         page.wait_for_selector(f'body[data-region="{home}"]')
         page.wait_for_selector(f'#finished-games [data-finished="{gid}"]', timeout=30_000)
+        # The ratings: in the lobby, and on the leaderboard, the same in every region.
+        page.wait_for_selector('#players tr[data-player="newbie"] td.rating')
+        page.click("#leaderboard-open")
+        page.wait_for_selector('body[data-screen="leaderboard"]')
+        page.wait_for_selector('#leaderboard tr.me[data-rated="newbie"]')
+        page.wait_for_selector('#ratings-agreement[data-agree="true"]', timeout=30_000)
+        assert "All 3 regions derive the same table" in page.inner_text("#ratings-agreement")
+        assert_readable(player, "the leaderboard")
+        player.shot("newcomer-06-leaderboard", full_page=True)
+        page.click("#leaderboard-close")
+        page.wait_for_selector('body[data-screen="lobby"]')
         assert not errors, errors
     except Exception:
         player.shot("failed-newcomer-desktop", full_page=True)

@@ -6,14 +6,16 @@ import { ApiError, api, fetchRegions, formatRtt, measureRegions, preferredRegion
 import { Connection, FINAL_CLOSES } from "./connection.js";
 import { GameScreen } from "./game.js";
 import { ReplayScreen } from "./replay.js";
-import { renderFinished, renderInvites, renderLiveGames, renderPlayers, renderSaved } from "./lobby.js";
+import { renderFinished, renderInvites, renderLeaderboard, renderLiveGames, renderPlayers, renderSaved } from "./lobby.js";
 import { setUpRules } from "./rules.js";
 
 const STORE_KEY = "meridian.session";
 const GRACE_MS = 60000; // a dropped session can be resumed this long (docs/protocol.md)
 const LIVE_POLL_MS = 3000;
 const BANNER_MS = 12000;
-const REMEASURE_MS = 5000; // how often regions that did not answer are tried again
+const REMEASURE_MS = 5000;
+const LEADERBOARD_ROWS = 100;
+const MAX_RATED_NAMES = 200; // the lobby asks for the ratings of at most this many players // how often regions that did not answer are tried again
 const DECLINE_WAIT_MS = 2500; // an invitation that left the list without a game this long was declined
 
 const S = {
@@ -34,6 +36,7 @@ const S = {
   saved: [],
   finished: [],
   live: [],
+  ratings: new Map(), // lower-case name -> {rating, games, ...} of players in the lobby
   screen: "login",
 };
 
@@ -50,6 +53,10 @@ const game = new GameScreen({
   rematchSent: (name) => S.sent.has(name.toLowerCase()),
   accept: (iid) => accept(iid),
   decline: (iid) => decline(iid),
+  ratingsOf: async (names) => {
+    const reply = await api(`${S.conn?.region.url || ""}/api/ratings?names=${encodeURIComponent(names.join(","))}`, { timeout: 5000 });
+    return new Map(reply.ratings.map((r) => [r.name.toLowerCase(), r]));
+  },
 });
 const replay = new ReplayScreen({
   onClose: () => {
@@ -90,7 +97,7 @@ function banner(text, kind = "info", { sticky = false, actions = [], id = null }
 
 function showScreen(name) {
   S.screen = name;
-  for (const screen of ["login", "lobby", "game", "replay"]) show($(`#screen-${screen}`), screen === name);
+  for (const screen of ["login", "lobby", "game", "replay", "leaderboard"]) show($(`#screen-${screen}`), screen === name);
   document.body.dataset.screen = name;
 }
 
@@ -699,7 +706,7 @@ function leaveGame() {
 function renderLobby() {
   if (!S.you) return;
   const online = new Set([...S.lobby.keys()].map((n) => n.toLowerCase()));
-  renderPlayers($("#players tbody"), S.lobby, me(), S.invites, lobbyActions);
+  renderPlayers($("#players tbody"), S.lobby, me(), S.invites, lobbyActions, S.ratings);
   $("#players-count").textContent = `(${S.lobby.size})`;
   renderInvites($("#invites"), S.invites, lobbyActions);
   renderLiveGames($("#live-games"), S.live, me(), lobbyActions);
@@ -729,8 +736,69 @@ async function refreshLists() {
   ]);
   if (saved.status === "fulfilled") S.saved = saved.value.games;
   if (finished.status === "fulfilled") S.finished = finished.value.games;
-  await refreshLive();
+  await Promise.all([refreshLive(), refreshRatings()]);
   renderLobby();
+}
+
+/** The ratings of the players in the lobby (and yours). */
+async function refreshRatings() {
+  if (!S.conn) return;
+  const names = [...new Set([S.you?.name, ...S.lobby.keys()].filter(Boolean))].slice(0, MAX_RATED_NAMES);
+  try {
+    const reply = await api(`${S.conn.region.url}/api/ratings?names=${encodeURIComponent(names.join(","))}`, { timeout: 5000 });
+    S.ratings = new Map(reply.ratings.map((r) => [r.name.toLowerCase(), r]));
+  } catch {
+    // the list keeps the ratings it had
+  }
+}
+
+// --- the leaderboard -----------------------------------------------------------------------------
+
+async function openLeaderboard() {
+  const back = S.screen === "leaderboard" ? (S.you ? "lobby" : "login") : S.screen;
+  S.leaderboardBack = back;
+  showScreen("leaderboard");
+  if (location.pathname !== "/leaderboard") history.replaceState(null, "", "/leaderboard");
+  const base = S.conn?.region.url || "";
+  try {
+    const reply = await api(`${base}/api/ratings?limit=${LEADERBOARD_ROWS}`, { timeout: 5000 });
+    renderLeaderboard($("#leaderboard tbody"), reply.ratings, me());
+    $("#leaderboard").dataset.digest = reply.digest;
+    $("#leaderboard").dataset.region = reply.region;
+  } catch (e) {
+    banner(`Cannot load the leaderboard: ${e.message}`, "error");
+  }
+  checkAgreement();
+}
+
+/** Ask every region for its table's digest and say whether they agree. */
+async function checkAgreement() {
+  const note = $("#ratings-agreement");
+  note.textContent = "Asking every region for its table…";
+  const answers = await Promise.all(S.regions.map(async (r) => {
+    try {
+      return { region: r.region, digest: (await api(`${r.url}/api/ratings?limit=0`, { timeout: 3000 })).digest };
+    } catch {
+      return { region: r.region, digest: null };
+    }
+  }));
+  const up = answers.filter((a) => a.digest !== null);
+  const digests = new Set(up.map((a) => a.digest));
+  const down = answers.filter((a) => a.digest === null).map((a) => a.region);
+  note.dataset.agree = String(digests.size === 1 && !down.length);
+  if (digests.size === 1) {
+    note.textContent = `${up.length === answers.length ? `All ${up.length} regions` : up.map((a) => a.region).join(" and ")} derive the same table (digest ${[...digests][0].slice(0, 8)}).` +
+      (down.length ? ` ${down.join(", ")} did not answer.` : "");
+  } else {
+    note.textContent = `The regions' tables differ for now (${up.map((a) => `${a.region} ${String(a.digest).slice(0, 8)}`).join(", ")}): some finished games have not reached every region yet.`;
+  }
+}
+
+function closeLeaderboard() {
+  history.replaceState(null, "", "/");
+  const back = S.leaderboardBack || (S.you ? "lobby" : "login");
+  showScreen(back === "leaderboard" ? (S.you ? "lobby" : "login") : back);
+  if (S.screen === "lobby") refreshLists();
 }
 
 async function openReplay(gid) {
@@ -749,6 +817,8 @@ async function openReplay(gid) {
 
 function wire() {
   setUpRules($("#rules-dialog"));
+  $("#leaderboard-open").addEventListener("click", () => openLeaderboard());
+  $("#leaderboard-close").addEventListener("click", () => closeLeaderboard());
   $("#login-name").addEventListener("input", () => $("#login-name").setCustomValidity(""));
   $("#login-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -798,6 +868,7 @@ async function start() {
   // A replay link (/?replay=GID, from a game's summary) opens the replay, logged in or not.
   const replayGid = new URLSearchParams(location.search).get("replay");
   if (replayGid) await openReplay(replayGid);
+  else if (location.pathname === "/leaderboard") await openLeaderboard();
   else if (!S.you) $("#login-name").focus();
 }
 

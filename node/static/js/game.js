@@ -21,6 +21,9 @@ import {
   scoutReturnMove,
 } from "./moves.js";
 
+const RATING_TRIES = 20;
+const RATING_RETRY_MS = 500;
+
 const PHASES = {
   claim: "claim flags",
   play: "play a card",
@@ -35,7 +38,8 @@ export class GameScreen {
    * @param actions {move(gid, move) -> Promise, request(type, fields) -> Promise,
    *                 fetchMoves(gid) -> Promise of the public move list, toLobby(), replay(gid),
    *                 replayUrl(gid), rematch(name), rematchOffer(name) -> invitation or null,
-   *                 rematchSent(name) -> bool, accept(iid), decline(iid)}
+   *                 rematchSent(name) -> bool, accept(iid), decline(iid),
+   *                 ratingsOf(names) -> Promise of Map lower-case name -> rating row}
    */
   constructor(actions) {
     this.actions = actions;
@@ -48,6 +52,7 @@ export class GameScreen {
     this.histories = new Map(); // gid -> MoveHistory
     this.fetching = new Set(); // gids whose move list is being fetched
     this.focusedAt = ""; // "gid:ply" of the position whose first control got the focus
+    this.ratings = new Map(); // gid -> {before: Map, after: Map | null}
     this.opponentAway = false;
     this.connected = true;
     document.addEventListener("keydown", (event) => {
@@ -81,6 +86,7 @@ export class GameScreen {
     const sameGame = this.push && this.push.game === push.game;
     const oldHand = sameGame ? this.push.view.hand : null;
     if (!sameGame) {
+      this.noteRatings(push, "before");
       this.sel = emptySelection();
       this.confirmGiveUp = false;
       this.opponentAway = false;
@@ -91,6 +97,7 @@ export class GameScreen {
     this.push = push;
     this.pending = false;
     this.note(push);
+    if (push.status === "finished" && !this.ratings.get(push.game)?.after) this.noteRatings(push, "after");
     $("#game-error").textContent = "";
     this.render();
   }
@@ -110,6 +117,33 @@ export class GameScreen {
       },
       () => this.fetching.delete(push.game),
     );
+  }
+
+  /** The players' ratings when a game opens and once it is rated (the finished game reaches
+   *  the log, and so the ratings, a moment after the last move). */
+  async noteRatings(push, when) {
+    const gid = push.game;
+    if (!this.ratings.has(gid)) this.ratings.set(gid, { before: null, after: null, asking: false });
+    const entry = this.ratings.get(gid);
+    if (entry.asking && when === "after") return;
+    entry.asking = when === "after";
+    const names = push.players;
+    for (let attempt = 0; attempt < RATING_TRIES; attempt += 1) {
+      let now;
+      try {
+        now = await this.actions.ratingsOf(names);
+      } catch {
+        now = null;
+      }
+      const counted = (name) => (now?.get(name.toLowerCase())?.games ?? 0) > (entry.before?.get(name.toLowerCase())?.games ?? 0);
+      if (now && (when === "before" || names.every(counted))) {
+        entry[when] = now;
+        if (when === "after" && this.push?.game === gid) this.renderSummary();
+        return;
+      }
+      if (when === "before") return;
+      await new Promise((resolve) => setTimeout(resolve, RATING_RETRY_MS));
+    }
   }
 
   history() {
@@ -308,7 +342,8 @@ export class GameScreen {
       onDecline: (iid) => this.actions.decline(iid),
     };
     const wasOpen = box.querySelector(".summary-moves")?.open;
-    fill(box, renderSummary(p, this.history(), { rematch, replayUrl: this.actions.replayUrl(p.game) }));
+    const ratings = this.ratings.get(p.game);
+    fill(box, renderSummary(p, this.history(), { rematch, ratings, replayUrl: this.actions.replayUrl(p.game) }));
     if (wasOpen) box.querySelector(".summary-moves").open = true;
   }
 

@@ -19,6 +19,17 @@ function flagsOf(view, seat) {
   return view.flags.filter((f) => f.claimed_by === seat).map((f) => f.flag);
 }
 
+/** "1516 (+16)": the rating after the game and its change, "" until the game is rated. */
+function ratingText(ratings, name) {
+  const after = ratings?.after?.get(name.toLowerCase());
+  if (!after) return "";
+  const before = ratings.before?.get(name.toLowerCase());
+  const was = before ? Number(before.exact) : after.games === 1 ? 1500 : null;
+  if (was === null) return String(after.rating);
+  const change = Math.round(Number(after.exact) - was);
+  return `${after.rating} (${change >= 0 ? "+" : "−"}${Math.abs(change)})`;
+}
+
 /** "You won" / "bob won" / "A draw", and how, in words. */
 export function outcome(view, result, names, you) {
   const who = (seat) => (seat === you ? "you" : names[seat]);
@@ -42,9 +53,10 @@ export function outcome(view, result, names, you) {
 /**
  * The summary panel. `history` is the game's MoveHistory; `rematch` is null (a watcher) or
  * {offer: the opponent's rematch invitation or null, onRematch(), onAccept(iid), onDecline(iid)};
+ * `ratings` is {before, after} (Maps of lower-case name -> rating row; either may be null);
  * `replayUrl` links to the replay.
  */
-export function renderSummary(push, history, { rematch = null, replayUrl }) {
+export function renderSummary(push, history, { rematch = null, ratings = null, replayUrl }) {
   const view = push.view;
   const names = push.players;
   const you = push.you;
@@ -58,6 +70,7 @@ export function renderSummary(push, history, { rematch = null, replayUrl }) {
       h("th", { scope: "row", text: seat === you ? `${names[seat]} (you)` : names[seat] }),
       h("td", { class: "num", dataset: { flagsWon: String(won.length) }, text: String(won.length) }),
       h("td", { text: won.length ? won.join(", ") : "none" }),
+      h("td", { class: "num", dataset: { ratingAfter: ratingText(ratings, names[seat]) ? "1" : null }, text: ratingText(ratings, names[seat]) }),
       h("td", { text: first === null ? "" : first === seat ? "moved first" : "" }));
   });
   const who = (seat) => (seat === you ? "you" : names[seat]);
@@ -65,7 +78,7 @@ export function renderSummary(push, history, { rematch = null, replayUrl }) {
     h("h3", { id: "summary-title", text: `${title}.` }),
     h("p", { class: "summary-how", text: how }),
     h("table", { class: "list summary-flags" },
-      h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Player" }), h("th", { scope: "col", text: "Flags won" }), h("th", { scope: "col", text: "Which" }), h("th", { scope: "col" }, h("span", { class: "sr-only", text: "First move" })))),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Player" }), h("th", { scope: "col", text: "Flags won" }), h("th", { scope: "col", text: "Which" }), h("th", { scope: "col", class: "num", text: "Rating" }), h("th", { scope: "col" }, h("span", { class: "sr-only", text: "First move" })))),
       h("tbody", {}, rows)),
     h("p", { text: `${history.moves.length || push.ply} moves in ${turns.length} turns.` }),
     h("details", { class: "summary-moves" },
