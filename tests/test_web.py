@@ -32,6 +32,7 @@ from tests.web_browser import (
     PASSWORD,
     choose,
     chromium,
+    contrast_failures,
     new_players,
 )
 
@@ -113,6 +114,7 @@ def test_two_regions_play_a_game_to_the_end_while_a_third_watches(
             if ply == 6:
                 carol.wait_ply(ply)
                 assert carol.attr("data-my-turn") == "false"
+                assert contrast_failures(carol.page) == [], "a watcher's page"
                 for player in (alice, bob, carol):
                     player.shot(f"03-game-ply-6-{player.name}")
                 check_dashboard_counts(browser, web_cluster, errors)
@@ -153,6 +155,7 @@ def test_two_regions_play_a_game_to_the_end_while_a_third_watches(
         )
         alice.page.keyboard.press("ArrowLeft")
         assert alice.page.get_attribute("#screen-replay", "data-ply") == str(ply - 1)
+        assert contrast_failures(alice.page) == [], "the replay"
         alice.shot("08-replay")
         alice.page.click("#replay-close")
         alice.page.wait_for_selector("#finished-games button[data-replay]")
@@ -243,6 +246,7 @@ def test_dashboard_shows_a_cut_link_as_down(web_cluster: ThreadedCluster, browse
         for a, b in (("eu", "us"), ("us", "eu"), ("eu", "ap"), ("ap", "us")):
             page.wait_for_selector(f'#links tr[data-link="{a}-{b}"][data-state="up"]')
         page.wait_for_selector('#docs-summary[data-differ="0"]')
+        assert contrast_failures(page) == [], "the dashboard"
         operator.shot("10-dashboard-all-up", full_page=True)
 
         web_cluster.cut("eu", "us")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.web_cluster import ThreadedCluster
+from tests.web_cluster import REGIONS, ThreadedCluster
 
 pytest.importorskip(
     "playwright.sync_api", reason="the browser tests need the test dependency playwright"
@@ -148,6 +148,13 @@ def test_the_page_prefers_its_own_region_unless_another_is_clearly_faster(
         assert not errors, errors
     finally:
         visitor.close()
+
+
+def revive(cluster: ThreadedCluster) -> None:
+    """Bring back any region a test killed (the next test needs all three)."""
+    for region in REGIONS:
+        if not cluster.alive(region):
+            cluster.restart(region)
 
 
 def assert_readable(player: Player, state: str, scope: str = "body") -> None:
@@ -361,6 +368,7 @@ def test_a_newcomer_reads_the_rules_plays_a_bot_and_finishes_on_another_region(
         raise
     finally:
         player.close()
+        revive(web_cluster)
 
 
 def assert_fits(player: Player) -> None:
@@ -369,7 +377,7 @@ def assert_fits(player: Player) -> None:
     assert width <= player.page.viewport_size["width"], f"{player.name}: {width} px wide"  # type: ignore[index]
 
 
-def test_on_a_phone_a_newcomer_invites_an_idle_bot_at_once_and_reads_the_rules(
+def test_on_a_phone_a_newcomer_plays_a_bot_at_once_through_a_failover_and_a_rematch(
     web_cluster: ThreadedCluster, browser: Browser
 ) -> None:
     errors: list[str] = []
@@ -392,11 +400,23 @@ def test_on_a_phone_a_newcomer_invites_an_idle_bot_at_once_and_reads_the_rules(
         assert_fits(player)
         assert_readable(player, "a game on a phone")
         player.shot("newcomer-11-phone-game", full_page=True)
+        # The phone's region dies (SIGKILL); the game goes on through another region.
+        home = page.get_attribute("body", "data-region") or ""
+        web_cluster.kill(home)
+        page.wait_for_selector("#reconnected:has-text('your game goes on')")
+        here = page.get_attribute("body", "data-region") or ""
+        assert here not in ("", home)
+        for _ in range(2):  # a whole turn there
+            player.perform(choose(state["legal"], rng))
+            state = player.next_turn(state["ply"])
         page.click('[data-action="give-up"]')
         page.click('[data-action="give-up-yes"]')
         page.wait_for_selector('#screen-game[data-status="finished"]')
         gid = page.get_attribute("#screen-game", "data-game") or ""
-        record = check_summary(player, web_cluster.url("eu"), gid)
+        record = check_summary(player, web_cluster.url(here), gid)
+        # The dead region comes back and catches up: the game is in its log.
+        web_cluster.restart(home)
+        assert fetch_json(f"{web_cluster.url(home)}/api/games/{gid}", timeout=30) == record
         assert page.inner_text("#summary .summary-how") == "You gave up."
         assert_fits(player)
         assert_readable(player, "game over on a phone")
@@ -406,11 +426,11 @@ def test_on_a_phone_a_newcomer_invites_an_idle_bot_at_once_and_reads_the_rules(
         page.wait_for_selector(f'#screen-game[data-status="live"]:not([data-game="{gid}"])')
         page.wait_for_selector("#invite-accepted:has-text('bot2 accepted your invitation')")
         again = page.get_attribute("#screen-game", "data-game")
-        moves = fetch_json(f"{web_cluster.url('eu')}/api/moves/{again}")
+        moves = fetch_json(f"{web_cluster.url(here)}/api/moves/{again}")
         assert moves["names"] == ["pocket", "bot2"]  # the rematch's inviter sits first
         assert moves["names"][moves["first"]] != record["names"][record["first"]]
         # The replay link of the first game works on its own.
-        page.goto(f"{web_cluster.url('eu')}/?replay={gid}")
+        page.goto(f"{web_cluster.url(home)}/?replay={gid}")
         page.wait_for_selector('body[data-screen="replay"]')
         page.wait_for_selector("#replay-status:has-text('The deal')")
         assert_readable(player, "a replay on a phone")
@@ -420,3 +440,4 @@ def test_on_a_phone_a_newcomer_invites_an_idle_bot_at_once_and_reads_the_rules(
         raise
     finally:
         player.close()
+        revive(web_cluster)
