@@ -31,7 +31,7 @@ from pathlib import Path
 
 from meridian.node.bots import BotSummary, run_bots, wait_for_equal_logs
 from meridian.node.config import ConfigError, load_config
-from meridian.node.demo_supervisor import Supervisor, control_command
+from meridian.node.demo_supervisor import Supervisor, control_command, state_root
 from meridian.node.localcluster import (
     TOKEN_ENV,
     LocalNode,
@@ -41,6 +41,7 @@ from meridian.node.localcluster import (
     stop_nodes,
     wait_for_mesh,
 )
+from meridian.node.web import DEMO_CONTROL_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_DIR = REPO_ROOT / "configs" / "local"
@@ -159,6 +160,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     if args.fresh:
         for config in configs:
             shutil.rmtree(config.data_dir, ignore_errors=True)
+    env[DEMO_CONTROL_ENV] = str(state_root(configs[0]))  # the dashboard's kill/start buttons
     nodes = [start_node(config, env) for config in configs]
     print(f"starting {len(nodes)} nodes ...", flush=True)
     if not wait_for_mesh(nodes):

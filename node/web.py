@@ -23,10 +23,19 @@ Besides the pages, this module adds what the pages need and the player API does 
   it when its pushes skipped a ply (a reload, a reconnect, moves that arrived together).
 * ``GET /api/overview`` (admin token): this region's players online, games in play with a
   player connected here, games known by status, and merges counted here by kind.
+* Under ``meridian demo`` only (the demo sets ``MERIDIAN_DEMO_CONTROL`` to the folder of its
+  state file, see ``node.demo_supervisor``), the dashboard's buttons: ``GET /api/demo``
+  (which regions the demo runs and which are up), ``POST /api/demo/kill/REGION`` (SIGKILL that
+  region's node, by the pid in the demo's state file) and ``POST /api/demo/start/REGION`` (a
+  start request for the supervisor), all with the admin token. Elsewhere they answer 404.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +45,7 @@ from aiohttp import web
 import meridian.games.battleline as battleline
 from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
 from meridian.games.battleline.cards import is_tactic
+from meridian.node.demo_supervisor import CONTROL_DIR, STATE_FILE
 from meridian.node.game_tracker import LIVE
 from meridian.node.http_api import error_response, require_admin
 
@@ -61,9 +71,10 @@ CORS_PATHS = frozenset(
         "/api/live",
         "/api/overview",
         "/api/ratings",
+        "/api/demo",
     }
 )
-CORS_PREFIXES = ("/api/games/", "/api/replay/", "/api/moves/")
+CORS_PREFIXES = ("/api/games/", "/api/replay/", "/api/moves/", "/api/demo/")
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "Content-Type",
@@ -75,6 +86,8 @@ PREFLIGHT_HEADERS = {
     "Access-Control-Max-Age": "600",
 }
 REPLAY_HIDDEN = ("deck_order", "legal_moves", "scout_returned")
+DEMO_CONTROL_ENV = "MERIDIAN_DEMO_CONTROL"
+SELF_KILL_DELAY_S = 0.2  # a node asked to kill itself answers first
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -163,7 +176,61 @@ def add_web_routes(app: web.Application, node: Node) -> None:
     app.router.add_get("/api/replay/{gid}", replay)
     app.router.add_get("/api/moves/{gid}", moves)
     app.router.add_get("/api/overview", overview)
+    app.router.add_get("/api/demo", demo_status)
+    app.router.add_post("/api/demo/{action:kill|start}/{region}", demo_control)
     app.router.add_static("/static/", STATIC_DIR)
+
+
+def _demo_state() -> tuple[Path, dict[str, Any]] | None:
+    """The running demo's folder and state (see node.demo_supervisor), or None."""
+    folder = os.environ.get(DEMO_CONTROL_ENV)
+    if not folder:
+        return None
+    try:
+        state = json.loads((Path(folder) / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return (Path(folder), state) if isinstance(state.get("regions"), dict) else None
+
+
+async def demo_status(request: web.Request) -> web.Response:
+    require_admin(request)
+    demo = _demo_state()
+    if demo is None:
+        return error_response(404, "not_demo", "this node does not run under `meridian demo`")
+    regions = {
+        name: {"up": bool(r.get("up")), "url": r.get("url")}
+        for name, r in demo[1]["regions"].items()
+    }
+    return web.json_response({"regions": regions}, headers=NO_STORE)
+
+
+async def demo_control(request: web.Request) -> web.Response:
+    """Kill a region's node (SIGKILL) or ask the demo to start it again."""
+    require_admin(request)
+    demo = _demo_state()
+    if demo is None:
+        return error_response(404, "not_demo", "this node does not run under `meridian demo`")
+    folder, state = demo
+    action, region = request.match_info["action"], request.match_info["region"]
+    info = state["regions"].get(region)
+    if not isinstance(info, dict):
+        return error_response(404, "not_found", f"the demo runs no region {region!r}")
+    if action == "start":
+        (folder / CONTROL_DIR).mkdir(exist_ok=True)
+        (folder / CONTROL_DIR / f"start-{region}").touch()
+        return web.json_response({"region": region, "action": "start"})
+    pid = info.get("pid")
+    if not info.get("up") or not isinstance(pid, int):
+        return error_response(409, "down", f"region {region} is down already")
+    if pid == os.getpid():
+        asyncio.get_running_loop().call_later(SELF_KILL_DELAY_S, os.kill, pid, signal.SIGKILL)
+    else:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return error_response(409, "down", f"region {region} had exited already")
+    return web.json_response({"region": region, "action": "kill", "pid": pid})
 
 
 def live_games(node: Node) -> list[dict[str, Any]]:

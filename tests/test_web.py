@@ -247,6 +247,7 @@ def test_dashboard_shows_a_cut_link_as_down(web_cluster: ThreadedCluster, browse
             page.wait_for_selector(f'#links tr[data-link="{a}-{b}"][data-state="up"]')
         page.wait_for_selector('#docs-summary[data-differ="0"]')
         assert contrast_failures(page) == [], "the dashboard"
+        assert page.query_selector("[data-demo-kill]") is None  # not a `meridian demo`
         operator.shot("10-dashboard-all-up", full_page=True)
 
         web_cluster.cut("eu", "us")
@@ -354,6 +355,9 @@ def test_cors_and_the_pages_endpoints(web_cluster: ThreadedCluster) -> None:
         f"{us}/api/overview", headers={"Authorization": f"Bearer {web_cluster.admin_token}"}
     )
     assert json.loads(body)["region"] == "us"
+    with pytest.raises(urllib.error.HTTPError) as not_demo:
+        _get(f"{us}/api/demo", headers={"Authorization": f"Bearer {web_cluster.admin_token}"})
+    assert not_demo.value.code == 404  # the Kill/Start buttons exist only under `meridian demo`
     with pytest.raises(urllib.error.HTTPError) as missing:
         _get(f"{us}/api/replay/nope")
     assert missing.value.code == 404
