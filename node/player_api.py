@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC
 from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
+from meridian.crdt_models.ratings import ranking, ratings, table_digest
 from meridian.node.delivery import Close, Send
 from meridian.node.service import (
     MAX_MESSAGE_BYTES,
@@ -40,6 +41,7 @@ log = logging.getLogger("meridian.players")
 PASSWORDS = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 ACCOUNT_PULL_S = 2.0
 MAX_BODY_BYTES = 64 * 1024
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @dataclass
@@ -57,6 +59,7 @@ class PlayerGateway:
         self.service = service
         self.connections: dict[str, Connection] = {}
         self._ids = itertools.count(1)
+        self._ratings: tuple[object, dict[str, Any]] = ((), {"ratings": []})  # (log key, answer)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/api/register", self.register)
@@ -67,6 +70,7 @@ class PlayerGateway:
         app.router.add_get("/api/regions", self.regions)
         app.router.add_get("/api/games", self.list_games)
         app.router.add_get("/api/games/{gid}", self.get_game)
+        app.router.add_get("/api/ratings", self.get_ratings)
         app.router.add_get("/ws", self.websocket)
 
     # --- delivering what the service says ----------------------------------------------
@@ -270,6 +274,31 @@ class PlayerGateway:
                 "moves": game.moves,
             }
         )
+
+    async def get_ratings(self, request: web.Request) -> web.Response:
+        """The Elo table derived from the game log (crdt_models/ratings.py), best first, under
+        the accounts' current names; ``?limit=N`` keeps the first N rows, ``?names=a,b`` only
+        those players."""
+        engine = self.node.engine
+        key = tuple((d, engine.digest(d)) for d in sorted(engine.docs) if d.startswith(LOG_PREFIX))
+        if self._ratings[0] != key:  # recomputed only when the log changed
+            table = ratings(self._finished_games())
+            ranked = [dict(r.to_json(), rank=rank) for rank, r in enumerate(ranking(table), 1)]
+            self._ratings = (key, {"ratings": ranked, "digest": table_digest(table)})
+        answer = self._ratings[1]
+        rows = [dict(row, name=self._current_name(row)) for row in answer["ratings"]]
+        names = {n.lower() for n in request.query.get("names", "").split(",") if n}
+        if names:
+            rows = [row for row in rows if row["name"].lower() in names]
+        limit = request.query.get("limit", "")
+        if limit.isdigit():
+            rows = rows[: int(limit)]
+        region = self.node.config.region
+        return web.json_response({**answer, "ratings": rows, "region": region}, headers=NO_STORE)
+
+    def _current_name(self, row: dict[str, Any]) -> str:
+        account = self.service.accounts.account(row["uid"])
+        return account.name if account is not None else str(row["name"])
 
 
 def _game_summary(game: ArchivedGame) -> dict[str, Any]:

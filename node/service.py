@@ -758,16 +758,31 @@ class GameService:
                 saved.moves,
             )
         seed = self.rng.randrange(2**53)
+        players = [invite.from_uid, invite.to_uid]
+        coin = self.rng.randrange(2)
         return GameInfo(
             gid,
             "battleline",
-            [invite.from_uid, invite.to_uid],
+            players,
             [invite.from_name, invite.to_name],
             seed,
-            self.rng.randrange(2),
+            self._swapped_first(players, coin),
             self._stamp(),
             self.node_id,
         )
+
+    def _swapped_first(self, players: list[str], coin: int) -> int:
+        """Who moves first in a new game of these two: whoever moved second in their latest
+        finished game (a rematch swaps colours); the coin if they never finished one."""
+        finished = [t.info for t in self.games.values() if t.status == FINISHED]
+        latest = max(
+            (info for info in finished if set(info.players) == set(players)),
+            key=lambda info: (info.created, info.gid),
+            default=None,
+        )
+        if latest is None:
+            return coin
+        return players.index(latest.players[1 - latest.first])
 
     def _saved_between(self, gid: str, a: str, b: str) -> ArchivedGame:
         doc = self.docs.get(SAVED_DOC)
@@ -1063,6 +1078,10 @@ class GameService:
         else:
             view = self.rules.spectator_view(state)
         last = tracker.chain.moves[-1] if tracker.chain.moves else None
+        shown_last = {"player": last.player, "move": last.move} if last else None
+        # The rules' view says what of the last move this viewer may see (a Scout's returned
+        # cards are the mover's secret); the chain's own record is the fallback.
+        shown_last = view.get("last_move", shown_last) if isinstance(view, dict) else shown_last
         to_move = self.rules.to_move(state)
         return {
             "type": "game",
@@ -1073,7 +1092,7 @@ class GameService:
             "to_move": to_move,
             "legal": self.rules.legal_moves(state) if seat is not None and seat == to_move else [],
             "ply": tracker.base_ply + tracker.ply,
-            "last_move": {"player": last.player, "move": last.move} if last else None,
+            "last_move": shown_last,
             "head": tracker.chain.tip,
             "result": self.rules.result(state),
             "status": tracker.status,

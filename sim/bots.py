@@ -316,7 +316,7 @@ class Bot:
         gid = push["game"]
         self.views[gid] = push
         # What this player saw: the shown-plies checker holds the cluster to it (sim.shown).
-        self._note("shown", uid=self.uid, game=gid, ply=push["ply"], last=push["last_move"])
+        self._note("shown", uid=self.uid, game=gid, ply=push["ply"], head=push["head"])
         if push["status"] == "live":
             self.seen[gid] = {"ply": push["ply"], "head": push["head"]}
         else:
@@ -491,7 +491,7 @@ class Bot:
             gid: {
                 "ply": p["ply"],
                 "status": p["status"],
-                "last_move": p["last_move"],
+                "head": p["head"],
                 "you": p["you"],
             }
             for gid, p in sorted(self.views.items())

@@ -1,8 +1,9 @@
 """The ``shown-plies`` checker: a move shown to a player is a move kept.
 
-Every ``game`` push a bot receives is noted (``shown``: game, ply, the last move it shows). At
-the end, each shown ply must be in the final canonical chain of that game on the surviving
-nodes: the chain is at least that long and its move at that ply is the one shown. The one
+Every ``game`` push a bot receives is noted (``shown``: game, ply, and ``head``, the key of the
+move record it shows last). At the end, each shown ply must be in the final canonical chain of
+that game on the surviving nodes: the chain is at least that long and its record at that ply is
+the one shown. The one
 excuse is a ``rollback`` notice to that player for that game, to a ply below the shown one,
 received after it was shown, and only for a reason the rules allow (docs/protocol.md): a fork
 resolved against the move (a same-ply merge of that game was recorded), or, with
@@ -51,11 +52,13 @@ def check_shown_plies(history: History, final: FinalStates) -> Verdict:
 
 
 def _kept(game: GameSummary | None, note: dict[str, Any]) -> bool:
+    """The shown ply is on the final chain: the record the push named as its head (`head`, the
+    record key) is the chain's record at that ply."""
     ply = note["ply"]
     if game is None or game.ply < ply:
         return False
-    last = note["last"]
-    return last is None or game.moves[ply - 1] == {**last["move"], "player": last["player"]}
+    index = ply - 1 - (game.ply - len(game.keys))  # plies before this document: start moves
+    return index < 0 or bool(game.keys[index] == note["head"])
 
 
 def _rolled_back(note: dict[str, Any], rollbacks: list[dict[str, Any]]) -> bool:

@@ -135,6 +135,45 @@ async def test_an_idle_bot_accepts_a_persons_invitation_and_plays_it_out(
     assert (record.opponent, record.outcome) == ("visitor", "lost" if result == "won" else "won")
 
 
+@pytest.mark.integration
+async def test_bots_reserved_for_people_are_left_alone_and_accept_a_person_at_once(
+    bot_cluster: Cluster,
+) -> None:
+    """wait1 waits for people; wait2 and wait3 play each other and never invite it."""
+    run = run_bots(servers(bot_cluster), 3, 1, prefix="wait", for_people=1)
+    bots = asyncio.create_task(run)
+    async with aiohttp.ClientSession() as http:
+        person = PlayerClient(bot_cluster.url(2), http)
+        await person.register("newcomer", PASSWORD)
+        await person.login("newcomer", PASSWORD)
+        await person.connect()
+        await _invite_once_online(person, "wait1")
+        sent = asyncio.get_running_loop().time()
+        push = await person.wait_push("game", timeout=5)
+        waited = asyncio.get_running_loop().time() - sent
+        assert push["players"][1] == "wait1" and waited < 2.0, waited
+        await asyncio.wait_for(_play_randomly(person), 60)
+        await person.close()
+    summary = await asyncio.wait_for(bots, 60)
+    assert summary.problems() == [], summary.report()
+    by_name = {b.name: b for b in summary.bots}
+    assert [g.opponent for g in by_name["wait1"].games] == ["newcomer"]
+    assert by_name["wait1"].for_people and by_name["wait1"].partner is None
+    assert [g.opponent for g in by_name["wait2"].games] == ["wait3"]
+    assert "wait1 (people)" in summary.report()
+
+
+async def _invite_once_online(person: PlayerClient, bot: str) -> None:
+    for _ in range(200):
+        try:
+            await person.request("invite", to=bot)
+            return
+        except RequestError as error:
+            assert error.code in ("offline", "unknown_user"), error
+            await asyncio.sleep(0.05)  # the bot is not online yet
+    raise AssertionError(f"{bot} never came online")
+
+
 async def _invite_until_accepted(person: PlayerClient, bot: str) -> None:
     for _ in range(100):
         try:
