@@ -90,9 +90,12 @@ def test_http_surface(cluster: Cluster) -> None:
     assert {p["node"] for p in view["peers"] if p["link"] == "up"} == {"us-1", "ap-1"}
     shared = [d["id"] for d in view["documents"] if not d["id"].startswith("presence:")]
     assert shared == ["test:it"]
-    metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()
-    assert 'meridian_peer_up{peer="us-1",region="us"} 1' in metrics
-    assert "meridian_store_commit_latency_seconds" in metrics
+    with urllib.request.urlopen(f"{base}/metrics") as answer:
+        assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        metrics = answer.read().decode()
+    assert 'meridian_peer_up{peer="us-1",region="us"} 1.0\n' in metrics
+    assert "\nmeridian_store_commit_latency_seconds_count " in metrics
+    assert "\nmeridian_store_commit_latency_seconds_sum " in metrics
 
 
 def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:
