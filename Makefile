@@ -10,7 +10,7 @@ $(BIN)/meridian: pyproject.toml
 	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/meridian
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test test-fast lint bench
 setup: $(BIN)/meridian
 
 demo: setup
@@ -18,6 +18,10 @@ demo: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -q
+
+# The tests that start no process and no browser (markers: pyproject.toml), for a quick loop.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not integration"
 
 lint: setup
 	$(BIN)/ruff check .

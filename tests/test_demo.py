@@ -64,28 +64,29 @@ def test_a_killed_region_leaves_the_others_running_and_comes_back(tmp_path: Path
     """The demo's promise: one node dies, the other regions play on, the dead one restarts."""
     paths = write_configs(tmp_path, REGIONS)
     folder = ("--config-dir", str(tmp_path))
-    demo = subprocess.Popen(
+    # The with block closes the pipe (and waits) whatever happens inside.
+    with subprocess.Popen(
         [sys.executable, "-m", "meridian", "demo", "--bots", "0", "--restart-after", "1", *folder],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )
-    try:
-        _wait_for_line(demo, "Ctrl-C stops the cluster", timeout=60)
-        killed = meridian_demo("kill", "us", *folder, timeout=30)
-        assert killed.returncode == 0, killed.stderr
-        assert "killed region us" in killed.stdout
-        _wait_for_line(demo, "region us is DOWN", timeout=10)
-        urls = [load_config(path, cluster_env()).public_url for path in paths]
-        assert fetch_health(urls[0]) is not None and fetch_health(urls[2]) is not None
-        _wait_for_line(demo, "region us restarted", timeout=10)
-        status = meridian_demo("status", *folder, timeout=30)
-        assert status.stdout.count(" up ") == 3, status.stdout
-        assert demo.poll() is None, "the demo stopped when one region died"
-        deadline = time.monotonic() + 30
-        while (health := fetch_health(urls[1])) is None or len(health["peers"]) < 2:
-            assert time.monotonic() < deadline, "the restarted region did not rejoin the mesh"
-            time.sleep(0.2)
-    finally:
-        demo.send_signal(signal.SIGINT)
-        demo.wait(timeout=30)
+    ) as demo:
+        try:
+            _wait_for_line(demo, "Ctrl-C stops the cluster", timeout=60)
+            killed = meridian_demo("kill", "us", *folder, timeout=30)
+            assert killed.returncode == 0, killed.stderr
+            assert "killed region us" in killed.stdout
+            _wait_for_line(demo, "region us is DOWN", timeout=10)
+            urls = [load_config(path, cluster_env()).public_url for path in paths]
+            assert fetch_health(urls[0]) is not None and fetch_health(urls[2]) is not None
+            _wait_for_line(demo, "region us restarted", timeout=10)
+            status = meridian_demo("status", *folder, timeout=30)
+            assert status.stdout.count(" up ") == 3, status.stdout
+            assert demo.poll() is None, "the demo stopped when one region died"
+            deadline = time.monotonic() + 30
+            while (health := fetch_health(urls[1])) is None or len(health["peers"]) < 2:
+                assert time.monotonic() < deadline, "the restarted region did not rejoin the mesh"
+                time.sleep(0.2)
+        finally:
+            demo.send_signal(signal.SIGINT)
+            demo.wait(timeout=30)
