@@ -119,7 +119,7 @@ def test_own_announcement_must_be_well_formed() -> None:
 
 
 class WarningRecorder(logging.Handler):
-    def __init__(self, on_line: Callable[[], None]) -> None:
+    def __init__(self, on_line: Callable[[], object]) -> None:
         super().__init__(logging.WARNING)
         self.lines: list[str] = []
         self.on_line = on_line
