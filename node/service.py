@@ -1,6 +1,6 @@
 """The game service of one node, sans-IO: player messages and `now` in, messages and closes out.
 
-It runs the same way under aiohttp (``node.ws_api``, ``node.accounts_api``) and in the
+It runs the same way under aiohttp (``node.player_api``) and in the
 simulator. It reads and writes the shared documents through a `Documents` handle, stamps
 writes with the node's HLC, and learns of every change (local or replicated) through
 `doc_changed`, after which `process` pushes what changed to the players connected here:
