@@ -30,8 +30,9 @@ const PHASES = {
 
 export class GameScreen {
   /**
-   * @param actions {move(gid, move) -> Promise, request(type, fields) -> Promise,
-   *                 toLobby(), replay(gid), you() -> name}
+   * @param {{move(gid: string, move: object): Promise<any>,
+   *          request(type: string, fields: object): Promise<any>,
+   *          toLobby(): void, stopWatching(): void, replay(gid: string): void}} actions
    */
   constructor(actions) {
     this.actions = actions;
@@ -194,7 +195,7 @@ export class GameScreen {
     else list.push(flag);
     this.render();
     const again = document.querySelector(`[data-claim-flag="${flag}"]`);
-    if (again) again.focus();
+    if (again instanceof HTMLElement) again.focus();
   }
 
   // --- drawing ------------------------------------------------------------------------
@@ -208,7 +209,8 @@ export class GameScreen {
     const names = p.players;
     const mine = this.myTurn() && !this.pending && this.connected;
     const legal = mine ? p.legal : [];
-    const focusKey = document.activeElement?.dataset ? focusSignature(document.activeElement) : null;
+    const active = document.activeElement;
+    const focusKey = active instanceof HTMLElement ? focusSignature(active) : null;
 
     const screen = $("#screen-game");
     screen.dataset.game = p.game;
@@ -461,6 +463,10 @@ export class GameScreen {
   }
 }
 
+/**
+ * @param {HTMLElement} el
+ * @returns {[string, string] | null}
+ */
 function focusSignature(el) {
   const d = el.dataset;
   for (const key of ["handCard", "targetFlag", "claimFlag", "deck", "action", "move", "card", "discard"]) {
@@ -471,7 +477,9 @@ function focusSignature(el) {
 
 function restoreFocus([key, value]) {
   const attr = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-  const el = document.querySelector(`#screen-game [data-${attr}="${CSS.escape(value)}"]`);
+  const el = /** @type {(HTMLElement & {disabled?: boolean}) | null} */ (
+    document.querySelector(`#screen-game [data-${attr}="${CSS.escape(value)}"]`)
+  );
   if (el && !el.disabled && document.activeElement !== el) el.focus();
 }
 
