@@ -163,7 +163,10 @@ async def run_node(node_id: str) -> None:
     await asyncio.sleep(0.3)  # a grace period in which a duplicate or self report would show
     await discovery.close()
     report = {"node": node_id, "found": [dataclasses.asdict(p) for p in found]}
-    print(json.dumps({**report, "ignored": recorder.lines}), flush=True)
+    # One write of the whole line: both nodes share stdout, and print() writes the text and the
+    # newline separately when Python runs unbuffered (PYTHONUNBUFFERED), so lines could interleave.
+    sys.stdout.write(json.dumps({**report, "ignored": recorder.lines}) + "\n")
+    sys.stdout.flush()
 
 
 async def run_bogus() -> None:
