@@ -344,7 +344,7 @@ async def play_games(
             for i, c in enumerate(clients)
         ]
         tasks = [asyncio.create_task(p.run(stop)) for p in players]
-        playing = await _until_all_play(players, GAMES_START_S)
+        playing = await _until_all_play(players)
         setup_s = time.perf_counter() - setup_started
         await asyncio.sleep(1.0)  # warm-up
         before = [process_usage(pid)[1] for pid in node_pids(cluster)], own_cpu_s()
@@ -383,9 +383,9 @@ def commit_latency_ms(url: str) -> tuple[float, float]:
     return found["0.5"], found["0.99"]
 
 
-async def _until_all_play(players: list[BenchPlayer], timeout: float) -> int:
-    """Wait until every player is at a table (or the timeout); how many are."""
-    deadline = time.perf_counter() + timeout
+async def _until_all_play(players: list[BenchPlayer]) -> int:
+    """Wait until every player is at a table (or GAMES_START_S passed); how many are."""
+    deadline = time.perf_counter() + GAMES_START_S
     while time.perf_counter() < deadline:
         playing = sum(1 for p in players if p.game is not None)
         if playing == len(players):

@@ -548,8 +548,12 @@ async def game_logs(http: aiohttp.ClientSession, servers: Sequence[str]) -> list
     return list(await asyncio.gather(*(one(url) for url in servers)))
 
 
+# A timeout parameter, not a caller's asyncio.timeout: at the deadline the answer is what still
+# differs between the logs, which a cancellation would lose.
 async def wait_for_equal_logs(
-    servers: Sequence[str], gids: set[str], timeout: float = 30.0
+    servers: Sequence[str],
+    gids: set[str],
+    timeout: float = 30.0,  # noqa: ASYNC109
 ) -> str | None:
     """Wait until every server's game log is the same and holds `gids`; None when it is,
     else a message saying what differs."""

@@ -184,7 +184,9 @@ class PlayerClient:
             if self.on_push is not None:
                 self.on_push(data)
 
-    async def wait_push(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+    # A timeout parameter with a default, not a caller's asyncio.timeout: a push that never comes
+    # fails with an error naming the push awaited instead of hanging the caller.
+    async def wait_push(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:  # noqa: ASYNC109
         """The next push of this type whose fields equal `match` (earlier others are skipped)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:

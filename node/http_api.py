@@ -3,7 +3,7 @@
 * ``GET /healthz``: JSON health (node, region, version, connected peers); no token. ``status`` is
   ``"ok"`` (HTTP 200), or ``"degraded"`` (HTTP 503: not ready for players) while a document is
   quarantined, each listed in ``quarantined`` with the reason, until a peer has refilled it.
-* ``GET /metrics``: Prometheus text; no token (it holds no user data).
+* ``GET /metrics``: Prometheus text (node/metrics.py); no token (it holds no user data).
 * ``GET /api/cluster``: this node, its peers with link state and lag, every document with its
   digest; admin token required.
 * ``GET|PUT /api/admin/docs/{doc}/{key}``: read or write one key of a document's ``kv`` map
@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry
 from pycrdt import Doc, Map
 
 from meridian.node.delivery import REPLICATION_WAIT_S
-from meridian.node.metrics import MetricFamily, render
+from meridian.node.metrics import CONTENT_TYPE, exposition, node_registry
 from meridian.node.service import ServiceError
 from meridian.sync.codec import FrameError, check_doc_id
 from meridian.sync.replicator import DocumentQuarantined
@@ -42,11 +43,13 @@ MAX_KEY_CHARS = 200
 MAX_BATCH_ITEMS = 10_000
 MAX_SAFE_INT = 2**53 - 1
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
 
 
 def add_routes(app: web.Application, node: Node) -> None:
     app[NODE_KEY] = node
     app.middlewares.append(refuse_unavailable)
+    app[METRICS_KEY] = node_registry(node)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/cluster", cluster)
@@ -113,101 +116,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    return web.Response(text=render(_metric_families(node)), content_type="text/plain")
-
-
-def _metric_families(node: Node) -> list[MetricFamily]:
-    engine, counters = node.engine, node.replicator.counters
-    up = set(engine.up_peers())
-    peer_up = MetricFamily("meridian_peer_up", "gauge", "1 while the link to the peer is up")
-    sent = MetricFamily("meridian_sync_updates_sent_total", "counter", "update frames sent")
-    received = MetricFamily(
-        "meridian_sync_updates_received_total", "counter", "update frames received"
-    )
-    bytes_sent = MetricFamily("meridian_sync_bytes_sent_total", "counter", "frame bytes sent")
-    bytes_received = MetricFamily(
-        "meridian_sync_bytes_received_total", "counter", "frame bytes received"
-    )
-    lag = MetricFamily(
-        "meridian_sync_replication_lag_seconds", "summary", "update sent to peer's durable ack"
-    )
-    for peer in engine.peers.values():
-        labels = {"peer": peer.node_id, "region": peer.region}
-        peer_up.add(1.0 if peer.node_id in up else 0.0, **labels)
-        sent.add(peer.updates_sent, **labels)
-        received.add(peer.updates_received, **labels)
-        bytes_sent.add(peer.bytes_sent, **labels)
-        bytes_received.add(peer.bytes_received, **labels)
-        lag.add_quantiles(peer.lag_samples, **labels)
-    changes = MetricFamily("meridian_changes_total", "counter", "document changes applied")
-    changes.add(counters.changes_local, origin="local")
-    changes.add(counters.changes_remote, origin="peer")
-    documents = MetricFamily("meridian_documents", "gauge", "documents held by this node")
-    documents.add(len(engine.docs))
-    links = MetricFamily("meridian_links_total", "counter", "peer link outcomes")
-    links.add(counters.links_up, outcome="up")
-    links.add(counters.links_closed, outcome="closed")
-    links.add(counters.links_refused, outcome="refused")
-    return [
-        peer_up,
-        sent,
-        received,
-        bytes_sent,
-        bytes_received,
-        lag,
-        changes,
-        documents,
-        links,
-        *_store_families(node),
-        *_service_families(node),
-    ]
-
-
-def _store_families(node: Node) -> list[MetricFamily]:
-    store = node.store
-    latency = MetricFamily(
-        "meridian_store_commit_latency_seconds", "summary", "group commit duration (fsync included)"
-    )
-    latency.add_quantiles(store.commit_latency_seconds)
-    commits = MetricFamily("meridian_store_commits_total", "counter", "group commits")
-    commits.add(store.total_commits)
-    counters = node.replicator.counters
-    failures = MetricFamily("meridian_store_failures_total", "counter", "changes not committed")
-    failures.add(counters.store_failures)
-    quarantined = MetricFamily(
-        "meridian_store_quarantined_documents", "gauge", "documents waiting for a peer to refill"
-    )
-    quarantined.add(len(node.replicator.quarantined))
-    quarantines = MetricFamily(
-        "meridian_store_quarantines_total", "counter", "documents quarantined for a corrupt row"
-    )
-    quarantines.add(counters.quarantines)
-    refills = MetricFamily(
-        "meridian_store_refills_total", "counter", "quarantined documents refilled from a peer"
-    )
-    refills.add(counters.refills)
-    refused = MetricFamily(
-        "meridian_store_writes_refused_total", "counter", "local writes to quarantined documents"
-    )
-    refused.add(counters.writes_refused)
-    return [latency, commits, failures, quarantined, quarantines, refills, refused]
-
-
-def _service_families(node: Node) -> list[MetricFamily]:
-    service = node.service
-    merges = MetricFamily("meridian_merges_total", "counter", "automatic merges, by kind")
-    for kind in ("name", "double_login", "same_ply", "two_games"):
-        merges.add(service.merges.counts.get(kind, 0), kind=kind)
-    connections = MetricFamily("meridian_player_connections", "gauge", "player websockets open")
-    connections.add(len(service.conns))
-    games = MetricFamily("meridian_games", "gauge", "games known to this node, by status")
-    statuses: dict[str, int] = {}
-    for tracker in service.games.values():
-        statuses[tracker.status] = statuses.get(tracker.status, 0) + 1
-    for status, count in sorted(statuses.items()):
-        games.add(count, status=status)
-    return [merges, connections, games]
+    registry = request.app[METRICS_KEY]
+    return web.Response(body=exposition(registry), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def cluster(request: web.Request) -> web.Response:

@@ -152,6 +152,9 @@ class PeerState:
         default_factory=dict
     )  # doc -> contiguous local changes held
     lag_samples: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES_KEPT))
+    # Every lag ever measured, not only the kept samples (a summary's _count and _sum).
+    lag_count: int = 0
+    lag_seconds_total: float = 0.0
     doc_lag: dict[str, float] = field(default_factory=dict)
     rtt: float | None = None
     frames_sent: int = 0
@@ -623,6 +626,8 @@ class SyncEngine:
             batch = link.unacked.pop(sent_seq)
             lag = now - batch.sent_at
             peer.lag_samples.append(lag)
+            peer.lag_count += 1
+            peer.lag_seconds_total += lag
             peer.doc_lag[batch.doc_id] = lag
             acked = link.step2_acked if batch.is_step2 else link.update_acked
             acked[batch.doc_id] = max(acked.get(batch.doc_id, 0), batch.local_event_no)

@@ -184,8 +184,14 @@ class Replicator:
         self._durable_waiters.append((event_no, future))
         await future
 
+    # A timeout parameter, not a caller's asyncio.timeout: at the deadline the answer is how many
+    # regions held the change so far (the HTTP reply reports it), which a cancellation would lose.
     async def wait_replicated(
-        self, doc_id: str, event_no: int, regions: int, timeout: float
+        self,
+        doc_id: str,
+        event_no: int,
+        regions: int,
+        timeout: float,  # noqa: ASYNC109
     ) -> int:
         """Wait until `regions` peers acknowledged the change; returns how many did."""
         deadline = self.clock() + timeout

@@ -583,6 +583,7 @@ class GroupCommitStore:
         # Durations of the most recent commit transactions (fsync included), for metrics.
         self.commit_latency_seconds: deque[float] = deque(maxlen=latency_samples)
         self.total_commits = 0
+        self.total_commit_seconds = 0.0  # every commit's duration added up (a summary's _sum)
         self.total_updates = 0
         self.total_snapshots = 0
         self.failed_commits = 0
@@ -697,6 +698,7 @@ class GroupCommitStore:
             self.last_commit = stats
             self.commit_latency_seconds.append(stats.seconds)
             self.total_commits += 1
+            self.total_commit_seconds += stats.seconds
             self.total_updates += stats.updates
             self.total_snapshots += stats.snapshots
         self._settle(futures, None)

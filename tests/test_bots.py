@@ -6,7 +6,6 @@ import asyncio
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -207,15 +206,19 @@ async def test_bots_fail_over_when_their_node_is_killed_and_finish_their_games(
     try:
         assert wait_for_mesh(cluster.nodes), "cluster did not form"
         started: list[str] = []
+        all_started = asyncio.Event()
 
         def note(line: str) -> None:
             if "started game" in line:
                 started.append(line)
+                if len(started) == 4:
+                    all_started.set()
 
         # bot1 eu, bot2 us, bot3 ap, bot4 eu: killing ap moves bot3 in the middle of its game
         run = run_bots(servers(cluster), 4, 1, prefix="fo", move_delay_s=0.02, log=note)
         bots = asyncio.create_task(run)
-        await _eventually(lambda: len(started) == 4, 30)
+        async with asyncio.timeout(30):
+            await all_started.wait()
         await asyncio.sleep(0.5)
         assert not bots.done()
         await asyncio.to_thread(kill_node, cluster.nodes[2])
@@ -227,10 +230,3 @@ async def test_bots_fail_over_when_their_node_is_killed_and_finish_their_games(
         assert await wait_for_equal_logs(survivors, summary.gids(), 15) is None
     finally:
         stop_nodes(cluster.nodes)
-
-
-async def _eventually(check: Any, timeout: float) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from meridian.node.config import ConfigError, NodeConfig, SyncSettings, load_config
+from meridian.node.config import ConfigError, NodeConfig, load_config
+from meridian.sync.settings import SyncSettings
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_CONFIGS = REPO / "configs" / "local"

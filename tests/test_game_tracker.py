@@ -14,6 +14,7 @@ RULES = battleline.rules_module()
 
 def _record(state: Any, ply: int, parent: str, stamp: str, pick: int = 0) -> MoveRecord:
     player = RULES.to_move(state)
+    assert player is not None, "the game is not over"
     move = RULES.legal_moves(state)[pick]
     return MoveRecord(ply, parent, player, move, stamp, "eu-1")
 
@@ -25,7 +26,7 @@ def _tracker_with_fork() -> tuple[GameTracker, list[MoveRecord], list[MoveRecord
         "g1", "battleline", ["u0", "u1"], ["p0", "p1"], 7, 0, clock.now().encode(), "eu-1"
     )
     tracker = GameTracker(RULES, info)
-    state, main = start_state(RULES, info), []
+    state, main = start_state(RULES, info), list[MoveRecord]()
     for ply in range(3):
         main.append(_record(state, ply, main[-1].key if main else "", clock.now().encode()))
         state = RULES.apply_move(state, main[-1].player, main[-1].move)

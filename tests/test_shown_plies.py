@@ -15,6 +15,7 @@ import random
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,11 @@ async def seated_players(cluster: ProxiedCluster, http: aiohttp.ClientSession) -
         client.on_push = seat.record
         seats.append(seat)
     for host, guest in zip(seats[::2], seats[1::2], strict=True):
-        invite = (await eventually(lambda h=host, g=guest: _invite(h, g)))["invite"]
-        accepted = await eventually(
-            lambda g=guest, i=invite: g.client.request("accept", invite=i["iid"])
-        )
+        invite = (await eventually(partial(_invite, host, guest)))["invite"]
+        accepted = await eventually(partial(guest.client.request, "accept", invite=invite["iid"]))
         gid = accepted["game"]
         for player in (host, guest):
-            push = await eventually(lambda p=player, g=gid: _game(p.client, g))
+            push = await eventually(partial(_game, player.client, gid))
             player.gid, player.seat = gid, push["you"]
     return seats
 
@@ -127,7 +126,7 @@ async def vanished_plies(seats: list[Seat], url: str) -> list[str]:
     """Every shown ply that is not the move at that ply of the finished game."""
     problems = []
     for gid in {s.gid for s in seats}:
-        moves = await eventually(lambda g=gid: _logged(url, g), timeout=30)
+        moves = await eventually(partial(_logged, url, gid), timeout=30)
         for player in (s for s in seats if s.gid == gid):
             for push in player.shown:
                 ply, last = push["ply"], push["last_move"]

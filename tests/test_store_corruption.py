@@ -28,10 +28,10 @@ from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.crdt_models.presence import presence_doc_id
 from meridian.games.battleline import rules_module
 from meridian.node.config import load_config
-from meridian.node.delivery import EngineProgress
+from meridian.node.delivery import EngineProgress, Send
 from meridian.node.localcluster import TOKEN_ENV, fetch_health, start_node, stop_nodes
 from meridian.node.server import STORE_FILE, ReplicatorDocuments
-from meridian.node.service import GameService, Send, ServiceError
+from meridian.node.service import GameService, ServiceError
 from meridian.sync.engine import SyncEngine
 from meridian.sync.replicator import Replicator
 from meridian.sync.settings import SyncSettings

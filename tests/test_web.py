@@ -351,6 +351,7 @@ def test_cors_and_the_pages_endpoints(web_cluster: ThreadedCluster) -> None:
         _get(f"{us}/api/overview")
     assert refused.value.code == 401
     assert refused.value.headers["Access-Control-Allow-Origin"] == "*"
+    refused.value.close()  # the error holds the response and its socket
     _, _, body = _get(
         f"{us}/api/overview", headers={"Authorization": f"Bearer {web_cluster.admin_token}"}
     )
@@ -361,6 +362,7 @@ def test_cors_and_the_pages_endpoints(web_cluster: ThreadedCluster) -> None:
     with pytest.raises(urllib.error.HTTPError) as missing:
         _get(f"{us}/api/replay/nope")
     assert missing.value.code == 404
+    missing.value.close()
     _, headers, _ = _get(f"{us}/static/js/app.js")
     assert "javascript" in headers["Content-Type"]
     _, headers, body = _get(f"{us}/dashboard")

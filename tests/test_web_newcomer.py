@@ -128,7 +128,7 @@ def test_the_page_prefers_its_own_region_unless_another_is_clearly_faster(
         )
         assert chosen == ["us", "eu", "eu", "us", "eu"]
         # The player may still pick another region, and go back to the automatic choice.
-        auto = visitor.page.get_attribute("#region-note", "data-region")
+        auto = visitor.page.get_attribute("#region-note", "data-region") or ""
         other = "eu" if auto != "eu" else "ap"
         visitor.page.click(f'.region-row[data-region="{other}"]')
         visitor.page.wait_for_selector(f"#region-note:has-text('You chose {other}. Automatic: ')")
@@ -266,7 +266,7 @@ def check_summary(player: Player, base_url: str, gid: str) -> dict[str, Any]:
     opponent = names[1 - me]
     expected = f"{opponent} moves first" if first_seat == me else "you move first"
     assert rematch == f"Rematch ({expected})"
-    return record
+    return dict(record)
 
 
 def read_the_rules(player: Player) -> None:

@@ -83,6 +83,8 @@ class ThreadedCluster:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self._loop.close()  # its selector and self-pipe sockets
 
     def cut(self, a: str, b: str) -> None:
         self._call(lambda: self.cluster.cut(a, b))

@@ -39,7 +39,12 @@ export function cardName(card) {
   return `${colourOf(card)} ${strengthOf(card)}`;
 }
 
-/** A card as a visual tile (a <span>, or a <button> with `onClick`). */
+/**
+ * A card as a visual tile (a <span>, or a <button> with `onClick`).
+ * @param {any} card
+ * @param {{onClick?: () => void, classes?: string[], label?: string, disabled?: boolean,
+ *          pressed?: boolean}} [options]
+ */
 export function cardTile(card, { onClick, classes = [], label, disabled = false, pressed } = {}) {
   const tactic = isTactic(card);
   const face = tactic

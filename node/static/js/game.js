@@ -35,11 +35,14 @@ const PHASES = {
 
 export class GameScreen {
   /**
-   * @param actions {move(gid, move) -> Promise, request(type, fields) -> Promise,
-   *                 fetchMoves(gid) -> Promise of the public move list, toLobby(), replay(gid),
-   *                 replayUrl(gid), rematch(name), rematchOffer(name) -> invitation or null,
-   *                 rematchSent(name) -> bool, accept(iid), decline(iid),
-   *                 ratingsOf(names) -> Promise of Map lower-case name -> rating row}
+   * @param {{move(gid: string, move: object): Promise<any>,
+   *          request(type: string, fields: object): Promise<any>,
+   *          fetchMoves(gid: string): Promise<any>, toLobby(): void, stopWatching(): void,
+   *          replay(gid: string): void, replayUrl(gid: string): string,
+   *          rematch(name: string): any, rematchOffer(name: string): any,
+   *          rematchSent(name: string): boolean, accept(iid: string): any,
+   *          decline(iid: string): any,
+   *          ratingsOf(names: string[]): Promise<Map<string, any>>}} actions
    */
   constructor(actions) {
     this.actions = actions;
@@ -260,7 +263,7 @@ export class GameScreen {
     else list.push(flag);
     this.render();
     const again = document.querySelector(`[data-claim-flag="${flag}"]`);
-    if (again) again.focus();
+    if (again instanceof HTMLElement) again.focus();
   }
 
   // --- drawing ------------------------------------------------------------------------
@@ -274,7 +277,8 @@ export class GameScreen {
     const names = p.players;
     const mine = this.myTurn() && !this.pending && this.connected;
     const legal = mine ? p.legal : [];
-    const focusKey = document.activeElement?.dataset ? focusSignature(document.activeElement) : null;
+    const active = document.activeElement;
+    const focusKey = active instanceof HTMLElement ? focusSignature(active) : null;
 
     const screen = $("#screen-game");
     screen.dataset.game = p.game;
@@ -594,6 +598,10 @@ function sentence(text) {
   return text.replace(/^you /, "You ");
 }
 
+/**
+ * @param {HTMLElement} el
+ * @returns {[string, string] | null}
+ */
 function focusSignature(el) {
   const d = el.dataset;
   for (const key of ["handCard", "targetFlag", "claimFlag", "deck", "action", "move", "card", "discard"]) {
@@ -604,7 +612,9 @@ function focusSignature(el) {
 
 function restoreFocus([key, value]) {
   const attr = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-  const el = document.querySelector(`#screen-game [data-${attr}="${CSS.escape(value)}"]`);
+  const el = /** @type {(HTMLElement & {disabled?: boolean}) | null} */ (
+    document.querySelector(`#screen-game [data-${attr}="${CSS.escape(value)}"]`)
+  );
   if (el && !el.disabled && document.activeElement !== el) el.focus();
 }
 

@@ -8,7 +8,11 @@ export class ApiError extends Error {
   }
 }
 
-/** fetch() with a timeout; network failures become ApiError("network"). */
+/**
+ * fetch() with a timeout; network failures become ApiError("network").
+ * @param {string} url
+ * @param {{method?: string, body?: any, token?: string, timeout?: number}} [options]
+ */
 async function request(url, { method = "GET", body, token, timeout = 10000 } = {}) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeout);
