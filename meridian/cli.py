@@ -131,7 +131,7 @@ def run_node_command(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: object) -> int:
-    from meridian.node.config import NodeConfig
+    from meridian.node.config import ConfigError, NodeConfig
     from meridian.node.server import Node
 
     assert isinstance(config, NodeConfig)
@@ -144,6 +144,9 @@ async def _serve(config: object) -> int:
         await node.start()
     except OSError as error:
         logging.getLogger("meridian.node").error("cannot start: %s", error)
+        return EXIT_USAGE
+    except ConfigError as error:  # the key files, read at start (see load_identity)
+        print(f"meridian node: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
     await stop.wait()
     logging.getLogger("meridian.node").info("stopping (signal received)")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from pycrdt import Doc, Map
 
+from meridian.crdt_models.kinds import is_kv_document
 from meridian.node.metrics import MetricFamily, render
 from meridian.sync.codec import FrameError, check_doc_id
 from meridian.sync.stats import percentile
@@ -122,6 +123,11 @@ def _metric_families(node: Node) -> list[MetricFamily]:
     links.add(counters.links_up, outcome="up")
     links.add(counters.links_closed, outcome="closed")
     links.add(counters.links_refused, outcome="refused")
+    refused = MetricFamily(
+        "meridian_sync_refused_total", "counter", "peer frames refused after link-up, by rule"
+    )
+    for (peer_id, rule), count in sorted(engine.refusals.items()):
+        refused.add(count, peer=peer_id, rule=rule)
     return [
         peer_up,
         sent,
@@ -132,6 +138,7 @@ def _metric_families(node: Node) -> list[MetricFamily]:
         changes,
         documents,
         links,
+        refused,
         *_store_families(node),
         *_service_families(node),
     ]
@@ -224,6 +231,8 @@ def _doc_id(request: web.Request) -> str:
         check_doc_id(doc_id)
     except FrameError as exc:
         raise bad_request("bad_document", exc.reason) from None
+    if not is_kv_document(doc_id):  # other kinds have their own layout and rules
+        raise bad_request("bad_document", "this API reads and writes test:* and bench:* only")
     return doc_id
 
 
