@@ -16,6 +16,7 @@ Layout (flat root maps, one writer per key):
   change an account's name or status (a rename after a name merge, an administrator's disable)
   but never its password or its home. A home region that moves the account elsewhere keeps its
   last record here (the move itself), which is what lets the new home prove it is the home.
+  A version in ``users`` written by another region carries no password hash at all.
 * ``names``: key ``<lowercased name>|<uid>`` -> a claim ``{uid, name, stamp, region}``. The claim
   with the smallest stamp owns the name; every other account claiming it *must rename* (it keeps
   its id, password and games). A rename deletes the account's old claim and files a new one.
@@ -61,6 +62,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{3,20}$")
 ACTIVE = "active"
 DISABLED = "disabled"
 HOME_FIELDS = ("password_hash", "home")  # only the home region writes these
+NON_HOME_PASSWORD = ""  # what a version by another region carries instead of the hash
 
 
 class NotHomeError(ValueError):
@@ -275,6 +277,8 @@ class AccountsWriter:
             raise NotHomeError(current.uid, self.region, current.home, changed)
         fields = asdict(current) | changes
         fields.update(stamp=stamp, base=current.stamp, base_home=current.home, writer=self.region)
+        if self.region != current.home:
+            fields["password_hash"] = NON_HOME_PASSWORD  # readers take it from home records
         version = AccountVersion(**fields)
         self._put(version)
         return version
@@ -342,7 +346,14 @@ def _check_version_has_home_record(
             raise MissingReference(
                 "not_home", f"{change.where} claims home authority without a home record"
             )
-    elif not any(f"{version.uid}|{region}" in home_records for region in regions):
+        return
+    if version.password_hash != NON_HOME_PASSWORD or version.home != version.base_home:
+        raise RecordRefused(
+            "not_home",
+            f"{change.where}: region {version.writer} is not the home of {version.uid} "
+            f"({version.base_home}) and wrote its password or home",
+        )
+    if not any(f"{version.uid}|{region}" in home_records for region in regions):
         raise MissingReference(
             "unknown_account", f"{change.where}: account {version.uid} has no home record"
         )

@@ -61,6 +61,7 @@ class MemoryCluster:
     versions: dict[str, tuple[int, int]] = field(default_factory=dict)
     clock_offsets_ms: dict[str, int] = field(default_factory=dict)
     max_ahead_ms: int = 60_000
+    auto_durable: bool = True  # False: the test calls engine.durable_through itself
     tamper: Tamper | None = None
     now: float = 0.0
 
@@ -82,7 +83,7 @@ class MemoryCluster:
                 wall_ms=lambda name=name: self.wall_ms(name),  # type: ignore[misc]
                 max_ahead_ms=self.max_ahead_ms,
                 versions=self.versions.get(name, (2, 2)),
-                auto_durable=True,
+                auto_durable=self.auto_durable,
             )
         self.wires: list[Wire] = []
         self.events: dict[str, list[Event]] = {name: [] for name in self.names}
