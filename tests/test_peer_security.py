@@ -3,14 +3,21 @@
 The attacker here is an *insider*: a node of the cluster with valid key material (it passes the
 handshake) that sends what an honest node never would. Each test shows the refusal is named,
 counted, answered with an ERROR frame, never acknowledged, and that nothing of it is stored or
-relayed. The real-process replay of the account takeover is tests/test_insider_takeover.py.
+relayed. The last test replays the measured account takeover against real node processes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
+import tomllib
+import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any
 
+import aiohttp
 import pytest
 from pycrdt import Doc, Map
 
@@ -24,10 +31,15 @@ from meridian.crdt_models.accounts import (
 )
 from meridian.crdt_models.hlc import Stamp
 from meridian.crdt_models.records import encode_signed
+from meridian.node.client import PlayerClient, RequestError
+from meridian.node.localcluster import start_node, stop_nodes, wait_for_mesh
+from meridian.node.player_api import PASSWORDS
 from meridian.sync import codec
-from meridian.sync.engine import LinkState
-from meridian.sync.identity import Keyring, KeyringEntry
+from meridian.sync.engine import LinkClosed, LinkState, SyncEngine
+from meridian.sync.identity import Keyring, KeyringEntry, NodeIdentity
 from meridian.sync.settings import SyncSettings
+from meridian.sync.transport import peer_ws_url
+from tests.conftest import eventually
 from tests.sync_harness import EPOCH_MS, MemoryCluster
 
 YEAR_2286_MS = 9_999_999_999_000
@@ -426,3 +438,143 @@ def test_now_is_the_receivers_clock() -> None:
     cluster.put("us", "test:skew", "k", f"at {_stamp(cluster, 'us')}")
     cluster.advance(0.05)
     _assert_refused(cluster, "eu", "us", "future_stamp")
+
+
+# --- the takeover replayed against real node processes ------------------------------------------
+
+
+class FakePeer:
+    """A hostile node on real websockets: the production engine, holding ap-1's real key."""
+
+    def __init__(self, identity: NodeIdentity, keyring: Keyring) -> None:
+        self.engine = SyncEngine(
+            identity=identity,
+            keyring=keyring,
+            settings=SyncSettings(),
+            rng=random.Random(13),
+            wall_ms=lambda: int(time.time() * 1000),
+            auto_durable=True,
+        )
+        self.sockets: dict[int, aiohttp.ClientWebSocketResponse] = {}
+        self.closed: list[str] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def connect(self, http: aiohttp.ClientSession, base_url: str) -> None:
+        ws = await http.ws_connect(peer_ws_url(base_url))
+        link = self.engine.open_link(time.monotonic(), initiator=True)
+        self.sockets[link] = ws
+        self.tasks.append(asyncio.create_task(self._read(link, ws)))
+        await self.flush()
+
+    async def _read(self, link: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type == aiohttp.WSMsgType.BINARY:
+                self.engine.receive(link, message.data, time.monotonic())
+                self.engine.tick(time.monotonic())
+                await self.flush()
+        self.engine.close_link(link, time.monotonic(), "closed by the node")
+        await self.flush()
+
+    async def flush(self) -> None:
+        for link in self.engine.links_with_output():
+            ws = self.sockets.get(link)
+            for frame in self.engine.take_outgoing(link):
+                if ws is not None and not ws.closed:
+                    await ws.send_bytes(frame)
+        for event in self.engine.take_events():
+            if isinstance(event, LinkClosed):
+                self.closed.append(event.reason)
+
+    def write(self, change: Callable[[Doc[Any]], None]) -> None:
+        self.engine.write(ACCOUNTS_DOC, change, time.monotonic())
+
+    async def close(self) -> None:
+        for ws in self.sockets.values():
+            await ws.close()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _home_claim_record(base: AccountVersion, password_hash: str, stamp: str) -> dict[str, Any]:
+    return asdict(base) | {
+        "password_hash": password_hash,
+        "home": "ap",
+        "stamp": stamp,
+        "base": base.stamp,
+        "base_home": "ap",
+        "writer": "ap",
+    }
+
+
+async def _attack(
+    cluster: Any, http: aiohttp.ClientSession, uid: str, password_hash: str, stamp_ms: int
+) -> FakePeer:
+    """Connect as ap-1 to eu and us, pull the accounts, push a home claim for the victim."""
+    keys = cluster.paths[0].parent / "keys"
+    identity = NodeIdentity.from_pem("ap-1", "ap", (keys / "ap-1.key").read_bytes())
+    keyring = Keyring.parse(tomllib.loads((keys / "keyring.toml").read_text()))
+    fake = FakePeer(identity, keyring)
+    for index in (0, 1):
+        await fake.connect(http, cluster.url(index))
+
+    async def victim_pulled() -> AccountVersion | None:
+        doc = fake.engine.docs.get(ACCOUNTS_DOC)
+        return AccountsIndex(doc).version(uid) if doc is not None else None
+
+    base = await eventually(victim_pulled)
+    assert base.password_hash.startswith("$argon2")  # a node holds every hash: it is one
+    record = _home_claim_record(base, password_hash, Stamp(stamp_ms, 0, "ap-1").encode())
+
+    def claim_home(doc: Doc[Any]) -> None:
+        for root in (AUTH, USERS):
+            key = f"{uid}|ap"
+            doc.get(root, type=Map)[key] = encode_signed(doc, ACCOUNTS_DOC, root, key, record)
+
+    fake.write(claim_home)
+    await fake.flush()
+    return fake
+
+
+def _metrics(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics") as response:
+        text: str = response.read().decode()
+        return text
+
+
+@pytest.mark.integration
+async def test_the_insider_takeover_fails_against_real_nodes(cluster: Any) -> None:
+    """The measured attack: a fake ap-1 with ap-1's real key pushes a new password hash for an
+    account homed in eu, stamped in the year ~2286, then again stamped now. Every region keeps
+    the real password, and the attacker's does not log in anywhere."""
+    real, stolen = "the-real-password-1", "the-attackers-password"
+    async with aiohttp.ClientSession() as http:
+        uid = (await PlayerClient(cluster.url(0), http).register("victim", real))["uid"]
+        for index in (1, 2):
+            client = PlayerClient(cluster.url(index), http)
+            await eventually(lambda client=client: client.login("victim", real))
+        stop_nodes([cluster.nodes[2]])  # ap is down; the attacker speaks as ap-1
+        attacker_hash = PASSWORDS.hash(stolen)
+        now_ms = int(time.time() * 1000)
+        for stamp_ms, rule in ((YEAR_2286_MS, "future_stamp"), (now_ms, "not_home")):
+            fake = await _attack(cluster, http, uid, attacker_hash, stamp_ms)
+
+            async def both_refused(fake: FakePeer = fake) -> bool:
+                return len(fake.closed) >= 2
+
+            try:
+                await eventually(both_refused)
+                assert all("refused update for accounts" in r for r in fake.closed), fake.closed
+                for index in (0, 1):
+                    counter = f'meridian_sync_refused_total{{peer="ap-1",rule="{rule}"}}'
+                    assert counter in _metrics(cluster.url(index))
+            finally:
+                await fake.close()
+        cluster.nodes[2] = start_node(cluster.configs[2], cluster.env)
+        assert await asyncio.to_thread(wait_for_mesh, cluster.nodes)
+        for index in range(3):
+            client = PlayerClient(cluster.url(index), http)
+            assert (await client.login("victim", real))["uid"] == uid
+            with pytest.raises(RequestError) as refused:
+                await client.login("victim", stolen)
+            assert refused.value.code == "bad_credentials"
+    log = cluster.nodes[0].log_path.read_text()
+    assert "refused from ap-1 [future_stamp]" in log and "refused from ap-1 [not_home]" in log
