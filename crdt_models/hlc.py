@@ -33,8 +33,9 @@ WALL_DIGITS = 16
 COUNTER_DIGITS = 5
 NODE_ID_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
 _ENCODED_PATTERN = re.compile(r"(\d{16})\.(\d{5})\.([a-z0-9-]{1,32})")
-# A stamp inside longer text: 16 digits not preceded by a digit, a dot, 5 digits, a dot.
-_EMBEDDED_PATTERN = re.compile(r"(?<!\d)(\d{16})\.\d{5}\.[a-z0-9-]")
+# A stamp inside longer text: 16 or more digits not preceded by a digit, a dot, 5 digits, a
+# dot (looser than a valid stamp on purpose: an oversized wall is what an attacker would write).
+_EMBEDDED_PATTERN = re.compile(r"(?<!\d)(\d{16,})\.\d{5}\.")
 
 
 @dataclass(frozen=True, order=True)
@@ -74,8 +75,10 @@ class Stamp:
 
 
 def stamp_walls_in(text: str) -> list[int]:
-    """The ``wall_ms`` of every encoded stamp that appears in `text` (possibly beyond 2**53)."""
-    return [int(match.group(1)) for match in _EMBEDDED_PATTERN.finditer(text)]
+    """The ``wall_ms`` of every encoded stamp that appears in `text` (possibly beyond 2**53;
+    an absurdly long digit run counts as 10**20, past any limit)."""
+    walls = (match.group(1) for match in _EMBEDDED_PATTERN.finditer(text))
+    return [int(wall) if len(wall) <= 20 else 10**20 for wall in walls]
 
 
 def _check_int(name: str, value: object, maximum: int) -> None:

@@ -12,7 +12,8 @@ runs on the changes a peer's update would make (``sync.checks`` finds them on a 
 the document) before anything is applied. It refuses, with a named rule:
 
 * a root map the kind does not have, or content that is not a map entry (``bad_layout``);
-* a key or value of the wrong type or size, a record that does not parse (``bad_record``);
+* a key or value of the wrong type or size, a record that does not parse, a field the merge
+  rules compare as an HLC stamp that is not one (``bad_record``);
 * any HLC stamp, in a key or anywhere in a record, more than ``max_ahead_ms`` ahead of this
   node's clock (``future_stamp``): the bound `HybridLogicalClock.observe` applies, enforced
   where replicated data enters a node;
@@ -33,7 +34,7 @@ from pycrdt import Doc
 from meridian.crdt_models import accounts
 from meridian.crdt_models.archive import GAMES, LOG_PREFIX, SAVED_DOC, ArchivedGame
 from meridian.crdt_models.game import INFO, MARKS, MOVES, GameInfo, MoveRecord
-from meridian.crdt_models.hlc import stamp_walls_in
+from meridian.crdt_models.hlc import Stamp, stamp_walls_in
 from meridian.crdt_models.presence import (
     INVITES,
     META,
@@ -201,14 +202,28 @@ def _record_text(change: Change) -> str:
     return change.new
 
 
-def _records(parse: Callable[[str], Any]) -> Checker:
-    """Values must be JSON records that `parse` accepts; deleting a key is allowed."""
+def _records(parse: Callable[[str], Any], stamps: tuple[str, ...] = ()) -> Checker:
+    """Values must be JSON records that `parse` accepts, whose `stamps` fields are HLC stamps
+    (merge rules compare them as text: "" or "zzz" would win any comparison); deleting a key
+    is allowed."""
 
     def check(change: Change, doc: Doc[Any], context: CheckContext) -> None:
-        if not change.deleted:
-            parse(_record_text(change))
+        if change.deleted:
+            return
+        text = _record_text(change)
+        parse(text)
+        record = decode_record(text, stamps)
+        for name in stamps:
+            _stamp(record[name])
 
     return check
+
+
+def _stamp(value: Any) -> None:
+    try:
+        Stamp.decode(value)
+    except ValueError as exc:
+        raise RecordError(str(exc)) from None
 
 
 def _required(*fields: str) -> Callable[[str], Any]:
@@ -238,8 +253,8 @@ def _presence_meta(change: Change, doc: Doc[Any], context: CheckContext) -> None
 
 
 def _stamp_value(change: Change, doc: Doc[Any], context: CheckContext) -> None:
-    if not change.deleted and (not isinstance(change.new, str) or len(change.new) > 64):
-        raise RecordError("value must be an HLC stamp")
+    if not change.deleted:
+        _stamp(change.new)
 
 
 def _kv_value(change: Change, doc: Doc[Any], context: CheckContext) -> None:
@@ -262,11 +277,11 @@ PRESENCE = DocKind(
     frozenset({SESSIONS, INVITES, META, DECLINES, CHATS}),
     _by_root(
         {
-            SESSIONS: _records(Session.from_text),
-            INVITES: _records(Invite.from_text),
+            SESSIONS: _records(Session.from_text, ("started",)),
+            INVITES: _records(Invite.from_text, ("stamp",)),
             META: _presence_meta,
             DECLINES: _stamp_value,
-            CHATS: _records(_required("from", "from_uid", "text", "stamp")),
+            CHATS: _records(_required("from", "from_uid", "text", "stamp"), ("stamp",)),
         }
     ),
 )
@@ -275,11 +290,11 @@ GAME = DocKind(
     frozenset({INFO, MOVES, MARKS}),
     _by_root(
         {
-            INFO: _records(GameInfo.from_text),
-            MOVES: _records(MoveRecord.from_text),
-            MARKS: _records(_required("kind", "uid", "stamp", "ply")),
+            INFO: _records(GameInfo.from_text, ("created",)),
+            MOVES: _records(MoveRecord.from_text, ("stamp",)),
+            MARKS: _records(_required("kind", "uid", "stamp", "ply"), ("stamp",)),
         }
     ),
 )
-ARCHIVE = DocKind("archive", frozenset({GAMES}), _records(ArchivedGame.from_text))
+ARCHIVE = DocKind("archive", frozenset({GAMES}), _records(ArchivedGame.from_text, ("created",)))
 KEY_VALUE = DocKind("key-value", frozenset({KV_ROOT}), _kv_value)

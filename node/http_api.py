@@ -5,7 +5,9 @@
 * ``GET /api/cluster``: this node, its peers with link state and lag, every document with its
   digest; admin token required.
 * ``GET|PUT /api/admin/docs/{doc}/{key}``: read or write one key of a document's ``kv`` map
-  (what ``meridian doc get|put`` use); admin token required. A PUT answers once the write is
+  (what ``meridian doc get|put`` use), for the key-value documents ``test:*`` and ``bench:*``
+  only (every other kind has its own layout and rules, which peers enforce); admin token
+  required. A PUT answers once the write is
   committed to this node's store and, with ``replication.ack_regions = k``, held by k peers.
 * ``POST /api/admin/docs/{doc}``: ``{"items": [[key, value], ...]}`` written as that many
   separate changes (one Yjs update each, like separate player moves), answered once all are

@@ -711,6 +711,8 @@ class SyncEngine:
         except NeedsPull as pull:
             if solicited:  # the sender's whole document does not explain it either
                 raise _refusal(frame.doc_id, pull) from None
+            if doc is None:  # the pull will create the document: it counts against the quota
+                self._take_new_doc_token(peer, frame.doc_id, False, now)
             self._pull(link, frame, now)
             return
         except UpdateRefused as refused:

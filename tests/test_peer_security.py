@@ -9,6 +9,7 @@ relayed. The last test replays the measured account takeover against real node p
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import tomllib
@@ -288,6 +289,19 @@ def test_more_new_documents_than_the_quota_are_refused() -> None:
     assert len([d for d in cluster.engines["eu"].docs if d.startswith("test:junk")]) == 3
 
 
+def test_a_new_document_that_must_be_pulled_counts_against_the_quota_too() -> None:
+    cluster = _mesh(("eu", "us"), settings=SyncSettings(new_docs_burst=1, new_docs_per_s=0.01))
+    _inject(cluster, "eu", "us", codec.Update(1, "test:first", _raw_update("k", "v")))
+    source: Doc[Any] = Doc(client_id=78)
+    updates: list[bytes] = []
+    source.observe(lambda event: updates.append(bytes(event.update)))
+    source.get("kv", type=Map)["k"] = "v1"
+    source.get("kv", type=Map)["k"] = "v2"  # builds on the first write, never sent
+    _inject(cluster, "eu", "us", codec.Update(2, "test:second", updates[1]))
+    _assert_refused(cluster, "eu", "us", "doc_quota")
+    assert "test:second" not in cluster.engines["eu"].docs
+
+
 def test_a_peer_joining_with_many_documents_is_paced_by_the_quota_not_refused() -> None:
     settings = SyncSettings(new_docs_burst=2, new_docs_per_s=4, anti_entropy_s=0.5)
     cluster = MemoryCluster(["eu", "us"], settings=settings)
@@ -326,13 +340,39 @@ def test_a_malformed_update_leaves_no_document_and_the_digests_still_agree() -> 
     assert set(cluster.engines["eu"].docs) == set(cluster.engines["us"].docs)
 
 
-def test_a_record_that_does_not_parse_is_refused() -> None:
+def _move(stamp: str) -> str:
+    record = {"ply": 0, "parent": "", "player": 0, "move": {}, "stamp": stamp, "node": "x"}
+    return json.dumps(record)
+
+
+SESSION = {
+    "sid": "s1", "uid": "u1", "name": "n", "node": "us", "region": "us", "status": "idle",
+    "game": "", "opponent": "", "token_hash": "", "resume_hash": "", "connected": True,
+}  # fmt: skip
+BAD_RECORDS = {
+    "not-json": ("game:g1", "moves", "00000|x", "{not json", "bad_record"),
+    "empty-move-stamp": ("game:g1", "moves", "00000|x", _move(""), "bad_record"),
+    "session-started-zzz": (
+        "presence:us", "sessions", "s1", json.dumps(SESSION | {"started": "zzz"}), "bad_record",
+    ),
+    "17-digit-wall-in-key": (
+        "game:g1", "moves", "00000|99999999999999999.00000.x", _move("x"), "future_stamp",
+    ),
+    "unknown-map": ("game:g1", "junk", "k", "v", "bad_layout"),
+    "number-in-record-map": ("saved", "games", "g", 5, "bad_record"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RECORDS))
+def test_a_record_that_breaks_its_kinds_layout_is_refused(case: str) -> None:
+    """Including fields the merge rules compare as stamps: "" or "zzz" would win every merge."""
+    doc_id, root, key, value, rule = BAD_RECORDS[case]
     cluster = _mesh(("eu", "us"))
-    with cluster.engines["us"].writing("game:g1", cluster.now) as doc:
-        doc.get("moves", type=Map)["00000|x"] = "{not json"
+    with cluster.engines["us"].writing(doc_id, cluster.now) as doc:
+        doc.get(root, type=Map)[key] = value
     cluster.advance(0.05)
-    _assert_refused(cluster, "eu", "us", "bad_record")
-    assert "game:g1" not in cluster.engines["eu"].docs
+    _assert_refused(cluster, "eu", "us", rule)
+    assert doc_id not in cluster.engines["eu"].docs
 
 
 # --- keys -------------------------------------------------------------------------------------
