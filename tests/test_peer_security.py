@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import stat
+import subprocess
+import sys
 import time
 import tomllib
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -33,7 +37,14 @@ from meridian.crdt_models.accounts import (
 from meridian.crdt_models.hlc import Stamp
 from meridian.crdt_models.records import encode_signed
 from meridian.node.client import PlayerClient, RequestError
-from meridian.node.localcluster import start_node, stop_nodes, wait_for_mesh
+from meridian.node.config import ConfigError, NodeConfig, load_config, load_identity
+from meridian.node.localcluster import (
+    cluster_env,
+    start_node,
+    stop_nodes,
+    wait_for_mesh,
+    write_configs,
+)
 from meridian.node.player_api import PASSWORDS
 from meridian.sync import codec
 from meridian.sync.engine import LinkClosed, LinkState, SyncEngine
@@ -41,7 +52,7 @@ from meridian.sync.identity import Keyring, KeyringEntry, NodeIdentity
 from meridian.sync.settings import SyncSettings
 from meridian.sync.transport import peer_ws_url
 from tests.conftest import eventually
-from tests.sync_harness import EPOCH_MS, MemoryCluster
+from tests.sync_harness import EPOCH_MS, MemoryCluster, identity_for
 
 YEAR_2286_MS = 9_999_999_999_000
 VICTIM = "victim-uid-0000000000"
@@ -618,3 +629,83 @@ async def test_the_insider_takeover_fails_against_real_nodes(cluster: Any) -> No
             assert refused.value.code == "bad_credentials"
     log = cluster.nodes[0].log_path.read_text()
     assert "refused from ap-1 [future_stamp]" in log and "refused from ap-1 [not_home]" in log
+
+
+# --- keys on disk -------------------------------------------------------------------------------
+
+
+def _local_config(tmp_path: Path) -> NodeConfig:
+    path = write_configs(tmp_path, ["eu", "us"])[0]
+    return load_config(path, cluster_env())
+
+
+def test_local_clusters_get_private_keys_readable_by_their_owner_only(tmp_path: Path) -> None:
+    config = _local_config(tmp_path)
+    assert stat.S_IMODE(config.key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config.key_file.parent.stat().st_mode) == 0o700
+    identity, keyring = load_identity(config)
+    assert sorted(keyring.entries) == ["eu-1", "us-1"]
+    pem = config.key_file.read_text()
+    assert "PRIVATE KEY" in pem and pem.splitlines()[1] not in repr(identity)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda c: c.key_file.chmod(0o644), "accessible to other users (mode 0644)"),
+        (lambda c: c.key_file.unlink(), "cannot read"),
+        (lambda c: c.key_file.write_text("not a key"), "not an unencrypted PEM private key"),
+        (lambda c: c.keyring_file.write_text("[nodes]\n"), "missing or empty"),
+        (lambda c: _rewrite_keyring(c, drop="eu-1"), "does not list this node (eu-1)"),
+        (lambda c: _rewrite_keyring(c, region="ap"), "in region 'ap', the config says 'eu'"),
+        (lambda c: _rewrite_keyring(c, removed=True), "marks eu-1 as removed"),
+        (lambda c: _rewrite_keyring(c, other_key=True), "lists another public key for eu-1"),
+    ],
+    ids=["world-readable", "missing", "not-pem", "empty-keyring", "absent", "region", "removed",
+         "other-key"],
+)  # fmt: skip
+def test_bad_key_material_is_a_config_error_naming_the_file(
+    tmp_path: Path, spoil: Callable[[NodeConfig], None], message: str
+) -> None:
+    config = _local_config(tmp_path)
+    spoil(config)
+    with pytest.raises(ConfigError) as caught:
+        load_identity(config)
+    assert message in str(caught.value) and "cluster.key" in caught.value.key
+    assert "\n" not in str(caught.value)
+
+
+def _rewrite_keyring(
+    config: NodeConfig,
+    *,
+    drop: str = "",
+    region: str = "",
+    removed: bool = False,
+    other_key: bool = False,
+) -> None:
+    keyring = Keyring.parse(tomllib.loads(config.keyring_file.read_text()))
+    entries = [e for e in keyring.entries.values() if e.node_id != drop]
+    own = next((e for e in entries if e.node_id == config.node_id), None)
+    if own is not None:
+        changed = replace(own, region=region or own.region)
+        if removed:
+            changed = replace(changed, removed_at_ms=EPOCH_MS)
+        if other_key:
+            changed = replace(changed, public_key=identity_for("x").public_key)
+        entries = [changed if e is own else e for e in entries]
+    config.keyring_file.write_text(Keyring(entries).to_toml())
+
+
+def test_a_node_with_a_world_readable_key_exits_2_with_one_line(tmp_path: Path) -> None:
+    config = _local_config(tmp_path)
+    config.key_file.chmod(0o644)
+    result = subprocess.run(
+        [sys.executable, "-m", "meridian", "node", "--config", str(config.config_path)],
+        env=cluster_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cluster.key_file" in lines[0] and "chmod 600" in lines[0]
