@@ -136,7 +136,7 @@ def run_node_command(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: object) -> int:
-    from meridian.node.config import NodeConfig
+    from meridian.node.config import ConfigError, NodeConfig
     from meridian.node.server import Node
     from meridian.sync.store import StoreError
 
@@ -153,6 +153,9 @@ async def _serve(config: object) -> int:
         return EXIT_USAGE
     except StoreError as error:
         print(f"meridian node: {error}; {STORE_ADVICE}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as error:  # the key files, read at start (see load_identity)
+        print(f"meridian node: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
     await stop.wait()
     logging.getLogger("meridian.node").info("stopping (signal received)")

@@ -36,6 +36,7 @@ from meridian.node.localcluster import (
     TOKEN_ENV,
     LocalNode,
     cluster_env,
+    ensure_keys,
     port_in_use,
     start_node,
     stop_nodes,
@@ -152,6 +153,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     if not configs:
         print(f"meridian demo: no *.toml configs in {args.config_dir}", file=sys.stderr)
         return 2
+    ensure_keys(configs)  # node keys and the keyring, made once under data/keys/
     busy = [c for c in configs if port_in_use(c.listen_host, c.listen_port)]
     if busy:
         ports = ", ".join(f"{c.listen_host}:{c.listen_port}" for c in busy)

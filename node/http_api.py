@@ -7,7 +7,9 @@
 * ``GET /api/cluster``: this node, its peers with link state and lag, every document with its
   digest; admin token required.
 * ``GET|PUT /api/admin/docs/{doc}/{key}``: read or write one key of a document's ``kv`` map
-  (what ``meridian doc get|put`` use); admin token required. A PUT answers once the write is
+  (what ``meridian doc get|put`` use), for the key-value documents ``test:*`` and ``bench:*``
+  only (every other kind has its own layout and rules, which peers enforce); admin token
+  required. A PUT answers once the write is
   committed to this node's store and, with ``replication.ack_regions = k``, held by k peers.
 * ``POST /api/admin/docs/{doc}``: ``{"items": [[key, value], ...]}`` written as that many
   separate changes (one Yjs update each, like separate player moves), answered once all are
@@ -28,6 +30,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from pycrdt import Doc, Map
 
+from meridian.crdt_models.kinds import is_kv_document
 from meridian.node.delivery import REPLICATION_WAIT_S
 from meridian.node.metrics import CONTENT_TYPE, exposition, node_registry
 from meridian.node.service import ServiceError
@@ -178,6 +181,8 @@ def _doc_id(request: web.Request) -> str:
         check_doc_id(doc_id)
     except FrameError as exc:
         raise bad_request("bad_document", exc.reason) from None
+    if not is_kv_document(doc_id):  # other kinds have their own layout and rules
+        raise bad_request("bad_document", "this API reads and writes test:* and bench:* only")
     return doc_id
 
 

@@ -56,6 +56,7 @@ class NodeCollector:
         )
         yield from peer_families(engine.peers.values(), set(engine.up_peers()))
         yield from replication_families(counters, documents=len(engine.docs))
+        yield refusal_family(engine.refusals)
         yield from store_families(
             recent_seconds=store.commit_latency_seconds,
             commits=store.total_commits,
@@ -147,6 +148,18 @@ def store_families(
             "meridian_store_failures_total", "changes not committed", value=failures
         ),
     ]
+
+
+def refusal_family(refusals: Mapping[tuple[str, str], int]) -> Metric:
+    """Peer frames refused after link-up, by peer and by the rule they broke (docs/security.md)."""
+    refused = CounterMetricFamily(
+        "meridian_sync_refused_total",
+        "peer frames refused after link-up, by rule",
+        labels=["peer", "rule"],
+    )
+    for (peer, rule), count in sorted(refusals.items()):
+        refused.add_metric([peer, rule], count)
+    return refused
 
 
 def quarantine_families(counters: ReplicatorCounters, *, quarantined: int) -> list[Metric]:

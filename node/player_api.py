@@ -209,7 +209,7 @@ class PlayerGateway:
         ):
             raise _error(401, "bad_credentials", "the old password is wrong")
         new_hash = await asyncio.to_thread(PASSWORDS.hash, str(body["new"]))
-        self.service.update_account(session.uid, password_hash=new_hash)
+        self._update_account(session.uid, password_hash=new_hash)
         self.drain()
         return web.json_response({})
 
@@ -220,9 +220,18 @@ class PlayerGateway:
             raise _error(
                 400, "bad_request", f"unknown region {region!r}; known: {sorted(self._regions())}"
             )
-        account = self.service.update_account(session.uid, home=str(region))
+        account = self._update_account(session.uid, home=str(region))
         self.drain()
         return web.json_response({"home": account.home})
+
+    def _update_account(self, uid: str, **changes: str) -> Any:
+        """Password and home change only in the account's home region (docs/protocol.md)."""
+        try:
+            return self.service.update_account(uid, **changes)
+        except ServiceError as error:
+            raise _error(
+                409 if error.code == "not_home" else 400, error.code, error.message
+            ) from None
 
     def _regions(self) -> set[str]:
         return {self.node.config.region} | {p.region for p in self.node.engine.peers.values()}

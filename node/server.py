@@ -24,7 +24,7 @@ from pycrdt import Doc
 from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.games.battleline import rules_module
 from meridian.node.admin_api import add_admin_routes
-from meridian.node.config import NodeConfig
+from meridian.node.config import NodeConfig, load_identity
 from meridian.node.delivery import EngineProgress
 from meridian.node.player_api import PlayerGateway
 from meridian.node.service import GameService
@@ -122,6 +122,7 @@ class Node:
         """Load the store into a fresh engine; raises StoreError if the file is unusable."""
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        identity, keyring = load_identity(config)
         document_store = DocumentStore(Path(config.data_dir) / STORE_FILE)
         try:
             loaded = document_store.load()
@@ -129,16 +130,18 @@ class Node:
             document_store.close()
             raise
         engine = SyncEngine(
-            node_id=config.node_id,
-            region=config.region,
-            secret=config.cluster_secret.encode(),
+            identity=identity,
+            keyring=keyring,
             settings=config.sync,
             rng=self.rng,
+            wall_ms=self.wall_ms,
+            max_ahead_ms=config.max_clock_ahead_ms,
             software=SOFTWARE_VERSION,
             url=config.public_url,
         )
         for doc_id, updates in loaded.updates.items():
-            engine.load(doc_id, updates)
+            if not engine.load(doc_id, updates):
+                log.error("store: document %r is outside the document-id rule; not loaded", doc_id)
         self.store = GroupCommitStore(document_store)
         self.replicator = Replicator(engine, self.store, clock=self.clock)
         for corrupt in loaded.corrupt:

@@ -29,6 +29,7 @@ from meridian.crdt_models.accounts import (
     Account,
     AccountsIndex,
     AccountsWriter,
+    NotHomeError,
     check_name,
 )
 from meridian.crdt_models.archive import (
@@ -368,10 +369,13 @@ class GameService:
         if current is None:
             raise ServiceError("unknown_user", "no such account")
         stamp = self._stamp()
-        self._write(
-            ACCOUNTS_DOC,
-            lambda doc: AccountsWriter(doc, self.region).update(current, stamp, **changes),
-        )
+        try:
+            self._write(
+                ACCOUNTS_DOC,
+                lambda doc: AccountsWriter(doc, self.region).update(current, stamp, **changes),
+            )
+        except NotHomeError as refused:  # password and home change only in the home region
+            raise ServiceError("not_home", str(refused)) from None
         self._accounts = None
         account = self.accounts.account(uid)
         assert account is not None

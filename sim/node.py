@@ -44,6 +44,7 @@ from meridian.sim.history import KV_DOC_PREFIX
 from meridian.sim.network import End, Network
 from meridian.sync.codec import FrameType
 from meridian.sync.engine import DocChanged, LinkClosed, LinkUp, SyncEngine
+from meridian.sync.identity import Keyring, NodeIdentity
 from meridian.sync.settings import SyncSettings
 
 ACK_FRAME = int(FrameType.ACK)
@@ -87,7 +88,8 @@ class SimNode:
         *,
         seed: int,
         settings: SyncSettings,
-        secret: bytes,
+        identity: NodeIdentity,
+        keyring: Keyring,
         scheduler: Scheduler,
         network: Network,
         listener: NodeListener,
@@ -97,7 +99,8 @@ class SimNode:
         self.spec = spec
         self.seed = seed
         self.settings = settings
-        self.secret = secret
+        self.identity = identity
+        self.keyring = keyring
         self.scheduler = scheduler
         self.network = network
         self.listener = listener
@@ -155,11 +158,11 @@ class SimNode:
         self.up = self.reachable = True
         self.durable_event = 0
         self._engine = SyncEngine(
-            node_id=self.node_id,
-            region=self.region,
-            secret=self.secret,
+            identity=self.identity,
+            keyring=self.keyring,
             settings=self.settings,
             rng=self._rng("engine"),
+            wall_ms=self.wall_ms,
             auto_durable=False,
         )
         for doc_id, updates in self.disk.documents().items():
@@ -349,8 +352,8 @@ class SimNode:
                     if not event.doc_id.startswith(KV_DOC_PREFIX):  # the service ignores them
                         self._want_process()
                 self.listener.doc_changed(self, event)
-            else:
-                self._on_link_event(event)
+            elif isinstance(event, LinkUp | LinkClosed):
+                self._on_link_event(event)  # a PeerRefused is followed by its LinkClosed
         if self._engine is not None:
             self._schedule_tick(just_ticked)
 

@@ -48,8 +48,8 @@ from meridian.sim.players import PlayerNet, SimClient
 from meridian.sim.scenario import Scenario
 from meridian.sync.digest import EMPTY_DIGEST
 from meridian.sync.engine import DocChanged, LinkClosed, LinkUp
+from meridian.sync.identity import Keyring, NodeIdentity
 
-SECRET = b"meridian-simulated-cluster-secret"
 MIN_STEP_S = 1e-6
 SETTLE_S = 2.0
 SETTLE_MAX_S = 10.0
@@ -136,12 +136,20 @@ class Simulation:
         self.network = Network(
             self.scheduler, self._rng("network"), scenario.paths, scenario.connect_timeout_s
         )
+        identities = {
+            spec.node_id: NodeIdentity.from_seed(
+                spec.node_id, spec.region, self._rng(f"key:{spec.node_id}").randbytes(32)
+            )
+            for spec in scenario.nodes
+        }
+        keyring = Keyring([identity.entry() for identity in identities.values()])
         self.nodes = {
             spec.node_id: SimNode(
                 spec,
                 seed=seed,
                 settings=scenario.sync,
-                secret=SECRET,
+                identity=identities[spec.node_id],
+                keyring=keyring,
                 scheduler=self.scheduler,
                 network=self.network,
                 listener=self,

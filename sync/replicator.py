@@ -30,7 +30,7 @@ from pycrdt import Doc
 from meridian.sync import codec
 from meridian.sync.codec import FrameError
 from meridian.sync.digest import EMPTY_DIGEST
-from meridian.sync.engine import DocChanged, Event, LinkClosed, LinkUp, SyncEngine
+from meridian.sync.engine import DocChanged, Event, LinkClosed, LinkUp, PeerRefused, SyncEngine
 from meridian.sync.store import GroupCommitStore
 
 log = logging.getLogger("meridian.sync")
@@ -232,6 +232,9 @@ class Replicator:
                 )
             case LinkClosed():
                 self._on_closed(event)
+            case PeerRefused():
+                # Counted by the engine (SyncEngine.refusals, in /metrics); the link closes next.
+                log.warning("refused from %s [%s]: %s", event.node_id, event.rule, event.reason)
 
     def _on_closed(self, event: LinkClosed) -> None:
         peer = event.node_id or "unauthenticated peer"

@@ -42,9 +42,10 @@ from pathlib import Path
 
 import pycrdt
 
+from meridian.crdt_models.kinds import check_doc_id_syntax
+
 logger = logging.getLogger(__name__)
 
-MAX_DOC_ID_CHARS = 200
 SCHEMA_VERSION = 2  # 2: doc_quarantine; version-1 code would not honour its markers
 UPDATE = "update"
 SNAPSHOT = "snapshot"
@@ -169,20 +170,14 @@ class CommitStats:
 
 
 def validate_doc_id(doc_id: object) -> str:
-    """Return ``doc_id`` if it is a usable document id, else raise naming what is wrong."""
+    """Return ``doc_id`` if it is a usable document id, else raise naming what is wrong.
+
+    The characters and length are the code base's one document-id rule
+    (``crdt_models.kinds``; DocIdError is a ValueError); which namespaces exist is the
+    replication's business, not the store's."""
     if not isinstance(doc_id, str):
         raise TypeError(f"document id must be a str, got {type(doc_id).__name__}")
-    if not doc_id:
-        raise ValueError("document id must not be empty")
-    if len(doc_id) > MAX_DOC_ID_CHARS:
-        raise ValueError(
-            f"document id is {len(doc_id)} characters, at most {MAX_DOC_ID_CHARS} allowed: "
-            f"{doc_id[:40]!r}..."
-        )
-    try:
-        doc_id.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ValueError(f"document id {doc_id!r} is not valid Unicode text: {error}") from None
+    check_doc_id_syntax(doc_id)
     return doc_id
 
 

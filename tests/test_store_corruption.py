@@ -33,10 +33,12 @@ from meridian.node.localcluster import TOKEN_ENV, fetch_health, start_node, stop
 from meridian.node.server import STORE_FILE, ReplicatorDocuments
 from meridian.node.service import GameService, ServiceError
 from meridian.sync.engine import SyncEngine
+from meridian.sync.identity import Keyring
 from meridian.sync.replicator import Replicator
 from meridian.sync.settings import SyncSettings
 from meridian.sync.store import DocumentStore, GroupCommitStore
 from tests.conftest import Cluster
+from tests.sync_harness import identity_for
 
 DOC = "test:it"
 EU, US, AP = 0, 1, 2
@@ -286,8 +288,13 @@ async def test_game_service_refuses_writes_to_quarantined_documents_by_name(
 ) -> None:
     store = GroupCommitStore(DocumentStore(tmp_path / STORE_FILE))
     await store.start()
+    identity = identity_for("eu-1", 1, "eu")
     engine = SyncEngine(
-        node_id="eu-1", region="eu", secret=b"s", settings=SyncSettings(), rng=random.Random(1)
+        identity=identity,
+        keyring=Keyring([identity.entry()]),
+        settings=SyncSettings(),
+        rng=random.Random(1),
+        wall_ms=lambda: 1_732_000_000_000,
     )
     replicator = Replicator(engine, store)
     presence = presence_doc_id("eu-1")
