@@ -25,6 +25,8 @@ from meridian.sync.settings import SyncSettings
 
 NAME_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+DEFAULT_DRAIN_DEADLINE_S = 30.0
 MIN_SECRET_CHARS = 16
 SECRET_FIELDS = frozenset({"cluster_secret", "admin_token"})
 SECRET_KEYS = ("secret_env", "secret_file", "admin_token_env", "admin_token_file")
@@ -47,6 +49,8 @@ class NodeConfig:
     max_clock_ahead_ms: int
     log_level: str
     config_path: Path
+    log_format: str = "text"
+    drain_deadline_s: float = DEFAULT_DRAIN_DEADLINE_S
 
     def __repr__(self) -> str:
         parts = []
@@ -190,7 +194,16 @@ class TomlTable:
 
 
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "node": ("id", "region", "listen", "public_url", "data_dir", "log_level"),
+    "node": (
+        "id",
+        "region",
+        "listen",
+        "public_url",
+        "data_dir",
+        "log_level",
+        "log_format",
+        "drain_deadline_s",
+    ),
     "cluster": ("peers", *SECRET_KEYS, "zeroconf"),
     "sync": tuple(sync_field.name for sync_field in dataclasses.fields(SyncSettings)),
     "replication": ("ack_regions",),
@@ -250,6 +263,10 @@ def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:
         max_clock_ahead_ms=root.table("clock", required=False).integer("max_ahead_ms", 60_000, 1),
         log_level=log_level,
         config_path=reader.path.resolve(),
+        log_format=_log_format(node),
+        drain_deadline_s=node.number(
+            "drain_deadline_s", DEFAULT_DRAIN_DEADLINE_S, 0, inclusive=False
+        ),
     )
 
 
@@ -305,6 +322,14 @@ def _log_level(table: TomlTable) -> str:
     value = table.string("log_level", "info", expected)
     if value not in LOG_LEVELS:
         raise table.reader.error(table.dotted("log_level"), f"expected {expected}, got {value!r}")
+    return value
+
+
+def _log_format(table: TomlTable) -> str:
+    expected = "one of " + ", ".join(repr(name) for name in LOG_FORMATS)
+    value = table.string("log_format", "text", expected)
+    if value not in LOG_FORMATS:
+        raise table.reader.error(table.dotted("log_format"), f"expected {expected}, got {value!r}")
     return value
 
 

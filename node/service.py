@@ -1300,6 +1300,22 @@ class GameService:
         for conn_id in list(self.conns):
             self._out.append(Close(conn_id, CLOSE_SHUTDOWN, "server shutting down"))
 
+    # --- drain (node.drain) -----------------------------------------------------------------
+
+    def hand_over(self, sid: str) -> tuple[str, int] | None:
+        """A fresh resume token for session `sid` hosted here, and the number of the presence
+        change that records it (None: no such session here)."""
+        session = self._own_session(sid)
+        if session is None:
+            return None
+        resume = self.new_token()
+        return resume, self._put_session(replace(session, resume_hash=token_hash(resume)))
+
+    def notify(self, conn_id: str, message: dict[str, Any]) -> None:
+        """Push `message` to one connection, after everything already said to it."""
+        if conn_id in self.conns:
+            self._send(conn_id, message)
+
 
 def _invite_json(invite: Invite) -> dict[str, str]:
     return {
