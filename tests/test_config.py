@@ -191,7 +191,7 @@ BAD_VALUES = [
     ('data_dir = "data"', 'data_dir = "data"\nlog_level = "loud"', "node.log_level", "'debug'"),
     ('data_dir = "data"', 'data_dir = "data"\nlistn = "x"', "node.listn", "unknown key"),
     ('data_dir = "data"', 'data_dir = "data"\nlog_format = "xml"', "node.log_format", "'json'"),
-    ('data_dir = "data"', 'data_dir = "data"\ndrain_deadline_s = 0', "node.drain_deadline_s", "> 0"),
+    ("[cluster]", "drain_deadline_s = 0\n[cluster]", "node.drain_deadline_s", "> 0"),
     ("[cluster]", '[cluster]\npeers = "http://x:1"', "cluster.peers", "a list of"),
     ("[cluster]", '[cluster]\npeers = ["http:/x"]', "cluster.peers[0]", "http:// or https://"),
     ("[cluster]", '[cluster]\npeers = ["http://127.0.0.1:7101"]', "cluster.peers[0]", "own"),

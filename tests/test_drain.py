@@ -50,13 +50,13 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def drain_cluster(tmp_path: Path) -> Iterator[tuple[Cluster, list[LocalNode]]]:
-    """Three regions whose nodes drain within DRAIN_DEADLINE_S."""
-    cluster = Cluster.__new__(Cluster)
+    """Three regions whose nodes drain within DRAIN_DEADLINE_S and log JSON lines."""
+    cluster = Cluster.__new__(Cluster)  # its configs edited before any node starts
     cluster.env = cluster_env()
     cluster.paths = write_configs(tmp_path, REGIONS)
     for path in cluster.paths:
-        text = path.read_text().replace("\n\n[cluster]", "\ndrain_deadline_s = 8\n\n[cluster]", 1)
-        path.write_text(text)
+        node_keys = f'drain_deadline_s = {DRAIN_DEADLINE_S}\nlog_format = "json"\n'
+        path.write_text(path.read_text().replace("\n\n[cluster]", f"\n{node_keys}\n[cluster]", 1))
     cluster.configs = [load_config(path, cluster.env) for path in cluster.paths]
     assert cluster.configs[0].drain_deadline_s == DRAIN_DEADLINE_S
     cluster.nodes = [start_node(config, cluster.env) for config in cluster.configs]
@@ -141,6 +141,10 @@ async def test_sigterm_mid_game_moves_the_player_to_another_region_and_loses_no_
         kept = {k: v for k, v in record["moves"][ply].items() if k != "player"}
         assert kept == move, f"the acknowledged move of ply {ply} is not in the game"
     assert alice.games[gid]["status"] == "finished" and bob.games[gid]["status"] == "finished"
+    log = [json.loads(line) for line in nodes[0].log_path.read_text().splitlines() if line]
+    (done,) = [e for e in log if e["message"].startswith("drain: done")]
+    assert (done["node"], done["logger"]) == ("eu-1", "meridian.drain")
+    assert "'told': 1, 'left': 0, 'flushed': True" in done["message"]
     for client in (alice, bob):
         await client.close()
 

@@ -1,11 +1,13 @@
 """The built wheel, installed in a fresh venv outside the repository, runs on its own.
 
-The source tree is copied (as a fresh clone would have it, symbolic links kept), built with
-``pip wheel --no-deps``, and the wheel file is installed into a new venv in a temporary folder;
-its dependencies come from the package registry pip is configured with. Everything then runs
-from a folder outside the repository with no PYTHONPATH, so only the installed package can
-answer: the demo on free ports, a shipped scenario by name, the web client from a node, and the
-demo's default configs (copied below the working directory, never written into the package).
+The source tree is copied (as a fresh clone would have it, symbolic links kept) and installed by
+``configs/deploy/install.sh``, the container image's install step (no container engine is
+needed): it builds the wheel with ``pip wheel --no-deps`` and installs that file into a new venv
+in a temporary folder, its dependencies from the package registry pip is configured with.
+Everything then runs from a folder outside the repository with no PYTHONPATH, so only the
+installed package can answer: the demo on free ports, a shipped scenario by name, the web
+client from a node, and the demo's default configs (copied below the working directory, never
+written into the package).
 """
 
 from __future__ import annotations
@@ -50,14 +52,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert not base.is_relative_to(ROOT)
     source = base / "src"
     shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(*NOT_SOURCE))
-    env = _clean_env()
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", base, source], base, env)
-    (wheel,) = base.glob("meridian-*.whl")
-    run([sys.executable, "-m", "venv", base / "venv"], base, env)
-    bin_dir = base / "venv" / "bin"
-    # The wheel by its file name: a registry may hold an unrelated project called "meridian".
-    run([bin_dir / "pip", "install", "-q", wheel], base, env)
-    return bin_dir
+    script = source / "configs" / "deploy" / "install.sh"
+    run(["sh", script, source, base / "venv", sys.executable], base, _clean_env())
+    return base / "venv" / "bin"
 
 
 def _clean_env() -> dict[str, str]:
