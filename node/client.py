@@ -12,8 +12,8 @@ A ``drain`` push (the node is shutting down, docs/protocol.md *Drain*) is follow
 unless ``follow_drain=False``: the client resumes the session at the region the push names on a
 second websocket, switches to it once its hello is answered (requests meanwhile still go to the
 old node, which serves them until it closes), and queues a ``{"type": "_moved", "region",
-"url"}`` pseudo-push. If the new region refuses, nothing changes: the old node closes the
-connection at its deadline and the usual failover applies.
+"url"}`` pseudo-push. If the new region refuses, the client closes the old connection and the
+usual failover applies (with the notice's resume token).
 """
 
 from __future__ import annotations
@@ -214,13 +214,23 @@ class PlayerClient:
 
     async def follow_drain_notice(self, notice: dict[str, Any]) -> bool:
         """Continue the session at the notice's ``url`` with its ``resume`` token (see module
-        docstring); True once the client talks to the new node."""
+        docstring); True once the client talks to the new node.
+
+        If the new node cannot be reached or refuses, the old connection is closed at once (the
+        old node is going away, and its resume token was replaced by the notice's): the usual
+        ``_closed`` pseudo-push follows and the caller fails over with the new token."""
+        old = self.ws
         try:
-            return await self._switch_to(str(notice["url"]), str(notice["resume"]))
+            if await self._switch_to(str(notice["url"]), str(notice["resume"])):
+                return True
         except (aiohttp.ClientError, OSError, TimeoutError, RequestError, KeyError):
-            return False
+            pass
         finally:
             self._following = None
+        self.resume = str(notice.get("resume") or self.resume)
+        if old is not None and old is self.ws:
+            await old.close()
+        return False
 
     async def _switch_to(self, url: str, resume: str) -> bool:
         ws = await self.http.ws_connect(url.rstrip("/").replace("http", "ws", 1) + "/ws")

