@@ -159,3 +159,14 @@ def test_the_source_checkout_keeps_its_demo_data_in_the_repository(tmp_path: Pat
     assert is_checkout()
     assert demo_configs_dir(tmp_path) == LOCAL_CONFIGS_DIR == ROOT / "configs" / "local"
     assert not any(tmp_path.iterdir())  # nothing copied: configs/local's data_dir stays in data/
+
+
+def test_the_resource_module_imports_no_layer() -> None:
+    """Every layer may use meridian.resources, so it must not import any of them."""
+    import ast
+
+    tree = ast.parse((ROOT / "meridian" / "resources.py").read_text())
+    nodes = list(ast.walk(tree))
+    imported = [a.name for n in nodes if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module or "" for n in nodes if isinstance(n, ast.ImportFrom)]
+    assert not [name for name in imported if name.startswith("meridian")], imported
