@@ -11,7 +11,8 @@ different regions whenever there are two servers or more); the first of a pair i
 second accepts. An idle paired bot also accepts any invitation, a person's first.
 
 On a connection failure a bot reconnects with its resume token to the next server of the list
-(failover), logging in again if the session is gone, and plays on in the same game. A stalled
+(failover), logging in again if the session is gone, and plays on in the same game. A node that
+drains tells its players where to go; the bot's client follows that notice by itself. A stalled
 game (no progress for `BotPlan.stall_s`) is saved and counted as an error.
 
 `run_bots` runs a set of bots to completion and returns a `BotSummary`; the demo and the tests
@@ -328,6 +329,18 @@ class Bot:
             self.sent_at_ply = -1
         elif push["type"] == "notice":
             self._log(f"notice {push.get('code')}: {push.get('message')}")
+        elif push["type"] == "drain":  # the client follows it (node.client)
+            self._log(f"drain notice: {push.get('message')}")
+        elif push["type"] == "_moved":
+            self._moved(push["url"])
+
+    def _moved(self, url: str) -> None:
+        """The client followed a drain notice to `url`: fail over from there from now on."""
+        if url in self.plan.servers:
+            self.server_index = self.plan.servers.index(url)
+        self.stats.server = url
+        self.stats.reconnects += 1
+        self._log(f"moved to {url}")
 
     def _note_game(self, push: dict[str, Any]) -> None:
         gid = push["game"]

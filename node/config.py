@@ -33,6 +33,8 @@ from meridian.sync.settings import SyncSettings
 
 NAME_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+DEFAULT_DRAIN_DEADLINE_S = 30.0
 MIN_SECRET_CHARS = 16
 SECRET_FIELDS = frozenset({"cluster_secret", "admin_token"})
 SECRET_KEYS = ("secret_env", "secret_file", "admin_token_env", "admin_token_file")
@@ -60,6 +62,8 @@ class NodeConfig:
     config_path: Path
     key_file: Path = Path(DEFAULT_KEY_FILE)
     keyring_file: Path = Path(DEFAULT_KEYRING_FILE)
+    log_format: str = "text"
+    drain_deadline_s: float = DEFAULT_DRAIN_DEADLINE_S
 
     def __repr__(self) -> str:
         parts = []
@@ -203,7 +207,16 @@ class TomlTable:
 
 
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "node": ("id", "region", "listen", "public_url", "data_dir", "log_level"),
+    "node": (
+        "id",
+        "region",
+        "listen",
+        "public_url",
+        "data_dir",
+        "log_level",
+        "log_format",
+        "drain_deadline_s",
+    ),
     "cluster": ("peers", *SECRET_KEYS, *IDENTITY_KEYS, "zeroconf"),
     "sync": tuple(sync_field.name for sync_field in dataclasses.fields(SyncSettings)),
     "replication": ("ack_regions",),
@@ -266,6 +279,10 @@ def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:
         config_path=reader.path.resolve(),
         key_file=_path(cluster, "key_file", data_dir / DEFAULT_KEY_FILE),
         keyring_file=_path(cluster, "keyring_file", data_dir / DEFAULT_KEYRING_FILE),
+        log_format=_log_format(node),
+        drain_deadline_s=node.number(
+            "drain_deadline_s", DEFAULT_DRAIN_DEADLINE_S, 0, inclusive=False
+        ),
     )
 
 
@@ -327,6 +344,14 @@ def _log_level(table: TomlTable) -> str:
     value = table.string("log_level", "info", expected)
     if value not in LOG_LEVELS:
         raise table.reader.error(table.dotted("log_level"), f"expected {expected}, got {value!r}")
+    return value
+
+
+def _log_format(table: TomlTable) -> str:
+    expected = "one of " + ", ".join(repr(name) for name in LOG_FORMATS)
+    value = table.string("log_format", "text", expected)
+    if value not in LOG_FORMATS:
+        raise table.reader.error(table.dotted("log_format"), f"expected {expected}, got {value!r}")
     return value
 
 

@@ -43,9 +43,8 @@ from meridian.node.localcluster import (
     wait_for_mesh,
 )
 from meridian.node.web import DEMO_CONTROL_ENV
+from meridian.resources import demo_configs_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG_DIR = REPO_ROOT / "configs" / "local"
 DEFAULT_BOTS = 4
 DEFAULT_BOTS_FOR_PEOPLE = 2
 ENDLESS_MOVE_DELAY_S = 0.5  # people watching can follow the bots' games
@@ -75,8 +74,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config-dir",
         type=Path,
-        default=DEFAULT_CONFIG_DIR,
-        help="folder of node configs, one *.toml per region (default: configs/local)",
+        default=None,
+        help="folder of node configs, one *.toml per region (default: the shipped configs/local; "
+        "from an installed package, a copy in ./meridian-data with the data beside it)",
     )
     parser.add_argument(
         "--fresh", action="store_true", help="delete the nodes' data directories first"
@@ -144,6 +144,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     if args.exit_when_done and not (args.bots and args.games):
         print("meridian demo: --exit-when-done needs --bots N and --games G", file=sys.stderr)
         return 2
+    args.config_dir = args.config_dir or demo_configs_dir(Path.cwd())
     env = cluster_env()
     try:
         configs = [load_config(path, env) for path in sorted(args.config_dir.glob("*.toml"))]
@@ -180,6 +181,7 @@ def _control(args: argparse.Namespace) -> int:
     if args.action in ("kill", "start") and not args.region:
         print(f"meridian demo {args.action}: name a region, e.g. eu", file=sys.stderr)
         return 2
+    args.config_dir = args.config_dir or demo_configs_dir(Path.cwd())
     paths = sorted(args.config_dir.glob("*.toml"))
     if not paths:
         print(f"meridian demo: no *.toml configs in {args.config_dir}", file=sys.stderr)

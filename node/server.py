@@ -3,7 +3,8 @@
 `Node.start()` reloads every document from the local SQLite store, starts the replicator, the
 HTTP server (players, admin, metrics, and the ``/peer`` websocket) and the dialers for the
 static seeds (and zeroconf discovery when enabled). `Node.stop()` closes links with a reason,
-flushes the store and stops in the reverse order.
+flushes the store and stops in the reverse order. `Node.drain` (``node.drain``) hands the
+players over to other regions first; ``meridian node`` runs it on SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from meridian.games.battleline import rules_module
 from meridian.node.admin_api import add_admin_routes
 from meridian.node.config import NodeConfig, load_identity
 from meridian.node.delivery import EngineProgress
+from meridian.node.drain import NodeDrain, add_drain_routes
 from meridian.node.player_api import PlayerGateway
 from meridian.node.service import GameService
 from meridian.node.web import add_web_routes
@@ -87,6 +89,7 @@ class Node:
         self.app = web.Application(client_max_size=MAX_HTTP_BODY_BYTES)
         self.service: GameService
         self.players: PlayerGateway
+        self.drain: NodeDrain  # SIGTERM and POST /api/admin/drain (node.drain)
         self._service_timer: asyncio.Task[None] | None = None
         self._process_scheduled = False
         self._drain_scheduled = False
@@ -242,6 +245,8 @@ class Node:
         self.players.add_routes(self.app)
         add_web_routes(self.app, self)
         add_admin_routes(self.app)
+        self.drain = NodeDrain(self)
+        add_drain_routes(self.app, self.drain)
 
     def _start_peering(self) -> None:
         settings = self.config.sync

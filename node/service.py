@@ -85,6 +85,10 @@ FLOOD_PER_S = 200
 MIN_PASSWORD_CHARS = 8
 MAX_SEEN_GAMES = 16  # hello's "seen": games a client may report, the rest is ignored
 MAX_SEEN_PLY = 10_000
+# A head named in hello's "seen" that this node never received may still be on its way (the
+# player moved here from a node that showed a move a third region made a moment ago, as in a
+# drain): wait this long for it before telling the player the moves were not kept.
+UNSEEN_HEAD_WAIT_S = 3.0
 DECLINES = "declines"
 CHATS = "chats"
 
@@ -97,6 +101,17 @@ CLOSE_ELSEWHERE, CLOSE_BAD_TOKEN, CLOSE_DISABLED, CLOSE_PROTOCOL, CLOSE_MOVED = 
     4103,
     4104,
 )
+
+
+@dataclass(frozen=True)
+class UnseenHead:
+    """A move a player reported seeing (hello's ``seen``) that this node has not received."""
+
+    conn_id: str
+    gid: str
+    ply: int
+    head: str
+    due: float  # then it counts as lost and the player is told
 
 
 class ServiceError(Exception):
@@ -235,6 +250,7 @@ class GameService:
         self._presence_doc = presence_doc_id(node_id)
         self._now_hint = 0.0
         self._restored: set[str] = set()  # sessions from before a restart; grace starts at tick
+        self._unseen_heads: list[UnseenHead] = []  # hello's "seen" heads not received here yet
         self._load_existing()
 
     # --- start-up -------------------------------------------------------------------------
@@ -585,7 +601,7 @@ class GameService:
         self._put_session(moved)
         conn.uid, conn.sid, conn.name = account.uid, moved.sid, account.name
         self._by_uid.setdefault(conn.uid, set()).add(conn.conn_id)
-        self._announce_unseen_rollbacks(conn, _seen_games(message.get("seen")))
+        self._announce_unseen_rollbacks(conn, _seen_games(message.get("seen")), now)
         self._push_hello_state(conn, account)
         you = {
             "uid": account.uid,
@@ -630,28 +646,59 @@ class GameService:
         self._push_invites(conn)
         if account.must_rename:
             self._notice_must_rename(conn)
+        waiting = {u.gid for u in self._unseen_heads if u.conn_id == conn.conn_id}
         for gid, tracker in self.games.items():
-            if tracker.status == LIVE and account.uid in tracker.info.players:
-                message = self._game_message(gid, tracker, account.uid)
-                self._out.append(Send(conn.conn_id, message, self._gate(game_doc_id(gid))))
+            # A game waiting for a head the player saw gets its view once that is settled.
+            mine = tracker.status == LIVE and account.uid in tracker.info.players
+            if mine and gid not in waiting:
+                self._push_player_view(conn.conn_id, gid, tracker, account.uid)
 
-    def _announce_unseen_rollbacks(self, conn: Conn, seen: dict[str, tuple[int, str]]) -> None:
+    def _push_player_view(self, conn_id: str, gid: str, tracker: GameTracker, uid: str) -> None:
+        message = self._game_message(gid, tracker, uid)
+        self._out.append(Send(conn_id, message, self._gate(game_doc_id(gid))))
+
+    def _announce_unseen_rollbacks(
+        self, conn: Conn, seen: dict[str, tuple[int, str]], now: float
+    ) -> None:
         """The player saw plies this node's chain does not hold (a fork was resolved against
         them, or the region that showed them was lost before they replicated) and may never
-        have got the rollback notice: tell them now, before the game view."""
+        have got the rollback notice: tell them now, before the game view. A head this node
+        never received may still be in flight: that one waits (`_recheck_unseen_heads`)."""
         for gid, (ply, head) in seen.items():
             tracker = self.games.get(gid)
             went_back = tracker.went_back_for(ply, head) if tracker is not None else None
             if tracker is None or went_back is None:
                 continue
-            reason = "moves you saw were not kept (a region was lost or a merge undid them)"
-            self._out.append(
-                Send(
-                    conn.conn_id,
-                    {"type": "rollback", "game": gid, "ply": went_back, "reason": reason},
-                    self._gate(game_doc_id(gid)),
-                )
-            )
+            if not any(record.key == head for record in tracker.records):
+                due = now + UNSEEN_HEAD_WAIT_S
+                self._unseen_heads.append(UnseenHead(conn.conn_id, gid, ply, head, due))
+                continue
+            self._send_unseen_rollback(conn.conn_id, gid, went_back)
+
+    def _recheck_unseen_heads(self, now: float) -> None:
+        """A waiting head that reached the chain needs nothing but the game view; one that is
+        still missing at its deadline (or arrived on a dropped branch) gets the rollback notice
+        after all, then the view. (The view was held back: it would have replaced, in the
+        client's ``seen``, the head this notice is about.)"""
+        waiting = []
+        for unseen in self._unseen_heads:
+            conn, tracker = self.conns.get(unseen.conn_id), self.games.get(unseen.gid)
+            if conn is None or tracker is None:
+                continue
+            went_back = tracker.went_back_for(unseen.ply, unseen.head)
+            arrived = any(record.key == unseen.head for record in tracker.records)
+            if went_back is not None and not arrived and now < unseen.due:
+                waiting.append(unseen)
+                continue
+            if went_back is not None:
+                self._send_unseen_rollback(unseen.conn_id, unseen.gid, went_back)
+            self._push_player_view(unseen.conn_id, unseen.gid, tracker, conn.uid)
+        self._unseen_heads = waiting
+
+    def _send_unseen_rollback(self, conn_id: str, gid: str, went_back: int) -> None:
+        reason = "moves you saw were not kept (a region was lost or a merge undid them)"
+        message = {"type": "rollback", "game": gid, "ply": went_back, "reason": reason}
+        self._out.append(Send(conn_id, message, self._gate(game_doc_id(gid))))
 
     def _notice_must_rename(self, conn: Conn) -> None:
         self._send(
@@ -960,6 +1007,8 @@ class GameService:
             self._check_name_merges()
         for doc_id in sorted(d for d in dirty if d.startswith("game:")):
             self._refresh_game(doc_id)
+        if self._unseen_heads:
+            self._recheck_unseen_heads(now)
         presence_changed = False
         for doc_id in (d for d in dirty if d.startswith(PRESENCE_PREFIX)):
             doc = self.docs.get(doc_id)
@@ -983,7 +1032,8 @@ class GameService:
         """When `process` must run again even if no document changes (a pending refresh)."""
         picture = self._picture_next if self._picture_dirty else None
         delivery = self.delivery.next_deadline()
-        deadlines = [d for d in (picture, delivery) if d is not None]
+        unseen = min((u.due for u in self._unseen_heads), default=None)
+        deadlines = [d for d in (picture, delivery, unseen) if d is not None]
         return min(deadlines) if deadlines else None
 
     @_background
@@ -1361,6 +1411,22 @@ class GameService:
     def shutdown(self) -> None:
         for conn_id in list(self.conns):
             self._out.append(Close(conn_id, CLOSE_SHUTDOWN, "server shutting down"))
+
+    # --- drain (node.drain) -----------------------------------------------------------------
+
+    def hand_over(self, sid: str) -> tuple[str, int] | None:
+        """A fresh resume token for session `sid` hosted here, and the number of the presence
+        change that records it (None: no such session here)."""
+        session = self._own_session(sid)
+        if session is None:
+            return None
+        resume = self.new_token()
+        return resume, self._put_session(replace(session, resume_hash=token_hash(resume)))
+
+    def notify(self, conn_id: str, message: dict[str, Any]) -> None:
+        """Push `message` to one connection, after everything already said to it."""
+        if conn_id in self.conns:
+            self._send(conn_id, message)
 
 
 def _invite_json(invite: Invite) -> dict[str, str]:
