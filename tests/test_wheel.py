@@ -129,29 +129,29 @@ def test_installed_demo_sim_and_node_run_from_outside_the_repository(
         "us.toml",
     ]
 
-    node = subprocess.Popen(
+    with subprocess.Popen(  # the with block closes the stderr pipe whatever happens
         [installed / "meridian", "node", "--config", paths[0]],
         cwd=work,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        url = _public_url(paths[0])
-        deadline = time.monotonic() + 30
-        while fetch_health(url) is None:
-            assert node.poll() is None, node.stderr.read() if node.stderr else ""
-            assert time.monotonic() < deadline, "the installed node did not answer /healthz"
-            time.sleep(0.2)
-        with urllib.request.urlopen(f"{url}/", timeout=5) as page:
-            assert page.status == 200
-            assert "/static/js/app.js" in page.read().decode()
-        with urllib.request.urlopen(f"{url}/static/js/app.js", timeout=5) as script:
-            assert script.status == 200
-    finally:
-        node.send_signal(signal.SIGTERM)
-        assert node.wait(timeout=30) == 0
+    ) as node:
+        try:
+            url = _public_url(paths[0])
+            deadline = time.monotonic() + 30
+            while fetch_health(url) is None:
+                assert node.poll() is None, node.stderr.read() if node.stderr else ""
+                assert time.monotonic() < deadline, "the installed node did not answer /healthz"
+                time.sleep(0.2)
+            with urllib.request.urlopen(f"{url}/", timeout=5) as page:
+                assert page.status == 200
+                assert "/static/js/app.js" in page.read().decode()
+            with urllib.request.urlopen(f"{url}/static/js/app.js", timeout=5) as script:
+                assert script.status == 200
+        finally:
+            node.send_signal(signal.SIGTERM)
+            assert node.wait(timeout=30) == 0
 
 
 def _public_url(path: Path) -> str:
