@@ -28,7 +28,6 @@ from meridian.crdt_models.accounts import (
     Account,
     AccountsIndex,
     AccountsWriter,
-    check_name,
 )
 from meridian.crdt_models.archive import (
     SAVED_DOC,
@@ -63,15 +62,24 @@ from meridian.crdt_models.presence import (
 )
 from meridian.crdt_models.records import decode_record, encode_record, map_items, root_map
 from meridian.games.base import GameRules, IllegalMove
+from meridian.node import protocol as p
 from meridian.node.delivery import Close, Delivery, Gate, Outgoing, Progress, Send
 from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
 from meridian.node.presence_view import Picture, build_picture, lobby_diff, superseded_sessions
+from meridian.node.protocol import (
+    MAX_CHAT_CHARS,
+    AnyClientMessage,
+    CloseCode,
+    ErrorCode,
+    Frame,
+    ProtocolViolation,
+    Refused,
+    decode_message,
+    read_frame,
+)
 
 log = logging.getLogger("meridian.service")
 
-MAX_MESSAGE_BYTES = 16 * 1024
-MAX_CHAT_CHARS = 500
-MAX_REQUEST_ID_CHARS = 64
 GRACE_S = 60.0
 HELLO_DEADLINE_S = 10.0
 HEARTBEAT_S = 3.0
@@ -79,30 +87,10 @@ CHAT_KEEP_S = 30.0
 RATE_PER_S = 20.0
 RATE_BURST = 40.0
 FLOOD_PER_S = 200
-MIN_PASSWORD_CHARS = 8
-MAX_SEEN_GAMES = 16  # hello's "seen": games a client may report, the rest is ignored
-MAX_SEEN_PLY = 10_000
 DECLINES = "declines"
 CHATS = "chats"
 
-# close codes: 40xx may reconnect, 41xx must not (docs/protocol.md)
-CLOSE_SHUTDOWN, CLOSE_IDLE, CLOSE_FLOOD, CLOSE_TOO_LARGE = 4000, 4001, 4002, 4003
-CLOSE_ELSEWHERE, CLOSE_BAD_TOKEN, CLOSE_DISABLED, CLOSE_PROTOCOL, CLOSE_MOVED = (
-    4100,
-    4101,
-    4102,
-    4103,
-    4104,
-)
-
-
-class ServiceError(Exception):
-    """A refused request; `code` is one of docs/protocol.md's error codes."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+ServiceError = Refused  # the name the adapters used before the schema existed
 
 
 class Documents(Protocol):
@@ -268,13 +256,19 @@ class GameService:
 
     # --- accounts (called by the HTTP adapter) -------------------------------------------
 
+    def reserved_names(self) -> frozenset[str]:
+        """Names no player may take besides `protocol.RESERVED_NAMES`: the ids and regions of
+        this node and of every node it has heard from (lowercase)."""
+        names = {self.node_id, self.region}
+        for presence in self._presence.values():
+            names.add(presence.node)
+        names.update(s.region for p_ in self._presence.values() for s in p_.sessions[:1])
+        return frozenset(n.lower() for n in names)
+
     def register(self, name: str, password_hash: str, home: str | None) -> Account:
-        try:
-            check_name(name)
-        except ValueError as exc:
-            raise ServiceError("bad_request", str(exc)) from None
+        p.check_name(name, self.reserved_names())
         if self.accounts.claimants(name) or self.accounts.name_owner(name):
-            raise ServiceError("name_taken", f"the name {name!r} is registered already")
+            raise Refused(ErrorCode.NAME_TAKEN, f"the name {name!r} is registered already")
         uid = self.new_token()[:22]
         stamp = self._stamp()
         self._write(
@@ -321,7 +315,7 @@ class GameService:
         session = self.session_by_token(token)
         if session is None:
             return False
-        self._close_uid_conns(session.uid, CLOSE_BAD_TOKEN, "logged out")
+        self._close_uid_conns(session.uid, CloseCode.BAD_TOKEN, "logged out")
         if session.node == self.node_id:
             self._write(
                 self._presence_doc, lambda doc: PresenceWriter(doc).remove_sessions(session.sid)
@@ -331,7 +325,7 @@ class GameService:
     def update_account(self, uid: str, **changes: str) -> Account:
         current = self.accounts.version(uid)
         if current is None:
-            raise ServiceError("unknown_user", "no such account")
+            raise Refused(ErrorCode.UNKNOWN_USER, "no such account")
         stamp = self._stamp()
         self._write(
             ACCOUNTS_DOC,
@@ -344,7 +338,7 @@ class GameService:
 
     def disable_account(self, uid: str) -> Account:
         account = self.update_account(uid, status="disabled")
-        self._close_uid_conns(uid, CLOSE_DISABLED, "account disabled by an administrator")
+        self._close_uid_conns(uid, CloseCode.DISABLED, "account disabled by an administrator")
         return account
 
     def all_sessions(self) -> list[Session]:
@@ -382,75 +376,62 @@ class GameService:
                 writer.remove_invites(invite.iid)
 
     def receive(self, conn_id: str, text: str, now: float) -> None:
+        """One websocket text frame: read its envelope, admit it, decode it, dispatch it."""
         conn = self.conns.get(conn_id)
         if conn is None:
             return
         self._now_hint = now
-        if len(text.encode()) > MAX_MESSAGE_BYTES:
-            self._close(conn_id, CLOSE_TOO_LARGE, f"message larger than {MAX_MESSAGE_BYTES} bytes")
-            return
         try:
-            message = json.loads(text)
-        except json.JSONDecodeError:
-            self._close(conn_id, CLOSE_PROTOCOL, "message is not JSON")
+            frame = read_frame(text)
+        except ProtocolViolation as violation:
+            self._close(conn_id, violation.code, violation.reason)
             return
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            self._close(conn_id, CLOSE_PROTOCOL, "message is not an object with a type")
+        if not self._admit(conn, frame.id, now):
             return
-        if not self._admit(conn, message.get("id"), now):
+        if not conn.uid and frame.type != "hello":
+            self._close(conn.conn_id, CloseCode.PROTOCOL, "the first message must be hello")
             return
-        self._dispatch(conn, message, now)
+        self._dispatch(conn, frame, now)
 
-    def _admit(self, conn: Conn, request_id: Any, now: float) -> bool:
+    def _admit(self, conn: Conn, request_id: str | None, now: float) -> bool:
         """Token bucket per connection; a flood closes the connection."""
         second = int(now)
         conn.in_second = conn.in_second + 1 if second == conn.second else 1
         conn.second = second
         if conn.in_second > FLOOD_PER_S:
-            self._close(conn.conn_id, CLOSE_FLOOD, f"more than {FLOOD_PER_S} messages in a second")
+            self._close(
+                conn.conn_id, CloseCode.FLOOD, f"more than {FLOOD_PER_S} messages in a second"
+            )
             return False
         conn.tokens = min(RATE_BURST, conn.tokens + (now - conn.refilled) * RATE_PER_S)
         conn.refilled = now
         if conn.tokens < 1:
             error = {"code": "rate_limited", "message": f"more than {RATE_PER_S:g} messages/s"}
-            echo = request_id if isinstance(request_id, str) and len(request_id) <= 64 else None
-            self._send(conn.conn_id, {"re": echo, "ok": False, "error": error})
+            self._send(conn.conn_id, {"re": request_id, "ok": False, "error": error})
             return False
         conn.tokens -= 1
         return True
 
-    def _dispatch(self, conn: Conn, message: dict[str, Any], now: float) -> None:
-        request_id = message.get("id")
-        if request_id is not None and (
-            not isinstance(request_id, str) or len(request_id) > MAX_REQUEST_ID_CHARS
-        ):
-            self._close(
-                conn.conn_id, CLOSE_PROTOCOL, "id must be a string of at most 64 characters"
-            )
-            return
-        kind = message["type"]
-        if not conn.uid and kind != "hello":
-            self._close(conn.conn_id, CLOSE_PROTOCOL, "the first message must be hello")
-            return
-        handler = _HANDLERS.get(kind)
+    def _dispatch(self, conn: Conn, frame: Frame, now: float) -> None:
         pushes_from = len(self._out)
         try:
-            if handler is None:
-                raise ServiceError("unknown_type", f"no message type {kind!r}")
-            reply, after, doc_id = handler(self, conn, message, now)
+            message = decode_message(frame)
+            reply, after, doc_id = _HANDLERS[type(message)](self, conn, message, now)
             gate = Gate(doc_id, after, after) if after else None
-            answer = Send(conn.conn_id, {"re": request_id, "ok": True, **reply}, gate)
-        except ServiceError as error:
-            body = {"code": error.code, "message": error.message}
-            answer = Send(conn.conn_id, {"re": request_id, "ok": False, "error": body})
+            answer = Send(conn.conn_id, {"re": frame.id, "ok": True, **reply}, gate)
+        except Refused as error:
+            body = {"code": str(error.code), "message": error.message}
+            answer = Send(conn.conn_id, {"re": frame.id, "ok": False, "error": body})
         except Exception:
             # A bug must not cost the player the connection: log it, answer, carry on.
-            log.exception("internal error handling %s from %s", kind, conn.name or conn.conn_id)
+            log.exception(
+                "internal error handling %s from %s", frame.type, conn.name or conn.conn_id
+            )
             body = {
                 "code": "internal",
                 "message": "internal error; the request was not carried out",
             }
-            answer = Send(conn.conn_id, {"re": request_id, "ok": False, "error": body})
+            answer = Send(conn.conn_id, {"re": frame.id, "ok": False, "error": body})
         # The reply goes before the pushes the request caused (lobby after hello, game after move).
         self._out.insert(pushes_from, answer)
 
@@ -494,38 +475,34 @@ class GameService:
     def _conn_session(self, conn: Conn) -> Session:
         session = self._own_session(conn.sid)
         if session is None:
-            raise ServiceError("unauthenticated", "session expired")
+            raise Refused(ErrorCode.UNAUTHENTICATED, "session expired")
         return session
 
-    def _require_uid_by_name(self, name: Any) -> Account:
-        if not isinstance(name, str):
-            raise ServiceError("bad_request", "a player name is required")
+    def _require_uid_by_name(self, name: str) -> Account:
         uid = self.accounts.name_owner(name)
         account = self.accounts.account(uid) if uid else None
         if account is None:
-            raise ServiceError("unknown_user", f"no player named {name!r}")
+            raise Refused(ErrorCode.UNKNOWN_USER, f"no player named {name!r}")
         return account
 
     # --- handlers ------------------------------------------------------------------------
 
-    def _hello(
-        self, conn: Conn, message: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], int, str]:
+    def _hello(self, conn: Conn, message: p.Hello, now: float) -> tuple[dict[str, Any], int, str]:
         if conn.uid:
-            raise ServiceError("bad_request", "hello was already sent")
+            raise Refused(ErrorCode.BAD_REQUEST, "hello was already sent")
         try:
             session = self._session_for_hello(message, now)
         except ServiceError as error:
             if error.code == "unauthenticated":
-                self._close(conn.conn_id, CLOSE_BAD_TOKEN, "unknown or expired token")
+                self._close(conn.conn_id, CloseCode.BAD_TOKEN, "unknown or expired token")
             raise
         account = self.accounts.account(session.uid)
         if account is None:
-            self._close(conn.conn_id, CLOSE_BAD_TOKEN, "unknown account")
-            raise ServiceError("unauthenticated", "unknown account")
+            self._close(conn.conn_id, CloseCode.BAD_TOKEN, "unknown account")
+            raise Refused(ErrorCode.UNAUTHENTICATED, "unknown account")
         if account.status != "active":
-            self._close(conn.conn_id, CLOSE_DISABLED, "account disabled")
-            raise ServiceError("unauthenticated", "account disabled")
+            self._close(conn.conn_id, CloseCode.DISABLED, "account disabled")
+            raise Refused(ErrorCode.UNAUTHENTICATED, "account disabled")
         resume = self.new_token()
         moved = replace(
             session,
@@ -539,13 +516,15 @@ class GameService:
         self._dropped_at.pop(moved.sid, None)
         for other in [c for c in self.conns.values() if c.sid == moved.sid and c is not conn]:
             self._out.append(
-                Close(other.conn_id, CLOSE_MOVED, "your session continued on another connection")
+                Close(
+                    other.conn_id, CloseCode.MOVED, "your session continued on another connection"
+                )
             )
             self._forget_conn(other.conn_id)
         self._put_session(moved)
         conn.uid, conn.sid, conn.name = account.uid, moved.sid, account.name
         self._by_uid.setdefault(conn.uid, set()).add(conn.conn_id)
-        self._announce_unseen_rollbacks(conn, _seen_games(message.get("seen")))
+        self._announce_unseen_rollbacks(conn, _seen_games(message))
         self._push_hello_state(conn, account)
         you = {
             "uid": account.uid,
@@ -561,17 +540,17 @@ class GameService:
         ]
         return {"you": you, "resume": resume, "games": live}, 0, ""
 
-    def _session_for_hello(self, message: dict[str, Any], now: float) -> Session:
-        token, resume = message.get("token"), message.get("resume")
-        if isinstance(token, str) and token:
+    def _session_for_hello(self, message: p.Hello, now: float) -> Session:
+        token, resume = message.token, message.resume
+        if token:
             session = self.session_by_token(token)
-        elif isinstance(resume, str) and resume:
+        elif resume:
             wanted = token_hash(resume)
             session = self._find_session(lambda s: s.resume_hash == wanted)
         else:
-            raise ServiceError("bad_request", "hello needs a token or a resume token")
+            raise Refused(ErrorCode.BAD_REQUEST, "hello needs a token or a resume token")
         if session is None or self._expired(session):
-            raise ServiceError("unauthenticated", "unknown or expired token")
+            raise Refused(ErrorCode.UNAUTHENTICATED, "unknown or expired token")
         return session
 
     def _expired(self, session: Session) -> bool:
@@ -618,23 +597,21 @@ class GameService:
             conn.conn_id,
             {
                 "type": "notice",
-                "code": "must_rename",
+                "code": p.NoticeCode.MUST_RENAME,
                 "message": f"the name {conn.name!r} was registered earlier in another region "
                 "while the regions could not talk; pick a new name with rename",
             },
         )
 
-    def _invite(
-        self, conn: Conn, message: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], int, str]:
-        target = self._require_uid_by_name(message.get("to"))
+    def _invite(self, conn: Conn, message: p.Invite, now: float) -> tuple[dict[str, Any], int, str]:
+        target = self._require_uid_by_name(message.to)
         if target.uid == conn.uid:
-            raise ServiceError("bad_request", "you cannot invite yourself")
+            raise Refused(ErrorCode.BAD_REQUEST, "you cannot invite yourself")
         self._require_free(conn.uid, "you are")
         if target.uid not in self._picture.sessions:
-            raise ServiceError("offline", f"{target.name} is not online")
+            raise Refused(ErrorCode.OFFLINE, f"{target.name} is not online")
         self._require_free(target.uid, f"{target.name} is")
-        resume = message.get("resume") or ""
+        resume = message.resume or ""
         if resume:
             self._saved_between(resume, conn.uid, target.uid)
         invite = Invite(
@@ -653,32 +630,32 @@ class GameService:
     def _require_free(self, uid: str, who: str) -> None:
         game = self._picture.playing.get(uid)
         if game is not None:
-            raise ServiceError("busy", f"{who} at a table (playing {game[1]})")
+            raise Refused(ErrorCode.BUSY, f"{who} at a table (playing {game[1]})")
 
-    def _find_invite(self, message: dict[str, Any]) -> Invite:
-        iid = message.get("invite")
+    def _find_invite(self, message: p.Retract | p.Accept | p.Decline) -> Invite:
+        iid = message.invite
         invite = next((i for i in self._picture.invites if i.iid == iid), None)
         if invite is None:
-            raise ServiceError("not_found", "no such invitation (it may have been withdrawn)")
+            raise Refused(ErrorCode.NOT_FOUND, "no such invitation (it may have been withdrawn)")
         return invite
 
     def _retract(
-        self, conn: Conn, message: dict[str, Any], now: float
+        self, conn: Conn, message: p.Retract, now: float
     ) -> tuple[dict[str, Any], int, str]:
         invite = self._find_invite(message)
         if invite.from_uid != conn.uid or invite.node != self.node_id:
-            raise ServiceError("not_found", "not an invitation you sent from this connection")
+            raise Refused(ErrorCode.NOT_FOUND, "not an invitation you sent from this connection")
         event = self._write(
             self._presence_doc, lambda doc: PresenceWriter(doc).remove_invites(invite.iid)
         )
         return {}, event, self._presence_doc
 
     def _decline(
-        self, conn: Conn, message: dict[str, Any], now: float
+        self, conn: Conn, message: p.Decline, now: float
     ) -> tuple[dict[str, Any], int, str]:
         invite = self._find_invite(message)
         if invite.to_uid != conn.uid:
-            raise ServiceError("not_found", "not an invitation to you")
+            raise Refused(ErrorCode.NOT_FOUND, "not an invitation to you")
         # The invitation lives in the inviter's node's document; this node records the refusal
         # in its own presence document and the inviter's node deletes the invitation.
         stamp = self._stamp()
@@ -687,12 +664,10 @@ class GameService:
         )
         return {}, event, self._presence_doc
 
-    def _accept(
-        self, conn: Conn, message: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], int, str]:
+    def _accept(self, conn: Conn, message: p.Accept, now: float) -> tuple[dict[str, Any], int, str]:
         invite = self._find_invite(message)
         if invite.to_uid != conn.uid:
-            raise ServiceError("not_found", "not an invitation to you")
+            raise Refused(ErrorCode.NOT_FOUND, "not an invitation to you")
         self._require_free(invite.from_uid, f"{invite.from_name} is")
         self._require_free(conn.uid, "you are")
         info = self._new_game_info(invite)
@@ -737,45 +712,41 @@ class GameService:
         doc = self.docs.get(SAVED_DOC)
         saved = read_archive(doc).get(gid) if doc is not None else None
         if saved is None or set(saved.players) != {a, b}:
-            raise ServiceError("not_found", "no saved game between you two with that id")
+            raise Refused(ErrorCode.NOT_FOUND, "no saved game between you two with that id")
         return saved
 
-    def _player_game(self, conn: Conn, message: dict[str, Any]) -> tuple[str, GameTracker, int]:
-        gid = message.get("game")
-        tracker = self.games.get(gid) if isinstance(gid, str) else None
-        if tracker is None or not isinstance(gid, str):
-            raise ServiceError("not_found", "no such game")
+    def _player_game(
+        self, conn: Conn, message: p.Move | p.GiveUp | p.Save
+    ) -> tuple[str, GameTracker, int]:
+        gid = message.game
+        tracker = self.games.get(gid)
+        if tracker is None:
+            raise Refused(ErrorCode.NOT_FOUND, "no such game")
         seat = tracker.info.seat_of(conn.uid)
         if seat is None:
-            raise ServiceError("not_player", "you are not a player of that game")
+            raise Refused(ErrorCode.NOT_PLAYER, "you are not a player of that game")
         if tracker.status == FINISHED:
-            raise ServiceError("game_over", "the game has ended")
+            raise Refused(ErrorCode.GAME_OVER, "the game has ended")
         if tracker.status != LIVE:
-            raise ServiceError("not_found", "the game is not in play (saved)")
+            raise Refused(ErrorCode.NOT_FOUND, "the game is not in play (saved)")
         return gid, tracker, seat
 
-    def _move(
-        self, conn: Conn, message: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], int, str]:
-        move = message.get("move")
-        if not isinstance(move, dict):
-            raise ServiceError("bad_request", "move must be an object")
-        return self._play(conn, message, move)
+    def _move(self, conn: Conn, message: p.Move, now: float) -> tuple[dict[str, Any], int, str]:
+        return self._play(conn, message, dict(message.move))
 
     def _give_up(
-        self, conn: Conn, message: dict[str, Any], now: float
+        self, conn: Conn, message: p.GiveUp, now: float
     ) -> tuple[dict[str, Any], int, str]:
         return self._play(conn, message, {"type": "give_up"})
 
     def _play(
-        self, conn: Conn, message: dict[str, Any], move: dict[str, Any]
+        self, conn: Conn, message: p.Move | p.GiveUp, move: dict[str, Any]
     ) -> tuple[dict[str, Any], int, str]:
         gid, tracker, seat = self._player_game(conn, message)
         try:
             new_state = self.rules.apply_move(tracker.chain.state, seat, move)
         except IllegalMove as error:
-            code = "bad_request" if error.code == "malformed" else error.code
-            raise ServiceError(code, error.message) from None
+            raise Refused(p.move_refusal(error.code), error.message) from None
         ply, parent, stamp = tracker.ply, tracker.chain.tip, self._stamp()
         doc_id = game_doc_id(gid)
         record: list[MoveRecord] = []
@@ -789,9 +760,7 @@ class GameService:
         self._refresh_game(doc_id)
         return {"ply": tracker.base_ply + ply}, event, doc_id
 
-    def _save(
-        self, conn: Conn, message: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], int, str]:
+    def _save(self, conn: Conn, message: p.Save, now: float) -> tuple[dict[str, Any], int, str]:
         gid, tracker, _seat = self._player_game(conn, message)
         self._park(gid, tracker, SAVE, conn.uid)
         return {}, 0, ""
@@ -811,42 +780,40 @@ class GameService:
         )
         self._refresh_game(game_doc_id(gid))
 
-    def _watch(
-        self, conn: Conn, message: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], int, str]:
-        gid = message.get("game")
-        tracker = self.games.get(gid) if isinstance(gid, str) else None
-        if tracker is None or not isinstance(gid, str):
-            raise ServiceError("not_found", "no such game")
+    def _watch(self, conn: Conn, message: p.Watch, now: float) -> tuple[dict[str, Any], int, str]:
+        gid = message.game
+        tracker = self.games.get(gid)
+        if tracker is None:
+            raise Refused(ErrorCode.NOT_FOUND, "no such game")
         self._set_watching(conn, gid)
         session = replace(self._conn_session(conn), status=WATCHING, game=gid)
         event = self._put_session(session)
         return {"game": self._game_message(gid, tracker, None)}, event, self._presence_doc
 
     def _unwatch(
-        self, conn: Conn, message: dict[str, Any], now: float
+        self, conn: Conn, message: p.Unwatch, now: float
     ) -> tuple[dict[str, Any], int, str]:
         self._set_watching(conn, "")
         event = self._put_session(replace(self._conn_session(conn), status=IDLE, game=""))
         return {}, event, self._presence_doc
 
-    def _chat(
-        self, conn: Conn, message: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], int, str]:
-        text = message.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ServiceError("bad_request", "chat needs a text")
+    def _chat(self, conn: Conn, message: p.Chat, now: float) -> tuple[dict[str, Any], int, str]:
+        text = message.text
+        if not text.strip():
+            raise Refused(ErrorCode.BAD_REQUEST, "chat needs a text")
         if len(text) > MAX_CHAT_CHARS:
-            raise ServiceError("too_large", f"chat text is limited to {MAX_CHAT_CHARS} characters")
+            raise Refused(
+                ErrorCode.TOO_LARGE, f"chat text is limited to {MAX_CHAT_CHARS} characters"
+            )
         record = {"from": conn.name, "from_uid": conn.uid, "text": text, "stamp": self._stamp()}
-        if "game" in message:
-            if message["game"] not in self.games:
-                raise ServiceError("not_found", "no such game")
-            record["game"] = message["game"]
+        if message.game is not None:
+            if message.game not in self.games:
+                raise Refused(ErrorCode.NOT_FOUND, "no such game")
+            record["game"] = message.game
         else:
-            target = self._require_uid_by_name(message.get("to"))
+            target = self._require_uid_by_name(message.to or "")
             if target.uid not in self._picture.sessions:
-                raise ServiceError("offline", f"{target.name} is not online")
+                raise Refused(ErrorCode.OFFLINE, f"{target.name} is not online")
             record["to_uid"], record["to"] = target.uid, target.name
         key = self.new_token()[:16]
         self._chat_sent_at[key] = now
@@ -856,27 +823,17 @@ class GameService:
         )
         return {}, event, self._presence_doc
 
-    def _saved(
-        self, conn: Conn, message: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], int, str]:
+    def _saved(self, conn: Conn, message: p.Saved, now: float) -> tuple[dict[str, Any], int, str]:
         doc = self.docs.get(SAVED_DOC)
         games = read_archive(doc) if doc is not None else {}
         mine = [_archived_json(g) for g in games.values() if conn.uid in g.players]
         return {"games": mine}, 0, ""
 
-    def _rename(
-        self, conn: Conn, message: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], int, str]:
-        name = message.get("name")
-        if not isinstance(name, str):
-            raise ServiceError("bad_request", "name must be a string")
-        try:
-            check_name(name)
-        except ValueError as exc:
-            raise ServiceError("bad_request", str(exc)) from None
+    def _rename(self, conn: Conn, message: p.Rename, now: float) -> tuple[dict[str, Any], int, str]:
+        name = p.check_name(message.name, self.reserved_names())
         owner = self.accounts.name_owner(name)
         if owner is not None and owner != conn.uid:
-            raise ServiceError("name_taken", f"the name {name!r} is registered already")
+            raise Refused(ErrorCode.NAME_TAKEN, f"the name {name!r} is registered already")
         current = self.accounts.version(conn.uid)
         assert current is not None
         stamp = self._stamp()
@@ -888,9 +845,7 @@ class GameService:
         self._put_session(replace(self._conn_session(conn), name=name))
         return {"you": {"uid": conn.uid, "name": name, "must_rename": False}}, event, ACCOUNTS_DOC
 
-    def _ping(
-        self, conn: Conn, message: dict[str, Any], now: float
-    ) -> tuple[dict[str, Any], int, str]:
+    def _ping(self, conn: Conn, message: p.Ping, now: float) -> tuple[dict[str, Any], int, str]:
         return {}, 0, ""
 
     # --- reacting to document changes ----------------------------------------------------
@@ -1102,7 +1057,7 @@ class GameService:
                     conn.conn_id,
                     {
                         "type": "notice",
-                        "code": "game_parked",
+                        "code": p.NoticeCode.GAME_PARKED,
                         "message": f"a partition let you start two games; game {gid}, the "
                         "later one, was saved and can be resumed",
                     },
@@ -1225,9 +1180,9 @@ class GameService:
                     "double_login", f"{old.name}: session on {old.node} replaced by {new.node}"
                 )
             code, reason = (
-                (CLOSE_MOVED, "your session continued on another connection")
+                (CloseCode.MOVED, "your session continued on another connection")
                 if same
-                else (CLOSE_ELSEWHERE, f"logged in elsewhere (region {new.region})")
+                else (CloseCode.LOGGED_IN_ELSEWHERE, f"logged in elsewhere (region {new.region})")
             )
             for conn in [c for c in self.conns.values() if c.sid == old.sid]:
                 self._out.append(Close(conn.conn_id, code, reason))
@@ -1270,7 +1225,7 @@ class GameService:
         for conn in [
             c for c in self.conns.values() if not c.uid and now - c.opened > HELLO_DEADLINE_S
         ]:
-            self._close(conn.conn_id, CLOSE_IDLE, "no hello within 10 s")
+            self._close(conn.conn_id, CloseCode.IDLE, "no hello within 10 s")
         expired = [sid for sid, at in self._dropped_at.items() if now - at > GRACE_S]
         for sid in expired:
             del self._dropped_at[sid]
@@ -1298,7 +1253,7 @@ class GameService:
 
     def shutdown(self) -> None:
         for conn_id in list(self.conns):
-            self._out.append(Close(conn_id, CLOSE_SHUTDOWN, "server shutting down"))
+            self._out.append(Close(conn_id, CloseCode.SHUTDOWN, "server shutting down"))
 
 
 def _invite_json(invite: Invite) -> dict[str, str]:
@@ -1320,35 +1275,27 @@ def _archived_json(game: ArchivedGame) -> dict[str, Any]:
     }
 
 
-Handler = Callable[[GameService, Conn, dict[str, Any], float], tuple[dict[str, Any], int, str]]
-_HANDLERS: dict[str, Handler] = {
-    "hello": GameService._hello,
-    "invite": GameService._invite,
-    "retract": GameService._retract,
-    "accept": GameService._accept,
-    "decline": GameService._decline,
-    "move": GameService._move,
-    "give_up": GameService._give_up,
-    "save": GameService._save,
-    "watch": GameService._watch,
-    "unwatch": GameService._unwatch,
-    "chat": GameService._chat,
-    "saved": GameService._saved,
-    "rename": GameService._rename,
-    "ping": GameService._ping,
+Handler = Callable[[GameService, Conn, Any, float], tuple[dict[str, Any], int, str]]
+_HANDLERS: dict[type[AnyClientMessage], Handler] = {
+    p.Hello: GameService._hello,
+    p.Invite: GameService._invite,
+    p.Retract: GameService._retract,
+    p.Accept: GameService._accept,
+    p.Decline: GameService._decline,
+    p.Move: GameService._move,
+    p.GiveUp: GameService._give_up,
+    p.Save: GameService._save,
+    p.Watch: GameService._watch,
+    p.Unwatch: GameService._unwatch,
+    p.Chat: GameService._chat,
+    p.Saved: GameService._saved,
+    p.Rename: GameService._rename,
+    p.Ping: GameService._ping,
 }
 
 
-def _seen_games(raw: Any) -> dict[str, tuple[int, str]]:
-    """hello's optional ``seen`` ({game: {"ply": n, "head": key}}, what the client last showed);
-    entries that are not of that shape are ignored (the field only asks for notices)."""
-    if not isinstance(raw, dict):
-        return {}
-    seen: dict[str, tuple[int, str]] = {}
-    for gid, entry in list(raw.items())[:MAX_SEEN_GAMES]:
-        if not isinstance(entry, dict):
-            continue
-        ply, head = entry.get("ply"), entry.get("head")
-        if type(ply) is int and 0 < ply < MAX_SEEN_PLY and isinstance(head, str) and len(head) < 80:
-            seen[gid] = (ply, head)
-    return seen
+def _seen_games(hello: p.Hello) -> dict[str, tuple[int, str]]:
+    """hello's optional ``seen`` (what the client last showed of each game); ply 0 needs no
+    notice (nothing shown can have been undone)."""
+    seen = hello.seen or {}
+    return {gid: (entry.ply, entry.head) for gid, entry in seen.items() if entry.ply > 0}

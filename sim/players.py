@@ -32,7 +32,8 @@ from typing import Any
 from meridian.crdt_models.accounts import ACCOUNTS_DOC
 from meridian.node.delivery import Close, Outgoing
 from meridian.node.player_api import ACCOUNT_PULL_S
-from meridian.node.service import MIN_PASSWORD_CHARS, ServiceError
+from meridian.node.protocol import MIN_PASSWORD_CHARS
+from meridian.node.service import ServiceError
 from meridian.sim.clock import Scheduler
 from meridian.sim.gamehost import password_hash, password_matches
 from meridian.sim.network import Network
