@@ -216,3 +216,16 @@ class ServiceHarness:
 
     def game_view(self, conn: Connection, gid: str) -> dict[str, Any]:
         return [p for p in conn.pushes("game") if p["game"] == gid][-1]
+
+
+def replicate(source: ServiceHarness, target: ServiceHarness) -> None:
+    """Copy every change `source` holds that `target` lacks, as the sync engines would."""
+    for doc_id, doc in source.documents.docs.items():
+        mine = target.documents.docs.setdefault(doc_id, Doc())
+        update = doc.get_update(mine.get_state())
+        before = mine.get_update()
+        mine.apply_update(update)
+        if mine.get_update() != before:
+            target.documents.event_no += 1
+            target.service.doc_changed(doc_id, target.documents.event_no)
+    target.deliver()
