@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from typing import TYPE_CHECKING
@@ -20,13 +19,11 @@ from aiohttp import web
 
 from meridian.crdt_models.presence import PRESENCE_PREFIX
 from meridian.node.http_api import NODE_KEY, bad_request, error_response, require_admin
-from meridian.node.player_api import PASSWORDS, answers_refusals, read_body
+from meridian.node.player_api import answers_refusals, read_body
 from meridian.node.protocol import (
     BackupBody,
     ErrorCode,
-    Refused,
     RegisterBody,
-    check_password,
     decode_body,
 )
 from meridian.sync.codec import FrameError, check_doc_id
@@ -54,15 +51,7 @@ def _node(request: web.Request) -> Node:
 async def create_account(request: web.Request) -> web.Response:
     node = _node(request)
     body = await read_body(request, RegisterBody)
-    check_password(body.password)
-    if body.home is not None and body.home not in node.players.regions_known():
-        raise Refused(ErrorCode.BAD_REQUEST, f"unknown region {body.home!r}")
-    password_hash = await asyncio.to_thread(PASSWORDS.hash, body.password)
-    account = node.service.register(body.name, password_hash, body.home)
-    node.players.drain()
-    return web.json_response(
-        {"uid": account.uid, "name": account.name, "home": account.home}, status=201
-    )
+    return await node.players.run(node.players.flow.register(body, "", node.clock()))
 
 
 async def disable_account(request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from meridian.node.service_limits import ServiceLimits
 from meridian.sync.settings import SyncSettings
 
 NAME_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
@@ -46,6 +47,7 @@ class NodeConfig:
     ack_regions: int
     max_clock_ahead_ms: int
     log_level: str
+    limits: ServiceLimits
     config_path: Path
 
     def __repr__(self) -> str:
@@ -195,6 +197,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "sync": tuple(sync_field.name for sync_field in dataclasses.fields(SyncSettings)),
     "replication": ("ack_regions",),
     "clock": ("max_ahead_ms",),
+    "limits": tuple(limit.name for limit in dataclasses.fields(ServiceLimits)),
 }
 
 
@@ -249,8 +252,18 @@ def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:
         ack_regions=root.table("replication", required=False).integer("ack_regions", 0, 0),
         max_clock_ahead_ms=root.table("clock", required=False).integer("max_ahead_ms", 60_000, 1),
         log_level=log_level,
+        limits=_limits(root.table("limits", required=False)),
         config_path=reader.path.resolve(),
     )
+
+
+def _limits(table: TomlTable) -> ServiceLimits:
+    defaults = ServiceLimits()
+    values = {
+        limit.name: table.integer(limit.name, getattr(defaults, limit.name), 1)
+        for limit in dataclasses.fields(ServiceLimits)
+    }
+    return ServiceLimits(**values)
 
 
 def _name(table: TomlTable, key: str) -> str:

@@ -171,7 +171,16 @@ def _service_families(node: Node) -> list[MetricFamily]:
         statuses[tracker.status] = statuses.get(tracker.status, 0) + 1
     for status, count in sorted(statuses.items()):
         games.add(count, status=status)
-    return [merges, connections, games]
+    limited = MetricFamily(
+        "meridian_rate_limited_total", "counter", "player requests refused or slowed, by limit"
+    )
+    for limit, count in sorted(service.limits.counts.items()):
+        limited.add(count, limit=limit)
+    failed = MetricFamily(
+        "meridian_failed_logins_total", "counter", "logins refused: wrong name or password"
+    )
+    failed.add(service.limits.failed_logins)
+    return [merges, connections, games, limited, failed]
 
 
 async def cluster(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ import functools
 import itertools
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,8 +24,19 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from meridian.crdt_models.accounts import ACCOUNTS_DOC
+from meridian.crdt_models.accounts import ACCOUNTS_DOC, Account
 from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
+from meridian.node.account_flow import (
+    ACCOUNT_PULL_S,
+    AccountFlow,
+    CheckPassword,
+    Effect,
+    Flow,
+    HashPassword,
+    HttpAnswer,
+    PullAccounts,
+    answer_of,
+)
 from meridian.node.delivery import Close, Send
 from meridian.node.protocol import (
     MAX_BODY_BYTES,
@@ -37,7 +49,6 @@ from meridian.node.protocol import (
     PasswordBody,
     Refused,
     RegisterBody,
-    check_password,
     decode_body,
 )
 from meridian.node.service import GameService
@@ -49,7 +60,6 @@ log = logging.getLogger("meridian.players")
 
 # OWASP's minimum for argon2id; about 50 ms per hash on this class of machine.
 PASSWORDS = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-ACCOUNT_PULL_S = 2.0
 
 
 @dataclass
@@ -65,6 +75,7 @@ class PlayerGateway:
     def __init__(self, node: Node, service: GameService) -> None:
         self.node = node
         self.service = service
+        self.flow = AccountFlow(service, self._regions, _stand_in_hash())
         self.connections: dict[str, Connection] = {}
         self._ids = itertools.count(1)
 
@@ -139,43 +150,52 @@ class PlayerGateway:
 
     async def register(self, request: web.Request) -> web.Response:
         body = await read_body(request, RegisterBody)
-        check_password(body.password)
-        if body.home is not None and body.home not in self._regions():
-            raise Refused(
-                ErrorCode.BAD_REQUEST,
-                f"unknown region {body.home!r}; known: {sorted(self._regions())}",
-            )
-        password_hash = await asyncio.to_thread(PASSWORDS.hash, body.password)
-        account = self.service.register(body.name, password_hash, body.home)
-        self.drain()
-        return web.json_response(
-            {"uid": account.uid, "name": account.name, "home": account.home}, status=201
-        )
+        return await self.run(self.flow.register(body, _address(request), self.node.clock()))
 
     async def login(self, request: web.Request) -> web.Response:
         body = await read_body(request, LoginBody)
-        name, password = body.name, body.password
-        candidates = self.service.login_candidates(name) or await self._pull_accounts(name)
-        if not candidates:
-            raise Refused(
-                ErrorCode.UNKNOWN_USER, f"no player named {name!r} in any reachable region"
-            )
-        for account in candidates:
-            if await asyncio.to_thread(_verify, account.password_hash, password):
-                token = self.service.start_session(account, self.node.clock())
-                self.drain()
-                return web.json_response(
-                    {
-                        "uid": account.uid,
-                        "name": account.name,
-                        "token": token,
-                        "home": account.home,
-                        "must_rename": account.must_rename,
-                    }
-                )
-        raise Refused(ErrorCode.BAD_CREDENTIALS, "wrong name or password")
+        return await self.run(self.flow.login(body, _address(request), self.node.clock()))
 
-    async def _pull_accounts(self, name: str) -> list[Any]:
+    async def logout(self, request: web.Request) -> web.Response:
+        await read_body(request, LogoutBody)
+        return await self.run(self.flow.logout(_bearer(request)))
+
+    async def change_password(self, request: web.Request) -> web.Response:
+        body = await read_body(request, PasswordBody)
+        flow = self.flow.change_password(
+            _bearer(request), body, _address(request), self.node.clock()
+        )
+        return await self.run(flow)
+
+    async def move_home(self, request: web.Request) -> web.Response:
+        body = await read_body(request, HomeBody)
+        return await self.run(self.flow.move_home(_bearer(request), body))
+
+    async def run(self, flow: Flow) -> web.Response:
+        """Run an account flow (``node.account_flow``), performing its effects here."""
+        try:
+            effect = next(flow)
+            while True:
+                effect = flow.send(await self._perform(effect))
+        except StopIteration as done:
+            answer: HttpAnswer = done.value
+        except Refused as refused:
+            answer = answer_of(refused)
+        finally:
+            self.drain()
+        return web.json_response(answer.body, status=answer.status)
+
+    async def _perform(self, effect: Effect) -> Any:
+        if isinstance(effect, HashPassword):
+            return await asyncio.to_thread(PASSWORDS.hash, effect.password)
+        if isinstance(effect, CheckPassword):
+            return await asyncio.to_thread(_verify, effect.password_hash, effect.password)
+        if isinstance(effect, PullAccounts):
+            return await self._pull_accounts(effect.name)
+        await asyncio.sleep(effect.seconds)
+        return None
+
+    async def _pull_accounts(self, name: str) -> list[Account]:
         """The account is unknown here: ask the other regions for the accounts document."""
         engine = self.node.engine
         engine.request_sync(ACCOUNTS_DOC, self.node.clock())
@@ -188,50 +208,8 @@ class PlayerGateway:
                 return found
         return []
 
-    async def _session(self, request: web.Request) -> Any:
-        header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip()
-        session = self.service.session_by_token(token) if token else None
-        if session is None:
-            raise Refused(ErrorCode.UNAUTHENTICATED, "a valid session token is required")
-        return session
-
-    async def logout(self, request: web.Request) -> web.Response:
-        await self._session(request)
-        await read_body(request, LogoutBody)
-        self.service.end_session(request.headers["Authorization"].removeprefix("Bearer ").strip())
-        self.drain()
-        return web.json_response({})
-
-    async def change_password(self, request: web.Request) -> web.Response:
-        session = await self._session(request)
-        body = await read_body(request, PasswordBody)
-        check_password(body.new)
-        account = self.service.accounts.account(session.uid)
-        if account is None or not await asyncio.to_thread(_verify, account.password_hash, body.old):
-            raise Refused(ErrorCode.BAD_CREDENTIALS, "the old password is wrong")
-        new_hash = await asyncio.to_thread(PASSWORDS.hash, body.new)
-        self.service.update_account(session.uid, password_hash=new_hash)
-        self.drain()
-        return web.json_response({})
-
-    async def move_home(self, request: web.Request) -> web.Response:
-        session = await self._session(request)
-        region = (await read_body(request, HomeBody)).region
-        if region not in self._regions():
-            raise Refused(
-                ErrorCode.BAD_REQUEST,
-                f"unknown region {region!r}; known: {sorted(self._regions())}",
-            )
-        account = self.service.update_account(session.uid, home=region)
-        self.drain()
-        return web.json_response({"home": account.home})
-
-    def regions_known(self) -> set[str]:
-        """This node's region and its peers' (a home region must be one of them)."""
-        return self._regions()
-
     def _regions(self) -> set[str]:
+        """This node's region and its peers' (a home region must be one of them)."""
         return {self.node.config.region} | {p.region for p in self.node.engine.peers.values()}
 
     async def regions(self, request: web.Request) -> web.Response:
@@ -292,6 +270,21 @@ def _game_summary(game: ArchivedGame) -> dict[str, Any]:
         "finished": game.stamp,
         "moves": len(game.moves),
     }
+
+
+def _address(request: web.Request) -> str:
+    return request.remote or ""
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+
+
+@functools.cache
+def _stand_in_hash() -> str:
+    """A hash no password matches; checked for an unknown name so that it costs as much."""
+    return PASSWORDS.hash(secrets.token_urlsafe(24))
 
 
 def _verify(password_hash: str, password: str) -> bool:

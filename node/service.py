@@ -34,6 +34,7 @@ from meridian.node.delivery import Delivery, Outgoing, Progress, Send
 from meridian.node.game_tracker import GameTracker
 from meridian.node.protocol import CloseCode, Frame, ProtocolViolation, Refused
 from meridian.node.service_handlers import MessageHandlers
+from meridian.node.service_limits import ServiceLimits
 from meridian.node.service_state import (
     Conn,
     Documents,
@@ -79,6 +80,7 @@ class GameService(MessageHandlers):
         progress: Progress,
         ack_regions: int = 0,
         picture_interval_s: float = 0.0,
+        limits: ServiceLimits | None = None,
     ) -> None:
         self.state = state = ServiceState(
             node_id=node_id,
@@ -90,6 +92,7 @@ class GameService(MessageHandlers):
             new_token=new_token,
             rng=rng,
             index_accounts=self.index_accounts,
+            limits=limits,
         )
         self.merges = Merges()
         self.progress = progress
@@ -177,7 +180,9 @@ class GameService(MessageHandlers):
     # --- connections and messages ----------------------------------------------------------------
 
     def connect(self, conn_id: str, now: float, address: str = "") -> None:
-        self.sessions.connect(conn_id, now, address)
+        """A websocket opened (`address`: the peer's, for the per-address limits)."""
+        conn = self.sessions.connect(conn_id, now, address)
+        self.limits.admit_connection(conn)
 
     def disconnect(self, conn_id: str, now: float) -> None:
         self.state.drop_connection(conn_id, now)
@@ -323,6 +328,7 @@ class GameService(MessageHandlers):
         self.state.now_hint = now
         self.sessions.tick(now)
         self.chat.prune(now)
+        self.limits.prune()
         self.process(now)
 
     def shutdown(self) -> None:

@@ -13,11 +13,13 @@ from typing import Any
 
 from meridian.crdt_models.game import SAVE
 from meridian.node import protocol as p
+from meridian.node.protocol import ErrorCode, Refused
 from meridian.node.service_state import Answer, Conn, ServiceState
 from meridian.node.topics.accounts import AccountsTopic
 from meridian.node.topics.archive import ArchiveTopic
 from meridian.node.topics.chat import ChatTopic
 from meridian.node.topics.games import GAME_PREFIX, GamesTopic
+from meridian.node.topics.limits import LimitsTopic
 from meridian.node.topics.lobby import LobbyTopic
 from meridian.node.topics.sessions import SessionsTopic
 
@@ -32,6 +34,7 @@ class MessageHandlers:
     games_topic: GamesTopic
     archive: ArchiveTopic
     chat: ChatTopic
+    limits: LimitsTopic
 
     def _refresh_game(self, doc_id: str) -> None:
         raise NotImplementedError
@@ -44,6 +47,8 @@ class MessageHandlers:
 
     def _hello(self, conn: Conn, message: p.Hello, now: float) -> Answer:
         account, resume = self.sessions.hello(conn, message)
+        if not self.limits.admit_session(conn):
+            raise Refused(ErrorCode.RATE_LIMITED, "too many connections for your account")
         seen = {gid: (e.ply, e.head) for gid, e in (message.seen or {}).items() if e.ply > 0}
         self.games_topic.announce_unseen_rollbacks(conn, seen)
         self.lobby.greet(conn)

@@ -37,6 +37,7 @@ from meridian.node.delivery import Close, Gate, Outgoing, Send
 from meridian.node.game_tracker import GameTracker
 from meridian.node.presence_view import Picture
 from meridian.node.protocol import CloseCode, ErrorCode, Refused
+from meridian.node.service_limits import ServiceLimits
 
 log = logging.getLogger("meridian.service")
 
@@ -115,8 +116,10 @@ class ServiceState:
         new_token: Callable[[], str],
         rng: random.Random,
         index_accounts: Callable[[Doc[Any]], AccountsIndex] = AccountsIndex,
+        limits: ServiceLimits | None = None,
     ) -> None:
         self.node_id = node_id
+        self.limits = limits or ServiceLimits()
         self.region = region
         self.docs = documents
         self.rules = rules

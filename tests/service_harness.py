@@ -22,7 +22,25 @@ from pycrdt import Doc
 
 from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.games.battleline import rules_module
+from meridian.node.account_flow import (
+    AccountFlow,
+    CheckPassword,
+    Effect,
+    Flow,
+    HashPassword,
+    PullAccounts,
+    answer_of,
+    run_sync,
+)
 from meridian.node.delivery import Close, Send
+from meridian.node.protocol import (
+    HomeBody,
+    LoginBody,
+    PasswordBody,
+    Refused,
+    RegisterBody,
+    decode_body,
+)
 from meridian.node.service import GameService
 
 EPOCH_MS = 1_767_225_600_000
@@ -126,6 +144,8 @@ class ServiceHarness:
         )
         self.connections: dict[str, Connection] = {}
         self._next_conn = 0
+        self.regions = {region}
+        self.waits: list[float] = []
 
     def _changed(self, doc_id: str, event_no: int) -> None:
         if hasattr(self, "service"):
@@ -141,11 +161,11 @@ class ServiceHarness:
 
     # --- connections ------------------------------------------------------------------------
 
-    def open(self, address: str = "127.0.0.1") -> Connection:
+    def open(self, address: str = "") -> Connection:
         self._next_conn += 1
         conn = Connection(f"c{self._next_conn}")
         self.connections[conn.conn_id] = conn
-        self.service.connect(conn.conn_id, self.now)
+        self.service.connect(conn.conn_id, self.now, address)
         self.deliver()
         return conn
 
@@ -185,6 +205,42 @@ class ServiceHarness:
                 conn.received.append(json.loads(text))
 
     # --- accounts ---------------------------------------------------------------------------
+
+    def http(
+        self, path: str, body: dict[str, Any], address: str = "10.0.0.1", token: str = ""
+    ) -> tuple[int, dict[str, Any]]:
+        """An account route run through the production flow (``node.account_flow``); waits
+        advance the clock and are noted in `waits`."""
+        flows = AccountFlow(self.service, lambda: self.regions, cheap_hash("stand-in"))
+        raw = json.dumps(body).encode()
+        try:
+            routes: dict[str, Callable[[], Flow]] = {
+                "/api/register": lambda: flows.register(
+                    decode_body(raw, RegisterBody), address, self.now
+                ),
+                "/api/login": lambda: flows.login(decode_body(raw, LoginBody), address, self.now),
+                "/api/password": lambda: flows.change_password(
+                    token, decode_body(raw, PasswordBody), address, self.now
+                ),
+                "/api/home": lambda: flows.move_home(token, decode_body(raw, HomeBody)),
+                "/api/logout": lambda: flows.logout(token),
+            }
+            answer = run_sync(routes[path](), self._perform)
+        except Refused as refused:
+            answer = answer_of(refused)
+        self.deliver()
+        return answer.status, answer.body
+
+    def _perform(self, effect: Effect) -> Any:
+        if isinstance(effect, HashPassword):
+            return cheap_hash(effect.password)
+        if isinstance(effect, CheckPassword):
+            return effect.password_hash == cheap_hash(effect.password)
+        if isinstance(effect, PullAccounts):
+            return self.service.login_candidates(effect.name)
+        self.waits.append(effect.seconds)
+        self.advance(effect.seconds)
+        return None
 
     def register(self, name: str, home: str | None = None) -> str:
         account = self.service.register(name, cheap_hash(PASSWORD), home)

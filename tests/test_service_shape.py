@@ -22,6 +22,7 @@ ALLOWED_FOR_TOPICS = {
     "meridian.node.service_state",
     "meridian.node.protocol",
     "meridian.node.refusals",
+    "meridian.node.service_limits",
     "meridian.node.game_tracker",
     "meridian.node.presence_view",
     "meridian.node.delivery",

@@ -36,3 +36,32 @@ def test_a_flood_closes_the_connection_4002() -> None:
         )
     harness.deliver()
     assert alice.closed is not None and alice.closed[0] == CloseCode.FLOOD
+
+
+def test_the_message_allowance_is_per_account_whatever_the_connections() -> None:
+    harness = ServiceHarness()
+    harness.register("alice")
+    harness.advance(5)
+    answered = refused = 0
+    for _ in range(10):  # reconnecting does not bring a fresh allowance
+        token = harness.login("alice")
+        conn = harness.open()
+        harness.request(conn, "hello", token=token)
+        for i in range(10):
+            reply = harness.send(conn, {"id": f"p{i}", "type": "ping"})
+            if reply is not None and reply["ok"]:
+                answered += 1
+            elif reply is not None:
+                refused += 1
+    assert answered <= 40 + 1 and refused > 0
+    assert harness.service.limits.counts["account_messages"] == refused
+
+
+def test_connections_per_address_are_limited() -> None:
+    harness = ServiceHarness()
+    cap = harness.service.state.limits.connections_per_address
+    conns = [harness.open("6.6.6.6") for _ in range(cap + 1)]
+    assert all(c.closed is None for c in conns[:cap])
+    assert conns[-1].closed is not None and conns[-1].closed[0] == CloseCode.FLOOD
+    assert harness.open("1.2.3.4").closed is None
+    assert harness.service.limits.counts["connections_per_address"] == 1

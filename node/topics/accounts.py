@@ -33,11 +33,15 @@ class AccountsTopic:
             names.update(session.region for session in presence.sessions[:1])
         return frozenset(name.lower() for name in names)
 
+    def check_free(self, name: str) -> None:
+        """Refuse a name that breaks the rule, is reserved or is registered already."""
+        p.check_name(name, self.reserved_names())
+        if self.state.accounts.claimants(name) or self.state.accounts.name_owner(name):
+            raise Refused(ErrorCode.NAME_TAKEN, f"the name {name!r} is registered already")
+
     def register(self, name: str, password_hash: str, home: str | None) -> Account:
         state = self.state
-        p.check_name(name, self.reserved_names())
-        if state.accounts.claimants(name) or state.accounts.name_owner(name):
-            raise Refused(ErrorCode.NAME_TAKEN, f"the name {name!r} is registered already")
+        self.check_free(name)
         uid = state.new_token()[:22]
         stamp = state.stamp()
         region = state.region
