@@ -62,8 +62,11 @@ MAX_KV_STRING_CHARS = 1024 * 1024  # the admin document API takes bodies up to 1
 MAX_SAFE_INT = 2**53 - 1
 KV_ROOT = "kv"
 KV_NAMESPACES = ("test:", "bench:")
-# Presence maps the game service keeps beside sessions and invitations (node/service.py).
-DECLINES, CHATS = "declines", "chats"
+# Presence maps the game service keeps beside sessions and invitations (node/topics/): the
+# invitations declined, chat messages, the resume tokens spent on this node's sessions (token
+# hash -> sid) and the sessions revoked for a replayed token (sid -> HLC wall ms).
+DECLINES, CHATS, SPENT, REVOKED = "declines", "chats", "spent", "revoked"
+MAX_SID_CHARS = 64
 
 
 class DocIdError(ValueError):
@@ -252,6 +255,22 @@ def _presence_meta(change: Change, doc: Doc[Any], context: CheckContext) -> None
         raise RecordError("presence meta values are milliseconds since the epoch")
 
 
+def _wall_ms(change: Change, doc: Doc[Any], context: CheckContext) -> None:
+    if change.deleted:
+        return
+    if isinstance(change.new, bool) or not isinstance(change.new, int | float):
+        raise RecordError("values are numbers")
+    if not 0 <= change.new <= MAX_SAFE_INT:
+        raise RecordError("values are milliseconds since the epoch")
+
+
+def _sid_value(change: Change, doc: Doc[Any], context: CheckContext) -> None:
+    if change.deleted:
+        return
+    if not isinstance(change.new, str) or not 0 < len(change.new) <= MAX_SID_CHARS:
+        raise RecordError(f"values are session ids of 1-{MAX_SID_CHARS} characters")
+
+
 def _stamp_value(change: Change, doc: Doc[Any], context: CheckContext) -> None:
     if not change.deleted:
         _stamp(change.new)
@@ -274,7 +293,7 @@ def _kv_value(change: Change, doc: Doc[Any], context: CheckContext) -> None:
 ACCOUNTS = DocKind("accounts", accounts.ROOTS, _accounts)
 PRESENCE = DocKind(
     "presence",
-    frozenset({SESSIONS, INVITES, META, DECLINES, CHATS}),
+    frozenset({SESSIONS, INVITES, META, DECLINES, CHATS, SPENT, REVOKED}),
     _by_root(
         {
             SESSIONS: _records(Session.from_text, ("started",)),
@@ -282,6 +301,8 @@ PRESENCE = DocKind(
             META: _presence_meta,
             DECLINES: _stamp_value,
             CHATS: _records(_required("from", "from_uid", "text", "stamp"), ("stamp",)),
+            SPENT: _sid_value,
+            REVOKED: _wall_ms,
         }
     ),
 )

@@ -11,18 +11,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from meridian.crdt_models.presence import PRESENCE_PREFIX
 from meridian.node.http_api import NODE_KEY, bad_request, error_response, require_admin
-from meridian.node.player_api import PASSWORDS
-from meridian.node.service import MIN_PASSWORD_CHARS, ServiceError
+from meridian.node.player_api import answers_refusals, read_body
+from meridian.node.protocol import (
+    BackupBody,
+    ErrorCode,
+    RegisterBody,
+    decode_body,
+)
 from meridian.sync.codec import FrameError, check_doc_id
 
 if TYPE_CHECKING:
@@ -33,11 +36,11 @@ MAX_BACKUP_BYTES = 512 * 1024 * 1024
 
 
 def add_admin_routes(app: web.Application) -> None:
-    app.router.add_post("/api/admin/accounts", create_account)
+    app.router.add_post("/api/admin/accounts", answers_refusals(create_account))
     app.router.add_post("/api/admin/accounts/{name}/disable", disable_account)
     app.router.add_get("/api/admin/sessions", sessions)
     app.router.add_get("/api/admin/export", export_documents)
-    app.router.add_post("/api/admin/import", import_documents)
+    app.router.add_post("/api/admin/import", answers_refusals(import_documents))
 
 
 def _node(request: web.Request) -> Node:
@@ -47,21 +50,8 @@ def _node(request: web.Request) -> Node:
 
 async def create_account(request: web.Request) -> web.Response:
     node = _node(request)
-    body = await request.json()
-    name, password = body.get("name"), body.get("password")
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
-        raise bad_request(
-            "weak_password", f"passwords have at least {MIN_PASSWORD_CHARS} characters"
-        )
-    password_hash = await asyncio.to_thread(PASSWORDS.hash, password)
-    try:
-        account = node.service.register(str(name), password_hash, body.get("home"))
-    except ServiceError as error:
-        return error_response(409 if error.code == "name_taken" else 400, error.code, error.message)
-    node.players.drain()
-    return web.json_response(
-        {"uid": account.uid, "name": account.name, "home": account.home}, status=201
-    )
+    body = await read_body(request, RegisterBody)
+    return await node.players.run(node.players.flow.register(body, "", node.clock()))
 
 
 async def disable_account(request: web.Request) -> web.Response:
@@ -115,10 +105,10 @@ async def import_documents(request: web.Request) -> web.Response:
         return error_response(
             409, "not_empty", "import needs a node that holds no shared document yet"
         )
-    body = await _read_backup(request)
-    if not isinstance(body, dict) or body.get("format") != BACKUP_FORMAT:
+    body = decode_body(await _read_backup(request), BackupBody, code=ErrorCode.BAD_BACKUP)
+    if body.format != BACKUP_FORMAT:
         raise bad_request("bad_backup", f"not a {BACKUP_FORMAT} file")
-    documents = _decode_documents(body.get("documents"))
+    documents = _decode_documents(body.documents)
     last = 0
     for doc_id, update in documents.items():
         last = node.engine.import_update(doc_id, update, node.clock()) or last
@@ -131,7 +121,7 @@ async def import_documents(request: web.Request) -> web.Response:
     return web.json_response({"imported": len(documents)})
 
 
-async def _read_backup(request: web.Request) -> Any:
+async def _read_backup(request: web.Request) -> bytes:
     """The body, read past the app-wide size limit (which guards the unauthenticated routes)."""
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(1 << 20):
@@ -139,19 +129,14 @@ async def _read_backup(request: web.Request) -> Any:
         if size > MAX_BACKUP_BYTES:
             raise bad_request("too_large", f"backups are limited to {MAX_BACKUP_BYTES} bytes")
         chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise bad_request("bad_backup", "the backup is not JSON") from None
+    return b"".join(chunks)
 
 
 def _has_content(node: Node, doc_id: str) -> bool:
     return node.engine.docs[doc_id].get_state() != b"\x00"
 
 
-def _decode_documents(documents: Any) -> dict[str, bytes]:
-    if not isinstance(documents, dict):
-        raise bad_request("bad_backup", "documents must be an object")
+def _decode_documents(documents: dict[str, str]) -> dict[str, bytes]:
     decoded = {}
     for doc_id, text in documents.items():
         try:

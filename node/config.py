@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from meridian.node.service_limits import ServiceLimits
 from meridian.sync.identity import KeyMaterialError, Keyring, NodeIdentity, public_key_text
 from meridian.sync.settings import SyncSettings
 
@@ -59,6 +60,7 @@ class NodeConfig:
     ack_regions: int
     max_clock_ahead_ms: int
     log_level: str
+    limits: ServiceLimits
     config_path: Path
     key_file: Path = Path(DEFAULT_KEY_FILE)
     keyring_file: Path = Path(DEFAULT_KEYRING_FILE)
@@ -221,6 +223,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "sync": tuple(sync_field.name for sync_field in dataclasses.fields(SyncSettings)),
     "replication": ("ack_regions",),
     "clock": ("max_ahead_ms",),
+    "limits": tuple(limit.name for limit in dataclasses.fields(ServiceLimits)),
 }
 
 
@@ -276,6 +279,7 @@ def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:
         ack_regions=root.table("replication", required=False).integer("ack_regions", 0, 0),
         max_clock_ahead_ms=root.table("clock", required=False).integer("max_ahead_ms", 60_000, 1),
         log_level=log_level,
+        limits=_limits(root.table("limits", required=False)),
         config_path=reader.path.resolve(),
         key_file=_path(cluster, "key_file", data_dir / DEFAULT_KEY_FILE),
         keyring_file=_path(cluster, "keyring_file", data_dir / DEFAULT_KEYRING_FILE),
@@ -290,6 +294,15 @@ def _path(table: TomlTable, key: str, default: Path) -> Path:
     """A file path relative to the config file's folder, or `default`."""
     text = table.optional_string(key, "a file path")
     return (table.reader.folder / text).resolve() if text else default
+
+
+def _limits(table: TomlTable) -> ServiceLimits:
+    defaults = ServiceLimits()
+    values = {
+        limit.name: table.integer(limit.name, getattr(defaults, limit.name), 1)
+        for limit in dataclasses.fields(ServiceLimits)
+    }
+    return ServiceLimits(**values)
 
 
 def _name(table: TomlTable, key: str) -> str:

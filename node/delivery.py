@@ -138,7 +138,9 @@ class Delivery:
             return item
         if queue.held_since is None:
             queue.held_since = now
-        if now - queue.held_since < self.replication_wait_s:
+        # The same sum as `next_deadline`: `now - held_since` can fall short of the wait by a
+        # rounding error at exactly that deadline, and the adapter would wake again at once.
+        if now < queue.held_since + self.replication_wait_s:
             return None
         self.released_late += 1
         return _not_replicated(item, progress.regions_holding(gate.doc_id, gate.replicated_event))

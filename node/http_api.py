@@ -33,7 +33,14 @@ from pycrdt import Doc, Map
 from meridian.crdt_models.kinds import is_kv_document
 from meridian.node.delivery import REPLICATION_WAIT_S
 from meridian.node.metrics import CONTENT_TYPE, exposition, node_registry
-from meridian.node.service import ServiceError
+from meridian.node.protocol import (
+    BodyT,
+    DocBatchBody,
+    DocValueBody,
+    ErrorCode,
+    Refused,
+    decode_body,
+)
 from meridian.sync.codec import FrameError, check_doc_id
 from meridian.sync.replicator import DocumentQuarantined
 from meridian.sync.stats import percentile
@@ -92,10 +99,10 @@ async def refuse_unavailable(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except DocumentQuarantined as refused:
         return error_response(503, "unavailable", str(refused))
-    except ServiceError as error:
-        if error.code != "unavailable":
+    except Refused as error:
+        if error.code != ErrorCode.UNAVAILABLE:
             raise
-        return error_response(503, error.code, error.message)
+        return error_response(error.status, str(error.code), error.message)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -242,10 +249,8 @@ async def post_doc_batch(request: web.Request) -> web.Response:
     require_admin(request)
     node = request.app[NODE_KEY]
     doc_id = _doc_id(request)
-    items = (await _read_object(request, "items")).get("items")
-    if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH_ITEMS:
-        raise bad_request("bad_items", f"items must be a list of 1-{MAX_BATCH_ITEMS} [key, value]")
-    pairs = [_batch_item(item) for item in items]
+    body = await _read_body(request, DocBatchBody, ErrorCode.BAD_ITEMS)
+    pairs = [(key, _check_value(value)) for key, value in body.items]
     last_event = 0
     for key, value in pairs:
 
@@ -257,24 +262,16 @@ async def post_doc_batch(request: web.Request) -> web.Response:
     return web.json_response({"doc": doc_id, "written": len(pairs), "durable": True})
 
 
-def _batch_item(item: Any) -> tuple[str, Any]:
-    if not isinstance(item, list) or len(item) != 2:
-        raise bad_request("bad_items", "each item must be [key, value]")
-    return _check_key(item[0]), _check_value(item[1])
-
-
-async def _read_object(request: web.Request, field: str) -> dict[str, Any]:
+async def _read_body(request: web.Request, body_type: type[BodyT], code: ErrorCode) -> BodyT:
+    """The body in its schema type (`node.protocol`); a bad one is a 400 with `code`."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict) or field not in body:
-        raise bad_request("bad_json", f'body must be a JSON object {{"{field}": ...}}')
-    return body
+        return decode_body(await request.read(), body_type, code=code)
+    except Refused as refused:
+        raise bad_request(str(refused.code), refused.message) from None
 
 
 async def _read_value(request: web.Request) -> Any:
-    return _check_value((await _read_object(request, "value"))["value"])
+    return _check_value((await _read_body(request, DocValueBody, ErrorCode.BAD_JSON)).value)
 
 
 def _check_value(value: Any) -> Any:

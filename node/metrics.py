@@ -68,6 +68,8 @@ class NodeCollector:
             merges=service.merges.counts,
             connections=len(service.conns),
             game_statuses=(tracker.status for tracker in service.games.values()),
+            limited=service.limits.counts,
+            failed_logins=service.limits.failed_logins,
         )
 
 
@@ -189,9 +191,15 @@ def quarantine_families(counters: ReplicatorCounters, *, quarantined: int) -> li
 
 
 def service_families(
-    *, merges: Mapping[str, int], connections: int, game_statuses: Iterable[str]
+    *,
+    merges: Mapping[str, int],
+    connections: int,
+    game_statuses: Iterable[str],
+    limited: Mapping[str, int] | None = None,
+    failed_logins: int = 0,
 ) -> list[Metric]:
-    """Automatic merges by kind, open player websockets and games by status."""
+    """Automatic merges by kind, open player websockets, games by status, requests refused or
+    slowed by a rate limit (node.topics.limits) and failed logins."""
     merged = CounterMetricFamily(
         "meridian_merges_total", "automatic merges, by kind", labels=["kind"]
     )
@@ -208,7 +216,19 @@ def service_families(
         statuses[status] = statuses.get(status, 0) + 1
     for status, count in sorted(statuses.items()):
         games.add_metric([status], count)
-    return [merged, sockets, games]
+    refused = CounterMetricFamily(
+        "meridian_rate_limited_total",
+        "player requests refused or slowed, by limit",
+        labels=["limit"],
+    )
+    for limit, count in sorted((limited or {}).items()):
+        refused.add_metric([limit], count)
+    failed = CounterMetricFamily(
+        "meridian_failed_logins_total",
+        "logins refused: wrong name or password",
+        value=failed_logins,
+    )
+    return [merged, sockets, games, refused, failed]
 
 
 def add_summary(

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
+import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,16 +24,35 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from meridian.crdt_models.accounts import ACCOUNTS_DOC
+from meridian.crdt_models.accounts import ACCOUNTS_DOC, Account
 from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
 from meridian.crdt_models.ratings import ranking, ratings, table_digest
-from meridian.node.delivery import Close, Send
-from meridian.node.service import (
-    MAX_MESSAGE_BYTES,
-    MIN_PASSWORD_CHARS,
-    GameService,
-    ServiceError,
+from meridian.node.account_flow import (
+    ACCOUNT_PULL_S,
+    AccountFlow,
+    CheckPassword,
+    Effect,
+    Flow,
+    HashPassword,
+    HttpAnswer,
+    PullAccounts,
+    answer_of,
 )
+from meridian.node.delivery import Close, Send
+from meridian.node.protocol import (
+    MAX_BODY_BYTES,
+    MAX_MESSAGE_BYTES,
+    BodyT,
+    ErrorCode,
+    HomeBody,
+    LoginBody,
+    LogoutBody,
+    PasswordBody,
+    Refused,
+    RegisterBody,
+    decode_body,
+)
+from meridian.node.service import GameService
 
 if TYPE_CHECKING:
     from meridian.node.server import Node
@@ -39,8 +61,6 @@ log = logging.getLogger("meridian.players")
 
 # OWASP's minimum for argon2id; about 50 ms per hash on this class of machine.
 PASSWORDS = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-ACCOUNT_PULL_S = 2.0
-MAX_BODY_BYTES = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -57,20 +77,21 @@ class PlayerGateway:
     def __init__(self, node: Node, service: GameService) -> None:
         self.node = node
         self.service = service
+        self.flow = AccountFlow(service, self._regions, _stand_in_hash())
         self.connections: dict[str, Connection] = {}
         self._ids = itertools.count(1)
         self._ratings: tuple[object, dict[str, Any]] = ((), {"ratings": []})  # (log key, answer)
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/api/register", self.register)
-        app.router.add_post("/api/login", self.login)
-        app.router.add_post("/api/logout", self.logout)
-        app.router.add_post("/api/password", self.change_password)
-        app.router.add_post("/api/home", self.move_home)
-        app.router.add_get("/api/regions", self.regions)
-        app.router.add_get("/api/games", self.list_games)
-        app.router.add_get("/api/games/{gid}", self.get_game)
-        app.router.add_get("/api/ratings", self.get_ratings)
+        app.router.add_post("/api/register", answers_refusals(self.register))
+        app.router.add_post("/api/login", answers_refusals(self.login))
+        app.router.add_post("/api/logout", answers_refusals(self.logout))
+        app.router.add_post("/api/password", answers_refusals(self.change_password))
+        app.router.add_post("/api/home", answers_refusals(self.move_home))
+        app.router.add_get("/api/regions", answers_refusals(self.regions))
+        app.router.add_get("/api/games", answers_refusals(self.list_games))
+        app.router.add_get("/api/games/{gid}", answers_refusals(self.get_game))
+        app.router.add_get("/api/ratings", answers_refusals(self.get_ratings))
         app.router.add_get("/ws", self.websocket)
 
     # --- delivering what the service says ----------------------------------------------
@@ -132,47 +153,53 @@ class PlayerGateway:
     # --- HTTP: accounts ----------------------------------------------------------------
 
     async def register(self, request: web.Request) -> web.Response:
-        body = await _json_body(request, ("name", "password"))
-        name, password, home = body["name"], body["password"], body.get("home")
-        _check_password(password)
-        if home is not None and home not in self._regions():
-            raise _error(
-                400, "bad_request", f"unknown region {home!r}; known: {sorted(self._regions())}"
-            )
-        password_hash = await asyncio.to_thread(PASSWORDS.hash, password)
-        try:
-            account = self.service.register(str(name), password_hash, home)
-        except ServiceError as error:
-            raise _error(
-                409 if error.code == "name_taken" else 400, error.code, error.message
-            ) from None
-        self.drain()
-        return web.json_response(
-            {"uid": account.uid, "name": account.name, "home": account.home}, status=201
-        )
+        body = await read_body(request, RegisterBody)
+        return await self.run(self.flow.register(body, _address(request), self.node.clock()))
 
     async def login(self, request: web.Request) -> web.Response:
-        body = await _json_body(request, ("name", "password"))
-        name, password = str(body["name"]), str(body["password"])
-        candidates = self.service.login_candidates(name) or await self._pull_accounts(name)
-        if not candidates:
-            raise _error(404, "unknown_user", f"no player named {name!r} in any reachable region")
-        for account in candidates:
-            if await asyncio.to_thread(_verify, account.password_hash, password):
-                token = self.service.start_session(account, self.node.clock())
-                self.drain()
-                return web.json_response(
-                    {
-                        "uid": account.uid,
-                        "name": account.name,
-                        "token": token,
-                        "home": account.home,
-                        "must_rename": account.must_rename,
-                    }
-                )
-        raise _error(401, "bad_credentials", "wrong name or password")
+        body = await read_body(request, LoginBody)
+        return await self.run(self.flow.login(body, _address(request), self.node.clock()))
 
-    async def _pull_accounts(self, name: str) -> list[Any]:
+    async def logout(self, request: web.Request) -> web.Response:
+        await read_body(request, LogoutBody)
+        return await self.run(self.flow.logout(_bearer(request)))
+
+    async def change_password(self, request: web.Request) -> web.Response:
+        body = await read_body(request, PasswordBody)
+        flow = self.flow.change_password(
+            _bearer(request), body, _address(request), self.node.clock()
+        )
+        return await self.run(flow)
+
+    async def move_home(self, request: web.Request) -> web.Response:
+        body = await read_body(request, HomeBody)
+        return await self.run(self.flow.move_home(_bearer(request), body))
+
+    async def run(self, flow: Flow) -> web.Response:
+        """Run an account flow (``node.account_flow``), performing its effects here."""
+        try:
+            effect = next(flow)
+            while True:
+                effect = flow.send(await self._perform(effect))
+        except StopIteration as done:
+            answer: HttpAnswer = done.value
+        except Refused as refused:
+            answer = answer_of(refused)
+        finally:
+            self.drain()
+        return web.json_response(answer.body, status=answer.status)
+
+    async def _perform(self, effect: Effect) -> Any:
+        if isinstance(effect, HashPassword):
+            return await asyncio.to_thread(PASSWORDS.hash, effect.password)
+        if isinstance(effect, CheckPassword):
+            return await asyncio.to_thread(_verify, effect.password_hash, effect.password)
+        if isinstance(effect, PullAccounts):
+            return await self._pull_accounts(effect.name)
+        await asyncio.sleep(effect.seconds)
+        return None
+
+    async def _pull_accounts(self, name: str) -> list[Account]:
         """The account is unknown here: ask the other regions for the accounts document."""
         engine = self.node.engine
         engine.request_sync(ACCOUNTS_DOC, self.node.clock())
@@ -185,55 +212,8 @@ class PlayerGateway:
                 return found
         return []
 
-    async def _session(self, request: web.Request) -> Any:
-        header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip()
-        session = self.service.session_by_token(token) if token else None
-        if session is None:
-            raise _error(401, "unauthenticated", "a valid session token is required")
-        return session
-
-    async def logout(self, request: web.Request) -> web.Response:
-        await self._session(request)
-        self.service.end_session(request.headers["Authorization"].removeprefix("Bearer ").strip())
-        self.drain()
-        return web.json_response({})
-
-    async def change_password(self, request: web.Request) -> web.Response:
-        session = await self._session(request)
-        body = await _json_body(request, ("old", "new"))
-        _check_password(body["new"])
-        account = self.service.accounts.account(session.uid)
-        if account is None or not await asyncio.to_thread(
-            _verify, account.password_hash, str(body["old"])
-        ):
-            raise _error(401, "bad_credentials", "the old password is wrong")
-        new_hash = await asyncio.to_thread(PASSWORDS.hash, str(body["new"]))
-        self._update_account(session.uid, password_hash=new_hash)
-        self.drain()
-        return web.json_response({})
-
-    async def move_home(self, request: web.Request) -> web.Response:
-        session = await self._session(request)
-        region = (await _json_body(request, ("region",)))["region"]
-        if region not in self._regions():
-            raise _error(
-                400, "bad_request", f"unknown region {region!r}; known: {sorted(self._regions())}"
-            )
-        account = self._update_account(session.uid, home=str(region))
-        self.drain()
-        return web.json_response({"home": account.home})
-
-    def _update_account(self, uid: str, **changes: str) -> Any:
-        """Password and home change only in the account's home region (docs/protocol.md)."""
-        try:
-            return self.service.update_account(uid, **changes)
-        except ServiceError as error:
-            raise _error(
-                409 if error.code == "not_home" else 400, error.code, error.message
-            ) from None
-
     def _regions(self) -> set[str]:
+        """This node's region and its peers' (a home region must be one of them)."""
         return {self.node.config.region} | {p.region for p in self.node.engine.peers.values()}
 
     async def regions(self, request: web.Request) -> web.Response:
@@ -273,7 +253,7 @@ class PlayerGateway:
         gid = request.match_info["gid"]
         game = next((g for g in self._finished_games() if g.gid == gid), None)
         if game is None:
-            raise _error(404, "not_found", f"no finished game {gid!r}")
+            raise Refused(ErrorCode.NOT_FOUND, f"no finished game {gid[:64]!r}")
         return web.json_response(
             {
                 **_game_summary(game),
@@ -321,6 +301,21 @@ def _game_summary(game: ArchivedGame) -> dict[str, Any]:
     }
 
 
+def _address(request: web.Request) -> str:
+    return request.remote or ""
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+
+
+@functools.cache
+def _stand_in_hash() -> str:
+    """A hash no password matches; checked for an unknown name so that it costs as much."""
+    return PASSWORDS.hash(secrets.token_urlsafe(24))
+
+
 def _verify(password_hash: str, password: str) -> bool:
     try:
         return PASSWORDS.verify(password_hash, password)
@@ -328,37 +323,36 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-def _check_password(password: Any) -> None:
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
-        raise _error(
-            400, "weak_password", f"passwords have at least {MIN_PASSWORD_CHARS} characters"
-        )
+def refusal_response(refused: Refused) -> web.Response:
+    return web.json_response(refused.body(), status=refused.status)
 
 
-_HTTP_ERRORS: dict[int, type[web.HTTPException]] = {
-    400: web.HTTPBadRequest,
-    401: web.HTTPUnauthorized,
-    404: web.HTTPNotFound,
-    409: web.HTTPConflict,
-    413: web.HTTPRequestEntityTooLarge,
-}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(status: int, code: str, message: str) -> web.HTTPException:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return _HTTP_ERRORS[status](text=body, content_type="application/json")
+def answers_refusals(handler: Handler) -> Handler:
+    """A route whose `Refused` becomes its JSON error answer (never a 500)."""
+
+    @functools.wraps(handler)
+    async def route(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Refused as refused:
+            return refusal_response(refused)
+
+    return route
 
 
-async def _json_body(request: web.Request, required: tuple[str, ...]) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise _error(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+async def read_body(
+    request: web.Request, body_type: type[BodyT], *, limit: int = MAX_BODY_BYTES
+) -> BodyT:
+    """The request's body decoded once into its schema type (`node.protocol`), or `Refused`."""
+    if request.content_length is not None and request.content_length > limit:
+        raise Refused(ErrorCode.TOO_LARGE, f"body over {limit} bytes")
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _error(400, "bad_request", "body is not JSON") from None
-    if not isinstance(body, dict):
-        raise _error(400, "bad_request", "body must be a JSON object")
-    missing = [name for name in required if name not in body]
-    if missing:
-        raise _error(400, "bad_request", f"missing field(s): {', '.join(missing)}")
-    return body
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Refused(ErrorCode.TOO_LARGE, f"body over {limit} bytes") from None
+    if len(raw) > limit:
+        raise Refused(ErrorCode.TOO_LARGE, f"body over {limit} bytes")
+    return decode_body(raw, body_type)

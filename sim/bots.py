@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from meridian.node.protocol import CloseCode
 from meridian.sim.params import Table
 
 TICK_S = 0.25
@@ -50,8 +51,8 @@ MOVE_RETRY_S = 4.0  # a move with no news for this long may be sent again
 RETRY_S = (0.5, 1.5)  # pause after a failed sign-in step or connection
 WATCH_S = (3.0, 10.0)
 START_S = 2.0  # bots start within the first START_S seconds
-FATAL_CLOSES = (4100, 4102, 4103, 4104)  # docs/protocol.md: do not reconnect
-BAD_TOKEN = 4101
+BAD_TOKEN = CloseCode.BAD_TOKEN  # log in again
+FATAL_CLOSES = tuple(c for c in CloseCode if c.final and c != BAD_TOKEN)  # do not reconnect
 PASSWORD = "bot-password-"
 
 Reply = dict[str, Any]

@@ -43,6 +43,9 @@ def password_matches(stored: str, password: str) -> bool:
     return hmac.compare_digest(stored, password_hash(password))
 
 
+STAND_IN_HASH = HASH_PREFIX + "0" * 64  # no password hashes to it (``node.account_flow``)
+
+
 def token_source(rng: random.Random) -> Callable[[], str]:
     """URL-safe tokens drawn from a seeded stream (production uses ``secrets``)."""
 

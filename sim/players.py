@@ -4,8 +4,10 @@ A :class:`SimClient` is one player program: it talks to a node the way ``node.cl
 (``POST /api/register`` and ``/api/login``, then a websocket whose first message is ``hello``),
 but its messages are JSON text handed to the node's ``GameService`` (``connect``, ``receive``,
 ``disconnect``) after a virtual latency. :class:`PlayerNet` plays the node's side, as
-``node.player_api`` does: it feeds the service, runs ``process`` after every message, and
-delivers what ``take_outgoing`` releases in order per connection. Holding a reply or push until
+``node.player_api`` does: it runs the production account flow (``node.account_flow``: the same
+body schema, checks, limits and pull of the accounts document; only the effects are performed
+on the virtual clock), feeds the service, runs ``process`` after every message, and delivers
+what ``take_outgoing`` releases in order per connection. Holding a reply or push until
 its change is durable (and replicated as ``ack_regions`` asks) is the service's own job
 (``node.delivery``), so the simulator runs the production gate.
 
@@ -30,11 +32,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC
+from meridian.node.account_flow import (
+    ACCOUNT_PULL_S,
+    AccountFlow,
+    CheckPassword,
+    Flow,
+    HashPassword,
+    HttpAnswer,
+    PullAccounts,
+    answer_of,
+)
 from meridian.node.delivery import Close, Outgoing
-from meridian.node.player_api import ACCOUNT_PULL_S
-from meridian.node.service import MIN_PASSWORD_CHARS, ServiceError
+from meridian.node.protocol import LoginBody, Refused, RegisterBody, decode_body
 from meridian.sim.clock import Scheduler
-from meridian.sim.gamehost import password_hash, password_matches
+from meridian.sim.gamehost import STAND_IN_HASH, password_hash, password_matches
 from meridian.sim.network import Network
 from meridian.sim.node import SimNode
 
@@ -77,6 +88,7 @@ class PlayerNet:
         self.nodes = nodes
         self.links: dict[str, dict[str, Link]] = {node_id: {} for node_id in nodes}
         self._ids = itertools.count(1)
+        self.client_numbers = itertools.count(1)
 
     # --- paths ---------------------------------------------------------------------------
 
@@ -109,60 +121,85 @@ class PlayerNet:
             return
         one_way = self.latency(client.region, node)
         answer: Done = lambda reply: self.scheduler.after(one_way, done, reply)  # noqa: E731
-        self.scheduler.after(one_way, self._serve_http, node, node.incarnation, path, body, answer)
+        self.scheduler.after(
+            one_way, self._serve_http, node, node.incarnation, client, path, body, answer
+        )
 
     def _serve_http(
-        self, node: SimNode, incarnation: int, path: str, body: Reply, answer: Done
+        self,
+        node: SimNode,
+        incarnation: int,
+        client: SimClient,
+        path: str,
+        body: Reply,
+        answer: Done,
     ) -> None:
         if not node.up or node.incarnation != incarnation:
             answer(failure("unreachable", f"{node.node_id} went down"))
-        elif path == "/api/register":
-            answer(self._register(node, body))
-        elif path == "/api/login":
-            self._login(node, body, answer, node.local_now() + ACCOUNT_PULL_S, pulled=False)
-        else:
-            answer(failure("not_found", f"no route {path}"))
-
-    def _register(self, node: SimNode, body: Reply) -> Reply:
-        password = body.get("password")
-        if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
-            return failure("weak_password", "passwords have at least 8 characters")
+            return
+        flows = AccountFlow(node.service, lambda: _regions(node), STAND_IN_HASH)
+        now = node.local_now()
         try:
-            account = node.service.register(
-                str(body.get("name")), password_hash(password), body.get("home")
-            )
-        except ServiceError as error:
-            return failure(error.code, error.message)
-        finally:
-            self.service_output(node)
-        return {"ok": True, "uid": account.uid, "name": account.name, "home": account.home}
+            if path == "/api/register":
+                flow = flows.register(decode_body(_raw(body), RegisterBody), client.address, now)
+            elif path == "/api/login":
+                flow = flows.login(decode_body(_raw(body), LoginBody), client.address, now)
+            else:
+                answer(failure("not_found", f"no route {path}"))
+                return
+        except Refused as refused:
+            answer(_reply(answer_of(refused)))
+            return
+        self._step(node, incarnation, flow, None, answer)
 
-    def _login(
-        self, node: SimNode, body: Reply, answer: Done, deadline: float, pulled: bool
-    ) -> None:
-        """As node.player_api.login: an unknown name makes the node pull the accounts first."""
-        if not node.up:
+    def _step(self, node: SimNode, incarnation: int, flow: Flow, value: Any, answer: Done) -> None:
+        """Run the production account flow (``node.account_flow``) on the virtual clock."""
+        if not node.up or node.incarnation != incarnation:
             answer(failure("unreachable", f"{node.node_id} went down"))
             return
-        name, password = str(body.get("name")), str(body.get("password"))
+        try:
+            effect = flow.send(value)
+        except StopIteration as done:
+            self.service_output(node)
+            answer(_reply(done.value))
+            return
+        except Refused as refused:
+            self.service_output(node)
+            answer(_reply(answer_of(refused)))
+            return
+
+        def go(result: Any) -> None:
+            self._step(node, incarnation, flow, result, answer)
+
+        if isinstance(effect, HashPassword):
+            go(password_hash(effect.password))
+        elif isinstance(effect, CheckPassword):
+            go(password_matches(effect.password_hash, effect.password))
+        elif isinstance(effect, PullAccounts):
+            deadline = node.local_now() + ACCOUNT_PULL_S
+            node.request_sync(ACCOUNTS_DOC)
+            self._pull(node, incarnation, effect.name, deadline, go)
+        else:
+            self.scheduler.after(effect.seconds, go, None)
+
+    def _pull(
+        self,
+        node: SimNode,
+        incarnation: int,
+        name: str,
+        deadline: float,
+        go: Callable[[Any], None],
+    ) -> None:
+        """As node.player_api: poll until the pulled accounts name the player, or time is up."""
+        if not node.up or node.incarnation != incarnation:
+            go([])
+            return
         node.process_now()
-        candidates = node.service.login_candidates(name)
-        if not candidates and node.local_now() < deadline:
-            if not pulled:
-                node.request_sync(ACCOUNTS_DOC)
-            self.scheduler.after(PULL_POLL_S, self._login, node, body, answer, deadline, True)
+        found = node.service.login_candidates(name)
+        if found or node.local_now() >= deadline:
+            go(found)
             return
-        if not candidates:
-            answer(failure("unknown_user", f"no player named {name!r} in any reachable region"))
-            return
-        for account in candidates:
-            if password_matches(account.password_hash, password):
-                token = node.service.start_session(account, node.local_now())
-                self.service_output(node)
-                fields = {"uid": account.uid, "name": account.name, "token": token}
-                answer({"ok": True, **fields, "must_rename": account.must_rename})
-                return
-        answer(failure("bad_credentials", "wrong name or password"))
+        self.scheduler.after(PULL_POLL_S, self._pull, node, incarnation, name, deadline, go)
 
     # --- websockets: the client's side -----------------------------------------------------
 
@@ -195,7 +232,7 @@ class PlayerNet:
             return
         link = Link(f"p{next(self._ids)}", client, node, incarnation)
         self.links[node.node_id][link.conn_id] = link
-        node.service.connect(link.conn_id, node.local_now())
+        node.service.connect(link.conn_id, node.local_now(), client.address)
         self.scheduler.after(one_way, self._opened, link, opened)
 
     def _opened(self, link: Link, opened: Callable[[Link | None], None]) -> None:
@@ -288,6 +325,7 @@ class SimClient:
     def __init__(self, net: PlayerNet, region: str) -> None:
         self.net = net
         self.region = region
+        self.address = f"{region}-player-{next(net.client_numbers)}"  # for per-address limits
         self.node: str | None = None  # the node of the open connection
         self.on_push: Callable[[Reply], None] = lambda push: None
         self.on_closed: Callable[[int, str], None] = lambda code, reason: None
@@ -353,3 +391,19 @@ class SimClient:
         waiting, self._waiting = self._waiting, {}
         for done in waiting.values():
             done(failure("disconnected", why))
+
+
+def _raw(body: Reply) -> bytes:
+    return json.dumps(body).encode()
+
+
+def _reply(answer: HttpAnswer) -> Reply:
+    """An HTTP answer as the simulated clients read it ({"ok": ...} and the body)."""
+    if answer.status < 400:
+        return {"ok": True, **answer.body}
+    return {"ok": False, **answer.body}
+
+
+def _regions(node: SimNode) -> set[str]:
+    """As node.player_api: this node's region and its peers' (the valid home regions)."""
+    return {node.region} | {peer.region for peer in node.engine.peers.values()}

@@ -86,6 +86,16 @@ def test_a_replication_wait_ends_with_not_replicated_for_a_reply_and_the_push_as
     assert delivery.released_late == 2 and delivery.next_deadline() is None
 
 
+def test_the_replication_wait_ends_at_its_deadline_despite_float_rounding() -> None:
+    # 11.043 - 6.043 is a hair under 5.0: released at the deadline `next_deadline` names, or the
+    # adapter, woken then, would find nothing to do and wake again at the same instant forever.
+    delivery, progress = Delivery(ack_regions=1, replication_wait_s=5.0), FakeProgress(durable=2)
+    delivery.put([push("opponent", 2, local=2)])
+    assert delivery.release(6.043, progress) == []
+    due = delivery.next_deadline()
+    assert due is not None and len(delivery.release(due, progress)) == 1
+
+
 def test_a_close_leaves_in_order_and_drops_what_follows_it() -> None:
     delivery, progress = Delivery(ack_regions=0), FakeProgress(durable=1)
     delivery.put([Send("c1", {"type": "a"}), Close("c1", 4100, "elsewhere"), push("c1", 1)])

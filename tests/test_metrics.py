@@ -98,6 +98,8 @@ def test_every_metric_name_and_label_is_kept() -> None:
                 merges={"double_login": 2},
                 connections=5,
                 game_statuses=["active", "active", "finished"],
+                limited={"login": 3},
+                failed_logins=4,
             ),
         ]
     )
@@ -118,6 +120,8 @@ def test_every_metric_name_and_label_is_kept() -> None:
         "meridian_merges_total": "counter",
         "meridian_player_connections": "gauge",
         "meridian_games": "gauge",
+        "meridian_rate_limited_total": "counter",
+        "meridian_failed_logins_total": "counter",
     }
     parsed = samples(text)
     assert parsed["meridian_peer_up", frozenset({("peer", "ap-1"), ("region", "ap")})] == 0
@@ -128,3 +132,5 @@ def test_every_metric_name_and_label_is_kept() -> None:
     assert parsed["meridian_merges_total", frozenset({("kind", "two_games")})] == 0
     assert parsed["meridian_games", frozenset({("status", "active")})] == 2
     assert parsed["meridian_player_connections", frozenset()] == 5
+    assert parsed["meridian_rate_limited_total", frozenset({("limit", "login")})] == 3
+    assert parsed["meridian_failed_logins_total", frozenset()] == 4

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pycrdt import Doc
 
 import meridian.games.battleline as battleline
 import meridian.node.game_tracker as game_tracker
@@ -128,9 +129,8 @@ def test_the_same_seed_replays_the_same_games() -> None:
 class LatestClaimWins(GameService):
     """A broken name rule: the latest claim owns a contested name (it is the earliest)."""
 
-    @property
-    def accounts(self) -> AccountsIndex:
-        index = super().accounts
+    def index_accounts(self, doc: Doc[Any]) -> AccountsIndex:
+        index = super().index_accounts(doc)
         for claims in index.claims.values():
             claims.sort(key=lambda claim: (claim.stamp, claim.uid), reverse=True)
         return index

@@ -1,0 +1,306 @@
+"""The state every topic of the game service shares, and the few operations on it they all need.
+
+The game service (``node.service``, the facade) is split by topic (``node.topics``: accounts,
+sessions, lobby, games, archive, chat, limits). The topics never import each other: they share
+this `ServiceState` (the node's identity, the document handle, the connections here, the game
+trackers, the presence read models and the cluster-wide picture, and the list of what is to be
+said) and the protocol (``node.protocol``). What one topic's result means for another is the
+facade's business.
+
+Writes go through `ServiceState.write`, which numbers them for the push gate
+(``node.delivery``); everything said goes through `send` and `close`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from pycrdt import Doc
+
+from meridian.crdt_models.accounts import ACCOUNTS_DOC, AccountsIndex
+from meridian.crdt_models.archive import SAVED_DOC, ArchivedGame, read_archive
+from meridian.crdt_models.hlc import HybridLogicalClock
+from meridian.crdt_models.presence import (
+    Presence,
+    PresenceReader,
+    PresenceWriter,
+    Session,
+    presence_doc_id,
+)
+from meridian.games.base import GameRules
+from meridian.node.delivery import Close, Gate, Outgoing, Send
+from meridian.node.game_tracker import GameTracker
+from meridian.node.presence_view import Picture
+from meridian.node.protocol import CloseCode, ErrorCode, Refused
+from meridian.node.service_limits import ServiceLimits
+from meridian.sync.replicator import DocumentQuarantined
+
+log = logging.getLogger("meridian.service")
+
+RATE_BURST = 40.0
+
+
+class Documents(Protocol):
+    """Access to this node's replicas of the shared documents.
+
+    ``write`` raises ``DocumentQuarantined`` for a document held read-only after store damage.
+    """
+
+    def get(self, doc_id: str) -> Doc[Any] | None: ...
+
+    def ids(self) -> Iterable[str]: ...
+
+    def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int: ...
+
+
+@dataclass
+class Conn:
+    """One player websocket on this node."""
+
+    conn_id: str
+    opened: float
+    address: str = ""
+    uid: str = ""
+    sid: str = ""
+    name: str = ""
+    tokens: float = RATE_BURST
+    refilled: float = 0.0
+    second: int = -1
+    in_second: int = 0
+    sent_lobby: bool = False
+    last_invites: str = ""
+    watching: str = ""
+
+
+@dataclass
+class Merges:
+    """Counters of automatic merges, by kind (exported in /metrics)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, kind: str, detail: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        log.warning("merge: %s: %s", kind, detail)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a handler returns: the reply's fields, and the change the reply must wait for."""
+
+    body: dict[str, Any] = field(default_factory=dict)
+    doc_id: str = ""
+    event: int = 0  # this node's change to `doc_id` the reply acknowledges (0: none)
+
+    @property
+    def gate(self) -> Gate | None:
+        return Gate(self.doc_id, self.event, self.event) if self.event else None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ServiceState:
+    """See module docstring."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        region: str,
+        documents: Documents,
+        rules: GameRules[Any],
+        hlc: HybridLogicalClock,
+        wall_ms: Callable[[], int],
+        new_token: Callable[[], str],
+        rng: random.Random,
+        index_accounts: Callable[[Doc[Any]], AccountsIndex] = AccountsIndex,
+        limits: ServiceLimits | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.limits = limits or ServiceLimits()
+        self.region = region
+        self.docs = documents
+        self.rules = rules
+        self.hlc = hlc
+        self.wall_ms = wall_ms
+        self.new_token = new_token
+        self.rng = rng
+        self.presence_doc = presence_doc_id(node_id)
+        self.conns: dict[str, Conn] = {}
+        self.by_uid: dict[str, set[str]] = {}  # uid -> its connections here
+        self.watchers: dict[str, set[str]] = {}  # gid -> connections watching it
+        self.games: dict[str, GameTracker] = {}
+        self.presence: dict[str, Presence] = {}
+        self.picture = Picture({}, [], {}, {})
+        self.dropped_at: dict[str, float] = {}  # sid -> when its connection dropped
+        self.out: list[Outgoing] = []
+        self.dirty: set[str] = set()
+        self.now_hint = 0.0
+        # Set while the facade runs work no request waits for (``service._background``).
+        self.in_background = False
+        self._last_event: dict[str, int] = {}  # doc -> its latest change here (local or not)
+        self._last_local_event: dict[str, int] = {}  # doc -> this node's latest write to it
+        self._presence_readers: dict[str, PresenceReader] = {}
+        self._accounts: AccountsIndex | None = None
+        self._index_accounts = index_accounts
+
+    # --- documents -------------------------------------------------------------------------
+
+    def doc_changed(self, doc_id: str, event_no: int) -> None:
+        self.dirty.add(doc_id)
+        if event_no > self._last_event.get(doc_id, 0):
+            self._last_event[doc_id] = event_no
+
+    def gate(self, doc_id: str) -> Gate | None:
+        """What a message showing `doc_id` as it is now must wait for (None: nothing)."""
+        durable = self._last_event.get(doc_id, 0)
+        local = self._last_local_event.get(doc_id, 0)
+        if not durable and not local:
+            return None
+        return Gate(doc_id, max(durable, local), local)
+
+    def stamp(self) -> str:
+        return self.hlc.now().encode()
+
+    def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
+        """Write through the document handle. A write to a quarantined document is refused as
+        ``unavailable`` for a request; from background work (a heartbeat, a derived log entry)
+        it is skipped and logged (0: no change)."""
+        try:
+            event_no = self.docs.write(doc_id, change)
+        except DocumentQuarantined as refused:
+            if not self.in_background:
+                raise Refused(ErrorCode.UNAVAILABLE, str(refused)) from None
+            log.warning("write skipped: %s", refused)
+            return 0
+        self.dirty.add(doc_id)
+        if event_no:
+            self._last_local_event[doc_id] = event_no
+            self._last_event[doc_id] = max(event_no, self._last_event.get(doc_id, 0))
+        if doc_id == ACCOUNTS_DOC:
+            self._accounts = None
+        if doc_id == self.presence_doc:
+            self.read_presence(self.node_id)  # what this node just wrote counts at once
+        return event_no
+
+    def read_presence(self, node: str) -> None:
+        reader = self._presence_readers.get(node)
+        if reader is None:
+            doc = self.docs.get(presence_doc_id(node))
+            if doc is None:
+                return
+            reader = self._presence_readers[node] = PresenceReader(node, doc)
+        self.presence[node] = reader.read()
+
+    @property
+    def accounts(self) -> AccountsIndex:
+        if self._accounts is None:
+            doc = self.docs.get(ACCOUNTS_DOC)
+            self._accounts = self._index_accounts(doc if doc is not None else Doc())
+        return self._accounts
+
+    def accounts_changed(self) -> None:
+        self._accounts = None
+
+    def saved_between(self, gid: str, a: str, b: str) -> ArchivedGame:
+        """The saved game `gid` if it is one between players `a` and `b`."""
+        doc = self.docs.get(SAVED_DOC)
+        saved = read_archive(doc).get(gid) if doc is not None else None
+        if saved is None or set(saved.players) != {a, b}:
+            raise Refused(ErrorCode.NOT_FOUND, "no saved game between you two with that id")
+        return saved
+
+    # --- presence ----------------------------------------------------------------------------
+
+    def own_presence(self) -> Presence:
+        return self.presence.get(self.node_id) or Presence(self.node_id, 0, [], [])
+
+    def own_session(self, sid: str) -> Session | None:
+        return next((s for s in self.own_presence().sessions if s.sid == sid), None)
+
+    def conn_session(self, conn: Conn) -> Session:
+        session = self.own_session(conn.sid)
+        if session is None:
+            raise Refused(ErrorCode.UNAUTHENTICATED, "session expired")
+        return session
+
+    def put_session(self, session: Session) -> int:
+        return self.write(self.presence_doc, lambda doc: PresenceWriter(doc).put_session(session))
+
+    def remove_own_sessions(self, *sids: str) -> None:
+        self.write(self.presence_doc, lambda doc: PresenceWriter(doc).remove_sessions(*sids))
+
+    def find_session(self, match: Callable[[Session], bool]) -> Session | None:
+        found = [s for p in self.presence.values() for s in p.sessions if match(s)]
+        return max(found, key=lambda s: (s.started, s.sid)) if found else None
+
+    # --- connections ---------------------------------------------------------------------------
+
+    def conns_of(self, uid: str) -> list[Conn]:
+        return [self.conns[c] for c in self.by_uid.get(uid, ()) if c in self.conns]
+
+    def game_audience(self, gid: str, tracker: GameTracker) -> list[Conn]:
+        """The connections here of a game's players and watchers."""
+        ids = {c for uid in tracker.info.players for c in self.by_uid.get(uid, ())}
+        ids.update(self.watchers.get(gid, ()))
+        return [self.conns[c] for c in sorted(ids) if c in self.conns]
+
+    def forget_conn(self, conn_id: str) -> Conn | None:
+        conn = self.conns.pop(conn_id, None)
+        if conn is not None:
+            self.by_uid.get(conn.uid, set()).discard(conn_id)
+            self.watchers.get(conn.watching, set()).discard(conn_id)
+        return conn
+
+    def set_watching(self, conn: Conn, gid: str) -> None:
+        self.watchers.get(conn.watching, set()).discard(conn.conn_id)
+        conn.watching = gid
+        if gid:
+            self.watchers.setdefault(gid, set()).add(conn.conn_id)
+
+    def drop_connection(self, conn_id: str, now: float) -> Conn | None:
+        """Forget a connection; the last one of a session marks it dropped (its grace period
+        starts) and ends the invitations its player sent or received here."""
+        conn = self.forget_conn(conn_id)
+        if conn is None or not conn.sid:
+            return conn
+        if any(c.sid == conn.sid for c in self.conns.values()):
+            return conn
+        session = self.own_session(conn.sid)
+        if session is not None:
+            self.dropped_at[conn.sid] = now
+            dropped = replace(session, connected=False)
+            invites = [
+                i.iid for i in self.own_presence().invites if session.uid in (i.from_uid, i.to_uid)
+            ]
+
+            def change(doc: Doc[Any]) -> None:
+                writer = PresenceWriter(doc)
+                writer.put_session(dropped)
+                writer.remove_invites(*invites)
+
+            self.write(self.presence_doc, change)
+        return conn
+
+    # --- what is said ----------------------------------------------------------------------------
+
+    def send(
+        self, conn_id: str, message: dict[str, Any], gate: Gate | None = None, text: str = ""
+    ) -> None:
+        self.out.append(Send(conn_id, message, gate, text))
+
+    def close(self, conn_id: str, code: CloseCode, reason: str) -> None:
+        """Close a connection (the close leaves after what was said to it before)."""
+        self.out.append(Close(conn_id, code, reason))
+        if conn_id in self.conns:
+            self.drop_connection(conn_id, self.now_hint)
+
+    def close_uid_conns(self, uid: str, code: CloseCode, reason: str) -> None:
+        for conn in self.conns_of(uid):
+            self.close(conn.conn_id, code, reason)

@@ -1,0 +1,344 @@
+"""Games: the canonical chain of every game this node knows, moves, watching, and the game views
+and rollback notices pushed to the players and watchers connected here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from meridian.crdt_models.archive import ArchivedGame, games_to_park
+from meridian.crdt_models.game import GameInfo, GameWriter, MoveRecord, game_doc_id
+from meridian.crdt_models.presence import IDLE, WATCHING, Invite
+from meridian.games.base import IllegalMove
+from meridian.node import protocol as p
+from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
+from meridian.node.protocol import ErrorCode, NoticeCode, Refused
+from meridian.node.service_state import Answer, Conn, ServiceState
+
+GAME_PREFIX = "game:"
+# A head named in hello's "seen" that this node never received may still be on its way (the
+# player moved here from a node that showed a move a third region made a moment ago, as in a
+# drain): wait this long for it before telling the player the moves were not kept.
+UNSEEN_HEAD_WAIT_S = 3.0
+ROLLBACK_UNSEEN = "moves you saw were not kept (a region was lost or a merge undid them)"
+
+
+@dataclass(frozen=True)
+class UnseenHead:
+    """A move a player reported seeing (hello's ``seen``) that this node has not received."""
+
+    conn_id: str
+    gid: str
+    ply: int
+    head: str
+    due: float  # then it counts as lost and the player is told
+
+
+@dataclass(frozen=True)
+class GameRefresh:
+    """What reading a game document changed: the ply a merge rolled back to (a new rollback is
+    a merge to count), and whether the game is finished (to be logged)."""
+
+    gid: str
+    tracker: GameTracker
+    rolled_back_to: int | None
+    new_rollback: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.tracker.status == FINISHED
+
+
+class GamesTopic:
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+        self._known_rollbacks: set[tuple[str, int]] = set()
+        self._parked_seen: set[str] = set()
+        self.live: set[str] = set()
+        self.live_changed = False
+        self.unseen_heads: list[UnseenHead] = []  # hello's "seen" heads not received here yet
+
+    # --- reading game documents ----------------------------------------------------------------
+
+    def refresh(self, doc_id: str) -> GameRefresh | None:
+        """Bring a game's chain up to date and push what changed to its audience here."""
+        state = self.state
+        doc = state.docs.get(doc_id)
+        if doc is None:
+            return None
+        gid = doc_id[len(GAME_PREFIX) :]
+        tracker = state.games.get(gid)
+        if tracker is None:
+            tracker = load_tracker(state.rules, doc)
+            if tracker is None:
+                return None
+            state.games[gid] = tracker
+            added, rolled = tracker.ply + 1, None  # a game new to this node is news
+        else:
+            change = tracker.refresh(doc)
+            added, rolled = change.added, change.rolled_back_to
+        self._note_live(gid, tracker)
+        new_rollback = False
+        if rolled is not None:
+            new_rollback = self._announce_rollback(gid, tracker, tracker.base_ply + rolled)
+        if added or rolled is not None or tracker.status != LIVE:
+            self.push(gid, tracker)
+        return GameRefresh(gid, tracker, rolled, new_rollback)
+
+    def _note_live(self, gid: str, tracker: GameTracker) -> None:
+        live = tracker.status == LIVE
+        if live != (gid in self.live):
+            self.live_changed = True
+            if live:
+                self.live.add(gid)
+            else:
+                self.live.discard(gid)
+
+    def _announce_rollback(self, gid: str, tracker: GameTracker, ply: int) -> bool:
+        if (gid, ply) in self._known_rollbacks:
+            return False
+        self._known_rollbacks.add((gid, ply))
+        gate = self.state.gate(game_doc_id(gid))
+        message = {
+            "type": "rollback",
+            "game": gid,
+            "ply": ply,
+            "reason": "two moves were made for the same turn while regions could not talk; "
+            "the earlier one was kept",
+        }
+        for conn in self.state.game_audience(gid, tracker):
+            self.state.send(conn.conn_id, message, gate)
+        return True
+
+    # --- views -----------------------------------------------------------------------------------
+
+    def push(self, gid: str, tracker: GameTracker) -> None:
+        by_seat: dict[int | None, tuple[dict[str, Any], str]] = {}  # watchers share one message
+        gate = self.state.gate(game_doc_id(gid))  # a move shown is a move kept
+        for conn in self.state.game_audience(gid, tracker):
+            viewer = conn.uid if conn.uid in tracker.info.players else None
+            seat = tracker.info.seat_of(viewer) if viewer else None
+            if seat not in by_seat:
+                message = self.view(gid, tracker, viewer)
+                by_seat[seat] = (message, json.dumps(message))
+            message, text = by_seat[seat]
+            self.state.send(conn.conn_id, message, gate, text)
+
+    def view(self, gid: str, tracker: GameTracker, uid: str | None) -> dict[str, Any]:
+        rules = self.state.rules
+        seat = tracker.info.seat_of(uid) if uid else None
+        state = tracker.chain.state
+        view = rules.player_view(state, seat) if seat is not None else rules.spectator_view(state)
+        last = tracker.chain.moves[-1] if tracker.chain.moves else None
+        shown_last = {"player": last.player, "move": last.move} if last else None
+        # The rules' view says what of the last move this viewer may see (a Scout's returned
+        # cards are the mover's secret); the chain's own record is the fallback.
+        shown_last = view.get("last_move", shown_last) if isinstance(view, dict) else shown_last
+        to_move = rules.to_move(state)
+        return {
+            "type": "game",
+            "game": gid,
+            "you": seat,
+            "players": tracker.info.names,
+            "view": view,
+            "to_move": to_move,
+            "legal": rules.legal_moves(state) if seat is not None and seat == to_move else [],
+            "ply": tracker.base_ply + tracker.ply,
+            "last_move": shown_last,
+            "head": tracker.chain.tip,
+            "result": rules.result(state),
+            "status": tracker.status,
+        }
+
+    def live_games_of(self, uid: str) -> list[str]:
+        return [
+            gid for gid, t in self.state.games.items() if t.status == LIVE and uid in t.info.players
+        ]
+
+    def announce_unseen_rollbacks(
+        self, conn: Conn, seen: dict[str, tuple[int, str]], now: float
+    ) -> None:
+        """After hello: the player saw plies this node's chain does not hold (a fork was resolved
+        against them, or the region that showed them was lost before they replicated) and may
+        never have got the rollback notice: tell them now, before the game view. A head this
+        node never received may still be in flight: that one waits (`recheck_unseen_heads`)."""
+        for gid, (ply, head) in seen.items():
+            tracker = self.state.games.get(gid)
+            went_back = tracker.went_back_for(ply, head) if tracker is not None else None
+            if tracker is None or went_back is None:
+                continue
+            if not any(record.key == head for record in tracker.records):
+                due = now + UNSEEN_HEAD_WAIT_S
+                self.unseen_heads.append(UnseenHead(conn.conn_id, gid, ply, head, due))
+                continue
+            self._send_unseen_rollback(conn.conn_id, gid, went_back)
+
+    def recheck_unseen_heads(self, now: float) -> None:
+        """A waiting head that reached the chain needs nothing but the game view; one that is
+        still missing at its deadline (or arrived on a dropped branch) gets the rollback notice
+        after all, then the view. (The view was held back: it would have replaced, in the
+        client's ``seen``, the head this notice is about.)"""
+        state = self.state
+        waiting = []
+        for unseen in self.unseen_heads:
+            conn, tracker = state.conns.get(unseen.conn_id), state.games.get(unseen.gid)
+            if conn is None or tracker is None:
+                continue
+            went_back = tracker.went_back_for(unseen.ply, unseen.head)
+            arrived = any(record.key == unseen.head for record in tracker.records)
+            if went_back is not None and not arrived and now < unseen.due:
+                waiting.append(unseen)
+                continue
+            if went_back is not None:
+                self._send_unseen_rollback(unseen.conn_id, unseen.gid, went_back)
+            self._push_player_view(unseen.conn_id, unseen.gid, tracker, conn.uid)
+        self.unseen_heads = waiting
+
+    def next_unseen_due(self) -> float | None:
+        """When the earliest waiting head counts as lost (None: none waits)."""
+        return min((u.due for u in self.unseen_heads), default=None)
+
+    def _send_unseen_rollback(self, conn_id: str, gid: str, went_back: int) -> None:
+        message = {"type": "rollback", "game": gid, "ply": went_back, "reason": ROLLBACK_UNSEEN}
+        self.state.send(conn_id, message, self.state.gate(game_doc_id(gid)))
+
+    def _push_player_view(self, conn_id: str, gid: str, tracker: GameTracker, uid: str) -> None:
+        message = self.view(gid, tracker, uid)
+        self.state.send(conn_id, message, self.state.gate(game_doc_id(gid)))
+
+    def push_live_games(self, conn: Conn) -> None:
+        """After hello: the views of the player's live games (a game waiting for a head the
+        player saw gets its view once that is settled)."""
+        waiting = {u.gid for u in self.unseen_heads if u.conn_id == conn.conn_id}
+        for gid in self.live_games_of(conn.uid):
+            if gid not in waiting:
+                self._push_player_view(conn.conn_id, gid, self.state.games[gid], conn.uid)
+
+    # --- handlers ---------------------------------------------------------------------------------
+
+    def create(self, invite: Invite, saved: ArchivedGame | None) -> Answer:
+        """The game an accepted invitation starts (from a saved one if it resumes one)."""
+        state = self.state
+        gid = state.new_token()[:20]
+        if saved is not None:
+            info = GameInfo(
+                gid,
+                saved.game,
+                saved.players,
+                saved.names,
+                saved.seed,
+                saved.first,
+                state.stamp(),
+                state.node_id,
+                saved.gid,
+                saved.moves,
+            )
+        else:
+            seed = state.rng.randrange(2**53)
+            players = [invite.from_uid, invite.to_uid]
+            coin = state.rng.randrange(2)
+            info = GameInfo(
+                gid,
+                "battleline",
+                players,
+                [invite.from_name, invite.to_name],
+                seed,
+                self._swapped_first(players, coin),
+                state.stamp(),
+                state.node_id,
+            )
+        node = state.node_id
+        event = state.write(game_doc_id(gid), lambda doc: GameWriter(doc, node).create(info))
+        return Answer({"game": gid}, game_doc_id(gid), event)
+
+    def _swapped_first(self, players: list[str], coin: int) -> int:
+        """Who moves first in a new game of these two: whoever moved second in their latest
+        finished game (a rematch swaps colours); the coin if they never finished one."""
+        finished = [t.info for t in self.state.games.values() if t.status == FINISHED]
+        latest = max(
+            (info for info in finished if set(info.players) == set(players)),
+            key=lambda info: (info.created, info.gid),
+            default=None,
+        )
+        if latest is None:
+            return coin
+        return players.index(latest.players[1 - latest.first])
+
+    def player_game(self, conn: Conn, gid: str) -> tuple[GameTracker, int]:
+        """The live game `gid` and the caller's seat in it."""
+        tracker = self.state.games.get(gid)
+        if tracker is None:
+            raise Refused(ErrorCode.NOT_FOUND, "no such game")
+        seat = tracker.info.seat_of(conn.uid)
+        if seat is None:
+            raise Refused(ErrorCode.NOT_PLAYER, "you are not a player of that game")
+        if tracker.status == FINISHED:
+            raise Refused(ErrorCode.GAME_OVER, "the game has ended")
+        if tracker.status != LIVE:
+            raise Refused(ErrorCode.NOT_FOUND, "the game is not in play (saved)")
+        return tracker, seat
+
+    def play(self, conn: Conn, gid: str, move: dict[str, Any]) -> Answer:
+        state = self.state
+        tracker, seat = self.player_game(conn, gid)
+        try:
+            new_state = state.rules.apply_move(tracker.chain.state, seat, move)
+        except IllegalMove as error:
+            raise Refused(p.move_refusal(error.code), error.message) from None
+        ply, parent, stamp = tracker.ply, tracker.chain.tip, state.stamp()
+        doc_id, node = game_doc_id(gid), state.node_id
+        record: list[MoveRecord] = []
+        event = state.write(
+            doc_id,
+            lambda doc: record.append(
+                GameWriter(doc, node).add_move(ply, parent, seat, move, stamp)
+            ),
+        )
+        tracker.adopt(record[0], new_state)  # validated just above: no need to apply it twice
+        return Answer({"ply": tracker.base_ply + ply}, doc_id, event)
+
+    def watch(self, conn: Conn, message: p.Watch) -> Answer:
+        state = self.state
+        tracker = state.games.get(message.game)
+        if tracker is None:
+            raise Refused(ErrorCode.NOT_FOUND, "no such game")
+        session = replace(state.conn_session(conn), status=WATCHING, game=message.game)
+        state.set_watching(conn, message.game)
+        event = state.put_session(session)
+        view = self.view(message.game, tracker, None)
+        return Answer({"game": view}, state.presence_doc, event)
+
+    def unwatch(self, conn: Conn, message: p.Unwatch) -> Answer:
+        state = self.state
+        session = replace(state.conn_session(conn), status=IDLE, game="")
+        state.set_watching(conn, "")
+        event = state.put_session(session)
+        return Answer({}, state.presence_doc, event)
+
+    # --- the two-games merge ----------------------------------------------------------------------
+
+    def to_park(self) -> list[str]:
+        """Live games a partition let a player start next to an earlier one (each a merge)."""
+        live = [self.state.games[gid].info for gid in sorted(self.live)]
+        found = [gid for gid in games_to_park(live) if gid not in self._parked_seen]
+        self._parked_seen.update(found)
+        return found
+
+    def hosts(self, tracker: GameTracker) -> bool:
+        """This node created the game or hosts one of its players."""
+        state = self.state
+        return tracker.info.node == state.node_id or any(
+            state.conns_of(uid) for uid in tracker.info.players
+        )
+
+    def notice_parked(self, gid: str) -> None:
+        tracker = self.state.games[gid]
+        message = {
+            "type": "notice",
+            "code": NoticeCode.GAME_PARKED,
+            "message": f"a partition let you start two games; game {gid}, the later one, was "
+            "saved and can be resumed",
+        }
+        for conn in self.state.game_audience(gid, tracker):
+            self.state.send(conn.conn_id, message)

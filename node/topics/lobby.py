@@ -1,0 +1,218 @@
+"""The lobby: the cluster-wide picture (who is online, playing, watching), invitations, and the
+notices that follow it (public list updates, your invitations, your opponent dropping)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from meridian.crdt_models.presence import Invite, PresenceWriter, presence_doc_id
+from meridian.crdt_models.records import root_map
+from meridian.node import protocol as p
+from meridian.node.game_tracker import LIVE
+from meridian.node.presence_view import build_picture, lobby_diff
+from meridian.node.protocol import ErrorCode, Refused
+from meridian.node.service_state import Answer, Conn, ServiceState
+
+log = logging.getLogger("meridian.service")
+
+DECLINES = "declines"
+InvitesByUid = dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]]
+
+
+def invite_json(invite: Invite) -> dict[str, str]:
+    return {
+        "iid": invite.iid,
+        "from": invite.from_name,
+        "to": invite.to_name,
+        "resume": invite.resume,
+    }
+
+
+class LobbyTopic:
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+        self._seen_online: dict[str, bool] = {}
+
+    # --- the picture -------------------------------------------------------------------------
+
+    def refresh(self) -> set[str]:
+        """Rebuild the picture, push what changed in it; returns the declined invitations."""
+        state = self.state
+        playing = {}
+        for tracker in state.games.values():
+            if tracker.status == LIVE:
+                a, b = tracker.info.players
+                playing[a] = (tracker.info.gid, tracker.info.names[1])
+                playing[b] = (tracker.info.gid, tracker.info.names[0])
+        declined = {iid for pr in state.presence.values() for iid in self._declines(pr.node)}
+        before = state.picture
+        state.picture = build_picture(
+            list(state.presence.values()), state.wall_ms(), playing, declined, state.node_id
+        )
+        self._push_lobby(before.lobby)
+        invites_by_uid = self._invites_by_uid()
+        for conn in state.conns.values():
+            if conn.uid:
+                self.push_invites(conn, invites_by_uid)
+        return declined
+
+    def _declines(self, node: str) -> list[str]:
+        doc = self.state.docs.get(presence_doc_id(node))
+        return list(root_map(doc, DECLINES).keys()) if doc is not None else []
+
+    def _push_lobby(self, before: dict[str, Any]) -> None:
+        state = self.state
+        changed, gone = lobby_diff(before, state.picture.lobby)
+        if not changed and not gone:
+            return
+        message = {"type": "lobby_update", "changed": [e.to_json() for e in changed], "gone": gone}
+        text = json.dumps(message)  # once, not once per connection
+        for conn in state.conns.values():
+            if conn.sent_lobby:
+                state.send(conn.conn_id, message, text=text)
+
+    def greet(self, conn: Conn) -> None:
+        """After hello: the whole public list and the player's invitations."""
+        lobby = [e.to_json() for e in self.state.picture.lobby.values()]
+        self.state.send(conn.conn_id, {"type": "lobby", "players": lobby})
+        conn.sent_lobby = True
+        self.push_invites(conn)
+
+    def _invites_by_uid(self) -> InvitesByUid:
+        """uid -> (incoming, outgoing) invitations, in one pass over the valid ones."""
+        by_uid: InvitesByUid = {}
+        for invite in self.state.picture.invites:
+            by_uid.setdefault(invite.to_uid, ([], []))[0].append(invite_json(invite))
+            by_uid.setdefault(invite.from_uid, ([], []))[1].append(invite_json(invite))
+        return by_uid
+
+    def push_invites(self, conn: Conn, by_uid: InvitesByUid | None = None) -> None:
+        """Send the player's invitations if they changed since the last push."""
+        incoming, outgoing = (by_uid if by_uid is not None else self._invites_by_uid()).get(
+            conn.uid, ([], [])
+        )
+        body = {"type": "invites", "incoming": incoming, "outgoing": outgoing}
+        text = json.dumps(body, sort_keys=True)
+        if text != conn.last_invites:
+            conn.last_invites = text
+            self.state.send(conn.conn_id, body, text=text)
+
+    def announce_opponents(self) -> None:
+        """Tell players when their opponent's connection drops and when it comes back."""
+        state = self.state
+        online = {uid for uid, s in state.picture.sessions.items() if s.connected}
+        for uid, (gid, _opponent) in state.picture.playing.items():
+            was = self._seen_online.get(uid)
+            now_online = uid in online
+            self._seen_online[uid] = now_online
+            if was is None or was == now_online:
+                continue
+            tracker = state.games[gid]
+            name = tracker.info.names[tracker.info.players.index(uid)]
+            message = {
+                "type": "opponent",
+                "game": gid,
+                "name": name,
+                "state": "back" if now_online else "dropped",
+            }
+            for conn in state.game_audience(gid, tracker):
+                if conn.uid != uid:
+                    state.send(conn.conn_id, message)
+
+    def clean_own_invites(self, declined: set[str]) -> None:
+        """Withdraw this node's invitations that are declined or no longer valid."""
+        state = self.state
+        valid = {i.iid for i in state.picture.invites}
+        stale = [i for i in state.own_presence().invites if i.iid not in valid or i.iid in declined]
+        if not stale:
+            return
+        for invite in stale:
+            why = "declined" if invite.iid in declined else self._invalid_because(invite)
+            log.info(
+                "invitation %s from %s to %s withdrawn: %s",
+                invite.iid,
+                invite.from_name,
+                invite.to_name,
+                why,
+            )
+        iids = [i.iid for i in stale]
+        state.write(state.presence_doc, lambda doc: PresenceWriter(doc).remove_invites(*iids))
+
+    def _invalid_because(self, invite: Invite) -> str:
+        picture = self.state.picture
+        for uid, name in ((invite.from_uid, invite.from_name), (invite.to_uid, invite.to_name)):
+            if uid not in picture.sessions:
+                return f"{name} is not online"
+            if uid in picture.playing:
+                return f"{name} is at a table"
+        return "no longer valid"
+
+    # --- handlers ----------------------------------------------------------------------------
+
+    def require_free(self, uid: str, who: str) -> None:
+        game = self.state.picture.playing.get(uid)
+        if game is not None:
+            raise Refused(ErrorCode.BUSY, f"{who} at a table (playing {game[1]})")
+
+    def invite(self, conn: Conn, target_uid: str, target_name: str, resume: str) -> Answer:
+        state = self.state
+        if target_uid == conn.uid:
+            raise Refused(ErrorCode.BAD_REQUEST, "you cannot invite yourself")
+        self.require_free(conn.uid, "you are")
+        if target_uid not in state.picture.sessions:
+            raise Refused(ErrorCode.OFFLINE, f"{target_name} is not online")
+        self.require_free(target_uid, f"{target_name} is")
+        if resume:
+            state.saved_between(resume, conn.uid, target_uid)
+        invite = Invite(
+            state.new_token()[:16],
+            conn.uid,
+            conn.name,
+            target_uid,
+            target_name,
+            resume,
+            state.stamp(),
+            state.node_id,
+        )
+        event = state.write(state.presence_doc, lambda doc: PresenceWriter(doc).put_invite(invite))
+        return Answer({"invite": invite_json(invite)}, state.presence_doc, event)
+
+    def _find(self, iid: str) -> Invite:
+        invite = next((i for i in self.state.picture.invites if i.iid == iid), None)
+        if invite is None:
+            raise Refused(ErrorCode.NOT_FOUND, "no such invitation (it may have been withdrawn)")
+        return invite
+
+    def retract(self, conn: Conn, message: p.Retract) -> Answer:
+        state = self.state
+        invite = self._find(message.invite)
+        if invite.from_uid != conn.uid or invite.node != state.node_id:
+            raise Refused(ErrorCode.NOT_FOUND, "not an invitation you sent from this connection")
+        event = state.write(
+            state.presence_doc, lambda doc: PresenceWriter(doc).remove_invites(invite.iid)
+        )
+        return Answer({}, state.presence_doc, event)
+
+    def decline(self, conn: Conn, message: p.Decline) -> Answer:
+        state = self.state
+        invite = self._find(message.invite)
+        if invite.to_uid != conn.uid:
+            raise Refused(ErrorCode.NOT_FOUND, "not an invitation to you")
+        # The invitation lives in the inviter's node's document; this node records the refusal
+        # in its own presence document and the inviter's node deletes the invitation.
+        stamp = state.stamp()
+        event = state.write(
+            state.presence_doc, lambda doc: root_map(doc, DECLINES).__setitem__(invite.iid, stamp)
+        )
+        return Answer({}, state.presence_doc, event)
+
+    def accepted(self, conn: Conn, message: p.Accept) -> Invite:
+        """The invitation `accept` names, if this player may accept it now."""
+        invite = self._find(message.invite)
+        if invite.to_uid != conn.uid:
+            raise Refused(ErrorCode.NOT_FOUND, "not an invitation to you")
+        self.require_free(invite.from_uid, f"{invite.from_name} is")
+        self.require_free(conn.uid, "you are")
+        return invite

@@ -1,0 +1,313 @@
+"""Sessions: logins, websocket connections, hello and resume, grace periods, heartbeats, and the
+closing of sessions a newer one replaced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pycrdt import Doc
+
+from meridian.crdt_models.accounts import Account
+from meridian.crdt_models.kinds import REVOKED, SPENT
+from meridian.crdt_models.presence import (
+    IDLE,
+    PRESENCE_TTL_MS,
+    PresenceWriter,
+    Session,
+    presence_doc_id,
+)
+from meridian.crdt_models.records import root_map
+from meridian.node import protocol as p
+from meridian.node.delivery import Close
+from meridian.node.presence_view import superseded_sessions
+from meridian.node.protocol import CloseCode, ErrorCode, Refused
+from meridian.node.service_state import Conn, ServiceState, log, token_hash
+
+GRACE_S = 60.0
+HELLO_DEADLINE_S = 10.0
+HEARTBEAT_S = 3.0
+# Resume tokens are single-use. Each node keeps, in its presence document, the hashes of the
+# resume tokens it accepted (SPENT: hash -> sid) while it hosts their session; a token presented
+# again, or accepted by two nodes at once, revokes its session (REVOKED: sid -> HLC wall ms),
+# which every node hosting it then closes (the maps SPENT and REVOKED of ``crdt_models.kinds``,
+# which peers check). Revocations are kept this long:
+REVOKE_KEEP_S = 300.0
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """A session hosted here that a newer one replaced (`same`: the same session resumed)."""
+
+    old: Session
+    new: Session
+
+    @property
+    def same(self) -> bool:
+        return self.old.sid == self.new.sid
+
+
+class SessionsTopic:
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+        self._next_heartbeat = 0.0
+        self._restored: set[str] = set()  # sessions from before a restart; grace starts at tick
+
+    # --- logins (HTTP) -------------------------------------------------------------------------
+
+    def start(self, account: Account, now: float) -> str:
+        """A session token for the account (after the password checked out)."""
+        state = self.state
+        token = state.new_token()
+        session = Session(
+            sid=state.new_token()[:16],
+            uid=account.uid,
+            name=account.name,
+            node=state.node_id,
+            region=state.region,
+            status=IDLE,
+            game="",
+            opponent="",
+            started=state.stamp(),
+            token_hash=token_hash(token),
+            resume_hash="",
+            connected=False,
+        )
+        state.put_session(session)
+        state.dropped_at[session.sid] = now  # a login never used on a websocket expires too
+        return token
+
+    def by_token(self, token: str) -> Session | None:
+        wanted = token_hash(token)
+        return self.state.find_session(lambda s: s.token_hash == wanted)
+
+    def end(self, token: str) -> bool:
+        state = self.state
+        session = self.by_token(token)
+        if session is None:
+            return False
+        state.close_uid_conns(session.uid, CloseCode.BAD_TOKEN, "logged out")
+        if session.node == state.node_id:
+            state.remove_own_sessions(session.sid)
+        return True
+
+    def all(self) -> list[Session]:
+        """The session that counts for every account online in any live region."""
+        sessions = self.state.picture.sessions.values()
+        return sorted(sessions, key=lambda s: (s.name.lower(), s.sid))
+
+    # --- connections -----------------------------------------------------------------------------
+
+    def connect(self, conn_id: str, now: float, address: str) -> Conn:
+        conn = self.state.conns[conn_id] = Conn(conn_id, now, address, refilled=now)
+        return conn
+
+    def hello(self, conn: Conn, message: p.Hello) -> tuple[Account, str]:
+        """Bind the connection to the session named by hello's token or resume token; returns
+        the account and a new resume token (the one used is spent)."""
+        state = self.state
+        if conn.uid:
+            raise Refused(ErrorCode.BAD_REQUEST, "hello was already sent")
+        try:
+            session = self._session_for_hello(message)
+        except Refused as error:
+            if error.code == ErrorCode.UNAUTHENTICATED:
+                state.close(conn.conn_id, CloseCode.BAD_TOKEN, "unknown or expired token")
+            raise
+        account = state.accounts.account(session.uid)
+        if account is None:
+            state.close(conn.conn_id, CloseCode.BAD_TOKEN, "unknown account")
+            raise Refused(ErrorCode.UNAUTHENTICATED, "unknown account")
+        if account.status != "active":
+            state.close(conn.conn_id, CloseCode.DISABLED, "account disabled")
+            raise Refused(ErrorCode.UNAUTHENTICATED, "account disabled")
+        resume = state.new_token()
+        moved = replace(
+            session,
+            node=state.node_id,
+            region=state.region,
+            name=account.name,
+            started=state.stamp(),
+            resume_hash=token_hash(resume),
+            connected=True,
+        )
+        state.dropped_at.pop(moved.sid, None)
+        for other in [c for c in state.conns.values() if c.sid == moved.sid and c is not conn]:
+            reason = "your session continued on another connection"
+            state.out.append(Close(other.conn_id, CloseCode.MOVED, reason))
+            state.forget_conn(other.conn_id)
+        state.put_session(moved)
+        conn.uid, conn.sid, conn.name = account.uid, moved.sid, account.name
+        state.by_uid.setdefault(conn.uid, set()).add(conn.conn_id)
+        return account, resume
+
+    def _session_for_hello(self, message: p.Hello) -> Session:
+        if message.token:
+            session = self.by_token(message.token)
+        elif message.resume:
+            session = self._resumed(token_hash(message.resume))
+        else:
+            raise Refused(ErrorCode.BAD_REQUEST, "hello needs a token or a resume token")
+        if session is None or self._expired(session) or session.sid in self.revoked():
+            raise Refused(ErrorCode.UNAUTHENTICATED, "unknown or expired token")
+        return session
+
+    def _resumed(self, wanted: str) -> Session | None:
+        """The session a resume token continues (the token is spent: a new one replaces it);
+        a token that was spent already revokes the session it belonged to."""
+        state = self.state
+        session = state.find_session(lambda s: s.resume_hash == wanted)
+        if session is None:
+            spent_by = self._spent().get(wanted)
+            if spent_by:
+                self._revoke(next(iter(spent_by)), "a used resume token was presented again")
+            return None
+        state.write(
+            state.presence_doc, lambda doc: root_map(doc, SPENT).__setitem__(wanted, session.sid)
+        )
+        return session
+
+    # --- spent resume tokens and revoked sessions -----------------------------------------------
+
+    def _maps(self, name: str) -> list[tuple[str, dict[str, Any]]]:
+        """(node, that node's map `name`) for every node whose presence document is known."""
+        found = []
+        for node in self.state.presence:
+            doc = self.state.docs.get(presence_doc_id(node))
+            if doc is not None:
+                found.append((node, dict(root_map(doc, name))))
+        return found
+
+    def _spent(self) -> dict[str, set[str]]:
+        """resume token hash -> the sids of the sessions it was spent on"""
+        spent: dict[str, set[str]] = {}
+        for _node, entries in self._maps(SPENT):
+            for token, sid in entries.items():
+                spent.setdefault(token, set()).add(str(sid))
+        return spent
+
+    def revoked(self) -> set[str]:
+        return {sid for _node, entries in self._maps(REVOKED) for sid in entries}
+
+    def _revoke(self, sid: str, why: str) -> None:
+        state = self.state
+        wall = state.hlc.now().wall_ms
+        state.write(state.presence_doc, lambda doc: root_map(doc, REVOKED).__setitem__(sid, wall))
+        log.warning("session %s revoked: %s", sid, why)
+        self.enforce_revocations()
+
+    def check_double_spends(self) -> None:
+        """A resume token two nodes accepted at once (each before seeing the other's use) was
+        replayed: revoke its session."""
+        nodes_by_token: dict[str, set[str]] = {}
+        sid_of: dict[str, str] = {}
+        for node, entries in self._maps(SPENT):
+            for token, sid in entries.items():
+                nodes_by_token.setdefault(token, set()).add(node)
+                sid_of[token] = str(sid)
+        revoked = self.revoked()
+        for token, nodes in sorted(nodes_by_token.items()):
+            if len(nodes) > 1 and sid_of[token] not in revoked:
+                self._revoke(sid_of[token], "one resume token was used on two nodes")
+                revoked.add(sid_of[token])
+
+    def enforce_revocations(self) -> None:
+        """Close and remove the sessions hosted here that some node revoked."""
+        state = self.state
+        revoked = self.revoked()
+        ended = [s.sid for s in state.own_presence().sessions if s.sid in revoked]
+        if not ended:
+            return
+        for conn in [c for c in state.conns.values() if c.sid in ended]:
+            state.out.append(Close(conn.conn_id, CloseCode.BAD_TOKEN, "session revoked"))
+            state.forget_conn(conn.conn_id)
+        state.remove_own_sessions(*ended)
+
+    def _prune(self, now_ms: int) -> None:
+        """Forget spent tokens of sessions no longer hosted here, and old revocations."""
+        state = self.state
+        doc = state.docs.get(state.presence_doc)
+        if doc is None:
+            return
+        hosted = {s.sid for s in state.own_presence().sessions}
+        spent = [t for t, sid in root_map(doc, SPENT).items() if sid not in hosted]
+        old = [
+            sid
+            for sid, at in root_map(doc, REVOKED).items()
+            if now_ms - int(at) > REVOKE_KEEP_S * 1000
+        ]
+        if spent or old:
+
+            def change(doc: Doc[Any]) -> None:
+                for token in spent:
+                    root_map(doc, SPENT).pop(token, None)
+                for sid in old:
+                    root_map(doc, REVOKED).pop(sid, None)
+
+            state.write(state.presence_doc, change)
+
+    def _expired(self, session: Session) -> bool:
+        """A session whose node stopped heartbeating longer ago than the grace period is over."""
+        state = self.state
+        presence = state.presence.get(session.node)
+        if presence is None or session.node == state.node_id:
+            return False
+        return state.wall_ms() - presence.heartbeat_ms > GRACE_S * 1000 + PRESENCE_TTL_MS
+
+    # --- start-up and time ---------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """After a restart no connection survives: this node's sessions wait out the grace
+        period (their players may resume them, here or elsewhere) and are then removed."""
+        state = self.state
+        for session in state.own_presence().sessions:
+            self._restored.add(session.sid)
+            if session.connected:
+                state.put_session(replace(session, connected=False))
+
+    def tick(self, now: float) -> None:
+        """Heartbeat, hello deadlines, end of grace periods."""
+        state = self.state
+        for sid in self._restored:
+            state.dropped_at.setdefault(sid, now)
+        self._restored.clear()
+        if now >= self._next_heartbeat:
+            self.heartbeat(now)
+        for conn in [
+            c for c in state.conns.values() if not c.uid and now - c.opened > HELLO_DEADLINE_S
+        ]:
+            state.close(conn.conn_id, CloseCode.IDLE, "no hello within 10 s")
+        expired = [sid for sid, at in state.dropped_at.items() if now - at > GRACE_S]
+        for sid in expired:
+            del state.dropped_at[sid]
+            if not any(c.sid == sid for c in state.conns.values()):
+                state.remove_own_sessions(sid)
+        self._prune(state.hlc.now().wall_ms)
+
+    def heartbeat(self, now: float) -> None:
+        self._next_heartbeat = now + HEARTBEAT_S
+        wall = self.state.hlc.now().wall_ms
+        self.state.write(self.state.presence_doc, lambda doc: PresenceWriter(doc).heartbeat(wall))
+
+    def close_replaced(self) -> list[Replaced]:
+        """Close the connections of sessions hosted here that a newer session replaced (after
+        the picture changed); returns them (a different session is a double-login merge)."""
+        state = self.state
+        replaced = []
+        for old, new in superseded_sessions(state.own_presence().sessions, state.picture.sessions):
+            item = Replaced(old, new)
+            replaced.append(item)
+            code, reason = (
+                (CloseCode.MOVED, "your session continued on another connection")
+                if item.same
+                else (CloseCode.LOGGED_IN_ELSEWHERE, f"logged in elsewhere (region {new.region})")
+            )
+            for conn in [c for c in state.conns.values() if c.sid == old.sid]:
+                state.out.append(Close(conn.conn_id, code, reason))
+                state.forget_conn(conn.conn_id)
+            state.remove_own_sessions(old.sid)
+        return replaced
+
+    def shutdown(self) -> None:
+        for conn_id in list(self.state.conns):
+            self.state.out.append(Close(conn_id, CloseCode.SHUTDOWN, "server shutting down"))

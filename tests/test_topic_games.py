@@ -1,0 +1,131 @@
+"""Games topic, in memory: moves, turns, watching, the push gate, same-ply merges."""
+
+from __future__ import annotations
+
+import random
+
+from tests.service_harness import Connection, ServiceHarness, replicate
+
+
+def seats(harness: ServiceHarness, a: Connection, b: Connection, gid: str) -> dict[int, Connection]:
+    first = harness.game_view(a, gid)["you"]
+    return {first: a, 1 - first: b}
+
+
+def play(harness: ServiceHarness, gid: str, players: dict[int, Connection], plies: int) -> int:
+    rng = random.Random(4)
+    ply = 0
+    for _ in range(plies):
+        view = harness.game_view(players[0], gid)
+        if view["status"] != "live":
+            break
+        mover = players[view["to_move"]]
+        harness.advance(0.1)  # players think (and stay under the rate limit)
+        move = rng.choice(harness.game_view(mover, gid)["legal"])
+        reply = harness.request(mover, "move", game=gid, move=move)
+        assert reply["ok"], reply
+        ply = reply["ply"]
+    return ply
+
+
+def test_two_players_play_a_game_to_the_end_and_a_watcher_sees_it() -> None:
+    harness = ServiceHarness()
+    alice, bob, carol = harness.online("alice"), harness.online("bob"), harness.online("carol")
+    gid = harness.start_game(alice, bob, "bob")
+    watched = harness.request(carol, "watch", game=gid)
+    assert watched["game"]["you"] is None and watched["game"]["legal"] == []
+    players = seats(harness, alice, bob, gid)
+    play(harness, gid, players, 500)
+    final = harness.game_view(carol, gid)
+    assert final["status"] == "finished" and final["result"] is not None
+    assert (
+        harness.game_view(alice, gid)["ply"] == final["ply"] == harness.game_view(bob, gid)["ply"]
+    )
+    assert any(d.startswith("log:") for d in harness.documents.docs), "the finished game is logged"
+    over = harness.request(alice, "move", game=gid, move={"type": "pass"})
+    assert over["error"]["code"] == "game_over"
+
+
+def test_only_the_player_to_move_may_move_and_only_legal_moves() -> None:
+    harness = ServiceHarness()
+    alice, bob, carol = harness.online("alice"), harness.online("bob"), harness.online("carol")
+    gid = harness.start_game(alice, bob, "bob")
+    players = seats(harness, alice, bob, gid)
+    mover = harness.game_view(alice, gid)["to_move"]
+    waiting = players[1 - mover]
+    legal = harness.game_view(players[mover], gid)["legal"][0]
+    assert (
+        harness.request(waiting, "move", game=gid, move=legal)["error"]["code"] == "not_your_turn"
+    )
+    assert harness.request(carol, "move", game=gid, move=legal)["error"]["code"] == "not_player"
+    bad = harness.request(
+        players[mover], "move", game=gid, move={"type": "play", "card": 999, "flag": 1}
+    )
+    assert bad["error"]["code"] in ("illegal_move", "bad_request")
+    assert harness.request(alice, "move", game="nope", move=legal)["error"]["code"] == "not_found"
+    assert harness.game_view(alice, gid)["ply"] == 0
+
+
+def test_a_move_and_its_pushes_wait_until_the_move_is_durable() -> None:
+    harness = ServiceHarness()
+    alice, bob = harness.online("alice"), harness.online("bob")
+    gid = harness.start_game(alice, bob, "bob")
+    players = seats(harness, alice, bob, gid)
+    mover_seat = harness.game_view(alice, gid)["to_move"]
+    mover, other = players[mover_seat], players[1 - mover_seat]
+    harness.progress.durable = harness.documents.event_no  # nothing written from now on is
+    before = len(other.received)
+    sent = harness.send(
+        mover,
+        {"id": "m", "type": "move", "game": gid, "move": harness.game_view(mover, gid)["legal"][0]},
+    )
+    assert sent is None and len(other.received) == before, "nothing shows the move yet"
+    harness.progress.durable = None
+    harness.deliver()
+    assert mover.replies()[-1]["re"] == "m" and mover.replies()[-1]["ok"]
+    assert harness.game_view(other, gid)["ply"] == 1
+
+
+def test_give_up_ends_the_game_for_the_other_player() -> None:
+    harness = ServiceHarness()
+    alice, bob = harness.online("alice"), harness.online("bob")
+    gid = harness.start_game(alice, bob, "bob")
+    players = seats(harness, alice, bob, gid)
+    mover = harness.game_view(alice, gid)["to_move"]
+    assert harness.request(players[mover], "give_up", game=gid)["ok"]
+    final = harness.game_view(players[1 - mover], gid)
+    assert final["status"] == "finished" and final["result"]["winner"] == 1 - mover
+
+
+def test_two_moves_for_one_ply_in_two_regions_keep_the_earlier_and_roll_back_the_other() -> None:
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    alice = eu.online("alice")
+    replicate(eu, us)
+    bob = us.online("bob")
+    replicate(us, eu)
+    gid = _cross_game(eu, us, alice, bob)
+    mover_seat = eu.game_view(alice, gid)["to_move"]
+    mover_is_alice = eu.game_view(alice, gid)["you"] == mover_seat
+    assert mover_is_alice or us.game_view(bob, gid)["you"] == mover_seat
+    # the mover logs in a second time in the other region and both sessions move at once
+    home, away = (eu, us) if mover_is_alice else (us, eu)
+    name = "alice" if mover_is_alice else "bob"
+    first = alice if mover_is_alice else bob
+    legal = home.game_view(first, gid)["legal"]
+    second = away.online(name, register=False)
+    assert home.request(first, "move", game=gid, move=legal[0])["ok"]
+    away.wall_ms += 50
+    assert away.request(second, "move", game=gid, move=legal[-1])["ok"]
+    replicate(home, away)
+    replicate(away, home)
+    assert away.service.merges.counts.get("same_ply") == 1
+    assert second.pushes("rollback")[-1]["ply"] == 0
+    assert away.game_view(second, gid)["last_move"]["move"] == legal[0]
+
+
+def _cross_game(eu: ServiceHarness, us: ServiceHarness, alice: Connection, bob: Connection) -> str:
+    invite = eu.request(alice, "invite", to="bob")["invite"]
+    replicate(eu, us)
+    gid = str(us.request(bob, "accept", invite=invite["iid"])["game"])
+    replicate(us, eu)
+    return gid

@@ -1,0 +1,67 @@
+"""Limits topic, in memory: the per-connection token bucket and the flood cut-off."""
+
+from __future__ import annotations
+
+import json
+
+from meridian.node.protocol import CloseCode
+from tests.service_harness import ServiceHarness
+
+
+def test_over_the_burst_a_message_is_refused_by_its_id_and_refills_with_time() -> None:
+    harness = ServiceHarness()
+    alice = harness.online("alice")
+    harness.advance(5)  # a full bucket
+    for i in range(40):
+        harness.service.receive(
+            alice.conn_id, json.dumps({"id": f"p{i}", "type": "ping"}), harness.now
+        )
+    refused = harness.send(alice, {"id": "over", "type": "ping"})
+    assert refused == {
+        "re": "over",
+        "ok": False,
+        "error": {"code": "rate_limited", "message": "more than 20 messages/s"},
+    }
+    harness.advance(1)
+    assert harness.request(alice, "ping")["ok"]
+    assert alice.closed is None
+
+
+def test_a_flood_closes_the_connection_4002() -> None:
+    harness = ServiceHarness()
+    alice = harness.online("alice")
+    for i in range(201):
+        harness.service.receive(
+            alice.conn_id, json.dumps({"id": str(i), "type": "ping"}), harness.now
+        )
+    harness.deliver()
+    assert alice.closed is not None and alice.closed[0] == CloseCode.FLOOD
+
+
+def test_the_message_allowance_is_per_account_whatever_the_connections() -> None:
+    harness = ServiceHarness()
+    harness.register("alice")
+    harness.advance(5)
+    answered = refused = 0
+    for _ in range(10):  # reconnecting does not bring a fresh allowance
+        token = harness.login("alice")
+        conn = harness.open()
+        harness.request(conn, "hello", token=token)
+        for i in range(10):
+            reply = harness.send(conn, {"id": f"p{i}", "type": "ping"})
+            if reply is not None and reply["ok"]:
+                answered += 1
+            elif reply is not None:
+                refused += 1
+    assert answered <= 40 + 1 and refused > 0
+    assert harness.service.limits.counts["account_messages"] == refused
+
+
+def test_connections_per_address_are_limited() -> None:
+    harness = ServiceHarness()
+    cap = harness.service.state.limits.connections_per_address
+    conns = [harness.open("6.6.6.6") for _ in range(cap + 1)]
+    assert all(c.closed is None for c in conns[:cap])
+    assert conns[-1].closed is not None and conns[-1].closed[0] == CloseCode.FLOOD
+    assert harness.open("1.2.3.4").closed is None
+    assert harness.service.limits.counts["connections_per_address"] == 1

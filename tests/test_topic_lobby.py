@@ -1,0 +1,77 @@
+"""Lobby topic, in memory: the public list, invitations, accepting, declining."""
+
+from __future__ import annotations
+
+from tests.service_harness import ServiceHarness
+
+
+def test_the_lobby_lists_everyone_online_and_updates_when_someone_joins() -> None:
+    harness = ServiceHarness()
+    alice = harness.online("alice")
+    assert [p["name"] for p in alice.pushes("lobby")[-1]["players"]] == ["alice"]
+    harness.online("bob")
+    update = alice.pushes("lobby_update")[-1]
+    assert [e["name"] for e in update["changed"]] == ["bob"]
+    assert update["changed"][0]["status"] == "idle"
+
+
+def test_an_invitation_reaches_both_players_and_accepting_starts_a_game() -> None:
+    harness = ServiceHarness()
+    alice, bob = harness.online("alice"), harness.online("bob")
+    invite = harness.request(alice, "invite", to="bob")["invite"]
+    assert bob.pushes("invites")[-1]["incoming"][0]["iid"] == invite["iid"]
+    assert alice.pushes("invites")[-1]["outgoing"][0]["to"] == "bob"
+    accepted = harness.request(bob, "accept", invite=invite["iid"])
+    gid = accepted["game"]
+    assert harness.game_view(alice, gid)["status"] == "live"
+    assert harness.game_view(bob, gid)["players"] == ["alice", "bob"]
+    assert alice.pushes("invites")[-1]["outgoing"] == []
+    playing = {e["name"]: e["status"] for e in alice.pushes("lobby_update")[-1]["changed"]}
+    assert playing == {"alice": "playing", "bob": "playing"}
+
+
+def test_invitations_to_yourself_unknown_offline_or_busy_players_are_refused() -> None:
+    harness = ServiceHarness()
+    alice, bob, carol = harness.online("alice"), harness.online("bob"), harness.online("carol")
+    harness.register("dave")
+    assert harness.request(alice, "invite", to="alice")["error"]["code"] == "bad_request"
+    assert harness.request(alice, "invite", to="nobody1")["error"]["code"] == "unknown_user"
+    assert harness.request(alice, "invite", to="dave")["error"]["code"] == "offline"
+    harness.start_game(bob, carol, "carol")
+    assert harness.request(alice, "invite", to="bob")["error"]["code"] == "busy"
+
+
+def test_declining_and_retracting_withdraw_the_invitation() -> None:
+    harness = ServiceHarness()
+    alice, bob = harness.online("alice"), harness.online("bob")
+    first = harness.request(alice, "invite", to="bob")["invite"]
+    assert harness.request(alice, "decline", invite=first["iid"])["error"]["code"] == "not_found"
+    assert harness.request(bob, "decline", invite=first["iid"])["ok"]
+    assert bob.pushes("invites")[-1]["incoming"] == []
+    second = harness.request(alice, "invite", to="bob")["invite"]
+    assert harness.request(bob, "retract", invite=second["iid"])["error"]["code"] == "not_found"
+    assert harness.request(alice, "retract", invite=second["iid"])["ok"]
+    assert harness.request(bob, "accept", invite=second["iid"])["error"]["code"] == "not_found"
+
+
+def test_an_invitation_ends_when_its_sender_disconnects() -> None:
+    harness = ServiceHarness()
+    alice, bob = harness.online("alice"), harness.online("bob")
+    invite = harness.request(alice, "invite", to="bob")["invite"]
+    harness.close(alice)
+    assert bob.pushes("invites")[-1]["incoming"] == []
+    assert harness.request(bob, "accept", invite=invite["iid"])["error"]["code"] == "not_found"
+
+
+def test_a_player_sees_the_opponent_drop_and_come_back() -> None:
+    harness = ServiceHarness()
+    harness.register("alice")
+    token = harness.login("alice")
+    alice = harness.open()
+    resume = harness.request(alice, "hello", token=token)["resume"]
+    bob = harness.online("bob")
+    harness.start_game(alice, bob, "bob")
+    harness.close(alice)
+    assert bob.pushes("opponent")[-1]["state"] == "dropped"
+    harness.request(harness.open(), "hello", resume=resume)
+    assert bob.pushes("opponent")[-1]["state"] == "back"

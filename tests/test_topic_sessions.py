@@ -1,0 +1,141 @@
+"""Sessions topic, in memory: hello, resume, deadlines, grace periods, logout, double logins."""
+
+from __future__ import annotations
+
+import json
+
+from meridian.node.protocol import CloseCode
+from tests.service_harness import ServiceHarness, replicate
+
+
+def test_hello_with_an_unknown_token_is_refused_and_closed_4101() -> None:
+    harness = ServiceHarness()
+    conn = harness.open()
+    reply = harness.request(conn, "hello", token="forged")
+    assert reply["error"]["code"] == "unauthenticated"
+    assert conn.closed is not None and conn.closed[0] == CloseCode.BAD_TOKEN
+
+
+def test_hello_without_a_token_is_a_bad_request() -> None:
+    harness = ServiceHarness()
+    conn = harness.open()
+    assert harness.request(conn, "hello")["error"]["code"] == "bad_request"
+
+
+def test_a_first_message_other_than_hello_closes_4103() -> None:
+    harness = ServiceHarness()
+    conn = harness.open()
+    harness.send(conn, json.dumps({"id": "1", "type": "ping"}))
+    assert conn.closed is not None and conn.closed[0] == CloseCode.PROTOCOL
+
+
+def test_hello_answers_who_you_are_and_then_the_lobby() -> None:
+    harness = ServiceHarness()
+    harness.register("alice")
+    token = harness.login("alice")
+    conn = harness.open()
+    reply = harness.request(conn, "hello", token=token)
+    assert reply["you"]["name"] == "alice" and reply["resume"] and reply["games"] == []
+    assert conn.received.index(reply) < conn.received.index(conn.pushes("lobby")[0])
+    assert harness.request(conn, "hello", token=token)["error"]["code"] == "bad_request"
+
+
+def test_no_hello_within_the_deadline_closes_4001() -> None:
+    harness = ServiceHarness()
+    conn = harness.open()
+    harness.advance(11)
+    assert conn.closed is not None and conn.closed[0] == CloseCode.IDLE
+
+
+def test_resume_on_a_new_connection_moves_the_session_and_closes_the_old_4104() -> None:
+    harness = ServiceHarness()
+    harness.register("alice")
+    token = harness.login("alice")
+    old = harness.open()
+    resume = harness.request(old, "hello", token=token)["resume"]
+    new = harness.open()
+    reply = harness.request(new, "hello", resume=resume)
+    assert reply["ok"] and reply["resume"] != resume
+    assert old.closed is not None and old.closed[0] == CloseCode.MOVED
+
+
+def test_a_dropped_session_can_be_resumed_within_the_grace_period_not_after() -> None:
+    harness = ServiceHarness()
+    harness.register("alice")
+    token = harness.login("alice")
+    conn = harness.open()
+    resume = harness.request(conn, "hello", token=token)["resume"]
+    harness.close(conn)
+    harness.advance(30)
+    back = harness.open()
+    resume = harness.request(back, "hello", resume=resume)["resume"]
+    harness.close(back)
+    harness.advance(61)
+    late = harness.open()
+    assert harness.request(late, "hello", resume=resume)["error"]["code"] == "unauthenticated"
+
+
+def test_logout_ends_the_session_and_closes_its_connections_4101() -> None:
+    harness = ServiceHarness()
+    harness.register("alice")
+    token = harness.login("alice")
+    conn = harness.open()
+    harness.request(conn, "hello", token=token)
+    assert harness.service.end_session(token)
+    harness.deliver()
+    assert conn.closed is not None and conn.closed[0] == CloseCode.BAD_TOKEN
+    assert harness.service.session_by_token(token) is None
+
+
+def test_a_newer_login_in_another_region_closes_the_older_session_4100() -> None:
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    eu_conn = eu.online("alice")
+    replicate(eu, us)
+    us.advance(1)
+    us_conn = us.online("alice", register=False)
+    replicate(us, eu)
+    assert eu_conn.closed is not None and eu_conn.closed[0] == CloseCode.LOGGED_IN_ELSEWHERE
+    assert us_conn.closed is None
+    assert eu.service.merges.counts == {"double_login": 1}
+
+
+def test_a_session_shows_in_the_admin_list_with_its_region() -> None:
+    harness = ServiceHarness()
+    harness.online("alice")
+    sessions = harness.service.all_sessions()
+    assert [(s.name, s.region, s.connected) for s in sessions] == [("alice", "eu", True)]
+
+
+def test_a_resume_token_works_once_and_a_replay_closes_its_session() -> None:
+    harness = ServiceHarness()
+    harness.register("alice")
+    token = harness.login("alice")
+    first = harness.open()
+    used = harness.request(first, "hello", token=token)["resume"]
+    second = harness.open()
+    assert harness.request(second, "hello", resume=used)["ok"]
+    thief = harness.open()
+    replay = harness.request(thief, "hello", resume=used)
+    assert replay["error"]["code"] == "unauthenticated"
+    assert second.closed is not None and second.closed[0] == CloseCode.BAD_TOKEN
+    assert harness.service.session_by_token(token) is None, "the session is over"
+    assert harness.service.all_sessions() == []
+
+
+def test_one_resume_token_used_in_two_regions_at_once_revokes_the_session() -> None:
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    eu.register("alice")
+    token = eu.login("alice")
+    conn = eu.open()
+    resume = eu.request(conn, "hello", token=token)["resume"]
+    eu.close(conn)
+    replicate(eu, us)
+    on_eu, on_us = eu.open(), us.open()
+    assert eu.request(on_eu, "hello", resume=resume)["ok"]
+    assert us.request(on_us, "hello", resume=resume)["ok"]  # neither has seen the other's use
+    replicate(eu, us)
+    replicate(us, eu)
+    replicate(eu, us)
+    assert on_eu.closed is not None and on_us.closed is not None
+    assert CloseCode.BAD_TOKEN in (on_eu.closed[0], on_us.closed[0])
+    assert eu.service.all_sessions() == [] == us.service.all_sessions()
