@@ -52,7 +52,7 @@ from meridian.crdt_models.hlc import Stamp
 from meridian.node.client import PlayerClient, RequestError
 from meridian.node.config import NodeConfig
 from meridian.node.server import STORE_FILE
-from meridian.sim.proxied import ProxiedCluster
+from meridian.sim.proxied import FAST_RECONNECT, ProxiedCluster
 from meridian.sync.store import DocumentStore
 
 PASSWORD = "bench-password"
@@ -63,6 +63,8 @@ CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 PLAYER_RATE, PLAYER_BURST = 18.0, 20.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GAMES_START_S = 120.0
+# Every simulated player connects from 127.0.0.1: lift the per-address connection limit.
+ONE_ADDRESS_FOR_ALL = "\n[limits]\nconnections_per_address = 1000000\n"
 LIGHT_PLAYERS, LIGHT_RATE = 20, 100.0  # phase 2b: latency without queueing
 INVITE_AGAIN_S = 10.0  # a game has not started this long after an invitation: invite again
 
@@ -120,7 +122,7 @@ async def start_cluster(
     folder: Path, regions: list[str], names: list[str], link_delay_s: float = 0.0
 ) -> ProxiedCluster:
     """Nodes for `regions` (links through delaying proxies) that know the players `names`."""
-    cluster = ProxiedCluster(folder, regions)
+    cluster = ProxiedCluster(folder, regions, extra=FAST_RECONNECT + ONE_ADDRESS_FOR_ALL)
     for proxy in cluster.proxies.values():
         proxy.latency_s = link_delay_s
     seed_accounts(list(cluster.configs.values()), names)

@@ -32,8 +32,10 @@ from meridian.node.protocol import (
 
 if TYPE_CHECKING:
     from meridian.node.service import GameService
+    from meridian.sync.engine import SyncEngine
 
 ACCOUNT_PULL_S = 2.0  # how long a login of a name unknown here waits for the other regions
+PULL_POLL_S = 0.02  # how often it looks whether they answered
 
 
 @dataclass(frozen=True)
@@ -52,21 +54,18 @@ class CheckPassword:
 
 
 @dataclass(frozen=True)
-class PullAccounts:
-    """Effect: the name is unknown here; ask the other regions for the accounts document and
-    wait until it names the player or a deadline passes (the runner returns the candidates)."""
-
-    name: str
+class RequestAccounts:
+    """Effect: ask the other regions for the accounts document (the runner returns None)."""
 
 
 @dataclass(frozen=True)
 class Wait:
-    """Effect: hold the request this long (the delay after failed logins)."""
+    """Effect: hold the request this long (the runner returns its clock afterwards)."""
 
     seconds: float
 
 
-Effect = HashPassword | CheckPassword | PullAccounts | Wait
+Effect = HashPassword | CheckPassword | RequestAccounts | Wait
 
 
 @dataclass(frozen=True)
@@ -76,6 +75,11 @@ class HttpAnswer:
 
 
 Flow = Generator[Effect, Any, HttpAnswer]
+
+
+def known_regions(region: str, engine: SyncEngine) -> set[str]:
+    """A node's region and its peers' (a home region must be one of them)."""
+    return {region} | {peer.region for peer in engine.peers.values()}
 
 
 def answer_of(refused: Refused) -> HttpAnswer:
@@ -134,10 +138,10 @@ class AccountFlow:
         try:
             delay = limits.login_delay(body.name, address, now)
             if delay > 0:
-                yield Wait(delay)
+                now = yield Wait(delay)
             candidates = service.login_candidates(body.name)
             if not candidates:
-                candidates = yield PullAccounts(body.name)
+                candidates, now = yield from self._pull(body.name, now)
             account = yield from self._matching(candidates, body.password)
         finally:
             limits.end_login(address)
@@ -156,6 +160,19 @@ class AccountFlow:
                 "must_rename": account.must_rename,
             },
         )
+
+    def _pull(self, name: str, now: float) -> Generator[Effect, Any, tuple[list[Account], float]]:
+        """The name is unknown here: ask the other regions for the accounts document and look
+        again every PULL_POLL_S until it names the player or ACCOUNT_PULL_S have passed."""
+        service = self.service
+        yield RequestAccounts()
+        deadline = now + ACCOUNT_PULL_S
+        candidates: list[Account] = []
+        while not candidates and now < deadline:
+            now = yield Wait(PULL_POLL_S)
+            service.process(now)
+            candidates = service.login_candidates(name)
+        return candidates, now
 
     def _matching(
         self, candidates: list[Account], password: str

@@ -24,19 +24,19 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from meridian.crdt_models.accounts import ACCOUNTS_DOC, Account
+from meridian.crdt_models.accounts import ACCOUNTS_DOC
 from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
 from meridian.crdt_models.ratings import ranking, ratings, table_digest
 from meridian.node.account_flow import (
-    ACCOUNT_PULL_S,
     AccountFlow,
     CheckPassword,
     Effect,
     Flow,
     HashPassword,
     HttpAnswer,
-    PullAccounts,
+    RequestAccounts,
     answer_of,
+    known_regions,
 )
 from meridian.node.delivery import Close, Send
 from meridian.node.protocol import (
@@ -194,27 +194,15 @@ class PlayerGateway:
             return await asyncio.to_thread(PASSWORDS.hash, effect.password)
         if isinstance(effect, CheckPassword):
             return await asyncio.to_thread(_verify, effect.password_hash, effect.password)
-        if isinstance(effect, PullAccounts):
-            return await self._pull_accounts(effect.name)
+        if isinstance(effect, RequestAccounts):
+            self.node.engine.request_sync(ACCOUNTS_DOC, self.node.clock())
+            self.node.replicator.pump()
+            return None
         await asyncio.sleep(effect.seconds)
-        return None
-
-    async def _pull_accounts(self, name: str) -> list[Account]:
-        """The account is unknown here: ask the other regions for the accounts document."""
-        engine = self.node.engine
-        engine.request_sync(ACCOUNTS_DOC, self.node.clock())
-        self.node.replicator.pump()
-        deadline = self.node.clock() + ACCOUNT_PULL_S
-        while self.node.clock() < deadline:
-            await asyncio.sleep(0.02)
-            self.service.process(self.node.clock())
-            if found := self.service.login_candidates(name):
-                return found
-        return []
+        return self.node.clock()
 
     def _regions(self) -> set[str]:
-        """This node's region and its peers' (a home region must be one of them)."""
-        return {self.node.config.region} | {p.region for p in self.node.engine.peers.values()}
+        return known_regions(self.node.config.region, self.node.engine)
 
     async def regions(self, request: web.Request) -> web.Response:
         engine = self.node.engine

@@ -33,14 +33,14 @@ from typing import Any
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC
 from meridian.node.account_flow import (
-    ACCOUNT_PULL_S,
     AccountFlow,
     CheckPassword,
     Flow,
     HashPassword,
     HttpAnswer,
-    PullAccounts,
+    RequestAccounts,
     answer_of,
+    known_regions,
 )
 from meridian.node.delivery import Close, Outgoing
 from meridian.node.protocol import LoginBody, Refused, RegisterBody, decode_body
@@ -51,7 +51,6 @@ from meridian.sim.node import SimNode
 
 LOCAL_S = 0.005  # one way, between a player and the node of its own region
 CONNECT_TIMEOUT_S = 5.0
-PULL_POLL_S = 0.02  # node.player_api polls this often while it pulls the accounts document
 CLOSE_ABNORMAL = 1006  # what a websocket client reports when the TCP connection just died
 
 Reply = dict[str, Any]  # {"ok": True, ...} or {"ok": False, "error": {"code", "message"}}
@@ -137,7 +136,9 @@ class PlayerNet:
         if not node.up or node.incarnation != incarnation:
             answer(failure("unreachable", f"{node.node_id} went down"))
             return
-        flows = AccountFlow(node.service, lambda: _regions(node), STAND_IN_HASH)
+        flows = AccountFlow(
+            node.service, lambda: known_regions(node.region, node.engine), STAND_IN_HASH
+        )
         now = node.local_now()
         try:
             if path == "/api/register":
@@ -175,31 +176,15 @@ class PlayerNet:
             go(password_hash(effect.password))
         elif isinstance(effect, CheckPassword):
             go(password_matches(effect.password_hash, effect.password))
-        elif isinstance(effect, PullAccounts):
-            deadline = node.local_now() + ACCOUNT_PULL_S
+        elif isinstance(effect, RequestAccounts):
             node.request_sync(ACCOUNTS_DOC)
-            self._pull(node, incarnation, effect.name, deadline, go)
+            go(None)
         else:
-            self.scheduler.after(effect.seconds, go, None)
+            self.scheduler.after(effect.seconds, self._waited, node, go)
 
-    def _pull(
-        self,
-        node: SimNode,
-        incarnation: int,
-        name: str,
-        deadline: float,
-        go: Callable[[Any], None],
-    ) -> None:
-        """As node.player_api: poll until the pulled accounts name the player, or time is up."""
-        if not node.up or node.incarnation != incarnation:
-            go([])
-            return
-        node.process_now()
-        found = node.service.login_candidates(name)
-        if found or node.local_now() >= deadline:
-            go(found)
-            return
-        self.scheduler.after(PULL_POLL_S, self._pull, node, incarnation, name, deadline, go)
+    def _waited(self, node: SimNode, go: Callable[[Any], None]) -> None:
+        self.service_output(node)  # what the flow's own process() said meanwhile
+        go(node.local_now())
 
     # --- websockets: the client's side -----------------------------------------------------
 
@@ -402,8 +387,3 @@ def _reply(answer: HttpAnswer) -> Reply:
     if answer.status < 400:
         return {"ok": True, **answer.body}
     return {"ok": False, **answer.body}
-
-
-def _regions(node: SimNode) -> set[str]:
-    """As node.player_api: this node's region and its peers' (the valid home regions)."""
-    return {node.region} | {peer.region for peer in node.engine.peers.values()}

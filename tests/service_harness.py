@@ -23,12 +23,13 @@ from pycrdt import Doc
 from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.games.battleline import rules_module
 from meridian.node.account_flow import (
+    PULL_POLL_S,
     AccountFlow,
     CheckPassword,
     Effect,
     Flow,
     HashPassword,
-    PullAccounts,
+    RequestAccounts,
     answer_of,
     run_sync,
 )
@@ -236,11 +237,12 @@ class ServiceHarness:
             return cheap_hash(effect.password)
         if isinstance(effect, CheckPassword):
             return effect.password_hash == cheap_hash(effect.password)
-        if isinstance(effect, PullAccounts):
-            return self.service.login_candidates(effect.name)
-        self.waits.append(effect.seconds)
+        if isinstance(effect, RequestAccounts):
+            return None  # one node: nobody else to ask
+        if effect.seconds != PULL_POLL_S:
+            self.waits.append(effect.seconds)  # the delays of the login limits
         self.advance(effect.seconds)
-        return None
+        return self.now
 
     def register(self, name: str, home: str | None = None) -> str:
         account = self.service.register(name, cheap_hash(PASSWORD), home)

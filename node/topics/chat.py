@@ -7,7 +7,7 @@ from typing import Any
 
 from pycrdt import Doc
 
-from meridian.crdt_models.records import decode_record, encode_record, map_items, root_map
+from meridian.crdt_models.records import decode_record, encode_record, root_map
 from meridian.node import protocol as p
 from meridian.node.protocol import MAX_CHAT_CHARS, ErrorCode, Refused
 from meridian.node.service_state import Answer, Conn, ServiceState
@@ -64,10 +64,10 @@ class ChatTopic:
 
     def deliver(self, doc: Doc[Any]) -> None:
         """Push the chat messages of a presence document not seen before to their audience."""
-        for key, text in map_items(doc, CHATS):
-            if key in self._seen:
-                continue
+        chats = root_map(doc, CHATS)
+        for key in sorted(set(chats.keys()) - self._seen):  # read only the new values
             self._seen.add(key)
+            text = chats.get(key)
             try:
                 record = decode_record(text, ("from", "from_uid", "text", "stamp"))
             except ValueError:

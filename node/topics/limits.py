@@ -163,7 +163,8 @@ class LimitsTopic:
         if count < LOGIN_FREE_FAILURES:
             return 0.0
         self._refuse("login_delayed")
-        doubled = math.ldexp(LOGIN_DELAY_BASE_S, count - LOGIN_FREE_FAILURES)
+        doublings = min(count - LOGIN_FREE_FAILURES, 30)  # (the cap is reached long before)
+        doubled = math.ldexp(LOGIN_DELAY_BASE_S, doublings)
         return min(LOGIN_DELAY_MAX_S, doubled)
 
     def start_login(self, name: str, address: str, now: float) -> None:

@@ -143,20 +143,28 @@ class SessionsTopic:
 
     def _session_for_hello(self, message: p.Hello) -> Session:
         if message.token:
-            session = self.by_token(message.token)
+            session = self._usable(self.by_token(message.token))
         elif message.resume:
             session = self._resumed(token_hash(message.resume))
         else:
             raise Refused(ErrorCode.BAD_REQUEST, "hello needs a token or a resume token")
-        if session is None or self._expired(session) or session.sid in self.revoked():
+        if session is None:
             raise Refused(ErrorCode.UNAUTHENTICATED, "unknown or expired token")
+        return session
+
+    def _usable(self, session: Session | None) -> Session | None:
+        if session is None or self._expired(session) or session.sid in self.revoked():
+            return None
         return session
 
     def _resumed(self, wanted: str) -> Session | None:
         """The session a resume token continues (the token is spent: a new one replaces it);
         a token that was spent already revokes the session it belonged to."""
         state = self.state
-        session = state.find_session(lambda s: s.resume_hash == wanted)
+        found = state.find_session(lambda s: s.resume_hash == wanted)
+        session = self._usable(found)
+        if found is not None and session is None:
+            return None  # an expired or revoked session: nothing to spend
         if session is None:
             spent_by = self._spent().get(wanted)
             if spent_by:

@@ -1,0 +1,172 @@
+"""The hostile-input suite: over 100,000 seeded hostile inputs per run, player frames, player
+HTTP bodies and admin bodies, most through the in-memory service, some through a real node.
+
+Asserted for every input: no "internal" reply, no HTTP 500, no exception logged, and a refused
+input changes no document. At the end the real node is healthy and its log holds no traceback.
+bench/hostile.py runs the same generator longer and prints its counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from meridian.node.config import load_config
+from meridian.node.localcluster import (
+    TOKEN_ENV,
+    cluster_env,
+    fetch_health,
+    start_node,
+    stop_nodes,
+    write_configs,
+)
+from meridian.node.protocol import (
+    HTTP_STATUS,
+)
+from tests.conftest import SIM_RANDOM_SEED, eventually
+from tests.hostile_inputs import FuzzedNode, Hostile, fuzz_bodies
+
+FRAMES = 60_000
+BODIES = 40_000
+REAL_FRAMES = 2_500
+REAL_BODIES = 1_500
+PLAYERS = ("alice", "bob", "carol", "dave", "erin")
+OK_STATUSES = {200, 201}
+REFUSAL_STATUSES = set(HTTP_STATUS.values()) - {500}
+
+
+@pytest.fixture
+def no_exceptions_logged(caplog: pytest.LogCaptureFixture) -> Any:
+    caplog.set_level(logging.ERROR, logger="meridian")
+    yield
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, errors[:3]
+
+
+def test_hostile_websocket_frames_in_memory(no_exceptions_logged: None) -> None:
+    fuzzed = FuzzedNode(SIM_RANDOM_SEED)
+    fuzzed.run(FRAMES)
+    counts = fuzzed.counts
+    assert sum(counts.values()) == FRAMES
+    assert counts["ok"] > 1000 and counts["bad_request"] > 1000 and counts["close 4103"] > 1000
+    assert counts["internal"] == 0
+
+
+def test_hostile_http_and_admin_bodies_in_memory(no_exceptions_logged: None) -> None:
+    statuses = fuzz_bodies(BODIES, SIM_RANDOM_SEED + 1)
+    assert sum(statuses.values()) == BODIES and statuses[500] == 0
+    assert statuses[400] > 1000 and statuses[200] + statuses[201] > 100
+
+
+# --- a real node ------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
+    env = cluster_env()
+    config = load_config(write_configs(tmp_path, ["eu"])[0], env)
+    node = start_node(config, env)
+    url = config.public_url
+    admin = {"Authorization": f"Bearer {env[TOKEN_ENV]}"}
+    hostile = Hostile(SIM_RANDOM_SEED + 2)
+    statuses: Counter[int] = Counter()
+    closes: Counter[int | None] = Counter()
+    try:
+        await eventually(lambda: asyncio.to_thread(fetch_health, url))
+        async with aiohttp.ClientSession() as http:
+            tokens = {name: await _account(http, url, name) for name in ("someone", "fuzzer")}
+            bearer = {"Authorization": f"Bearer {tokens['someone']}"}
+            for headers in ({}, bearer, {"Authorization": "Bearer forged"}):  # not the admin
+                for method, path in (("POST", "/api/admin/accounts"), ("GET", "/api/admin/export")):
+                    async with http.request(method, url + path, headers=headers) as response:
+                        assert response.status == 401
+            # (login and password are guessed below: failed ones are slowed down on purpose)
+            routes = {
+                "register": ("POST", "/api/register", {}),
+                "home": ("POST", "/api/home", bearer),
+                "logout": ("POST", "/api/logout", bearer),
+                "admin_account": ("POST", "/api/admin/accounts", admin),
+                "doc_value": ("PUT", "/api/admin/docs/test:fuzz/key", admin),
+                "doc_batch": ("POST", "/api/admin/docs/test:fuzz", admin),
+            }
+            for _ in range(REAL_BODIES):
+                route = hostile.rng.choice(sorted(routes))
+                method, path, headers = routes[route]
+                async with http.request(
+                    method, url + path, data=hostile.body(route), headers=headers
+                ) as response:
+                    statuses[response.status] += 1
+                    assert response.status != 500
+                    if response.status >= 400:
+                        assert "error" in await response.json()
+            guesses = [http.post(f"{url}/api/login", data=hostile.body("login")) for _ in range(20)]
+            for response in await asyncio.gather(*guesses):
+                statuses[response.status] += 1
+                response.release()
+            sent = 0
+            while sent < REAL_FRAMES:
+                sent += await _fuzz_one_socket(http, url, tokens["fuzzer"], hostile, closes)
+        health = await asyncio.to_thread(fetch_health, url)
+        assert health is not None and health["status"] == "ok"
+    finally:
+        stop_nodes([node])
+    log = node.log_path.read_text()
+    assert "Traceback" not in log and "internal error" not in log and "Error handling" not in log
+    assert statuses[500] == 0 and sum(statuses.values()) == REAL_BODIES + 20
+    assert set(closes) <= {1000, 4002, 4003, 4100, 4101, 4103, 4104}, closes
+    assert closes[4103] > 10, closes
+
+
+async def _account(http: aiohttp.ClientSession, url: str, name: str) -> str:
+    """Register `name` and log it in: its session token."""
+    body = {"name": name, "password": "a long password"}
+    await http.post(f"{url}/api/register", json=body)
+    async with http.post(f"{url}/api/login", json=body) as response:
+        return str((await response.json())["token"])
+
+
+async def _fuzz_one_socket(
+    http: aiohttp.ClientSession, url: str, token: str, hostile: Hostile, closes: Counter[int | None]
+) -> int:
+    """Say hello, then send hostile frames until 50 are sent or the node closes the socket;
+    note how it closed (the node's close code, or 1000 when the client closed it)."""
+    ws = await http.ws_connect(url.replace("http", "ws") + "/ws")
+    await ws.send_str(json.dumps({"type": "hello", "token": token, "id": "h"}))
+    sent = 0
+    while sent < 50:
+        try:
+            await ws.send_str(hostile.frame())
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            break
+        sent += 1
+        code = await _read_pending(ws)
+        if code is not None:
+            closes[code] += 1
+            return sent
+    code = await _read_pending(ws, wait=0.2)
+    await ws.close()
+    closes[code if code is not None else ws.close_code] += 1
+    return max(sent, 1)
+
+
+async def _read_pending(ws: aiohttp.ClientWebSocketResponse, wait: float = 0.002) -> int | None:
+    """Read what the node sent so far: None while the socket is open, else its close code.
+    No reply may be "internal"."""
+    while True:
+        try:
+            message = await ws.receive(timeout=wait)
+        except TimeoutError:
+            return None
+        if message.type == aiohttp.WSMsgType.TEXT:
+            reply = json.loads(message.data)
+            assert reply.get("error", {}).get("code") != "internal", reply
+            continue
+        return ws.close_code
