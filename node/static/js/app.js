@@ -236,8 +236,10 @@ function checkName(name) {
 function loginError(e, region) {
   const known = {
     name_taken: "That name is taken. Pick another, or log in if it is yours.",
-    bad_credentials: "Wrong name or password.",
-    unknown_user: "No player has that name. Register it first.",
+    // The server does not tell an unknown name from a wrong password (docs/security.md).
+    bad_credentials: "Wrong name or password. New here? Register the name first.",
+    rate_limited: `Too many attempts: ${e.message || "wait a moment and try again"}.`,
+    draining: `${region.region} is shutting down; pick another region.`,
     weak_password: "Passwords have at least 8 characters.",
     network: `Cannot reach ${region.region}: ${e.message}. Pick another region or measure again.`,
   };
