@@ -4,7 +4,8 @@ Each returns a :class:`Verdict` whose message names the first violation, with th
 history that show it, and whose ``figures`` carry measurements for the report.
 
 * ``converged``: after the heal and the quiet period, every document is identical on every node
-  that is up: same digest (state vector *and* delete set) and same key-value content.
+  that is up: the same state vector, delete set and content of every root map, each decoded from
+  the document's bytes (``sim.refdocs``), not the engine's digest.
 * ``acknowledged-writes``: no write the client was told is safe was lost. "Present" is defined
   with causality (``WriteRecord.knew``: the other write had reached this one's writer): an
   acknowledged put's Yjs item is integrated on every node; and the key's final value is the
@@ -23,24 +24,33 @@ To add one: a function ``build(params) -> checker``, registered in :data:`CHECKE
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Map
-
-from meridian.crdt_models.presence import PRESENCE_PREFIX
-from meridian.sim import gamecheck
-from meridian.sim.gamecheck import rebuild
+from meridian.sim import gamecheck, refcheck
 from meridian.sim.history import DocState, FinalStates, History, WriteRecord
 from meridian.sim.params import Table
+from meridian.sim.refdocs import Replica, replica
+from meridian.sim.reference import PRESENCE_PREFIX
 from meridian.sim.verdict import Checker, Verdict
-from meridian.sync.digest import EMPTY_DIGEST
-from meridian.sync.stats import percentile
 
 NOTABLE = ("fault", "fault-end", "crash", "stop", "restart", "heal")
 EXCERPT_LINES = 8
-EMPTY_STATE = DocState(EMPTY_DIGEST, {}, {}, b"")
+EMPTY_STATE = DocState(b"", {}, {}, b"")
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """The value below which ``fraction`` of ``values`` lie (nearest rank), None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
+
+
+def _replica(state: DocState) -> Replica:
+    return replica(state.update) if state.update else Replica({}, {}, {})
 
 
 __all__ = ["CHECKERS", "Checker", "Verdict"]
@@ -62,7 +72,7 @@ def check_converged(history: History, final: FinalStates) -> Verdict:
         reference = final[nodes[0]].get(doc_id, EMPTY_STATE)
         for node in nodes[1:]:
             state = final[node].get(doc_id, EMPTY_STATE)
-            if state.digest != reference.digest or state.values != reference.values:
+            if _replica(state) != _replica(reference):
                 message, excerpt = _difference(
                     history, doc_id, (nodes[0], reference), (node, state)
                 )
@@ -75,16 +85,15 @@ def _difference(
     history: History, doc_id: str, left: tuple[str, DocState], right: tuple[str, DocState]
 ) -> tuple[str, tuple[str, ...]]:
     (a, sa), (b, sb) = left, right
-    digests = f"digest {sa.digest.hex()[:8]} vs {sb.digest.hex()[:8]}"
+    ra, rb = _replica(sa), _replica(sb)
     keys = sorted(set(sa.values) | set(sb.values))
     differing = [key for key in keys if sa.values.get(key) != sb.values.get(key)]
+    digests = f"{len(ra.state_vector)} vs {len(rb.state_vector)} clients"
     if not differing:
-        what = _record_difference(sa, sb, a, b)
+        what = _record_difference(ra, rb, a, b)
         if what is None:
-            clients = sorted(set(sa.state_vector) | set(sb.state_vector))
-            lacking = [c for c in clients if sa.state_vector.get(c) != sb.state_vector.get(c)]
-            what = f"same values but different histories (clients {lacking[:3]} differ)"
-        return f"{doc_id} differs after heal between {a} and {b}: {what}, {digests}", ()
+            what = _history_difference(ra, rb)
+        return f"{doc_id} differs after heal between {a} and {b}: {what}", ()
     key = differing[0]
     message = (
         f"{doc_id} differs after heal: {a} {_shows(sa, key)}, {b} {_shows(sb, key)} "
@@ -97,11 +106,20 @@ def _difference(
     return message, tuple(lines + _notable(history, set(history.nodes)))
 
 
-def _record_difference(sa: DocState, sb: DocState, a: str, b: str) -> str | None:
-    """The first record (root map and key) of a game-layer document that differs, if any."""
-    left, right = rebuild(sa.update), rebuild(sb.update)
-    for root in sorted(set(left.keys()) | set(right.keys())):
-        mine, theirs = (doc.get(root, type=Map).to_py() or {} for doc in (left, right))
+def _history_difference(ra: Replica, rb: Replica) -> str:
+    clients = sorted(set(ra.state_vector) | set(rb.state_vector))
+    lacking = [c for c in clients if ra.state_vector.get(c) != rb.state_vector.get(c)]
+    if lacking:
+        return f"same values but different histories (clients {lacking[:3]} differ)"
+    deleted = sorted(set(ra.delete_set) | set(rb.delete_set))
+    differ = [c for c in deleted if ra.delete_set.get(c) != rb.delete_set.get(c)]
+    return f"same values and state vectors but different delete sets (clients {differ[:3]})"
+
+
+def _record_difference(ra: Replica, rb: Replica, a: str, b: str) -> str | None:
+    """The first record (root map and key) of a document that differs, if any."""
+    for root in sorted(set(ra.maps) | set(rb.maps)):
+        mine, theirs = ra.maps.get(root, {}), rb.maps.get(root, {})
         for key in sorted(set(mine) | set(theirs)):
             if mine.get(key) != theirs.get(key):
                 shown = [_short(side.get(key)) for side in (mine, theirs)]
@@ -294,6 +312,16 @@ def _notable(history: History, nodes: Iterable[str], since: float = 0.0) -> list
     return events[: EXCERPT_LINES - 2]
 
 
+MERGE_KINDS = ("name", "double_login", "same_ply", "two_games")
+
+
+def _minimum_merges(params: Table) -> dict[str, int]:
+    """``min = { name = 4 }``: at least that many distinct merges of each kind listed."""
+    table = params.table("min", required=False)
+    table.only(MERGE_KINDS)
+    return {kind: table.integer(kind, 0, 0) for kind in table.values}
+
+
 @dataclass(frozen=True)
 class CheckerSpec:
     build: Callable[[Table], Checker]
@@ -320,7 +348,29 @@ CHECKERS: dict[str, CheckerSpec] = {
         "one owner per name after a merge, every connected loser told must_rename",
     ),
     "one-session": CheckerSpec(
-        lambda params: gamecheck.check_one_session, (), "at most one live session per account"
+        lambda params: gamecheck.one_session(
+            params.number("clock_tolerance_s", 0.05, 0, inclusive=True)
+        ),
+        ("clock_tolerance_s",),
+        "at most one live session per account, the newest; every service counts the reference's",
+    ),
+    "accounts": CheckerSpec(
+        lambda params: gamecheck.check_accounts,
+        (),
+        "every service resolves every account as the home-region authority rule does",
+    ),
+    "ack-rule": CheckerSpec(
+        lambda params: refcheck.check_ack_rule,
+        (),
+        "an acknowledged write or move was durable on its writer and ack_regions other regions",
+    ),
+    "hlc": CheckerSpec(
+        lambda params: refcheck.check_hlc, (), "every HLC stamp drawn follows the HLC rule"
+    ),
+    "merges": CheckerSpec(
+        lambda params: refcheck.merges_checker(_minimum_merges(params)),
+        ("min",),
+        "every reported merge is real, none missing, at least the stated minimum of each kind",
     ),
     "one-game": CheckerSpec(
         lambda params: gamecheck.check_one_game, (), "at most one live game per player"

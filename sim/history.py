@@ -22,8 +22,7 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
-from meridian.sync.codec import Reader
-from meridian.sync.digest import read_state_vector
+from meridian.sim import refdocs
 
 KV_ROOT = "kv"  # the map the key-value workload writes in every test document
 KV_DOC_PREFIX = "test:"  # the key-value workload's documents (nothing to the game service)
@@ -32,7 +31,7 @@ Item = tuple[int, int]  # a Yjs item id: (client id, clock)
 
 def state_vector(doc: Doc[Any]) -> dict[int, int]:
     """The document's state vector as {client id: number of items integrated}."""
-    return read_state_vector(Reader(doc.get_state()))
+    return refdocs.state_vector(doc)
 
 
 def _time(value: float | None) -> float | None:
@@ -162,6 +161,31 @@ class MergeRecord:
         }
 
 
+@dataclass(frozen=True)
+class StampRecord:
+    """An HLC stamp a node's game service drew (``kind`` "now" or "observe"), or the clock's
+    start (``kind`` "start", ``stamp`` the persisted last stamp or ""), with the node's physical
+    wall clock (ms) at that instant (``sim.ledger.RecordingClock``)."""
+
+    t: float
+    node: str
+    incarnation: int
+    kind: str
+    physical_ms: int
+    stamp: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "stamp",
+            "t": self.t,
+            "node": self.node,
+            "incarnation": self.incarnation,
+            "kind": self.kind,
+            "physical_ms": self.physical_ms,
+            "stamp": self.stamp,
+        }
+
+
 @dataclass
 class History:
     """Everything recorded during one run (see module docstring)."""
@@ -177,6 +201,10 @@ class History:
     lag: list[LagSample] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
     merges: list[MergeRecord] = field(default_factory=list)
+    stamps: list[StampRecord] = field(default_factory=list)
+    # thing ("write:<id>", "move:<gid>|<key>") -> node -> when it became durable there
+    # (sim.ledger; a node that lost its disk and got it again has a second time)
+    held: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     converged_at: float | None = None
     final_at: float | None = None  # when the final states were taken (after the settling)
 
@@ -190,7 +218,7 @@ class History:
 
     def to_jsonl(self) -> str:
         """One JSON object per line: a header, then the timeline, merges, writes, lag samples,
-        notes."""
+        notes, HLC stamps and durable holdings."""
         header = {
             "type": "header",
             "scenario": self.scenario,
@@ -210,6 +238,12 @@ class History:
             {"type": "lag", "t": _time(s.t), "link": s.link, "lag": _time(s.lag)} for s in self.lag
         ]
         records += [{"type": "note", **note} for note in self.notes]
+        records += [stamp.to_json() for stamp in self.stamps]
+        records += [
+            {"type": "held", "thing": thing, "node": node, "at": [_time(t) for t in times]}
+            for thing, nodes in sorted(self.held.items())
+            for node, times in sorted(nodes.items())
+        ]
         return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
 
 

@@ -42,6 +42,7 @@ from meridian.sim.history import (
     WriteRecord,
     state_vector,
 )
+from meridian.sim.ledger import GAME_PREFIX, Ledger, write_thing
 from meridian.sim.network import Breakage, Network
 from meridian.sim.node import SimNode
 from meridian.sim.players import PlayerNet, SimClient
@@ -161,6 +162,9 @@ class Simulation:
             scenario.end_s,
             scenario.ack_regions,
         )
+        self.ledger = Ledger(self.history, lambda: self.now)
+        for node in self.nodes.values():
+            node.history = self.history
         self.workloads = scenario.new_workloads()
         # The first workload keeps the stream it always had; each further one gets its own.
         self._workload_rngs = [
@@ -244,6 +248,11 @@ class Simulation:
                     "node": node_id,
                     "kind": "view",
                     "names": {name: claims[name][0].uid for name in sorted(claims)},
+                    "accounts": {
+                        a.uid: [a.name, a.home, a.status, a.password_hash, a.must_rename]
+                        for a in service.accounts.all_accounts()
+                    },
+                    "wall_ms": node.wall_ms(),
                     "games": games,
                     "sessions": {s.uid: s.sid for s in service.all_sessions()},
                 }
@@ -301,6 +310,7 @@ class Simulation:
             for peer in node.engine.up_peers():  # a killed engine reports nothing itself
                 self.history.record(self.now, "link-closed", node_id, "process killed", peer)
             node.crash(keep_disk=keep_disk, silent=silent)
+            self.ledger.process_gone(node_id)
             self.player_net.node_down(node_id)
             self._fail_waiting(node_id)
 
@@ -309,6 +319,7 @@ class Simulation:
         if node.up:
             self.history.record(self.now, "stop", node_id, "clean stop")
             node.stop()
+            self.ledger.process_gone(node_id)
             self.player_net.node_down(node_id)
             self._fail_waiting(node_id)
 
@@ -360,6 +371,8 @@ class Simulation:
             replaced=replaced,
         )
         self.history.writes.append(record)
+        if item is not None:
+            self.ledger.integrated(node.node_id, write_thing(record.write_id), event_no)
         if value is not None:
             self._by_value[doc_id, key, value] = record.write_id
         self._undurable[node.node_id].append(record)
@@ -371,6 +384,7 @@ class Simulation:
         return record
 
     def durable(self, node: SimNode, event_no: int) -> None:
+        self.ledger.durable(node.node_id, event_no)
         undurable = self._undurable[node.node_id]
         while undurable and undurable[0].event_no <= event_no:
             record = undurable.popleft()
@@ -428,7 +442,10 @@ class Simulation:
 
     def doc_changed(self, node: SimNode, event: DocChanged) -> None:
         if event.origin is not None:
-            self._note_arrivals(node, event.doc_id)
+            self._note_arrivals(node, event.doc_id, event.event_no)
+        if event.doc_id.startswith(GAME_PREFIX):
+            doc = node.engine.docs[event.doc_id]
+            self.ledger.game_changed(node.node_id, event.doc_id, doc, event.event_no)
         if self._healed and not event.doc_id.startswith(PRESENCE_PREFIX):
             self._want_convergence_check()
 
@@ -438,7 +455,7 @@ class Simulation:
     def merge(self, node: SimNode, kind: str, detail: str) -> None:
         self.history.merges.append(MergeRecord(self.now, node.node_id, kind, detail))
 
-    def _note_arrivals(self, node: SimNode, doc_id: str) -> None:
+    def _note_arrivals(self, node: SimNode, doc_id: str, event_no: int) -> None:
         waiting = self._not_arrived.get((node.node_id, doc_id))
         if not waiting:
             return
@@ -447,6 +464,7 @@ class Simulation:
             have = held.get(client, 0)
             while records and records[0].item is not None and records[0].item[1] < have:
                 record = records.popleft()
+                self.ledger.integrated(node.node_id, write_thing(record.write_id), event_no)
                 lag = self.now - record.t
                 self.history.lag.append(LagSample(record.t, record.node, node.node_id, lag))
 
