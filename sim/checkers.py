@@ -30,11 +30,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from meridian.sim import gamecheck, refcheck
+from meridian.sim.bounds import (
+    CaseFigures,
+    NetworkModel,
+    convergence_bound,
+    describe_cases,
+    judge_all,
+)
+from meridian.sim.faults import Fault
 from meridian.sim.history import DocState, FinalStates, History, WriteRecord
+from meridian.sim.network import PathProfile
 from meridian.sim.params import Table
 from meridian.sim.refdocs import Replica, replica
 from meridian.sim.reference import PRESENCE_PREFIX
 from meridian.sim.verdict import Checker, Verdict
+from meridian.sync.settings import SyncSettings
 
 NOTABLE = ("fault", "fault-end", "crash", "stop", "restart", "heal")
 EXCERPT_LINES = 8
@@ -246,7 +256,43 @@ def overall_lag(history: History) -> dict[str, float | int]:
     return _summary([sample.lag for sample in history.lag])
 
 
-def replication_lag(max_p99_s: float | None) -> Checker:
+@dataclass(frozen=True)
+class CheckContext:
+    """What a checker may know of its scenario besides the history: the network and settings
+    its bounds are derived from (sim.bounds)."""
+
+    nodes: tuple[str, ...]
+    paths: dict[tuple[str, str], PathProfile]
+    sync: SyncSettings
+    connect_timeout_s: float
+    frame_s: float
+    faults: tuple[Fault, ...]
+    heal_s: float
+
+    def model(self) -> NetworkModel:
+        any_path = next(iter(self.paths.values()))
+        faults = tuple((f.kind, f.involves(), f.at_s, f.ends_at(self.heal_s)) for f in self.faults)
+        cut_ends = tuple(
+            end for f in self.faults if f.cuts and (end := f.ends_at(self.heal_s)) is not None
+        )
+        if any(profile.resets_per_hour for profile in self.paths.values()):
+            cut_ends += (self.heal_s,)  # a connection may be reset at any moment, the heal too
+        return NetworkModel(
+            latency_s={pair: profile.latency_s for pair, profile in self.paths.items()},
+            jitter_s=any_path.jitter_s,
+            loss=any_path.loss,
+            bandwidth_bytes_s=any_path.bandwidth_bytes_s,
+            coalesce_s=self.sync.coalesce_ms / 1000,
+            frame_s=self.frame_s,
+            connect_timeout_s=self.connect_timeout_s,
+            reconnect_max_s=self.sync.reconnect_max_s,
+            nodes=self.nodes,
+            faults=faults,
+            cut_ends=cut_ends,
+        )
+
+
+def replication_lag(model: NetworkModel | None, max_p99_s: float | None) -> Checker:
     def check(history: History, final: FinalStates) -> Verdict:
         links = lag_by_link(history)
         figures: dict[str, Any] = {"links": links, "all": overall_lag(history)}
@@ -255,6 +301,16 @@ def replication_lag(max_p99_s: float | None) -> Checker:
         worst = max(links, key=lambda link: links[link]["p99"])
         p99 = links[worst]["p99"]
         summary = f"worst p99 {p99:.3f} s on {worst}"
+        if model is not None:
+            cases = judge_all(model, history)
+            figures["cases"] = {
+                case: {"count": c.count, "over": c.over, "allowed": c.allowed}
+                for case, c in cases.items()
+            }
+            summary += f"; over the bound: {describe_cases(cases)}"
+            broken = next((c for c in cases.values() if c.over > c.allowed), None)
+            if broken is not None and broken.worst is not None:
+                return _lag_failure(history, broken, figures)
         if max_p99_s is None or p99 <= max_p99_s:
             return Verdict("replication-lag", True, summary, figures=figures)
         slowest = max((s for s in history.lag if s.link == worst), key=lambda s: s.lag)
@@ -268,32 +324,69 @@ def replication_lag(max_p99_s: float | None) -> Checker:
     return check
 
 
-def build_replication_lag(params: Table) -> Checker:
-    return replication_lag(params.optional_number("max_p99_s", 0))
+def _lag_failure(history: History, case: CaseFigures, figures: dict[str, Any]) -> Verdict:
+    assert case.worst is not None
+    sample, bound = case.worst.sample, case.worst.bound or 0.0
+    message = (
+        f"{case.over} of {case.count} {case.case} puts arrived later than their bound "
+        f"(allowed: {case.allowed}); worst: a put on {sample.origin} at {sample.t:.3f} s reached "
+        f"{sample.target} after {sample.lag:.3f} s, bound {bound:.3f} s ({CASE_RULES[case.case]})"
+    )
+    involved = {sample.origin, sample.target, None}
+    excerpt = tuple(
+        e.describe()
+        for e in history.timeline
+        if sample.t - 6 <= e.t <= sample.t + sample.lag
+        and e.node in involved
+        and e.kind in ("fault", "fault-end", "link-closed", "link-up", "crash", "restart")
+    )[:EXCERPT_LINES]
+    return Verdict("replication-lag", False, message, excerpt, figures)
+
+
+CASE_RULES = {
+    "direct": "one-way latency + margin",
+    "relayed": "through the third region: two latencies + margins; is relay working?",
+    "repaired": "link closed after the put: close + L(o,c) + 3 L(c,t); are the lost-link digests "
+    "sent?",
+}
+
+
+def build_replication_lag(params: Table, context: CheckContext) -> Checker:
+    derived = params.boolean("derived", True)
+    return replication_lag(
+        context.model() if derived else None, params.optional_number("max_p99_s", 0)
+    )
 
 
 # --- convergence time --------------------------------------------------------------------------
 
 
-def convergence_time(max_s: float | None) -> Checker:
+def convergence_time(max_s: float) -> Checker:
     def check(history: History, final: FinalStates) -> Verdict:
         if history.converged_at is None:
             message = f"never converged in the {history.end_at - history.heal_at:g} s after heal"
             excerpt = tuple(_notable(history, set(history.nodes)))
             return Verdict("convergence-time", False, message, excerpt, {"seconds": None})
         seconds = round(history.converged_at - history.heal_at, 6)
-        figures = {"seconds": seconds}
-        message = f"converged {seconds:.3f} s after heal"
-        if max_s is not None and seconds > max_s:
-            message += f", over the limit of {max_s:g} s"
-            return Verdict("convergence-time", False, message, (), figures)
+        figures = {"seconds": seconds, "bound": round(max_s, 3)}
+        message = f"converged {seconds:.3f} s after heal (bound {max_s:.3f} s)"
+        if seconds > max_s:
+            message += ": over the bound; did every link re-sync when it came back?"
+            excerpt = tuple(_notable(history, set(history.nodes), since=history.heal_at - 10))
+            return Verdict("convergence-time", False, message, excerpt, figures)
         return Verdict("convergence-time", True, message, figures=figures)
 
     return check
 
 
-def build_convergence_time(params: Table) -> Checker:
-    return convergence_time(params.optional_number("max_s", 0))
+def build_convergence_time(params: Table, context: CheckContext) -> Checker:
+    """``max_s`` states the bound outright; otherwise it is derived (sim.bounds), plus
+    ``extra_s`` for what the model does not see (the scenario says why)."""
+    stated = params.optional_number("max_s", 0)
+    if stated is not None:
+        return convergence_time(stated)
+    extra = params.number("extra_s", 0.0, 0, inclusive=True)
+    return convergence_time(convergence_bound(context.model(), context.heal_s, extra))
 
 
 # --- helpers and the registry -----------------------------------------------------------------
@@ -324,69 +417,75 @@ def _minimum_merges(params: Table) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class CheckerSpec:
-    build: Callable[[Table], Checker]
+    build: Callable[[Table, CheckContext], Checker]
     keys: tuple[str, ...]  # the TOML keys it reads (others are errors)
     summary: str
 
 
 CHECKERS: dict[str, CheckerSpec] = {
     "converged": CheckerSpec(
-        lambda params: check_converged, (), "every document identical on every node after heal"
+        lambda params, context: check_converged,
+        (),
+        "every document identical on every node after heal",
     ),
     "acknowledged-writes": CheckerSpec(
-        lambda params: check_acknowledged_writes, (), "no acknowledged write lost"
+        lambda params, context: check_acknowledged_writes, (), "no acknowledged write lost"
     ),
     "replication-lag": CheckerSpec(
-        build_replication_lag, ("max_p99_s",), "put replication lag per link"
+        build_replication_lag,
+        ("max_p99_s", "derived"),
+        "put replication lag per link, each put within its bound derived from the latencies",
     ),
     "convergence-time": CheckerSpec(
-        build_convergence_time, ("max_s",), "time from heal until all documents are identical"
+        build_convergence_time,
+        ("max_s", "extra_s"),
+        "time from heal until all documents are identical, within the derived bound",
     ),
     "unique-names": CheckerSpec(
-        lambda params: gamecheck.check_unique_names,
+        lambda params, context: gamecheck.check_unique_names,
         (),
         "one owner per name after a merge, every connected loser told must_rename",
     ),
     "one-session": CheckerSpec(
-        lambda params: gamecheck.one_session(
+        lambda params, context: gamecheck.one_session(
             params.number("clock_tolerance_s", 0.05, 0, inclusive=True)
         ),
         ("clock_tolerance_s",),
         "at most one live session per account, the newest; every service counts the reference's",
     ),
     "accounts": CheckerSpec(
-        lambda params: gamecheck.check_accounts,
+        lambda params, context: gamecheck.check_accounts,
         (),
         "every service resolves every account as the home-region authority rule does",
     ),
     "ack-rule": CheckerSpec(
-        lambda params: refcheck.check_ack_rule,
+        lambda params, context: refcheck.check_ack_rule,
         (),
         "an acknowledged write or move was durable on its writer and ack_regions other regions",
     ),
     "hlc": CheckerSpec(
-        lambda params: refcheck.check_hlc, (), "every HLC stamp drawn follows the HLC rule"
+        lambda params, context: refcheck.check_hlc, (), "every HLC stamp drawn follows the HLC rule"
     ),
     "merges": CheckerSpec(
-        lambda params: refcheck.merges_checker(_minimum_merges(params)),
+        lambda params, context: refcheck.merges_checker(_minimum_merges(params)),
         ("min",),
         "every reported merge is real, none missing, at least the stated minimum of each kind",
     ),
     "one-game": CheckerSpec(
-        lambda params: gamecheck.check_one_game, (), "at most one live game per player"
+        lambda params, context: gamecheck.check_one_game, (), "at most one live game per player"
     ),
     "legal-chains": CheckerSpec(
-        lambda params: gamecheck.check_legal_chains,
+        lambda params, context: gamecheck.check_legal_chains,
         (),
         "every game's canonical chain replays legally, the same everywhere, as players saw it",
     ),
     "game-log": CheckerSpec(
-        lambda params: gamecheck.check_game_log,
+        lambda params, context: gamecheck.check_game_log,
         (),
         "every logged finished game is its canonical chain, finished",
     ),
     "acknowledged-moves": CheckerSpec(
-        lambda params: gamecheck.check_acknowledged_moves,
+        lambda params, context: gamecheck.check_acknowledged_moves,
         (),
         "every acknowledged move in the final game documents (fails with ack_regions >= 1)",
     ),

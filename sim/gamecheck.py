@@ -235,14 +235,24 @@ def _told_wrong(history: History, losers: set[str], owned: dict[str, str]) -> Pr
             message += f"told must_rename (connected to {connected[uid]['node']})"
             return message, _lines(mine[-SHOWN:]) + _merges(history, "name")
     owners_told = sorted(uid for uid in told if uid in owned.values() and uid not in renamed)
+    owners_told += sorted(uid for uid in told if _never_lost(history, uid))
     if owners_told:
         uid = owners_told[0]
-        name = next(n for n, owner in owned.items() if owner == uid)
+        name = next((n for n, owner in owned.items() if owner == uid), "its name")
         notes = [
             n for n in history.notes if n.get("uid") == uid and n["kind"] in ("notice", "hello")
         ]
-        return f"{name} ({uid}) owns its name yet was told must_rename", _lines(notes)
+        message = f"{name} ({uid}) owns its name (the earliest claim) yet was told must_rename"
+        return message, _lines(notes)
     return None
+
+
+def _never_lost(history: History, uid: str) -> bool:
+    """Whether every name the account ever claimed was the earliest claim of that name (by the
+    claims journal: a rename deletes the old claim from the document)."""
+    ever = reference.claims_of(history.claims)
+    mine = [found for found in ever.values() if any(c.uid == uid for c in found)]
+    return bool(mine) and all(found[0].uid == uid for found in mine)
 
 
 # --- home-region authority ------------------------------------------------------------------

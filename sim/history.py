@@ -133,6 +133,7 @@ class LagSample:
     origin: str
     target: str
     lag: float
+    write_id: int = -1  # the put's WriteRecord
 
     @property
     def link(self) -> str:
@@ -205,6 +206,7 @@ class History:
     # thing ("write:<id>", "move:<gid>|<key>") -> node -> when it became durable there
     # (sim.ledger; a node that lost its disk and got it again has a second time)
     held: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    claims: dict[str, str] = field(default_factory=dict)  # every name claim seen: key -> record
     converged_at: float | None = None
     final_at: float | None = None  # when the final states were taken (after the settling)
 
@@ -235,7 +237,14 @@ class History:
         records += [merge.to_json() for merge in self.merges]
         records += [write.to_json() for write in self.writes]
         records += [
-            {"type": "lag", "t": _time(s.t), "link": s.link, "lag": _time(s.lag)} for s in self.lag
+            {
+                "type": "lag",
+                "t": _time(s.t),
+                "link": s.link,
+                "lag": _time(s.lag),
+                "write": s.write_id,
+            }
+            for s in self.lag
         ]
         records += [{"type": "note", **note} for note in self.notes]
         records += [stamp.to_json() for stamp in self.stamps]
@@ -243,6 +252,10 @@ class History:
             {"type": "held", "thing": thing, "node": node, "at": [_time(t) for t in times]}
             for thing, nodes in sorted(self.held.items())
             for node, times in sorted(nodes.items())
+        ]
+        records += [
+            {"type": "claim", "key": key, "record": text}
+            for key, text in sorted(self.claims.items())
         ]
         return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
 

@@ -9,6 +9,9 @@ the simulation keeps an independent record of what each node *durably held* and 
   (``sim.disk``, not production code) commits that change; :class:`Ledger` notes that time in
   ``History.held``. A crash loses what was not committed; a crash that loses the disk loses
   everything the node held (the timeline's ``crash ... disk lost`` events; the checker reads them);
+* every name claim that ever appeared in a node's accounts document, as first seen
+  (``History.claims``): a rename deletes the old claim, so the final documents no longer show
+  which claim a merge judged;
 * every HLC stamp a node's game service draws (``now()``), with the node's physical wall clock at
   that instant, goes to ``History.stamps`` through :class:`RecordingClock`, so the HLC can be
   checked against the rule it implements.
@@ -26,7 +29,9 @@ from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.sim.history import History, StampRecord
 
 MOVES_ROOT = "moves"  # the root map of move records in a game document (docs/architecture.md)
+NAMES_ROOT = "names"  # the root map of name claims in the accounts document
 GAME_PREFIX = "game:"
+ACCOUNTS_DOC = "accounts"
 
 
 def write_thing(write_id: int) -> str:
@@ -58,6 +63,13 @@ class Ledger:
         for key in sorted(keys - seen):
             self.integrated(node, move_thing(gid, key), event_no)
         seen |= keys
+
+    def accounts_changed(self, doc: Doc[Any]) -> None:
+        """Note the name claims the accounts document holds that were not seen before."""
+        claims = doc.get(NAMES_ROOT, type=Map)
+        for key in list(claims.keys()):
+            if key not in self.history.claims:
+                self.history.claims[key] = claims[key]
 
     def durable(self, node: str, event_no: int) -> None:
         """The node's disk committed every change up to ``event_no``."""

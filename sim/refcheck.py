@@ -14,7 +14,8 @@ Like every checker these are pure functions of (history, final states), and like
 * ``hlc``: every stamp a node's game service drew is exactly what the HLC rule gives for the
   previous stamp and the node's physical wall clock at that instant (``reference.next_stamp``).
 * ``merges``: every merge a service reported is one the reference rules see in the final
-  documents (a name lost by that account, a game with a record off its chain at that ply, a parked
+  documents or the claims journal (a name lost by that account: its claim was not the earliest
+  ever filed for the name, a game with a record off its chain at that ply, a parked
   game with an earlier rival); when no node restarted, every contested name's loser and every
   parked game was reported; and the scenario's stated minimum of each kind happened (``min``).
 """
@@ -29,7 +30,7 @@ from meridian.sim.history import FinalStates, History
 from meridian.sim.ledger import move_thing, write_thing
 from meridian.sim.players import LOCAL_S
 from meridian.sim.refdocs import parse_stamp
-from meridian.sim.reference import ACCOUNTS_DOC, Game, claims, next_stamp, owners
+from meridian.sim.reference import ACCOUNTS_DOC, Game, claims, claims_of, next_stamp, owners
 from meridian.sim.verdict import Checker, Verdict
 
 SHOWN = 6
@@ -200,7 +201,8 @@ def _unsound(history: History, owned: dict[str, str], games: dict[str, Game]) ->
     for merge in history.merges:
         if merge.kind == "name" and (found := NAME_MERGE.search(merge.detail)):
             name, uid = found["name"], found["uid"]
-            if owned.get(name) == uid:
+            ever = claims_of(history.claims).get(name, [])
+            if owned.get(name) == uid or (ever and ever[0].uid == uid):
                 return (
                     f"{merge.node} told {uid} to rename, but its claim of {name!r} is the "
                     f"earliest: {merge.describe()}"

@@ -68,8 +68,13 @@ class Claim:
 
 def claims(update: bytes) -> dict[str, list[Claim]]:
     """Lowercased name -> its claims, the owner (earliest stamp, then uid) first."""
+    return claims_of(maps_of(update).get("names", {}))
+
+
+def claims_of(names: dict[str, Any]) -> dict[str, list[Claim]]:
+    """The same from ``names`` map entries (key -> record text)."""
     found: dict[str, list[Claim]] = {}
-    for key, text in maps_of(update).get("names", {}).items():
+    for key, text in names.items():
         fields = record(text)
         stamp = parse_stamp(fields.get("stamp")) if fields else None
         if fields is None or stamp is None or not isinstance(fields.get("uid"), str):

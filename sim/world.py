@@ -42,7 +42,7 @@ from meridian.sim.history import (
     WriteRecord,
     state_vector,
 )
-from meridian.sim.ledger import GAME_PREFIX, Ledger, write_thing
+from meridian.sim.ledger import ACCOUNTS_DOC, GAME_PREFIX, Ledger, write_thing
 from meridian.sim.network import Breakage, Network
 from meridian.sim.node import SimNode
 from meridian.sim.players import PlayerNet, SimClient
@@ -443,6 +443,8 @@ class Simulation:
     def doc_changed(self, node: SimNode, event: DocChanged) -> None:
         if event.origin is not None:
             self._note_arrivals(node, event.doc_id, event.event_no)
+        if event.doc_id == ACCOUNTS_DOC:
+            self.ledger.accounts_changed(node.engine.docs[event.doc_id])
         if event.doc_id.startswith(GAME_PREFIX):
             doc = node.engine.docs[event.doc_id]
             self.ledger.game_changed(node.node_id, event.doc_id, doc, event.event_no)
@@ -466,7 +468,9 @@ class Simulation:
                 record = records.popleft()
                 self.ledger.integrated(node.node_id, write_thing(record.write_id), event_no)
                 lag = self.now - record.t
-                self.history.lag.append(LagSample(record.t, record.node, node.node_id, lag))
+                self.history.lag.append(
+                    LagSample(record.t, record.node, node.node_id, lag, record.write_id)
+                )
 
     def link_event(self, node: SimNode, event: LinkUp | LinkClosed, was_up: bool) -> None:
         if isinstance(event, LinkUp):
