@@ -472,7 +472,9 @@ CHECKERS: dict[str, CheckerSpec] = {
         "every reported merge is real, none missing, at least the stated minimum of each kind",
     ),
     "one-game": CheckerSpec(
-        lambda params, context: gamecheck.check_one_game, (), "at most one live game per player"
+        lambda params, context: gamecheck.one_game(params.boolean("stale_saved_fails", True)),
+        ("stale_saved_fails",),
+        "at most one live game per player; every parked or saved game in the saved games",
     ),
     "legal-chains": CheckerSpec(
         lambda params, context: gamecheck.check_legal_chains,

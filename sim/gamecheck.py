@@ -10,8 +10,10 @@ told (the bots' notes, see sim.bots) are then compared with that.
 * ``unique-names``: every name has one owner, the earliest claim; every node's service names
   that owner and marks exactly the reference's losers ``must_rename``; every loser connected at
   the end was told (in its ``hello`` or as a notice), and no owner was.
-* ``accounts`` (home-region authority): every node's service resolves every account (name, home,
-  status, password) as the reference resolves the versions in the accounts document.
+* ``accounts`` (home-region authority): every account version records as ``base_home`` the home
+  of the version it was written from (by the journal of every version ever seen), and every
+  node's service resolves every account (name, home, status, password) as the reference resolves
+  the versions in the accounts document.
 * ``one-session``: no account has two open connections at the end; the fresh presence documents
   hold at most one session per account; every node's service counts, for every account, the
   session the reference counts (the newest in the presence documents fresh at that node's wall
@@ -43,7 +45,7 @@ import meridian.games.battleline as battleline
 from meridian.games.base import IllegalMove
 from meridian.sim import reference
 from meridian.sim.history import FinalStates, History
-from meridian.sim.refdocs import rebuild
+from meridian.sim.refdocs import format_stamp, rebuild
 from meridian.sim.reference import (
     ACCOUNTS_DOC,
     FINISHED,
@@ -267,6 +269,9 @@ def check_accounts(history: History, final: FinalStates) -> Verdict:
     for node in nodes[1:]:
         if accounts_on(final, node) != expected:
             return _fail("accounts", f"{nodes[0]} and {node} resolve the accounts differently")
+    problem = _wrong_base(history, names)
+    if problem is not None:
+        return _fail("accounts", problem[0], problem[1])
     compared = 0
     for viewer, view in sorted(_views(history).items()):
         for uid, shown in sorted((view.get("accounts") or {}).items()):
@@ -286,6 +291,22 @@ def check_accounts(history: History, final: FinalStates) -> Verdict:
     message = f"{len(expected)} accounts resolved alike by every service ({compared} views); "
     message += f"{edits} account edits"
     return Verdict("accounts", True, message, figures={"accounts": len(expected), "edits": edits})
+
+
+def _wrong_base(history: History, names: dict[str, str]) -> Problem:
+    """Every account version names as ``base_home`` the home of the version it was written from
+    (by the journal of every version ever seen): authority is judged from that field."""
+    versions = [v for v in map(reference.version_of, history.account_versions) if v is not None]
+    by_stamp = {(v.uid, v.stamp): v for v in versions}
+    for version in versions:
+        base = by_stamp.get((version.uid, version.base))
+        if base is not None and version.base_home != base.home:
+            message = f"{names.get(version.uid, version.uid)}: the version {version.writer} wrote "
+            message += f"at {format_stamp(version.stamp)} records base_home {version.base_home!r}, "
+            message += f"but the version it was written from has home {base.home!r}"
+            notes = [n for n in history.notes if n.get("uid") == version.uid]
+            return message, _lines(notes[-SHOWN:])
+    return None
 
 
 def _short(value: Any) -> str:
@@ -452,7 +473,22 @@ def _newest_closed(history: History, names: dict[str, str], tolerance_s: float) 
 # --- one live game per player -------------------------------------------------------------------
 
 
+def one_game(stale_saved_fails: bool) -> Callable[[History, FinalStates], Verdict]:
+    """``stale_saved_fails``: whether a saved entry that is not the start of its game's chain (a
+    rollback after the game was saved; see docs/simulator.md, Findings) fails the check or is
+    only counted."""
+
+    def check(history: History, final: FinalStates) -> Verdict:
+        return _check_one_game(history, final, stale_saved_fails)
+
+    return check
+
+
 def check_one_game(history: History, final: FinalStates) -> Verdict:
+    return _check_one_game(history, final, True)
+
+
+def _check_one_game(history: History, final: FinalStates, stale_saved_fails: bool) -> Verdict:
     names = names_of(history, final)
     nodes = _up(history, final)
     for node in nodes:
@@ -469,14 +505,19 @@ def check_one_game(history: History, final: FinalStates) -> Verdict:
                 notes = [n for n in history.notes if n.get("game") in gids][:SHOWN]
                 return _fail("one-game", message, _lines(notes) + _merges(history, "two_games"))
     games = games_on(final, nodes[0])
-    problem = _statuses_disagree(history, final) or _parked_wrong(history, final, games)
+    stale: list[str] = []
+    problem = _statuses_disagree(history, final) or _parked_wrong(history, final, games, stale)
+    if problem is None and stale and stale_saved_fails:
+        problem = _stale_problem(history, games, stale[0])
     if problem is not None:
         return _fail("one-game", problem[0], problem[1])
     counts = _status_counts(games)
     parked = counts.get(PARKED, 0)
     message = f"every player in at most one live game; {parked} games parked by a merge, each "
     message += "in the saved games"
-    return Verdict("one-game", True, message, figures={"games": counts})
+    if stale:
+        message += f"; {len(stale)} saved entries left behind by a rollback (a known finding)"
+    return Verdict("one-game", True, message, figures={"games": counts, "stale_saved": len(stale)})
 
 
 def _status_counts(games: dict[str, Game]) -> dict[str, int]:
@@ -496,7 +537,11 @@ def _statuses_disagree(history: History, final: FinalStates) -> Problem:
     return None
 
 
-def _parked_wrong(history: History, final: FinalStates, games: dict[str, Game]) -> Problem:
+def _parked_wrong(
+    history: History, final: FinalStates, games: dict[str, Game], stale: list[str]
+) -> Problem:
+    """A parked or saved game missing from the saved games, or parked without an earlier
+    rival; the ids of saved entries that are not the start of their chain go to ``stale``."""
     node = _up(history, final)[0]
     saved_state = final[node].get(SAVED_DOC)
     saved = reference.archive(saved_state.update) if saved_state is not None else {}
@@ -511,13 +556,19 @@ def _parked_wrong(history: History, final: FinalStates, games: dict[str, Game]) 
             message = f"game {gid} is {game.status} but not in the saved games (nor resumed): "
             return message + "its players cannot resume it", excerpt
         if list(game.moves[: len(entry["moves"])]) != entry["moves"]:
-            message = f"game {gid}'s saved entry has {len(entry['moves'])} moves that are not "
-            return message + f"the start of its chain ({game.ply} moves)", excerpt
+            stale.append(gid)
         if game.status == PARKED and not has_earlier_rival(game, games):
             message = f"game {gid} was parked by a merge, but no game created before it has a "
             message += "player in common (the later game must be parked, not the earlier)"
             return message, excerpt
     return None
+
+
+def _stale_problem(history: History, games: dict[str, Game], gid: str) -> Problem:
+    notes = [n for n in history.notes if n.get("game") == gid]
+    message = f"game {gid} is {games[gid].status}, but its saved entry is not the start of its "
+    message += f"chain ({games[gid].ply} moves): a rollback after it was saved left it behind"
+    return message, _lines(notes[-SHOWN:]) + _merges_of_game(history, gid)
 
 
 def has_earlier_rival(game: Game, games: dict[str, Game]) -> bool:

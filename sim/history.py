@@ -207,6 +207,7 @@ class History:
     # (sim.ledger; a node that lost its disk and got it again has a second time)
     held: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     claims: dict[str, str] = field(default_factory=dict)  # every name claim seen: key -> record
+    account_versions: list[str] = field(default_factory=list)  # every account version seen
     converged_at: float | None = None
     final_at: float | None = None  # when the final states were taken (after the settling)
 
@@ -257,6 +258,7 @@ class History:
             {"type": "claim", "key": key, "record": text}
             for key, text in sorted(self.claims.items())
         ]
+        records += [{"type": "account-version", "record": text} for text in self.account_versions]
         return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
 
 

@@ -9,9 +9,10 @@ the simulation keeps an independent record of what each node *durably held* and 
   (``sim.disk``, not production code) commits that change; :class:`Ledger` notes that time in
   ``History.held``. A crash loses what was not committed; a crash that loses the disk loses
   everything the node held (the timeline's ``crash ... disk lost`` events; the checker reads them);
-* every name claim that ever appeared in a node's accounts document, as first seen
-  (``History.claims``): a rename deletes the old claim, so the final documents no longer show
-  which claim a merge judged;
+* every name claim and every account version that ever appeared in a node's accounts document
+  (``History.claims``, ``History.account_versions``): a rename deletes the old claim and a
+  region's next version replaces its last, so the final documents no longer show what a merge
+  judged or what a write started from;
 * every HLC stamp a node's game service draws (``now()``), with the node's physical wall clock at
   that instant, goes to ``History.stamps`` through :class:`RecordingClock`, so the HLC can be
   checked against the rule it implements.
@@ -30,6 +31,7 @@ from meridian.sim.history import History, StampRecord
 
 MOVES_ROOT = "moves"  # the root map of move records in a game document (docs/architecture.md)
 NAMES_ROOT = "names"  # the root map of name claims in the accounts document
+USERS_ROOT = "users"  # ... and of account versions
 GAME_PREFIX = "game:"
 ACCOUNTS_DOC = "accounts"
 
@@ -50,6 +52,7 @@ class Ledger:
         self.now = now
         self._waiting: dict[str, deque[tuple[int, str]]] = {}
         self._moves_seen: dict[tuple[str, str], set[str]] = {}
+        self._versions_seen: set[str] = set()
 
     def integrated(self, node: str, thing: str, event_no: int) -> None:
         """``thing`` entered the node's replica with its change ``event_no``."""
@@ -65,11 +68,18 @@ class Ledger:
         seen |= keys
 
     def accounts_changed(self, doc: Doc[Any]) -> None:
-        """Note the name claims the accounts document holds that were not seen before."""
+        """Note the name claims and account versions the accounts document holds that were not
+        seen before (a version is replaced by its region's next one)."""
         claims = doc.get(NAMES_ROOT, type=Map)
         for key in list(claims.keys()):
             if key not in self.history.claims:
                 self.history.claims[key] = claims[key]
+        users = doc.get(USERS_ROOT, type=Map)
+        for key in list(users.keys()):
+            text = users[key]
+            if text not in self._versions_seen:
+                self._versions_seen.add(text)
+                self.history.account_versions.append(text)
 
     def durable(self, node: str, event_no: int) -> None:
         """The node's disk committed every change up to ``event_no``."""

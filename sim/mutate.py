@@ -51,6 +51,7 @@ SCENARIOS = (
     "flapping-links",
     "home-authority",
     "slow-disk-acks",
+    "game-merges",
 )
 MAX_SEEDS = 30
 DEFAULT_SEEDS = 30

@@ -1,7 +1,8 @@
 """Simulated players: sans-IO clients of the game service, and the links between them and nodes.
 
 A :class:`SimClient` is one player program: it talks to a node the way ``node.client`` does
-(``POST /api/register`` and ``/api/login``, then a websocket whose first message is ``hello``),
+(``POST /api/register`` and ``/api/login``, ``/api/home`` and ``/api/password`` with the session
+token in the body, then a websocket whose first message is ``hello``),
 but its messages are JSON text handed to the node's ``GameService`` (``connect``, ``receive``,
 ``disconnect``) after a virtual latency. :class:`PlayerNet` plays the node's side, as
 ``node.player_api`` does: it feeds the service, runs ``process`` after every message, and
@@ -124,6 +125,8 @@ class PlayerNet:
             answer(self._register(node, body))
         elif path == "/api/login":
             self._login(node, body, answer, node.local_now() + ACCOUNT_PULL_S, pulled=False)
+        elif path in ("/api/home", "/api/password"):
+            answer(self._update_account(node, path, body))
         else:
             answer(failure("not_found", f"no route {path}"))
 
@@ -140,6 +143,34 @@ class PlayerNet:
         finally:
             self.service_output(node)
         return {"ok": True, "uid": account.uid, "name": account.name, "home": account.home}
+
+    def _update_account(self, node: SimNode, path: str, body: Reply) -> Reply:
+        """As node.player_api.move_home and change_password; the session token (production:
+        the Authorization header) comes in the body as ``token``."""
+        token = body.get("token")
+        session = node.service.session_by_token(token) if isinstance(token, str) else None
+        if session is None:
+            return failure("unauthenticated", "a valid session token is required")
+        changes: dict[str, str] = {}
+        if path == "/api/home":
+            region = body.get("region")
+            if region not in {other.region for other in self.nodes.values()}:
+                return failure("bad_request", f"unknown region {region!r}")
+            changes["home"] = str(region)
+        else:
+            new, account = body.get("new"), node.service.accounts.account(session.uid)
+            if not isinstance(new, str) or len(new) < MIN_PASSWORD_CHARS:
+                return failure("weak_password", "passwords have at least 8 characters")
+            if account is None or not password_matches(account.password_hash, str(body.get("old"))):
+                return failure("bad_credentials", "the old password is wrong")
+            changes["password_hash"] = password_hash(new)
+        try:
+            account = node.service.update_account(session.uid, **changes)
+        except ServiceError as error:
+            return failure(error.code, error.message)
+        finally:
+            self.service_output(node)
+        return {"ok": True, "home": account.home}
 
     def _login(
         self, node: SimNode, body: Reply, answer: Done, deadline: float, pulled: bool

@@ -5,9 +5,10 @@ Like every checker these are pure functions of (history, final states), and like
 (``sim.reference``) instead of asking production what is correct.
 
 * ``ack-rule``: ``ack_regions = k`` means that when a client was told a write or a move is
-  done, its writer and k other regions held it durably. "Durably held" comes from the
-  simulator's ledger (``sim.ledger``: when the simulated disk of each node committed the change
-  that brought it), not from the engine's acks; a node that lost its disk since no longer counts.
+  done, its writer and k other regions had made it durable. "Durable" comes from the simulator's
+  ledger (``sim.ledger``: when the simulated disk of each node committed the change that brought
+  it), not from the engine's acks. A region that loses its disk after that does not undo the
+  acknowledgement (its copy was one of the k + 1 the rule is for).
   A write's acknowledgement time is exact; a move's is the moment its player received the ``ok``
   reply less ``LOCAL_S`` (the reply left the node at least that long before), which can only
   count a holder that arrived up to one trip late, never miss one.
@@ -44,22 +45,15 @@ PARKED = re.compile(r"game (?P<gid>\S+) parked")
 
 
 class Holdings:
-    """When each node durably held each thing (``History.held``), net of lost disks."""
+    """When each node had made each thing durable (``History.held``). A node that loses its disk
+    after that does not undo an acknowledgement it allowed: that is the single failure the other
+    copies are for."""
 
     def __init__(self, history: History) -> None:
         self.held = history.held
-        self.lost: dict[str, list[float]] = {}
-        for event in history.timeline:
-            if event.kind == "crash" and event.node and "disk lost" in event.detail:
-                self.lost.setdefault(event.node, []).append(event.t)
 
     def at(self, thing: str, node: str, t: float) -> bool:
-        t += EPSILON_S
-        losses = self.lost.get(node, [])
-        return any(
-            d <= t and not any(d < lost <= t for lost in losses)
-            for d in self.held.get(thing, {}).get(node, [])
-        )
+        return any(d <= t + EPSILON_S for d in self.held.get(thing, {}).get(node, []))
 
     def holders(self, thing: str, nodes: list[str], t: float) -> list[str]:
         return [node for node in nodes if self.at(thing, node, t)]

@@ -103,18 +103,23 @@ class _Bytes:
             shift += 7
 
 
-def _read_state_vector(cursor: _Bytes) -> dict[int, int]:
-    vector = {}
-    for _ in range(cursor.varuint()):
-        client, clock = cursor.varuint(), cursor.varuint()
-        if clock:
-            vector[client] = clock
-    return vector
+def _varuints(data: bytes) -> list[int]:
+    """Every unsigned LEB128 integer in ``data``, in order (a state vector is nothing else)."""
+    numbers, value, shift = [], 0, 0
+    for byte in data:
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            numbers.append(value)
+            value, shift = 0, 0
+        else:
+            shift += 7
+    return numbers
 
 
 def state_vector(doc: Doc[Any]) -> dict[int, int]:
-    """``{client id: number of items integrated}``."""
-    return _read_state_vector(_Bytes(doc.get_state()))
+    """``{client id: number of items integrated}``: a count, then (client, clock) pairs."""
+    numbers = _varuints(doc.get_state())
+    return {numbers[i]: numbers[i + 1] for i in range(1, 2 * numbers[0] + 1, 2) if numbers[i + 1]}
 
 
 def delete_set(doc: Doc[Any]) -> DeleteSet:

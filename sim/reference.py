@@ -124,7 +124,7 @@ def resolve(versions: list[Version]) -> Version:
     return max(standing or versions, key=lambda v: (v.writer == v.base_home, v.stamp))
 
 
-def _version(text: Any) -> Version | None:
+def version_of(text: Any) -> Version | None:
     fields = record(text)
     if fields is None:
         return None
@@ -144,7 +144,7 @@ def accounts(update: bytes) -> dict[str, Account]:
     """uid -> the resolved account, with ``must_rename`` by the name rule."""
     versions: dict[str, list[Version]] = {}
     for _key, text in sorted(maps_of(update).get("users", {}).items()):
-        version = _version(text)
+        version = version_of(text)
         if version is not None:
             versions.setdefault(version.uid, []).append(version)
     owned = owners(update)

@@ -1,0 +1,138 @@
+"""The ``account-editors`` workload: one account edited at once from its home and another region.
+
+Home-region authority only decides something when two regions write one account concurrently,
+which players rarely do. Each editor is an account registered in its home region (round robin
+over the regions) that logs in there, and then, every ``edit_every_s`` until the heal, moves its
+home (``POST /api/home``) to a random region, sending the request with chance ``away`` through a
+client in another region to that region's node (during a partition both writes stand, and the
+home region's must win), otherwise through its home node. What each edit asked for and what the
+node answered goes into the notes (``account-edit``); the ``accounts`` checker compares every
+node's resolved accounts with the reference rule.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from meridian.sim.bots import PASSWORD, PlayerSide
+from meridian.sim.params import Table
+
+Reply = dict[str, Any]
+
+
+@dataclass
+class Editor:
+    name: str
+    home: str
+    clients: dict[str, PlayerSide]  # region -> a client sitting there
+    uid: str = ""
+    token: str = ""
+    busy: bool = False
+    due: float = 0.0
+
+
+@dataclass
+class AccountEditors:
+    """See module docstring."""
+
+    editors: int
+    edit_every_s: tuple[float, float]
+    away: float
+    start_s: float
+    _people: list[Editor] = field(default_factory=list)
+    _calm: bool = False
+
+    def step(self, now: float, nodes: Sequence[Any], rng: random.Random) -> float | None:
+        if not self._people:
+            self._start(nodes, rng)
+        if self._calm:
+            return None
+        recorder = {node.node_id: node for node in nodes}
+        for editor in self._people:
+            if editor.busy or now < editor.due:
+                continue
+            if not editor.uid:
+                self._register(editor, recorder)
+            elif not editor.token:
+                self._login(editor)
+            else:
+                self._edit(editor, recorder, rng)
+                editor.due = now + rng.uniform(*self.edit_every_s)
+        return now + 0.1
+
+    def _start(self, nodes: Sequence[Any], rng: random.Random) -> None:
+        players = nodes[0].players
+        regions = list(players.regions)
+        for index in range(self.editors):
+            home = regions[index % len(regions)]
+            clients = {region: players.new_client(region) for region in regions}
+            due = self.start_s + rng.uniform(0, 1)
+            self._people.append(Editor(f"editor{index}", home, clients, due=due))
+
+    def _register(self, editor: Editor, recorder: dict[str, Any]) -> None:
+        body = {"name": editor.name, "password": PASSWORD + editor.name, "home": editor.home}
+
+        def done(reply: Reply) -> None:
+            editor.busy = False
+            if reply.get("ok"):
+                editor.uid = reply["uid"]
+                recorder[editor.home].note(
+                    "registered", client=editor.name, uid=editor.uid, name=editor.name
+                )
+
+        editor.busy = True
+        editor.clients[editor.home].http(editor.home, "/api/register", body, done)
+
+    def _login(self, editor: Editor) -> None:
+        body = {"name": editor.name, "password": PASSWORD + editor.name}
+
+        def done(reply: Reply) -> None:
+            editor.busy = False
+            if reply.get("ok"):
+                editor.token = reply["token"]
+
+        editor.busy = True
+        editor.clients[editor.home].http(editor.home, "/api/login", body, done)
+
+    def _edit(self, editor: Editor, recorder: dict[str, Any], rng: random.Random) -> None:
+        regions = sorted(editor.clients)
+        others = [region for region in regions if region != editor.home]
+        via = rng.choice(others) if others and rng.random() < self.away else editor.home
+        region = rng.choice(regions)
+        body = {"token": editor.token, "region": region}
+
+        def done(reply: Reply) -> None:
+            editor.busy = False
+            code = "" if reply.get("ok") else reply.get("error", {}).get("code", "")
+            recorder[via].note(
+                "account-edit",
+                client=editor.name,
+                uid=editor.uid,
+                home=region,
+                ok=not code,
+                code=code,
+            )
+
+        editor.busy = True
+        editor.clients[via].http(via, "/api/home", body, done)
+
+    def healed(self, now: float) -> None:
+        self._calm = True
+
+    def finish(self, now: float) -> None:
+        return None
+
+
+def build_account_editors(params: Table) -> AccountEditors:
+    return AccountEditors(
+        editors=params.integer("editors", 6, 1),
+        edit_every_s=params.seconds_range("edit_every_s", (1.0, 3.0)),
+        away=params.fraction("away", 0.5),
+        start_s=params.number("start_s", 0.5, 0, inclusive=True),
+    )
+
+
+EDITOR_KEYS = ("editors", "edit_every_s", "away", "start_s")
