@@ -11,8 +11,9 @@ everything still converges in the end (through periodic anti-entropy, 10 s later
 * **repaired**: the origin's link to the target closed after the put was made (a cut noticed
   only at the idle timeout, a reset): the node in the middle offers the target its digests when
   it hears the origin lost the link, so the put arrives by ``close + L(o, c) + 3 L(c, t) + 3m``;
-* anything else (no path, a node down, a slow node or a clock jump around it, a broken link) is
-  not bounded here: convergence after the heal covers it.
+* anything else (no path, a node down, a slow node or a clock jump around it or on the relay,
+  a broken link; a slow fault counts for as long again after it ends, for the backlog) is not
+  bounded here: convergence after the heal covers it.
 
 ``m`` is the per-hop margin: the coalescing window, the jitter, the frame cost and one largest
 frame at the bandwidth cap, plus a fixed 20 ms. A put is over its bound when it arrived later than
@@ -162,13 +163,17 @@ class Judged:
         return self.bound is not None and self.sample.lag > self.bound + self.slack
 
 
-def _disturbed(model: NetworkModel, history: History, sample: LagSample, book: LinkBook) -> bool:
-    end = sample.t + sample.lag
-    window = (sample.t - 1.0, end)
+def _disturbed(
+    model: NetworkModel, history: History, involved: set[str], t: float, end: float
+) -> bool:
+    """A fault the model does not time (a slow node, a clock fault, a broken link) touched one
+    of ``involved`` around [t, end], or some process stopped or started shortly before."""
+    window = (t - 1.0, end)
     for kind, nodes, start, until in model.faults:
-        last = until if until is not None else float("inf")
+        # A slow node works off its backlog after the fault: give it as long again.
+        last = 2 * until - start if until is not None else float("inf")
         overlaps = kind in DISTURBING and start <= window[1] and last >= window[0]
-        if overlaps and (not nodes or {sample.origin, sample.target} & set(nodes)):
+        if overlaps and (not nodes or involved & set(nodes)):
             return True
     return any(
         e.kind in ("crash", "stop", "restart") and window[0] - 6.0 <= e.t <= window[1]
@@ -193,12 +198,14 @@ def judge(
 def _judge(model: NetworkModel, history: History, book: LinkBook, sample: LagSample) -> Judged:
     o, b, t = sample.origin, sample.target, sample.t
     end = t + sample.lag
-    if _disturbed(model, history, sample, book):
+    if _disturbed(model, history, {o, b}, t, end):
         return Judged(sample, "unbounded", None)
     m = model.margin_s
     if book.clear(o, b, t, end):
         return Judged(sample, "direct", model.latency_s[o, b] + m, model.rto(o, b))
-    relays = [c for c in model.nodes if c not in (o, b)]
+    relays = [
+        c for c in model.nodes if c not in (o, b) and not _disturbed(model, history, {c}, t, end)
+    ]
     if not book.side_up(o, b, t):
         good = [c for c in relays if book.clear(o, c, t, end) and book.clear(c, b, t, end)]
         if good:

@@ -463,6 +463,11 @@ CHECKERS: dict[str, CheckerSpec] = {
         (),
         "an acknowledged write or move was durable on its writer and ack_regions other regions",
     ),
+    "dedup": CheckerSpec(
+        lambda params, context: refcheck.check_dedup,
+        (),
+        "no node makes a change (persisted, sent on) out of content it already held",
+    ),
     "hlc": CheckerSpec(
         lambda params, context: refcheck.check_hlc, (), "every HLC stamp drawn follows the HLC rule"
     ),

@@ -685,17 +685,24 @@ def _merges_of_game(history: History, gid: str) -> tuple[str, ...]:
 # --- acknowledged moves ----------------------------------------------------------------------
 
 
-def held_record(game: Game | None, note: dict[str, Any]) -> reference.MoveRec | None:
-    """The move record an acknowledged move (a bot's ``move`` note) wrote, if the game holds it."""
+def held_records(game: Game | None, note: dict[str, Any]) -> list[reference.MoveRec]:
+    """The records that may be the one an acknowledged move (a bot's ``move`` note) wrote: same
+    ply, player and move, written by the node it was acknowledged on first (another node, or a
+    forger, may have written the same move)."""
     if game is None:
-        return None
+        return []
     ply = note["ply"] - len(game.start_moves)
     found = [
         r
         for r in game.records
         if r.ply == ply and r.player == note["seat"] and r.move == note["move"]
     ]
-    return next((r for r in found if r.node == note["node"]), found[0] if found else None)
+    return sorted(found, key=lambda r: r.node != note["node"])
+
+
+def held_record(game: Game | None, note: dict[str, Any]) -> reference.MoveRec | None:
+    found = held_records(game, note)
+    return found[0] if found else None
 
 
 def check_acknowledged_moves(history: History, final: FinalStates) -> Verdict:

@@ -28,6 +28,7 @@ from pycrdt import Doc, Map
 
 from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.sim.history import History, StampRecord
+from meridian.sim.refdocs import carries_nothing
 
 MOVES_ROOT = "moves"  # the root map of move records in a game document (docs/architecture.md)
 NAMES_ROOT = "names"  # the root map of name claims in the accounts document
@@ -66,6 +67,20 @@ class Ledger:
         for key in sorted(keys - seen):
             self.integrated(node, move_thing(gid, key), event_no)
         seen |= keys
+
+    def changed(self, node: str, doc_id: str, update: bytes, origin: str | None) -> None:
+        """Every change a node's engine reports; one that carries nothing is noted
+        (``empty-change``): it would be persisted and sent for content already held."""
+        if carries_nothing(update):
+            self.history.notes.append(
+                {
+                    "t": round(self.now(), 6),
+                    "node": node,
+                    "kind": "empty-change",
+                    "doc": doc_id,
+                    "origin": origin,
+                }
+            )
 
     def accounts_changed(self, doc: Doc[Any]) -> None:
         """Note the name claims and account versions the accounts document holds that were not

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from meridian.sim.gamecheck import games_on, has_earlier_rival, held_record
+from meridian.sim.gamecheck import games_on, has_earlier_rival, held_records
 from meridian.sim.history import FinalStates, History
 from meridian.sim.ledger import move_thing, write_thing
 from meridian.sim.players import LOCAL_S
@@ -78,15 +78,19 @@ def check_ack_rule(history: History, final: FinalStates) -> Verdict:
     games = games_on(final, nodes[0]) if nodes else {}
     unknown = 0
     for note in history.notes_of("move"):
-        record = held_record(games.get(note["game"]), note)
-        if record is None:
+        records = held_records(games.get(note["game"]), note)
+        if not records:
             unknown += 1  # lost (acknowledged-moves counts it): no key to look up
             continue
         checked += 1
         told = note["t"] - LOCAL_S
-        thing = move_thing(note["game"], record.key)
-        problem = _ack_broken(holdings, history.nodes, thing, record.node, told, k)
+        problems = [
+            _ack_broken(holdings, history.nodes, move_thing(note["game"], r.key), r.node, told, k)
+            for r in records
+        ]
+        problem = None if None in problems else problems[0]
         if problem is not None:
+            record = records[0]
             message = f"move at ply {note['ply']} of game {note['game']} (acknowledged to "
             message += f"{note['client']} at {note['t']:.3f} s): {problem}"
             return _ack_failure(history, message, record.node, told, checked)
@@ -120,6 +124,28 @@ def _ack_failure(history: History, message: str, node: str, since: float, checke
         if e.t >= since - 1 and e.kind in ("crash", "stop", "restart", "fault", "link-closed")
     ][:SHOWN]
     return Verdict("ack-rule", False, message, tuple(lines), {"checked": checked})
+
+
+# --- duplicate suppression ----------------------------------------------------------------
+
+
+def check_dedup(history: History, final: FinalStates) -> Verdict:
+    """No node turns an update that brings nothing new (a duplicate frame, a re-sent sync step,
+    a relay of what it holds) into a change that is persisted and sent on."""
+    empty = history.notes_of("empty-change")
+    if not empty:
+        message = "no node made a change out of content it already held"
+        return Verdict("dedup", True, message, figures={"empty_changes": 0})
+    first = empty[0]
+    source = f"from {first['origin']}" if first["origin"] else "written locally"
+    message = f"{len(empty)} changes carried nothing new; first: {first['doc']} on "
+    message += f"{first['node']} at {first['t']:.3f} s ({source}), persisted and sent on anyway"
+    lines = tuple(
+        e.describe()
+        for e in history.timeline
+        if e.kind in ("fault", "link-up", "link-closed") and e.t <= first["t"]
+    )[-SHOWN:]
+    return Verdict("dedup", False, message, lines, {"empty_changes": len(empty)})
 
 
 # --- the HLC -----------------------------------------------------------------------------------

@@ -116,6 +116,13 @@ def _varuints(data: bytes) -> list[int]:
     return numbers
 
 
+def carries_nothing(update: bytes) -> bool:
+    """Whether a Yjs (v1) update holds no item and deletes nothing: no client's structs, then an
+    empty delete set."""
+    numbers = _varuints(update[:2]) if len(update) >= 2 else [1]
+    return numbers[:2] == [0, 0]
+
+
 def state_vector(doc: Doc[Any]) -> dict[int, int]:
     """``{client id: number of items integrated}``: a count, then (client, clock) pairs."""
     numbers = _varuints(doc.get_state())

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from meridian.sim.bots import GAME_BOT_KEYS, Players, build_game_bots
 from meridian.sim.editors import EDITOR_KEYS, build_account_editors
 from meridian.sim.history import KV_DOC_PREFIX, WriteRecord
+from meridian.sim.insider import INSIDER_KEYS, build_insider
 from meridian.sim.params import Table
 from meridian.sim.twins import TWIN_KEYS, build_twin_bots
 
@@ -205,6 +206,12 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         build_account_editors,
         EDITOR_KEYS,
         "accounts whose home is moved from their home region and from others at once",
+    ),
+    "insider": WorkloadSpec(
+        build_insider,
+        INSIDER_KEYS,
+        "one node writes forged move records (illegal, wrong player or parent, future-stamped, "
+        "earlier duplicates) into the games it holds",
     ),
     "game-twins": WorkloadSpec(
         build_twin_bots,

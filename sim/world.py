@@ -120,6 +120,22 @@ class NodeHandle:
     def wall_time(self) -> float:
         return self._node.clock.wall(self._simulation.now)
 
+    def wall_ms(self) -> int:
+        """The node's wall clock as its HLC reads it (ms since the epoch)."""
+        return self._node.wall_ms()
+
+    def document_ids(self) -> list[str]:
+        return sorted(self._node.engine.docs)
+
+    def document(self, doc_id: str) -> bytes | None:
+        """A document this node holds, as its full state (what an insider could read)."""
+        doc = self._node.engine.docs.get(doc_id)
+        return None if doc is None else doc.get_update()
+
+    def forge(self, doc_id: str, root: str, key: str, value: str) -> None:
+        """Write one raw record as this node, bypassing its game service (an insider fault)."""
+        self._node.write(doc_id, lambda doc: doc.get(root, type=Map).__setitem__(key, value))
+
     def note(self, kind: str, **fields: Any) -> None:
         self._simulation.history.notes.append(
             {"t": round(self._simulation.now, 6), "node": self.node_id, "kind": kind, **fields}
@@ -441,6 +457,7 @@ class Simulation:
     # --- what nodes report (sim.node.NodeListener) -------------------------------------------
 
     def doc_changed(self, node: SimNode, event: DocChanged) -> None:
+        self.ledger.changed(node.node_id, event.doc_id, event.update, event.origin)
         if event.origin is not None:
             self._note_arrivals(node, event.doc_id, event.event_no)
         if event.doc_id == ACCOUNTS_DOC:
