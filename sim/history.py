@@ -34,6 +34,16 @@ def state_vector(doc: Doc[Any]) -> dict[int, int]:
     return refdocs.state_vector(doc)
 
 
+def write_thing(write_id: int) -> str:
+    """The key of a put in ``History.held``."""
+    return f"write:{write_id}"
+
+
+def move_thing(gid: str, key: str) -> str:
+    """The key of a move record in ``History.held``."""
+    return f"move:{gid}|{key}"
+
+
 def _time(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 

@@ -27,7 +27,7 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
-from meridian.sim.history import History, StampRecord
+from meridian.sim.history import History, StampRecord, move_thing
 from meridian.sim.refdocs import carries_nothing
 
 MOVES_ROOT = "moves"  # the root map of move records in a game document (docs/architecture.md)
@@ -35,14 +35,6 @@ NAMES_ROOT = "names"  # the root map of name claims in the accounts document
 USERS_ROOT = "users"  # ... and of account versions
 GAME_PREFIX = "game:"
 ACCOUNTS_DOC = "accounts"
-
-
-def write_thing(write_id: int) -> str:
-    return f"write:{write_id}"
-
-
-def move_thing(gid: str, key: str) -> str:
-    return f"move:{gid}|{key}"
 
 
 class Ledger:

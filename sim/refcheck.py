@@ -27,8 +27,7 @@ import re
 from typing import Any
 
 from meridian.sim.gamecheck import games_on, has_earlier_rival, held_records
-from meridian.sim.history import FinalStates, History
-from meridian.sim.ledger import move_thing, write_thing
+from meridian.sim.history import FinalStates, History, move_thing, write_thing
 from meridian.sim.players import LOCAL_S
 from meridian.sim.refdocs import parse_stamp
 from meridian.sim.reference import ACCOUNTS_DOC, Game, claims, claims_of, next_stamp, owners

@@ -220,7 +220,7 @@ class Game:
         return any(k == kind for k, _uid in self.marks)
 
 
-def _move_record(text: Any) -> MoveRec | None:
+def move_record_of(text: Any) -> MoveRec | None:
     fields = record(text)
     if fields is None:
         return None
@@ -268,7 +268,7 @@ def game(update: bytes) -> Game | None:
     if info is None:
         return None
     records = tuple(
-        rec for rec in (_move_record(t) for _k, t in sorted(maps.get("moves", {}).items())) if rec
+        rec for rec in (move_record_of(t) for _k, t in sorted(maps.get("moves", {}).items())) if rec
     )
     marks = []
     for _key, text in sorted(maps.get("marks", {}).items()):

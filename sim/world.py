@@ -41,8 +41,9 @@ from meridian.sim.history import (
     MergeRecord,
     WriteRecord,
     state_vector,
+    write_thing,
 )
-from meridian.sim.ledger import ACCOUNTS_DOC, GAME_PREFIX, Ledger, write_thing
+from meridian.sim.ledger import ACCOUNTS_DOC, GAME_PREFIX, Ledger
 from meridian.sim.network import Breakage, Network
 from meridian.sim.node import SimNode
 from meridian.sim.players import PlayerNet, SimClient
