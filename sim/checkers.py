@@ -38,7 +38,7 @@ from meridian.sim.bounds import (
     judge_all,
 )
 from meridian.sim.faults import Fault
-from meridian.sim.history import DocState, FinalStates, History, WriteRecord
+from meridian.sim.history import DocState, FinalStates, History, WriteRecord, write_thing
 from meridian.sim.network import PathProfile
 from meridian.sim.params import Table
 from meridian.sim.refdocs import Replica, replica
@@ -217,10 +217,22 @@ def _explains_absence(put: WriteRecord, other: WriteRecord) -> bool:
 
 def check_acknowledged_writes(history: History, final: FinalStates) -> Verdict:
     acknowledged = sum(1 for w in history.writes if w.acknowledged)
-    lost = lost_acknowledged_writes(history, final)
-    figures = {"acknowledged": acknowledged, "lost": len(lost)}
+    found = lost_acknowledged_writes(history, final)
+    window = [lost for lost in found if _in_window(history, lost.write)]
+    lost = [lost for lost in found if lost not in window]
+    figures: dict[str, Any] = {"acknowledged": acknowledged, "lost": len(lost)}
+    figures["lost_in_window"] = len(window)
+    if window:
+        exposed = max(_disk_lost_after(history, w.write) - (w.write.acked_at or 0) for w in window)
+        figures["window_s"] = round(exposed, 6)
     if not lost:
         message = f"all {acknowledged} acknowledged writes present on every node"
+        if window:
+            message = (
+                f"{len(window)} of {acknowledged} acknowledged writes lost with their writer's "
+                f"disk before any other region held them (the ack_regions = 0 window, up to "
+                f"{figures['window_s']:.3f} s after the acknowledgement); the others present"
+            )
         return Verdict("acknowledged-writes", True, message, figures=figures)
     first = lost[0]
     message = (
@@ -232,6 +244,28 @@ def check_acknowledged_writes(history: History, final: FinalStates) -> Verdict:
         lines.append(f"replaced by it: {first.related.describe()}")
     lines += _notable(history, {first.write.node, first.node}, since=first.write.t)
     return Verdict("acknowledged-writes", False, message, tuple(lines), figures)
+
+
+def _disk_lost_after(history: History, write: WriteRecord) -> float:
+    """When the write's node next lost its disk (inf: never)."""
+    losses = [
+        e.t
+        for e in history.timeline
+        if e.kind == "crash" and e.node == write.node and "disk lost" in e.detail and e.t >= write.t
+    ]
+    return min(losses, default=math.inf)
+
+
+def _in_window(history: History, write: WriteRecord) -> bool:
+    """With ack_regions = 0 an acknowledgement means durable on the writer only: a put lost with
+    the writer's disk before any other region had made it durable is the documented window."""
+    if history.ack_regions or write.item is None:
+        return False
+    lost_at = _disk_lost_after(history, write)
+    others = history.held.get(write_thing(write.write_id), {})
+    return lost_at < math.inf and not any(
+        t <= lost_at for node, times in others.items() if node != write.node for t in times
+    )
 
 
 # --- replication lag ---------------------------------------------------------------------------

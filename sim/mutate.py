@@ -52,6 +52,7 @@ SCENARIOS = (
     "home-authority",
     "slow-disk-acks",
     "game-merges",
+    "insider-records",
 )
 MAX_SEEDS = 30
 DEFAULT_SEEDS = 30
