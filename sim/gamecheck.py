@@ -18,7 +18,8 @@ told (the bots' notes, see sim.bots) are then compared with that.
   hold at most one session per account; every node's service counts, for every account, the
   session the reference counts (the newest in the presence documents fresh at that node's wall
   clock); no session is shown connected without an open connection (a ghost); and a client
-  closed with 4100 ("logged in elsewhere") was not the account's newest session.
+  closed with 4100 ("logged in elsewhere") was not the account's newest session (give or take
+  how far apart the nodes' wall clocks were: sessions are ordered by HLC stamps).
 * ``one-game``: at most one live game per player; every node's service gives each game the
   reference status; every game parked or saved is in the saved games (unless it was resumed),
   and a parked game had an earlier-created game with a player in common.
@@ -330,7 +331,9 @@ def one_session(clock_tolerance_s: float) -> Callable[[History, FinalStates], Ve
                 lambda: _two_sessions(history, final, names),
                 lambda: _sessions_disagree(history, final, names),
                 lambda: _ghosts(final, history, open_clients, names),
-                lambda: _newest_closed(history, names, clock_tolerance_s),
+                lambda: _newest_closed(
+                    history, names, max(clock_tolerance_s, clock_spread_s(history))
+                ),
             ]
         )
         if problem is not None:
@@ -437,6 +440,13 @@ def _ghosts(
                     message += "connected, but no client of that account is connected (a ghost)"
                     return message, _lines(mine[-SHOWN:])
     return None
+
+
+def clock_spread_s(history: History) -> float:
+    """How far apart the nodes' wall clocks were at most, from the physical readings the HLC
+    stamps were drawn with (seconds; 0 without stamps)."""
+    offsets = [s.physical_ms / 1000 - s.t for s in history.stamps]
+    return max(offsets) - min(offsets) if offsets else 0.0
 
 
 def _newest_closed(history: History, names: dict[str, str], tolerance_s: float) -> Problem:

@@ -1,4 +1,4 @@
-"""Checkers of the rules that only the run's own books can show: the ack rule, the HLC, merges.
+"""Checkers of the rules only the run's own books can show: the ack rule, dedup, the HLC, merges.
 
 Like every checker these are pure functions of (history, final states), and like those in
 ``sim.gamecheck`` they compare production's behaviour with the reference rules
@@ -12,6 +12,8 @@ Like every checker these are pure functions of (history, final states), and like
   A write's acknowledgement time is exact; a move's is the moment its player received the ``ok``
   reply less ``LOCAL_S`` (the reply left the node at least that long before), which can only
   count a holder that arrived up to one trip late, never miss one.
+* ``dedup``: no node turned an update that carried nothing new into a change (``empty-change``
+  notes from the ledger): "nothing new, nothing sent".
 * ``hlc``: every stamp a node's game service drew is exactly what the HLC rule gives for the
   previous stamp and the node's physical wall clock at that instant (``reference.next_stamp``).
 * ``merges``: every merge a service reported is one the reference rules see in the final
