@@ -89,13 +89,16 @@ class GameTracker:
         self.records.extend(new)
         if not new:
             return ChainChange(0, None)
-        if self._extends_tip(new):
-            tip = self.chain.tip
-            # A record read before its parent arrived waits among the dropped ones: if the new
-            # tip is its parent, only the full resolution below puts it on the chain.
-            if not any(record.parent == tip for record in self.chain.dropped):
-                return ChainChange(len(new), None)
         old = [r.key for r in self.chain.moves]
+        tip_before = self.chain.tip
+        if self._extends_tip(new):
+            # A record read before its parent arrived waits among the dropped ones: if its parent
+            # is now on the chain (the old tip or one of the records just added), it may extend
+            # the chain or beat the record that follows that parent: only the full resolution
+            # below decides.
+            joined = {tip_before, *(record.key for record in new)}
+            if not any(record.parent in joined for record in self.chain.dropped):
+                return ChainChange(len(new), None)
         self.chain = canonical_chain(self.rules, self.info, self.records)
         kept = sum(
             1 for a, b in zip(old, (r.key for r in self.chain.moves), strict=False) if a == b
