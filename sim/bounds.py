@@ -11,7 +11,8 @@ everything still converges in the end (through periodic anti-entropy, 10 s later
 * **repaired**: the origin's link to the target closed after the put was made (a cut noticed
   only at the idle timeout, a reset): the node in the middle offers the target its digests when
   it hears the origin lost the link, so the put arrives by ``close + L(o, c) + 3 L(c, t) + 3m``;
-* anything else (no path, a node down, a slow node or a clock jump around it or on the relay,
+* anything else (the start, until a second after every node first linked with every other; no
+  path, a node down, a slow node or a clock jump around it or on the relay,
   a broken link; a slow fault counts for as long again after it ends, for the backlog) is not
   bounded here: convergence after the heal covers it.
 
@@ -41,6 +42,7 @@ from itertools import pairwise
 from meridian.sim.history import History, LagSample
 
 FIXED_MARGIN_S = 0.02
+STARTUP_S = 1.0  # after the full mesh first formed: duplicate links collapse, digests cross
 LARGEST_FRAME_BYTES = 20_000
 BASE_ALLOWANCE = 0.01
 LOSS_ALLOWANCE = 10  # a lost segment delays what follows it for a timeout, and losses cluster
@@ -105,6 +107,7 @@ class LinkBook:
     def of(history: History) -> LinkBook:
         book = LinkBook()
         since: dict[tuple[str, str], float] = {}
+        count: dict[tuple[str, str], int] = {}  # a node may hold two links to a peer a moment
         blocked: dict[tuple[str, str], float] = {}
         for event in history.timeline:
             if event.node is None or event.peer is None:
@@ -119,10 +122,12 @@ class LinkBook:
                 resumed = event.t + min(event.t - start, MAX_RTO_S)
                 book.cut.setdefault(key, []).append((start, resumed))
             elif event.kind == "link-up":
+                count[key] = count.get(key, 0) + 1
                 since.setdefault(key, event.t)
             elif event.kind == "link-closed":
-                book.closed_at.setdefault(key, []).append(event.t)
-                if key in since:
+                count[key] = max(0, count.get(key, 0) - 1)
+                if count[key] == 0 and key in since:
+                    book.closed_at.setdefault(key, []).append(event.t)
                     book.up.setdefault(key, []).append((since.pop(key), event.t))
         for key, start in since.items():
             book.up.setdefault(key, []).append((start, float("inf")))
@@ -267,12 +272,27 @@ def dependencies_ready(history: History) -> dict[tuple[int, str], float]:
     return ready
 
 
+def mesh_formed(book: LinkBook, nodes: Sequence[str]) -> float:
+    """When every node first had a link up to every other (inf: never)."""
+    firsts = [
+        min((start for start, _end in book.up.get((a, b), ())), default=float("inf"))
+        for a in nodes
+        for b in nodes
+        if a != b
+    ]
+    return max(firsts, default=0.0)
+
+
 def judge_all(model: NetworkModel, history: History) -> dict[str, CaseFigures]:
     book = LinkBook.of(history)
     ready = dependencies_ready(history)
+    settled = mesh_formed(book, model.nodes) + STARTUP_S
     judged: dict[str, list[Judged]] = {case: [] for case in (*CASE_HOPS, "unbounded")}
     for sample in history.lag:
         waited = ready.get((sample.write_id, sample.target), float("-inf"))
+        if sample.t < settled:
+            judged["unbounded"].append(Judged(sample, "unbounded", None))
+            continue
         result = judge(model, history, book, sample, waited)
         judged[result.case].append(result)
     figures = {}

@@ -493,8 +493,8 @@ CHECKERS: dict[str, CheckerSpec] = {
         "every service resolves every account as the home-region authority rule does",
     ),
     "ack-rule": CheckerSpec(
-        lambda params, context: refcheck.check_ack_rule,
-        (),
+        lambda params, context: refcheck.ack_rule(params.boolean("pending_fails", True)),
+        ("pending_fails",),
         "an acknowledged write or move was durable on its writer and ack_regions other regions",
     ),
     "dedup": CheckerSpec(
