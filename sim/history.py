@@ -2,7 +2,9 @@
 
 The history is plain data: every write (who, where, what, when, whether and when the client was
 told it is safe), a timeline (faults, crashes, restarts, link changes, heal, convergence),
-replication-lag samples and free-form notes a workload may add. The checkers are pure functions
+replication-lag samples, free-form notes a workload may add, and the simulation's own books for
+the reference checkers (``sim.ledger``): when each node durably held each put and move record,
+every HLC stamp drawn, every name claim and account version seen. The checkers are pure functions
 of a :class:`History` and the :class:`FinalStates`; :meth:`History.to_jsonl` serialises it
 canonically, so one seed gives byte-identical files.
 
