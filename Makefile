@@ -10,18 +10,31 @@ $(BIN)/meridian: pyproject.toml
 	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/meridian
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test test-fast lint jscheck bench
 setup: $(BIN)/meridian
 
 demo: setup
 	$(BIN)/meridian demo
 
-test: setup lint
+test: setup lint jscheck
 	$(BIN)/python -m pytest -q
+
+# The tests that start no process and no browser (markers: pyproject.toml), for a quick loop.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not integration"
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# TypeScript (pinned in package.json, installed from the npm registry) type-checks the web
+# client's JavaScript from its JSDoc comments: tsconfig.json, checkJs, no output.
+node_modules/.bin/tsc: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+jscheck: node_modules/.bin/tsc
+	node_modules/.bin/tsc --project tsconfig.json
 
 bench: setup
 	$(BIN)/python bench/replication.py

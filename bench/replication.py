@@ -35,6 +35,8 @@ from meridian.sim.proxied import ProxiedCluster
 REGIONS = ["eu", "us", "ap"]
 WS_HEADER_ESTIMATE = 6  # bytes per websocket frame: 2-4 header, +4 mask from the dialing side
 BENCH_SYNC = "\n[sync]\nreconnect_min_s = 0.05\nreconnect_max_s = 0.5\nanti_entropy_s = 5\n"
+CONVERGE_LIMIT_S = 120.0  # a bench that does not converge by then reports it and stops
+LINKS_LIMIT_S = 30.0  # reconnect backoff is at most 0.5 s here (BENCH_SYNC)
 
 
 class Bench(ProxiedCluster):
@@ -79,12 +81,21 @@ class Bench(ProxiedCluster):
             len({d[doc] for d in digests}) == 1 for doc in docs
         )
 
-    async def wait_converged(self, docs: list[str], timeout: float = 120.0) -> float:
+    async def wait_converged(self, docs: list[str]) -> float:
         start = time.perf_counter()
         while not await self.converged(docs):
-            if time.perf_counter() - start > timeout:
-                raise SystemExit(f"not converged after {timeout} s")
+            if time.perf_counter() - start > CONVERGE_LIMIT_S:
+                raise SystemExit(f"not converged after {CONVERGE_LIMIT_S:g} s")
             await asyncio.sleep(0.01)
+        return time.perf_counter()
+
+    async def wait_links(self, region: str, peers: int) -> float:
+        """Poll the node's /healthz until it has `peers` links up; when that was seen."""
+        start = time.perf_counter()
+        while len((await self.health(region))["peers"]) < peers:
+            if time.perf_counter() - start > LINKS_LIMIT_S:
+                raise SystemExit(f"{region} has fewer than {peers} links after {LINKS_LIMIT_S:g} s")
+            await asyncio.sleep(0.005)
         return time.perf_counter()
 
 
@@ -165,9 +176,7 @@ async def catch_up(bench: Bench) -> None:
         )
     healed = time.perf_counter()
     bench.heal()
-    while len((await bench.health("eu"))["peers"]) < 2:
-        await asyncio.sleep(0.005)
-    links_up = time.perf_counter()
+    links_up = await bench.wait_links("eu", 2)
     converged = await bench.wait_converged(["bench:part"])
     print(f"\n4. catch-up after a partition ({count:,} updates on each side of eu | us+ap):")
     print(

@@ -35,6 +35,7 @@ import resource
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -325,6 +326,7 @@ class GamesResult:
     errors: dict[str, int]
     setup_s: float  # logging everybody in and starting every game
     playing: int  # players at a table when the measurement started
+    commit_ms: list[tuple[float, float]]  # per node: group commit p50, p99 (fsync included)
 
 
 async def play_games(
@@ -342,7 +344,7 @@ async def play_games(
             for i, c in enumerate(clients)
         ]
         tasks = [asyncio.create_task(p.run(stop)) for p in players]
-        playing = await _until_all_play(players, GAMES_START_S)
+        playing = await _until_all_play(players)
         setup_s = time.perf_counter() - setup_started
         await asyncio.sleep(1.0)  # warm-up
         before = [process_usage(pid)[1] for pid in node_pids(cluster)], own_cpu_s()
@@ -350,6 +352,7 @@ async def play_games(
         await asyncio.sleep(seconds)
         tally.recording, elapsed = False, time.perf_counter() - started
         after = [process_usage(pid)[1] for pid in node_pids(cluster)], own_cpu_s()
+        commits = [await asyncio.to_thread(commit_latency_ms, url) for url in urls]
         stop.set()
         await asyncio.gather(*tasks)
         await asyncio.gather(*(c.close() for c in clients))
@@ -363,12 +366,26 @@ async def play_games(
         errors=tally.errors,
         setup_s=setup_s,
         playing=playing,
+        commit_ms=commits,
     )
 
 
-async def _until_all_play(players: list[BenchPlayer], timeout: float) -> int:
-    """Wait until every player is at a table (or the timeout); how many are."""
-    deadline = time.perf_counter() + timeout
+def commit_latency_ms(url: str) -> tuple[float, float]:
+    """The node's recent group commits, p50 and p99 in ms, from its /metrics: with the push gate
+    a move reaches the opponent only after its commit, so this is the latency it may add."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = {}
+    for quantile in ("0.5", "0.99"):
+        prefix = f'meridian_store_commit_latency_seconds{{quantile="{quantile}"}} '
+        line = next((ln for ln in text.splitlines() if ln.startswith(prefix)), None)
+        found[quantile] = float(line[len(prefix) :]) * 1000 if line else float("nan")
+    return found["0.5"], found["0.99"]
+
+
+async def _until_all_play(players: list[BenchPlayer]) -> int:
+    """Wait until every player is at a table (or GAMES_START_S passed); how many are."""
+    deadline = time.perf_counter() + GAMES_START_S
     while time.perf_counter() < deadline:
         playing = sum(1 for p in players if p.game is not None)
         if playing == len(players):
@@ -385,6 +402,8 @@ def print_games(title: str, result: GamesResult, target: str) -> None:
         f"  p99 {result.p99_ms:.1f} ms  ({result.samples:,} samples)"
     )
     print(f"   node CPU {cpu} of a core; this client {result.client_cpu:.0%}   {target}")
+    commits = ", ".join(f"p50 {a:.1f} ms p99 {b:.1f} ms" for a, b in result.commit_ms)
+    print(f"   group commit (fsync included; a shown move waits for it): {commits}")
     if result.moves_per_s:
         per_move = max(result.node_cpu) / result.moves_per_s * 1000
         print(

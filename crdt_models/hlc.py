@@ -12,6 +12,9 @@ Rules this module guarantees:
 * A remote stamp more than ``max_ahead_ms`` ahead of our physical clock is refused with
   ``ClockAheadError`` and leaves the clock untouched, so one node with a runaway wall clock
   cannot drag the whole cluster into the future.
+* ``stamp_walls_in(text)`` finds the stamps embedded in any text (a record, a map key), so a
+  receiver can refuse a peer's record stamped beyond ``max_ahead_ms`` before it is stored: the
+  same bound ``observe`` applies, enforced where replicated data enters a node.
 * Every number stays below 2**53 (JSON- and pycrdt-safe). The counter is capped at
   ``MAX_COUNTER``; on overflow ``wall_ms`` advances by one millisecond instead.
 
@@ -30,6 +33,9 @@ WALL_DIGITS = 16
 COUNTER_DIGITS = 5
 NODE_ID_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
 _ENCODED_PATTERN = re.compile(r"(\d{16})\.(\d{5})\.([a-z0-9-]{1,32})")
+# A stamp inside longer text: 16 or more digits not preceded by a digit, a dot, 5 digits, a
+# dot (looser than a valid stamp on purpose: an oversized wall is what an attacker would write).
+_EMBEDDED_PATTERN = re.compile(r"(?<!\d)(\d{16,})\.\d{5}\.")
 
 
 @dataclass(frozen=True, order=True)
@@ -66,6 +72,13 @@ class Stamp:
             )
         wall, counter, node_id = match.groups()
         return cls(int(wall), int(counter), node_id)
+
+
+def stamp_walls_in(text: str) -> list[int]:
+    """The ``wall_ms`` of every encoded stamp that appears in `text` (possibly beyond 2**53;
+    an absurdly long digit run counts as 10**20, past any limit)."""
+    walls = (match.group(1) for match in _EMBEDDED_PATTERN.finditer(text))
+    return [int(wall) if len(wall) <= 20 else 10**20 for wall in walls]
 
 
 def _check_int(name: str, value: object, maximum: int) -> None:

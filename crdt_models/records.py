@@ -9,13 +9,35 @@ time) never decides anything: the merge rules in this package do, from HLC stamp
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import weakref
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from pycrdt import Doc, Map
 
+from meridian.crdt_models.hlc import Stamp
+
 MAX_SAFE_INT = 2**53 - 1
+SIGNER_FIELD = "signer"
+SIGNATURE_FIELD = "sig"
+RECORD_SIGNATURE_LABEL = b"meridian-record-v1"
+
+
+class RecordSigner(Protocol):
+    """Signs records on behalf of one node (implemented by ``sync.identity.NodeIdentity``)."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+# Documents the sync engine created, mapped to the key that signs records written into them.
+_signers: weakref.WeakKeyDictionary[Doc[Any], RecordSigner] = weakref.WeakKeyDictionary()
 
 
 class RecordError(ValueError):
@@ -73,3 +95,148 @@ def _check_json_safe(value: Any) -> None:
             _check_json_safe(item)
         return
     raise RecordError(f"{type(value).__name__} cannot be stored in a record")
+
+
+# --- signed records ------------------------------------------------------------------------
+
+
+def attach_signer(doc: Doc[Any], signer: RecordSigner) -> None:
+    """Records written into `doc` from now on are signed with `signer` (see module docstring)."""
+    _signers[doc] = signer
+
+
+def signer_of(doc: Doc[Any]) -> RecordSigner | None:
+    return _signers.get(doc)
+
+
+def signed_message(doc_id: str, root: str, key: str, record: dict[str, Any]) -> bytes:
+    """What a record's signature covers: where it lives and everything in it but the signature.
+
+    Binding the document, map and key means a signed record cannot be replayed under another
+    key (another account, another region's version).
+    """
+    body = {name: value for name, value in record.items() if name != SIGNATURE_FIELD}
+    parts = [RECORD_SIGNATURE_LABEL, doc_id.encode(), root.encode(), key.encode()]
+    return b"\x00".join([*parts, encode_record(body).encode()])
+
+
+def encode_signed(doc: Doc[Any], doc_id: str, root: str, key: str, record: dict[str, Any]) -> str:
+    """The record as text, signed with the document's signer when it has one."""
+    signer = signer_of(doc)
+    if signer is None:
+        return encode_record(record)
+    body = {**record, SIGNER_FIELD: signer.node_id}
+    signature = signer.sign(signed_message(doc_id, root, key, body))
+    return encode_record({**body, SIGNATURE_FIELD: encode_signature(signature)})
+
+
+def encode_signature(signature: bytes) -> str:
+    return base64.urlsafe_b64encode(signature).decode().rstrip("=")
+
+
+def decode_signature(text: Any) -> bytes:
+    if not isinstance(text, str) or len(text) > 200:
+        raise RecordError("signature is not text")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise RecordError("signature is not base64") from None
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string in a decoded record, keys included, however deeply nested."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings_in(item)
+
+
+# --- checking a peer's changes -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key of a root map that an incoming update adds, replaces or deletes."""
+
+    root: str
+    key: str
+    old: Any  # the value before the update (None when the key is new)
+    new: Any  # the value after it (None when the key is deleted)
+    deleted: bool = False
+
+    @property
+    def where(self) -> str:
+        return f"{self.root}/{self.key[:80]}"
+
+
+class CheckContext(Protocol):
+    """What the record rules need from the receiving node (``sync.checks`` provides it)."""
+
+    @property
+    def now_wall_ms(self) -> int: ...
+
+    @property
+    def max_ahead_ms(self) -> int: ...
+
+    @property
+    def regions(self) -> frozenset[str]:
+        """Every region in the cluster keyring (removed nodes' regions included)."""
+        ...
+
+    def signer_region(self, signer: str, message: bytes, signature: bytes, wall_ms: int) -> str:
+        """The keyring region of `signer` if `signature` over `message` is its, made while
+        its key was valid (`wall_ms`); raises RecordRefused otherwise."""
+        ...
+
+
+class RecordRefused(ValueError):
+    """A peer's change breaks the rules for its kind; `rule` names the rule (a metric label)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+class MissingReference(RecordRefused):
+    """A change refers to records this node does not hold yet, so it may be valid once they
+    arrive: the sync engine pulls the document from the sender and checks again, and refuses
+    it (as `rule`) only if the sender's whole document does not explain it either."""
+
+
+def verified_signer(
+    doc_id: str, change: Change, record: dict[str, Any], stamp: str, context: CheckContext
+) -> tuple[str, str]:
+    """(signer node, its region) of a signed record, or RecordRefused."""
+    signer = record.get(SIGNER_FIELD)
+    if not isinstance(signer, str) or SIGNATURE_FIELD not in record:
+        raise RecordRefused("unsigned", f"{change.where} is not signed")
+    signature = decode_signature(record[SIGNATURE_FIELD])
+    wall_ms = stamp_wall(stamp)
+    message = signed_message(doc_id, change.root, change.key, record)
+    region = context.signer_region(signer, message, signature, wall_ms)
+    stamped_by = stamp_node(stamp)
+    if stamped_by != signer:
+        raise RecordRefused(
+            "wrong_signer", f"{change.where} is stamped by {stamped_by} but signed by {signer}"
+        )
+    return signer, region
+
+
+def stamp_wall(stamp: str) -> int:
+    try:
+        return Stamp.decode(stamp).wall_ms
+    except ValueError as exc:
+        raise RecordError(str(exc)) from None
+
+
+def stamp_node(stamp: str) -> str:
+    try:
+        return Stamp.decode(stamp).node_id
+    except ValueError as exc:
+        raise RecordError(str(exc)) from None

@@ -1,21 +1,28 @@
 """The ``meridian`` command: run a node, the local demo cluster, admin document access, games.
 
 Each subcommand has its own ``--help``. Exit codes: 0 success, 1 a negative answer (e.g. a key
-that is absent), 2 a usage or configuration error (one line on stderr saying what is wrong).
+that is absent), 2 a usage or configuration error, or a node's store file that SQLite cannot
+read (one line on stderr saying what is wrong and what to do).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 EXIT_OK = 0
 EXIT_ABSENT = 1
 EXIT_USAGE = 2
+STORE_ADVICE = (
+    "move the file aside (keep it to inspect) and start the node again to refill its "
+    "documents from its peers, or restore the file from a backup"
+)
 
 DESCRIPTION = """\
 Meridian: a multi-region game server. Every region runs one node; shared state lives in CRDT
@@ -54,7 +61,8 @@ def _add_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="run one node",
         description="Run one Meridian node from a TOML config (see docs/configuration.md). "
         "It reloads its documents from its data directory, listens for players and peers, and "
-        "dials the peers named in the config. SIGINT/SIGTERM stop it cleanly.",
+        "dials the peers named in the config. SIGTERM drains it (its players are moved to "
+        "other regions, node.drain_deadline_s at most) and stops it; SIGINT stops it at once.",
     )
     node.add_argument("--config", required=True, metavar="FILE", help="the node's TOML config")
     node.set_defaults(func=run_node_command)
@@ -126,37 +134,84 @@ def run_node_command(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"meridian node: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(config.log_level, config.node_id)
+    configure_logging(config.log_level, config.node_id, config.log_format)
     return asyncio.run(_serve(config))
 
 
 async def _serve(config: object) -> int:
-    from meridian.node.config import NodeConfig
+    from meridian.node.config import ConfigError, NodeConfig
     from meridian.node.server import Node
+    from meridian.sync.store import StoreError
 
     assert isinstance(config, NodeConfig)
     node = Node(config)
-    stop = asyncio.Event()
+    # SIGTERM (Kubernetes, systemd, `docker stop`) drains first; SIGINT stops at once.
+    stop, terminate = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, terminate.set)
     try:
         await node.start()
     except OSError as error:
         logging.getLogger("meridian.node").error("cannot start: %s", error)
         return EXIT_USAGE
-    await stop.wait()
-    logging.getLogger("meridian.node").info("stopping (signal received)")
+    except StoreError as error:
+        print(f"meridian node: {error}; {STORE_ADVICE}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as error:  # the key files, read at start (see load_identity)
+        print(f"meridian node: config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if await _first(stop, terminate, node.drain.finished) is terminate:
+        node.drain.start()
+        await _first(stop, node.drain.finished)
+    why = "drained" if node.drain.finished.is_set() else "SIGINT"
+    logging.getLogger("meridian.node").info("stopping (%s)", why)
     await node.stop()
     return EXIT_OK
 
 
-def configure_logging(level: str, node_id: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format=f"%(asctime)s %(levelname)-7s {node_id} %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+async def _first(*events: asyncio.Event) -> asyncio.Event:
+    """Wait until one of the events is set; return it."""
+    waiters = {asyncio.create_task(event.wait()): event for event in events}
+    done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in pending:
+        waiter.cancel()
+    return waiters[next(iter(done))]
+
+
+class JsonLogFormatter(logging.Formatter):
+    """``node.log_format = "json"``: one JSON object per line, for log collectors.
+
+    Fields: ``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``node``, ``logger``,
+    ``message``, and ``exception`` (the traceback) when there is one.
+    """
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        entry = {
+            "time": stamp.replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "node": self.node_id,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, node_id: str, log_format: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter(node_id))
+    else:
+        text = f"%(asctime)s %(levelname)-7s {node_id} %(name)s: %(message)s"
+        handler.setFormatter(logging.Formatter(text))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 

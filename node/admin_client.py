@@ -12,6 +12,7 @@ import urllib.request
 from typing import Any
 
 TIMEOUT_S = 10.0
+DRAIN_WAIT_S = 3600.0  # --wait: the node's own deadline ends the drain; this only bounds a hang
 TOKEN_ENV = "MERIDIAN_ADMIN_TOKEN"
 
 
@@ -60,7 +61,7 @@ def _request(args: argparse.Namespace, method: str, body: Any = None) -> tuple[i
 
 
 def admin_request(
-    args: argparse.Namespace, method: str, path: str, body: Any = None
+    args: argparse.Namespace, method: str, path: str, body: Any = None, timeout: float = TIMEOUT_S
 ) -> tuple[int, dict[str, Any]]:
     """Call the admin API of ``args.node`` with ``args.token``; (status, JSON answer)."""
     if not args.token:
@@ -71,7 +72,7 @@ def admin_request(
     request.add_header("Authorization", f"Bearer {args.token}")
     request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
@@ -149,7 +150,18 @@ def add_admin_arguments(parser: argparse.ArgumentParser) -> None:
     )
     restore.add_argument("file")
     restore.set_defaults(func=run_import)
-    for sub in (create, disable, listing, export, restore):
+    drain = actions.add_parser(
+        "drain",
+        help="move the node's players to other regions, then stop it",
+        description="Drain the node (as SIGTERM does): it stops taking players, tells each "
+        "connected player which region to continue in, waits until they moved or its "
+        "node.drain_deadline_s passed, flushes its store and replication, and exits 0.",
+    )
+    drain.add_argument(
+        "--wait", action="store_true", help="wait until the drain is done and print its report"
+    )
+    drain.set_defaults(func=run_drain)
+    for sub in (create, disable, listing, export, restore, drain):
         sub.add_argument("--node", required=True, metavar="URL", help="node base URL")
         sub.add_argument(
             "--token",
@@ -216,4 +228,25 @@ def run_import(args: argparse.Namespace) -> int:
     if _answer(status, payload):
         return 2
     print(f"imported {payload['imported']} documents into {args.node}")
+    return 0
+
+
+def run_drain(args: argparse.Namespace) -> int:
+    if not args.wait:
+        status, payload = admin_request(args, "POST", "/api/admin/drain", {})
+        if _answer(status, payload, 202):
+            return 2
+        print(f"draining {payload['node']} (deadline {payload['deadline_s']:g} s)")
+        return 0
+    # The node answers when its drain is done, just before it stops.
+    status, report = admin_request(
+        args, "POST", "/api/admin/drain", {"wait": True}, timeout=DRAIN_WAIT_S
+    )
+    if _answer(status, report):
+        return 2
+    print(
+        f"drained {report['node']}: {report['told']} of {report['sessions']} sessions told where "
+        f"to go, {report['left']} still connected at the end, flushed: {report['flushed']}, "
+        f"{report['seconds']:g} s"
+    )
     return 0

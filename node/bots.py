@@ -4,12 +4,15 @@ Each bot is a `node.client.PlayerClient`. It registers at its home server (bot `
 ``servers[i % len(servers)]``) or logs in if its name exists, and plays from what a player sees:
 the ``view`` and the ``legal`` list of its ``game`` pushes, with
 `games.battleline.viewbot.ViewBot` (the engine's heuristic run on a state consistent with the
-view). Bots are paired (1 with 2, 3 with 4, ...; partners sit in different regions whenever
-there are two servers or more); the first of a pair invites, the second accepts. An idle bot
-accepts any invitation, from its partner or from a person, so anyone can play a bot.
+view). The first `for_people` bots are reserved for people: they never invite anyone and no
+bot invites them, so they sit idle until a person invites them and accept at once. The other
+bots are paired (the 1st with the 2nd of them, the 3rd with the 4th, ...; partners sit in
+different regions whenever there are two servers or more); the first of a pair invites, the
+second accepts. An idle paired bot also accepts any invitation, a person's first.
 
 On a connection failure a bot reconnects with its resume token to the next server of the list
-(failover), logging in again if the session is gone, and plays on in the same game. A stalled
+(failover), logging in again if the session is gone, and plays on in the same game. A node that
+drains tells its players where to go; the bot's client follows that notice by itself. A stalled
 game (no progress for `BotPlan.stall_s`) is saved and counted as an error.
 
 `run_bots` runs a set of bots to completion and returns a `BotSummary`; the demo and the tests
@@ -77,6 +80,7 @@ class BotStats:
     name: str
     home: str
     partner: str | None
+    for_people: bool = False
     server: str = ""
     games: list[GameRecord] = field(default_factory=list)
     moves: int = 0
@@ -118,8 +122,9 @@ class BotSummary:
         head = f"  {'bot':<20} {'server':<24} games  won lost draw saved  moves  reconn errors"
         lines = [head]
         for b in self.bots:
+            name = f"{b.name} (people)" if b.for_people else b.name
             lines.append(
-                f"  {b.name:<20} {b.server:<24} {b.finished:>5} {b.count('won'):>4} "
+                f"  {name:<20} {b.server:<24} {b.finished:>5} {b.count('won'):>4} "
                 f"{b.count('lost'):>4} {b.count('draw'):>4} {b.count('saved'):>5} "
                 f"{b.moves:>6} {b.reconnects:>7} {len(b.errors):>6}"
             )
@@ -144,6 +149,7 @@ class BotPlan:
     log: Callable[[str], None]
     stop: asyncio.Event
     names: list[str]
+    for_people: int = 0  # the first this many bots wait for people (see module docstring)
     done: set[str] = field(default_factory=set)
 
 
@@ -154,13 +160,15 @@ class Bot:
         self.plan = plan
         self.name = plan.names[index]
         self.server_index = index % len(plan.servers)
-        pair_base = index - index % 2
-        partner = pair_base + 1 - index % 2
-        self.partner = plan.names[partner] if partner < len(plan.names) else None
-        self.inviter = index % 2 == 0
+        self.partner, self.inviter = _partner(index, plan)
         self.client = PlayerClient(plan.servers[self.server_index], http)
         self.brain = ViewBot(seed)
-        self.stats = BotStats(self.name, plan.servers[self.server_index], self.partner)
+        self.stats = BotStats(
+            self.name,
+            plan.servers[self.server_index],
+            self.partner,
+            for_people=index < plan.for_people,
+        )
         self.game: dict[str, Any] | None = None  # the newest push of the game being played
         self.game_moves = 0
         self.sent_at_ply = -1  # the ply this bot last sent a move for (no repeat until news)
@@ -292,7 +300,8 @@ class Bot:
             return True
         # Nobody left to play: the partner is done (or there is none and all the others are).
         if self.partner is None:  # plays only people: done with the paired bots, if any
-            others = [n for n in self.plan.names if n != self.name]
+            paired = self.plan.names[self.plan.for_people :]
+            others = [n for n in paired if n != self.name]
             return bool(others) and all(n in self.plan.done for n in others)
         if self.partner in self.plan.done:
             self.stats.stopped = f"{self.partner} is done (it played people too)"
@@ -320,6 +329,18 @@ class Bot:
             self.sent_at_ply = -1
         elif push["type"] == "notice":
             self._log(f"notice {push.get('code')}: {push.get('message')}")
+        elif push["type"] == "drain":  # the client follows it (node.client)
+            self._log(f"drain notice: {push.get('message')}")
+        elif push["type"] == "_moved":
+            self._moved(push["url"])
+
+    def _moved(self, url: str) -> None:
+        """The client followed a drain notice to `url`: fail over from there from now on."""
+        if url in self.plan.servers:
+            self.server_index = self.plan.servers.index(url)
+        self.stats.server = url
+        self.stats.reconnects += 1
+        self._log(f"moved to {url}")
 
     def _note_game(self, push: dict[str, Any]) -> None:
         gid = push["game"]
@@ -398,7 +419,11 @@ class Bot:
 
     async def _give_up_stalled(self, push: dict[str, Any]) -> None:
         gid = push["game"]
-        self._error(f"game {gid} made no progress for {self.plan.stall_s:.0f} s; saving it")
+        text = f"game {gid} made no progress for {self.plan.stall_s:.0f} s; saving it"
+        if _opponent(push) in self.plan.names:
+            self._error(text)
+        else:  # a person may simply have walked away: free the bot for the next one
+            self._log(text)
         with contextlib.suppress(RequestError):
             await self.client.request("save", game=gid)
         self.over.add(gid)
@@ -447,6 +472,15 @@ class Bot:
         self.invited_at = now
 
 
+def _partner(index: int, plan: BotPlan) -> tuple[str | None, bool]:
+    """The bot's partner (None for a bot reserved for people) and whether it invites."""
+    if index < plan.for_people:
+        return None, False
+    paired = index - plan.for_people
+    partner = plan.for_people + paired - paired % 2 + 1 - paired % 2
+    return (plan.names[partner] if partner < len(plan.names) else None), paired % 2 == 0
+
+
 def _opponent(push: dict[str, Any]) -> str:
     return str(push["players"][1 - push["you"]])
 
@@ -480,13 +514,17 @@ async def run_bots(
     pause_s: float = 0.0,
     move_delay_s: float = 0.0,
     stall_s: float = STALL_S,
+    for_people: int = 0,
     log: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> BotSummary:
     """Run `count` bots against `servers` until each has finished `games` games (0: until
-    `stop` is set); see the module docstring for pairing, invitations and failover."""
-    if not servers or count < 1 or games < 0:
-        raise ValueError("run_bots needs at least one server, one bot and games >= 0")
+    `stop` is set); the first `for_people` of them wait for people. See the module docstring
+    for pairing, invitations and failover."""
+    if not servers or count < 1 or games < 0 or not 0 <= for_people <= count:
+        raise ValueError(
+            "run_bots needs at least one server, one bot, games >= 0 and 0 <= for_people <= count"
+        )
     plan = BotPlan(
         servers=[s.rstrip("/") for s in servers],
         games=games,
@@ -497,6 +535,7 @@ async def run_bots(
         log=log or (lambda _text: None),
         stop=stop or asyncio.Event(),
         names=bot_names(prefix, count),
+        for_people=for_people,
     )
     started = time.monotonic()
     connector = aiohttp.TCPConnector(limit=0)  # every bot holds a websocket open
@@ -522,8 +561,12 @@ async def game_logs(http: aiohttp.ClientSession, servers: Sequence[str]) -> list
     return list(await asyncio.gather(*(one(url) for url in servers)))
 
 
+# A timeout parameter, not a caller's asyncio.timeout: at the deadline the answer is what still
+# differs between the logs, which a cancellation would lose.
 async def wait_for_equal_logs(
-    servers: Sequence[str], gids: set[str], timeout: float = 30.0
+    servers: Sequence[str],
+    gids: set[str],
+    timeout: float = 30.0,  # noqa: ASYNC109
 ) -> str | None:
     """Wait until every server's game log is the same and holds `gids`; None when it is,
     else a message saying what differs."""
@@ -554,9 +597,10 @@ def _log_difference(servers: list[str], logs: list[Any], gids: set[str]) -> str 
 
 BOT_DESCRIPTION = """\
 Run N Battleline bots as real players over websockets. Bot i registers at the i-th --server
-(round robin; it logs in if its name exists already), bots are paired 1-2, 3-4, ... so that
-partners sit in different regions, and each pair plays G games; an idle bot also accepts any
-person's invitation, so you can invite a bot from the player client. Moves come from the
+(round robin; it logs in if its name exists already). The first M bots (--for-people M) wait
+for people: nobody else invites them and they accept a person's invitation at once. The others
+are paired (1-2, 3-4, ... of them) so that partners sit in different regions, and each pair
+plays G games; an idle paired bot also accepts a person's invitation. Moves come from the
 engine's heuristic run on the bot's own view.
 
 If a bot's connection fails it resumes its session on the next --server (with its resume
@@ -582,6 +626,13 @@ def add_bot_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     parser.add_argument("--count", type=int, default=2, metavar="N", help="bots (default 2)")
     parser.add_argument(
+        "--for-people",
+        type=int,
+        default=0,
+        metavar="M",
+        help="the first M of the N bots only wait for people's invitations (default 0)",
+    )
+    parser.add_argument(
         "--games", type=int, default=1, metavar="G", help="games per bot; 0: until Ctrl-C"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bots' choices")
@@ -603,9 +654,15 @@ def add_bot_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def run_bot_command(args: argparse.Namespace) -> int:
-    if args.count < 1 or args.games < 0 or len(args.password) < 8:
+    if (
+        args.count < 1
+        or args.games < 0
+        or len(args.password) < 8
+        or not 0 <= args.for_people <= args.count
+    ):
         print(
-            "meridian bot: --count must be >= 1, --games >= 0, --password 8+ characters",
+            "meridian bot: --count must be >= 1, --games >= 0, --for-people from 0 to --count, "
+            "--password 8+ characters",
             file=sys.stderr,
         )
         return 2
@@ -633,6 +690,7 @@ async def _run_until_interrupted(args: argparse.Namespace) -> BotSummary:
         prefix=args.prefix,
         pause_s=args.pause,
         move_delay_s=args.delay,
+        for_people=args.for_people,
         log=lambda text: print(text, flush=True),
         stop=stop,
     )

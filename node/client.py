@@ -7,6 +7,13 @@ asyncio.Queue) and in `latest` (the newest push of each type). Refused requests 
 the code ``disconnected``. When the websocket closes, a ``{"type": "_closed", "code": ...}``
 pseudo-push is queued. `connect(resume=True, base_url=...)` continues the session on another
 node (failover, see docs/protocol.md *Reconnecting*).
+
+A ``drain`` push (the node is shutting down, docs/protocol.md *Drain*) is followed by itself
+unless ``follow_drain=False``: the client resumes the session at the region the push names on a
+second websocket, switches to it once its hello is answered (requests meanwhile still go to the
+old node, which serves them until it closes), and queues a ``{"type": "_moved", "region",
+"url"}`` pseudo-push. If the new region refuses, the client closes the old connection and the
+usual failover applies (with the notice's resume token).
 """
 
 from __future__ import annotations
@@ -34,7 +41,12 @@ class RequestError(Exception):
 
 class PlayerClient:
     def __init__(
-        self, base_url: str, session: aiohttp.ClientSession, *, queue_pushes: bool = True
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        *,
+        queue_pushes: bool = True,
+        follow_drain: bool = True,
     ) -> None:
         """`queue_pushes=False` keeps only `latest` and `games` (for clients nobody drains).
 
@@ -42,6 +54,7 @@ class PlayerClient:
         """
         self.base_url = base_url.rstrip("/")
         self.queue_pushes = queue_pushes
+        self.follow_drain = follow_drain
         self.on_push: Callable[[dict[str, Any]], None] | None = None
         self.http = session
         self.token = ""
@@ -56,6 +69,8 @@ class PlayerClient:
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._sent_on: dict[str, aiohttp.ClientWebSocketResponse] = {}  # request id -> socket
+        self._following: asyncio.Task[bool] | None = None
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -97,7 +112,9 @@ class PlayerClient:
         self.ws = await self.http.ws_connect(ws_url, heartbeat=heartbeat)
         self.closed = None
         self._reader = asyncio.create_task(self._read_loop(self.ws))
-        hello = {"resume": self.resume} if resume else {"token": self.token}
+        hello: dict[str, Any] = {"resume": self.resume} if resume else {"token": self.token}
+        if seen := self.seen():
+            hello["seen"] = seen  # a node lacking what we were shown answers with a rollback
         try:
             reply = await self.request("hello", **hello)
         except BaseException:
@@ -107,6 +124,14 @@ class PlayerClient:
         self.resume = reply["resume"]
         self.you = reply["you"]
         return reply
+
+    def seen(self) -> dict[str, dict[str, Any]]:
+        """hello's ``seen``: the ply and head move of each live game as last shown here."""
+        return {
+            gid: {"ply": push["ply"], "head": push["head"]}
+            for gid, push in self.games.items()
+            if push.get("status") == "live" and "head" in push
+        }
 
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Send one request and return its reply; a `rate_limited` refusal is retried after a
@@ -126,6 +151,7 @@ class PlayerClient:
         request_id = f"r{next(self._ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
+        self._sent_on[request_id] = self.ws
         try:
             await self.ws.send_str(json.dumps({"id": request_id, "type": kind, **fields}))
             reply = await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
@@ -133,6 +159,7 @@ class PlayerClient:
             raise RequestError("disconnected", str(lost) or "the websocket is closed") from None
         finally:
             self._waiting.pop(request_id, None)
+            self._sent_on.pop(request_id, None)
         if not reply.get("ok"):
             error = reply.get("error", {})
             raise RequestError(error.get("code", "error"), error.get("message", ""))
@@ -150,12 +177,21 @@ class PlayerClient:
             elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                 break
         if ws is not self.ws:
-            return  # a connection given up for a newer one (failover): its end is no news
+            # A connection given up for a newer one (failover, drain): its end is no news, but
+            # what was asked on it and not answered will not be.
+            self._fail_waiters(ws)
+            return
         self.closed = (ws.close_code, reason)
         for waiter in self._waiting.values():
             if not waiter.done():
                 waiter.set_exception(RequestError("disconnected", f"closed with {ws.close_code}"))
         self.pushes.put_nowait({"type": "_closed", "code": ws.close_code, "reason": reason})
+
+    def _fail_waiters(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        for request_id, sent_on in list(self._sent_on.items()):
+            waiter = self._waiting.get(request_id)
+            if sent_on is ws and waiter is not None and not waiter.done():
+                waiter.set_exception(RequestError("disconnected", "sent to a node left behind"))
 
     def _deliver(self, data: dict[str, Any]) -> None:
         waiter = self._waiting.get(data.get("re") or "")
@@ -169,12 +205,61 @@ class PlayerClient:
             self.latest[data["type"]] = data
             if data["type"] == "game":
                 self.games[data["game"]] = data
+            if data["type"] == "drain" and self.follow_drain and self._following is None:
+                self._following = asyncio.create_task(self.follow_drain_notice(data))
             if self.queue_pushes:
                 self.pushes.put_nowait(data)
             if self.on_push is not None:
                 self.on_push(data)
 
-    async def wait_push(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+    async def follow_drain_notice(self, notice: dict[str, Any]) -> bool:
+        """Continue the session at the notice's ``url`` with its ``resume`` token (see module
+        docstring); True once the client talks to the new node.
+
+        If the new node cannot be reached or refuses, the old connection is closed at once (the
+        old node is going away, and its resume token was replaced by the notice's): the usual
+        ``_closed`` pseudo-push follows and the caller fails over with the new token."""
+        old = self.ws
+        try:
+            if await self._switch_to(str(notice["url"]), str(notice["resume"])):
+                return True
+        except (aiohttp.ClientError, OSError, TimeoutError, RequestError, KeyError):
+            pass
+        finally:
+            self._following = None
+        self.resume = str(notice.get("resume") or self.resume)
+        if old is not None and old is self.ws:
+            await old.close()
+        return False
+
+    async def _switch_to(self, url: str, resume: str) -> bool:
+        ws = await self.http.ws_connect(url.rstrip("/").replace("http", "ws", 1) + "/ws")
+        reader = asyncio.create_task(self._read_loop(ws))
+        request_id = f"r{next(self._ids)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        hello: dict[str, Any] = {"id": request_id, "type": "hello", "resume": resume}
+        if seen := self.seen():
+            hello["seen"] = seen
+        try:
+            await ws.send_str(json.dumps(hello))
+            reply = await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
+        finally:
+            self._waiting.pop(request_id, None)
+        if not reply.get("ok"):
+            await ws.close()  # not self.ws: its reader ends quietly
+            return False
+        self.ws, self._reader, self.closed = ws, reader, None
+        self.base_url = url.rstrip("/")
+        self.resume, self.you = reply["resume"], reply["you"]
+        if self.queue_pushes:
+            moved = {"type": "_moved", "region": self.you.get("region"), "url": self.base_url}
+            self.pushes.put_nowait(moved)
+        return True
+
+    # A timeout parameter with a default, not a caller's asyncio.timeout: a push that never comes
+    # fails with an error naming the push awaited instead of hanging the caller.
+    async def wait_push(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:  # noqa: ASYNC109
         """The next push of this type whose fields equal `match` (earlier others are skipped)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:

@@ -5,6 +5,12 @@ a default), every bad value raises a one-line ``ConfigError`` naming the dotted 
 wrong and what was expected. Secrets (cluster secret, admin token) come from an environment
 variable or a file, never from the TOML itself, and never appear in a repr, str or log line.
 Every key is documented in docs/configuration.md.
+
+The node's identity (its Ed25519 private key, ``cluster.key_file``) and the cluster keyring
+(``cluster.keyring_file``) are read by `load_identity` when the node starts, not by
+`load_config`: the config names the files, which tooling may generate after writing it
+(``node.localcluster`` does for local clusters). A private key file must be readable by its
+owner only (mode 0600); its content is never logged.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import ipaddress
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,13 +28,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from meridian.sync.identity import KeyMaterialError, Keyring, NodeIdentity, public_key_text
 from meridian.sync.settings import SyncSettings
 
 NAME_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+DEFAULT_DRAIN_DEADLINE_S = 30.0
 MIN_SECRET_CHARS = 16
 SECRET_FIELDS = frozenset({"cluster_secret", "admin_token"})
 SECRET_KEYS = ("secret_env", "secret_file", "admin_token_env", "admin_token_file")
+IDENTITY_KEYS = ("key_file", "keyring_file")
+DEFAULT_KEY_FILE = "node.key"  # in data_dir when cluster.key_file is not set
+DEFAULT_KEYRING_FILE = "keyring.toml"  # likewise for cluster.keyring_file
 
 
 @dataclass(frozen=True, repr=False)
@@ -39,7 +52,7 @@ class NodeConfig:
     public_url: str
     data_dir: Path
     peers: tuple[str, ...]
-    cluster_secret: str
+    cluster_secret: str | None  # not used by protocol 2 (node keys authenticate peers)
     admin_token: str
     zeroconf: bool
     sync: SyncSettings
@@ -47,6 +60,10 @@ class NodeConfig:
     max_clock_ahead_ms: int
     log_level: str
     config_path: Path
+    key_file: Path = Path(DEFAULT_KEY_FILE)
+    keyring_file: Path = Path(DEFAULT_KEYRING_FILE)
+    log_format: str = "text"
+    drain_deadline_s: float = DEFAULT_DRAIN_DEADLINE_S
 
     def __repr__(self) -> str:
         parts = []
@@ -190,8 +207,17 @@ class TomlTable:
 
 
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "node": ("id", "region", "listen", "public_url", "data_dir", "log_level"),
-    "cluster": ("peers", *SECRET_KEYS, "zeroconf"),
+    "node": (
+        "id",
+        "region",
+        "listen",
+        "public_url",
+        "data_dir",
+        "log_level",
+        "log_format",
+        "drain_deadline_s",
+    ),
+    "cluster": ("peers", *SECRET_KEYS, *IDENTITY_KEYS, "zeroconf"),
     "sync": tuple(sync_field.name for sync_field in dataclasses.fields(SyncSettings)),
     "replication": ("ack_regions",),
     "clock": ("max_ahead_ms",),
@@ -234,15 +260,16 @@ def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:
     data_dir = reader.folder / node.string("data_dir", expected="a folder path")
     log_level = _log_level(node)
     own_url = public_url or _default_public_url(node, listen_host, listen_port)
+    data_dir = data_dir.resolve()
     return NodeConfig(
         node_id=node_id,
         region=region,
         listen_host=listen_host,
         listen_port=listen_port,
         public_url=own_url,
-        data_dir=data_dir.resolve(),
+        data_dir=data_dir,
         peers=_peers(cluster, own_url),
-        cluster_secret=_secret(reader, cluster, "secret"),
+        cluster_secret=_secret(reader, cluster, "secret", required=False),
         admin_token=_secret(reader, cluster, "admin_token"),
         zeroconf=cluster.boolean("zeroconf", False),
         sync=sync_settings_from(root.table("sync", required=False)),
@@ -250,7 +277,19 @@ def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:
         max_clock_ahead_ms=root.table("clock", required=False).integer("max_ahead_ms", 60_000, 1),
         log_level=log_level,
         config_path=reader.path.resolve(),
+        key_file=_path(cluster, "key_file", data_dir / DEFAULT_KEY_FILE),
+        keyring_file=_path(cluster, "keyring_file", data_dir / DEFAULT_KEYRING_FILE),
+        log_format=_log_format(node),
+        drain_deadline_s=node.number(
+            "drain_deadline_s", DEFAULT_DRAIN_DEADLINE_S, 0, inclusive=False
+        ),
     )
+
+
+def _path(table: TomlTable, key: str, default: Path) -> Path:
+    """A file path relative to the config file's folder, or `default`."""
+    text = table.optional_string(key, "a file path")
+    return (table.reader.folder / text).resolve() if text else default
 
 
 def _name(table: TomlTable, key: str) -> str:
@@ -308,6 +347,14 @@ def _log_level(table: TomlTable) -> str:
     return value
 
 
+def _log_format(table: TomlTable) -> str:
+    expected = "one of " + ", ".join(repr(name) for name in LOG_FORMATS)
+    value = table.string("log_format", "text", expected)
+    if value not in LOG_FORMATS:
+        raise table.reader.error(table.dotted("log_format"), f"expected {expected}, got {value!r}")
+    return value
+
+
 def _peers(table: TomlTable, own_url: str) -> tuple[str, ...]:
     peers: list[str] = []
     for index, text in enumerate(table.string_list("peers", "http(s) URLs")):
@@ -321,11 +368,14 @@ def _peers(table: TomlTable, own_url: str) -> tuple[str, ...]:
     return tuple(peers)
 
 
-def _secret(reader: TomlReader, table: TomlTable, name: str) -> str:
-    """Read secret ``name`` from exactly one of ``{name}_env`` / ``{name}_file``."""
+def _secret(reader: TomlReader, table: TomlTable, name: str, *, required: bool = True) -> Any:
+    """Read secret ``name`` from exactly one of ``{name}_env`` / ``{name}_file`` (None when
+    neither is set and the secret is not `required`)."""
     env_key, file_key = f"{name}_env", f"{name}_file"
     variable = table.optional_string(env_key, "the name of an environment variable")
     file_name = table.optional_string(file_key, "a file path")
+    if variable is None and file_name is None and not required:
+        return None
     if (variable is None) == (file_name is None):
         found = "both" if variable is not None else "neither"
         raise reader.error(
@@ -372,6 +422,9 @@ def sync_settings_from(table: TomlTable) -> SyncSettings:
         peer_timeout_s=table.number("peer_timeout_s", default.peer_timeout_s, 0, inclusive=False),
         max_frame_bytes=table.integer("max_frame_bytes", default.max_frame_bytes, 64 * 1024),
         max_queue_bytes=table.integer("max_queue_bytes", default.max_queue_bytes, 64 * 1024),
+        max_update_bytes=table.integer("max_update_bytes", default.max_update_bytes, 64 * 1024),
+        new_docs_burst=table.integer("new_docs_burst", default.new_docs_burst, 1),
+        new_docs_per_s=table.number("new_docs_per_s", default.new_docs_per_s, 0, inclusive=False),
         reconnect_min_s=table.number(
             "reconnect_min_s", default.reconnect_min_s, 0, inclusive=False
         ),
@@ -394,6 +447,8 @@ def _check_sync_relations(table: TomlTable, settings: SyncSettings) -> None:
          f"must be greater than sync.heartbeat_s ({settings.heartbeat_s:g})"),
         ("max_queue_bytes", settings.max_queue_bytes >= settings.max_frame_bytes,
          f"must be at least sync.max_frame_bytes ({settings.max_frame_bytes})"),
+        ("max_update_bytes", settings.max_update_bytes <= settings.max_frame_bytes,
+         f"must be at most sync.max_frame_bytes ({settings.max_frame_bytes})"),
         ("reconnect_max_s", settings.reconnect_max_s >= settings.reconnect_min_s,
          f"must be at least sync.reconnect_min_s ({settings.reconnect_min_s:g})"),
     ]  # fmt: skip
@@ -401,3 +456,70 @@ def _check_sync_relations(table: TomlTable, settings: SyncSettings) -> None:
         if not holds:
             value = getattr(settings, key)
             raise table.reader.error(table.dotted(key), f"{rule}, got {value:g}")
+
+
+# --- identity ------------------------------------------------------------------------------
+
+
+def load_identity(config: NodeConfig) -> tuple[NodeIdentity, Keyring]:
+    """This node's key and the cluster keyring, checked against each other.
+
+    Raises ConfigError naming ``cluster.key_file`` or ``cluster.keyring_file``: a missing or
+    unreadable file, a key file others can read, a keyring without this node, or a keyring
+    that lists another public key or region for it.
+    """
+    keyring = _load_keyring(config)
+    identity = _load_key(config)
+    entry = keyring.get(config.node_id)
+    where = f"cluster.keyring_file ({config.keyring_file})"
+    if entry is None:
+        raise ConfigError(config.config_path, where, f"does not list this node ({config.node_id})")
+    if public_key_text(entry.public_key) != identity.public_text:
+        raise ConfigError(
+            config.config_path, where, f"lists another public key for {config.node_id}"
+        )
+    if entry.region != config.region:
+        raise ConfigError(
+            config.config_path,
+            where,
+            f"lists {config.node_id} in region {entry.region!r}, the config says {config.region!r}",
+        )
+    if entry.removed:
+        raise ConfigError(config.config_path, where, f"marks {config.node_id} as removed")
+    return identity, keyring
+
+
+def _load_key(config: NodeConfig) -> NodeIdentity:
+    path = config.key_file
+    where = "cluster.key_file"
+    try:
+        mode = path.stat().st_mode
+        pem = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(
+            config.config_path, where, f"cannot read {path}: {error.strerror}"
+        ) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            config.config_path,
+            where,
+            f"{path} is accessible to other users (mode {stat.S_IMODE(mode):04o}); "
+            "run chmod 600 on it",
+        )
+    try:
+        return NodeIdentity.from_pem(config.node_id, config.region, pem)
+    except KeyMaterialError as error:
+        raise ConfigError(config.config_path, where, f"{path}: {error.message}") from None
+
+
+def _load_keyring(config: NodeConfig) -> Keyring:
+    path = config.keyring_file
+    where = "cluster.keyring_file"
+    try:
+        table = read_toml(path)
+    except ConfigError as error:
+        raise ConfigError(config.config_path, where, f"{path}: {error.message}") from None
+    try:
+        return Keyring.parse(table)
+    except KeyMaterialError as error:
+        raise ConfigError(config.config_path, where, f"{path}: {error}") from None

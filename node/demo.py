@@ -5,10 +5,12 @@ their environment (never written to disk). The demo waits until every node answe
 is complete, prints where each node listens, the player client and the dashboard, and stops all
 nodes cleanly on Ctrl-C. Each node's log goes to ``data/logs/<region>.log``.
 
-It also runs bots (``node.bots``) in this process, spread over the regions and playing each
-other across them; an idle bot accepts anyone's invitation, so a person can play one from the
-player client. By default they play endlessly (a pause between games, a short delay before each
-move so people can follow). With ``--games G --exit-when-done`` the demo exits 0 once every bot
+It also runs bots (``node.bots``) in this process, spread over the regions. ``--bots-for-people``
+of them (bot1, bot2, ... ; default 2) wait for people: no bot invites them, and they accept a
+person's invitation at once, so a newcomer can invite one straight away. The ``--bots`` others
+play each other across the regions (and accept a person's invitation between their games).
+By default they play endlessly (a pause between games, a short delay before each move so people
+can follow). With ``--games G --exit-when-done`` the demo exits 0 once every bot
 finished G games and every region's game log (``GET /api/games``) is the same, 1 otherwise.
 
 A node that dies does not stop the demo: `node.demo_supervisor` marks its region down, the
@@ -29,20 +31,22 @@ from pathlib import Path
 
 from meridian.node.bots import BotSummary, run_bots, wait_for_equal_logs
 from meridian.node.config import ConfigError, load_config
-from meridian.node.demo_supervisor import Supervisor, control_command
+from meridian.node.demo_supervisor import Supervisor, control_command, state_root
 from meridian.node.localcluster import (
     TOKEN_ENV,
     LocalNode,
     cluster_env,
+    ensure_keys,
     port_in_use,
     start_node,
     stop_nodes,
     wait_for_mesh,
 )
+from meridian.node.web import DEMO_CONTROL_ENV
+from meridian.resources import demo_configs_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG_DIR = REPO_ROOT / "configs" / "local"
 DEFAULT_BOTS = 4
+DEFAULT_BOTS_FOR_PEOPLE = 2
 ENDLESS_MOVE_DELAY_S = 0.5  # people watching can follow the bots' games
 LOG_AGREEMENT_TIMEOUT_S = 30.0
 DEFAULT_RESTART_AFTER_S = 15.0
@@ -70,8 +74,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config-dir",
         type=Path,
-        default=DEFAULT_CONFIG_DIR,
-        help="folder of node configs, one *.toml per region (default: configs/local)",
+        default=None,
+        help="folder of node configs, one *.toml per region (default: the shipped configs/local; "
+        "from an installed package, a copy in ./meridian-data with the data beside it)",
     )
     parser.add_argument(
         "--fresh", action="store_true", help="delete the nodes' data directories first"
@@ -87,7 +92,15 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_BOTS,
         metavar="N",
         help=f"bots playing each other across the regions (default {DEFAULT_BOTS}; 0: none); "
-        "an idle bot accepts anyone's invitation",
+        "between games they accept people's invitations too",
+    )
+    parser.add_argument(
+        "--bots-for-people",
+        type=int,
+        default=DEFAULT_BOTS_FOR_PEOPLE,
+        metavar="N",
+        help="more bots that only wait for people: idle until a person invites them, they "
+        f"accept at once (default {DEFAULT_BOTS_FOR_PEOPLE}; named bot1 ... botN)",
     )
     parser.add_argument(
         "--games",
@@ -122,12 +135,16 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 def run_demo_command(args: argparse.Namespace) -> int:
     if args.action is not None:
         return _control(args)
-    if args.bots < 0 or args.games < 0 or args.restart_after < 0:
-        print("meridian demo: --bots, --games and --restart-after must be >= 0", file=sys.stderr)
+    if min(args.bots, args.bots_for_people, args.games, args.restart_after) < 0:
+        print(
+            "meridian demo: --bots, --bots-for-people, --games and --restart-after must be >= 0",
+            file=sys.stderr,
+        )
         return 2
     if args.exit_when_done and not (args.bots and args.games):
         print("meridian demo: --exit-when-done needs --bots N and --games G", file=sys.stderr)
         return 2
+    args.config_dir = args.config_dir or demo_configs_dir(Path.cwd())
     env = cluster_env()
     try:
         configs = [load_config(path, env) for path in sorted(args.config_dir.glob("*.toml"))]
@@ -137,6 +154,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     if not configs:
         print(f"meridian demo: no *.toml configs in {args.config_dir}", file=sys.stderr)
         return 2
+    ensure_keys(configs)  # node keys and the keyring, made once under data/keys/
     busy = [c for c in configs if port_in_use(c.listen_host, c.listen_port)]
     if busy:
         ports = ", ".join(f"{c.listen_host}:{c.listen_port}" for c in busy)
@@ -145,6 +163,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     if args.fresh:
         for config in configs:
             shutil.rmtree(config.data_dir, ignore_errors=True)
+    env[DEMO_CONTROL_ENV] = str(state_root(configs[0]))  # the dashboard's kill/start buttons
     nodes = [start_node(config, env) for config in configs]
     print(f"starting {len(nodes)} nodes ...", flush=True)
     if not wait_for_mesh(nodes):
@@ -162,6 +181,7 @@ def _control(args: argparse.Namespace) -> int:
     if args.action in ("kill", "start") and not args.region:
         print(f"meridian demo {args.action}: name a region, e.g. eu", file=sys.stderr)
         return 2
+    args.config_dir = args.config_dir or demo_configs_dir(Path.cwd())
     paths = sorted(args.config_dir.glob("*.toml"))
     if not paths:
         print(f"meridian demo: no *.toml configs in {args.config_dir}", file=sys.stderr)
@@ -178,7 +198,7 @@ def _supervise(supervisor: Supervisor, env: dict[str, str], args: argparse.Names
     _print_table(supervisor.nodes, env[TOKEN_ENV])
     if args.exit_when_ready:
         return 0
-    if args.bots:
+    if args.bots or args.bots_for_people:
         return asyncio.run(_run_with_bots(supervisor, args))
     print(
         "Ctrl-C stops the cluster. From another terminal, `meridian demo kill eu` kills a "
@@ -207,19 +227,16 @@ async def _run_with_bots(supervisor: Supervisor, args: argparse.Namespace) -> in
     delay = args.bot_delay
     if delay is None:
         delay = 0.0 if args.games else ENDLESS_MOVE_DELAY_S
-    print(
-        f"{args.bots} bots (bot1 ... bot{args.bots}) play each other across the regions; "
-        "invite one from the player client. Ctrl-C stops the cluster.\n",
-        flush=True,
-    )
+    print(f"{_bots_line(args.bots_for_people, args.bots)} Ctrl-C stops the cluster.\n", flush=True)
     bots = asyncio.create_task(
         run_bots(
             servers,
-            args.bots,
+            args.bots_for_people + args.bots,
             args.games,
             seed=time.time_ns() % 2**32,
             pause_s=args.bot_pause,
             move_delay_s=delay,
+            for_people=args.bots_for_people,
             log=lambda text: print(f"  {text}", flush=True),
             stop=stop,
         )
@@ -235,6 +252,22 @@ async def _run_with_bots(supervisor: Supervisor, args: argparse.Namespace) -> in
     print("the cluster stays up for you; Ctrl-C stops it.", flush=True)
     await _until_done(asyncio.create_task(stop.wait()), supervisor)
     return 0
+
+
+def _bots_line(for_people: int, paired: int) -> str:
+    """What the demo's bots do, e.g. "bot1 and bot2 wait for people: invite one ..."."""
+    parts = []
+    if for_people:
+        names = [f"bot{i + 1}" for i in range(for_people)]
+        who = names[0] if for_people == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        verb = "waits" if for_people == 1 else "wait"
+        parts.append(f"{who} {verb} for people: invite one from the player client.")
+    if paired:
+        first, last = for_people + 1, for_people + paired
+        parts.append(
+            f"{paired} bots (bot{first} ... bot{last}) play each other across the regions."
+        )
+    return " ".join(parts)
 
 
 async def _until_done(

@@ -131,6 +131,25 @@ class GameTracker:
         self.chain = Chain(moves, self.chain.dropped, state)
         return True
 
+    def went_back_for(self, ply: int, head: str) -> int | None:
+        """A player last saw this game at `ply` (counted from the deal) with `head` the key of
+        its last move record: None if that is still on the chain, else the ply the game went
+        back to for them (where their branch leaves the chain). A head this node never received
+        (its region was lost) counts as a branch that left the chain just below it."""
+        chain_ply = {record.key: record.ply for record in self.chain.moves}
+        if ply <= self.base_ply or head in chain_ply:
+            return None
+        records = {record.key: record for record in self.records}
+        key = head
+        while key in records:
+            parent = records[key].parent
+            if parent in chain_ply:
+                return self.base_ply + chain_ply[parent] + 1
+            if not parent:
+                return self.base_ply
+            key = parent
+        return min(ply - 1, self.base_ply + self.ply)
+
     def moves_with_players(self) -> list[dict[str, Any]]:
         return [dict(record.move, player=record.player) for record in self.chain.moves]
 

@@ -1,15 +1,22 @@
 """The HTTP surface every node serves: health, metrics, cluster view and the admin document API.
 
-* ``GET /healthz``: JSON liveness (node, region, version, connected peers); no token.
-* ``GET /metrics``: Prometheus text; no token (it holds no user data).
+* ``GET /healthz``: JSON health (node, region, version, connected peers); no token. ``status`` is
+  ``"ok"`` (HTTP 200), or ``"degraded"`` (HTTP 503: not ready for players) while a document is
+  quarantined, each listed in ``quarantined`` with the reason, until a peer has refilled it.
+* ``GET /metrics``: Prometheus text (node/metrics.py); no token (it holds no user data).
 * ``GET /api/cluster``: this node, its peers with link state and lag, every document with its
   digest; admin token required.
 * ``GET|PUT /api/admin/docs/{doc}/{key}``: read or write one key of a document's ``kv`` map
-  (what ``meridian doc get|put`` use); admin token required. A PUT answers once the write is
+  (what ``meridian doc get|put`` use), for the key-value documents ``test:*`` and ``bench:*``
+  only (every other kind has its own layout and rules, which peers enforce); admin token
+  required. A PUT answers once the write is
   committed to this node's store and, with ``replication.ack_regions = k``, held by k peers.
 * ``POST /api/admin/docs/{doc}``: ``{"items": [[key, value], ...]}`` written as that many
   separate changes (one Yjs update each, like separate player moves), answered once all are
   committed here; at most MAX_BATCH_ITEMS items. Used by bench/replication.py to load a cluster.
+
+On every route, a write refused because its document is quarantined answers 503
+``{"error": {"code": "unavailable", ...}}`` naming the document (``refuse_unavailable``).
 """
 
 from __future__ import annotations
@@ -19,10 +26,16 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry
 from pycrdt import Doc, Map
 
-from meridian.node.metrics import MetricFamily, render
+from meridian.crdt_models.kinds import is_kv_document
+from meridian.node.delivery import REPLICATION_WAIT_S
+from meridian.node.metrics import CONTENT_TYPE, exposition, node_registry
+from meridian.node.service import ServiceError
 from meridian.sync.codec import FrameError, check_doc_id
+from meridian.sync.replicator import DocumentQuarantined
 from meridian.sync.stats import percentile
 
 if TYPE_CHECKING:
@@ -32,12 +45,14 @@ KV_MAP = "kv"
 MAX_KEY_CHARS = 200
 MAX_BATCH_ITEMS = 10_000
 MAX_SAFE_INT = 2**53 - 1
-REPLICATION_WAIT_S = 5.0
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
 
 
 def add_routes(app: web.Application, node: Node) -> None:
     app[NODE_KEY] = node
+    app.middlewares.append(refuse_unavailable)
+    app[METRICS_KEY] = node_registry(node)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/cluster", cluster)
@@ -70,100 +85,42 @@ def require_admin(request: web.Request) -> None:
         )
 
 
+@web.middleware
+async def refuse_unavailable(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A write to a quarantined document, from any route, is a 503 with a named code."""
+    try:
+        return await handler(request)
+    except DocumentQuarantined as refused:
+        return error_response(503, "unavailable", str(refused))
+    except ServiceError as error:
+        if error.code != "unavailable":
+            raise
+        return error_response(503, error.code, error.message)
+
+
 async def healthz(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
+    quarantined = node.replicator.quarantined
     return web.json_response(
         {
-            "status": "ok",
+            "status": "degraded" if quarantined else "ok",
             "node": node.config.node_id,
             "region": node.config.region,
             "version": node.engine.software,
             "protocol": list(node.engine.versions),
             "peers": node.engine.up_peers(),
             "documents": len(node.engine.docs),
-        }
+            "quarantined": [
+                {"doc": doc_id, "reason": reason} for doc_id, reason in sorted(quarantined.items())
+            ],
+        },
+        status=503 if quarantined else 200,
     )
 
 
 async def metrics(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    return web.Response(text=render(_metric_families(node)), content_type="text/plain")
-
-
-def _metric_families(node: Node) -> list[MetricFamily]:
-    engine, counters = node.engine, node.replicator.counters
-    up = set(engine.up_peers())
-    peer_up = MetricFamily("meridian_peer_up", "gauge", "1 while the link to the peer is up")
-    sent = MetricFamily("meridian_sync_updates_sent_total", "counter", "update frames sent")
-    received = MetricFamily(
-        "meridian_sync_updates_received_total", "counter", "update frames received"
-    )
-    bytes_sent = MetricFamily("meridian_sync_bytes_sent_total", "counter", "frame bytes sent")
-    bytes_received = MetricFamily(
-        "meridian_sync_bytes_received_total", "counter", "frame bytes received"
-    )
-    lag = MetricFamily(
-        "meridian_sync_replication_lag_seconds", "summary", "update sent to peer's durable ack"
-    )
-    for peer in engine.peers.values():
-        labels = {"peer": peer.node_id, "region": peer.region}
-        peer_up.add(1.0 if peer.node_id in up else 0.0, **labels)
-        sent.add(peer.updates_sent, **labels)
-        received.add(peer.updates_received, **labels)
-        bytes_sent.add(peer.bytes_sent, **labels)
-        bytes_received.add(peer.bytes_received, **labels)
-        lag.add_quantiles(peer.lag_samples, **labels)
-    changes = MetricFamily("meridian_changes_total", "counter", "document changes applied")
-    changes.add(counters.changes_local, origin="local")
-    changes.add(counters.changes_remote, origin="peer")
-    documents = MetricFamily("meridian_documents", "gauge", "documents held by this node")
-    documents.add(len(engine.docs))
-    links = MetricFamily("meridian_links_total", "counter", "peer link outcomes")
-    links.add(counters.links_up, outcome="up")
-    links.add(counters.links_closed, outcome="closed")
-    links.add(counters.links_refused, outcome="refused")
-    return [
-        peer_up,
-        sent,
-        received,
-        bytes_sent,
-        bytes_received,
-        lag,
-        changes,
-        documents,
-        links,
-        *_store_families(node),
-        *_service_families(node),
-    ]
-
-
-def _store_families(node: Node) -> list[MetricFamily]:
-    store = node.store
-    latency = MetricFamily(
-        "meridian_store_commit_latency_seconds", "summary", "group commit duration (fsync included)"
-    )
-    latency.add_quantiles(store.commit_latency_seconds)
-    commits = MetricFamily("meridian_store_commits_total", "counter", "group commits")
-    commits.add(store.total_commits)
-    failures = MetricFamily("meridian_store_failures_total", "counter", "changes not committed")
-    failures.add(node.replicator.counters.store_failures)
-    return [latency, commits, failures]
-
-
-def _service_families(node: Node) -> list[MetricFamily]:
-    service = node.service
-    merges = MetricFamily("meridian_merges_total", "counter", "automatic merges, by kind")
-    for kind in ("name", "double_login", "same_ply", "two_games"):
-        merges.add(service.merges.counts.get(kind, 0), kind=kind)
-    connections = MetricFamily("meridian_player_connections", "gauge", "player websockets open")
-    connections.add(len(service.conns))
-    games = MetricFamily("meridian_games", "gauge", "games known to this node, by status")
-    statuses: dict[str, int] = {}
-    for tracker in service.games.values():
-        statuses[tracker.status] = statuses.get(tracker.status, 0) + 1
-    for status, count in sorted(statuses.items()):
-        games.add(count, status=status)
-    return [merges, connections, games]
+    registry = request.app[METRICS_KEY]
+    return web.Response(body=exposition(registry), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def cluster(request: web.Request) -> web.Response:
@@ -224,6 +181,8 @@ def _doc_id(request: web.Request) -> str:
         check_doc_id(doc_id)
     except FrameError as exc:
         raise bad_request("bad_document", exc.reason) from None
+    if not is_kv_document(doc_id):  # other kinds have their own layout and rules
+        raise bad_request("bad_document", "this API reads and writes test:* and bench:* only")
     return doc_id
 
 

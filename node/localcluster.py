@@ -3,10 +3,18 @@
 Each node is a real ``meridian node`` process (``python -m meridian node --config FILE``) with its
 log in ``<data_dir>/../logs/<region>.log``. `write_configs` makes a set of node configs on free
 loopback ports for a throwaway cluster (tests, benchmarks).
+
+Node keys: `write_configs` gives every node an Ed25519 key and the cluster a keyring (in
+``<folder>/keys/``); `ensure_keys` does the same for existing configs whose key files are missing
+(``meridian demo`` calls it, so a fresh checkout needs no manual step). Private key files are
+created with mode 0600 in a 0700 folder. For a real cluster, make keys on each node's machine
+with ``python -m meridian.node.localcluster keys --out DIR NODE:REGION ...`` and copy only the
+keyring (public keys) around.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -15,17 +23,22 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from meridian.node.config import NodeConfig
+from meridian.sync.identity import Keyring, KeyringEntry, NodeIdentity
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 SECRET_ENV = "MERIDIAN_CLUSTER_SECRET"
 TOKEN_ENV = "MERIDIAN_ADMIN_TOKEN"
+KEYS_FOLDER = "keys"
+KEYRING_FILE = "keyring.toml"
 
 
 def cluster_env() -> dict[str, str]:
@@ -83,10 +96,17 @@ def wait_for_mesh(nodes: list[LocalNode], timeout: float = STARTUP_TIMEOUT_S) ->
 
 
 def fetch_health(base_url: str) -> dict[str, Any] | None:
+    """The node's /healthz body (``status`` "ok" or "degraded"), or None if it does not answer."""
     try:
         with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
             body: dict[str, Any] = json.loads(response.read())
             return body
+    except urllib.error.HTTPError as error:  # 503: degraded, and the body says why
+        try:
+            degraded: dict[str, Any] = json.loads(error.read())
+            return degraded if error.code == 503 else None
+        except (OSError, ValueError):
+            return None
     except (OSError, ValueError):
         return None
 
@@ -150,6 +170,8 @@ def write_configs(
     `ports` are the nodes' listen ports (default: free ones).
     """
     folder.mkdir(parents=True, exist_ok=True)
+    keys = folder / KEYS_FOLDER
+    write_keys(keys, [(f"{region}-1", region) for region in regions])
     chosen = ports or free_ports(len(regions))
     ports_by_region = dict(zip(regions, chosen, strict=True))
     via = via or {}
@@ -170,8 +192,79 @@ data_dir = "data/{region}"
 peers = [{peers}]
 secret_env = "{SECRET_ENV}"
 admin_token_env = "{TOKEN_ENV}"
+key_file = "{KEYS_FOLDER}/{region}-1.key"
+keyring_file = "{KEYS_FOLDER}/{KEYRING_FILE}"
 zeroconf = {"true" if zeroconf else "false"}
 {extra}"""
         )
         paths.append(path)
     return paths
+
+
+# --- node keys -----------------------------------------------------------------------------
+
+
+def write_keys(folder: Path, nodes: list[tuple[str, str]]) -> Keyring:
+    """A key file ``<node>.key`` for each (node id, region) that lacks one, and the keyring of
+    all of them in ``keyring.toml``; existing keys are kept."""
+    identities = [
+        _ensure_key_file(folder / f"{node_id}.key", node_id, region) for node_id, region in nodes
+    ]
+    keyring = Keyring([identity.entry() for identity in identities])
+    _write_if_changed(folder / KEYRING_FILE, keyring.to_toml())
+    return keyring
+
+
+def ensure_keys(configs: Sequence[NodeConfig]) -> None:
+    """Give every node of a local cluster its key and a keyring listing all of them, creating
+    only what is missing (the demo's configs name files under ``data/keys``)."""
+    identities = [
+        _ensure_key_file(config.key_file, config.node_id, config.region) for config in configs
+    ]
+    text = Keyring([identity.entry() for identity in identities]).to_toml()
+    for path in sorted({config.keyring_file for config in configs}):
+        _write_if_changed(path, text)
+
+
+def _ensure_key_file(path: Path, node_id: str, region: str) -> NodeIdentity:
+    if path.exists():
+        return NodeIdentity.from_pem(node_id, region, path.read_bytes())
+    identity = NodeIdentity.generate(node_id, region)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Created 0600 from the start: the private key is never readable by others, not even briefly.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(identity.private_pem())
+    return identity
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m meridian.node.localcluster keys --out DIR NODE:REGION ...``"""
+    parser = argparse.ArgumentParser(prog="python -m meridian.node.localcluster")
+    commands = parser.add_subparsers(dest="command", required=True)
+    keys = commands.add_parser("keys", help="make node keys (kept if present) and the keyring")
+    keys.add_argument("--out", type=Path, required=True, help="folder for the files")
+    keys.add_argument("nodes", nargs="+", metavar="NODE:REGION", help="e.g. eu-1:eu")
+    args = parser.parse_args(argv)
+    nodes = [tuple(text.split(":", 1)) for text in args.nodes]
+    if any(len(node) != 2 for node in nodes):
+        parser.error("nodes are given as NODE:REGION, e.g. eu-1:eu")
+    keyring = write_keys(args.out, [(node, region) for node, region in nodes])
+    for entry in sorted(keyring.entries.values(), key=_entry_id):
+        print(f"{entry.node_id} (region {entry.region}): {args.out / (entry.node_id + '.key')}")
+    print(f"keyring: {args.out / KEYRING_FILE} (copy it to every node)")
+    return 0
+
+
+def _entry_id(entry: KeyringEntry) -> str:
+    return entry.node_id
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,44 +1,229 @@
-"""Prometheus text exposition of a node's counters (no client library: the format is simple)."""
+"""A node's ``GET /metrics``: its live counters as Prometheus text, through prometheus_client.
+
+`NodeCollector` reads the counters the node already keeps (sync engine peers, replicator, group
+commit store, game service) at each scrape and yields metric families; nothing is counted twice.
+Each node gets its own `CollectorRegistry` (`node_registry`), never the library's process-global
+one: tests and tools run several nodes in one process.
+
+Summaries (``meridian_sync_replication_lag_seconds``, ``meridian_store_commit_latency_seconds``)
+carry quantiles over the recent samples kept plus ``_count`` and ``_sum`` over every observation
+since start, so ``rate(_sum) / rate(_count)`` is the mean. Values are written the way
+prometheus_client writes them: exact for integers up to 2^53 (123456789 is ``1.23456789e+08``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from meridian.sync.engine import PeerState
+from meridian.sync.replicator import ReplicatorCounters
 from meridian.sync.stats import percentile
 
+if TYPE_CHECKING:
+    from meridian.node.server import Node
+
 QUANTILES = (0.5, 0.9, 0.99)
+# The classic text format: every Prometheus version reads it, and so do the dashboard and the
+# simulator, which read meridian_merges_total lines from it.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+MERGE_KINDS = ("name", "double_login", "same_ply", "two_games")
+PEER_LABELS = ("peer", "region")
 
 
-@dataclass
-class MetricFamily:
-    name: str
-    kind: str  # "counter" | "gauge" | "summary"
-    help: str
-    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
+class NodeCollector:
+    """The node's metric families, read from its live counters at each scrape."""
 
-    def add(self, value: float, **labels: str) -> None:
-        self.samples.append((labels, value))
+    def __init__(self, node: Node) -> None:
+        self.node = node
 
-    def add_quantiles(self, values: Iterable[float], **labels: str) -> None:
-        values = list(values)
-        for q in QUANTILES:
-            result = percentile(values, q)
-            if result is not None:
-                self.samples.append(({**labels, "quantile": str(q)}, result))
+    def collect(self) -> Iterator[Metric]:
+        node = self.node
+        engine, counters, store, service = (
+            node.engine,
+            node.replicator.counters,
+            node.store,
+            node.service,
+        )
+        yield from peer_families(engine.peers.values(), set(engine.up_peers()))
+        yield from replication_families(counters, documents=len(engine.docs))
+        yield refusal_family(engine.refusals)
+        yield from store_families(
+            recent_seconds=store.commit_latency_seconds,
+            commits=store.total_commits,
+            seconds_total=store.total_commit_seconds,
+            failures=counters.store_failures,
+        )
+        yield from quarantine_families(counters, quarantined=len(node.replicator.quarantined))
+        yield from service_families(
+            merges=service.merges.counts,
+            connections=len(service.conns),
+            game_statuses=(tracker.status for tracker in service.games.values()),
+        )
 
 
-def render(families: Iterable[MetricFamily]) -> str:
-    lines: list[str] = []
-    for family in families:
-        lines.append(f"# HELP {family.name} {family.help}")
-        lines.append(f"# TYPE {family.name} {family.kind}")
-        for labels, value in family.samples:
-            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-            suffix = f"{{{label_text}}}" if label_text else ""
-            lines.append(f"{family.name}{suffix} {value:g}")
-    return "\n".join(lines) + "\n"
+def node_registry(node: Node) -> CollectorRegistry:
+    """A registry of this node's metrics alone."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(node))
+    return registry
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The registry's metrics in the Prometheus text format (`CONTENT_TYPE`)."""
+    return generate_latest(registry)
+
+
+def peer_families(peers: Iterable[PeerState], up: set[str]) -> list[Metric]:
+    """Per-peer link state, traffic and replication lag."""
+    peer_up = GaugeMetricFamily(
+        "meridian_peer_up", "1 while the link to the peer is up", labels=PEER_LABELS
+    )
+    sent = _peer_counter("meridian_sync_updates_sent_total", "update frames sent")
+    received = _peer_counter("meridian_sync_updates_received_total", "update frames received")
+    bytes_sent = _peer_counter("meridian_sync_bytes_sent_total", "frame bytes sent")
+    bytes_received = _peer_counter("meridian_sync_bytes_received_total", "frame bytes received")
+    lag = SummaryMetricFamily(
+        "meridian_sync_replication_lag_seconds",
+        "update sent to peer's durable ack",
+        labels=PEER_LABELS,
+    )
+    for peer in peers:
+        values = [peer.node_id, peer.region]
+        peer_up.add_metric(values, 1.0 if peer.node_id in up else 0.0)
+        sent.add_metric(values, peer.updates_sent)
+        received.add_metric(values, peer.updates_received)
+        bytes_sent.add_metric(values, peer.bytes_sent)
+        bytes_received.add_metric(values, peer.bytes_received)
+        add_summary(
+            lag,
+            dict(zip(PEER_LABELS, values, strict=True)),
+            peer.lag_samples,
+            count=peer.lag_count,
+            total=peer.lag_seconds_total,
+        )
+    return [peer_up, sent, received, bytes_sent, bytes_received, lag]
+
+
+def _peer_counter(name: str, documentation: str) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, labels=PEER_LABELS)
+
+
+def replication_families(counters: ReplicatorCounters, *, documents: int) -> list[Metric]:
+    """Document changes, documents held and peer link outcomes."""
+    changes = CounterMetricFamily(
+        "meridian_changes_total", "document changes applied", labels=["origin"]
+    )
+    changes.add_metric(["local"], counters.changes_local)
+    changes.add_metric(["peer"], counters.changes_remote)
+    held = GaugeMetricFamily("meridian_documents", "documents held by this node", value=documents)
+    links = CounterMetricFamily("meridian_links_total", "peer link outcomes", labels=["outcome"])
+    links.add_metric(["up"], counters.links_up)
+    links.add_metric(["closed"], counters.links_closed)
+    links.add_metric(["refused"], counters.links_refused)
+    return [changes, held, links]
+
+
+def store_families(
+    *, recent_seconds: Iterable[float], commits: int, seconds_total: float, failures: int
+) -> list[Metric]:
+    """Group commits: their latency, their number and the changes not committed."""
+    latency = SummaryMetricFamily(
+        "meridian_store_commit_latency_seconds", "group commit duration (fsync included)"
+    )
+    add_summary(latency, {}, recent_seconds, count=commits, total=seconds_total)
+    return [
+        latency,
+        CounterMetricFamily("meridian_store_commits_total", "group commits", value=commits),
+        CounterMetricFamily(
+            "meridian_store_failures_total", "changes not committed", value=failures
+        ),
+    ]
+
+
+def refusal_family(refusals: Mapping[tuple[str, str], int]) -> Metric:
+    """Peer frames refused after link-up, by peer and by the rule they broke (docs/security.md)."""
+    refused = CounterMetricFamily(
+        "meridian_sync_refused_total",
+        "peer frames refused after link-up, by rule",
+        labels=["peer", "rule"],
+    )
+    for (peer, rule), count in sorted(refusals.items()):
+        refused.add_metric([peer, rule], count)
+    return refused
+
+
+def quarantine_families(counters: ReplicatorCounters, *, quarantined: int) -> list[Metric]:
+    """Documents held read-only for a corrupt row until a peer refills them (docs/operations.md)."""
+    return [
+        GaugeMetricFamily(
+            "meridian_store_quarantined_documents",
+            "documents waiting for a peer to refill",
+            value=quarantined,
+        ),
+        CounterMetricFamily(
+            "meridian_store_quarantines_total",
+            "documents quarantined for a corrupt row",
+            value=counters.quarantines,
+        ),
+        CounterMetricFamily(
+            "meridian_store_refills_total",
+            "quarantined documents refilled from a peer",
+            value=counters.refills,
+        ),
+        CounterMetricFamily(
+            "meridian_store_writes_refused_total",
+            "local writes to quarantined documents",
+            value=counters.writes_refused,
+        ),
+    ]
+
+
+def service_families(
+    *, merges: Mapping[str, int], connections: int, game_statuses: Iterable[str]
+) -> list[Metric]:
+    """Automatic merges by kind, open player websockets and games by status."""
+    merged = CounterMetricFamily(
+        "meridian_merges_total", "automatic merges, by kind", labels=["kind"]
+    )
+    for kind in MERGE_KINDS:
+        merged.add_metric([kind], merges.get(kind, 0))
+    sockets = GaugeMetricFamily(
+        "meridian_player_connections", "player websockets open", value=connections
+    )
+    games = GaugeMetricFamily(
+        "meridian_games", "games known to this node, by status", labels=["status"]
+    )
+    statuses: dict[str, int] = {}
+    for status in game_statuses:
+        statuses[status] = statuses.get(status, 0) + 1
+    for status, count in sorted(statuses.items()):
+        games.add_metric([status], count)
+    return [merged, sockets, games]
+
+
+def add_summary(
+    family: SummaryMetricFamily,
+    labels: dict[str, str],
+    recent: Iterable[float],
+    *,
+    count: int,
+    total: float,
+) -> None:
+    """Quantiles over the recent samples, then ``_count`` and ``_sum`` over all of them."""
+    kept = list(recent)
+    for fraction in QUANTILES:
+        value = percentile(kept, fraction)
+        if value is not None:
+            family.add_sample(family.name, {**labels, "quantile": str(fraction)}, value)
+    family.add_sample(family.name + "_count", labels, count)
+    family.add_sample(family.name + "_sum", labels, total)

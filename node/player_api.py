@@ -2,8 +2,9 @@
 
 Thin adapter around ``node.service.GameService`` (the sans-IO core): it hashes and checks
 passwords in a worker thread (argon2id is deliberately slow), feeds websocket messages to the
-service, and delivers what the service returns, in order per connection, holding a reply that
-must wait until its change is durable (and replicated to ``ack_regions`` regions).
+service, and sends what the service releases, in order per connection. The service itself holds
+a reply or push until its change is durable and replicated as ``ack_regions`` asks
+(``node.delivery``); the node calls `drain` again whenever the store commits or a peer acks.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC
 from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
+from meridian.crdt_models.ratings import ranking, ratings, table_digest
+from meridian.node.delivery import Close, Send
 from meridian.node.service import (
     MAX_MESSAGE_BYTES,
     MIN_PASSWORD_CHARS,
-    Close,
     GameService,
-    Send,
     ServiceError,
 )
 
@@ -39,8 +40,8 @@ log = logging.getLogger("meridian.players")
 # OWASP's minimum for argon2id; about 50 ms per hash on this class of machine.
 PASSWORDS = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 ACCOUNT_PULL_S = 2.0
-REPLICATION_WAIT_S = 5.0
 MAX_BODY_BYTES = 64 * 1024
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @dataclass
@@ -58,6 +59,7 @@ class PlayerGateway:
         self.service = service
         self.connections: dict[str, Connection] = {}
         self._ids = itertools.count(1)
+        self._ratings: tuple[object, dict[str, Any]] = ((), {"ratings": []})  # (log key, answer)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/api/register", self.register)
@@ -68,12 +70,14 @@ class PlayerGateway:
         app.router.add_get("/api/regions", self.regions)
         app.router.add_get("/api/games", self.list_games)
         app.router.add_get("/api/games/{gid}", self.get_game)
+        app.router.add_get("/api/ratings", self.get_ratings)
         app.router.add_get("/ws", self.websocket)
 
     # --- delivering what the service says ----------------------------------------------
 
     def drain(self) -> None:
-        for item in self.service.take_outgoing():
+        """Queue what the service releases (``node.delivery`` holds what must wait)."""
+        for item in self.service.take_outgoing(self.node.clock()):
             connection = self.connections.get(item.conn)
             if connection is not None:
                 connection.queue.put_nowait(item)
@@ -84,32 +88,9 @@ class PlayerGateway:
             if isinstance(item, Close):
                 await connection.ws.close(code=item.code, message=item.reason.encode()[:120])
                 return
-            message = await self._when_durable(item)
-            text = item.text if message is item.message and item.text else json.dumps(message)
+            text = item.text or json.dumps(item.message)
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await connection.ws.send_str(text)
-
-    async def _when_durable(self, item: Send) -> dict[str, Any]:
-        if not item.after_event:
-            return item.message
-        replicator = self.node.replicator
-        await replicator.wait_durable(item.after_event)
-        wanted = self.node.config.ack_regions
-        if wanted and item.doc_id:
-            held = await replicator.wait_replicated(
-                item.doc_id, item.after_event, wanted, REPLICATION_WAIT_S
-            )
-            if held < wanted:
-                return {
-                    "re": item.message.get("re"),
-                    "ok": False,
-                    "error": {
-                        "code": "not_replicated",
-                        "message": f"durable here but held by {held} of {wanted} regions; "
-                        "it will replicate",
-                    },
-                }
-        return item.message
 
     # --- websocket ---------------------------------------------------------------------
 
@@ -228,7 +209,7 @@ class PlayerGateway:
         ):
             raise _error(401, "bad_credentials", "the old password is wrong")
         new_hash = await asyncio.to_thread(PASSWORDS.hash, str(body["new"]))
-        self.service.update_account(session.uid, password_hash=new_hash)
+        self._update_account(session.uid, password_hash=new_hash)
         self.drain()
         return web.json_response({})
 
@@ -239,9 +220,18 @@ class PlayerGateway:
             raise _error(
                 400, "bad_request", f"unknown region {region!r}; known: {sorted(self._regions())}"
             )
-        account = self.service.update_account(session.uid, home=str(region))
+        account = self._update_account(session.uid, home=str(region))
         self.drain()
         return web.json_response({"home": account.home})
+
+    def _update_account(self, uid: str, **changes: str) -> Any:
+        """Password and home change only in the account's home region (docs/protocol.md)."""
+        try:
+            return self.service.update_account(uid, **changes)
+        except ServiceError as error:
+            raise _error(
+                409 if error.code == "not_home" else 400, error.code, error.message
+            ) from None
 
     def _regions(self) -> set[str]:
         return {self.node.config.region} | {p.region for p in self.node.engine.peers.values()}
@@ -293,6 +283,31 @@ class PlayerGateway:
                 "moves": game.moves,
             }
         )
+
+    async def get_ratings(self, request: web.Request) -> web.Response:
+        """The Elo table derived from the game log (crdt_models/ratings.py), best first, under
+        the accounts' current names; ``?limit=N`` keeps the first N rows, ``?names=a,b`` only
+        those players."""
+        engine = self.node.engine
+        key = tuple((d, engine.digest(d)) for d in sorted(engine.docs) if d.startswith(LOG_PREFIX))
+        if self._ratings[0] != key:  # recomputed only when the log changed
+            table = ratings(self._finished_games())
+            ranked = [dict(r.to_json(), rank=rank) for rank, r in enumerate(ranking(table), 1)]
+            self._ratings = (key, {"ratings": ranked, "digest": table_digest(table)})
+        answer = self._ratings[1]
+        rows = [dict(row, name=self._current_name(row)) for row in answer["ratings"]]
+        names = {n.lower() for n in request.query.get("names", "").split(",") if n}
+        if names:
+            rows = [row for row in rows if row["name"].lower() in names]
+        limit = request.query.get("limit", "")
+        if limit.isdigit():
+            rows = rows[: int(limit)]
+        region = self.node.config.region
+        return web.json_response({**answer, "ratings": rows, "region": region}, headers=NO_STORE)
+
+    def _current_name(self, row: dict[str, Any]) -> str:
+        account = self.service.accounts.account(row["uid"])
+        return account.name if account is not None else str(row["name"])
 
 
 def _game_summary(game: ArchivedGame) -> dict[str, Any]:

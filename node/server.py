@@ -3,7 +3,8 @@
 `Node.start()` reloads every document from the local SQLite store, starts the replicator, the
 HTTP server (players, admin, metrics, and the ``/peer`` websocket) and the dialers for the
 static seeds (and zeroconf discovery when enabled). `Node.stop()` closes links with a reason,
-flushes the store and stops in the reverse order.
+flushes the store and stops in the reverse order. `Node.drain` (``node.drain``) hands the
+players over to other regions first; ``meridian node`` runs it on SIGTERM.
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ from pycrdt import Doc
 from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.games.battleline import rules_module
 from meridian.node.admin_api import add_admin_routes
-from meridian.node.config import NodeConfig
+from meridian.node.config import NodeConfig, load_identity
+from meridian.node.delivery import EngineProgress
+from meridian.node.drain import NodeDrain, add_drain_routes
 from meridian.node.player_api import PlayerGateway
 from meridian.node.service import GameService
 from meridian.node.web import add_web_routes
+from meridian.sync.codec import FrameError
 from meridian.sync.discovery import DiscoveredPeer, ZeroconfDiscovery
-from meridian.sync.engine import PROTOCOL_VERSION, SyncEngine
+from meridian.sync.engine import PROTOCOL_VERSION, DocChanged, SyncEngine
 from meridian.sync.replicator import Replicator
-from meridian.sync.store import DocumentStore, GroupCommitStore
+from meridian.sync.store import DocumentStore, GroupCommitStore, StoreError
 from meridian.sync.transport import PeerAcceptor, PeerDialer
 
 log = logging.getLogger("meridian.node")
@@ -85,8 +89,10 @@ class Node:
         self.app = web.Application(client_max_size=MAX_HTTP_BODY_BYTES)
         self.service: GameService
         self.players: PlayerGateway
+        self.drain: NodeDrain  # SIGTERM and POST /api/admin/drain (node.drain)
         self._service_timer: asyncio.Task[None] | None = None
         self._process_scheduled = False
+        self._drain_scheduled = False
         self._deadline_timer: asyncio.TimerHandle | None = None
 
     @property
@@ -116,29 +122,47 @@ class Node:
             await self._start_discovery()
 
     def _open_store_and_engine(self) -> None:
+        """Load the store into a fresh engine; raises StoreError if the file is unusable."""
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        identity, keyring = load_identity(config)
         document_store = DocumentStore(Path(config.data_dir) / STORE_FILE)
-        loaded = document_store.load()
+        try:
+            loaded = document_store.load()
+        except StoreError:
+            document_store.close()
+            raise
         engine = SyncEngine(
-            node_id=config.node_id,
-            region=config.region,
-            secret=config.cluster_secret.encode(),
+            identity=identity,
+            keyring=keyring,
             settings=config.sync,
             rng=self.rng,
+            wall_ms=self.wall_ms,
+            max_ahead_ms=config.max_clock_ahead_ms,
             software=SOFTWARE_VERSION,
             url=config.public_url,
         )
         for doc_id, updates in loaded.updates.items():
-            engine.load(doc_id, updates)
+            if not engine.load(doc_id, updates):
+                log.error("store: document %r is outside the document-id rule; not loaded", doc_id)
         self.store = GroupCommitStore(document_store)
         self.replicator = Replicator(engine, self.store, clock=self.clock)
         for corrupt in loaded.corrupt:
             log.error(
-                "store: %s; the document is quarantined and will be refilled from peers", corrupt
+                "store: %s; document quarantined: served read-only from its intact rows, local "
+                "writes refused, /healthz degraded until a peer holding it refills it",
+                corrupt,
             )
-            self.replicator.quarantined.add(corrupt.doc_id)
-            engine.document(corrupt.doc_id)
+            self.replicator.quarantine(
+                corrupt.doc_id, f"row {corrupt.row_id} ({corrupt.kind}): {corrupt.detail}"
+            )
+        for doc_id, salvaged in loaded.salvaged.items():
+            # Every intact row, the corrupt one's successors too: whatever depends on the
+            # missing row waits inside the Doc (not shown) until the refill brings it.
+            try:
+                engine.load(doc_id, salvaged)
+            except FrameError:  # damage to the id itself: no peer will ever hold this one
+                log.error("store: quarantined document id %r is not a valid id", doc_id)
         last = loaded.meta.get(HLC_META_KEY)
         self.hlc = HybridLogicalClock(
             config.node_id,
@@ -146,7 +170,12 @@ class Node:
             max_ahead_ms=config.max_clock_ahead_ms,
             last=Stamp.decode(last) if last else None,
         )
-        log.info("store: loaded %d documents from %s", len(loaded.updates), config.data_dir)
+        log.info(
+            "store: loaded %d documents from %s (%d quarantined)",
+            len(loaded.updates) + len(loaded.salvaged),
+            config.data_dir,
+            len(loaded.salvaged),
+        )
 
     def _start_service(self) -> None:
         self.service = GameService(
@@ -158,14 +187,17 @@ class Node:
             wall_ms=self.wall_ms,
             new_token=lambda: secrets.token_urlsafe(24),
             rng=self.rng,
+            progress=EngineProgress(self.engine),
+            ack_regions=self.config.ack_regions,
             picture_interval_s=PICTURE_INTERVAL_S,
         )
         self.players = PlayerGateway(self, self.service)
-        self.replicator.listeners.append(lambda change: self._note_change(change.doc_id))
+        self.replicator.listeners.append(self._note_change)
+        self.replicator.progress_listeners.append(self._want_drain)
         self._service_timer = asyncio.create_task(self._run_service_timer(), name="service-timer")
 
-    def _note_change(self, doc_id: str) -> None:
-        self.service.doc_changed(doc_id)
+    def _note_change(self, change: DocChanged) -> None:
+        self.service.doc_changed(change.doc_id, change.event_no)
         if not self._process_scheduled:
             self._process_scheduled = True
             asyncio.get_running_loop().call_soon(self._process_changes)
@@ -174,10 +206,25 @@ class Node:
         self._process_scheduled = False
         self.service.process(self.clock())
         self.players.drain()
+        self._schedule_deadline()
+
+    def _schedule_deadline(self) -> None:
         due = self.service.next_deadline()
         if due is not None and self._deadline_timer is None:
             delay = max(0.0, due - self.clock())
             self._deadline_timer = asyncio.get_running_loop().call_later(delay, self._on_deadline)
+
+    def _want_drain(self) -> None:
+        """A commit or a peer's acks may open the push gate: deliver once this turn is done
+        (never from inside a call into the service, which may be what caused the progress)."""
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        self.players.drain()
+        self._schedule_deadline()
 
     def _on_deadline(self) -> None:
         self._deadline_timer = None
@@ -198,6 +245,8 @@ class Node:
         self.players.add_routes(self.app)
         add_web_routes(self.app, self)
         add_admin_routes(self.app)
+        self.drain = NodeDrain(self)
+        add_drain_routes(self.app, self.drain)
 
     def _start_peering(self) -> None:
         settings = self.config.sync

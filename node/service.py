@@ -1,10 +1,12 @@
 """The game service of one node, sans-IO: player messages and `now` in, messages and closes out.
 
-It runs the same way under aiohttp (``node.ws_api``, ``node.accounts_api``) and in the
-simulator. It reads and writes the shared documents through a `Documents` handle, stamps
-writes with the node's HLC, and learns of every change (local or replicated) through
-`doc_changed`, after which `process` pushes what changed to the players connected here:
-the public list, invitations, game views, chat, and the notices of merges.
+It runs the same way under aiohttp (``node.player_api``) and in the simulator. It reads and
+writes the shared documents through a `Documents` handle, stamps writes with the node's HLC,
+and learns of every change (local or replicated) through `doc_changed`, after which `process`
+pushes what changed to the players connected here: the public list, invitations, game views,
+chat, and the notices of merges. What it says leaves through `node.delivery`: a reply or push
+that shows a change waits until the change is durable (and replicated to ``ack_regions``
+regions), so a move shown to anyone is a move kept.
 
 The protocol it implements is docs/protocol.md.
 """
@@ -17,7 +19,8 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from pycrdt import Doc
 
@@ -26,6 +29,7 @@ from meridian.crdt_models.accounts import (
     Account,
     AccountsIndex,
     AccountsWriter,
+    NotHomeError,
     check_name,
 )
 from meridian.crdt_models.archive import (
@@ -61,8 +65,10 @@ from meridian.crdt_models.presence import (
 )
 from meridian.crdt_models.records import decode_record, encode_record, map_items, root_map
 from meridian.games.base import GameRules, IllegalMove
+from meridian.node.delivery import Close, Delivery, Gate, Outgoing, Progress, Send
 from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
 from meridian.node.presence_view import Picture, build_picture, lobby_diff, superseded_sessions
+from meridian.sync.replicator import DocumentQuarantined
 
 log = logging.getLogger("meridian.service")
 
@@ -77,6 +83,12 @@ RATE_PER_S = 20.0
 RATE_BURST = 40.0
 FLOOD_PER_S = 200
 MIN_PASSWORD_CHARS = 8
+MAX_SEEN_GAMES = 16  # hello's "seen": games a client may report, the rest is ignored
+MAX_SEEN_PLY = 10_000
+# A head named in hello's "seen" that this node never received may still be on its way (the
+# player moved here from a node that showed a move a third region made a moment ago, as in a
+# drain): wait this long for it before telling the player the moves were not kept.
+UNSEEN_HEAD_WAIT_S = 3.0
 DECLINES = "declines"
 CHATS = "chats"
 
@@ -91,6 +103,17 @@ CLOSE_ELSEWHERE, CLOSE_BAD_TOKEN, CLOSE_DISABLED, CLOSE_PROTOCOL, CLOSE_MOVED = 
 )
 
 
+@dataclass(frozen=True)
+class UnseenHead:
+    """A move a player reported seeing (hello's ``seen``) that this node has not received."""
+
+    conn_id: str
+    gid: str
+    ply: int
+    head: str
+    due: float  # then it counts as lost and the player is told
+
+
 class ServiceError(Exception):
     """A refused request; `code` is one of docs/protocol.md's error codes."""
 
@@ -101,7 +124,10 @@ class ServiceError(Exception):
 
 
 class Documents(Protocol):
-    """Access to this node's replicas of the shared documents."""
+    """Access to this node's replicas of the shared documents.
+
+    ``write`` raises ``DocumentQuarantined`` for a document held read-only after store damage.
+    """
 
     def get(self, doc_id: str) -> Doc[Any] | None: ...
 
@@ -110,23 +136,25 @@ class Documents(Protocol):
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int: ...
 
 
-@dataclass(frozen=True)
-class Send:
-    conn: str
-    message: dict[str, Any]
-    after_event: int = 0  # send only once change `after_event` is durable (0: at once)
-    doc_id: str = ""  # the document that change is in (for the ack_regions wait)
-    text: str = ""  # the message already serialized (shared by many connections), or ""
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-@dataclass(frozen=True)
-class Close:
-    conn: str
-    code: int
-    reason: str
+def _background(
+    method: Callable[Concatenate[GameService, _P], _R],
+) -> Callable[Concatenate[GameService, _P], _R]:
+    """Work no request waits for: its writes to a quarantined document are skipped and logged
+    (a heartbeat, a derived log entry), where a request's write is refused as "unavailable"."""
 
+    @wraps(method)
+    def run(self: GameService, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        outer, self._in_background = self._in_background, True
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._in_background = outer
 
-Outgoing = Send | Close
+    return run
 
 
 @dataclass
@@ -163,6 +191,8 @@ def token_hash(token: str) -> str:
 class GameService:
     """See module docstring."""
 
+    _in_background = False  # set by @_background
+
     def __init__(
         self,
         *,
@@ -174,6 +204,8 @@ class GameService:
         wall_ms: Callable[[], int],
         new_token: Callable[[], str],
         rng: random.Random,
+        progress: Progress,
+        ack_regions: int = 0,
         picture_interval_s: float = 0.0,
     ) -> None:
         self.node_id = node_id
@@ -188,6 +220,10 @@ class GameService:
         self.games: dict[str, GameTracker] = {}
         self.merges = Merges()
         self._out: list[Outgoing] = []
+        self.progress = progress
+        self.delivery = Delivery(ack_regions)
+        self._last_event: dict[str, int] = {}  # doc -> its latest change here (local or not)
+        self._last_local_event: dict[str, int] = {}  # doc -> this node's latest write to it
         self._dirty: set[str] = set()
         self._accounts: AccountsIndex | None = None
         self._presence: dict[str, Presence] = {}
@@ -214,10 +250,12 @@ class GameService:
         self._presence_doc = presence_doc_id(node_id)
         self._now_hint = 0.0
         self._restored: set[str] = set()  # sessions from before a restart; grace starts at tick
+        self._unseen_heads: list[UnseenHead] = []  # hello's "seen" heads not received here yet
         self._load_existing()
 
     # --- start-up -------------------------------------------------------------------------
 
+    @_background
     def _load_existing(self) -> None:
         self._dirty.update(self.docs.ids())
         self._heartbeat(0.0)  # other nodes count this node's players online from the start
@@ -231,15 +269,35 @@ class GameService:
 
     # --- documents -----------------------------------------------------------------------
 
-    def doc_changed(self, doc_id: str) -> None:
+    def doc_changed(self, doc_id: str, event_no: int = 0) -> None:
+        """A document changed (`event_no`: the engine's number for the change, for the gate)."""
         self._dirty.add(doc_id)
+        if event_no > self._last_event.get(doc_id, 0):
+            self._last_event[doc_id] = event_no
+
+    def _gate(self, doc_id: str) -> Gate | None:
+        """What a message showing `doc_id` as it is now must wait for (None: nothing)."""
+        durable = self._last_event.get(doc_id, 0)
+        local = self._last_local_event.get(doc_id, 0)
+        if not durable and not local:
+            return None
+        return Gate(doc_id, max(durable, local), local)
 
     def _stamp(self) -> str:
         return self.hlc.now().encode()
 
     def _write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
-        event_no = self.docs.write(doc_id, change)
+        try:
+            event_no = self.docs.write(doc_id, change)
+        except DocumentQuarantined as refused:
+            if not self._in_background:
+                raise ServiceError("unavailable", str(refused)) from None
+            log.warning("write skipped: %s", refused)
+            return 0
         self._dirty.add(doc_id)
+        if event_no:
+            self._last_local_event[doc_id] = event_no
+            self._last_event[doc_id] = max(event_no, self._last_event.get(doc_id, 0))
         if doc_id == self._presence_doc:
             self._read_presence(self.node_id)  # what this node just wrote counts at once
         return event_no
@@ -327,10 +385,13 @@ class GameService:
         if current is None:
             raise ServiceError("unknown_user", "no such account")
         stamp = self._stamp()
-        self._write(
-            ACCOUNTS_DOC,
-            lambda doc: AccountsWriter(doc, self.region).update(current, stamp, **changes),
-        )
+        try:
+            self._write(
+                ACCOUNTS_DOC,
+                lambda doc: AccountsWriter(doc, self.region).update(current, stamp, **changes),
+            )
+        except NotHomeError as refused:  # password and home change only in the home region
+            raise ServiceError("not_home", str(refused)) from None
         self._accounts = None
         account = self.accounts.account(uid)
         assert account is not None
@@ -354,6 +415,7 @@ class GameService:
     def connect(self, conn_id: str, now: float) -> None:
         self.conns[conn_id] = Conn(conn_id, now, refilled=now)
 
+    @_background
     def disconnect(self, conn_id: str, now: float) -> None:
         conn = self._forget_conn(conn_id)
         if conn is None or not conn.sid:
@@ -432,7 +494,8 @@ class GameService:
             if handler is None:
                 raise ServiceError("unknown_type", f"no message type {kind!r}")
             reply, after, doc_id = handler(self, conn, message, now)
-            answer = Send(conn.conn_id, {"re": request_id, "ok": True, **reply}, after, doc_id)
+            gate = Gate(doc_id, after, after) if after else None
+            answer = Send(conn.conn_id, {"re": request_id, "ok": True, **reply}, gate)
         except ServiceError as error:
             body = {"code": error.code, "message": error.message}
             answer = Send(conn.conn_id, {"re": request_id, "ok": False, "error": body})
@@ -460,9 +523,15 @@ class GameService:
         for conn in self._conns_of(uid):
             self._close(conn.conn_id, code, reason)
 
-    def take_outgoing(self) -> list[Outgoing]:
-        out, self._out = self._out, []
-        return out
+    def take_outgoing(self, now: float) -> list[Outgoing]:
+        """What may be sent now: everything said so far whose gate is open (`node.delivery`).
+
+        The adapters call this after every call into the service and whenever the store
+        commits or a peer acknowledges, since either may open a gate."""
+        if self._out:
+            self.delivery.put(self._out)
+            self._out = []
+        return self.delivery.release(now, self.progress)
 
     # --- presence helpers ----------------------------------------------------------------
 
@@ -532,6 +601,7 @@ class GameService:
         self._put_session(moved)
         conn.uid, conn.sid, conn.name = account.uid, moved.sid, account.name
         self._by_uid.setdefault(conn.uid, set()).add(conn.conn_id)
+        self._announce_unseen_rollbacks(conn, _seen_games(message.get("seen")), now)
         self._push_hello_state(conn, account)
         you = {
             "uid": account.uid,
@@ -576,9 +646,59 @@ class GameService:
         self._push_invites(conn)
         if account.must_rename:
             self._notice_must_rename(conn)
+        waiting = {u.gid for u in self._unseen_heads if u.conn_id == conn.conn_id}
         for gid, tracker in self.games.items():
-            if tracker.status == LIVE and account.uid in tracker.info.players:
-                self._send(conn.conn_id, self._game_message(gid, tracker, account.uid))
+            # A game waiting for a head the player saw gets its view once that is settled.
+            mine = tracker.status == LIVE and account.uid in tracker.info.players
+            if mine and gid not in waiting:
+                self._push_player_view(conn.conn_id, gid, tracker, account.uid)
+
+    def _push_player_view(self, conn_id: str, gid: str, tracker: GameTracker, uid: str) -> None:
+        message = self._game_message(gid, tracker, uid)
+        self._out.append(Send(conn_id, message, self._gate(game_doc_id(gid))))
+
+    def _announce_unseen_rollbacks(
+        self, conn: Conn, seen: dict[str, tuple[int, str]], now: float
+    ) -> None:
+        """The player saw plies this node's chain does not hold (a fork was resolved against
+        them, or the region that showed them was lost before they replicated) and may never
+        have got the rollback notice: tell them now, before the game view. A head this node
+        never received may still be in flight: that one waits (`_recheck_unseen_heads`)."""
+        for gid, (ply, head) in seen.items():
+            tracker = self.games.get(gid)
+            went_back = tracker.went_back_for(ply, head) if tracker is not None else None
+            if tracker is None or went_back is None:
+                continue
+            if not any(record.key == head for record in tracker.records):
+                due = now + UNSEEN_HEAD_WAIT_S
+                self._unseen_heads.append(UnseenHead(conn.conn_id, gid, ply, head, due))
+                continue
+            self._send_unseen_rollback(conn.conn_id, gid, went_back)
+
+    def _recheck_unseen_heads(self, now: float) -> None:
+        """A waiting head that reached the chain needs nothing but the game view; one that is
+        still missing at its deadline (or arrived on a dropped branch) gets the rollback notice
+        after all, then the view. (The view was held back: it would have replaced, in the
+        client's ``seen``, the head this notice is about.)"""
+        waiting = []
+        for unseen in self._unseen_heads:
+            conn, tracker = self.conns.get(unseen.conn_id), self.games.get(unseen.gid)
+            if conn is None or tracker is None:
+                continue
+            went_back = tracker.went_back_for(unseen.ply, unseen.head)
+            arrived = any(record.key == unseen.head for record in tracker.records)
+            if went_back is not None and not arrived and now < unseen.due:
+                waiting.append(unseen)
+                continue
+            if went_back is not None:
+                self._send_unseen_rollback(unseen.conn_id, unseen.gid, went_back)
+            self._push_player_view(unseen.conn_id, unseen.gid, tracker, conn.uid)
+        self._unseen_heads = waiting
+
+    def _send_unseen_rollback(self, conn_id: str, gid: str, went_back: int) -> None:
+        reason = "moves you saw were not kept (a region was lost or a merge undid them)"
+        message = {"type": "rollback", "game": gid, "ply": went_back, "reason": reason}
+        self._out.append(Send(conn_id, message, self._gate(game_doc_id(gid))))
 
     def _notice_must_rename(self, conn: Conn) -> None:
         self._send(
@@ -689,16 +809,31 @@ class GameService:
                 saved.moves,
             )
         seed = self.rng.randrange(2**53)
+        players = [invite.from_uid, invite.to_uid]
+        coin = self.rng.randrange(2)
         return GameInfo(
             gid,
             "battleline",
-            [invite.from_uid, invite.to_uid],
+            players,
             [invite.from_name, invite.to_name],
             seed,
-            self.rng.randrange(2),
+            self._swapped_first(players, coin),
             self._stamp(),
             self.node_id,
         )
+
+    def _swapped_first(self, players: list[str], coin: int) -> int:
+        """Who moves first in a new game of these two: whoever moved second in their latest
+        finished game (a rematch swaps colours); the coin if they never finished one."""
+        finished = [t.info for t in self.games.values() if t.status == FINISHED]
+        latest = max(
+            (info for info in finished if set(info.players) == set(players)),
+            key=lambda info: (info.created, info.gid),
+            default=None,
+        )
+        if latest is None:
+            return coin
+        return players.index(latest.players[1 - latest.first])
 
     def _saved_between(self, gid: str, a: str, b: str) -> ArchivedGame:
         doc = self.docs.get(SAVED_DOC)
@@ -862,6 +997,7 @@ class GameService:
 
     # --- reacting to document changes ----------------------------------------------------
 
+    @_background
     def process(self, now: float) -> None:
         """Apply every document change since the last call and push what changed."""
         self._now_hint = now
@@ -871,6 +1007,8 @@ class GameService:
             self._check_name_merges()
         for doc_id in sorted(d for d in dirty if d.startswith("game:")):
             self._refresh_game(doc_id)
+        if self._unseen_heads:
+            self._recheck_unseen_heads(now)
         presence_changed = False
         for doc_id in (d for d in dirty if d.startswith(PRESENCE_PREFIX)):
             doc = self.docs.get(doc_id)
@@ -892,8 +1030,13 @@ class GameService:
 
     def next_deadline(self) -> float | None:
         """When `process` must run again even if no document changes (a pending refresh)."""
-        return self._picture_next if self._picture_dirty else None
+        picture = self._picture_next if self._picture_dirty else None
+        delivery = self.delivery.next_deadline()
+        unseen = min((u.due for u in self._unseen_heads), default=None)
+        deadlines = [d for d in (picture, delivery, unseen) if d is not None]
+        return min(deadlines) if deadlines else None
 
+    @_background
     def _refresh_game(self, doc_id: str) -> None:
         doc = self.docs.get(doc_id)
         if doc is None:
@@ -923,16 +1066,20 @@ class GameService:
             return
         self._known_rollbacks.add((gid, ply))
         self.merges.count("same_ply", f"game {gid} went back to ply {ply}")
+        gate = self._gate(game_doc_id(gid))
         for conn in self._game_audience(gid, tracker):
-            self._send(
-                conn.conn_id,
-                {
-                    "type": "rollback",
-                    "game": gid,
-                    "ply": ply,
-                    "reason": "two moves were made for the same turn while regions could "
-                    "not talk; the earlier one was kept",
-                },
+            self._out.append(
+                Send(
+                    conn.conn_id,
+                    {
+                        "type": "rollback",
+                        "game": gid,
+                        "ply": ply,
+                        "reason": "two moves were made for the same turn while regions could "
+                        "not talk; the earlier one was kept",
+                    },
+                    gate,
+                )
             )
 
     def _note_live(self, gid: str, tracker: GameTracker) -> None:
@@ -967,6 +1114,7 @@ class GameService:
 
     def _push_game(self, gid: str, tracker: GameTracker) -> None:
         by_seat: dict[int | None, tuple[dict[str, Any], str]] = {}  # watchers share one message
+        gate = self._gate(game_doc_id(gid))  # a move shown is a move kept
         for conn in self._game_audience(gid, tracker):
             viewer = conn.uid if conn.uid in tracker.info.players else None
             seat = tracker.info.seat_of(viewer) if viewer else None
@@ -974,7 +1122,7 @@ class GameService:
                 message = self._game_message(gid, tracker, viewer)
                 by_seat[seat] = (message, json.dumps(message))
             message, text = by_seat[seat]
-            self._out.append(Send(conn.conn_id, message, text=text))
+            self._out.append(Send(conn.conn_id, message, gate, text))
 
     def _game_message(self, gid: str, tracker: GameTracker, uid: str | None) -> dict[str, Any]:
         seat = tracker.info.seat_of(uid) if uid else None
@@ -984,6 +1132,10 @@ class GameService:
         else:
             view = self.rules.spectator_view(state)
         last = tracker.chain.moves[-1] if tracker.chain.moves else None
+        shown_last = {"player": last.player, "move": last.move} if last else None
+        # The rules' view says what of the last move this viewer may see (a Scout's returned
+        # cards are the mover's secret); the chain's own record is the fallback.
+        shown_last = view.get("last_move", shown_last) if isinstance(view, dict) else shown_last
         to_move = self.rules.to_move(state)
         return {
             "type": "game",
@@ -994,7 +1146,8 @@ class GameService:
             "to_move": to_move,
             "legal": self.rules.legal_moves(state) if seat is not None and seat == to_move else [],
             "ply": tracker.base_ply + tracker.ply,
-            "last_move": {"player": last.player, "move": last.move} if last else None,
+            "last_move": shown_last,
+            "head": tracker.chain.tip,
             "result": self.rules.result(state),
             "status": tracker.status,
         }
@@ -1219,6 +1372,7 @@ class GameService:
 
     # --- time ----------------------------------------------------------------------------
 
+    @_background
     def tick(self, now: float) -> None:
         """Heartbeat, hello deadlines, end of grace periods, chat pruning."""
         self._now_hint = now
@@ -1258,6 +1412,22 @@ class GameService:
         for conn_id in list(self.conns):
             self._out.append(Close(conn_id, CLOSE_SHUTDOWN, "server shutting down"))
 
+    # --- drain (node.drain) -----------------------------------------------------------------
+
+    def hand_over(self, sid: str) -> tuple[str, int] | None:
+        """A fresh resume token for session `sid` hosted here, and the number of the presence
+        change that records it (None: no such session here)."""
+        session = self._own_session(sid)
+        if session is None:
+            return None
+        resume = self.new_token()
+        return resume, self._put_session(replace(session, resume_hash=token_hash(resume)))
+
+    def notify(self, conn_id: str, message: dict[str, Any]) -> None:
+        """Push `message` to one connection, after everything already said to it."""
+        if conn_id in self.conns:
+            self._send(conn_id, message)
+
 
 def _invite_json(invite: Invite) -> dict[str, str]:
     return {
@@ -1295,3 +1465,18 @@ _HANDLERS: dict[str, Handler] = {
     "rename": GameService._rename,
     "ping": GameService._ping,
 }
+
+
+def _seen_games(raw: Any) -> dict[str, tuple[int, str]]:
+    """hello's optional ``seen`` ({game: {"ply": n, "head": key}}, what the client last showed);
+    entries that are not of that shape are ignored (the field only asks for notices)."""
+    if not isinstance(raw, dict):
+        return {}
+    seen: dict[str, tuple[int, str]] = {}
+    for gid, entry in list(raw.items())[:MAX_SEEN_GAMES]:
+        if not isinstance(entry, dict):
+            continue
+        ply, head = entry.get("ply"), entry.get("head")
+        if type(ply) is int and 0 < ply < MAX_SEEN_PLY and isinstance(head, str) and len(head) < 80:
+            seen[gid] = (ply, head)
+    return seen

@@ -1,7 +1,8 @@
 """The browser side of a node: the player client at ``/`` and the cluster dashboard.
 
 Everything is served by the node itself (no CDN, no outside host): ``/`` and ``/dashboard`` are
-the two pages, ``/static/`` their ES modules and stylesheet. See docs/web.md.
+the two pages (``/leaderboard`` is the player client opening on its leaderboard), ``/static/``
+their ES modules and stylesheet. See docs/web.md.
 
 Besides the pages, this module adds what the pages need and the player API does not offer:
 
@@ -16,12 +17,25 @@ Besides the pages, this module adds what the pages need and the player API does 
 * ``GET /api/replay/GID``: a finished game's view after every ply (``views[0]`` is the deal),
   computed with the rules engine from the archived seed and moves; both hands are shown, the
   decks' order is not. The replay viewer steps through them.
+* ``GET /api/moves/GID``: the moves of any game this node knows (live, finished or saved), from
+  the deal, as everyone may see them: a Scout's returned cards show only their decks, like in a
+  watcher's view. The game page rebuilds the whole turn of the opponent and the move list from
+  it when its pushes skipped a ply (a reload, a reconnect, moves that arrived together).
 * ``GET /api/overview`` (admin token): this region's players online, games in play with a
   player connected here, games known by status, and merges counted here by kind.
+* Under ``meridian demo`` only (the demo sets ``MERIDIAN_DEMO_CONTROL`` to the folder of its
+  state file, see ``node.demo_supervisor``), the dashboard's buttons: ``GET /api/demo``
+  (which regions the demo runs and which are up), ``POST /api/demo/kill/REGION`` (SIGKILL that
+  region's node, by the pid in the demo's state file) and ``POST /api/demo/start/REGION`` (a
+  start request for the supervisor), all with the admin token. Elsewhere they answer 404.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +44,8 @@ from aiohttp import web
 
 import meridian.games.battleline as battleline
 from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
+from meridian.games.battleline.cards import is_tactic
+from meridian.node.demo_supervisor import CONTROL_DIR, STATE_FILE
 from meridian.node.game_tracker import LIVE
 from meridian.node.http_api import error_response, require_admin
 
@@ -54,9 +70,11 @@ CORS_PATHS = frozenset(
         "/api/games",
         "/api/live",
         "/api/overview",
+        "/api/ratings",
+        "/api/demo",
     }
 )
-CORS_PREFIXES = ("/api/games/", "/api/replay/")
+CORS_PREFIXES = ("/api/games/", "/api/replay/", "/api/moves/", "/api/demo/")
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "Content-Type",
@@ -68,6 +86,8 @@ PREFLIGHT_HEADERS = {
     "Access-Control-Max-Age": "600",
 }
 REPLAY_HIDDEN = ("deck_order", "legal_moves", "scout_returned")
+DEMO_CONTROL_ENV = "MERIDIAN_DEMO_CONTROL"
+SELF_KILL_DELAY_S = 0.2  # a node asked to kill itself answers first
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -128,16 +148,89 @@ def add_web_routes(app: web.Application, node: Node) -> None:
             }
         )
 
+    async def moves(request: web.Request) -> web.Response:
+        gid = request.match_info["gid"]
+        tracker = node.service.games.get(gid)
+        if tracker is None:
+            return error_response(404, "not_found", f"no game {gid!r} here")
+        played = [*tracker.info.start_moves, *tracker.moves_with_players()]
+        return web.json_response(
+            {
+                "gid": gid,
+                "names": tracker.info.names,
+                "first": tracker.info.first,
+                "status": tracker.status,
+                "moves": [public_move(m) for m in played],
+            },
+            headers=NO_STORE,
+        )
+
     async def overview(request: web.Request) -> web.Response:
         require_admin(request)
         return web.json_response(region_overview(node), headers=NO_STORE)
 
     app.router.add_get("/", page("index.html"))
     app.router.add_get("/dashboard", page("dashboard.html"))
+    app.router.add_get("/leaderboard", page("index.html"))  # the player client opens its board
     app.router.add_get("/api/live", live)
     app.router.add_get("/api/replay/{gid}", replay)
+    app.router.add_get("/api/moves/{gid}", moves)
     app.router.add_get("/api/overview", overview)
+    app.router.add_get("/api/demo", demo_status)
+    app.router.add_post("/api/demo/{action:kill|start}/{region}", demo_control)
     app.router.add_static("/static/", STATIC_DIR)
+
+
+def _demo_state() -> tuple[Path, dict[str, Any]] | None:
+    """The running demo's folder and state (see node.demo_supervisor), or None."""
+    folder = os.environ.get(DEMO_CONTROL_ENV)
+    if not folder:
+        return None
+    try:
+        state = json.loads((Path(folder) / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return (Path(folder), state) if isinstance(state.get("regions"), dict) else None
+
+
+async def demo_status(request: web.Request) -> web.Response:
+    require_admin(request)
+    demo = _demo_state()
+    if demo is None:
+        return error_response(404, "not_demo", "this node does not run under `meridian demo`")
+    regions = {
+        name: {"up": bool(r.get("up")), "url": r.get("url")}
+        for name, r in demo[1]["regions"].items()
+    }
+    return web.json_response({"regions": regions}, headers=NO_STORE)
+
+
+async def demo_control(request: web.Request) -> web.Response:
+    """Kill a region's node (SIGKILL) or ask the demo to start it again."""
+    require_admin(request)
+    demo = _demo_state()
+    if demo is None:
+        return error_response(404, "not_demo", "this node does not run under `meridian demo`")
+    folder, state = demo
+    action, region = request.match_info["action"], request.match_info["region"]
+    info = state["regions"].get(region)
+    if not isinstance(info, dict):
+        return error_response(404, "not_found", f"the demo runs no region {region!r}")
+    if action == "start":
+        (folder / CONTROL_DIR).mkdir(exist_ok=True)
+        (folder / CONTROL_DIR / f"start-{region}").touch()
+        return web.json_response({"region": region, "action": "start"})
+    pid = info.get("pid")
+    if not info.get("up") or not isinstance(pid, int):
+        return error_response(409, "down", f"region {region} is down already")
+    if pid == os.getpid():
+        asyncio.get_running_loop().call_later(SELF_KILL_DELAY_S, os.kill, pid, signal.SIGKILL)
+    else:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return error_response(409, "down", f"region {region} had exited already")
+    return web.json_response({"region": region, "action": "kill", "pid": pid})
 
 
 def live_games(node: Node) -> list[dict[str, Any]]:
@@ -156,6 +249,14 @@ def live_games(node: Node) -> list[dict[str, Any]]:
         }
         for _created, gid, tracker in sorted(games, key=lambda g: (g[0], g[1]), reverse=True)
     ]
+
+
+def public_move(move: dict[str, Any]) -> dict[str, Any]:
+    """A move as anyone may see it: which decks a Scout's returned cards went to, not the cards."""
+    if move.get("type") != "scout_return" or not isinstance(move.get("cards"), list):
+        return move
+    decks = ["tactic" if is_tactic(card) else "troop" for card in move["cards"]]
+    return {"type": "scout_return", "decks": decks, "player": move.get("player")}
 
 
 def find_finished(node: Node, gid: str) -> ArchivedGame | None:

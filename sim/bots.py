@@ -163,6 +163,7 @@ class Bot:
         self.must_rename = False
         self.game: Reply | None = None  # the newest push of the game this client plays
         self.views: dict[str, Reply] = {}  # gid -> newest push on the current connection
+        self.seen: dict[str, Reply] = {}  # gid -> {"ply", "head"} last shown (hello's "seen")
         self.invites: Reply = {}
         self.lobby: dict[str, Reply] = {}
         self.move_for: tuple[str, int] | None = None  # (game, ply) the next move is for
@@ -261,7 +262,9 @@ class Bot:
             self._retry_later(next_node=code in ("unreachable", "unknown_user", "bad_credentials"))
 
     def _connect(self, *, resume: bool) -> None:
-        hello = {"resume": self.resume} if resume else {"token": self.token}
+        hello: Reply = {"resume": self.resume} if resume else {"token": self.token}
+        if self.seen:
+            hello["seen"] = self.seen  # so a node that lacks what we saw tells us (rollback)
         node = self.node
         self._call(lambda done: self.client.connect(node, hello, done), self._hello)
 
@@ -312,6 +315,12 @@ class Bot:
     def _game_push(self, push: Reply) -> None:
         gid = push["game"]
         self.views[gid] = push
+        # What this player saw: the shown-plies checker holds the cluster to it (sim.shown).
+        self._note("shown", uid=self.uid, game=gid, ply=push["ply"], head=push["head"])
+        if push["status"] == "live":
+            self.seen[gid] = {"ply": push["ply"], "head": push["head"]}
+        else:
+            self.seen.pop(gid, None)
         if push["you"] is None:
             return
         if push["status"] == "live":
@@ -482,7 +491,7 @@ class Bot:
             gid: {
                 "ply": p["ply"],
                 "status": p["status"],
-                "last_move": p["last_move"],
+                "head": p["head"],
                 "you": p["you"],
             }
             for gid, p in sorted(self.views.items())

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from meridian.sim import gamecheck, refcheck
+from meridian.sim import gamecheck, refcheck, shown
 from meridian.sim.bounds import (
     CaseFigures,
     NetworkModel,
@@ -529,5 +529,10 @@ CHECKERS: dict[str, CheckerSpec] = {
         lambda params, context: gamecheck.check_acknowledged_moves,
         (),
         "every acknowledged move in the final game documents (fails with ack_regions >= 1)",
+    ),
+    shown.NAME: CheckerSpec(
+        lambda params, context: shown.check_shown_plies,
+        (),
+        "every ply shown to a player is in the final chain, or the player was told of a rollback",
     ),
 }

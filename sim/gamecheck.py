@@ -652,7 +652,8 @@ def _players_shown(history: History, final: FinalStates, games: dict[str, Game])
             continue
         for gid, view in sorted(note["games"].items()):
             game = games.get(gid)
-            if game is None or (view["ply"], view["last_move"]) == (game.ply, game.last_move()):
+            tip = game.keys[-1] if game is not None and game.keys else ""
+            if game is None or (view["ply"], view["head"]) == (game.ply, tip):
                 continue
             message = f"{note['name']} ({note['client']} on {note['node']}) was last shown game "
             message += f"{gid} at ply {view['ply']}, the canonical chain is at ply {game.ply}"

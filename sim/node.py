@@ -34,6 +34,7 @@ from pycrdt import Doc
 from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.games.base import GameRules
 from meridian.games.battleline import rules_module
+from meridian.node.delivery import EngineProgress
 from meridian.node.server import PICTURE_INTERVAL_S, SERVICE_TICK_S
 from meridian.node.service import GameService
 from meridian.sim.clock import NodeClock, Scheduler
@@ -44,6 +45,7 @@ from meridian.sim.ledger import RecordingClock
 from meridian.sim.network import End, Network
 from meridian.sync.codec import FrameType
 from meridian.sync.engine import DocChanged, LinkClosed, LinkUp, SyncEngine
+from meridian.sync.identity import Keyring, NodeIdentity
 from meridian.sync.settings import SyncSettings
 
 ACK_FRAME = int(FrameType.ACK)
@@ -87,7 +89,8 @@ class SimNode:
         *,
         seed: int,
         settings: SyncSettings,
-        secret: bytes,
+        identity: NodeIdentity,
+        keyring: Keyring,
         scheduler: Scheduler,
         network: Network,
         listener: NodeListener,
@@ -97,7 +100,8 @@ class SimNode:
         self.spec = spec
         self.seed = seed
         self.settings = settings
-        self.secret = secret
+        self.identity = identity
+        self.keyring = keyring
         self.scheduler = scheduler
         self.network = network
         self.listener = listener
@@ -121,6 +125,7 @@ class SimNode:
         self.history: History | None = None  # set by the simulation: the HLC's stamps go there
         self.service_timers = True  # the run stops them before taking the final states
         self.durable_event = 0  # the engine's changes up to this one are on disk
+        self.ack_regions = 0  # replication.ack_regions of the run
         self._process_scheduled = False
         self._deadline_scheduled = False
 
@@ -155,11 +160,11 @@ class SimNode:
         self.up = self.reachable = True
         self.durable_event = 0
         self._engine = SyncEngine(
-            node_id=self.node_id,
-            region=self.region,
-            secret=self.secret,
+            identity=self.identity,
+            keyring=self.keyring,
             settings=self.settings,
             rng=self._rng("engine"),
+            wall_ms=self.wall_ms,
             auto_durable=False,
         )
         for doc_id, updates in self.disk.documents().items():
@@ -195,6 +200,8 @@ class SimNode:
             wall_ms=self.wall_ms,
             new_token=token_source(self._rng("tokens")),
             rng=self._rng("service"),
+            progress=EngineProgress(self.engine),
+            ack_regions=self.ack_regions,
             picture_interval_s=PICTURE_INTERVAL_S,
         )
         # Merges found while loading were found before the crash too: only later ones are news.
@@ -224,10 +231,13 @@ class SimNode:
     def process_now(self) -> None:
         """``process`` and hand over what it says; as node.server, wake again at the service's
         own deadline (a refresh of the public list it postponed)."""
-        service = self.service
-        service.process(self.local_now())
+        self.service.process(self.local_now())
         self.listener.service_output(self)
-        due = service.next_deadline()
+        self.schedule_service_deadline()
+
+    def schedule_service_deadline(self) -> None:
+        """Wake the service at its own deadline (a postponed refresh, a replication wait)."""
+        due = self.service.next_deadline()
         if due is not None and not self._deadline_scheduled:
             self._deadline_scheduled = True
             self.after_local(max(0.0, due - self.local_now()), self._on_deadline, self.incarnation)
@@ -349,12 +359,12 @@ class SimNode:
             if isinstance(event, DocChanged):
                 self.disk.submit(event.event_no, event.doc_id, event.update)
                 if self._service is not None:
-                    self._service.doc_changed(event.doc_id)
+                    self._service.doc_changed(event.doc_id, event.event_no)
                     if not event.doc_id.startswith(KV_DOC_PREFIX):  # the service ignores them
                         self._want_process()
                 self.listener.doc_changed(self, event)
-            else:
-                self._on_link_event(event)
+            elif isinstance(event, LinkUp | LinkClosed):
+                self._on_link_event(event)  # a PeerRefused is followed by its LinkClosed
         if self._engine is not None:
             self._schedule_tick(just_ticked)
 

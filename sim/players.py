@@ -6,9 +6,9 @@ token in the body, then a websocket whose first message is ``hello``),
 but its messages are JSON text handed to the node's ``GameService`` (``connect``, ``receive``,
 ``disconnect``) after a virtual latency. :class:`PlayerNet` plays the node's side, as
 ``node.player_api`` does: it feeds the service, runs ``process`` after every message, and
-delivers what ``take_outgoing`` returns in order per connection, holding a reply until its change
-is durable on the node and, with ``ack_regions = k``, held by k other regions (or answering
-``not_replicated`` after 5 s, as production does).
+delivers what ``take_outgoing`` releases in order per connection. Holding a reply or push until
+its change is durable (and replicated as ``ack_regions`` asks) is the service's own job
+(``node.delivery``), so the simulator runs the production gate.
 
 Latency: a player sits in a region (``client.region``); the node of that region is
 ``LOCAL_S`` away, another region's node as far as the scenario's one-way latency between the two
@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC
-from meridian.node.player_api import ACCOUNT_PULL_S, REPLICATION_WAIT_S
-from meridian.node.service import MIN_PASSWORD_CHARS, Close, Outgoing, Send, ServiceError
+from meridian.node.delivery import Close, Outgoing
+from meridian.node.player_api import ACCOUNT_PULL_S
+from meridian.node.service import MIN_PASSWORD_CHARS, ServiceError
 from meridian.sim.clock import Scheduler
 from meridian.sim.gamehost import password_hash, password_matches
 from meridian.sim.network import Network
@@ -62,8 +62,6 @@ class Link:
     incarnation: int
     server_open: bool = True  # the node still has it
     client_open: bool = True  # the client still has it
-    outbox: deque[Outgoing] = field(default_factory=deque)
-    held_since: float | None = None  # when the head reply became durable (ack_regions wait)
 
 
 class PlayerNet:
@@ -74,12 +72,10 @@ class PlayerNet:
         scheduler: Scheduler,
         network: Network,
         nodes: dict[str, SimNode],
-        ack_regions: int,
     ) -> None:
         self.scheduler = scheduler
         self.network = network
         self.nodes = nodes
-        self.ack_regions = ack_regions
         self.links: dict[str, dict[str, Link]] = {node_id: {} for node_id in nodes}
         self._ids = itertools.count(1)
 
@@ -273,66 +269,26 @@ class PlayerNet:
     # --- the node's side: delivering what the service says (node.player_api.drain) ----------
 
     def service_output(self, node: SimNode) -> None:
+        """Send what the service releases; called after every call into it and whenever the
+        node's store commits or a peer acknowledges (either may open the push gate)."""
         if not node.up:
             return
-        touched: dict[str, Link] = {}
-        for item in node.service.take_outgoing():
+        for item in node.service.take_outgoing(node.local_now()):
             link = self.links[node.node_id].get(item.conn)
             if link is not None:
-                link.outbox.append(item)
-                touched[link.conn_id] = link
-        for link in touched.values():
-            self._flush(link)
+                self._deliver(link, item)
+        node.schedule_service_deadline()
 
-    def replies_may_go(self, node: SimNode) -> None:
-        """The node made changes durable or heard acks: held replies may be due."""
-        for link in list(self.links[node.node_id].values()):
-            if link.outbox:
-                self._flush(link)
-
-    def _flush(self, link: Link) -> None:
+    def _deliver(self, link: Link, item: Outgoing) -> None:
         one_way = self.latency(link.client.region, link.node)
-        while link.outbox:
-            item = link.outbox[0]
-            if isinstance(item, Close):
-                link.outbox.clear()
-                link.server_open = False
-                self.links[link.node.node_id].pop(link.conn_id, None)
-                self.scheduler.after(one_way, link.client.closed, link, item.code, item.reason)
-                return
-            message = self._ready(link, item)
-            if message is None:
-                return  # waits for durability or replication, and so does all behind it
-            link.outbox.popleft()
-            link.held_since = None
-            text = item.text if message is item.message and item.text else json.dumps(message)
-            self.scheduler.after(one_way, link.client.deliver, link, text)
-
-    def _ready(self, link: Link, item: Send) -> Reply | None:
-        """The message to send now, or None while it must wait (node.player_api._when_durable)."""
-        node = link.node
-        if not item.after_event:
-            return item.message
-        if node.durable_event < item.after_event:
-            return None
-        if not self.ack_regions or not item.doc_id:
-            return item.message
-        engine, now = node.engine, self.scheduler.now
-        held = sum(engine.peer_holds(p, item.doc_id, item.after_event) for p in engine.peers)
-        if held >= self.ack_regions:
-            return item.message
-        if link.held_since is None:
-            link.held_since = now
-            self.scheduler.after(REPLICATION_WAIT_S, self._flush_if_open, link)
-        if now - link.held_since < REPLICATION_WAIT_S:
-            return None
-        wanted = self.ack_regions
-        message = f"durable here but held by {held} of {wanted} regions; it will replicate"
-        return {"re": item.message.get("re"), **failure("not_replicated", message)}
-
-    def _flush_if_open(self, link: Link) -> None:
-        if self._live(link):
-            self._flush(link)
+        if isinstance(item, Close):
+            link.server_open = False
+            self.links[link.node.node_id].pop(link.conn_id, None)
+            self.scheduler.after(one_way, link.client.closed, link, item.code, item.reason)
+            return
+        self.scheduler.after(
+            one_way, link.client.deliver, link, item.text or json.dumps(item.message)
+        )
 
     # --- faults ------------------------------------------------------------------------------
 

@@ -82,6 +82,7 @@ class ProxiedCluster:
     def restart(self, region: str) -> None:
         self.nodes[region] = start_node(self.configs[region], self.env)
 
-    async def wait_linked(self, timeout: float = 30.0) -> None:
+    # The timeout bounds wait_for_mesh in a worker thread, which cancelling this await cannot stop.
+    async def wait_linked(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         if not await asyncio.to_thread(wait_for_mesh, list(self.nodes.values()), timeout):
             raise RuntimeError("links did not come back")

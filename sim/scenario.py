@@ -14,6 +14,7 @@ from itertools import combinations
 from pathlib import Path
 
 from meridian.node.config import NAME_PATTERN, TABLE_KEYS, read_toml, sync_settings_from
+from meridian.resources import SCENARIOS_DIR
 from meridian.sim.checkers import CHECKERS, CheckContext, Checker
 from meridian.sim.faults import Fault, parse_fault
 from meridian.sim.network import PathProfile
@@ -22,7 +23,7 @@ from meridian.sim.params import ConfigError, Table
 from meridian.sim.workload import WORKLOADS, Workload
 from meridian.sync.settings import SyncSettings
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
+SCENARIO_DIR = SCENARIOS_DIR  # the shipped scenarios, from a checkout or an installed wheel
 TOP_KEYS = (
     "description",
     "cluster",

@@ -50,8 +50,8 @@ from meridian.sim.players import PlayerNet, SimClient
 from meridian.sim.scenario import Scenario
 from meridian.sync.digest import EMPTY_DIGEST
 from meridian.sync.engine import DocChanged, LinkClosed, LinkUp
+from meridian.sync.identity import Keyring, NodeIdentity
 
-SECRET = b"meridian-simulated-cluster-secret"
 MIN_STEP_S = 1e-6
 SETTLE_S = 2.0
 SETTLE_MAX_S = 10.0
@@ -154,12 +154,20 @@ class Simulation:
         self.network = Network(
             self.scheduler, self._rng("network"), scenario.paths, scenario.connect_timeout_s
         )
+        identities = {
+            spec.node_id: NodeIdentity.from_seed(
+                spec.node_id, spec.region, self._rng(f"key:{spec.node_id}").randbytes(32)
+            )
+            for spec in scenario.nodes
+        }
+        keyring = Keyring([identity.entry() for identity in identities.values()])
         self.nodes = {
             spec.node_id: SimNode(
                 spec,
                 seed=seed,
                 settings=scenario.sync,
-                secret=SECRET,
+                identity=identities[spec.node_id],
+                keyring=keyring,
                 scheduler=self.scheduler,
                 network=self.network,
                 listener=self,
@@ -168,7 +176,9 @@ class Simulation:
         }
         for node in self.nodes.values():
             node.peers = [peer for peer in self.nodes.values() if peer is not node]
-        self.player_net = PlayerNet(self.scheduler, self.network, self.nodes, scenario.ack_regions)
+        for node in self.nodes.values():
+            node.ack_regions = scenario.ack_regions
+        self.player_net = PlayerNet(self.scheduler, self.network, self.nodes)
         self.players = SimPlayers(self)
         self.handles = [NodeHandle(self, node) for node in self.nodes.values()]
         self.history = History(
@@ -413,7 +423,7 @@ class Simulation:
         self.acks_arrived(node)
 
     def acks_arrived(self, node: SimNode) -> None:
-        self.player_net.replies_may_go(node)
+        self.player_net.service_output(node)  # the push gate may have opened
         engine, wanted = node.engine, self.scenario.ack_regions
         for waiting in self._unreplicated[node.node_id].values():
             # What a peer holds of a document is a prefix of its changes, so each document's

@@ -9,26 +9,28 @@ malformed frame raises :class:`FrameError` with a reason that can be sent back t
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TypeAlias
 
+from meridian.crdt_models.kinds import DocIdError
+from meridian.crdt_models.kinds import check_doc_id as document_kind
+
 DIGEST_BYTES = 16
 NONCE_BYTES = 32
 PROOF_BYTES = 32
-MAX_DOC_ID_CHARS = 200
+SIGNATURE_BYTES = 64
 MAX_LIST_ITEMS = 1_000_000
-DOC_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]*$")
 
 
 class FrameType(IntEnum):
     """The one-byte tag that starts every frame."""
 
     HELLO = 0x01
-    AUTH = 0x02
+    AUTH = 0x02  # protocol 1: HMAC over the shared secret (decoded only to refuse it by name)
     ERROR = 0x03
+    AUTH_SIG = 0x04  # protocol 2: Ed25519 signature with the node's key
     STEP1 = 0x10
     STEP2 = 0x11
     UPDATE = 0x12
@@ -54,15 +56,19 @@ class ErrorCode(IntEnum):
     QUEUE_OVERFLOW = 10
     TIMEOUT = 11
     SHUTDOWN = 12
+    REFUSED_UPDATE = 13
+    UNKNOWN_NODE = 14
 
 
 class FrameError(Exception):
-    """A frame that cannot be decoded; `code` is what to tell the peer."""
+    """A frame refused; `code` is what to tell the peer, `rule` names the refusal in metrics
+    (the error code's name unless a finer rule is known, e.g. ``future_stamp``)."""
 
-    def __init__(self, code: ErrorCode, reason: str) -> None:
+    def __init__(self, code: ErrorCode, reason: str, rule: str = "") -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.rule = rule or code.name.lower()
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,12 @@ class Hello:
 @dataclass(frozen=True)
 class Auth:
     proof: bytes
+    version: int
+
+
+@dataclass(frozen=True)
+class AuthSig:
+    signature: bytes
     version: int
 
 
@@ -134,7 +146,7 @@ class Pong:
 
 
 Frame: TypeAlias = (
-    Hello | Auth | Error | Step1 | Step2 | Update | Ack | Digests | Links | Ping | Pong
+    Hello | Auth | AuthSig | Error | Step1 | Step2 | Update | Ack | Digests | Links | Ping | Pong
 )
 
 
@@ -218,9 +230,11 @@ class Reader:
 
 
 def check_doc_id(doc_id: str) -> None:
-    """Refuse document ids that are empty, too long or contain characters outside the set."""
-    if not doc_id or len(doc_id) > MAX_DOC_ID_CHARS or not DOC_ID_PATTERN.match(doc_id):
-        raise FrameError(ErrorCode.MALFORMED, f"invalid document id {doc_id[:60]!r}")
+    """The document-id rule (``crdt_models.kinds.check_doc_id``) as a frame error."""
+    try:
+        document_kind(doc_id)
+    except DocIdError as exc:
+        raise FrameError(ErrorCode.MALFORMED, str(exc), rule="doc_id") from None
 
 
 # --- encode ------------------------------------------------------------------------------
@@ -246,6 +260,10 @@ def encode(frame: Frame) -> bytes:
         case Auth():
             out.append(FrameType.AUTH)
             out += frame.proof
+            write_varuint(out, frame.version)
+        case AuthSig():
+            out.append(FrameType.AUTH_SIG)
+            out += frame.signature
             write_varuint(out, frame.version)
         case Error():
             out.append(FrameType.ERROR)
@@ -332,6 +350,11 @@ def _decode_auth(reader: Reader) -> Auth:
     return Auth(proof, reader.varuint())
 
 
+def _decode_auth_sig(reader: Reader) -> AuthSig:
+    signature = reader.raw(SIGNATURE_BYTES)
+    return AuthSig(signature, reader.varuint())
+
+
 def _decode_error(reader: Reader) -> Error:
     code = reader.varuint()
     return Error(code, reader.str_())
@@ -369,6 +392,7 @@ def _decode_links(reader: Reader) -> Links:
 _DECODERS: dict[FrameType, Callable[[Reader], Frame]] = {
     FrameType.HELLO: _decode_hello,
     FrameType.AUTH: _decode_auth,
+    FrameType.AUTH_SIG: _decode_auth_sig,
     FrameType.ERROR: _decode_error,
     FrameType.STEP1: _decode_step1,
     FrameType.STEP2: _decode_step2,

@@ -22,7 +22,7 @@ DeleteSet = dict[int, list[tuple[int, int]]]
 def state_digest(doc: Doc[Any]) -> bytes:
     """A 16-byte digest of the document's state vector and delete set."""
     reader = Reader(Snapshot.from_doc(doc).encode())
-    delete_set = _read_delete_set(reader)
+    delete_set = read_delete_set(reader)
     state_vector = read_state_vector(reader)
     hasher = hashlib.blake2b(digest_size=DIGEST_BYTES)
     for client in sorted(state_vector):
@@ -33,7 +33,7 @@ def state_digest(doc: Doc[Any]) -> bytes:
     return hasher.digest()
 
 
-def _read_delete_set(reader: Reader) -> DeleteSet:
+def read_delete_set(reader: Reader) -> DeleteSet:
     delete_set: DeleteSet = {}
     for _ in range(reader.varuint()):
         client = reader.varuint()

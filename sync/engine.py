@@ -9,9 +9,11 @@ close a socket).
 
 What it does (details in docs/sync-protocol.md):
 
-* handshake: HELLO (node id, region, software, protocol range, nonce) both ways, then AUTH, an
-  HMAC over both nonces and node ids keyed by the cluster secret. Nothing else is accepted or sent
-  before both proofs check out; a wrong secret or an incompatible version is refused with a reason.
+* handshake (protocol 2): HELLO (node id, region, software, protocol range, nonce) both ways,
+  then AUTH_SIG, an Ed25519 signature with the node's own key over both nonces and node ids. The
+  peer's id must be in the cluster keyring (not removed, same region) and its signature must
+  verify with the key listed there; nothing else is accepted or sent before both check out. An
+  unknown or removed node, a bad signature or an incompatible version is refused with a reason.
 * local changes are captured by a document observer, coalesced per document for
   ``coalesce_ms`` and sent as one UPDATE per document to every link;
 * updates received from peer P are relayed to linked peers that P says it cannot reach (partial
@@ -21,15 +23,19 @@ What it does (details in docs/sync-protocol.md):
   link and per document and the ``ack_regions`` wait;
 * anti-entropy: on link-up and periodically each side sends a digest of every document (state
   vector *and* delete set); the other pulls what differs with a Yjs sync step 1 / step 2;
-* limits: frame size, queued bytes per link, handshake and idle timeouts. A malformed, oversized,
-  unknown or unauthenticated frame gets an ERROR frame and the link is closed; nothing of it is
-  applied.
+* every update from a peer is checked before it is applied (``sync.checks``: on a scratch copy
+  of the document, against the rules of its kind, with a size cap and a per-peer quota of new
+  documents); a refused update is counted by rule (`refusals`), reported as `UpdateRefused`,
+  answered with an ERROR frame and never acknowledged. An update that builds on content this
+  node lacks is not applied either: the document is pulled from the sender (STEP1) and the
+  update's acknowledgement waits for that answer;
+* limits: frame size, update size, new documents per peer, queued bytes per link, handshake and
+  idle timeouts. A malformed, oversized, unknown or unauthenticated frame gets an ERROR frame and
+  the link is closed; nothing of it is applied.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -40,19 +46,29 @@ from typing import Any
 
 from pycrdt import Doc, Subscription, TransactionEvent, merge_updates
 
+from meridian.crdt_models.kinds import DocIdError, check_doc_id
+from meridian.crdt_models.records import attach_signer
 from meridian.sync import codec
+from meridian.sync.checks import (
+    KeyringContext,
+    NeedsPull,
+    UpdateChecker,
+    UpdateRefused,
+    is_decode_failure,
+)
 from meridian.sync.codec import ErrorCode, FrameError
 from meridian.sync.digest import EMPTY_DIGEST, state_digest
+from meridian.sync.identity import Keyring, NodeIdentity, public_key_text
 from meridian.sync.settings import SyncSettings
 
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = (1, 1)
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = (2, 2)
 EMPTY_UPDATE = b"\x00\x00"
 EMPTY_STATE_VECTOR = b"\x00"
 HANDSHAKE_TIMEOUT_S = 10.0
 DIGESTS_PER_FRAME = 20_000
 LAG_SAMPLES_KEPT = 2048
-AUTH_LABEL = b"meridian-peer-auth"
+AUTH_LABEL = b"meridian-peer-auth-v2"
 
 
 # --- events --------------------------------------------------------------------------------
@@ -89,7 +105,17 @@ class DocChanged:
     event_no: int  # position in this node's change sequence; see durable_through()
 
 
-Event = LinkUp | LinkClosed | DocChanged
+@dataclass(frozen=True)
+class PeerRefused:
+    """This node refused a peer's frame after the link was up; the link is then closed."""
+
+    link_id: int
+    node_id: str
+    rule: str  # what was broken, e.g. "future_stamp", "not_home", "too_large"
+    reason: str
+
+
+Event = LinkUp | LinkClosed | DocChanged | PeerRefused
 
 
 # --- state ---------------------------------------------------------------------------------
@@ -124,7 +150,7 @@ class Link:
     outbox_bytes: int = 0
     next_seq: int = 1
     unacked: dict[int, SentBatch] = field(default_factory=dict)
-    pending_acks: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, event_no needed)
+    pending_acks: deque[PendingAck] = field(default_factory=deque)
     last_received: float = 0.0
     last_sent: float = 0.0
     # per document, the last local change made before the link came up: those reach the peer
@@ -133,10 +159,26 @@ class Link:
     update_acked: dict[str, int] = field(default_factory=dict)
     step2_acked: dict[str, int] = field(default_factory=dict)
     ping_sent: dict[int, float] = field(default_factory=dict)
+    # STEP1 frames sent and not answered yet, per document: a STEP2 answering one is solicited
+    step1_out: dict[str, int] = field(default_factory=dict)
 
     @property
     def peer_id(self) -> str | None:
         return self.peer.node_id if self.peer else None
+
+
+@dataclass
+class PendingAck:
+    """A received data frame waiting for its acknowledgement.
+
+    It is acknowledged once change `event_no` is durable. `event_no` is None while the frame's
+    update waits for a pull of `doc_id` from the peer (it built on content this node lacked):
+    the STEP2 answering the pull brings the frame's content, and its change number is used.
+    """
+
+    seq: int
+    event_no: int | None
+    doc_id: str = ""
 
 
 @dataclass
@@ -152,6 +194,9 @@ class PeerState:
         default_factory=dict
     )  # doc -> contiguous local changes held
     lag_samples: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES_KEPT))
+    # Every lag ever measured, not only the kept samples (a summary's _count and _sum).
+    lag_count: int = 0
+    lag_seconds_total: float = 0.0
     doc_lag: dict[str, float] = field(default_factory=dict)
     rtt: float | None = None
     frames_sent: int = 0
@@ -160,6 +205,8 @@ class PeerState:
     bytes_received: int = 0
     updates_sent: int = 0
     updates_received: int = 0
+    new_doc_tokens: float = 0.0  # documents it may still create here (a token bucket)
+    tokens_at: float | None = None
 
 
 @dataclass
@@ -167,6 +214,14 @@ class PendingUpdate:
     update: bytes
     origin: str | None
     event_no: int
+
+
+class ImportRefused(ValueError):
+    """An imported update that peers would refuse; `rule` names the broken rule."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(f"{message} [{rule}]")
+        self.rule = rule
 
 
 # --- the engine ----------------------------------------------------------------------------
@@ -178,23 +233,32 @@ class SyncEngine:
     def __init__(
         self,
         *,
-        node_id: str,
-        region: str,
-        secret: bytes,
+        identity: NodeIdentity,
+        keyring: Keyring,
         settings: SyncSettings,
         rng: random.Random,
+        wall_ms: Callable[[], int],
+        max_ahead_ms: int = 60_000,
         software: str = "meridian",
         versions: tuple[int, int] = SUPPORTED_VERSIONS,
         auto_durable: bool = False,
         url: str = "",
     ) -> None:
-        self.node_id = node_id
+        """`wall_ms` is this node's wall clock in ms since the epoch (the injected clock the
+        stamp rule compares to); `max_ahead_ms` how far ahead of it a peer's stamps may be."""
+        own = keyring.get(identity.node_id)
+        if own is None or public_key_text(own.public_key) != identity.public_text:
+            raise ValueError(f"node {identity.node_id} is not in the keyring with its own key")
+        self.node_id = identity.node_id
         self.url = url
-        self.region = region
+        self.region = identity.region
         self.settings = settings
         self.software = software
         self.versions = versions
-        self._secret = secret
+        self.identity = identity
+        self.keyring = keyring
+        self.checker = UpdateChecker(KeyringContext(keyring, wall_ms, max_ahead_ms))
+        self.refusals: dict[tuple[str, str], int] = {}  # (peer, rule) -> refused frames
         self._rng = rng
         self._auto_durable = auto_durable
         self.docs: dict[str, Doc[Any]] = {}
@@ -216,17 +280,27 @@ class SyncEngine:
     # --- documents ---------------------------------------------------------------------
 
     def document(self, doc_id: str) -> Doc[Any]:
-        """The document with this id, created empty (and observed) if this node lacks it."""
+        """The document with this id, created empty (and observed) if this node lacks it.
+
+        Raises FrameError (MALFORMED) for an id outside the document-id rule."""
         doc = self.docs.get(doc_id)
         if doc is None:
             codec.check_doc_id(doc_id)
             doc = Doc(client_id=self._fresh_client_id())
+            attach_signer(doc, self.identity)  # records written here are signed by this node
             self.docs[doc_id] = doc
             self._subscriptions[doc_id] = doc.observe(self._observer(doc_id))
         return doc
 
-    def load(self, doc_id: str, updates: list[bytes]) -> None:
-        """Restore a document from the local store at start-up: no event, nothing sent."""
+    def load(self, doc_id: str, updates: list[bytes]) -> bool:
+        """Restore a document from the local store at start-up: no event, nothing sent.
+
+        Returns False (and loads nothing) for an id outside the document-id rule: such a
+        document could not be exchanged with any peer."""
+        try:
+            check_doc_id(doc_id)
+        except DocIdError:
+            return False
         doc = self.document(doc_id)
         if updates:
             # One merged update: Yrs may drop some of several updates applied one by one when
@@ -234,9 +308,23 @@ class SyncEngine:
             doc.apply_update(updates[0] if len(updates) == 1 else merge_updates(*updates))
         self._captured = [c for c in self._captured if c[0] != doc_id]
         self._digests.pop(doc_id, None)
+        self.checker.forget(doc_id)
+        return True
 
     def import_update(self, doc_id: str, update: bytes, now: float) -> int:
-        """Apply an update as if written here (restore from a backup): persisted and sent."""
+        """Apply an update as if written here (restore from a backup): persisted and sent.
+
+        A backup is the administrator's input, trusted like a local write: it is not held to
+        the record rules (its records may be signed by nodes since removed, or by another
+        cluster's keys; peers check them when they replicate). An update the Yjs decoder
+        refuses raises ImportRefused and leaves nothing behind."""
+        codec.check_doc_id(doc_id)
+        try:
+            Doc(client_id=1).apply_update(update)  # decode on a throwaway document first
+        except BaseException as exc:
+            if not is_decode_failure(exc):
+                raise
+            raise ImportRefused("bad_update", f"update for {doc_id} rejected: {exc}") from None
         before = self._event_no
         self.document(doc_id).apply_update(update)
         self._collect(now)
@@ -252,6 +340,7 @@ class SyncEngine:
         self._pending.pop(doc_id, None)
         self._pending_since.pop(doc_id, None)
         self._last_local_event.pop(doc_id, None)
+        self.checker.forget(doc_id)
 
     @contextmanager
     def writing(self, doc_id: str, now: float) -> Iterator[Doc[Any]]:
@@ -284,11 +373,16 @@ class SyncEngine:
         doc = self.docs.get(doc_id)
         state_vector = doc.get_state() if doc is not None else EMPTY_STATE_VECTOR
         for link in self._up_links():
-            self._send(link, codec.Step1(doc_id, state_vector), now)
+            self._send_step1(link, doc_id, state_vector, now)
 
     @property
     def last_event_no(self) -> int:
         return self._event_no
+
+    @property
+    def durable_event_no(self) -> int:
+        """Every change numbered up to this one is committed to the local store."""
+        return self._durable_through
 
     def peer_holds(self, node_id: str, doc_id: str, event_no: int) -> bool:
         """Whether the peer acknowledged holding (durably) local change `event_no` of the doc."""
@@ -324,6 +418,7 @@ class SyncEngine:
             )
             if origin is None:
                 self._last_local_event[doc_id] = self._event_no
+                self.checker.local_change(doc_id, update)  # peers' changes are in it already
             self._pending_since.setdefault(doc_id, now)
         if self._auto_durable:
             self._durable_through = self._event_no
@@ -360,10 +455,18 @@ class SyncEngine:
             else:
                 self._dispatch(link, frame, now)
         except FrameError as error:
+            if peer is not None:
+                self._count_refusal(link, peer.node_id, error)
             self._fail(link, error.code, error.reason, now)
         finally:
             self._origin = None
         self._collect(now)
+
+    def _count_refusal(self, link: Link, peer_id: str, error: FrameError) -> None:
+        """A frame from an authenticated peer refused: counted by rule and reported."""
+        key = (peer_id, error.rule)
+        self.refusals[key] = self.refusals.get(key, 0) + 1
+        self._events.append(PeerRefused(link.link_id, peer_id, error.rule, error.reason))
 
     def close_link(self, link_id: int, now: float, reason: str) -> None:
         """The transport went away: forget the link."""
@@ -458,8 +561,14 @@ class SyncEngine:
         match frame:
             case codec.Hello():
                 self._on_hello(link, frame, now)
-            case codec.Auth():
+            case codec.AuthSig():
                 self._on_auth(link, frame, now)
+            case codec.Auth():
+                raise FrameError(
+                    ErrorCode.VERSION_MISMATCH,
+                    "protocol 1 authentication (a shared-secret proof) is not accepted; "
+                    "this node speaks protocol 2 (node keys)",
+                )
             case codec.Error():
                 self._close(link, f"refused by peer: {frame.reason}", refused=True, now=now)
             case _:
@@ -478,39 +587,50 @@ class SyncEngine:
                 f"{hello.proto_min}..{hello.proto_max}, "
                 f"this node {self.versions[0]}..{self.versions[1]}",
             )
+        self._check_known(hello)
         link.peer = hello
         link.version = hi
-        proof = self._proof(self.node_id, hello.node_id, hello.nonce, link.nonce, hi)
-        self._send(link, codec.Auth(proof, hi), now)
+        signature = self.identity.sign(
+            _transcript(self.node_id, hello.node_id, hello.nonce, link.nonce, hi)
+        )
+        self._send(link, codec.AuthSig(signature, hi), now)
 
-    def _on_auth(self, link: Link, auth: codec.Auth, now: float) -> None:
+    def _check_known(self, hello: codec.Hello) -> None:
+        """The peer's id must be an active keyring entry of the region it claims."""
+        entry = self.keyring.get(hello.node_id)
+        prefix = f"peer {hello.node_id[:40]} failed authentication"
+        if entry is None:
+            raise FrameError(
+                ErrorCode.UNKNOWN_NODE, f"{prefix}: not in the cluster keyring", "unknown_node"
+            )
+        if entry.removed:
+            raise FrameError(
+                ErrorCode.UNKNOWN_NODE,
+                f"{prefix}: removed from the cluster keyring",
+                "removed_node",
+            )
+        if entry.region != hello.region:
+            raise FrameError(
+                ErrorCode.UNKNOWN_NODE,
+                f"{prefix}: it says region {hello.region[:40]!r}, the keyring {entry.region!r}",
+                "wrong_region",
+            )
+
+    def _on_auth(self, link: Link, auth: codec.AuthSig, now: float) -> None:
         hello = link.peer
         if hello is None:
             raise FrameError(ErrorCode.MALFORMED, "auth before hello")
-        expected = self._proof(hello.node_id, self.node_id, link.nonce, hello.nonce, link.version)
-        if not hmac.compare_digest(expected, auth.proof):
-            raise FrameError(
-                ErrorCode.AUTH_FAILED,
-                f"peer {hello.node_id} failed authentication (wrong cluster secret)",
-            )
         if auth.version != link.version:
             raise FrameError(ErrorCode.VERSION_MISMATCH, f"peer chose version {auth.version}")
+        entry = self.keyring.get(hello.node_id)
+        message = _transcript(hello.node_id, self.node_id, link.nonce, hello.nonce, link.version)
+        if entry is None or not entry.verify(message, auth.signature):
+            raise FrameError(
+                ErrorCode.AUTH_FAILED,
+                f"peer {hello.node_id} failed authentication "
+                "(its signature does not match its key in the cluster keyring)",
+            )
         self._link_up(link, now)
-
-    def _proof(
-        self, sender: str, receiver: str, receiver_nonce: bytes, sender_nonce: bytes, version: int
-    ) -> bytes:
-        message = b"|".join(
-            [
-                AUTH_LABEL,
-                sender.encode(),
-                receiver.encode(),
-                receiver_nonce,
-                sender_nonce,
-                str(version).encode(),
-            ]
-        )
-        return hmac.new(self._secret, message, hashlib.sha256).digest()
 
     def _link_up(self, link: Link, now: float) -> None:
         assert link.peer is not None
@@ -570,7 +690,7 @@ class SyncEngine:
                 self._close(
                     link, f"peer error {frame.code}: {frame.reason}", refused=False, now=now
                 )
-            case codec.Hello() | codec.Auth():
+            case codec.Hello() | codec.Auth() | codec.AuthSig():
                 raise FrameError(ErrorCode.MALFORMED, "handshake frame after authentication")
 
     def _on_links(self, peer: PeerState, links: frozenset[str], now: float) -> None:
@@ -585,30 +705,106 @@ class SyncEngine:
     def _apply_remote(
         self, link: Link, peer: PeerState, frame: codec.Update | codec.Step2, now: float
     ) -> None:
-        doc = self.document(frame.doc_id)
+        """Check a peer's update and apply it, or refuse it, or pull the document first."""
+        solicited = isinstance(frame, codec.Step2) and link.step1_out.get(frame.doc_id, 0) > 0
+        if solicited:
+            link.step1_out[frame.doc_id] -= 1
+        self._check_size(frame, solicited)
+        doc = self.docs.get(frame.doc_id)
+        if doc is None and frame.update == EMPTY_UPDATE:
+            self._ack_now(link, frame, now)  # nothing to create: never an empty document
+            return
+        try:
+            self.checker.check(frame.doc_id, doc, frame.update)
+        except NeedsPull as pull:
+            if solicited:  # the sender's whole document does not explain it either
+                raise _refusal(frame.doc_id, pull) from None
+            if doc is None:  # the pull will create the document: it counts against the quota
+                self._take_new_doc_token(peer, frame.doc_id, False, now)
+            self._pull(link, frame, now)
+            return
+        except UpdateRefused as refused:
+            raise _refusal(frame.doc_id, refused) from None
+        if doc is None:
+            self._take_new_doc_token(peer, frame.doc_id, solicited, now)
+            doc = self.document(frame.doc_id)
         self._origin = peer.node_id
         try:
-            # Yrs decodes the whole update before integrating it, so a malformed update is
-            # refused without any part of it applied.
             doc.apply_update(frame.update)
-        except BaseException as exc:
-            if not _is_decode_failure(exc):
-                raise
-            raise FrameError(
-                ErrorCode.BAD_UPDATE, f"update for {frame.doc_id} rejected: {exc}"
-            ) from None
         finally:
             self._origin = None
+        self.checker.applied(frame.doc_id, doc)
         peer.updates_received += 1
         self._collect(now)
-        link.pending_acks.append((frame.seq, self._event_no))
+        self._ack_now(link, frame, now)
+
+    def _check_size(self, frame: codec.Update | codec.Step2, solicited: bool) -> None:
+        """An answer to our STEP1 may be as large as a frame; anything pushed is capped."""
+        cap = self.settings.max_update_bytes
+        if not solicited and len(frame.update) > cap:
+            raise FrameError(
+                ErrorCode.TOO_LARGE,
+                f"update for {frame.doc_id} of {len(frame.update)} bytes exceeds {cap}",
+                "too_large",
+            )
+
+    def _pull(self, link: Link, frame: codec.Update | codec.Step2, now: float) -> None:
+        """The update builds on content we lack: ask the sender for the document; the update's
+        acknowledgement waits for the answer, which carries the update's content too."""
+        link.pending_acks.append(PendingAck(frame.seq, None, frame.doc_id))
+        if link.step1_out.get(frame.doc_id, 0) == 0:
+            doc = self.docs.get(frame.doc_id)
+            state_vector = doc.get_state() if doc is not None else EMPTY_STATE_VECTOR
+            self._send_step1(link, frame.doc_id, state_vector, now)
+
+    def _answer_pulls(self, link: Link, doc_id: str) -> None:
+        for pending in link.pending_acks:
+            if pending.event_no is None and pending.doc_id == doc_id:
+                pending.event_no = self._event_no
+
+    def _ack_now(self, link: Link, frame: codec.Update | codec.Step2, now: float) -> None:
+        """Queue the frame's acknowledgement and send what is durable at once: an update that
+        brought nothing new (a duplicate, a relay we had) is acknowledged without waiting."""
+        if isinstance(frame, codec.Step2):
+            self._answer_pulls(link, frame.doc_id)
+        link.pending_acks.append(PendingAck(frame.seq, self._event_no))
+        self._send_link_acks(link, now)
+
+    def _take_new_doc_token(
+        self, peer: PeerState, doc_id: str, solicited: bool, now: float
+    ) -> None:
+        """A peer creates documents here within its quota; documents we asked for in answer to
+        its DIGESTS paid when we asked (see _on_digests)."""
+        if solicited:
+            return
+        if not self._spend_new_doc_token(peer, now):
+            raise FrameError(
+                ErrorCode.REFUSED_UPDATE,
+                f"refused update for {doc_id}: peer {peer.node_id} created more new documents "
+                f"than its quota ({self.settings.new_docs_burst}, then "
+                f"{self.settings.new_docs_per_s:g}/s)",
+                "doc_quota",
+            )
+
+    def _spend_new_doc_token(self, peer: PeerState, now: float) -> bool:
+        burst = float(self.settings.new_docs_burst)
+        if peer.tokens_at is None:
+            peer.new_doc_tokens = burst
+        else:
+            refill = (now - peer.tokens_at) * self.settings.new_docs_per_s
+            peer.new_doc_tokens = min(burst, peer.new_doc_tokens + max(0.0, refill))
+        peer.tokens_at = now
+        if peer.new_doc_tokens < 1:
+            return False
+        peer.new_doc_tokens -= 1
+        return True
 
     def _answer_step1(self, link: Link, step1: codec.Step1, now: float) -> None:
         doc = self.docs.get(step1.doc_id)
         try:
             update = doc.get_update(step1.state_vector) if doc is not None else EMPTY_UPDATE
         except BaseException as exc:
-            if not _is_decode_failure(exc):
+            if not is_decode_failure(exc):
                 raise
             raise FrameError(ErrorCode.BAD_UPDATE, f"bad state vector for {step1.doc_id}") from None
         self._send_data(link, codec.Step2(link.next_seq, step1.doc_id, update), self._event_no, now)
@@ -618,21 +814,30 @@ class SyncEngine:
             batch = link.unacked.pop(sent_seq)
             lag = now - batch.sent_at
             peer.lag_samples.append(lag)
+            peer.lag_count += 1
+            peer.lag_seconds_total += lag
             peer.doc_lag[batch.doc_id] = lag
             acked = link.step2_acked if batch.is_step2 else link.update_acked
             acked[batch.doc_id] = max(acked.get(batch.doc_id, 0), batch.local_event_no)
 
     def _on_digests(self, link: Link, frame: codec.Digests, now: float) -> None:
+        peer = self.peers[link.peer_id or ""]
         for doc_id, remote_digest in frame.items:
             if doc_id in self.docs:
                 if self.digest(doc_id) == remote_digest:
                     continue
                 state_vector = self.docs[doc_id].get_state()
-            elif remote_digest == EMPTY_DIGEST:
+            elif remote_digest == EMPTY_DIGEST or link.step1_out.get(doc_id, 0):
                 continue
+            elif not self._spend_new_doc_token(peer, now):
+                continue  # over this peer's quota of new documents: the next round asks again
             else:
                 state_vector = EMPTY_STATE_VECTOR
-            self._send(link, codec.Step1(doc_id, state_vector), now)
+            self._send_step1(link, doc_id, state_vector, now)
+
+    def _send_step1(self, link: Link, doc_id: str, state_vector: bytes, now: float) -> None:
+        link.step1_out[doc_id] = link.step1_out.get(doc_id, 0) + 1
+        self._send(link, codec.Step1(doc_id, state_vector), now)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -692,6 +897,11 @@ class SyncEngine:
         update = (
             chosen[0].update if len(chosen) == 1 else merge_updates(*[p.update for p in chosen])
         )
+        if len(update) > self.settings.max_update_bytes:
+            # Peers refuse pushed updates over the cap (an import, a long partition's relay):
+            # offer the document's digest instead, so the peer pulls it with STEP1/STEP2.
+            self._send(link, codec.Digests(((doc_id, self.digest(doc_id)),)), now)
+            return
         local_event_no = max((p.event_no for p in chosen if p.origin is None), default=0)
         frame = codec.Update(link.next_seq, doc_id, bytes(update))
         self._send_data(link, frame, local_event_no, now, written_at=since)
@@ -707,11 +917,18 @@ class SyncEngine:
 
     def _send_acks(self, now: float) -> None:
         for link in self._up_links():
-            acked = 0
-            while link.pending_acks and link.pending_acks[0][1] <= self._durable_through:
-                acked = link.pending_acks.popleft()[0]
-            if acked:
-                self._send(link, codec.Ack(acked), now)
+            self._send_link_acks(link, now)
+
+    def _send_link_acks(self, link: Link, now: float) -> None:
+        """ACK the longest run of received frames whose content is durable (cumulative)."""
+        acked = 0
+        while link.pending_acks:
+            head = link.pending_acks[0]
+            if head.event_no is None or head.event_no > self._durable_through:
+                break
+            acked = link.pending_acks.popleft().seq
+        if acked:
+            self._send(link, codec.Ack(acked), now)
 
     def _send_digests(self, link: Link, now: float) -> None:
         items = [(doc_id, self.digest(doc_id)) for doc_id in sorted(self.docs)]
@@ -755,6 +972,25 @@ class SyncEngine:
         return prefix
 
 
-def _is_decode_failure(exc: BaseException) -> bool:
-    """pycrdt reports bad input as ValueError, or as a Rust panic that is not an Exception."""
-    return isinstance(exc, ValueError) or type(exc).__name__ == "PanicException"
+def _refusal(doc_id: str, refused: UpdateRefused) -> FrameError:
+    if refused.rule == "bad_update":
+        reason = f"update for {doc_id} rejected: {refused.message}"
+        return FrameError(ErrorCode.BAD_UPDATE, reason, refused.rule)
+    reason = f"refused update for {doc_id}: {refused.message}"
+    return FrameError(ErrorCode.REFUSED_UPDATE, reason, refused.rule)
+
+
+def _transcript(
+    sender: str, receiver: str, receiver_nonce: bytes, sender_nonce: bytes, version: int
+) -> bytes:
+    """What a node signs in its AUTH_SIG: both ids and both fresh nonces bind the signature to
+    this link (no replay on another link, no relay to another node)."""
+    parts = [
+        AUTH_LABEL,
+        sender.encode(),
+        receiver.encode(),
+        receiver_nonce,
+        sender_nonce,
+        str(version).encode(),
+    ]
+    return b"|".join(parts)

@@ -5,6 +5,14 @@ it calls the engine with the monotonic clock, wakes it at its next deadline, han
 to the group-commit store and tells the engine when changes are durable (which releases acks),
 pushes outgoing frames to each link's socket and closes sockets the engine is done with.
 Everything runs on one event loop, so the engine is never entered concurrently.
+
+Quarantine: a document whose stored rows were corrupt at start-up (see ``sync.store``) is held
+read-only from its intact rows. A local write to it raises :class:`DocumentQuarantined`; updates
+from peers are appended to its log like any other. It is refilled once a peer that holds the
+document (its DIGESTS entry is not the empty digest) has answered this node's anti-entropy pull
+with a STEP2, or announces the same digest as this node's: this node then holds everything that
+peer holds. Only then is the document rewritten whole in the store (merged with its intact rows,
+see ``DocumentStore.replace_document``), and once that is durable the quarantine is lifted.
 """
 
 from __future__ import annotations
@@ -19,13 +27,29 @@ from typing import Any, Protocol
 
 from pycrdt import Doc
 
-from meridian.sync.engine import DocChanged, Event, LinkClosed, LinkUp, SyncEngine
+from meridian.sync import codec
+from meridian.sync.codec import FrameError
+from meridian.sync.digest import EMPTY_DIGEST
+from meridian.sync.engine import DocChanged, Event, LinkClosed, LinkUp, PeerRefused, SyncEngine
 from meridian.sync.store import GroupCommitStore
 
 log = logging.getLogger("meridian.sync")
 
 ChangeListener = Callable[[DocChanged], None]
+ProgressListener = Callable[[], None]
 SHUTDOWN_GRACE_S = 2.0
+
+
+class DocumentQuarantined(Exception):
+    """A local write to a quarantined document: refused until a peer has refilled it."""
+
+    def __init__(self, doc_id: str, reason: str) -> None:
+        super().__init__(
+            f"document {doc_id!r} is quarantined ({reason}); local writes are refused until a "
+            "peer has refilled it"
+        )
+        self.doc_id = doc_id
+        self.reason = reason
 
 
 class LinkSocket(Protocol):
@@ -48,6 +72,9 @@ class ReplicatorCounters:
     local_update_bytes: int = 0
     store_failures: int = 0
     refusal_reasons: dict[str, int] = field(default_factory=dict)
+    quarantines: int = 0  # documents quarantined since start
+    refills: int = 0  # quarantined documents refilled from a peer and rewritten
+    writes_refused: int = 0  # local writes refused because their document was quarantined
 
 
 class Replicator:
@@ -65,8 +92,15 @@ class Replicator:
         self.clock = clock
         self.sockets: dict[int, LinkSocket] = {}
         self.listeners: list[ChangeListener] = []
+        # Called (synchronously) when changes became durable or a peer's frames were taken in
+        # (acks among them): whatever waits for durability or replication may now go.
+        self.progress_listeners: list[ProgressListener] = []
         self.counters = ReplicatorCounters()
-        self.quarantined: set[str] = set()
+        # document id -> why it is quarantined (its corrupt row); see the module docstring
+        self.quarantined: dict[str, str] = {}
+        self._refill_sources: dict[int, set[str]] = {}  # link -> quarantined docs its peer holds
+        self._refilling: set[str] = set()  # rewrite submitted to the store, not durable yet
+        self._link_peers: dict[int, str] = {}
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -111,8 +145,17 @@ class Replicator:
         return link_id
 
     def receive(self, link_id: int, data: bytes) -> None:
+        # Only while a document is quarantined is a frame decoded here too (to see refills).
+        watched = self._refill_frame(data) if self.quarantined else None
         self.engine.receive(link_id, data, self.clock())
         self.pump()
+        if watched is not None and link_id in self.sockets:  # still open: the frame was applied
+            self._note_refill_frame(link_id, watched)
+        self._progressed()
+
+    def _progressed(self) -> None:
+        for listener in self.progress_listeners:
+            listener()
 
     def link_lost(self, link_id: int, reason: str) -> None:
         self.engine.close_link(link_id, self.clock(), reason)
@@ -120,7 +163,14 @@ class Replicator:
         self.pump()
 
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
-        """A local change; returns its change number (0 if it changed nothing)."""
+        """A local change; returns its change number (0 if it changed nothing).
+
+        Raises :class:`DocumentQuarantined` (and changes nothing) if the document is quarantined.
+        """
+        reason = self.quarantined.get(doc_id)
+        if reason is not None:
+            self.counters.writes_refused += 1
+            raise DocumentQuarantined(doc_id, reason)
         event_no = self.engine.write(doc_id, change, self.clock())
         self.pump()
         self._wake.set()  # the coalescing window starts now
@@ -134,8 +184,14 @@ class Replicator:
         self._durable_waiters.append((event_no, future))
         await future
 
+    # A timeout parameter, not a caller's asyncio.timeout: at the deadline the answer is how many
+    # regions held the change so far (the HTTP reply reports it), which a cancellation would lose.
     async def wait_replicated(
-        self, doc_id: str, event_no: int, regions: int, timeout: float
+        self,
+        doc_id: str,
+        event_no: int,
+        regions: int,
+        timeout: float,  # noqa: ASYNC109
     ) -> int:
         """Wait until `regions` peers acknowledged the change; returns how many did."""
         deadline = self.clock() + timeout
@@ -166,6 +222,7 @@ class Replicator:
                     listener(event)
             case LinkUp():
                 self.counters.links_up += 1
+                self._link_peers[event.link_id] = event.node_id
                 log.info(
                     "link up: %s (region %s, %s, protocol %d)",
                     event.node_id,
@@ -175,6 +232,9 @@ class Replicator:
                 )
             case LinkClosed():
                 self._on_closed(event)
+            case PeerRefused():
+                # Counted by the engine (SyncEngine.refusals, in /metrics); the link closes next.
+                log.warning("refused from %s [%s]: %s", event.node_id, event.rule, event.reason)
 
     def _on_closed(self, event: LinkClosed) -> None:
         peer = event.node_id or "unauthenticated peer"
@@ -186,6 +246,8 @@ class Replicator:
         else:
             self.counters.links_closed += 1
             log.info("link closed: %s: %s", peer, event.reason)
+        self._refill_sources.pop(event.link_id, None)
+        self._link_peers.pop(event.link_id, None)
         socket = self.sockets.pop(event.link_id, None)
         if socket is not None:
             socket.send_frames(self.engine.take_outgoing(event.link_id))
@@ -197,15 +259,9 @@ class Replicator:
             self.counters.local_update_bytes += len(event.update)
         else:
             self.counters.changes_remote += 1
-        if event.doc_id in self.quarantined:
-            # The stored rows of this document were corrupt; rewrite it whole from memory.
-            self.quarantined.discard(event.doc_id)
-            full_state = self.engine.docs[event.doc_id].get_update()
-            future: asyncio.Future[None] = asyncio.ensure_future(
-                self.store.replace_document(event.doc_id, full_state)
-            )
-        else:
-            future = self.store.submit(event.doc_id, event.update)
+        # A quarantined document's updates are appended too: its rows are only ever replaced
+        # once a peer has refilled it (_refill).
+        future = self.store.submit(event.doc_id, event.update)
         event_no = event.event_no
         future.add_done_callback(lambda done: self._on_committed(done, event_no))
 
@@ -238,3 +294,58 @@ class Replicator:
                 still_waiting.append((wanted, waiter))
         self._durable_waiters = still_waiting
         self.pump()
+        self._progressed()
+
+    # --- quarantined documents --------------------------------------------------------------
+
+    def quarantine(self, doc_id: str, reason: str) -> None:
+        """Hold a document read-only until a peer refills it (called at start-up)."""
+        if doc_id not in self.quarantined:
+            self.counters.quarantines += 1
+        self.quarantined.setdefault(doc_id, reason)
+
+    def _refill_frame(self, data: bytes) -> codec.Digests | codec.Step2 | None:
+        """The frame, if it is one that can refill a quarantined document (else None)."""
+        try:
+            frame = codec.decode(data, self.engine.settings.max_frame_bytes)
+        except FrameError:
+            return None  # the engine refuses it and closes the link
+        return frame if isinstance(frame, codec.Digests | codec.Step2) else None
+
+    def _note_refill_frame(self, link_id: int, frame: codec.Digests | codec.Step2) -> None:
+        sources = self._refill_sources.setdefault(link_id, set())
+        if isinstance(frame, codec.Step2):
+            if frame.doc_id in sources and frame.doc_id in self.quarantined:
+                self._refill(frame.doc_id, link_id)
+            return
+        for doc_id, digest in frame.items:
+            if doc_id not in self.quarantined or doc_id not in self.engine.docs:
+                continue
+            if digest == EMPTY_DIGEST:
+                continue  # a peer without the document cannot refill it
+            sources.add(doc_id)
+            if digest == self.engine.digest(doc_id):
+                self._refill(doc_id, link_id)  # the engine pulls nothing: nothing is missing
+
+    def _refill(self, doc_id: str, link_id: int) -> None:
+        """This node now holds all a peer holds of the document: rewrite it whole in the store."""
+        if doc_id in self._refilling:
+            return
+        self._refilling.add(doc_id)
+        peer = self._link_peers.get(link_id, "a peer")
+        full_state = self.engine.docs[doc_id].get_update()
+        # Queued after every update submitted so far, so they are folded into the rewrite.
+        future = asyncio.ensure_future(self.store.replace_document(doc_id, full_state))
+        future.add_done_callback(lambda done: self._on_refilled(done, doc_id, peer))
+
+    def _on_refilled(self, future: asyncio.Future[None], doc_id: str, peer: str) -> None:
+        self._refilling.discard(doc_id)
+        if future.cancelled() or future.exception() is not None:
+            # Still quarantined: the next anti-entropy round from a holder tries again.
+            log.error("rewriting refilled document %r failed: %s", doc_id, future.exception())
+            return
+        self.quarantined.pop(doc_id, None)
+        self.counters.refills += 1
+        log.warning(
+            "document %r refilled from %s and rewritten whole; quarantine lifted", doc_id, peer
+        )

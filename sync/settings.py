@@ -15,6 +15,9 @@ class SyncSettings:
     peer_timeout_s: float = 5.0  # link declared dead after this long without any frame
     max_frame_bytes: int = 16 * 1024 * 1024  # larger frames are refused (error + disconnect)
     max_queue_bytes: int = 64 * 1024 * 1024  # queued outgoing bytes per link before it is cut
+    max_update_bytes: int = 1024 * 1024  # a pushed update (UPDATE) larger than this is refused
+    new_docs_burst: int = 2000  # documents one peer may create here at once ...
+    new_docs_per_s: float = 50.0  # ... and then per second (a token bucket per peer)
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 5.0
     connect_timeout_s: float = 5.0  # a dial that gets no answer (e.g. across a partition) gives up

@@ -13,8 +13,12 @@ one transaction and one fsync. :class:`DocumentStore` is the synchronous core;
 submitted update's future once the transaction holding it is durable.
 
 Integrity: each row carries a checksum over (document id, kind, payload). A row whose checksum
-does not match is reported as a :class:`CorruptRow` and its document is left out of the loaded
-state (quarantined) instead of being applied silently.
+does not match is reported as a :class:`CorruptRow` and its document is quarantined instead of
+being applied silently: a copy of the corrupt row goes to the ``doc_quarantine`` table (kept for
+an operator to inspect, and the marker that the document awaits a refill, so the quarantine
+survives restarts), the document's intact rows are handed back apart (``LoadedState.salvaged``),
+and no row of it is deleted until :meth:`DocumentStore.replace_document` stores the refilled
+document. A file SQLite cannot read raises :class:`StoreError` naming the file.
 
 Snapshots are built with ``pycrdt.merge_updates`` over the raw update bytes, never from a
 ``Doc``: pycrdt 0.14.13's ``Doc.get_update()`` leaves out updates whose dependencies have not
@@ -38,10 +42,11 @@ from pathlib import Path
 
 import pycrdt
 
+from meridian.crdt_models.kinds import check_doc_id_syntax
+
 logger = logging.getLogger(__name__)
 
-MAX_DOC_ID_CHARS = 200
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: doc_quarantine; version-1 code would not honour its markers
 UPDATE = "update"
 SNAPSHOT = "snapshot"
 MERGE_FAN_IN = 16
@@ -70,7 +75,34 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS doc_quarantine (
+    doc_id TEXT NOT NULL,
+    row_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload BLOB,
+    checksum INTEGER,
+    detail TEXT NOT NULL,
+    found_at REAL NOT NULL,
+    refilled_at REAL,
+    PRIMARY KEY (doc_id, row_id)
+);
 """
+# A corrupt row is copied here as it was read (payload and checksum untouched, whatever their
+# type); refilled_at stays NULL until the document has been refilled and rewritten.
+_KEEP_ASIDE = (
+    "INSERT OR IGNORE INTO doc_quarantine "
+    "(doc_id, row_id, kind, payload, checksum, detail, found_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_AWAITING_REFILL = (
+    "SELECT doc_id, row_id, kind, detail FROM doc_quarantine "
+    "WHERE refilled_at IS NULL ORDER BY doc_id, row_id"
+)
+# Row ids kept aside count too: a new row must never take the id of a quarantined one.
+_LAST_ROW_ID = (
+    "SELECT MAX(row_id) FROM "
+    "(SELECT row_id FROM doc_snapshot UNION ALL SELECT row_id FROM doc_quarantine)"
+)
+_REFILLED = "UPDATE doc_quarantine SET refilled_at = ? WHERE doc_id = ? AND refilled_at IS NULL"
 _INSERT_LOG = "INSERT INTO doc_log (doc_id, row_id, payload, checksum) VALUES (?, ?, ?, ?)"
 _UPSERT_SNAPSHOT = (
     "INSERT INTO doc_snapshot (doc_id, row_id, payload, checksum) VALUES (?, ?, ?, ?) "
@@ -85,7 +117,7 @@ _Row = tuple[int, bytes, int]  # row_id, payload, checksum, as read back
 
 
 class StoreError(Exception):
-    """The store file cannot be opened or has a layout this code does not understand."""
+    """The store file cannot be opened or read, or has a layout this code does not understand."""
 
 
 @dataclass(frozen=True)
@@ -106,12 +138,15 @@ class LoadedState:
     """Everything a store held at load time.
 
     ``updates[doc_id]`` is the document's snapshot (if any) followed by its log rows in commit
-    order. A document with any corrupt row is absent from ``updates`` and listed in ``corrupt``.
+    order. A quarantined document (a corrupt row found now or at an earlier load, and not
+    refilled since) is absent from ``updates``: its corrupt rows are listed in ``corrupt`` and
+    its intact rows, in the same order, are in ``salvaged`` (an empty list if none is left).
     """
 
     updates: dict[str, list[bytes]] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)
     corrupt: list[CorruptRow] = field(default_factory=list)
+    salvaged: dict[str, list[bytes]] = field(default_factory=dict)
 
     def merged_update(self, doc_id: str) -> bytes:
         """All of a document's rows merged into one update, to apply once to a fresh Doc.
@@ -135,20 +170,14 @@ class CommitStats:
 
 
 def validate_doc_id(doc_id: object) -> str:
-    """Return ``doc_id`` if it is a usable document id, else raise naming what is wrong."""
+    """Return ``doc_id`` if it is a usable document id, else raise naming what is wrong.
+
+    The characters and length are the code base's one document-id rule
+    (``crdt_models.kinds``; DocIdError is a ValueError); which namespaces exist is the
+    replication's business, not the store's."""
     if not isinstance(doc_id, str):
         raise TypeError(f"document id must be a str, got {type(doc_id).__name__}")
-    if not doc_id:
-        raise ValueError("document id must not be empty")
-    if len(doc_id) > MAX_DOC_ID_CHARS:
-        raise ValueError(
-            f"document id is {len(doc_id)} characters, at most {MAX_DOC_ID_CHARS} allowed: "
-            f"{doc_id[:40]!r}..."
-        )
-    try:
-        doc_id.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ValueError(f"document id {doc_id!r} is not valid Unicode text: {error}") from None
+    check_doc_id_syntax(doc_id)
     return doc_id
 
 
@@ -244,34 +273,72 @@ class DocumentStore:
         self._staged_meta: dict[str, str] = {}
         self._log_rows: dict[str, int] = {}
         self._next_row_id = 1
-        self._scan_counters()
+        try:
+            self._scan_counters()
+        except sqlite3.DatabaseError as error:
+            self._conn.close()
+            raise StoreError(f"cannot read document store {str(self.path)!r}: {error}") from error
 
     def _scan_counters(self) -> None:
         """Log length per document and the next free row id, from what is on disk."""
         query = "SELECT doc_id, COUNT(*), MAX(row_id) FROM doc_log GROUP BY doc_id"
-        last_row_id = self._conn.execute("SELECT MAX(row_id) FROM doc_snapshot").fetchone()[0] or 0
+        last_row_id = self._conn.execute(_LAST_ROW_ID).fetchone()[0] or 0
         for doc_id, count, doc_last_row_id in self._conn.execute(query):
             self._log_rows[doc_id] = count
             last_row_id = max(last_row_id, doc_last_row_id)
         self._next_row_id = last_row_id + 1
 
     def load(self) -> LoadedState:
-        """Read every document, checking each row; corrupt documents are quarantined."""
+        """Read every document, checking each row; corrupt documents are quarantined.
+
+        The only write: each corrupt row found is copied to ``doc_quarantine`` (durably, before
+        this returns), so the quarantine is remembered even if the row itself is lost later.
+        """
+        try:
+            return self._load()
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"cannot read document store {str(self.path)!r}: {error}") from error
+
+    def _load(self) -> LoadedState:
         state = LoadedState()
         state.meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         snapshots = "SELECT doc_id, row_id, payload, checksum FROM doc_snapshot ORDER BY doc_id"
         log = "SELECT doc_id, row_id, payload, checksum FROM doc_log ORDER BY doc_id, row_id"
+        rows: dict[str, list[bytes]] = {}
+        found: list[tuple[CorruptRow, object, object]] = []  # (row, payload, checksum) as read
         for kind, query in ((SNAPSHOT, snapshots), (UPDATE, log)):
             for doc_id, row_id, payload, checksum in self._conn.execute(query):
                 problem = _row_problem(doc_id, kind, payload, checksum)
                 if problem is None:
-                    state.updates.setdefault(doc_id, []).append(payload)
+                    rows.setdefault(doc_id, []).append(payload)
                 else:
-                    state.corrupt.append(CorruptRow(str(doc_id), row_id, kind, problem))
+                    row = CorruptRow(str(doc_id), row_id, kind, problem)
+                    found.append((row, payload, checksum))
+        if found:
+            with self._transaction():
+                self._keep_aside(found)
+        state.corrupt = self.awaiting_refill()
         for row in state.corrupt:
-            state.updates.pop(row.doc_id, None)
             logger.error("quarantined %s", row)
+        for doc_id in {row.doc_id for row in state.corrupt}:
+            state.salvaged[doc_id] = rows.pop(doc_id, [])
+        state.updates = rows
         return state
+
+    def _keep_aside(self, found: list[tuple[CorruptRow, object, object]]) -> None:
+        """Copy corrupt rows to doc_quarantine (inside a transaction); one copy per row."""
+        now = time.time()
+        self._conn.executemany(
+            _KEEP_ASIDE,
+            [
+                (row.doc_id, row.row_id, row.kind, payload, checksum, row.detail, now)
+                for row, payload, checksum in found
+            ],
+        )
+
+    def awaiting_refill(self) -> list[CorruptRow]:
+        """Every corrupt row kept aside whose document has not been refilled since."""
+        return [CorruptRow(*row) for row in self._conn.execute(_AWAITING_REFILL)]
 
     def stage(self, doc_id: str, update: bytes | bytearray) -> None:
         """Buffer one update for the next :meth:`commit`; it is not durable before that."""
@@ -347,13 +414,7 @@ class DocumentStore:
         Runs inside the commit's transaction. A document with a corrupt or unmergeable row is
         left alone (and logged): folding would hide the damage inside a fresh checksum.
         """
-        snapshot = self._conn.execute(
-            "SELECT row_id, payload, checksum FROM doc_snapshot WHERE doc_id = ?", (doc_id,)
-        ).fetchall()
-        log = self._conn.execute(
-            "SELECT row_id, payload, checksum FROM doc_log WHERE doc_id = ? ORDER BY row_id",
-            (doc_id,),
-        ).fetchall()
+        (_, snapshot), (_, log) = self._rows_of(doc_id)
         intact = self._rows_intact(doc_id, SNAPSHOT, snapshot)
         if not intact or not self._rows_intact(doc_id, UPDATE, log):
             return 0
@@ -383,18 +444,45 @@ class DocumentStore:
         self._conn.execute(_UPSERT_SNAPSHOT, (doc_id, row_id, snapshot, checksum))
 
     def replace_document(self, doc_id: str, full_state: bytes | bytearray) -> None:
-        """Drop every row of a document and store ``full_state`` as its snapshot, durably.
+        """Store ``full_state`` merged with every intact row of a document as its one snapshot.
 
-        For a quarantined document the node refilled from peers. ``full_state`` must hold
-        everything the node has for the document (updates staged but not committed yet stay
-        staged and are written after the snapshot).
+        For a quarantined document once a peer has refilled it. The intact rows are merged in
+        from disk, so nothing they hold is lost even if ``full_state`` lacks part of it (a Doc
+        leaves out updates still waiting for a dependency); corrupt rows are kept aside in
+        ``doc_quarantine``, where the document's entries are marked refilled. Only then, in
+        the same transaction, are the document's log rows deleted. Updates staged but not
+        committed yet stay staged and are written after the snapshot. Raises ``ValueError``
+        (and changes nothing) if the rows do not merge.
         """
         validate_doc_id(doc_id)
         snapshot = validate_update(full_state, doc_id)
         with self._transaction():
+            intact = [snapshot]
+            found: list[tuple[CorruptRow, object, object]] = []
+            for kind, rows in self._rows_of(doc_id):
+                for row_id, payload, checksum in rows:
+                    problem = _row_problem(doc_id, kind, payload, checksum)
+                    if problem is None:
+                        intact.append(payload)
+                    else:
+                        found.append((CorruptRow(doc_id, row_id, kind, problem), payload, checksum))
+            self._keep_aside(found)
+            merged = merge_all(intact) if len(intact) > 1 else snapshot
             self._conn.execute("DELETE FROM doc_log WHERE doc_id = ?", (doc_id,))
-            self._write_snapshot(doc_id, snapshot)
+            self._write_snapshot(doc_id, merged)
+            self._conn.execute(_REFILLED, (time.time(), doc_id))
         self._log_rows[doc_id] = 0
+
+    def _rows_of(self, doc_id: str) -> list[tuple[str, list[_Row]]]:
+        """A document's snapshot rows and log rows (in order), unchecked."""
+        snapshot = self._conn.execute(
+            "SELECT row_id, payload, checksum FROM doc_snapshot WHERE doc_id = ?", (doc_id,)
+        ).fetchall()
+        log = self._conn.execute(
+            "SELECT row_id, payload, checksum FROM doc_log WHERE doc_id = ? ORDER BY row_id",
+            (doc_id,),
+        ).fetchall()
+        return [(SNAPSHOT, snapshot), (UPDATE, log)]
 
     def durability_settings(self) -> dict[str, str]:
         """The SQLite settings durability rests on, as SQLite reports them (for logs, bench)."""
@@ -431,23 +519,33 @@ def _open(path: Path) -> sqlite3.Connection:
     try:
         # isolation_level=None: no implicit transactions; commit() issues BEGIN/COMMIT.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        conn.execute("PRAGMA synchronous=FULL")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.Error as error:
         raise StoreError(f"cannot open document store {str(path)!r}: {error}") from error
-    if mode != "wal":
+    try:
+        _prepare(conn, path)
+    except sqlite3.Error as error:
         conn.close()
+        raise StoreError(f"cannot open document store {str(path)!r}: {error}") from error
+    except StoreError:
+        conn.close()
+        raise
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> None:
+    """WAL mode, full sync, a schema version this code reads, and the tables."""
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    conn.execute("PRAGMA synchronous=FULL")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if mode != "wal":
         raise StoreError(f"document store {str(path)!r} refused WAL mode (got {mode!r})")
     if version > SCHEMA_VERSION:
-        conn.close()
         raise StoreError(
             f"document store {str(path)!r} has schema version {version}; "
             f"this code reads up to {SCHEMA_VERSION}"
         )
     conn.executescript(_SCHEMA)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    return conn
 
 
 # What the writer thread is asked to do, in submission order. Plain tuples: submit() is the hot
@@ -480,6 +578,7 @@ class GroupCommitStore:
         # Durations of the most recent commit transactions (fsync included), for metrics.
         self.commit_latency_seconds: deque[float] = deque(maxlen=latency_samples)
         self.total_commits = 0
+        self.total_commit_seconds = 0.0  # every commit's duration added up (a summary's _sum)
         self.total_updates = 0
         self.total_snapshots = 0
         self.failed_commits = 0
@@ -594,6 +693,7 @@ class GroupCommitStore:
             self.last_commit = stats
             self.commit_latency_seconds.append(stats.seconds)
             self.total_commits += 1
+            self.total_commit_seconds += stats.seconds
             self.total_updates += stats.updates
             self.total_snapshots += stats.snapshots
         self._settle(futures, None)

@@ -87,7 +87,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         stop_nodes(running.nodes)
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:
+# A timeout parameter with a default, not a caller's asyncio.timeout: a condition never met fails
+# as an assertion of the test, and the 31 callers need no timeout block of their own.
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:  # noqa: ASYNC109
     """Await `check()` every 0.1 s until it returns something true (refusals count as not yet)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -1,7 +1,12 @@
 """In-memory wiring of several SyncEngines for the sans-IO protocol tests.
 
 Each pair of engines can be linked like a websocket would: frames are delivered in order unless a
-test installs a `tamper` function that drops, duplicates or reorders them. Time is virtual.
+test installs a `tamper` function that drops, duplicates or reorders them. Time is virtual, and
+every engine's wall clock is `EPOCH_MS` plus the virtual time (plus its `clock_offsets_ms`).
+
+Every node gets a deterministic Ed25519 key (from the seed) and all share one keyring, except
+`outsiders`: each of those holds a key the others' keyring does not list. `keyrings` replaces
+the keyring one node uses (to remove a node, say).
 """
 
 from __future__ import annotations
@@ -13,11 +18,18 @@ from typing import Any
 
 from pycrdt import Map
 
-from meridian.sync.engine import DocChanged, Event, LinkClosed, LinkUp, SyncEngine
+from meridian.sync.engine import DocChanged, Event, LinkClosed, LinkUp, PeerRefused, SyncEngine
+from meridian.sync.identity import Keyring, NodeIdentity
 from meridian.sync.settings import SyncSettings
 
-SECRET = b"test-cluster-secret-0123456789"
+EPOCH_MS = 1_750_000_000_000
 Tamper = Callable[[str, str, list[bytes]], list[bytes]]
+
+
+def identity_for(name: str, seed: int = 1, region: str | None = None) -> NodeIdentity:
+    """The test key of node `name` (its region defaults to its name)."""
+    key_seed = random.Random(f"{seed}:{name}").randbytes(32)
+    return NodeIdentity.from_seed(name, region or name, key_seed)
 
 
 @dataclass
@@ -42,25 +54,47 @@ class MemoryCluster:
     names: list[str]
     settings: SyncSettings = field(default_factory=lambda: SyncSettings(coalesce_ms=5))
     seed: int = 1
-    secrets: dict[str, bytes] = field(default_factory=dict)
+    outsiders: set[str] = field(default_factory=set)
+    impostors: set[str] = field(default_factory=set)  # use their name with another key
+    keyrings: dict[str, Keyring] = field(default_factory=dict)
+    regions: dict[str, str] = field(default_factory=dict)
     versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    clock_offsets_ms: dict[str, int] = field(default_factory=dict)
+    max_ahead_ms: int = 60_000
+    auto_durable: bool = True  # False: the test calls engine.durable_through itself
     tamper: Tamper | None = None
     now: float = 0.0
 
     def __post_init__(self) -> None:
+        self.identities = {
+            name: identity_for(name, self.seed, self.regions.get(name)) for name in self.names
+        }
+        members = [i.entry() for n, i in self.identities.items() if n not in self.outsiders]
+        self.keyring = Keyring(members)
+        for name in self.impostors:
+            self.identities[name] = identity_for(name, self.seed + 1, self.regions.get(name))
         self.engines: dict[str, SyncEngine] = {}
         for index, name in enumerate(self.names):
             self.engines[name] = SyncEngine(
-                node_id=name,
-                region=name,
-                secret=self.secrets.get(name, SECRET),
+                identity=self.identities[name],
+                keyring=self.keyrings.get(name, self._keyring_of(name)),
                 settings=self.settings,
                 rng=random.Random(self.seed * 1000 + index),
-                versions=self.versions.get(name, (1, 1)),
-                auto_durable=True,
+                wall_ms=lambda name=name: self.wall_ms(name),  # type: ignore[misc]
+                max_ahead_ms=self.max_ahead_ms,
+                versions=self.versions.get(name, (2, 2)),
+                auto_durable=self.auto_durable,
             )
         self.wires: list[Wire] = []
         self.events: dict[str, list[Event]] = {name: [] for name in self.names}
+
+    def _keyring_of(self, name: str) -> Keyring:
+        if name not in self.outsiders | self.impostors:
+            return self.keyring
+        return Keyring([*self.keyring.entries.values(), self.identities[name].entry()])
+
+    def wall_ms(self, name: str) -> int:
+        return EPOCH_MS + round(self.now * 1000) + self.clock_offsets_ms.get(name, 0)
 
     def connect(self, a: str, b: str) -> Wire:
         wire = Wire(
@@ -157,3 +191,6 @@ class MemoryCluster:
 
     def changes(self, name: str) -> list[DocChanged]:
         return [e for e in self.events[name] if isinstance(e, DocChanged)]
+
+    def refused(self, name: str) -> list[PeerRefused]:
+        return [e for e in self.events[name] if isinstance(e, PeerRefused)]

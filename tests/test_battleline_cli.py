@@ -14,6 +14,7 @@ from meridian.games.battleline import apply_move, import_history, replay_record,
 from meridian.games.battleline.records import initial_state
 
 DATA = Path(__file__).parent / "data" / "go-battleline"
+pytestmark = pytest.mark.integration  # every test runs the CLI as a subprocess
 
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

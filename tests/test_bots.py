@@ -6,7 +6,6 @@ import asyncio
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -135,6 +134,45 @@ async def test_an_idle_bot_accepts_a_persons_invitation_and_plays_it_out(
     assert (record.opponent, record.outcome) == ("visitor", "lost" if result == "won" else "won")
 
 
+@pytest.mark.integration
+async def test_bots_reserved_for_people_are_left_alone_and_accept_a_person_at_once(
+    bot_cluster: Cluster,
+) -> None:
+    """wait1 waits for people; wait2 and wait3 play each other and never invite it."""
+    run = run_bots(servers(bot_cluster), 3, 1, prefix="wait", for_people=1)
+    bots = asyncio.create_task(run)
+    async with aiohttp.ClientSession() as http:
+        person = PlayerClient(bot_cluster.url(2), http)
+        await person.register("newcomer", PASSWORD)
+        await person.login("newcomer", PASSWORD)
+        await person.connect()
+        await _invite_once_online(person, "wait1")
+        sent = asyncio.get_running_loop().time()
+        push = await person.wait_push("game", timeout=5)
+        waited = asyncio.get_running_loop().time() - sent
+        assert push["players"][1] == "wait1" and waited < 2.0, waited
+        await asyncio.wait_for(_play_randomly(person), 60)
+        await person.close()
+    summary = await asyncio.wait_for(bots, 60)
+    assert summary.problems() == [], summary.report()
+    by_name = {b.name: b for b in summary.bots}
+    assert [g.opponent for g in by_name["wait1"].games] == ["newcomer"]
+    assert by_name["wait1"].for_people and by_name["wait1"].partner is None
+    assert [g.opponent for g in by_name["wait2"].games] == ["wait3"]
+    assert "wait1 (people)" in summary.report()
+
+
+async def _invite_once_online(person: PlayerClient, bot: str) -> None:
+    for _ in range(200):
+        try:
+            await person.request("invite", to=bot)
+            return
+        except RequestError as error:
+            assert error.code in ("offline", "unknown_user"), error
+            await asyncio.sleep(0.05)  # the bot is not online yet
+    raise AssertionError(f"{bot} never came online")
+
+
 async def _invite_until_accepted(person: PlayerClient, bot: str) -> None:
     for _ in range(100):
         try:
@@ -168,15 +206,19 @@ async def test_bots_fail_over_when_their_node_is_killed_and_finish_their_games(
     try:
         assert wait_for_mesh(cluster.nodes), "cluster did not form"
         started: list[str] = []
+        all_started = asyncio.Event()
 
         def note(line: str) -> None:
             if "started game" in line:
                 started.append(line)
+                if len(started) == 4:
+                    all_started.set()
 
         # bot1 eu, bot2 us, bot3 ap, bot4 eu: killing ap moves bot3 in the middle of its game
         run = run_bots(servers(cluster), 4, 1, prefix="fo", move_delay_s=0.02, log=note)
         bots = asyncio.create_task(run)
-        await _eventually(lambda: len(started) == 4, 30)
+        async with asyncio.timeout(30):
+            await all_started.wait()
         await asyncio.sleep(0.5)
         assert not bots.done()
         await asyncio.to_thread(kill_node, cluster.nodes[2])
@@ -188,10 +230,3 @@ async def test_bots_fail_over_when_their_node_is_killed_and_finish_their_games(
         assert await wait_for_equal_logs(survivors, summary.gids(), 15) is None
     finally:
         stop_nodes(cluster.nodes)
-
-
-async def _eventually(check: Any, timeout: float) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)

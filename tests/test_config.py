@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from meridian.node.config import ConfigError, NodeConfig, SyncSettings, load_config
+from meridian.node.config import ConfigError, NodeConfig, load_config
+from meridian.sync.settings import SyncSettings
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_CONFIGS = REPO / "configs" / "local"
@@ -79,6 +80,14 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     assert config.sync == SyncSettings()
     assert (config.zeroconf, config.ack_regions, config.max_clock_ahead_ms) == (False, 0, 60000)
     assert config.log_level == "info"
+    assert (config.log_format, config.drain_deadline_s) == ("text", 30.0)
+
+
+def test_log_format_and_drain_deadline_are_read(tmp_path: Path) -> None:
+    text = MINIMAL.replace('data_dir = "data"', 'data_dir = "data"\nlog_format = "json"')
+    text = text.replace('data_dir = "data"', 'data_dir = "data"\ndrain_deadline_s = 45')
+    config = load_config(write_config(tmp_path, text), ENV)
+    assert (config.log_format, config.drain_deadline_s) == ("json", 45.0)
 
 
 def test_sync_values_are_read(tmp_path: Path) -> None:
@@ -182,6 +191,8 @@ BAD_VALUES = [
     ('data_dir = "data"', 'data_dir = "data"\npublic_url = "ftp://x:1"', "node.public_url", "http"),
     ('data_dir = "data"', 'data_dir = "data"\nlog_level = "loud"', "node.log_level", "'debug'"),
     ('data_dir = "data"', 'data_dir = "data"\nlistn = "x"', "node.listn", "unknown key"),
+    ('data_dir = "data"', 'data_dir = "data"\nlog_format = "xml"', "node.log_format", "'json'"),
+    ("[cluster]", "drain_deadline_s = 0\n[cluster]", "node.drain_deadline_s", "> 0"),
     ("[cluster]", '[cluster]\npeers = "http://x:1"', "cluster.peers", "a list of"),
     ("[cluster]", '[cluster]\npeers = ["http:/x"]', "cluster.peers[0]", "http:// or https://"),
     ("[cluster]", '[cluster]\npeers = ["http://127.0.0.1:7101"]', "cluster.peers[0]", "own"),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -35,6 +38,10 @@ def test_demo_bots_finish_their_games_and_the_demo_exits_0_when_every_log_agrees
     assert "player client: http://127.0.0.1:" in result.stdout
     assert "/dashboard" in result.stdout
     assert result.stdout.count("started game") == 4  # two games, seen from both seats
+    # bot1 and bot2 (the default --bots-for-people 2) wait for people and play no bot.
+    assert "bot1 and bot2 wait for people: invite one" in result.stdout
+    assert "4 bots (bot3 ... bot6) play each other" in result.stdout
+    assert "bot1 (people)" in result.stdout
     assert "every region's game log holds the same 2 bot games" in result.stdout
 
 
@@ -64,28 +71,79 @@ def test_a_killed_region_leaves_the_others_running_and_comes_back(tmp_path: Path
     """The demo's promise: one node dies, the other regions play on, the dead one restarts."""
     paths = write_configs(tmp_path, REGIONS)
     folder = ("--config-dir", str(tmp_path))
-    demo = subprocess.Popen(
+    # The with block closes the pipe (and waits) whatever happens inside.
+    with subprocess.Popen(
         [sys.executable, "-m", "meridian", "demo", "--bots", "0", "--restart-after", "1", *folder],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+    ) as demo:
+        try:
+            _wait_for_line(demo, "Ctrl-C stops the cluster", timeout=60)
+            killed = meridian_demo("kill", "us", *folder, timeout=30)
+            assert killed.returncode == 0, killed.stderr
+            assert "killed region us" in killed.stdout
+            _wait_for_line(demo, "region us is DOWN", timeout=10)
+            urls = [load_config(path, cluster_env()).public_url for path in paths]
+            assert fetch_health(urls[0]) is not None and fetch_health(urls[2]) is not None
+            _wait_for_line(demo, "region us restarted", timeout=10)
+            status = meridian_demo("status", *folder, timeout=30)
+            assert status.stdout.count(" up ") == 3, status.stdout
+            assert demo.poll() is None, "the demo stopped when one region died"
+            deadline = time.monotonic() + 30
+            while (health := fetch_health(urls[1])) is None or len(health["peers"]) < 2:
+                assert time.monotonic() < deadline, "the restarted region did not rejoin the mesh"
+                time.sleep(0.2)
+        finally:
+            demo.send_signal(signal.SIGINT)
+            demo.wait(timeout=30)
+
+
+def _admin_token(lines: list[str]) -> str:
+    for line in lines:
+        if "admin token (this run only):" in line:
+            return line.split(":", 1)[1].strip()
+    raise AssertionError("the demo printed no admin token")
+
+
+def _post(url: str, token: str) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        url, data=b"{}", method="POST", headers={"Authorization": f"Bearer {token}"}
     )
     try:
-        _wait_for_line(demo, "Ctrl-C stops the cluster", timeout=60)
-        killed = meridian_demo("kill", "us", *folder, timeout=30)
-        assert killed.returncode == 0, killed.stderr
-        assert "killed region us" in killed.stdout
-        _wait_for_line(demo, "region us is DOWN", timeout=10)
-        urls = [load_config(path, cluster_env()).public_url for path in paths]
-        assert fetch_health(urls[0]) is not None and fetch_health(urls[2]) is not None
-        _wait_for_line(demo, "region us restarted", timeout=10)
-        status = meridian_demo("status", *folder, timeout=30)
-        assert status.stdout.count(" up ") == 3, status.stdout
-        assert demo.poll() is None, "the demo stopped when one region died"
-        deadline = time.monotonic() + 30
-        while (health := fetch_health(urls[1])) is None or len(health["peers"]) < 2:
-            assert time.monotonic() < deadline, "the restarted region did not rejoin the mesh"
-            time.sleep(0.2)
-    finally:
-        demo.send_signal(signal.SIGINT)
-        demo.wait(timeout=30)
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_dashboard_api_kills_and_starts_a_region_of_the_demo(tmp_path: Path) -> None:
+    """What the dashboard's Kill and Start buttons call, behind the admin token."""
+    paths = write_configs(tmp_path, REGIONS)
+    urls = [load_config(path, cluster_env()).public_url for path in paths]
+    quiet = ("--bots", "0", "--bots-for-people", "0", "--restart-after", "0")
+    with subprocess.Popen(
+        [sys.executable, "-m", "meridian", "demo", *quiet, "--config-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as demo:
+        try:
+            token = _admin_token(_wait_for_line(demo, "Ctrl-C stops the cluster", timeout=60))
+            eu, us = urls[0], urls[1]
+            assert _post(f"{eu}/api/demo/kill/us", "wrong token")[0] == 401
+            assert _post(f"{eu}/api/demo/kill/mars", token)[0] == 404
+            status, answer = _post(f"{eu}/api/demo/kill/us", token)
+            assert status == 200 and answer["action"] == "kill", answer
+            _wait_for_line(demo, "region us is DOWN", timeout=10)
+            assert fetch_health(us) is None and fetch_health(eu) is not None
+            status, answer = _post(f"{eu}/api/demo/start/us", token)
+            assert status == 200, answer
+            _wait_for_line(demo, "region us restarted (on request)", timeout=10)
+            deadline = time.monotonic() + 30
+            while fetch_health(us) is None:
+                assert time.monotonic() < deadline, "us did not come back"
+                time.sleep(0.2)
+        finally:
+            demo.send_signal(signal.SIGINT)
+            demo.wait(timeout=30)

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -58,6 +59,7 @@ def namespace_unavailable() -> str | None:
     return None
 
 
+@pytest.mark.integration
 def test_two_node_processes_find_each_other_and_ignore_malformed_records() -> None:
     reason = namespace_unavailable()
     if reason is not None:
@@ -117,19 +119,33 @@ def test_own_announcement_must_be_well_formed() -> None:
 
 
 class WarningRecorder(logging.Handler):
-    def __init__(self) -> None:
+    def __init__(self, on_line: Callable[[], object]) -> None:
         super().__init__(logging.WARNING)
         self.lines: list[str] = []
+        self.on_line = on_line
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
+        self.on_line()
 
 
 async def run_node(node_id: str) -> None:
     """Announce node_id, wait for the other node and the bogus record, print a JSON report."""
-    recorder = WarningRecorder()
-    logging.getLogger("meridian.sync.discovery").addHandler(recorder)
+    loop = asyncio.get_running_loop()
+    both_seen = asyncio.Event()
     found: list[DiscoveredPeer] = []
+
+    def check() -> None:  # on the loop: zeroconf and logging may call from other threads
+        if found and recorder.lines:
+            both_seen.set()
+
+    recorder = WarningRecorder(lambda: loop.call_soon_threadsafe(check))
+    logging.getLogger("meridian.sync.discovery").addHandler(recorder)
+
+    def on_found(discovered: DiscoveredPeer) -> None:
+        found.append(discovered)
+        loop.call_soon_threadsafe(check)
+
     peer = expected_peer(node_id)
     discovery = ZeroconfDiscovery(
         node_id=node_id,
@@ -137,17 +153,20 @@ async def run_node(node_id: str) -> None:
         proto=PROTO,
         url=peer.url,
         port=NODES[node_id],
-        on_found=found.append,
+        on_found=on_found,
         interfaces=["127.0.0.1"],
     )
     await discovery.start()
-    deadline = time.monotonic() + CHILD_DEADLINE_S
-    while time.monotonic() < deadline and not (found and recorder.lines):
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):  # the report then shows what was not seen
+        async with asyncio.timeout(CHILD_DEADLINE_S):
+            await both_seen.wait()
     await asyncio.sleep(0.3)  # a grace period in which a duplicate or self report would show
     await discovery.close()
     report = {"node": node_id, "found": [dataclasses.asdict(p) for p in found]}
-    print(json.dumps({**report, "ignored": recorder.lines}), flush=True)
+    # One write of the whole line: both nodes share stdout, and print() writes the text and the
+    # newline separately when Python runs unbuffered (PYTHONUNBUFFERED), so lines could interleave.
+    sys.stdout.write(json.dumps({**report, "ignored": recorder.lines}) + "\n")
+    sys.stdout.flush()
 
 
 async def run_bogus() -> None:

@@ -120,7 +120,9 @@ async def test_players_in_two_regions_play_a_full_game_while_a_third_watches(
 
     def logged() -> dict[str, Any]:
         url = f"{game_cluster.url(2)}/api/games/{gid}"
-        return json.loads(urllib.request.urlopen(url).read())
+        with urllib.request.urlopen(url) as answer:
+            record: dict[str, Any] = json.loads(answer.read())
+        return record
 
     record = await eventually(lambda: asyncio.to_thread(logged))
     replayed = battleline.replay(record["seed"], record["moves"], record["first"])

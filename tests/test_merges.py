@@ -119,7 +119,9 @@ async def _at_ply(
 
 
 def metrics(cluster: ProxiedCluster, region: str) -> str:
-    return urllib.request.urlopen(f"{cluster.url(region)}/metrics").read().decode()
+    with urllib.request.urlopen(f"{cluster.url(region)}/metrics") as answer:
+        body: bytes = answer.read()
+    return body.decode()
 
 
 async def test_a_partition_mid_game_delays_moves_and_heal_delivers_them(

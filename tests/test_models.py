@@ -7,14 +7,16 @@ writes, every replica resolves the same view.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 import meridian.games.battleline as battleline
-from meridian.crdt_models.accounts import AccountsIndex, AccountsWriter
+from meridian.crdt_models.accounts import USERS, AccountsIndex, AccountsWriter, NotHomeError
 from meridian.crdt_models.archive import games_to_park
 from meridian.crdt_models.game import GameInfo, GameWriter, canonical_chain, read_moves
 from meridian.crdt_models.hlc import HybridLogicalClock
@@ -113,8 +115,10 @@ def _apply_account_op(regions: list[Region], op: tuple[str, int, int, int]) -> N
                 return
             current = index.version(uids[which % len(uids)])
             assert current is not None
-            if kind == "update":
+            if kind == "update" and current.home == region.name:
                 writer.update(current, region.stamp(), password_hash=f"h{other}{region.name}")
+            elif kind == "update":  # only the home changes a password; others the status
+                writer.update(current, region.stamp(), status=f"s{other}{region.name}")
             else:
                 writer.rename(current, f"Re{which}{other}", region.stamp())
     if kind == "sync":
@@ -148,27 +152,71 @@ def test_home_region_wins_a_concurrent_update_even_if_written_earlier() -> None:
     base = AccountsIndex(eu.doc).version("alice")
     assert base is not None
     with eu.doc.transaction():
-        AccountsWriter(eu.doc, "eu").update(base, eu.stamp(), password_hash="from-home")
+        AccountsWriter(eu.doc, "eu").update(base, eu.stamp(), status="from-home")
     with us.doc.transaction():
-        AccountsWriter(us.doc, "us").update(base, us.stamp(), password_hash="from-us")
+        AccountsWriter(us.doc, "us").update(base, us.stamp(), status="from-us")
     eu.learn(us)
     us.learn(eu)
     for region in (eu, us):
         account = AccountsIndex(region.doc).account("alice")
-        assert account is not None and account.password_hash == "from-home"
+        assert account is not None and account.status == "from-home"
 
 
-def test_a_causally_newer_write_elsewhere_wins_over_home() -> None:
+def test_a_causally_newer_write_elsewhere_changes_the_status_but_never_the_password() -> None:
     eu, us = Region("eu", 1, 5_000), Region("us", 2, 5_000)
     _registered(eu, "alice", "alice")
     us.learn(eu)
     base = AccountsIndex(us.doc).version("alice")
     assert base is not None
     with us.doc.transaction():
-        AccountsWriter(us.doc, "us").update(base, us.stamp(), password_hash="newer")
+        AccountsWriter(us.doc, "us").update(base, us.stamp(), status="disabled")
+        with pytest.raises(NotHomeError, match="not the home of account alice"):
+            AccountsWriter(us.doc, "us").update(base, us.stamp(), password_hash="newer")
+        with pytest.raises(NotHomeError):
+            AccountsWriter(us.doc, "us").update(base, us.stamp(), home="us")
     eu.learn(us)
     account = AccountsIndex(eu.doc).account("alice")
-    assert account is not None and account.password_hash == "newer"
+    assert account is not None and account.status == "disabled"
+    assert (account.password_hash, account.home) == ("hash", "eu")
+
+
+def test_a_password_in_a_version_written_elsewhere_is_ignored() -> None:
+    """Even a version written past the writer's check (a modified node) cannot set it."""
+    eu, us = Region("eu", 1, 5_000), Region("us", 2, 5_000)
+    _registered(eu, "alice", "alice")
+    us.learn(eu)
+    base = AccountsIndex(us.doc).version("alice")
+    assert base is not None
+    forged = replace(
+        base, password_hash="attacker", home="us", stamp=us.stamp(), base=base.stamp, writer="us"
+    )
+    with us.doc.transaction():
+        us.doc.get(USERS, type=Map)["alice|us"] = forged.to_text()
+    eu.learn(us)
+    account = AccountsIndex(eu.doc).account("alice")
+    assert account is not None and (account.password_hash, account.home) == ("hash", "eu")
+
+
+def test_the_home_region_moves_the_account_and_the_new_home_changes_the_password() -> None:
+    eu, us = Region("eu", 1, 5_000), Region("us", 2, 6_000)
+    _registered(eu, "alice", "alice")
+    with eu.doc.transaction():
+        current = AccountsIndex(eu.doc).version("alice")
+        assert current is not None
+        AccountsWriter(eu.doc, "eu").update(current, eu.stamp(), home="us")
+    us.learn(eu)
+    with us.doc.transaction():
+        current = AccountsIndex(us.doc).version("alice")
+        assert current is not None and current.home == "us"
+        AccountsWriter(us.doc, "us").update(current, us.stamp(), password_hash="new")
+    eu.learn(us)
+    with eu.doc.transaction():
+        moved = AccountsIndex(eu.doc).version("alice")
+        assert moved is not None
+        with pytest.raises(NotHomeError):
+            AccountsWriter(eu.doc, "eu").update(moved, eu.stamp(), password_hash="old-home")
+    account = AccountsIndex(eu.doc).account("alice")
+    assert account is not None and (account.password_hash, account.home) == ("new", "us")
 
 
 def test_name_race_earliest_registration_keeps_the_name() -> None:

@@ -50,6 +50,7 @@ def sim(*args: str, hash_seed: str = "0") -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_the_same_seed_gives_byte_identical_reports(tmp_path: Path) -> None:
     # Two processes with different string hashing: no set or dict order may leak into a run.
     first = sim(
@@ -116,6 +117,7 @@ def test_a_bad_scenario_is_one_line_and_exit_status_2(
     assert "faults[0].at_s: must be before the heal" in err
 
 
+@pytest.mark.integration
 def test_a_range_of_seeds_runs_on_worker_processes(tmp_path: Path) -> None:
     completed = sim(
         "run", "rolling-restart", "--seeds", "1..3", "--jobs", "2", "--report", str(tmp_path)

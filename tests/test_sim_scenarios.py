@@ -243,6 +243,7 @@ def test_peers_of_a_vanished_machine_time_out_but_a_killed_process_is_reset(
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 @SLOW_SOAK
 def test_two_hundred_seeds_of_partition_heal_pass_within_five_minutes() -> None:
     started = time.perf_counter()

@@ -265,6 +265,106 @@ def test_snapshot_never_folds_a_corrupt_row_and_replace_heals_it(tmp_path: Path)
     assert doc_state(doc_from(loaded.merged_update("game:0"))) == doc_state(games["game:0"])
 
 
+def flip_one_bit(path: Path, row_id: int) -> bytes:
+    """Flip one bit of a log row's payload in place; returns the damaged payload."""
+    with sqlite3.connect(path / "node.sqlite3") as raw:
+        (payload,) = raw.execute(
+            "SELECT payload FROM doc_log WHERE row_id = ?", (row_id,)
+        ).fetchone()
+        damaged = bytearray(payload)
+        damaged[len(damaged) // 2] ^= 0x10
+        raw.execute("UPDATE doc_log SET payload = ? WHERE row_id = ?", (bytes(damaged), row_id))
+    return bytes(damaged)
+
+
+def raw_rows(path: Path, doc_id: str) -> list[tuple[int, bytes, int]]:
+    """(row id, payload, checksum) of a document's log rows, as they lie on disk."""
+    with sqlite3.connect(path / "node.sqlite3") as raw:
+        query = "SELECT row_id, payload, checksum FROM doc_log WHERE doc_id = ? ORDER BY row_id"
+        return list(raw.execute(query, (doc_id,)))
+
+
+def kept_aside(path: Path) -> list[tuple[str, int, str, bytes, float | None]]:
+    with sqlite3.connect(path / "node.sqlite3") as raw:
+        query = "SELECT doc_id, row_id, kind, payload, refilled_at FROM doc_quarantine"
+        return list(raw.execute(query))
+
+
+def test_a_quarantined_document_keeps_every_row_and_its_intact_rows_load(tmp_path: Path) -> None:
+    games = write_games(tmp_path, count=2, moves=8)
+    before = raw_rows(tmp_path, "game:1")
+    bad_row = before[3][0]
+    damaged = flip_one_bit(tmp_path, bad_row)
+
+    first, second = reload(tmp_path), reload(tmp_path)
+
+    # The warning survives a restart, and loading deletes nothing.
+    expected = [CorruptRow("game:1", bad_row, "update", "checksum mismatch")]
+    assert first.corrupt == second.corrupt == expected
+    assert [row[0] for row in raw_rows(tmp_path, "game:1")] == [row[0] for row in before]
+    assert kept_aside(tmp_path) == [("game:1", bad_row, "update", damaged, None)]
+    intact = [payload for row_id, payload, _ in before if row_id != bad_row]
+    assert first.salvaged == {"game:1": intact}
+    assert "game:1" not in first.updates
+    assert doc_state(doc_from(first.merged_update("game:0"))) == doc_state(games["game:0"])
+
+
+def test_refill_merges_the_intact_rows_and_keeps_the_corrupt_one_aside(tmp_path: Path) -> None:
+    doc, updates = recording_doc(client_id=5)
+    play_game(doc, 6)
+    store = store_at(tmp_path)
+    for update in updates:
+        store.stage("game:1", update)
+        store.commit()
+    bad_row = raw_rows(tmp_path, "game:1")[2][0]
+    damaged = flip_one_bit(tmp_path, bad_row)
+    assert [row.row_id for row in store.load().corrupt] == [bad_row]
+    # A peer that has only what the corrupt row held: the rows after it are local-only.
+    peer_copy = merge_all(updates[: 2 + 1])
+
+    store.replace_document("game:1", peer_copy)
+    loaded = store.load()
+    store.close()
+
+    assert loaded.corrupt == [] and loaded.salvaged == {}
+    assert [kind for _, kind in row_ids(tmp_path, "game:1")] == ["snapshot"]
+    assert doc_state(doc_from(loaded.merged_update("game:1"))) == doc_state(doc)
+    [(doc_id, row_id, kind, payload, refilled_at)] = kept_aside(tmp_path)
+    assert (doc_id, row_id, kind, payload) == ("game:1", bad_row, "update", damaged)
+    assert refilled_at is not None
+
+
+def test_the_quarantine_marker_outlives_the_corrupt_row_itself(tmp_path: Path) -> None:
+    write_games(tmp_path, count=1, moves=4)
+    bad_row = raw_rows(tmp_path, "game:0")[1][0]
+    flip_one_bit(tmp_path, bad_row)
+    reload(tmp_path)
+    with sqlite3.connect(tmp_path / "node.sqlite3") as raw:  # the row is gone, however
+        raw.execute("DELETE FROM doc_log WHERE row_id = ?", (bad_row,))
+
+    loaded = reload(tmp_path)
+
+    assert [row.row_id for row in loaded.corrupt] == [bad_row]
+    assert "game:0" in loaded.salvaged and "game:0" not in loaded.updates
+
+
+def test_new_rows_never_reuse_the_id_of_a_row_kept_aside(tmp_path: Path) -> None:
+    write_games(tmp_path, count=1, moves=2)
+    last_row = raw_rows(tmp_path, "game:0")[-1][0]
+    flip_one_bit(tmp_path, last_row)
+    store = store_at(tmp_path)
+    store.load()
+    store.replace_document("game:0", b"\x00\x00")
+    store.close()
+
+    store = store_at(tmp_path)
+    store.stage("game:0", b"\x00\x00")
+    store.commit()
+    store.close()
+
+    assert raw_rows(tmp_path, "game:0")[0][0] > last_row
+
+
 def test_documents_lists_every_stored_document(tmp_path: Path) -> None:
     store = store_at(tmp_path)
     assert store.documents() == []
@@ -300,6 +400,29 @@ def test_bad_input_is_refused_with_a_clear_error(
     store.close()
 
 
+def a_store_file(folder: Path) -> bytes:
+    """The bytes of a closed store file holding enough rows to span many pages."""
+    folder.mkdir()
+    store = store_at(folder)
+    for number in range(2000):
+        store.stage(f"game:{number % 40}", number.to_bytes(4, "big") * 30)
+    store.commit()
+    store.close()
+    return (folder / "node.sqlite3").read_bytes()
+
+
+PAGE = 4096
+# What a disk can do to a store file; each must stop the node with StoreError, never a traceback.
+DAMAGED_FILES: dict[str, Callable[[bytes], bytes]] = {
+    "truncated_header": lambda data: data[:50],
+    "truncated_half": lambda data: data[: len(data) // 2],
+    "zeroed_page": lambda data: data[: 2 * PAGE] + bytes(PAGE) + data[3 * PAGE :],
+    "garbled_middle": lambda data: (
+        data[: len(data) // 2] + bytes(range(256)) * 32 + data[len(data) // 2 + 2 * PAGE :]
+    ),
+}
+
+
 def test_bad_options_and_unreadable_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="snapshot_every must be at least 1"):
         store_at(tmp_path, snapshot_every=0)
@@ -308,6 +431,11 @@ def test_bad_options_and_unreadable_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.sqlite3").write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=r"junk\.sqlite3"):
         DocumentStore(tmp_path / "junk.sqlite3")
+    for name, damage in DAMAGED_FILES.items():
+        path = tmp_path / f"{name}.sqlite3"
+        path.write_bytes(damage(a_store_file(tmp_path / f"{name}-source")))
+        with pytest.raises(StoreError, match=rf"document store '.*{name}\.sqlite3'"):
+            DocumentStore(path).load()
     with sqlite3.connect(tmp_path / "future.sqlite3") as raw:
         raw.execute("PRAGMA user_version=99")
     with pytest.raises(StoreError, match="schema version 99"):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pycrdt import Doc, Map
 
 from meridian.sync.store import DocumentStore, GroupCommitStore, LoadedState
 
@@ -95,17 +97,29 @@ async def test_failed_commit_fails_its_futures_and_later_batches_succeed(tmp_pat
     assert sorted(reload(path).updates) == ["game:1", "game:3"]
 
 
+def kv_update(client_id: int, key: str, value: str) -> bytes:
+    """A real Yjs update setting one key (replace_document merges what it stores)."""
+    doc: Doc[Any] = Doc(client_id=client_id)
+    doc.get("kv", type=Map)[key] = value
+    return bytes(doc.get_update())
+
+
 async def test_replace_document_runs_after_earlier_submits(tmp_path: Path) -> None:
     path = tmp_path / "node.sqlite3"
     group = await started(path)
-    group.submit("game:1", payload(1))
+    group.submit("game:1", kv_update(1, "a", "submitted first"))
     group.submit("game:2", payload(2))
 
-    await group.replace_document("game:1", payload(9))
+    await group.replace_document("game:1", kv_update(2, "b", "refilled"))
 
     await group.close()
     loaded = reload(path)
-    assert loaded.updates == {"game:1": [payload(9)], "game:2": [payload(2)]}
+    # One row left: the submit was committed before the rewrite, which merged it in.
+    assert len(loaded.updates["game:1"]) == 1
+    assert loaded.updates["game:2"] == [payload(2)]
+    doc: Doc[Any] = Doc()
+    doc.apply_update(loaded.updates["game:1"][0])
+    assert doc.get("kv", type=Map).to_py() == {"a": "submitted first", "b": "refilled"}
 
 
 async def test_latency_ring_is_bounded(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from pycrdt import Doc, Map
 
 from meridian.sync.store import DocumentStore
 
+pytestmark = pytest.mark.integration  # a writer subprocess, killed
 WRITER = Path(__file__).parent / "helpers" / "store_writer.py"
 RUNS = [(seed, "sync") for seed in (11, 29, 5, 13)] + [(seed, "group") for seed in (47, 83, 6, 71)]
 

@@ -185,28 +185,39 @@ def test_any_writes_with_a_partition_converge_after_heal(
     assert len(cluster.digests("test:h")) == 1
 
 
-def test_wrong_secret_is_refused_and_nothing_is_exchanged() -> None:
-    cluster = MemoryCluster(["eu", "evil"], secrets={"evil": b"not-the-cluster-secret-000"})
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ({"outsiders": {"evil"}}, "evil failed authentication: not in the cluster keyring"),
+        ({"impostors": {"evil"}}, "evil failed authentication (its signature does not match"),
+    ],
+    ids=["unknown-node", "member-id-with-another-key"],
+)
+def test_a_node_without_its_keyring_key_is_refused_and_nothing_is_exchanged(
+    options: dict[str, set[str]], reason: str
+) -> None:
+    cluster = MemoryCluster(["eu", "evil"], **options)  # type: ignore[arg-type]
     cluster.put("eu", "test:s", "secret", "data")
     cluster.put("evil", "test:s", "forged", "value")
     cluster.connect("eu", "evil")
     cluster.advance(0.1)
-    assert cluster.links_up("eu") == [] and cluster.links_up("evil") == []
-    assert any("failed authentication" in r for r in cluster.closed_reasons("eu"))
+    assert cluster.links_up("eu") == []
+    assert cluster.engines["eu"].up_peers() == [] == cluster.engines["evil"].up_peers()
+    assert any(reason in r for r in cluster.closed_reasons("eu")), cluster.closed_reasons("eu")
     assert cluster.values("evil", "test:s") == {"forged": "value"}
     assert cluster.values("eu", "test:s") == {"secret": "data"}
 
 
 def test_incompatible_versions_refuse_each_other_with_a_reason() -> None:
-    cluster = MemoryCluster(["old", "new"], versions={"new": (2, 3)})
+    cluster = MemoryCluster(["old", "new"], versions={"new": (3, 4)})
     cluster.connect("old", "new")
     reasons = cluster.closed_reasons("old") + cluster.closed_reasons("new")
-    assert any("incompatible protocol" in r and "2..3" in r for r in reasons)
+    assert any("incompatible protocol" in r and "3..4" in r for r in reasons)
     assert cluster.links_up("old") == []
 
 
 def test_compatible_versions_negotiate_the_highest_common() -> None:
-    cluster = MemoryCluster(["old", "new"], versions={"new": (1, 2)})
+    cluster = MemoryCluster(["old", "new"], versions={"new": (2, 3)})
     cluster.connect("old", "new")
     assert cluster.links_up("new") == ["old"]
     cluster.put("new", "test:v", "k", "v")

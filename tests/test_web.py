@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -25,9 +24,18 @@ from tests.web_cluster import ThreadedCluster
 pytest.importorskip(
     "playwright.sync_api", reason="the browser tests need the test dependency playwright"
 )
-from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
+from playwright.sync_api import Browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from tests.web_browser import (
+    CHROMIUM,
+    GUILES,
+    PASSWORD,
+    choose,
+    chromium,
+    contrast_failures,
+    new_players,
+)
+
 if not Path(CHROMIUM).exists():
     pytest.skip(
         "the browser tests need Debian's chromium (apt-get install chromium)",
@@ -35,21 +43,6 @@ if not Path(CHROMIUM).exists():
     )
 
 pytestmark = pytest.mark.integration
-
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
-VIEWPORT: ViewportSize = {"width": 1366, "height": 860}
-PASSWORD = "correct horse battery"
-GUILES = ("traitor", "deserter", "redeploy", "scout")
-TIMEOUT_MS = 15_000
 
 
 @pytest.fixture(scope="module")
@@ -64,160 +57,8 @@ def web_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedCl
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
-
-
-class Player:
-    """One person at one browser (its own context: its own sessionStorage)."""
-
-    def __init__(self, browser: Browser, name: str, errors: list[str]) -> None:
-        self.name = name
-        self.context = browser.new_context(viewport=VIEWPORT)
-        self.context.set_default_timeout(TIMEOUT_MS)
-        self.page: Page = self.context.new_page()
-        self.page.on("pageerror", lambda error: errors.append(f"{name}: {error}"))
-
-    def shot(self, label: str, *, full_page: bool = False) -> Path:
-        path = SCREENSHOTS / f"{label}.png"
-        self.page.screenshot(path=str(path), timeout=5000, full_page=full_page)
-        return path
-
-    def open(self, base_url: str, path: str = "/") -> None:
-        self.page.goto(base_url + path)
-
-    def sign_up(self, base_url: str, region: str, *, register: bool = True) -> None:
-        """Open the page, pick `region` in the chooser (not the nearest), register, log in."""
-        page = self.page
-        self.open(base_url)
-        page.wait_for_selector(f'.region-row[data-region="{region}"] .rtt[data-rtt]')
-        page.click(f'.region-row[data-region="{region}"]')
-        page.fill("#login-name", self.name)
-        page.fill("#login-password", PASSWORD)
-        if register:
-            page.click("#register-button")
-        else:
-            page.press("#login-password", "Enter")  # the keyboard submits the form
-        page.wait_for_selector(f'body[data-screen="lobby"][data-region="{region}"]')
-
-    def attr(self, name: str) -> str | None:
-        value: str | None = self.page.get_attribute("#screen-game", name)
-        return value
-
-    def ply(self) -> int:
-        return int(self.attr("data-ply") or -1)
-
-    def wait_ply(self, ply: int) -> None:
-        self.page.wait_for_function(
-            "n => Number(document.querySelector('#screen-game').dataset.ply) >= n", arg=ply
-        )
-
-    def state(self, ply: int) -> dict[str, Any]:
-        """Once the page shows position `ply` or later: ply, status, whether it is this
-        player's move, and the legal moves the page lists."""
-        handle = self.page.wait_for_function(
-            """n => {
-                const screen = document.querySelector('#screen-game');
-                if (screen.dataset.ply === undefined || Number(screen.dataset.ply) < n) return null;
-                const buttons = document.querySelectorAll('#legal-list button[data-move]');
-                const myTurn = screen.dataset.myTurn === 'true';
-                if (myTurn && !buttons.length) return null;  // sending, or reconnecting
-                return {
-                    ply: Number(screen.dataset.ply),
-                    status: screen.dataset.status,
-                    myTurn,
-                    legal: [...buttons].map(b => JSON.parse(b.dataset.move)),
-                };
-            }""",
-            arg=ply,
-        )
-        state: dict[str, Any] = handle.json_value()
-        return state
-
-    def perform(self, move: dict[str, Any], *, real: bool = True) -> None:
-        """Make `move` through the board, the way a person would: pointer clicks, and keys
-        where cards overlap. With `real=False` the same buttons are clicked from a script in
-        the page (one round trip instead of one per step; keeps the long game within time)."""
-        steps = _steps(move)
-        if not real:
-            self.page.evaluate(
-                """steps => { for (const [selector] of steps) {
-                    const el = document.querySelector(selector);
-                    if (!el || el.disabled) throw new Error(`cannot click ${selector}`);
-                    el.click();
-                } }""",
-                steps,
-            )
-            return
-        for selector, how in steps:
-            if how == "key":
-                self.page.press(selector, "Enter")
-            else:
-                self.page.click(selector)
-
-    def close(self) -> None:
-        self.context.close()
-
-
-GUILE_CARDS = {"traitor": 61, "deserter": 62, "redeploy": 63, "scout": 64}
-
-
-def _steps(move: dict[str, Any]) -> list[tuple[str, str]]:
-    """The controls that make `move`, in order: (selector, "click" or "key")."""
-    kind = move["type"]
-    if kind == "claim":
-        steps = [(f'[data-claim-flag="{flag}"]', "key") for flag in move["flags"]]
-        done = '[data-action="claim"]' if move["flags"] else '[data-action="no-claim"]'
-        return [*steps, (done, "click")]
-    if kind == "play":
-        return [
-            (f'[data-hand-card="{move["card"]}"]', "click"),
-            (f'#table [data-target-flag="{move["flag"]}"]', "click"),
-        ]
-    if kind == "pass":
-        return [('[data-action="pass"]', "click")]
-    if kind == "draw":
-        return [(f'#decks [data-deck="{move["deck"]}"]', "click")]
-    if kind == "scout":
-        return [
-            ('[data-hand-card="64"]', "click"),
-            (f'#decks [data-deck="{move["deck"]}"]', "click"),
-        ]
-    if kind == "scout_return":
-        picks = [(f'[data-hand-card="{card}"]', "click") for card in move["cards"]]
-        return [*picks, ('[data-action="scout-return"]', "click")]
-    if kind in ("traitor", "deserter", "redeploy"):
-        # Cards on the table overlap: a person may click their visible edge; the test uses keys.
-        steps = [
-            (f'[data-hand-card="{GUILE_CARDS[kind]}"]', "click"),
-            (f'#table .card.choice[data-card="{move["card"]}"]', "key"),
-        ]
-        if kind == "traitor" or (kind == "redeploy" and move["to_flag"] is not None):
-            steps.append((f'#table [data-target-flag="{move["to_flag"]}"]', "click"))
-        elif kind == "redeploy":
-            steps.append(("[data-discard]", "click"))
-        return steps
-    raise AssertionError(f"unexpected legal move {move}")
-
-
-def choose(legal: list[dict[str, Any]], rng: random.Random) -> dict[str, Any]:
-    """Claim all it can (games end sooner); prefer guiles, so their flows get exercised."""
-    claims = [m for m in legal if m["type"] == "claim"]
-    if claims:
-        return max(claims, key=lambda m: len(m["flags"]))
-    guiles = [m for m in legal if m["type"] in GUILES]
-    if guiles and rng.random() < 0.8:
-        return rng.choice(guiles)
-    return rng.choice(legal)
-
-
-def new_players(browser: Browser, errors: list[str], *names: str) -> list[Player]:
-    return [Player(browser, name, errors) for name in names]
+    with chromium() as launched:
+        yield launched
 
 
 def test_two_regions_play_a_game_to_the_end_while_a_third_watches(
@@ -273,6 +114,7 @@ def test_two_regions_play_a_game_to_the_end_while_a_third_watches(
             if ply == 6:
                 carol.wait_ply(ply)
                 assert carol.attr("data-my-turn") == "false"
+                assert contrast_failures(carol.page) == [], "a watcher's page"
                 for player in (alice, bob, carol):
                     player.shot(f"03-game-ply-6-{player.name}")
                 check_dashboard_counts(browser, web_cluster, errors)
@@ -313,6 +155,7 @@ def test_two_regions_play_a_game_to_the_end_while_a_third_watches(
         )
         alice.page.keyboard.press("ArrowLeft")
         assert alice.page.get_attribute("#screen-replay", "data-ply") == str(ply - 1)
+        assert contrast_failures(alice.page) == [], "the replay"
         alice.shot("08-replay")
         alice.page.click("#replay-close")
         alice.page.wait_for_selector("#finished-games button[data-replay]")
@@ -403,6 +246,8 @@ def test_dashboard_shows_a_cut_link_as_down(web_cluster: ThreadedCluster, browse
         for a, b in (("eu", "us"), ("us", "eu"), ("eu", "ap"), ("ap", "us")):
             page.wait_for_selector(f'#links tr[data-link="{a}-{b}"][data-state="up"]')
         page.wait_for_selector('#docs-summary[data-differ="0"]')
+        assert contrast_failures(page) == [], "the dashboard"
+        assert page.query_selector("[data-demo-kill]") is None  # not a `meridian demo`
         operator.shot("10-dashboard-all-up", full_page=True)
 
         web_cluster.cut("eu", "us")
@@ -506,13 +351,18 @@ def test_cors_and_the_pages_endpoints(web_cluster: ThreadedCluster) -> None:
         _get(f"{us}/api/overview")
     assert refused.value.code == 401
     assert refused.value.headers["Access-Control-Allow-Origin"] == "*"
+    refused.value.close()  # the error holds the response and its socket
     _, _, body = _get(
         f"{us}/api/overview", headers={"Authorization": f"Bearer {web_cluster.admin_token}"}
     )
     assert json.loads(body)["region"] == "us"
+    with pytest.raises(urllib.error.HTTPError) as not_demo:
+        _get(f"{us}/api/demo", headers={"Authorization": f"Bearer {web_cluster.admin_token}"})
+    assert not_demo.value.code == 404  # the Kill/Start buttons exist only under `meridian demo`
     with pytest.raises(urllib.error.HTTPError) as missing:
         _get(f"{us}/api/replay/nope")
     assert missing.value.code == 404
+    missing.value.close()
     _, headers, _ = _get(f"{us}/static/js/app.js")
     assert "javascript" in headers["Content-Type"]
     _, headers, body = _get(f"{us}/dashboard")

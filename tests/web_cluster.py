@@ -2,7 +2,7 @@
 loop of ours): its fault proxies run on an event loop in a background thread.
 
 The browser talks to the nodes directly; the nodes talk to each other through proxies the test
-can cut, like bench/replication.py does.
+can cut, like bench/replication.py does. Bots (`node.bots.run_bots`) can play on the same loop.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+from meridian.node.bots import BotSummary, run_bots
 from meridian.node.localcluster import TOKEN_ENV
 from meridian.sim.proxied import ProxiedCluster
 
@@ -26,6 +27,7 @@ class ThreadedCluster:
         self.cluster = ProxiedCluster(folder, REGIONS)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._bots: list[tuple[asyncio.Event, Future[BotSummary]]] = []
 
     @property
     def admin_token(self) -> str:
@@ -53,14 +55,36 @@ class ThreadedCluster:
         self._thread.start()
         self._run(self.cluster.start())
 
+    def start_bots(self, prefix: str, count: int, *, for_people: int = 0, **options: Any) -> int:
+        """Run bots on every region (until `stop_bots`); returns a handle for `stop_bots`."""
+
+        async def run() -> BotSummary:
+            servers = [self.url(region) for region in REGIONS]
+            return await run_bots(
+                servers, count, 0, prefix=prefix, for_people=for_people, stop=stop, **options
+            )
+
+        stop = self._call(asyncio.Event)
+        self._bots.append((stop, asyncio.run_coroutine_threadsafe(run(), self._loop)))
+        return len(self._bots) - 1
+
+    def stop_bots(self, handle: int) -> BotSummary:
+        stop, done = self._bots[handle]
+        self._loop.call_soon_threadsafe(stop.set)
+        return done.result(timeout=60)
+
     def stop(self) -> None:
         if not self._thread.is_alive():
             return
+        for stop, _done in self._bots:
+            self._loop.call_soon_threadsafe(stop.set)
         try:
             self._run(self.cluster.stop())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self._loop.close()  # its selector and self-pipe sockets
 
     def cut(self, a: str, b: str) -> None:
         self._call(lambda: self.cluster.cut(a, b))

@@ -2,20 +2,25 @@
 // saved and finished games, and keeping the session alive across regions (docs/web.md).
 
 import { $, fill, h, show } from "./dom.js";
-import { ApiError, api, fetchRegions, formatRtt, measureRegions, sortByRtt } from "./net.js";
+import { ApiError, api, fetchRegions, formatRtt, measureRegions, preferredRegion, sortByRtt } from "./net.js";
 import { Connection, FINAL_CLOSES } from "./connection.js";
 import { GameScreen } from "./game.js";
 import { ReplayScreen } from "./replay.js";
-import { renderFinished, renderInvites, renderLiveGames, renderPlayers, renderSaved } from "./lobby.js";
+import { renderFinished, renderInvites, renderLeaderboard, renderLiveGames, renderPlayers, renderSaved } from "./lobby.js";
+import { setUpRules } from "./rules.js";
 
 const STORE_KEY = "meridian.session";
 const GRACE_MS = 60000; // a dropped session can be resumed this long (docs/protocol.md)
 const LIVE_POLL_MS = 3000;
 const BANNER_MS = 12000;
+const REMEASURE_MS = 5000;
+const LEADERBOARD_ROWS = 100;
+const MAX_RATED_NAMES = 200; // the lobby asks for the ratings of at most this many players // how often regions that did not answer are tried again
+const DECLINE_WAIT_MS = 2500; // an invitation that left the list without a game this long was declined
 
 const S = {
-  regions: [], // [{region, node, url, rtt}] nearest first
-  chosen: null, // region name picked by the user; null: the nearest
+  regions: [], // [{region, node, url, opened, rtt}] fastest first
+  chosen: null, // region name picked by the user; null: automatic (preferredRegion)
   token: "",
   resume: "",
   you: null, // {uid, name, region, home, must_rename}
@@ -23,23 +28,42 @@ const S = {
   reconnecting: false,
   lobby: new Map(),
   invites: { incoming: [], outgoing: [] },
+  sent: new Map(), // lower-case name -> {name, iid}: invitations sent from this page, unanswered
+  withdrawn: new Set(), // iids this page withdrew (their disappearance is no refusal)
   games: new Map(), // gid -> latest game push
   current: null, // gid of the game on screen
   watching: null, // gid watched
   saved: [],
   finished: [],
   live: [],
+  ratings: new Map(), // lower-case name -> {rating, games, ...} of players in the lobby
   screen: "login",
 };
 
 const game = new GameScreen({
   move: (gid, move) => request("move", { game: gid, move }),
+  fetchMoves: async (gid) => (await api(`${S.conn?.region.url || ""}/api/moves/${encodeURIComponent(gid)}`, { timeout: 5000 })).moves,
   request: (type, fields) => request(type, fields),
   toLobby: () => leaveGame(),
   stopWatching: () => stopWatching(),
   replay: (gid) => openReplay(gid),
+  replayUrl: (gid) => `${location.origin}/?replay=${encodeURIComponent(gid)}`,
+  rematch: (name) => invite(name),
+  rematchOffer: (name) => S.invites.incoming.find((i) => i.from.toLowerCase() === name.toLowerCase() && !i.resume) || null,
+  rematchSent: (name) => S.sent.has(name.toLowerCase()),
+  accept: (iid) => accept(iid),
+  decline: (iid) => decline(iid),
+  ratingsOf: async (names) => {
+    const reply = await api(`${S.conn?.region.url || ""}/api/ratings?names=${encodeURIComponent(names.join(","))}`, { timeout: 5000 });
+    return new Map(reply.ratings.map((r) => [r.name.toLowerCase(), r]));
+  },
 });
-const replay = new ReplayScreen({ onClose: () => showScreen(S.you ? "lobby" : "login") });
+const replay = new ReplayScreen({
+  onClose: () => {
+    if (location.search) history.replaceState(null, "", location.pathname); // leave the replay link
+    showScreen(S.you ? "lobby" : "login");
+  },
+});
 
 // --- small helpers -----------------------------------------------------------------------
 
@@ -73,7 +97,7 @@ function banner(text, kind = "info", { sticky = false, actions = [], id = null }
 
 function showScreen(name) {
   S.screen = name;
-  for (const screen of ["login", "lobby", "game", "replay"]) show($(`#screen-${screen}`), screen === name);
+  for (const screen of ["login", "lobby", "game", "replay", "leaderboard"]) show($(`#screen-${screen}`), screen === name);
   document.body.dataset.screen = name;
 }
 
@@ -94,13 +118,14 @@ function store() {
 
 // --- regions -------------------------------------------------------------------------------
 
-function nearest() {
-  return S.regions.find((r) => r.rtt !== null) || null;
+/** The region picked automatically (see preferredRegion in net.js), or null. */
+function automatic() {
+  return preferredRegion(S.regions)?.region || null;
 }
 
 function chosenRegion() {
-  if (S.chosen) return S.regions.find((r) => r.region === S.chosen) || nearest();
-  return nearest();
+  if (S.chosen) return S.regions.find((r) => r.region === S.chosen) || automatic();
+  return automatic();
 }
 
 async function measure() {
@@ -117,7 +142,8 @@ async function measure() {
 
 function renderRegions() {
   const pick = chosenRegion();
-  const near = nearest();
+  const preferred = preferredRegion(S.regions);
+  const auto = preferred?.region || null;
   const rows = S.regions.map((r) => {
     const input = h("input", {
       type: "radio",
@@ -134,13 +160,17 @@ function renderRegions() {
       h("span", { class: "region-name", text: r.region }),
       h("span", { class: "muted", text: r.node }),
       h("span", { class: "rtt", dataset: { rtt: r.rtt === null ? "" : r.rtt.toFixed(1) }, text: formatRtt(r.rtt) }),
-      near?.region === r.region ? h("span", { class: "badge ok", text: "nearest" }) : null,
+      h("span", { class: "region-tags" },
+        r.opened ? h("span", { class: "badge", text: "this page", title: "the region of this page's address" }) : null,
+        auto?.region === r.region ? h("span", { class: "badge ok", dataset: { auto: "1" }, text: "automatic" }) : null),
     );
   });
   fill($("#region-list"), h("legend", { class: "sr-only", text: "Regions" }), rows);
-  if (!pick) $("#region-note").textContent = "No region answers right now. Try measuring again.";
-  else if (!S.chosen || S.chosen === near?.region) $("#region-note").textContent = `You will play through ${pick.region}, the nearest region.`;
-  else $("#region-note").textContent = `You chose ${pick.region}; the nearest is ${near?.region}.`;
+  const note = $("#region-note");
+  if (!pick) note.textContent = "No region answers right now. Try measuring again.";
+  else if (!S.chosen || S.chosen === auto?.region) note.textContent = `You will play through ${pick.region}: ${preferred.reason}`;
+  else note.textContent = `You chose ${pick.region}. Automatic: ${auto?.region}, because ${preferred.reason}`;
+  note.dataset.region = pick?.region || "";
   renderRegionSwitch();
 }
 
@@ -162,6 +192,9 @@ async function submitLogin(register) {
   const password = $("#login-password").value;
   const error = $("#login-error");
   error.textContent = "";
+  const nameProblem = register ? checkName(name) : "";
+  $("#login-name").setCustomValidity(nameProblem);
+  if (nameProblem) error.textContent = nameProblem;
   if (!$("#login-form").reportValidity()) return;
   const region = chosenRegion();
   if (!region) {
@@ -184,6 +217,20 @@ async function submitLogin(register) {
   } finally {
     for (const button of $("#login-form").querySelectorAll("button")) button.disabled = false;
   }
+}
+
+const NAME_RULE = "Names have 3 to 20 characters, each a letter (A-Z, a-z), a digit, _ or -.";
+
+/** "" if `name` is a valid player name, else what is wrong with it and the rule. */
+function checkName(name) {
+  const bad = [...new Set(name.replace(/[A-Za-z0-9_-]/g, ""))];
+  if (bad.length) {
+    const shown = bad.map((c) => (c === " " ? "a space" : `“${c}”`));
+    return `${NAME_RULE} This one has ${shown.join(", ")}.`;
+  }
+  if (name.length < 3) return `${NAME_RULE} This one is too short (${name.length}).`;
+  if (name.length > 20) return `${NAME_RULE} This one is too long (${name.length}).`;
+  return "";
 }
 
 function loginError(e, region) {
@@ -320,13 +367,23 @@ async function reconnect(lost, code, reason) {
   sessionOver(`No region could be reached for ${GRACE_MS / 1000} s, so your session has ended. Please log in again.`);
 }
 
+/** What this page last showed of each live game ({gid: {ply, head}}): sent in hello so that a
+ *  region that lacks a move shown here says so with a rollback notice (docs/protocol.md). */
+function seenGames() {
+  const seen = {};
+  for (const [gid, push] of S.games) {
+    if (push.status === "live" && push.you !== null && push.head !== undefined) seen[gid] = { ply: push.ply, head: push.head };
+  }
+  return seen;
+}
+
 /** hello with the resume token, then (if that is refused) with the session token. */
 async function resumeOn(region) {
   try {
-    return await connect(region, { resume: S.resume });
+    return await connect(region, { resume: S.resume, seen: seenGames() });
   } catch (error) {
     if (error.code !== "unauthenticated" || !S.token) throw error;
-    return connect(region, { token: S.token });
+    return connect(region, { token: S.token, seen: seenGames() });
   }
 }
 
@@ -336,7 +393,7 @@ async function switchRegion(name) {
   const old = S.conn;
   if (old) old.retired = true; // the server closes it (4104) once the new one says hello
   try {
-    await connect(region, { resume: S.resume });
+    await connect(region, { resume: S.resume, seen: seenGames() });
     S.chosen = region.region;
     store();
     banner(`You now play through ${region.region}.`, "ok");
@@ -395,10 +452,14 @@ function onPush(push) {
       break;
     case "invites": {
       const before = new Set(S.invites.incoming.map((i) => i.iid));
+      const gone = S.invites.outgoing.filter((i) => !push.outgoing.some((o) => o.iid === i.iid));
       S.invites = { incoming: push.incoming, outgoing: push.outgoing };
+      for (const i of gone) invitationGone(i);
+      if (S.screen === "game" && game.push?.status === "finished") game.render();
       for (const i of push.incoming) {
         if (!before.has(i.iid) && S.screen !== "lobby") {
-          banner(`${i.from} invites you to ${i.resume ? "resume a saved game" : "a game"}.`, "info", {
+          const rematch = S.screen === "game" && game.push?.status === "finished" && game.push.players.includes(i.from);
+          banner(`${i.from} ${rematch ? "offers a rematch" : `invites you to ${i.resume ? "resume a saved game" : "a game"}`}.`, "info", {
             id: `invite-${i.iid}`,
             actions: [["Accept", () => accept(i.iid)], ["Decline", () => decline(i.iid)]],
           });
@@ -412,7 +473,7 @@ function onPush(push) {
       break;
     case "rollback":
       banner(
-        `Move ${push.ply} and after were undone: ${push.reason}. The game goes on from there.`,
+        `The game went back to move ${push.ply}: ${push.reason}. It goes on from there.`,
         "warn",
         { sticky: true, id: `rollback-${push.game}` },
       );
@@ -442,6 +503,7 @@ function onGame(push) {
   const mine = push.you !== null && push.you !== undefined;
   if (mine) {
     if (push.status === "live" && S.current !== push.game) {
+      gameBegins(push);
       S.current = push.game;
       if (S.watching) request("unwatch").catch(() => {});
       S.watching = null;
@@ -508,6 +570,11 @@ function askRename(why) {
 async function submitRename(event) {
   event.preventDefault();
   const name = $("#rename-name").value.trim();
+  const problem = checkName(name);
+  if (problem) {
+    $("#rename-error").textContent = problem;
+    return;
+  }
   try {
     const reply = await request("rename", { name });
     S.you = { ...S.you, ...reply.you };
@@ -522,8 +589,64 @@ async function submitRename(event) {
 
 // --- the lobby -------------------------------------------------------------------------------
 
+// --- invitations: "sent", then "accepted" (or declined) -----------------------------------------
+
+async function invite(name) {
+  try {
+    const reply = await request("invite", { to: name });
+    S.sent.set(name.toLowerCase(), { name, iid: reply.invite.iid });
+    if (S.screen === "game") game.render();
+    banner(`Invitation sent to ${name}. Waiting for ${name} to accept…`, "info", {
+      sticky: true,
+      id: "invite-status",
+      actions: [["Withdraw", () => withdraw(reply.invite.iid)]],
+    });
+  } catch (e) {
+    banner(`Invitation not sent: ${e.message}`, "error", { id: "invite-status" });
+  }
+}
+
+function withdraw(iid) {
+  S.withdrawn.add(iid);
+  return request("retract", { invite: iid }).then(
+    () => document.getElementById("invite-status")?.remove(),
+    (e) => banner(e.message, "error"),
+  );
+}
+
+/** One of our invitations left the list: accepted (a game push follows), withdrawn, or
+ *  declined. Wait a moment for the game before calling it declined. */
+function invitationGone(invitation) {
+  const key = invitation.to.toLowerCase();
+  if (S.withdrawn.delete(invitation.iid)) {
+    S.sent.delete(key);
+    return;
+  }
+  setTimeout(() => {
+    const sent = S.sent.get(key);
+    if (!sent || sent.iid !== invitation.iid) return; // a game began meanwhile
+    S.sent.delete(key);
+    banner(`${invitation.to} declined your invitation (or it lapsed).`, "warn", { id: "invite-status" });
+    if (S.screen === "game") game.render();
+  }, DECLINE_WAIT_MS);
+}
+
+/** A game of ours begins: say who accepted and who moves first. */
+function gameBegins(push) {
+  const opponent = push.players[1 - push.you];
+  const first = push.ply === 0 ? (push.to_move === push.you ? "You move first." : `${opponent} moves first.`) : "";
+  const ours = S.sent.get(opponent.toLowerCase());
+  document.getElementById("invite-status")?.remove();
+  if (ours) {
+    S.sent.delete(opponent.toLowerCase());
+    banner(`${opponent} accepted your invitation. ${first}`, "ok", { id: "invite-accepted" });
+  } else {
+    banner(`Your game with ${opponent} begins. ${first}`, "ok", { id: "invite-accepted" });
+  }
+}
+
 const lobbyActions = {
-  invite: (name) => request("invite", { to: name }).catch((e) => banner(`Invitation not sent: ${e.message}`, "error")),
+  invite: (name) => invite(name),
   watchPlayer: async (name) => {
     await refreshLive();
     const g = S.live.find((x) => x.names.some((n) => n.toLowerCase() === name.toLowerCase()));
@@ -536,7 +659,7 @@ const lobbyActions = {
   },
   accept: (iid) => accept(iid),
   decline: (iid) => decline(iid),
-  retract: (iid) => request("retract", { invite: iid }).catch((e) => banner(e.message, "error")),
+  retract: (iid) => withdraw(iid),
   watch: (gid) => watch(gid),
   open: (gid) => {
     const push = S.games.get(gid);
@@ -593,7 +716,7 @@ function leaveGame() {
 function renderLobby() {
   if (!S.you) return;
   const online = new Set([...S.lobby.keys()].map((n) => n.toLowerCase()));
-  renderPlayers($("#players tbody"), S.lobby, me(), S.invites, lobbyActions);
+  renderPlayers($("#players tbody"), S.lobby, me(), S.invites, lobbyActions, S.ratings);
   $("#players-count").textContent = `(${S.lobby.size})`;
   renderInvites($("#invites"), S.invites, lobbyActions);
   renderLiveGames($("#live-games"), S.live, me(), lobbyActions);
@@ -623,8 +746,69 @@ async function refreshLists() {
   ]);
   if (saved.status === "fulfilled") S.saved = saved.value.games;
   if (finished.status === "fulfilled") S.finished = finished.value.games;
-  await refreshLive();
+  await Promise.all([refreshLive(), refreshRatings()]);
   renderLobby();
+}
+
+/** The ratings of the players in the lobby (and yours). */
+async function refreshRatings() {
+  if (!S.conn) return;
+  const names = [...new Set([S.you?.name, ...S.lobby.keys()].filter(Boolean))].slice(0, MAX_RATED_NAMES);
+  try {
+    const reply = await api(`${S.conn.region.url}/api/ratings?names=${encodeURIComponent(names.join(","))}`, { timeout: 5000 });
+    S.ratings = new Map(reply.ratings.map((r) => [r.name.toLowerCase(), r]));
+  } catch {
+    // the list keeps the ratings it had
+  }
+}
+
+// --- the leaderboard -----------------------------------------------------------------------------
+
+async function openLeaderboard() {
+  const back = S.screen === "leaderboard" ? (S.you ? "lobby" : "login") : S.screen;
+  S.leaderboardBack = back;
+  showScreen("leaderboard");
+  if (location.pathname !== "/leaderboard") history.replaceState(null, "", "/leaderboard");
+  const base = S.conn?.region.url || "";
+  try {
+    const reply = await api(`${base}/api/ratings?limit=${LEADERBOARD_ROWS}`, { timeout: 5000 });
+    renderLeaderboard($("#leaderboard tbody"), reply.ratings, me());
+    $("#leaderboard").dataset.digest = reply.digest;
+    $("#leaderboard").dataset.region = reply.region;
+  } catch (e) {
+    banner(`Cannot load the leaderboard: ${e.message}`, "error");
+  }
+  checkAgreement();
+}
+
+/** Ask every region for its table's digest and say whether they agree. */
+async function checkAgreement() {
+  const note = $("#ratings-agreement");
+  note.textContent = "Asking every region for its table…";
+  const answers = await Promise.all(S.regions.map(async (r) => {
+    try {
+      return { region: r.region, digest: (await api(`${r.url}/api/ratings?limit=0`, { timeout: 3000 })).digest };
+    } catch {
+      return { region: r.region, digest: null };
+    }
+  }));
+  const up = answers.filter((a) => a.digest !== null);
+  const digests = new Set(up.map((a) => a.digest));
+  const down = answers.filter((a) => a.digest === null).map((a) => a.region);
+  note.dataset.agree = String(digests.size === 1 && !down.length);
+  if (digests.size === 1) {
+    note.textContent = `${up.length === answers.length ? `All ${up.length} regions` : up.map((a) => a.region).join(" and ")} derive the same table (digest ${[...digests][0].slice(0, 8)}).` +
+      (down.length ? ` ${down.join(", ")} did not answer.` : "");
+  } else {
+    note.textContent = `The regions' tables differ for now (${up.map((a) => `${a.region} ${String(a.digest).slice(0, 8)}`).join(", ")}): some finished games have not reached every region yet.`;
+  }
+}
+
+function closeLeaderboard() {
+  history.replaceState(null, "", "/");
+  const back = S.leaderboardBack || (S.you ? "lobby" : "login");
+  showScreen(back === "leaderboard" ? (S.you ? "lobby" : "login") : back);
+  if (S.screen === "lobby") refreshLists();
 }
 
 async function openReplay(gid) {
@@ -642,13 +826,17 @@ async function openReplay(gid) {
 // --- start -----------------------------------------------------------------------------------
 
 function wire() {
+  setUpRules($("#rules-dialog"));
+  $("#leaderboard-open").addEventListener("click", () => openLeaderboard());
+  $("#leaderboard-close").addEventListener("click", () => closeLeaderboard());
+  $("#login-name").addEventListener("input", () => $("#login-name").setCustomValidity(""));
   $("#login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     submitLogin(false);
   });
   $("#register-button").addEventListener("click", () => submitLogin(true));
   $("#measure").addEventListener("click", () => measure());
-  $("#use-nearest").addEventListener("click", () => {
+  $("#use-automatic").addEventListener("click", () => {
     S.chosen = null;
     renderRegions();
   });
@@ -670,12 +858,32 @@ function wire() {
   setInterval(() => {
     if (S.screen === "lobby") refreshLists();
   }, LIVE_POLL_MS);
+  setInterval(remeasureDown, REMEASURE_MS);
+}
+
+/** A region that did not answer may be back (a restarted node): measure again now and then, so
+ *  the top bar's region switch offers it once it answers. */
+async function remeasureDown() {
+  if (!S.conn || S.reconnecting || !S.regions.some((r) => r.rtt === null)) return;
+  const measured = await measureRegions(S.regions, { tries: 1, timeout: 1500 });
+  S.regions = S.regions.map((r) => ({ ...r, rtt: measured.find((m) => m.region === r.region)?.rtt ?? null }));
+  renderRegionSwitch();
 }
 
 async function start() {
   wire();
   showScreen("login");
   await measure();
+  await resumeSaved();
+  // A replay link (/?replay=GID, from a game's summary) opens the replay, logged in or not.
+  const replayGid = new URLSearchParams(location.search).get("replay");
+  if (replayGid) await openReplay(replayGid);
+  else if (location.pathname === "/leaderboard") await openLeaderboard();
+  else if (!S.you) $("#login-name").focus();
+}
+
+/** Resume this tab's session (kept in sessionStorage) after a reload. */
+async function resumeSaved() {
   const saved = JSON.parse(sessionStorage.getItem(STORE_KEY) || "null");
   if (saved && saved.token) {
     S.token = saved.token;
@@ -687,14 +895,12 @@ async function start() {
     if (region) {
       try {
         await resumeOn(region);
-        return;
       } catch {
         S.token = "";
         store();
       }
     }
   }
-  $("#login-name").focus();
 }
 
 start();

@@ -35,11 +35,12 @@ function sideLabel(names, seat, you) {
  * The table. Options:
  *  bottom: the seat drawn at the bottom; names: [name0, name1]; you: your seat or null;
  *  play: null, or {legal, sel, onTable(card, move), onFlag(flag, move), onClaim(flag),
- *        onDiscard(move)} when it is your move.
+ *        onDiscard(move)} when it is your move;
+ *  marks: the cards and flags to outline as the latest news (default: the view's last move).
  */
-export function renderTable(view, { bottom, names, you, play = null }) {
+export function renderTable(view, { bottom, names, you, play = null, marks = null }) {
   const top = 1 - bottom;
-  const marks = lastMoveMarks(view);
+  marks = marks || lastMoveMarks(view);
   const claimSel = new Set(play?.sel.claim ?? []);
   const claimable = new Set(play?.claimable ?? []);
   const targetsByFlag = new Map((play ? flagTargets(play.legal, play.sel) : []).map((t) => [t.flag, t.move]));
@@ -117,10 +118,11 @@ export function renderTable(view, { bottom, names, you, play = null }) {
           "flag-col",
           owner === null ? "" : owner === bottom ? "won-bottom" : "won-top",
           marks.flags.has(flag.flag) ? "last-flag" : "",
+          targetsByFlag.has(flag.flag) ? "target-flag" : "",
           flag.mud ? "mud" : "",
           flag.fog ? "fog" : "",
         ],
-        dataset: { flag: String(flag.flag), claimedBy: owner === null ? "" : String(owner) },
+        dataset: { flag: String(flag.flag), claimedBy: owner === null ? "" : String(owner), target: targetsByFlag.has(flag.flag) ? "1" : null },
       },
       side(top),
       marker,
@@ -206,7 +208,7 @@ export function renderDecks(view, { decks = new Map(), onDeck = null } = {}) {
       h("span", { class: ["card", "back", name], attrs: { "aria-hidden": "true" } }),
       h("span", { text: `${label}: ${count}` }),
       move && onDeck
-        ? h("button", { type: "button", class: "primary", dataset: { deck: name }, text: move.type === "scout" ? `Scout from ${label.toLowerCase()}` : `Draw ${name}`, on: { click: () => onDeck(move) } })
+        ? h("button", { type: "button", class: "primary deck-target", dataset: { deck: name }, text: move.type === "scout" ? `Scout from ${label.toLowerCase()}` : `Draw ${name}`, on: { click: () => onDeck(move) } })
         : null,
     );
   };

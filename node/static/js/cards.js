@@ -39,7 +39,12 @@ export function cardName(card) {
   return `${colourOf(card)} ${strengthOf(card)}`;
 }
 
-/** A card as a visual tile (a <span>, or a <button> with `onClick`). */
+/**
+ * A card as a visual tile (a <span>, or a <button> with `onClick`).
+ * @param {any} card
+ * @param {{onClick?: () => void, classes?: string[], label?: string, disabled?: boolean,
+ *          pressed?: boolean}} [options]
+ */
 export function cardTile(card, { onClick, classes = [], label, disabled = false, pressed } = {}) {
   const tactic = isTactic(card);
   const face = tactic
@@ -66,38 +71,49 @@ function cards(list) {
   return list.map(cardName).join(", ");
 }
 
-/** One move in words. `who` is the mover's name ("you" for yourself). */
-export function describeMove(move, who) {
+/** What a move did, without its subject ("played red 7 on flag 4"). */
+export function movePhrase(move) {
   switch (move.type) {
     case "claim":
-      return move.flags.length ? `${who} claimed flag${move.flags.length > 1 ? "s" : ""} ${move.flags.join(", ")}` : `${who} claimed nothing`;
+      return move.flags.length ? `claimed flag${move.flags.length > 1 ? "s" : ""} ${move.flags.join(", ")}` : "went on without claiming";
     case "play":
-      return `${who} played ${cardName(move.card)} on flag ${move.flag}`;
+      return `played ${cardName(move.card)} on flag ${move.flag}`;
     case "pass":
-      return `${who} passed`;
+      return "passed";
     case "traitor":
-      return `${who} played the Traitor: took ${cardName(move.card)} to flag ${move.to_flag}`;
+      return `played the Traitor: took ${cardName(move.card)} to flag ${move.to_flag}`;
     case "deserter":
-      return `${who} played the Deserter: discarded ${cardName(move.card)}`;
+      return `played the Deserter: discarded ${cardName(move.card)}`;
     case "redeploy":
       return move.to_flag === null
-        ? `${who} played Redeploy: discarded own ${cardName(move.card)}`
-        : `${who} played Redeploy: moved ${cardName(move.card)} to flag ${move.to_flag}`;
+        ? `played Redeploy: discarded own ${cardName(move.card)}`
+        : `played Redeploy: moved ${cardName(move.card)} to flag ${move.to_flag}`;
     case "scout":
-      return `${who} played the Scout and drew from the ${move.deck} deck`;
+      return `played the Scout and drew from the ${move.deck} deck`;
     case "draw":
-      return `${who} drew from the ${move.deck} deck`;
+      return `drew from the ${move.deck} deck`;
     case "scout_return":
-      return move.cards ? `${who} put back ${cards(move.cards)}` : `${who} put back ${move.decks.length} cards (${move.decks.join(" and ")} deck)`;
+      return move.cards ? `put back ${cards(move.cards)}` : `put back ${move.decks.length} cards (${move.decks.join(" and ")} deck)`;
     case "give_up":
-      return `${who} gave up`;
+      return "gave up";
     case "pause":
-      return `${who} paused the game`;
+      return "paused the game";
     case "resume":
-      return `${who} resumed the game`;
+      return "resumed the game";
     default:
-      return `${who}: ${move.type}`;
+      return move.type;
   }
+}
+
+/** One move in words. `who` is the mover's name ("you" for yourself). */
+export function describeMove(move, who) {
+  return `${who} ${movePhrase(move)}`;
+}
+
+/** "a, b and c" */
+export function listing(parts) {
+  if (parts.length <= 1) return parts.join("");
+  return `${parts.slice(0, -1).join(", ")} and ${parts[parts.length - 1]}`;
 }
 
 /** Short label for a move in the list of legal moves (the mover is you). */

@@ -24,7 +24,7 @@ export class ProtocolError extends Error {
 
 export class Connection {
   /**
-   * @param region {region, node, url}
+   * @param {{region: string, node: string, url: string}} region
    * @param onPush called with every server push (an object with `type`)
    * @param onClose called once with (code, reason) when the socket closes after opening
    */

@@ -27,6 +27,8 @@ const D = {
   timer: null,
   generation: 0, // a poll loop stops when a newer one starts
   paused: false,
+  demo: null, // under `meridian demo`: {regions: {name: {up, url}}}; else null (no buttons)
+  demoNote: "",
 };
 
 function askToken(message = "") {
@@ -64,7 +66,7 @@ async function poll(generation) {
       }
     }
     D.polls += 1;
-    const results = await Promise.all(D.regions.map((r) => pollRegion(r)));
+    const [results] = await Promise.all([Promise.all(D.regions.map((r) => pollRegion(r))), pollDemo()]);
     if (generation !== D.generation) return;
     if (results.some((r) => r.error?.status === 401)) {
       sessionStorage.removeItem(TOKEN_KEY);
@@ -100,6 +102,47 @@ async function pollRegion(region) {
   const merges = fromMetrics || ov?.merges || null;
   if (merges && !D.baseline.has(region.region)) D.baseline.set(region.region, { ...merges });
   return { region, ok: true, cluster: cluster.value, overview: ov, merges, mergesFrom: fromMetrics ? "metrics" : "overview", at: Date.now() };
+}
+
+/** Under `meridian demo`: which regions it runs and which are up (any answering region knows). */
+async function pollDemo() {
+  for (const region of [{ url: "" }, ...D.regions]) {
+    try {
+      D.demo = await api(`${region.url}/api/demo`, { token: D.token, timeout: TIMEOUT_MS });
+      return;
+    } catch (error) {
+      if (error.code === "not_demo" || error.status === 401) {
+        D.demo = null;
+        return;
+      }
+    }
+  }
+}
+
+/** Kill a region's node (SIGKILL) or start it again, through another region that answers. */
+async function demoAction(action, target) {
+  const via = D.regions.filter((r) => r.region !== target && D.results.get(r.region)?.ok);
+  const through = via[0] || D.regions.find((r) => r.region === target);
+  try {
+    await api(`${through.url}/api/demo/${action}/${encodeURIComponent(target)}`, { method: "POST", body: {}, token: D.token, timeout: TIMEOUT_MS });
+    D.demoNote = action === "kill"
+      ? `Killed ${target} (SIGKILL). Its players reconnect to another region; the demo restarts it after its delay, or press Start.`
+      : `Asked the demo to start ${target}; it rejoins and catches up from its peers.`;
+  } catch (error) {
+    D.demoNote = `Could not ${action} ${target}: ${error.message}`;
+  }
+  $("#demo-note").textContent = D.demoNote;
+}
+
+function demoButtons(region) {
+  const info = D.demo?.regions?.[region.region];
+  if (!info) return null;
+  const reachable = D.results.get(region.region)?.ok;
+  return h("div", { class: "buttons demo-buttons" },
+    info.up && reachable
+      ? h("button", { type: "button", class: "danger", dataset: { demoKill: region.region }, text: `Kill ${region.region}`, title: "SIGKILL this region's node, as a crash would", on: { click: () => demoAction("kill", region.region) } })
+      : h("button", { type: "button", class: "primary", dataset: { demoStart: region.region }, text: `Start ${region.region}`, on: { click: () => demoAction("start", region.region) } }),
+  );
 }
 
 /** meridian_merges_total{kind="..."} N lines of the Prometheus text, or null if absent. */
@@ -144,6 +187,7 @@ function renderRegions() {
         h("h3", { text: region.region }),
         h("p", { class: "muted", text: `${region.node} · ${region.url}` }),
         h("p", { class: "state down", text: `unreachable from this browser${r?.error ? `: ${r.error.message}` : ""}` }),
+        demoButtons(region),
       );
     }
     const c = r.cluster;
@@ -161,6 +205,7 @@ function renderRegions() {
         stat("changes from peers", c.changes.from_peers, "remote"),
       ),
       ov && ov.players.length ? h("p", { class: "muted small", text: `online here: ${ov.players.join(", ")}` }) : null,
+      demoButtons(region),
     );
   });
   fill($("#regions"), cards);

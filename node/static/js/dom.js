@@ -1,7 +1,7 @@
 // Small DOM helpers shared by the player client and the dashboard (no framework).
 
 /**
- * Create an element. `props` keys: `class`, `text`, `dataset` (object), `on` (object of event
+ * Create an element. `props` keys: `class`, `text`, `dataset` (object; null values skipped), `on` (object of event
  * handlers), `attrs` (object of attributes); any other key is set as a property.
  * Children may be strings, nodes, arrays of those, or null/false (skipped).
  */
@@ -11,7 +11,9 @@ export function h(tag, props = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "class") el.className = Array.isArray(value) ? value.filter(Boolean).join(" ") : value;
     else if (key === "text") el.textContent = value;
-    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key === "dataset") {
+      for (const [name, v] of Object.entries(value)) if (v !== undefined && v !== null) el.dataset[name] = v;
+    }
     else if (key === "on") for (const [name, fn] of Object.entries(value)) el.addEventListener(name, fn);
     else if (key === "attrs") for (const [name, v] of Object.entries(value)) {
       if (v !== undefined && v !== null && v !== false) el.setAttribute(name, v === true ? "" : String(v));

@@ -2,8 +2,10 @@
 // `legal` list of the latest `game` push (nothing else is ever sent as a move).
 
 import { $, fill, h } from "./dom.js";
-import { cardName, cardTile, describeMove, moveLabel, REASONS, SCOUT, TACTICS, isTactic } from "./cards.js";
-import { lastMoveMarks, renderDecks, renderLastClaim, renderSeatInfo, renderTable } from "./board.js";
+import { cardName, cardTile, moveLabel, REASONS, SCOUT, TACTICS, isTactic } from "./cards.js";
+import { renderDecks, renderLastClaim, renderSeatInfo, renderTable } from "./board.js";
+import { MoveHistory, describeTurn, turnMarks } from "./history.js";
+import { renderSummary } from "./summary.js";
 import {
   claimMove,
   claimableFlags,
@@ -19,6 +21,9 @@ import {
   scoutReturnMove,
 } from "./moves.js";
 
+const RATING_TRIES = 20;
+const RATING_RETRY_MS = 500;
+
 const PHASES = {
   claim: "claim flags",
   play: "play a card",
@@ -30,8 +35,14 @@ const PHASES = {
 
 export class GameScreen {
   /**
-   * @param actions {move(gid, move) -> Promise, request(type, fields) -> Promise,
-   *                 toLobby(), replay(gid), you() -> name}
+   * @param {{move(gid: string, move: object): Promise<any>,
+   *          request(type: string, fields: object): Promise<any>,
+   *          fetchMoves(gid: string): Promise<any>, toLobby(): void, stopWatching(): void,
+   *          replay(gid: string): void, replayUrl(gid: string): string,
+   *          rematch(name: string): any, rematchOffer(name: string): any,
+   *          rematchSent(name: string): boolean, accept(iid: string): any,
+   *          decline(iid: string): any,
+   *          ratingsOf(names: string[]): Promise<Map<string, any>>}} actions
    */
   constructor(actions) {
     this.actions = actions;
@@ -41,7 +52,10 @@ export class GameScreen {
     this.confirmGiveUp = false;
     this.prevHand = new Map(); // gid -> hand before the latest push
     this.newCards = new Set();
-    this.log = new Map(); // gid -> Map ply -> text
+    this.histories = new Map(); // gid -> MoveHistory
+    this.fetching = new Set(); // gids whose move list is being fetched
+    this.focusedAt = ""; // "gid:ply" of the position whose first control got the focus
+    this.ratings = new Map(); // gid -> {before: Map, after: Map | null}
     this.opponentAway = false;
     this.connected = true;
     document.addEventListener("keydown", (event) => {
@@ -75,6 +89,7 @@ export class GameScreen {
     const sameGame = this.push && this.push.game === push.game;
     const oldHand = sameGame ? this.push.view.hand : null;
     if (!sameGame) {
+      this.noteRatings(push, "before");
       this.sel = emptySelection();
       this.confirmGiveUp = false;
       this.opponentAway = false;
@@ -85,14 +100,68 @@ export class GameScreen {
     this.push = push;
     this.pending = false;
     this.note(push);
+    if (push.status === "finished" && !this.ratings.get(push.game)?.after) this.noteRatings(push, "after");
     $("#game-error").textContent = "";
     this.render();
   }
 
+  /** Keep the move list up to date from the push's view (never the push's own `last_move`,
+   *  which is not redacted for the other player); fetch the whole list after a gap. */
   note(push) {
-    if (!this.log.has(push.game)) this.log.set(push.game, new Map());
-    const last = push.last_move;
-    if (last) this.log.get(push.game).set(push.ply, describeMove(last.move, this.who(last.player)));
+    if (!this.histories.has(push.game)) this.histories.set(push.game, new MoveHistory());
+    const history = this.histories.get(push.game);
+    if (history.note(push.ply, push.view.last_move) || this.fetching.has(push.game)) return;
+    this.fetching.add(push.game);
+    this.actions.fetchMoves(push.game).then(
+      (moves) => {
+        this.fetching.delete(push.game);
+        history.replace(moves.slice(0, this.push?.game === push.game ? this.push.ply : moves.length));
+        if (this.push?.game === push.game) this.render();
+      },
+      () => this.fetching.delete(push.game),
+    );
+  }
+
+  /** The players' ratings when a game opens and once it is rated (the finished game reaches
+   *  the log, and so the ratings, a moment after the last move). */
+  async noteRatings(push, when) {
+    const gid = push.game;
+    if (!this.ratings.has(gid)) this.ratings.set(gid, { before: null, after: null, asking: false });
+    const entry = this.ratings.get(gid);
+    if (entry.asking && when === "after") return;
+    entry.asking = when === "after";
+    const names = push.players;
+    for (let attempt = 0; attempt < RATING_TRIES; attempt += 1) {
+      let now;
+      try {
+        now = await this.actions.ratingsOf(names);
+      } catch {
+        now = null;
+      }
+      const counted = (name) => (now?.get(name.toLowerCase())?.games ?? 0) > (entry.before?.get(name.toLowerCase())?.games ?? 0);
+      if (now && (when === "before" || names.every(counted))) {
+        entry[when] = now;
+        if (when === "after" && this.push?.game === gid) this.renderSummary();
+        return;
+      }
+      if (when === "before") return;
+      await new Promise((resolve) => setTimeout(resolve, RATING_RETRY_MS));
+    }
+  }
+
+  history() {
+    return this.histories.get(this.push.game) || new MoveHistory();
+  }
+
+  /** The turn the table outlines and "Last turn" tells: the opponent's latest (a player's
+   *  view), or the latest of anyone (a watcher's). */
+  newsTurn() {
+    const history = this.history();
+    if (this.push.you === null) {
+      const turns = history.turns();
+      return turns[turns.length - 1] || null;
+    }
+    return history.lastTurnOf(1 - this.push.you);
   }
 
   who(seat) {
@@ -194,7 +263,7 @@ export class GameScreen {
     else list.push(flag);
     this.render();
     const again = document.querySelector(`[data-claim-flag="${flag}"]`);
-    if (again) again.focus();
+    if (again instanceof HTMLElement) again.focus();
   }
 
   // --- drawing ------------------------------------------------------------------------
@@ -208,7 +277,8 @@ export class GameScreen {
     const names = p.players;
     const mine = this.myTurn() && !this.pending && this.connected;
     const legal = mine ? p.legal : [];
-    const focusKey = document.activeElement?.dataset ? focusSignature(document.activeElement) : null;
+    const active = document.activeElement;
+    const focusKey = active instanceof HTMLElement ? focusSignature(active) : null;
 
     const screen = $("#screen-game");
     screen.dataset.game = p.game;
@@ -234,7 +304,8 @@ export class GameScreen {
           onClaim: (flag) => this.onClaim(flag),
         }
       : null;
-    fill($("#table"), renderTable(view, { bottom, names, you, play }));
+    const news = this.newsTurn();
+    fill($("#table"), renderTable(view, { bottom, names, you, play, marks: turnMarks(news) }));
     fill($("#seat-top"), renderSeatInfo(view, 1 - bottom, { names, you }));
     const opponentNote = you !== null && this.opponentAway
       ? h("span", { class: "badge warn", text: `${names[1 - you]}'s connection dropped; they have 60 s to come back` })
@@ -247,11 +318,56 @@ export class GameScreen {
       decks: mine ? deckTargets(legal, this.sel) : new Map(),
       onDeck: (move) => this.send(move),
     }));
-    this.renderLastMove(view);
+    this.renderSummary();
+    this.renderLastTurn(view, news);
     fill($("#last-claim"), renderLastClaim(view, { names, you }) || "");
     this.renderLegal(legal, mine);
-    this.renderLog();
+    this.renderLog(view);
     if (focusKey) restoreFocus(focusKey);
+    if (mine) this.focusFirstControl(view);
+  }
+
+  /** Who won and how, the flags, the moves, the replay link and the rematch: once finished. */
+  renderSummary() {
+    const p = this.push;
+    const box = $("#summary");
+    const over = p.status === "finished" && p.result;
+    box.hidden = !over;
+    if (!over) {
+      fill(box);
+      return;
+    }
+    const opponent = p.you === null ? null : p.players[1 - p.you];
+    const rematch = opponent === null ? null : {
+      offer: this.actions.rematchOffer(opponent),
+      sent: this.actions.rematchSent(opponent),
+      onRematch: () => this.actions.rematch(opponent),
+      onAccept: (iid) => this.actions.accept(iid),
+      onDecline: (iid) => this.actions.decline(iid),
+    };
+    const wasOpen = box.querySelector(".summary-moves")?.open;
+    const ratings = this.ratings.get(p.game);
+    fill(box, renderSummary(p, this.history(), { rematch, ratings, replayUrl: this.actions.replayUrl(p.game) }));
+    if (wasOpen) box.querySelector(".summary-moves").open = true;
+  }
+
+  /** The keyboard path through a turn: when a new position is yours and the focus was lost
+   *  (the control used last is gone), it goes to the first control of the step: a flag to
+   *  claim, a card to play, a deck to draw from. Typing in a field is never interrupted. */
+  focusFirstControl(view) {
+    const at = `${this.push.game}:${this.push.ply}`;
+    if (this.focusedAt === at || !this.visible()) return;
+    this.focusedAt = at;
+    const active = document.activeElement;
+    if (active && active !== document.body && active.isConnected) return; // still on something
+    const first = {
+      claim: "#table [data-claim-flag]",
+      play: "#hand-area .card:not(:disabled), #controls [data-action=pass]",
+      draw: "#decks [data-deck]",
+      scout_draw: "#decks [data-deck]",
+      scout_return: "#hand-area .card:not(:disabled)",
+    }[view.phase];
+    if (first) focusFirst(first);
   }
 
   turnText() {
@@ -291,6 +407,7 @@ export class GameScreen {
       const classes = [
         this.newCards.has(card) ? "new" : "",
         this.sel.card === card || order >= 0 ? "selected" : "",
+        enabled && this.sel.card === null ? "playable" : "",
       ];
       const label = `${cardName(card)}${this.newCards.has(card) ? " (new)" : ""}` +
         (isTactic(card) ? `: ${TACTICS[card].help}` : "") +
@@ -408,16 +525,21 @@ export class GameScreen {
     return `Choose a flag for ${name}: ${flags.join(", ")} (the "Here" buttons).`;
   }
 
-  renderLastMove(view) {
+  /** The opponent's whole latest turn: claims (and whether they held), the card played, the
+   *  draw; a watcher sees the latest turn of either player. */
+  renderLastTurn(view, turn) {
     const el = $("#last-move");
-    const last = view.last_move;
-    if (!last) {
-      el.textContent = "No move yet.";
+    const p = this.push;
+    $("#last-turn-title").textContent = p.you === null || !turn ? "Last turn" : `${p.players[1 - p.you]}'s last turn`;
+    if (!turn) {
+      el.textContent = this.history().moves.length || p.ply === 0 ? (p.you === null ? "No move yet." : `${p.players[1 - p.you]} has not moved yet.`) : "…";
+      el.dataset.ply = "";
       return;
     }
-    const marks = lastMoveMarks(view);
-    const text = describeMove(last.move, this.who(last.player));
-    fill(el, text.charAt(0).toUpperCase() + text.slice(1), marks.cards.size ? " " : "", [...marks.cards].map((c) => cardTile(c, { classes: ["small", "last"] })));
+    const text = describeTurn(turn, this.who(turn.player), view);
+    const marks = turnMarks(turn);
+    el.dataset.ply = String(turn.first);
+    fill(el, `${sentence(text)}.`, marks.cards.size ? " " : "", [...marks.cards].map((c) => cardTile(c, { classes: ["small", "last"] })));
   }
 
   renderLegal(legal, mine) {
@@ -436,10 +558,20 @@ export class GameScreen {
     }))));
   }
 
-  renderLog() {
-    const entries = [...(this.log.get(this.push.game) || new Map()).entries()].sort((a, b) => a[0] - b[0]);
+  /** Every turn so far, numbered by its first move; the latest is marked as the current one. */
+  renderLog(view) {
+    const turns = this.history().turns();
     const log = $("#move-log");
-    fill(log, entries.map(([ply, text]) => h("li", { attrs: { value: String(ply) } }, text)));
+    fill(log, turns.map((turn, i) => {
+      const current = i === turns.length - 1;
+      return h("li", {
+        class: current ? "current" : "",
+        dataset: { ply: String(turn.first), player: String(turn.player) },
+        attrs: { value: String(turn.first), "aria-current": current ? "step" : null },
+      }, sentence(describeTurn(turn, this.who(turn.player), view)));
+    }));
+    const current = log.querySelector("li.current");
+    if (current && log.offsetParent !== null) log.scrollTop = current.offsetTop - log.clientHeight + current.offsetHeight + 8;
   }
 
   async save() {
@@ -461,6 +593,15 @@ export class GameScreen {
   }
 }
 
+/** "you played ..." starts a sentence as "You played ..."; names keep their case. */
+function sentence(text) {
+  return text.replace(/^you /, "You ");
+}
+
+/**
+ * @param {HTMLElement} el
+ * @returns {[string, string] | null}
+ */
 function focusSignature(el) {
   const d = el.dataset;
   for (const key of ["handCard", "targetFlag", "claimFlag", "deck", "action", "move", "card", "discard"]) {
@@ -471,7 +612,9 @@ function focusSignature(el) {
 
 function restoreFocus([key, value]) {
   const attr = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-  const el = document.querySelector(`#screen-game [data-${attr}="${CSS.escape(value)}"]`);
+  const el = /** @type {(HTMLElement & {disabled?: boolean}) | null} */ (
+    document.querySelector(`#screen-game [data-${attr}="${CSS.escape(value)}"]`)
+  );
   if (el && !el.disabled && document.activeElement !== el) el.focus();
 }
 

@@ -6,7 +6,7 @@ import { REASONS } from "./cards.js";
 
 const STATUS = { idle: "available", playing: "playing", watching: "watching" };
 
-export function renderPlayers(tbody, lobby, me, invites, actions) {
+export function renderPlayers(tbody, lobby, me, invites, actions, ratings = new Map()) {
   const invited = new Set(invites.outgoing.map((i) => i.to.toLowerCase()));
   const rows = [...lobby.values()]
     .sort((a, b) => (a.name.toLowerCase() === me ? -1 : b.name.toLowerCase() === me ? 1 : a.name.localeCompare(b.name)))
@@ -35,11 +35,12 @@ export function renderPlayers(tbody, lobby, me, invites, actions) {
         { dataset: { player: p.name, region: p.region, status: p.status } },
         h("td", {}, h("strong", { text: p.name }), self ? h("span", { class: "muted", text: " (you)" }) : null),
         h("td", {}, h("span", { class: "region-tag", text: p.region })),
+        h("td", { class: "num rating", text: ratings.has(p.name.toLowerCase()) ? String(ratings.get(p.name.toLowerCase()).rating) : "1500", title: ratings.has(p.name.toLowerCase()) ? `${ratings.get(p.name.toLowerCase()).games} rated games` : "no rated game yet" }),
         h("td", { class: `status ${p.status}`, text: status }),
         h("td", { class: "actions" }, buttons),
       );
     });
-  fill(tbody, rows.length ? rows : h("tr", {}, h("td", { attrs: { colspan: "4" }, class: "muted", text: "Nobody is online." })));
+  fill(tbody, rows.length ? rows : h("tr", {}, h("td", { attrs: { colspan: "5" }, class: "muted", text: "Nobody is online." })));
 }
 
 export function renderInvites(el, invites, actions) {
@@ -54,7 +55,7 @@ export function renderInvites(el, invites, actions) {
   );
   const outgoing = invites.outgoing.map((i) =>
     h("li", { dataset: { outgoing: i.to, iid: i.iid } },
-      h("span", { text: i.resume ? `You invited ${i.to} to resume a saved game` : `You invited ${i.to}` }),
+      h("span", { text: `${i.resume ? `You invited ${i.to} to resume a saved game` : `You invited ${i.to}`}: waiting for an answer…` }),
       h("span", { class: "buttons" },
         h("button", { type: "button", dataset: { retract: i.iid }, text: "Withdraw", on: { click: () => actions.retract(i.iid) } }),
       ),
@@ -112,4 +113,18 @@ export function renderFinished(el, games, me, actions) {
     );
   });
   fill(el, items.length ? h("ul", { class: "items" }, items) : h("p", { class: "muted", text: "None yet." }));
+}
+
+/** The leaderboard rows (GET /api/ratings), your own row marked. */
+export function renderLeaderboard(tbody, rows, me) {
+  const body = rows.map((r) => h("tr", { class: r.name.toLowerCase() === me ? "me" : "", dataset: { rated: r.name } },
+    h("td", { class: "num", text: String(r.rank) }),
+    h("th", { scope: "row", text: r.name.toLowerCase() === me ? `${r.name} (you)` : r.name }),
+    h("td", { class: "num rating", text: String(r.rating) }),
+    h("td", { class: "num", text: String(r.games) }),
+    h("td", { class: "num", text: String(r.won) }),
+    h("td", { class: "num", text: String(r.lost) }),
+    h("td", { class: "num", text: String(r.drawn) }),
+  ));
+  fill(tbody, body.length ? body : h("tr", {}, h("td", { attrs: { colspan: "7" }, class: "muted", text: "No finished game yet." })));
 }

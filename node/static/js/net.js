@@ -8,7 +8,11 @@ export class ApiError extends Error {
   }
 }
 
-/** fetch() with a timeout; network failures become ApiError("network"). */
+/**
+ * fetch() with a timeout; network failures become ApiError("network").
+ * @param {string} url
+ * @param {{method?: string, body?: any, token?: string, timeout?: number}} [options]
+ */
 async function request(url, { method = "GET", body, token, timeout = 10000 } = {}) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeout);
@@ -53,10 +57,48 @@ export async function text(url, options = {}) {
   return response.text();
 }
 
-/** The regions of the cluster as the node at `base` knows them. */
+/** The regions of the cluster as the node at `base` knows them; `opened` marks that node's
+ *  own region (for the page: the region whose URL was opened). */
 export async function fetchRegions(base = "") {
   const reply = await api(`${base}/api/regions`, { timeout: 5000 });
-  return reply.regions.map((r) => ({ region: r.region, node: r.node, url: r.url.replace(/\/$/, "") }));
+  return reply.regions.map((r) => ({
+    region: r.region,
+    node: r.node,
+    url: r.url.replace(/\/$/, ""),
+    opened: r.region === reply.here,
+  }));
+}
+
+// Another region replaces the one whose URL was opened only when it is clearly faster: by at
+// least this many milliseconds and this factor (loopback and one city differ by noise alone).
+export const CLEARLY_FASTER_MS = 20;
+export const CLEARLY_FASTER_FACTOR = 2;
+
+/**
+ * The region to play through, and why: the region whose URL was opened, unless another is
+ * clearly faster (see above) or it does not answer; then the fastest. `regions` are measured
+ * (rtt null: no answer). Returns {region, reason} or null when no region answers.
+ */
+export function preferredRegion(regions) {
+  const up = sortByRtt(regions.filter((r) => r.rtt !== null));
+  if (!up.length) return null;
+  const fastest = up[0];
+  const opened = up.find((r) => r.opened);
+  if (!opened) {
+    return { region: fastest, reason: `${fastest.region} answers fastest (${formatRtt(fastest.rtt)}).` };
+  }
+  const clearly = fastest.rtt + CLEARLY_FASTER_MS <= opened.rtt && fastest.rtt * CLEARLY_FASTER_FACTOR <= opened.rtt;
+  if (fastest !== opened && clearly) {
+    return {
+      region: fastest,
+      reason: `${fastest.region} (${formatRtt(fastest.rtt)}) is clearly faster than ${opened.region} (${formatRtt(opened.rtt)}), the region of this page's address.`,
+    };
+  }
+  const others = fastest === opened ? "" : ` ${fastest.region} (${formatRtt(fastest.rtt)}) is not faster by ${CLEARLY_FASTER_MS} ms and ${CLEARLY_FASTER_FACTOR}×, so the difference is noise.`;
+  return {
+    region: opened,
+    reason: `${opened.region} is the region of this page's address (${formatRtt(opened.rtt)}).${others}`,
+  };
 }
 
 /**

@@ -1,0 +1,165 @@
+"""The push gate: what the game service says to a player leaves only once it cannot be lost.
+
+A reply that acknowledges a change, and every push that shows a change to anyone (the opponent,
+watchers, the mover's other sessions, a rollback notice), is released under one rule: the change
+is durable in this node's store and, with ``replication.ack_regions = k``, held by k other
+regions. Messages for one connection leave in the order the service produced them, so a message
+behind a held one waits too; everything waiting on one commit is released by the same call.
+
+This is sans-IO: the service owns a `Delivery`, the adapters (aiohttp in ``node.player_api``,
+the simulator in ``sim.players``) call ``GameService.take_outgoing(now)`` whenever the store
+commits or a peer acknowledges, and send what comes out. A replicated wait is bounded by
+``REPLICATION_WAIT_S``: a reply still waiting then becomes a ``not_replicated`` refusal (the
+change is durable here and will replicate), and a push is released as it is, so that a region
+cut off from the others does not freeze its players' games (docs/protocol.md, "Delivery").
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from meridian.sync.engine import SyncEngine
+
+REPLICATION_WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What must hold before a message may leave."""
+
+    doc_id: str
+    durable_event: int  # this node's change number that must be committed to its store
+    replicated_event: int = 0  # this node's own change that k other regions must hold (0: none)
+
+
+@dataclass(frozen=True)
+class Send:
+    conn: str
+    message: dict[str, Any]
+    gate: Gate | None = None  # None: nothing to wait for
+    text: str = ""  # the message already serialized (shared by many connections), or ""
+
+
+@dataclass(frozen=True)
+class Close:
+    conn: str
+    code: int
+    reason: str
+
+
+Outgoing = Send | Close
+
+
+class Progress(Protocol):
+    """How far this node's changes have got: the adapters answer from the store and the engine."""
+
+    def durable_through(self) -> int:
+        """Every change numbered up to this one is committed to the local store."""
+        ...
+
+    def regions_holding(self, doc_id: str, event_no: int) -> int:
+        """How many other regions acknowledged holding change `event_no` of `doc_id`."""
+        ...
+
+
+class EngineProgress:
+    """`Progress` read off a node's sync engine (the same for aiohttp and the simulator)."""
+
+    def __init__(self, engine: SyncEngine) -> None:
+        self.engine = engine
+
+    def durable_through(self) -> int:
+        return self.engine.durable_event_no
+
+    def regions_holding(self, doc_id: str, event_no: int) -> int:
+        engine = self.engine
+        return sum(engine.peer_holds(peer, doc_id, event_no) for peer in engine.peers)
+
+
+@dataclass
+class _Queue:
+    items: deque[Outgoing] = field(default_factory=deque)
+    held_since: float | None = None  # when the head started waiting for replication
+
+
+class Delivery:
+    """Per-connection queues of outgoing messages, released under the gate's rule."""
+
+    def __init__(self, ack_regions: int, replication_wait_s: float = REPLICATION_WAIT_S) -> None:
+        self.ack_regions = ack_regions
+        self.replication_wait_s = replication_wait_s
+        self._queues: dict[str, _Queue] = {}
+        self.released_late = 0  # messages released after the replication wait ran out
+
+    def put(self, items: Iterable[Outgoing]) -> None:
+        for item in items:
+            self._queues.setdefault(item.conn, _Queue()).items.append(item)
+
+    def waiting(self) -> int:
+        return sum(len(queue.items) for queue in self._queues.values())
+
+    def release(self, now: float, progress: Progress) -> list[Outgoing]:
+        """Every message whose gate is open, in order per connection."""
+        out: list[Outgoing] = []
+        for conn_id in list(self._queues):
+            queue = self._queues[conn_id]
+            self._release_queue(queue, now, progress, out)
+            if not queue.items:
+                del self._queues[conn_id]
+        return out
+
+    def _release_queue(
+        self, queue: _Queue, now: float, progress: Progress, out: list[Outgoing]
+    ) -> None:
+        while queue.items:
+            ready = self._ready(queue, queue.items[0], now, progress)
+            if ready is None:
+                return
+            queue.items.popleft()
+            queue.held_since = None
+            out.append(ready)
+            if isinstance(ready, Close):
+                queue.items.clear()  # nothing reaches a closed connection
+
+    def _ready(
+        self, queue: _Queue, item: Outgoing, now: float, progress: Progress
+    ) -> Outgoing | None:
+        if isinstance(item, Close) or item.gate is None:
+            return item
+        gate = item.gate
+        if progress.durable_through() < gate.durable_event:
+            return None
+        if not self.ack_regions or not gate.replicated_event or not gate.doc_id:
+            return item
+        if progress.regions_holding(gate.doc_id, gate.replicated_event) >= self.ack_regions:
+            return item
+        if queue.held_since is None:
+            queue.held_since = now
+        if now - queue.held_since < self.replication_wait_s:
+            return None
+        self.released_late += 1
+        return _not_replicated(item, progress.regions_holding(gate.doc_id, gate.replicated_event))
+
+    def next_deadline(self) -> float | None:
+        """When a replication wait runs out (the adapter must call `release` then)."""
+        started = [q.held_since for q in self._queues.values() if q.held_since is not None]
+        return min(started) + self.replication_wait_s if started else None
+
+
+def _not_replicated(item: Send, held: int) -> Send:
+    """A reply still short of its regions becomes a refusal; a push goes as it is."""
+    if "ok" not in item.message:
+        return item
+    message = {
+        "re": item.message.get("re"),
+        "ok": False,
+        "error": {
+            "code": "not_replicated",
+            "message": f"durable here but held by {held} other region(s) of those required; "
+            "it will replicate",
+        },
+    }
+    return replace(item, message=message, text="")

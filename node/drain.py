@@ -1,0 +1,345 @@
+"""Drain: take a node out of service without dropping its players (SIGTERM, or the admin API).
+
+A drain, once started, runs these steps and then lets the process exit 0:
+
+1. **Stop taking players.** ``/readyz`` answers 503 (a load balancer or Kubernetes stops sending
+   players here); a new ``/ws``, ``/api/login`` or ``/api/register`` is refused with 503 and the
+   error code ``draining``, naming a region to use instead. Players already here keep playing.
+2. **Hand every player over.** A target is chosen among the peers linked right now that are not
+   draining themselves (their ``/readyz`` does not answer 503), round robin over the sessions.
+   Each session gets a fresh resume token (recorded in this node's presence document), and once
+   the target region holds that record (after ``PREFERRED_WAIT_S`` any target holding it; after
+   ``TARGET_WAIT_S`` the chosen one regardless) each of the session's connections is sent one
+   push: ``{"type": "drain", "region", "url", "resume", "message"}``
+   (docs/protocol.md). It leaves after everything already said to that connection, so the player
+   has seen every move before moving. The client opens ``/ws`` at ``url`` with
+   ``hello {"resume": ...}``; the target takes the session over and this node then closes the
+   old connection (4104) as for any session continued elsewhere.
+3. **Wait** until no player is connected here any more, or ``node.drain_deadline_s`` passed.
+4. **Flush.** Wait until the local store holds every change and every linked peer acknowledged
+   every change this node wrote (its own presence document aside), for at most
+   ``FLUSH_MAX_S``. The node's normal stop then closes whoever is left (4000) and the links.
+
+Without any target (a single node, or every other region down or draining) step 2 is skipped:
+the players are closed with 4000 at the stop and reconnect by themselves, as before drains.
+
+HTTP (added by `add_drain_routes`): ``GET /readyz``; ``POST /api/admin/drain`` (admin token)
+starts a drain and answers 202 at once, or with ``{"wait": true}`` answers the report once the
+drain is done; ``GET /api/admin/drain`` tells whether one runs and its report so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from meridian.crdt_models.presence import PRESENCE_PREFIX, presence_doc_id
+from meridian.node.http_api import NODE_KEY, bad_request, error_response, require_admin
+from meridian.sync.engine import DocChanged
+
+if TYPE_CHECKING:
+    from meridian.node.server import Node
+
+log = logging.getLogger("meridian.drain")
+
+POLL_S = 0.05
+TARGET_WAIT_S = 3.0  # a notice waits at most this long for a target to hold the resume record
+PREFERRED_WAIT_S = 0.5  # then any target holding it will do, not only the one chosen
+READY_TIMEOUT_S = 1.0  # the readiness probe of a candidate target
+# The flush waits at most this long, after the players: an up-to-date peer acknowledges within
+# milliseconds, and the ack bookkeeping can lag behind what a peer holds (after a link was
+# replaced), so it is bounded separately from the players' deadline.
+FLUSH_MAX_S = 5.0
+REFUSED_WHILE_DRAINING = frozenset({"/ws", "/api/login", "/api/register"})
+DRAIN_KEY: web.AppKey[NodeDrain] = web.AppKey("drain")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Target:
+    node_id: str
+    region: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Handover:
+    """One session being handed over: its chosen target, the presence change holding its new
+    resume token, the token, and its connections here."""
+
+    target: Target
+    event_no: int
+    resume: str
+    conn_ids: list[str]
+
+
+@dataclass
+class DrainReport:
+    """What a drain did (logged, and answered by ``GET /api/admin/drain``)."""
+
+    sessions: int = 0  # sessions connected here when the drain began
+    told: int = 0  # sessions sent a drain notice
+    left: int = 0  # sessions still connected at the end (closed with 4000 by the stop)
+    flushed: bool = False  # the store and every linked peer hold every change
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sessions": self.sessions,
+            "told": self.told,
+            "left": self.left,
+            "flushed": self.flushed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class NodeDrain:
+    """The drain of one node (see module docstring); `start` is idempotent."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.deadline_s = node.config.drain_deadline_s
+        self.draining = False
+        self.finished = asyncio.Event()
+        self.report = DrainReport()
+        self.targets: list[Target] = []
+        self._task: asyncio.Task[None] | None = None
+        self._last_local: dict[str, int] = {}  # doc -> this node's latest own change to it
+        node.replicator.listeners.append(self._note_change)
+
+    def _note_change(self, change: DocChanged) -> None:
+        # This node's presence is left out of the flush: it describes this process, which is
+        # ending, and its sessions that matter were handed over (and waited for) one by one.
+        if change.origin is None and not change.doc_id.startswith(PRESENCE_PREFIX):
+            self._last_local[change.doc_id] = change.event_no
+
+    def start(self) -> None:
+        if self._task is None:
+            self.draining = True  # from now on new players are refused
+            self._task = asyncio.create_task(self._run(), name="drain")
+
+    async def _run(self) -> None:
+        started = time.monotonic()
+        deadline = started + self.deadline_s
+        sessions = self._sessions()
+        self.report.sessions = len(sessions)
+        log.info(
+            "drain: started; %d player session(s) here, deadline %.0f s",
+            len(sessions),
+            self.deadline_s,
+        )
+        try:
+            self.targets = await self._ready_targets()
+            if self.targets and sessions:
+                await self._hand_over(sessions, deadline)
+            await self._wait_for_players(deadline)
+            self.report.left = len(self._sessions())
+            self.report.flushed = await self._flush(time.monotonic() + FLUSH_MAX_S)
+        except Exception:
+            log.exception("drain: failed; stopping anyway")
+        self.report.seconds = time.monotonic() - started
+        log.info("drain: done; %s", self.report.to_json())
+        self.finished.set()
+
+    # --- step 1: who is here, where they can go -----------------------------------------------
+
+    def _sessions(self) -> dict[str, list[str]]:
+        """Session id -> its connections here (players past hello)."""
+        by_sid: dict[str, list[str]] = {}
+        for conn in self.node.service.conns.values():
+            if conn.sid:
+                by_sid.setdefault(conn.sid, []).append(conn.conn_id)
+        return by_sid
+
+    async def _ready_targets(self) -> list[Target]:
+        engine = self.node.engine
+        up = set(engine.up_peers())
+        candidates = [
+            Target(p.node_id, p.region, p.url)
+            for p in sorted(engine.peers.values(), key=lambda p: p.region)
+            if p.node_id in up and p.url
+        ]
+        async with aiohttp.ClientSession() as http:
+            ready = await asyncio.gather(*(_is_ready(http, t.url) for t in candidates))
+        targets = [t for t, ok in zip(candidates, ready, strict=True) if ok]
+        log.info("drain: targets %s", ", ".join(t.region for t in targets) or "none")
+        return targets
+
+    # --- step 2: the hand-over ---------------------------------------------------------------
+
+    async def _hand_over(self, sessions: dict[str, list[str]], deadline: float) -> None:
+        service = self.node.service
+        pending: list[Handover] = []
+        for target, (sid, conn_ids) in zip(itertools.cycle(self.targets), sessions.items()):
+            handed = service.hand_over(sid)
+            if handed is not None:
+                pending.append(Handover(target, handed[1], handed[0], conn_ids))
+        self.node.replicator.pump()
+        began = time.monotonic()
+        give_up = min(deadline, began + TARGET_WAIT_S)
+        while pending:
+            waited = time.monotonic() - began
+            for handover in list(pending):
+                going_to = self._target_for(handover, waited, give_up)
+                if going_to is not None:
+                    for conn_id in handover.conn_ids:
+                        service.notify(conn_id, self._notice(going_to, handover.resume))
+                    self.report.told += 1
+                    pending.remove(handover)
+            self.node.players.drain()
+            if pending:
+                await asyncio.sleep(POLL_S)
+
+    def _target_for(self, handover: Handover, waited: float, give_up: float) -> Target | None:
+        """Where to send the player now (None: wait): the chosen target once it holds the new
+        resume record; after PREFERRED_WAIT_S any target that holds it (a region that just
+        restarted may acknowledge late); at `give_up` the chosen one anyway (the client then
+        falls back to its usual failover)."""
+        presence = presence_doc_id(self.node.config.node_id)
+        engine = self.node.engine
+        holders = [
+            t for t in self.targets if engine.peer_holds(t.node_id, presence, handover.event_no)
+        ]
+        if handover.target in holders:
+            return handover.target
+        if holders and waited >= PREFERRED_WAIT_S:
+            return holders[0]
+        if time.monotonic() >= give_up:
+            log.warning("drain: %s did not acknowledge a session in time", handover.target.region)
+            return handover.target
+        return None
+
+    def _notice(self, target: Target, resume: str) -> dict[str, Any]:
+        here = self.node.config.region
+        return {
+            "type": "drain",
+            "region": target.region,
+            "url": target.url,
+            "resume": resume,
+            "message": f"region {here} is going down for maintenance; "
+            f"continuing in {target.region}",
+        }
+
+    # --- steps 3 and 4 -------------------------------------------------------------------------
+
+    async def _wait_for_players(self, deadline: float) -> None:
+        log.info("drain: told %d session(s); waiting for them to move", self.report.told)
+        # Sessions leave through the sans-IO service, which signals nothing: poll, bounded.
+        while self._sessions() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(POLL_S)
+        if left := self._sessions():
+            log.warning("drain: deadline passed with %d session(s) still here", len(left))
+
+    async def _flush(self, deadline: float) -> bool:
+        """Wait until the store and every linked peer hold this node's changes (False: timed
+        out, the rest is left to the peers' anti-entropy with this node's store on restart)."""
+        latest = dict(self._last_local)
+        self.node.replicator.pump()
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await self.node.store.flush()  # everything submitted so far is on disk
+                # Peers' acks land in the engine's counters, not in an event: poll, bounded.
+                while self._not_held(latest):  # noqa: ASYNC110
+                    await asyncio.sleep(POLL_S)
+                return True
+        except TimeoutError:
+            missing = self._not_held(latest)
+            shown = ", ".join(f"{peer}:{doc_id}" for peer, doc_id in missing[:5])
+            log.warning("drain: flush timed out; not acknowledged: %s", shown or "(store)")
+            return False
+
+    def _not_held(self, latest: dict[str, int]) -> list[tuple[str, str]]:
+        """(peer, document) pairs where a linked peer has not acknowledged this node's latest
+        change."""
+        engine = self.node.engine
+        return [
+            (peer, doc_id)
+            for peer in engine.up_peers()
+            for doc_id, event_no in sorted(latest.items())
+            if not engine.peer_holds(peer, doc_id, event_no)
+        ]
+
+    # --- HTTP -------------------------------------------------------------------------------
+
+    def suggestion(self) -> str:
+        if self.targets:
+            return f"; use {self.targets[0].url} (region {self.targets[0].region})"
+        return "; use another region"
+
+
+async def _is_ready(http: aiohttp.ClientSession, url: str) -> bool:
+    """A peer can take players unless it is draining (503) or does not answer. An older node
+    without /readyz (404) counts as ready: it takes players as it always did."""
+    try:
+        timeout = aiohttp.ClientTimeout(total=READY_TIMEOUT_S)
+        async with http.get(f"{url}/readyz", timeout=timeout) as response:
+            return response.status != 503
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return False
+
+
+def add_drain_routes(app: web.Application, drain: NodeDrain) -> None:
+    """``GET /readyz``, ``POST|GET /api/admin/drain`` and the refusal of new players."""
+    app[DRAIN_KEY] = drain
+    app.middlewares.append(refuse_new_players)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_post("/api/admin/drain", start_drain)
+    app.router.add_get("/api/admin/drain", drain_status)
+
+
+@web.middleware
+async def refuse_new_players(request: web.Request, handler: Handler) -> web.StreamResponse:
+    drain = request.app[DRAIN_KEY]
+    if drain.draining and request.path in REFUSED_WHILE_DRAINING:
+        message = "this node is shutting down" + drain.suggestion()
+        return error_response(503, "draining", message)
+    return await handler(request)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 while the node takes players, 503 once it drains (readiness probes, load balancers)."""
+    drain = request.app[DRAIN_KEY]
+    node = request.app[NODE_KEY]
+    body = {"status": "draining" if drain.draining else "ready", "node": node.config.node_id}
+    return web.json_response(body, status=503 if drain.draining else 200)
+
+
+async def start_drain(request: web.Request) -> web.Response:
+    """202 at once; with ``{"wait": true}`` 200 and the report once the drain is done (the
+    answer leaves before the node stops)."""
+    require_admin(request)
+    drain = request.app[DRAIN_KEY]
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise bad_request("bad_request", "body is not JSON") from None
+    drain.start()
+    if isinstance(body, dict) and body.get("wait") is True:
+        await drain.finished.wait()
+        node_id = request.app[NODE_KEY].config.node_id
+        return web.json_response({"node": node_id, **drain.report.to_json()})
+    return web.json_response(
+        {
+            "draining": True,
+            "node": request.app[NODE_KEY].config.node_id,
+            "deadline_s": drain.deadline_s,
+        },
+        status=202,
+    )
+
+
+async def drain_status(request: web.Request) -> web.Response:
+    require_admin(request)
+    drain = request.app[DRAIN_KEY]
+    done = drain.finished.is_set()
+    return web.json_response({"draining": drain.draining, "done": done, **drain.report.to_json()})

@@ -1,0 +1,61 @@
+"""GameTracker.went_back_for: where a player's view leaves the canonical chain (for rollbacks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import meridian.games.battleline as battleline
+from meridian.crdt_models.game import GameInfo, MoveRecord, canonical_chain, start_state
+from meridian.crdt_models.hlc import HybridLogicalClock
+from meridian.node.game_tracker import GameTracker
+
+RULES = battleline.rules_module()
+
+
+def _record(state: Any, ply: int, parent: str, stamp: str, pick: int = 0) -> MoveRecord:
+    player = RULES.to_move(state)
+    assert player is not None, "the game is not over"
+    move = RULES.legal_moves(state)[pick]
+    return MoveRecord(ply, parent, player, move, stamp, "eu-1")
+
+
+def _tracker_with_fork() -> tuple[GameTracker, list[MoveRecord], list[MoveRecord]]:
+    """A chain a0 a1 a2 and a losing branch b2 b3 that left it after a1 (b2 stamped later)."""
+    clock = HybridLogicalClock("eu-1", iter(range(1_000, 10_000, 10)).__next__)
+    info = GameInfo(
+        "g1", "battleline", ["u0", "u1"], ["p0", "p1"], 7, 0, clock.now().encode(), "eu-1"
+    )
+    tracker = GameTracker(RULES, info)
+    state, main = start_state(RULES, info), list[MoveRecord]()
+    for ply in range(3):
+        main.append(_record(state, ply, main[-1].key if main else "", clock.now().encode()))
+        state = RULES.apply_move(state, main[-1].player, main[-1].move)
+    fork_state = start_state(RULES, info)
+    for record in main[:2]:
+        fork_state = RULES.apply_move(fork_state, record.player, record.move)
+    b2 = _record(fork_state, 2, main[1].key, clock.now().encode(), pick=-1)
+    after_b2 = RULES.apply_move(fork_state, b2.player, b2.move)
+    b3 = _record(after_b2, 3, b2.key, clock.now().encode())
+    tracker.records = [*main, b2, b3]
+    tracker.chain = canonical_chain(RULES, info, tracker.records)
+    assert [r.key for r in tracker.chain.moves] == [r.key for r in main]
+    return tracker, main, [b2, b3]
+
+
+def test_a_view_still_on_the_chain_needs_no_rollback() -> None:
+    tracker, main, _branch = _tracker_with_fork()
+    assert tracker.went_back_for(3, main[2].key) is None
+    assert tracker.went_back_for(1, main[0].key) is None
+
+
+def test_a_view_on_a_losing_branch_went_back_to_where_the_branch_left() -> None:
+    tracker, _main, branch = _tracker_with_fork()
+    assert tracker.went_back_for(4, branch[1].key) == 2
+    assert tracker.went_back_for(3, branch[0].key) == 2
+
+
+def test_a_head_this_node_never_received_went_back_below_the_ply_seen() -> None:
+    tracker, _main, _branch = _tracker_with_fork()
+    assert tracker.went_back_for(5, "9:unknown") == 3  # the chain here is 3 plies long
+    assert tracker.went_back_for(2, "1:unknown") == 1
+    assert tracker.went_back_for(0, "") is None

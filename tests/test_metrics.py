@@ -1,0 +1,130 @@
+"""/metrics text: exact large counters, summaries with _count and _sum, the names dashboards use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from meridian.node.metrics import (
+    exposition,
+    peer_families,
+    replication_families,
+    service_families,
+    store_families,
+)
+from meridian.sync.engine import PeerState
+from meridian.sync.replicator import ReplicatorCounters
+from tests.sync_harness import MemoryCluster
+
+
+class Families:
+    """A collector over fixed families, to render them as a node's registry would."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def render(families: Iterable[Metric]) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Families(families))
+    return exposition(registry).decode()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of the text as Prometheus parses it, by name and labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_counters_over_ten_million_keep_every_digit() -> None:
+    peer = PeerState(node_id="us-1", region="us")
+    peer.bytes_sent = 123_456_789
+    peer.bytes_received = 2**53 - 1  # the largest integer a float sample holds exactly
+    text = render(peer_families([peer], up={"us-1"}))
+    labels = frozenset({("peer", "us-1"), ("region", "us")})
+    parsed = samples(text)
+    assert parsed["meridian_sync_bytes_sent_total", labels] == 123_456_789
+    assert parsed["meridian_sync_bytes_received_total", labels] == 2**53 - 1
+    assert 'meridian_sync_bytes_sent_total{peer="us-1",region="us"} 1.23456789e+08' in text
+
+
+def test_replication_lag_summary_has_count_and_sum_over_every_ack() -> None:
+    cluster = MemoryCluster(["eu", "us"])
+    cluster.full_mesh()
+    for n in range(5):
+        cluster.put("eu", "test:lag", f"k{n}", n)
+        cluster.advance(0.05)
+    peer = cluster.engines["eu"].peers["us"]
+    assert peer.lag_count >= 5
+    text = render(peer_families([peer], up=set(cluster.engines["eu"].up_peers())))
+    parsed = samples(text)
+    labels = frozenset({("peer", "us"), ("region", "us")})
+    assert parsed["meridian_sync_replication_lag_seconds_count", labels] == peer.lag_count
+    assert parsed["meridian_sync_replication_lag_seconds_sum", labels] == peer.lag_seconds_total
+    assert parsed["meridian_peer_up", labels] == 1
+    median = parsed["meridian_sync_replication_lag_seconds", labels | {("quantile", "0.5")}]
+    assert 0 <= median <= max(peer.lag_samples)
+
+
+def test_store_summary_counts_commits_beyond_the_samples_kept() -> None:
+    text = render(
+        store_families(recent_seconds=[0.002, 0.004], commits=7, seconds_total=0.03, failures=1)
+    )
+    parsed = samples(text)
+    assert parsed["meridian_store_commit_latency_seconds_count", frozenset()] == 7
+    assert parsed["meridian_store_commit_latency_seconds_sum", frozenset()] == 0.03
+    assert parsed["meridian_store_commits_total", frozenset()] == 7
+    assert parsed["meridian_store_failures_total", frozenset()] == 1
+
+
+def test_every_metric_name_and_label_is_kept() -> None:
+    counters = ReplicatorCounters()
+    counters.changes_local, counters.changes_remote, counters.links_refused = 3, 4, 2
+    text = render(
+        [
+            *peer_families([PeerState(node_id="ap-1", region="ap")], up=set()),
+            *replication_families(counters, documents=9),
+            *store_families(recent_seconds=[], commits=0, seconds_total=0.0, failures=0),
+            *service_families(
+                merges={"double_login": 2},
+                connections=5,
+                game_statuses=["active", "active", "finished"],
+            ),
+        ]
+    )
+    types = {line.split()[2]: line.split()[3] for line in text.splitlines() if "# TYPE" in line}
+    assert types == {
+        "meridian_peer_up": "gauge",
+        "meridian_sync_updates_sent_total": "counter",
+        "meridian_sync_updates_received_total": "counter",
+        "meridian_sync_bytes_sent_total": "counter",
+        "meridian_sync_bytes_received_total": "counter",
+        "meridian_sync_replication_lag_seconds": "summary",
+        "meridian_changes_total": "counter",
+        "meridian_documents": "gauge",
+        "meridian_links_total": "counter",
+        "meridian_store_commit_latency_seconds": "summary",
+        "meridian_store_commits_total": "counter",
+        "meridian_store_failures_total": "counter",
+        "meridian_merges_total": "counter",
+        "meridian_player_connections": "gauge",
+        "meridian_games": "gauge",
+    }
+    parsed = samples(text)
+    assert parsed["meridian_peer_up", frozenset({("peer", "ap-1"), ("region", "ap")})] == 0
+    assert parsed["meridian_changes_total", frozenset({("origin", "peer")})] == 4
+    assert parsed["meridian_links_total", frozenset({("outcome", "refused")})] == 2
+    assert parsed["meridian_documents", frozenset()] == 9
+    assert parsed["meridian_merges_total", frozenset({("kind", "double_login")})] == 2
+    assert parsed["meridian_merges_total", frozenset({("kind", "two_games")})] == 0
+    assert parsed["meridian_games", frozenset({("status", "active")})] == 2
+    assert parsed["meridian_player_connections", frozenset()] == 5
