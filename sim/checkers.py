@@ -530,6 +530,11 @@ CHECKERS: dict[str, CheckerSpec] = {
         (),
         "every acknowledged move in the final game documents (fails with ack_regions >= 1)",
     ),
+    "forged-refused": CheckerSpec(
+        lambda params, context: gamecheck.check_forged_refused,
+        (),
+        "no move record an insider forged reached an honest node (its peers refuse it)",
+    ),
     shown.NAME: CheckerSpec(
         lambda params, context: shown.check_shown_plies,
         (),

@@ -4,10 +4,17 @@ Home-region authority only decides something when two regions write one account 
 which players rarely do. Each editor is an account registered in its home region (round robin
 over the regions) that logs in there, and then, every ``edit_every_s`` until the heal, moves its
 home (``POST /api/home``) to a random region, sending the request with chance ``away`` through a
-client in another region to that region's node (during a partition both writes stand, and the
-home region's must win), otherwise through its home node. What each edit asked for and what the
-node answered goes into the notes (``account-edit``); the ``accounts`` checker compares every
-node's resolved accounts with the reference rule.
+client in another region to that region's node, otherwise through its home node. Only the home
+region writes an account's home (docs/architecture.md, "Account authority"): a node of another
+region must refuse the change with ``not_home``, and the home region's node may too while the
+record that made it the home has not reached it yet. The workload knows the true home at every
+moment (the registration's, then that of each accepted move: an editor waits for each reply).
+What each edit asked for, through which region, the home the editor believed in when it sent
+it (``was_home``: the registration's, then each accepted move's; a node with a stale picture
+may accept a move it takes for a no-op, so this is a belief) and what the node answered goes
+into the notes (``account-edit``); the ``accounts`` checker holds that each home record was
+written by the home of the one before and that refusals away from home say ``not_home``, and
+compares every node's resolved accounts with the reference rule.
 """
 
 from __future__ import annotations
@@ -103,15 +110,20 @@ class AccountEditors:
         via = rng.choice(others) if others and rng.random() < self.away else editor.home
         region = rng.choice(regions)
         body = {"token": editor.token, "region": region}
+        was_home = editor.home
 
         def done(reply: Reply) -> None:
             editor.busy = False
             code = "" if reply.get("ok") else reply.get("error", {}).get("code", "")
+            if not code:
+                editor.home = region
             recorder[via].note(
                 "account-edit",
                 client=editor.name,
                 uid=editor.uid,
                 home=region,
+                via=via,
+                was_home=was_home,
                 ok=not code,
                 code=code,
             )

@@ -11,9 +11,12 @@ told (the bots' notes, see sim.bots) are then compared with that.
   that owner and marks exactly the reference's losers ``must_rename``; every loser connected at
   the end was told (in its ``hello`` or as a notice), and no owner was.
 * ``accounts`` (home-region authority): every account version records as ``base_home`` the home
-  of the version it was written from (by the journal of every version ever seen), and every
-  node's service resolves every account (name, home, status, password) as the reference resolves
-  the versions in the accounts document.
+  of the version it was written from (by the journal of every version ever seen); every home
+  record (a version written as the home) was written by the home the newest earlier one names,
+  and a home change a node outside the home region refused was refused with ``not_home``
+  (``account-edit`` notes); and every node's
+  service resolves every account (name, home, status, password) as the reference resolves the
+  versions and home records in the accounts document.
 * ``one-session``: no account has two open connections at the end; the fresh presence documents
   hold at most one session per account; every node's service counts, for every account, the
   session the reference counts (the newest in the presence documents fresh at that node's wall
@@ -28,6 +31,8 @@ told (the bots' notes, see sim.bots) are then compared with that.
   the end was last shown it (same ply, same last move).
 * ``game-log``: every game in the log of finished games is finished by its reference chain, with
   exactly those moves.
+* ``forged-refused``: no move record an insider node forged against a rule the peers check (a
+  stamp far in the future) is in any honest node's documents.
 * ``acknowledged-moves``: every move a player was told is done (the ``ok`` reply) is in the game
   document on every node. With ``ack_regions`` >= 1 a missing one fails the check; with 0 it is
   the documented window (a node that dies before the move replicates loses it) and is only
@@ -46,7 +51,7 @@ import meridian.games.battleline as battleline
 from meridian.games.base import IllegalMove
 from meridian.sim import reference
 from meridian.sim.history import FinalStates, History
-from meridian.sim.refdocs import format_stamp, rebuild
+from meridian.sim.refdocs import format_stamp, maps_of, rebuild
 from meridian.sim.reference import (
     ACCOUNTS_DOC,
     FINISHED,
@@ -74,6 +79,9 @@ LOGIN_TO_HELLO_S = (
 
 __all__ = ["GameSummary", "games_on", "rebuild"]
 
+# How a node outside the home region may answer a home change: refused as not the home, or,
+# before the login's session has replicated to it, as not knowing the session at all.
+AWAY_REFUSALS = ("not_home", "unauthenticated")
 Problem = tuple[str, tuple[str, ...]] | None
 GameSummary = Game  # the name older callers use
 
@@ -270,7 +278,7 @@ def check_accounts(history: History, final: FinalStates) -> Verdict:
     for node in nodes[1:]:
         if accounts_on(final, node) != expected:
             return _fail("accounts", f"{nodes[0]} and {node} resolve the accounts differently")
-    problem = _wrong_base(history, names)
+    problem = _wrong_base(history, names) or _edits_wrong(history, expected, names)
     if problem is not None:
         return _fail("accounts", problem[0], problem[1])
     compared = 0
@@ -288,10 +296,12 @@ def check_accounts(history: History, final: FinalStates) -> Verdict:
                     message += f"resolve to {_short(want)} (the home region's write wins)"
                     notes = [n for n in history.notes if n.get("uid") == uid]
                     return _fail("accounts", message, _lines(notes[-SHOWN:]))
-    edits = len(history.notes_of("account-edit"))
+    edits = history.notes_of("account-edit")
+    refused = sum(1 for n in edits if n["code"] == "not_home")
     message = f"{len(expected)} accounts resolved alike by every service ({compared} views); "
-    message += f"{edits} account edits"
-    return Verdict("accounts", True, message, figures={"accounts": len(expected), "edits": edits})
+    message += f"{len(edits)} account edits, {refused} refused as not_home"
+    figures = {"accounts": len(expected), "edits": len(edits), "not_home": refused}
+    return Verdict("accounts", True, message, figures=figures)
 
 
 def _wrong_base(history: History, names: dict[str, str]) -> Problem:
@@ -307,6 +317,36 @@ def _wrong_base(history: History, names: dict[str, str]) -> Problem:
             message += f"but the version it was written from has home {base.home!r}"
             notes = [n for n in history.notes if n.get("uid") == version.uid]
             return message, _lines(notes[-SHOWN:])
+    return None
+
+
+def _edits_wrong(history: History, expected: dict[str, Account], names: dict[str, str]) -> Problem:
+    """Only the home region changes an account's home. Each home record ever seen (a version
+    its writer wrote as the home, from the journal) was written by the home the newest earlier
+    home record names; and a home change sent to a node of another region than the home (as
+    far as the editor knew when it sent it) that the node refused was refused with one of
+    `AWAY_REFUSALS`. A node with a stale picture may accept a change it takes for a no-op, so
+    an accepted edit proves nothing by itself: the home records do."""
+    versions = [v for v in map(reference.version_of, history.account_versions) if v is not None]
+    chains: dict[str, list[reference.Version]] = {}
+    for version in sorted(versions, key=lambda v: v.stamp):
+        if version.writer != version.base_home:
+            continue
+        chain = chains.setdefault(version.uid, [])
+        if chain and chain[-1].home != version.writer:
+            message = f"{names.get(version.uid, version.uid)}: {version.writer} wrote a home "
+            message += f"record at {format_stamp(version.stamp)} while the newest earlier one "
+            message += f"(by {chain[-1].writer}) names {chain[-1].home} as the home"
+            notes = [n for n in history.notes if n.get("uid") == version.uid]
+            return message, _lines(notes[-SHOWN:])
+        chain.append(version)
+    for note in history.notes_of("account-edit"):
+        away = note["via"] != note["was_home"] and note["home"] != note["was_home"]
+        if away and not note["ok"] and note["code"] not in AWAY_REFUSALS:
+            message = f"{names.get(note['uid'], note['uid'])}: a home change sent to "
+            message += f"{note['via']} while the home was {note['was_home']} was refused with "
+            message += f"{note['code']!r}, not 'not_home'"
+            return message, _lines([note])
     return None
 
 
@@ -743,3 +783,35 @@ def check_acknowledged_moves(history: History, final: FinalStates) -> Verdict:
     excerpt = [e.describe() for e in history.timeline if e.kind in ("crash", "stop", "restart")]
     message = f"{len(lost)} of {len(acked)} acknowledged moves lost; first: {first}"
     return _fail("acknowledged-moves", message, excerpt, **figures)
+
+
+# --- forged records ------------------------------------------------------------------------
+
+
+# Forgeries that break a rule the peers check (docs/security.md: a stamp more than
+# ``clock.max_ahead_ms`` ahead is ``future_stamp``). The others (illegal moves, wrong player or
+# parent, earlier twins) are well-formed records a peer accepts: the canonical-chain rule, not
+# the peer checks, keeps them out of the game, and the other checkers judge that.
+REFUSED_FORGERIES = ("future",)
+
+
+def check_forged_refused(history: History, final: FinalStates) -> Verdict:
+    """No move record an insider forged (``forged`` notes) against a rule its peers check is in
+    a game document of an honest node at the end: the peers refuse it on their scratch copy
+    (docs/security.md), so it is never applied nor relayed. Run on the honest view
+    (`sim.history.honest_view`)."""
+    forged = [n for n in history.notes_of("forged") if n["forgery"] in REFUSED_FORGERIES]
+    nodes = _up(history, final)
+    if not nodes:
+        return _fail("forged-refused", "no honest node survived to hold the final state")
+    for note in forged:
+        for node in nodes:
+            state = final[node].get(GAME_PREFIX + note["game"])
+            moves = maps_of(state.update).get("moves", {}) if state is not None else {}
+            if note["key"] in moves:
+                message = f"the {note['forgery']} record {note['key']} {note['node']} forged in "
+                message += f"game {note['game']} reached the honest node {node}"
+                return _fail("forged-refused", message, _lines([note]))
+    message = f"{len(forged)} records forged against the peer checks, none on the "
+    message += f"{len(nodes)} honest nodes"
+    return Verdict("forged-refused", True, message, figures={"forged": len(forged)})

@@ -19,7 +19,7 @@ counted in the state vector yet (see docs/simulator.md, "Findings").
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pycrdt import Doc, Map
@@ -222,6 +222,13 @@ class History:
     account_versions: list[str] = field(default_factory=list)  # every account version seen
     converged_at: float | None = None
     final_at: float | None = None  # when the final states were taken (after the settling)
+    # nodes that write records no honest node would (the ``insider`` workload): their peers
+    # refuse those records, so these nodes are not expected to agree with the others
+    insiders: list[str] = field(default_factory=list)
+
+    @property
+    def honest_nodes(self) -> list[str]:
+        return [node for node in self.nodes if node not in self.insiders]
 
     def record(
         self, t: float, kind: str, node: str | None, detail: str, peer: str | None = None
@@ -244,6 +251,7 @@ class History:
             "ack_regions": self.ack_regions,
             "converged_at": _time(self.converged_at),
             "final_at": _time(self.final_at),
+            "insiders": self.insiders,
         }
         records: list[dict[str, Any]] = [header]
         records += [event.to_json() for event in self.timeline]
@@ -293,3 +301,24 @@ class DocState:
 
 
 FinalStates = dict[str, dict[str, DocState]]  # node id -> document id -> state (nodes up at end)
+
+
+BELIEFS = ("view",)  # notes that say what a node's service believes (not what a client did)
+
+
+def honest_view(history: History, final: FinalStates) -> tuple[History, FinalStates]:
+    """The history and final states as the checkers judge them: without the insider nodes (their
+    final states, their services' merges and views; what clients did there stays, as facts).
+    The records an insider forges against the peer checks are refused by its peers
+    (docs/security.md), and everything it writes after them in that document too, so the
+    honest nodes must agree among themselves, not with it."""
+    if not history.insiders:
+        return history, final
+    out = set(history.insiders)
+    view = replace(
+        history,
+        nodes=history.honest_nodes,
+        merges=[m for m in history.merges if m.node not in out],
+        notes=[n for n in history.notes if n.get("node") not in out or n["kind"] not in BELIEFS],
+    )
+    return view, {node: states for node, states in final.items() if node not in out}

@@ -17,7 +17,11 @@ The rules:
   registration), ``base_home`` (the home region at that base) and ``writer``. A version written
   after its writer saw another one (``base >= other.stamp``) supersedes it; of the versions no
   other supersedes, one written by the home region (``writer == base_home``) beats one that is
-  not; between equals the later stamp wins.
+  not; between equals the later stamp wins. That decides the name and status only: the
+  **password hash and home** come from ``auth['<uid>|<region>']``, the versions a region wrote
+  as the account's home (``writer == base_home``; any other is no home record), the newest stamp
+  winning. A version by another region carries an empty password hash. Records may carry a
+  signature (``signer``, ``sig``): extra fields, ignored here (the peers check them).
 * **the canonical move chain**: ``moves['<ply:05d>|<stamp>'] = {ply, parent, player, move, stamp,
   node}``; from the deal, at each ply take, of the records whose ``parent`` is the current tip and
   whose ``ply`` is the chain's length, the one with the smallest stamp that the rules accept;
@@ -139,20 +143,36 @@ def version_of(text: Any) -> Version | None:
     )
 
 
-@lru_cache(maxsize=256)
-def accounts(update: bytes) -> dict[str, Account]:
-    """uid -> the resolved account, with ``must_rename`` by the name rule."""
+def versions_in(entries: dict[str, Any]) -> dict[str, list[Version]]:
+    """uid -> its readable versions in a ``users`` or ``auth`` map (key -> record text)."""
     versions: dict[str, list[Version]] = {}
-    for _key, text in sorted(maps_of(update).get("users", {}).items()):
+    for _key, text in sorted(entries.items()):
         version = version_of(text)
         if version is not None:
             versions.setdefault(version.uid, []).append(version)
+    return versions
+
+
+def home_record(records: list[Version]) -> Version | None:
+    """The ``auth`` record that sets the password and home: the newest one the home wrote."""
+    own = [r for r in records if r.writer == r.base_home]
+    return max(own, key=lambda r: r.stamp, default=None)
+
+
+@lru_cache(maxsize=256)
+def accounts(update: bytes) -> dict[str, Account]:
+    """uid -> the resolved account, with ``must_rename`` by the name rule."""
+    maps = maps_of(update)
+    versions = versions_in(maps.get("users", {}))
+    home_records = versions_in(maps.get("auth", {}))
     owned = owners(update)
     resolved = {}
     for uid, found in sorted(versions.items()):
         v = resolve(found)
+        home = home_record(home_records.get(uid, []))
+        password_hash, region = (home.password_hash, home.home) if home else ("", v.home)
         must_rename = owned.get(v.name.lower()) != uid
-        resolved[uid] = Account(uid, v.name, v.home, v.password_hash, v.status, must_rename)
+        resolved[uid] = Account(uid, v.name, region, password_hash, v.status, must_rename)
     return resolved
 
 

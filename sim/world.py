@@ -4,7 +4,9 @@
 three phases on the virtual clock: the faulty phase (workloads acting, faults starting and ending
 on schedule), the heal (every fault that is not permanent undone, crashed nodes restarted,
 workloads told: writers stop, game bots only react from then on), and the quiet period, during
-which it notes when all documents became identical. Then it settles: the game services' timers stop
+which it notes when all documents became identical (on the honest nodes: an ``insider``
+workload's node keeps the forged records its peers refuse, and the checkers judge the others,
+see `sim.history.honest_view`). Then it settles: the game services' timers stop
 (their heartbeats would keep the presence documents changing for ever) and the run goes on until
 every document is identical (at least ``SETTLE_S``, at most ``SETTLE_MAX_S``), so the final states
 are not caught mid-flight. Then it takes every node's final state, each game service's view (which
@@ -40,9 +42,11 @@ from meridian.sim.history import (
     LagSample,
     MergeRecord,
     WriteRecord,
+    honest_view,
     state_vector,
     write_thing,
 )
+from meridian.sim.insider import Insider
 from meridian.sim.ledger import ACCOUNTS_DOC, GAME_PREFIX, Ledger
 from meridian.sim.network import Breakage, Network
 from meridian.sim.node import SimNode
@@ -193,6 +197,7 @@ class Simulation:
         for node in self.nodes.values():
             node.history = self.history
         self.workloads = scenario.new_workloads()
+        self.history.insiders = sorted({w.node for w in self.workloads if isinstance(w, Insider)})
         # The first workload keeps the stream it always had; each further one gets its own.
         self._workload_rngs = [
             self._rng("workload" if index == 0 else f"workload:{index}")
@@ -230,7 +235,8 @@ class Simulation:
             workload.finish(self.now)
         self._record_views()
         final = self._final_states()
-        verdicts = tuple(check(self.history, final) for _, check in self.scenario.checkers)
+        judged, honest_final = honest_view(self.history, final)
+        verdicts = tuple(check(judged, honest_final) for _, check in self.scenario.checkers)
         return RunResult(
             self.scenario,
             self.seed,
@@ -529,7 +535,10 @@ class Simulation:
     def _all_identical(self, *, presence: bool = False) -> bool:
         """Whether every document is identical on every node that is up. Presence documents
         count only if asked: the services rewrite them every few seconds (heartbeats)."""
-        engines = [node.engine for node in self.nodes.values() if node.up]
+        honest = self.history.honest_nodes  # an insider's forged records stay on its node
+        engines = [
+            node.engine for node in self.nodes.values() if node.up and node.node_id in honest
+        ]
         doc_ids = sorted({doc_id for engine in engines for doc_id in engine.docs})
         if not presence:
             doc_ids = [doc_id for doc_id in doc_ids if not doc_id.startswith(PRESENCE_PREFIX)]

@@ -236,8 +236,8 @@ def test_the_reference_counts_the_sessions_production_counts(docs: list[Any]) ->
     theirs = {
         uid: s.sid for uid, s in newest_sessions([s for p in live for s in p.sessions]).items()
     }
-    mine = {uid: s.sid for uid, s in reference.counted_sessions(records, "eu", wall).items()}
-    assert mine == theirs
+    counted = {uid: s.sid for uid, s in reference.counted_sessions(records, "eu", wall).items()}
+    assert counted == theirs
     assert reference.PRESENCE_TTL_MS == PRESENCE_TTL_MS
 
 
