@@ -7,8 +7,10 @@ home (``POST /api/home``) to a random region, sending the request with chance ``
 client in another region to that region's node, otherwise through its home node. Only the home
 region writes an account's home (docs/architecture.md, "Account authority"): a node of another
 region must refuse the change with ``not_home``, and the home region's node may too while the
-record that made it the home has not reached it yet. The workload knows the true home at every
-moment (the registration's, then that of each accepted move: an editor waits for each reply).
+record that made it the home has not reached it yet. With chance ``rename`` an edit sent away
+is a rename instead (the ``rename`` request on a websocket to that node), which a region that is
+not the home may write: concurrent with a home move during a partition, the home region's
+version must win (its name stands). Notes: ``account-rename``.
 What each edit asked for, through which region, the home the editor believed in when it sent
 it (``was_home``: the registration's, then each accepted move's; a node with a stale picture
 may accept a move it takes for a no-op, so this is a belief) and what the node answered goes
@@ -39,6 +41,7 @@ class Editor:
     token: str = ""
     busy: bool = False
     due: float = 0.0
+    renames: int = 0
 
 
 @dataclass
@@ -49,6 +52,7 @@ class AccountEditors:
     edit_every_s: tuple[float, float]
     away: float
     start_s: float
+    rename: float = 0.0
     _people: list[Editor] = field(default_factory=list)
     _calm: bool = False
 
@@ -108,6 +112,9 @@ class AccountEditors:
         regions = sorted(editor.clients)
         others = [region for region in regions if region != editor.home]
         via = rng.choice(others) if others and rng.random() < self.away else editor.home
+        if via != editor.home and rng.random() < self.rename:
+            self._rename(editor, via, recorder)
+            return
         region = rng.choice(regions)
         body = {"token": editor.token, "region": region}
         was_home = editor.home
@@ -131,6 +138,29 @@ class AccountEditors:
         editor.busy = True
         editor.clients[via].http(via, "/api/home", body, done)
 
+    def _rename(self, editor: Editor, via: str, recorder: dict[str, Any]) -> None:
+        """Rename the account through a websocket to ``via`` (not its home)."""
+        editor.renames += 1
+        name = f"{editor.name}-{editor.renames}"
+        client = editor.clients[via]
+
+        def renamed(reply: Reply) -> None:
+            editor.busy = False
+            code = "" if reply.get("ok") else reply.get("error", {}).get("code", "")
+            recorder[via].note(
+                "account-rename", client=editor.name, uid=editor.uid, name=name, via=via, code=code
+            )
+            client.close()
+
+        def hello(reply: Reply) -> None:
+            if reply.get("ok"):
+                client.request("rename", {"name": name}, renamed)
+            else:
+                renamed(reply)
+
+        editor.busy = True
+        client.connect(via, {"token": editor.token}, hello)
+
     def healed(self, now: float) -> None:
         self._calm = True
 
@@ -144,7 +174,8 @@ def build_account_editors(params: Table) -> AccountEditors:
         edit_every_s=params.seconds_range("edit_every_s", (1.0, 3.0)),
         away=params.fraction("away", 0.5),
         start_s=params.number("start_s", 0.5, 0, inclusive=True),
+        rename=params.fraction("rename", 0.0),
     )
 
 
-EDITOR_KEYS = ("editors", "edit_every_s", "away", "start_s")
+EDITOR_KEYS = ("editors", "edit_every_s", "away", "start_s", "rename")
