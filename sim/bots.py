@@ -2,7 +2,8 @@
 
 The ``game-bots`` workload runs ``players`` bots, each a client program (``PlayerSide``: a
 :class:`sim.players.SimClient` in the simulator, a ``node.client.PlayerClient`` in ``meridian
-sim cluster``). A bot sits in a region (round robin over the regions), registers with that
+sim cluster``). A bot sits in a region (round robin over the regions, or over ``regions`` when
+given: a scenario whose node is not to serve players lists the others), registers with that
 region as its home, logs in at its nearest node or, with chance ``random_region``, at a random
 one, opens the websocket and then, every ``TICK_S``:
 
@@ -114,6 +115,7 @@ class BotSettings:
     name_races: int = 0
     race_at_s: float = 5.0
     race_regions: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()  # where bots live and log in; () for every region
 
 
 @dataclass
@@ -131,8 +133,13 @@ class Shared:
     def note(self, node: str, kind: str, **fields: Any) -> None:
         self.recorders[node].note(kind, **fields)
 
+    @property
+    def regions(self) -> list[str]:
+        """The regions bots live in, log in at and travel to."""
+        return list(self.settings.regions) or self.players.regions
+
     def other_region(self, region: str) -> str:
-        return self.rng.choice([r for r in self.players.regions if r != region])
+        return self.rng.choice([r for r in self.regions if r != region])
 
 
 class Bot:
@@ -225,7 +232,7 @@ class Bot:
 
     def _pick_node(self) -> str:
         if self.rng.random() < self.settings.random_region:
-            return self.rng.choice(self.shared.players.regions)
+            return self.rng.choice(self.shared.regions)
         return self.home
 
     def _register(self) -> None:
@@ -530,7 +537,10 @@ class GameBots:
         players: Players = nodes[0].players
         recorders = {node.node_id: node for node in nodes}
         self.shared = shared = Shared(self.settings, players, rng, recorders)
-        regions = players.regions
+        unknown = sorted(set(self.settings.regions) - set(players.regions))
+        if unknown:
+            raise ValueError(f"workload.regions: no region {', '.join(unknown)}")
+        regions = shared.regions
         count = self.settings.players
         for index in range(count):
             partner = f"bot{index + 1}" if index % 2 == 0 and index + 1 < count else ""
@@ -581,6 +591,9 @@ def build_game_bots(params: Table) -> GameBots:
             race_regions=tuple(params.string_list("race_regions", "region names"))
             if "race_regions" in params.values
             else (),
+            regions=tuple(params.string_list("regions", "region names"))
+            if "regions" in params.values
+            else (),
         )
     )
 
@@ -599,4 +612,5 @@ GAME_BOT_KEYS = (
     "name_races",
     "race_at_s",
     "race_regions",
+    "regions",
 )

@@ -4,7 +4,8 @@ Each returns a :class:`Verdict` whose message names the first violation, with th
 history that show it, and whose ``figures`` carry measurements for the report.
 
 * ``converged``: after the heal and the quiet period, every document is identical on every node
-  that is up: same digest (state vector *and* delete set) and same key-value content.
+  that is up: the same state vector, delete set and content of every root map, each decoded from
+  the document's bytes (``sim.refdocs``), not the engine's digest.
 * ``acknowledged-writes``: no write the client was told is safe was lost. "Present" is defined
   with causality (``WriteRecord.knew``: the other write had reached this one's writer): an
   acknowledged put's Yjs item is integrated on every node; and the key's final value is the
@@ -23,24 +24,43 @@ To add one: a function ``build(params) -> checker``, registered in :data:`CHECKE
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Map
-
-from meridian.crdt_models.presence import PRESENCE_PREFIX
-from meridian.sim import gamecheck, shown
-from meridian.sim.gamecheck import rebuild
-from meridian.sim.history import DocState, FinalStates, History, WriteRecord
+from meridian.sim import gamecheck, refcheck, shown
+from meridian.sim.bounds import (
+    CaseFigures,
+    NetworkModel,
+    convergence_bound,
+    describe_cases,
+    judge_all,
+)
+from meridian.sim.faults import Fault
+from meridian.sim.history import DocState, FinalStates, History, WriteRecord, write_thing
+from meridian.sim.network import PathProfile
 from meridian.sim.params import Table
+from meridian.sim.refdocs import Replica, replica
+from meridian.sim.reference import PRESENCE_PREFIX
 from meridian.sim.verdict import Checker, Verdict
-from meridian.sync.digest import EMPTY_DIGEST
-from meridian.sync.stats import percentile
+from meridian.sync.settings import SyncSettings
 
 NOTABLE = ("fault", "fault-end", "crash", "stop", "restart", "heal")
 EXCERPT_LINES = 8
-EMPTY_STATE = DocState(EMPTY_DIGEST, {}, {}, b"")
+EMPTY_STATE = DocState(b"", {}, {}, b"")
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """The value below which ``fraction`` of ``values`` lie (nearest rank), None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
+
+
+def _replica(state: DocState) -> Replica:
+    return replica(state.update) if state.update else Replica({}, {}, {})
 
 
 __all__ = ["CHECKERS", "Checker", "Verdict"]
@@ -62,7 +82,7 @@ def check_converged(history: History, final: FinalStates) -> Verdict:
         reference = final[nodes[0]].get(doc_id, EMPTY_STATE)
         for node in nodes[1:]:
             state = final[node].get(doc_id, EMPTY_STATE)
-            if state.digest != reference.digest or state.values != reference.values:
+            if _replica(state) != _replica(reference):
                 message, excerpt = _difference(
                     history, doc_id, (nodes[0], reference), (node, state)
                 )
@@ -75,16 +95,15 @@ def _difference(
     history: History, doc_id: str, left: tuple[str, DocState], right: tuple[str, DocState]
 ) -> tuple[str, tuple[str, ...]]:
     (a, sa), (b, sb) = left, right
-    digests = f"digest {sa.digest.hex()[:8]} vs {sb.digest.hex()[:8]}"
+    ra, rb = _replica(sa), _replica(sb)
     keys = sorted(set(sa.values) | set(sb.values))
     differing = [key for key in keys if sa.values.get(key) != sb.values.get(key)]
+    digests = f"{len(ra.state_vector)} vs {len(rb.state_vector)} clients"
     if not differing:
-        what = _record_difference(sa, sb, a, b)
+        what = _record_difference(ra, rb, a, b)
         if what is None:
-            clients = sorted(set(sa.state_vector) | set(sb.state_vector))
-            lacking = [c for c in clients if sa.state_vector.get(c) != sb.state_vector.get(c)]
-            what = f"same values but different histories (clients {lacking[:3]} differ)"
-        return f"{doc_id} differs after heal between {a} and {b}: {what}, {digests}", ()
+            what = _history_difference(ra, rb)
+        return f"{doc_id} differs after heal between {a} and {b}: {what}", ()
     key = differing[0]
     message = (
         f"{doc_id} differs after heal: {a} {_shows(sa, key)}, {b} {_shows(sb, key)} "
@@ -97,11 +116,20 @@ def _difference(
     return message, tuple(lines + _notable(history, set(history.nodes)))
 
 
-def _record_difference(sa: DocState, sb: DocState, a: str, b: str) -> str | None:
-    """The first record (root map and key) of a game-layer document that differs, if any."""
-    left, right = rebuild(sa.update), rebuild(sb.update)
-    for root in sorted(set(left.keys()) | set(right.keys())):
-        mine, theirs = (doc.get(root, type=Map).to_py() or {} for doc in (left, right))
+def _history_difference(ra: Replica, rb: Replica) -> str:
+    clients = sorted(set(ra.state_vector) | set(rb.state_vector))
+    lacking = [c for c in clients if ra.state_vector.get(c) != rb.state_vector.get(c)]
+    if lacking:
+        return f"same values but different histories (clients {lacking[:3]} differ)"
+    deleted = sorted(set(ra.delete_set) | set(rb.delete_set))
+    differ = [c for c in deleted if ra.delete_set.get(c) != rb.delete_set.get(c)]
+    return f"same values and state vectors but different delete sets (clients {differ[:3]})"
+
+
+def _record_difference(ra: Replica, rb: Replica, a: str, b: str) -> str | None:
+    """The first record (root map and key) of a document that differs, if any."""
+    for root in sorted(set(ra.maps) | set(rb.maps)):
+        mine, theirs = ra.maps.get(root, {}), rb.maps.get(root, {})
         for key in sorted(set(mine) | set(theirs)):
             if mine.get(key) != theirs.get(key):
                 shown = [_short(side.get(key)) for side in (mine, theirs)]
@@ -189,10 +217,22 @@ def _explains_absence(put: WriteRecord, other: WriteRecord) -> bool:
 
 def check_acknowledged_writes(history: History, final: FinalStates) -> Verdict:
     acknowledged = sum(1 for w in history.writes if w.acknowledged)
-    lost = lost_acknowledged_writes(history, final)
-    figures = {"acknowledged": acknowledged, "lost": len(lost)}
+    found = lost_acknowledged_writes(history, final)
+    window = [lost for lost in found if _in_window(history, lost.write)]
+    lost = [lost for lost in found if lost not in window]
+    figures: dict[str, Any] = {"acknowledged": acknowledged, "lost": len(lost)}
+    figures["lost_in_window"] = len(window)
+    if window:
+        exposed = max(_disk_lost_after(history, w.write) - (w.write.acked_at or 0) for w in window)
+        figures["window_s"] = round(exposed, 6)
     if not lost:
         message = f"all {acknowledged} acknowledged writes present on every node"
+        if window:
+            message = (
+                f"{len(window)} of {acknowledged} acknowledged writes lost with their writer's "
+                f"disk before any other region held them (the ack_regions = 0 window, up to "
+                f"{figures['window_s']:.3f} s after the acknowledgement); the others present"
+            )
         return Verdict("acknowledged-writes", True, message, figures=figures)
     first = lost[0]
     message = (
@@ -204,6 +244,28 @@ def check_acknowledged_writes(history: History, final: FinalStates) -> Verdict:
         lines.append(f"replaced by it: {first.related.describe()}")
     lines += _notable(history, {first.write.node, first.node}, since=first.write.t)
     return Verdict("acknowledged-writes", False, message, tuple(lines), figures)
+
+
+def _disk_lost_after(history: History, write: WriteRecord) -> float:
+    """When the write's node next lost its disk (inf: never)."""
+    losses = [
+        e.t
+        for e in history.timeline
+        if e.kind == "crash" and e.node == write.node and "disk lost" in e.detail and e.t >= write.t
+    ]
+    return min(losses, default=math.inf)
+
+
+def _in_window(history: History, write: WriteRecord) -> bool:
+    """With ack_regions = 0 an acknowledgement means durable on the writer only: a put lost with
+    the writer's disk before any other region had made it durable is the documented window."""
+    if history.ack_regions or write.item is None:
+        return False
+    lost_at = _disk_lost_after(history, write)
+    others = history.held.get(write_thing(write.write_id), {})
+    return lost_at < math.inf and not any(
+        t <= lost_at for node, times in others.items() if node != write.node for t in times
+    )
 
 
 # --- replication lag ---------------------------------------------------------------------------
@@ -228,7 +290,43 @@ def overall_lag(history: History) -> dict[str, float | int]:
     return _summary([sample.lag for sample in history.lag])
 
 
-def replication_lag(max_p99_s: float | None) -> Checker:
+@dataclass(frozen=True)
+class CheckContext:
+    """What a checker may know of its scenario besides the history: the network and settings
+    its bounds are derived from (sim.bounds)."""
+
+    nodes: tuple[str, ...]
+    paths: dict[tuple[str, str], PathProfile]
+    sync: SyncSettings
+    connect_timeout_s: float
+    frame_s: float
+    faults: tuple[Fault, ...]
+    heal_s: float
+
+    def model(self) -> NetworkModel:
+        any_path = next(iter(self.paths.values()))
+        faults = tuple((f.kind, f.involves(), f.at_s, f.ends_at(self.heal_s)) for f in self.faults)
+        cut_ends = tuple(
+            end for f in self.faults if f.cuts and (end := f.ends_at(self.heal_s)) is not None
+        )
+        if any(profile.resets_per_hour for profile in self.paths.values()):
+            cut_ends += (self.heal_s,)  # a connection may be reset at any moment, the heal too
+        return NetworkModel(
+            latency_s={pair: profile.latency_s for pair, profile in self.paths.items()},
+            jitter_s=any_path.jitter_s,
+            loss=any_path.loss,
+            bandwidth_bytes_s=any_path.bandwidth_bytes_s,
+            coalesce_s=self.sync.coalesce_ms / 1000,
+            frame_s=self.frame_s,
+            connect_timeout_s=self.connect_timeout_s,
+            reconnect_max_s=self.sync.reconnect_max_s,
+            nodes=self.nodes,
+            faults=faults,
+            cut_ends=cut_ends,
+        )
+
+
+def replication_lag(model: NetworkModel | None, max_p99_s: float | None) -> Checker:
     def check(history: History, final: FinalStates) -> Verdict:
         links = lag_by_link(history)
         figures: dict[str, Any] = {"links": links, "all": overall_lag(history)}
@@ -237,6 +335,16 @@ def replication_lag(max_p99_s: float | None) -> Checker:
         worst = max(links, key=lambda link: links[link]["p99"])
         p99 = links[worst]["p99"]
         summary = f"worst p99 {p99:.3f} s on {worst}"
+        if model is not None:
+            cases = judge_all(model, history)
+            figures["cases"] = {
+                case: {"count": c.count, "over": c.over, "allowed": c.allowed}
+                for case, c in cases.items()
+            }
+            summary += f"; over the bound: {describe_cases(cases)}"
+            broken = next((c for c in cases.values() if c.over > c.allowed), None)
+            if broken is not None and broken.worst is not None:
+                return _lag_failure(history, broken, figures)
         if max_p99_s is None or p99 <= max_p99_s:
             return Verdict("replication-lag", True, summary, figures=figures)
         slowest = max((s for s in history.lag if s.link == worst), key=lambda s: s.lag)
@@ -250,32 +358,69 @@ def replication_lag(max_p99_s: float | None) -> Checker:
     return check
 
 
-def build_replication_lag(params: Table) -> Checker:
-    return replication_lag(params.optional_number("max_p99_s", 0))
+def _lag_failure(history: History, case: CaseFigures, figures: dict[str, Any]) -> Verdict:
+    assert case.worst is not None
+    sample, bound = case.worst.sample, case.worst.bound or 0.0
+    message = (
+        f"{case.over} of {case.count} {case.case} puts arrived later than their bound "
+        f"(allowed: {case.allowed}); worst: a put on {sample.origin} at {sample.t:.3f} s reached "
+        f"{sample.target} after {sample.lag:.3f} s, bound {bound:.3f} s ({CASE_RULES[case.case]})"
+    )
+    involved = {sample.origin, sample.target, None}
+    excerpt = tuple(
+        e.describe()
+        for e in history.timeline
+        if sample.t - 6 <= e.t <= sample.t + sample.lag
+        and e.node in involved
+        and e.kind in ("fault", "fault-end", "link-closed", "link-up", "crash", "restart")
+    )[:EXCERPT_LINES]
+    return Verdict("replication-lag", False, message, excerpt, figures)
+
+
+CASE_RULES = {
+    "direct": "one-way latency + margin",
+    "relayed": "through the third region: two latencies + margins; is relay working?",
+    "repaired": "link closed after the put: close + L(o,c) + 3 L(c,t); are the lost-link digests "
+    "sent?",
+}
+
+
+def build_replication_lag(params: Table, context: CheckContext) -> Checker:
+    derived = params.boolean("derived", True)
+    return replication_lag(
+        context.model() if derived else None, params.optional_number("max_p99_s", 0)
+    )
 
 
 # --- convergence time --------------------------------------------------------------------------
 
 
-def convergence_time(max_s: float | None) -> Checker:
+def convergence_time(max_s: float) -> Checker:
     def check(history: History, final: FinalStates) -> Verdict:
         if history.converged_at is None:
             message = f"never converged in the {history.end_at - history.heal_at:g} s after heal"
             excerpt = tuple(_notable(history, set(history.nodes)))
             return Verdict("convergence-time", False, message, excerpt, {"seconds": None})
         seconds = round(history.converged_at - history.heal_at, 6)
-        figures = {"seconds": seconds}
-        message = f"converged {seconds:.3f} s after heal"
-        if max_s is not None and seconds > max_s:
-            message += f", over the limit of {max_s:g} s"
-            return Verdict("convergence-time", False, message, (), figures)
+        figures = {"seconds": seconds, "bound": round(max_s, 3)}
+        message = f"converged {seconds:.3f} s after heal (bound {max_s:.3f} s)"
+        if seconds > max_s:
+            message += ": over the bound; did every link re-sync when it came back?"
+            excerpt = tuple(_notable(history, set(history.nodes), since=history.heal_at - 10))
+            return Verdict("convergence-time", False, message, excerpt, figures)
         return Verdict("convergence-time", True, message, figures=figures)
 
     return check
 
 
-def build_convergence_time(params: Table) -> Checker:
-    return convergence_time(params.optional_number("max_s", 0))
+def build_convergence_time(params: Table, context: CheckContext) -> Checker:
+    """``max_s`` states the bound outright; otherwise it is derived (sim.bounds), plus
+    ``extra_s`` for what the model does not see (the scenario says why)."""
+    stated = params.optional_number("max_s", 0)
+    if stated is not None:
+        return convergence_time(stated)
+    extra = params.number("extra_s", 0.0, 0, inclusive=True)
+    return convergence_time(convergence_bound(context.model(), context.heal_s, extra))
 
 
 # --- helpers and the registry -----------------------------------------------------------------
@@ -294,54 +439,104 @@ def _notable(history: History, nodes: Iterable[str], since: float = 0.0) -> list
     return events[: EXCERPT_LINES - 2]
 
 
+MERGE_KINDS = ("name", "double_login", "same_ply", "two_games")
+
+
+def _minimum_merges(params: Table) -> dict[str, int]:
+    """``min = { name = 4 }``: at least that many distinct merges of each kind listed."""
+    table = params.table("min", required=False)
+    table.only(MERGE_KINDS)
+    return {kind: table.integer(kind, 0, 0) for kind in table.values}
+
+
 @dataclass(frozen=True)
 class CheckerSpec:
-    build: Callable[[Table], Checker]
+    build: Callable[[Table, CheckContext], Checker]
     keys: tuple[str, ...]  # the TOML keys it reads (others are errors)
     summary: str
 
 
 CHECKERS: dict[str, CheckerSpec] = {
     "converged": CheckerSpec(
-        lambda params: check_converged, (), "every document identical on every node after heal"
+        lambda params, context: check_converged,
+        (),
+        "every document identical on every node after heal",
     ),
     "acknowledged-writes": CheckerSpec(
-        lambda params: check_acknowledged_writes, (), "no acknowledged write lost"
+        lambda params, context: check_acknowledged_writes, (), "no acknowledged write lost"
     ),
     "replication-lag": CheckerSpec(
-        build_replication_lag, ("max_p99_s",), "put replication lag per link"
+        build_replication_lag,
+        ("max_p99_s", "derived"),
+        "put replication lag per link, each put within its bound derived from the latencies",
     ),
     "convergence-time": CheckerSpec(
-        build_convergence_time, ("max_s",), "time from heal until all documents are identical"
+        build_convergence_time,
+        ("max_s", "extra_s"),
+        "time from heal until all documents are identical, within the derived bound",
     ),
     "unique-names": CheckerSpec(
-        lambda params: gamecheck.check_unique_names,
+        lambda params, context: gamecheck.check_unique_names,
         (),
         "one owner per name after a merge, every connected loser told must_rename",
     ),
     "one-session": CheckerSpec(
-        lambda params: gamecheck.check_one_session, (), "at most one live session per account"
+        lambda params, context: gamecheck.one_session(
+            params.number("clock_tolerance_s", 0.05, 0, inclusive=True)
+        ),
+        ("clock_tolerance_s",),
+        "at most one live session per account, the newest; every service counts the reference's",
+    ),
+    "accounts": CheckerSpec(
+        lambda params, context: gamecheck.check_accounts,
+        (),
+        "every service resolves every account as the home-region authority rule does",
+    ),
+    "ack-rule": CheckerSpec(
+        lambda params, context: refcheck.ack_rule(params.boolean("pending_fails", True)),
+        ("pending_fails",),
+        "an acknowledged write or move was durable on its writer and ack_regions other regions",
+    ),
+    "dedup": CheckerSpec(
+        lambda params, context: refcheck.check_dedup,
+        (),
+        "no node makes a change (persisted, sent on) out of content it already held",
+    ),
+    "hlc": CheckerSpec(
+        lambda params, context: refcheck.check_hlc, (), "every HLC stamp drawn follows the HLC rule"
+    ),
+    "merges": CheckerSpec(
+        lambda params, context: refcheck.merges_checker(_minimum_merges(params)),
+        ("min",),
+        "every reported merge is real, none missing, at least the stated minimum of each kind",
     ),
     "one-game": CheckerSpec(
-        lambda params: gamecheck.check_one_game, (), "at most one live game per player"
+        lambda params, context: gamecheck.one_game(params.boolean("stale_saved_fails", True)),
+        ("stale_saved_fails",),
+        "at most one live game per player; every parked or saved game in the saved games",
     ),
     "legal-chains": CheckerSpec(
-        lambda params: gamecheck.check_legal_chains,
+        lambda params, context: gamecheck.check_legal_chains,
         (),
         "every game's canonical chain replays legally, the same everywhere, as players saw it",
     ),
     "game-log": CheckerSpec(
-        lambda params: gamecheck.check_game_log,
+        lambda params, context: gamecheck.check_game_log,
         (),
         "every logged finished game is its canonical chain, finished",
     ),
     "acknowledged-moves": CheckerSpec(
-        lambda params: gamecheck.check_acknowledged_moves,
+        lambda params, context: gamecheck.check_acknowledged_moves,
         (),
         "every acknowledged move in the final game documents (fails with ack_regions >= 1)",
     ),
+    "forged-refused": CheckerSpec(
+        lambda params, context: gamecheck.check_forged_refused,
+        (),
+        "no move record an insider forged reached an honest node (its peers refuse it)",
+    ),
     shown.NAME: CheckerSpec(
-        lambda params: shown.check_shown_plies,
+        lambda params, context: shown.check_shown_plies,
         (),
         "every ply shown to a player is in the final chain, or the player was told of a rollback",
     ),

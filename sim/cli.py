@@ -6,8 +6,9 @@ every seed (1 if one failed, 2 for a bad scenario or usage). A failure prints th
 violated invariant with its history excerpt, and the command that replays it. ``meridian sim
 cluster SCENARIO [--seed N] [--report DIR] [--dir DIR]`` runs the same scenario against real node
 processes on 127.0.0.1 (``sim.cluster``), in real time, with the same checkers and exit status.
-``meridian sim list`` shows the scenarios in configs/scenarios. ``python -m sim.cli run ...``
-works the same.
+``meridian sim list`` shows the scenarios in configs/scenarios. ``meridian sim mutate`` plants the
+bugs of tests/mutations one at a time in a throw-away copy and reports which the simulator catches
+(``sim.mutate``). ``python -m sim.cli run ...`` works the same.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TextIO
 
 from meridian.sim.checkers import overall_lag
 from meridian.sim.cluster import run_cluster
+from meridian.sim.mutate import add_mutate_parser
 from meridian.sim.params import ConfigError
 from meridian.sim.report import replay_command, write_report
 from meridian.sim.scenario import SCENARIO_DIR, Scenario, find_scenario, load_scenario
@@ -90,6 +92,7 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     run.set_defaults(func=run_command)
     _add_cluster_parser(commands)
+    add_mutate_parser(commands)
     listing = commands.add_parser("list", help="list the scenarios in configs/scenarios")
     listing.set_defaults(func=list_command)
 

@@ -84,6 +84,24 @@ class Fault:
     def begin(self, target: FaultTarget) -> Undo:
         raise NotImplementedError
 
+    def involves(self) -> tuple[str, ...]:
+        """The nodes it acts on (empty: all of them)."""
+        return ()
+
+    @property
+    def cuts(self) -> bool:
+        """Whether it closes links (cut paths, stopped processes, a clock jumping past the idle
+        timeout): its end is followed by reconnections (sim.bounds)."""
+        return self.kind not in ("clock-skew", "slow", "broken")
+
+    def ends_at(self, heal_s: float) -> float | None:
+        """When it is over: ``until_s``, the heal, its start for an instant one; None if never."""
+        if self.until_s is not None:
+            return self.until_s
+        if self.kind in INSTANT_KINDS:
+            return self.at_s
+        return None if self.permanent else heal_s
+
 
 def _both_ways(pairs: Sequence[Sequence[str]]) -> list[Route]:
     return [route for a, b in pairs for route in ((a, b), (b, a))]
@@ -124,6 +142,9 @@ class PartialPartition(Fault):
     def begin(self, target: FaultTarget) -> Undo:
         return _block(target, _both_ways(self.pairs))
 
+    def involves(self) -> tuple[str, ...]:
+        return _nodes_of(self.pairs)
+
 
 @dataclass(frozen=True)
 class OneWay(Fault):
@@ -135,6 +156,9 @@ class OneWay(Fault):
 
     def begin(self, target: FaultTarget) -> Undo:
         return _block(target, [(self.src, self.dst)])
+
+    def involves(self) -> tuple[str, ...]:
+        return (self.src, self.dst)
 
 
 @dataclass(frozen=True)
@@ -150,6 +174,9 @@ class Flap(Fault):
         flapper = _Flapper(target, _both_ways(self.pairs), self.down_s, self.up_s)
         flapper.go_down()
         return flapper.stop
+
+    def involves(self) -> tuple[str, ...]:
+        return _nodes_of(self.pairs)
 
 
 class _Flapper:
@@ -202,6 +229,9 @@ class Crash(Fault):
             target.crash(self.node, keep_disk=self.keep_disk, silent=self.silent)
         return lambda: target.start(self.node)
 
+    def involves(self) -> tuple[str, ...]:
+        return (self.node,)
+
 
 @dataclass(frozen=True)
 class ClockSkew(Fault):
@@ -217,6 +247,9 @@ class ClockSkew(Fault):
         clock.set_rate(target.now, self.rate)
         return lambda: clock.set_rate(target.now, before)
 
+    def involves(self) -> tuple[str, ...]:
+        return (self.node,)
+
 
 @dataclass(frozen=True)
 class ClockJump(Fault):
@@ -230,6 +263,9 @@ class ClockJump(Fault):
         target.clock(self.node).jump(self.seconds)
         return lambda: None
 
+    def involves(self) -> tuple[str, ...]:
+        return (self.node,)
+
 
 @dataclass(frozen=True)
 class Slow(Fault):
@@ -242,6 +278,9 @@ class Slow(Fault):
     def begin(self, target: FaultTarget) -> Undo:
         target.set_slow(self.node, self.factor)
         return lambda: target.set_slow(self.node, 1.0)
+
+    def involves(self) -> tuple[str, ...]:
+        return (self.node,)
 
 
 @dataclass(frozen=True)
@@ -263,6 +302,13 @@ class Broken(Fault):
                 target.remove_breakage(src, dst, self.breakage)
 
         return undo
+
+    def involves(self) -> tuple[str, ...]:
+        return _nodes_of(self.pairs)
+
+
+def _nodes_of(pairs: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    return tuple(sorted({node for pair in pairs for node in pair}))
 
 
 # --- parsing ---------------------------------------------------------------------------------

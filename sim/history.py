@@ -2,7 +2,9 @@
 
 The history is plain data: every write (who, where, what, when, whether and when the client was
 told it is safe), a timeline (faults, crashes, restarts, link changes, heal, convergence),
-replication-lag samples and free-form notes a workload may add. The checkers are pure functions
+replication-lag samples, free-form notes a workload may add, and the simulation's own books for
+the reference checkers (``sim.ledger``): when each node durably held each put and move record,
+every HLC stamp drawn, every name claim and account version seen. The checkers are pure functions
 of a :class:`History` and the :class:`FinalStates`; :meth:`History.to_jsonl` serialises it
 canonically, so one seed gives byte-identical files.
 
@@ -17,13 +19,12 @@ counted in the state vector yet (see docs/simulator.md, "Findings").
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pycrdt import Doc, Map
 
-from meridian.sync.codec import Reader
-from meridian.sync.digest import read_state_vector
+from meridian.sim import refdocs
 
 KV_ROOT = "kv"  # the map the key-value workload writes in every test document
 KV_DOC_PREFIX = "test:"  # the key-value workload's documents (nothing to the game service)
@@ -32,7 +33,17 @@ Item = tuple[int, int]  # a Yjs item id: (client id, clock)
 
 def state_vector(doc: Doc[Any]) -> dict[int, int]:
     """The document's state vector as {client id: number of items integrated}."""
-    return read_state_vector(Reader(doc.get_state()))
+    return refdocs.state_vector(doc)
+
+
+def write_thing(write_id: int) -> str:
+    """The key of a put in ``History.held``."""
+    return f"write:{write_id}"
+
+
+def move_thing(gid: str, key: str) -> str:
+    """The key of a move record in ``History.held``."""
+    return f"move:{gid}|{key}"
 
 
 def _time(value: float | None) -> float | None:
@@ -134,6 +145,7 @@ class LagSample:
     origin: str
     target: str
     lag: float
+    write_id: int = -1  # the put's WriteRecord
 
     @property
     def link(self) -> str:
@@ -162,6 +174,31 @@ class MergeRecord:
         }
 
 
+@dataclass(frozen=True)
+class StampRecord:
+    """An HLC stamp a node's game service drew (``kind`` "now" or "observe"), or the clock's
+    start (``kind`` "start", ``stamp`` the persisted last stamp or ""), with the node's physical
+    wall clock (ms) at that instant (``sim.ledger.RecordingClock``)."""
+
+    t: float
+    node: str
+    incarnation: int
+    kind: str
+    physical_ms: int
+    stamp: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "stamp",
+            "t": self.t,
+            "node": self.node,
+            "incarnation": self.incarnation,
+            "kind": self.kind,
+            "physical_ms": self.physical_ms,
+            "stamp": self.stamp,
+        }
+
+
 @dataclass
 class History:
     """Everything recorded during one run (see module docstring)."""
@@ -177,8 +214,21 @@ class History:
     lag: list[LagSample] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
     merges: list[MergeRecord] = field(default_factory=list)
+    stamps: list[StampRecord] = field(default_factory=list)
+    # thing ("write:<id>", "move:<gid>|<key>") -> node -> when it became durable there
+    # (sim.ledger; a node that lost its disk and got it again has a second time)
+    held: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    claims: dict[str, str] = field(default_factory=dict)  # every name claim seen: key -> record
+    account_versions: list[str] = field(default_factory=list)  # every account version seen
     converged_at: float | None = None
     final_at: float | None = None  # when the final states were taken (after the settling)
+    # nodes that write records no honest node would (the ``insider`` workload): their peers
+    # refuse those records, so these nodes are not expected to agree with the others
+    insiders: list[str] = field(default_factory=list)
+
+    @property
+    def honest_nodes(self) -> list[str]:
+        return [node for node in self.nodes if node not in self.insiders]
 
     def record(
         self, t: float, kind: str, node: str | None, detail: str, peer: str | None = None
@@ -190,7 +240,7 @@ class History:
 
     def to_jsonl(self) -> str:
         """One JSON object per line: a header, then the timeline, merges, writes, lag samples,
-        notes."""
+        notes, HLC stamps and durable holdings."""
         header = {
             "type": "header",
             "scenario": self.scenario,
@@ -201,15 +251,34 @@ class History:
             "ack_regions": self.ack_regions,
             "converged_at": _time(self.converged_at),
             "final_at": _time(self.final_at),
+            "insiders": self.insiders,
         }
         records: list[dict[str, Any]] = [header]
         records += [event.to_json() for event in self.timeline]
         records += [merge.to_json() for merge in self.merges]
         records += [write.to_json() for write in self.writes]
         records += [
-            {"type": "lag", "t": _time(s.t), "link": s.link, "lag": _time(s.lag)} for s in self.lag
+            {
+                "type": "lag",
+                "t": _time(s.t),
+                "link": s.link,
+                "lag": _time(s.lag),
+                "write": s.write_id,
+            }
+            for s in self.lag
         ]
         records += [{"type": "note", **note} for note in self.notes]
+        records += [stamp.to_json() for stamp in self.stamps]
+        records += [
+            {"type": "held", "thing": thing, "node": node, "at": [_time(t) for t in times]}
+            for thing, nodes in sorted(self.held.items())
+            for node, times in sorted(nodes.items())
+        ]
+        records += [
+            {"type": "claim", "key": key, "record": text}
+            for key, text in sorted(self.claims.items())
+        ]
+        records += [{"type": "account-version", "record": text} for text in self.account_versions]
         return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
 
 
@@ -232,3 +301,24 @@ class DocState:
 
 
 FinalStates = dict[str, dict[str, DocState]]  # node id -> document id -> state (nodes up at end)
+
+
+BELIEFS = ("view",)  # notes that say what a node's service believes (not what a client did)
+
+
+def honest_view(history: History, final: FinalStates) -> tuple[History, FinalStates]:
+    """The history and final states as the checkers judge them: without the insider nodes (their
+    final states, their services' merges and views; what clients did there stays, as facts).
+    The records an insider forges against the peer checks are refused by its peers
+    (docs/security.md), and everything it writes after them in that document too, so the
+    honest nodes must agree among themselves, not with it."""
+    if not history.insiders:
+        return history, final
+    out = set(history.insiders)
+    view = replace(
+        history,
+        nodes=history.honest_nodes,
+        merges=[m for m in history.merges if m.node not in out],
+        notes=[n for n in history.notes if n.get("node") not in out or n["kind"] not in BELIEFS],
+    )
+    return view, {node: states for node, states in final.items() if node not in out}

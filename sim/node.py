@@ -40,7 +40,8 @@ from meridian.node.service import GameService
 from meridian.sim.clock import NodeClock, Scheduler
 from meridian.sim.disk import VirtualDisk
 from meridian.sim.gamehost import EPOCH_MS, EngineDocuments, RecordingMerges, token_source
-from meridian.sim.history import KV_DOC_PREFIX
+from meridian.sim.history import KV_DOC_PREFIX, History
+from meridian.sim.ledger import RecordingClock
 from meridian.sim.network import End, Network
 from meridian.sync.codec import FrameType
 from meridian.sync.engine import DocChanged, LinkClosed, LinkUp, SyncEngine
@@ -121,6 +122,7 @@ class SimNode:
         self.service_class: type[GameService] = GameService
         self.rules: GameRules[Any] = rules_module()
         self._service: GameService | None = None
+        self.history: History | None = None  # set by the simulation: the HLC's stamps go there
         self.service_timers = True  # the run stops them before taking the final states
         self.durable_event = 0  # the engine's changes up to this one are on disk
         self.ack_regions = 0  # replication.ack_regions of the run
@@ -176,9 +178,18 @@ class SimNode:
         self._pump()
 
     def _start_service(self) -> None:
-        last = self.disk.hlc_last
-        hlc = HybridLogicalClock(
-            self.node_id, self.wall_ms, last=Stamp.decode(last) if last else None
+        last = Stamp.decode(self.disk.hlc_last) if self.disk.hlc_last else None
+        hlc = (
+            HybridLogicalClock(self.node_id, self.wall_ms, last=last)
+            if self.history is None
+            else RecordingClock(
+                self.node_id,
+                self.wall_ms,
+                last=last,
+                history=self.history,
+                now=lambda: self.scheduler.now,
+                incarnation=self.incarnation,
+            )
         )
         self._service = service = self.service_class(
             node_id=self.node_id,

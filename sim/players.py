@@ -1,7 +1,8 @@
 """Simulated players: sans-IO clients of the game service, and the links between them and nodes.
 
 A :class:`SimClient` is one player program: it talks to a node the way ``node.client`` does
-(``POST /api/register`` and ``/api/login``, then a websocket whose first message is ``hello``),
+(``POST /api/register`` and ``/api/login``, ``/api/home`` and ``/api/password`` with the session
+token in the body, then a websocket whose first message is ``hello``),
 but its messages are JSON text handed to the node's ``GameService`` (``connect``, ``receive``,
 ``disconnect``) after a virtual latency. :class:`PlayerNet` plays the node's side, as
 ``node.player_api`` does: it runs the production account flow (``node.account_flow``: the same
@@ -43,7 +44,14 @@ from meridian.node.account_flow import (
     known_regions,
 )
 from meridian.node.delivery import Close, Outgoing
-from meridian.node.protocol import LoginBody, Refused, RegisterBody, decode_body
+from meridian.node.protocol import (
+    HomeBody,
+    LoginBody,
+    PasswordBody,
+    Refused,
+    RegisterBody,
+    decode_body,
+)
 from meridian.sim.clock import Scheduler
 from meridian.sim.gamehost import STAND_IN_HASH, password_hash, password_matches
 from meridian.sim.network import Network
@@ -145,6 +153,14 @@ class PlayerNet:
                 flow = flows.register(decode_body(_raw(body), RegisterBody), client.address, now)
             elif path == "/api/login":
                 flow = flows.login(decode_body(_raw(body), LoginBody), client.address, now)
+            elif path == "/api/password":  # the session token rides in the body as "token"
+                fields, token = _without_token(body)
+                flow = flows.change_password(
+                    token, decode_body(_raw(fields), PasswordBody), client.address, now
+                )
+            elif path == "/api/home":
+                fields, token = _without_token(body)
+                flow = flows.move_home(token, decode_body(_raw(fields), HomeBody))
             else:
                 answer(failure("not_found", f"no route {path}"))
                 return
@@ -376,6 +392,14 @@ class SimClient:
         waiting, self._waiting = self._waiting, {}
         for done in waiting.values():
             done(failure("disconnected", why))
+
+
+def _without_token(body: Reply) -> tuple[Reply, str]:
+    """A simulated client sends its session token (production: the Authorization header) in
+    the body; the account flow takes it apart from the body's own fields."""
+    fields = {k: v for k, v in body.items() if k != "token"}
+    token = body.get("token")
+    return fields, token if isinstance(token, str) else ""
 
 
 def _raw(body: Reply) -> bytes:

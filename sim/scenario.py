@@ -15,7 +15,7 @@ from pathlib import Path
 
 from meridian.node.config import NAME_PATTERN, TABLE_KEYS, read_toml, sync_settings_from
 from meridian.resources import SCENARIOS_DIR
-from meridian.sim.checkers import CHECKERS, Checker
+from meridian.sim.checkers import CHECKERS, CheckContext, Checker
 from meridian.sim.faults import Fault, parse_fault
 from meridian.sim.network import PathProfile
 from meridian.sim.node import NodeSpec
@@ -96,23 +96,37 @@ def load_scenario(path: str | Path) -> Scenario:
     sync_table = root.table("sync", required=False)
     sync_table.only(TABLE_KEYS["sync"])
     ack_regions, ack_timeout_s = _replication(root.table("replication", required=False), regions)
+    nodes = _nodes(root.table("nodes", required=False), regions)
+    paths = _paths(root.table("network", required=True), regions)
+    connect_timeout_s = root.table("network", required=True).number(
+        "connect_timeout_s", DEFAULT_CONNECT_TIMEOUT_S, 0, inclusive=False
+    )
+    sync = sync_settings_from(sync_table)
+    faults = tuple(parse_fault(t, regions, faulty_s) for t in root.tables("faults"))
+    context = CheckContext(
+        nodes=tuple(regions),
+        paths=paths,
+        sync=sync,
+        connect_timeout_s=connect_timeout_s,
+        frame_s=max(spec.frame_s for spec in nodes),
+        faults=faults,
+        heal_s=faulty_s,
+    )
     return Scenario(
         name=path.stem,
         path=path,
         description=root.string("description", "", "a sentence saying what the scenario shows"),
-        nodes=_nodes(root.table("nodes", required=False), regions),
-        paths=_paths(root.table("network", required=True), regions),
-        connect_timeout_s=root.table("network", required=True).number(
-            "connect_timeout_s", DEFAULT_CONNECT_TIMEOUT_S, 0, inclusive=False
-        ),
-        sync=sync_settings_from(sync_table),
+        nodes=nodes,
+        paths=paths,
+        connect_timeout_s=connect_timeout_s,
+        sync=sync,
         ack_regions=ack_regions,
         ack_timeout_s=ack_timeout_s,
         faulty_s=faulty_s,
         quiet_s=phases.number("quiet_s", 0.0, 0, inclusive=False),
         new_workloads=_workloads(root),
-        faults=tuple(parse_fault(t, regions, faulty_s) for t in root.tables("faults")),
-        checkers=_checkers(root.table("checkers", required=True)),
+        faults=faults,
+        checkers=_checkers(root.table("checkers", required=True), context),
     )
 
 
@@ -218,7 +232,7 @@ def _workload(table: Table) -> Callable[[], Workload]:
     return lambda: spec.build(table)
 
 
-def _checkers(table: Table) -> tuple[tuple[str, Checker], ...]:
+def _checkers(table: Table, context: CheckContext) -> tuple[tuple[str, Checker], ...]:
     table.only(CHECKERS)
     if not table.values:
         raise table.reader.error(table.prefix, f"name at least one: {', '.join(CHECKERS)}")
@@ -226,7 +240,7 @@ def _checkers(table: Table) -> tuple[tuple[str, Checker], ...]:
     for name in table.values:
         params = table.table(name, required=True)
         params.only(CHECKERS[name].keys)
-        checkers.append((name, CHECKERS[name].build(params)))
+        checkers.append((name, CHECKERS[name].build(params, context)))
     return tuple(checkers)
 
 

@@ -11,8 +11,9 @@ free-form records for the workload's own checkers, and whose ``players`` gives g
 note what the workload's clients ended up with. All randomness must come from ``rng`` (seeded by
 the run, one stream per workload), and nothing may read the real clock.
 
-Workloads: ``kv-writers`` (below) and ``game-bots`` (``sim.bots``: players of the real game
-service). A scenario may run several (``[[workload]]``).
+Workloads: ``kv-writers`` and ``delete-bursts`` (below), ``game-bots`` (``sim.bots``: players of
+the real game service) and ``account-editors`` (``sim.editors``: one account edited from two
+regions at once). A scenario may run several (``[[workload]]``).
 
 To add one: write the class, a ``build(params)`` function that reads its TOML parameters through a
 :class:`sim.params.Table` (so errors name the key), and register both in :data:`WORKLOADS`.
@@ -26,8 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from meridian.sim.bots import GAME_BOT_KEYS, Players, build_game_bots
+from meridian.sim.editors import EDITOR_KEYS, build_account_editors
 from meridian.sim.history import KV_DOC_PREFIX, WriteRecord
+from meridian.sim.insider import INSIDER_KEYS, build_insider
 from meridian.sim.params import Table
+from meridian.sim.twins import TWIN_KEYS, build_twin_bots
 
 
 class NodeHandle(Protocol):
@@ -115,6 +119,62 @@ class KvWriters:
         return None  # every write is in the history already
 
 
+@dataclass
+class DeleteBursts:
+    """Runs of deletes that a partition cuts off, in documents nothing else touches afterwards.
+
+    At ``fill_at_s`` each node puts ``keys`` keys into its own document ``test:burst-<node>``;
+    at ``burst_at_s`` (meant to fall just after a partition begins, before the links are declared
+    dead) it deletes ``deletes`` of them, one after the other. Nothing writes those documents
+    again, so replicas that missed the burst differ only in their delete sets: a state vector
+    does not show it, anti-entropy must compare delete sets to repair it.
+    """
+
+    keys: int
+    deletes: int
+    fill_at_s: float
+    burst_at_s: float
+    _filled: bool = False
+    _burst: bool = False
+
+    def step(self, now: float, nodes: Sequence[NodeHandle], rng: random.Random) -> float | None:
+        if not self._filled and now >= self.fill_at_s:
+            self._filled = True
+            for node in nodes:
+                if node.up:
+                    for key in range(self.keys):
+                        node.put(self._doc(node), f"k{key}", f"{node.node_id}#fill{key}")
+        if self._filled and not self._burst and now >= self.burst_at_s:
+            self._burst = True
+            for node in nodes:
+                if node.up:
+                    for key in rng.sample(range(self.keys), self.deletes):
+                        node.delete(self._doc(node), f"k{key}")
+        if self._burst:
+            return None
+        return self.fill_at_s if not self._filled else self.burst_at_s
+
+    @staticmethod
+    def _doc(node: NodeHandle) -> str:
+        return f"{KV_DOC_PREFIX}burst-{node.node_id}"
+
+    def healed(self, now: float) -> None:
+        self._burst = self._filled = True
+
+    def finish(self, now: float) -> None:
+        return None
+
+
+def build_delete_bursts(params: Table) -> DeleteBursts:
+    keys = params.integer("keys", 30, 1)
+    return DeleteBursts(
+        keys=keys,
+        deletes=min(keys, params.integer("deletes", 10, 1)),
+        fill_at_s=params.number("fill_at_s", 1.0, 0, inclusive=True),
+        burst_at_s=params.number("burst_at_s", 5.5, 0, inclusive=True),
+    )
+
+
 def build_kv_writers(params: Table) -> KvWriters:
     return KvWriters(
         rate_per_node=params.number("rate_per_node", 10.0, 0, inclusive=False),
@@ -136,6 +196,27 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         build_kv_writers,
         ("rate_per_node", "docs", "keys", "delete_fraction"),
         "puts and deletes on a few test documents from every node",
+    ),
+    "delete-bursts": WorkloadSpec(
+        build_delete_bursts,
+        ("keys", "deletes", "fill_at_s", "burst_at_s"),
+        "runs of deletes cut off by a partition, in documents nothing else writes afterwards",
+    ),
+    "account-editors": WorkloadSpec(
+        build_account_editors,
+        EDITOR_KEYS,
+        "accounts whose home is moved from their home region and from others at once",
+    ),
+    "insider": WorkloadSpec(
+        build_insider,
+        INSIDER_KEYS,
+        "one node writes forged move records (illegal, wrong player or parent, future-stamped, "
+        "earlier duplicates) into the games it holds",
+    ),
+    "game-twins": WorkloadSpec(
+        build_twin_bots,
+        TWIN_KEYS,
+        "game bots that all log in a second time from another region at twins_at_s",
     ),
     "game-bots": WorkloadSpec(
         build_game_bots,

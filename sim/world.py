@@ -4,7 +4,9 @@
 three phases on the virtual clock: the faulty phase (workloads acting, faults starting and ending
 on schedule), the heal (every fault that is not permanent undone, crashed nodes restarted,
 workloads told: writers stop, game bots only react from then on), and the quiet period, during
-which it notes when all documents became identical. Then it settles: the game services' timers stop
+which it notes when all documents became identical (on the honest nodes: an ``insider``
+workload's node keeps the forged records its peers refuse, and the checkers judge the others,
+see `sim.history.honest_view`). Then it settles: the game services' timers stop
 (their heartbeats would keep the presence documents changing for ever) and the run goes on until
 every document is identical (at least ``SETTLE_S``, at most ``SETTLE_MAX_S``), so the final states
 are not caught mid-flight. Then it takes every node's final state, each game service's view (which
@@ -40,8 +42,12 @@ from meridian.sim.history import (
     LagSample,
     MergeRecord,
     WriteRecord,
+    honest_view,
     state_vector,
+    write_thing,
 )
+from meridian.sim.insider import Insider
+from meridian.sim.ledger import ACCOUNTS_DOC, GAME_PREFIX, Ledger
 from meridian.sim.network import Breakage, Network
 from meridian.sim.node import SimNode
 from meridian.sim.players import PlayerNet, SimClient
@@ -119,6 +125,22 @@ class NodeHandle:
     def wall_time(self) -> float:
         return self._node.clock.wall(self._simulation.now)
 
+    def wall_ms(self) -> int:
+        """The node's wall clock as its HLC reads it (ms since the epoch)."""
+        return self._node.wall_ms()
+
+    def document_ids(self) -> list[str]:
+        return sorted(self._node.engine.docs)
+
+    def document(self, doc_id: str) -> bytes | None:
+        """A document this node holds, as its full state (what an insider could read)."""
+        doc = self._node.engine.docs.get(doc_id)
+        return None if doc is None else doc.get_update()
+
+    def forge(self, doc_id: str, root: str, key: str, value: str) -> None:
+        """Write one raw record as this node, bypassing its game service (an insider fault)."""
+        self._node.write(doc_id, lambda doc: doc.get(root, type=Map).__setitem__(key, value))
+
     def note(self, kind: str, **fields: Any) -> None:
         self._simulation.history.notes.append(
             {"t": round(self._simulation.now, 6), "node": self.node_id, "kind": kind, **fields}
@@ -171,7 +193,11 @@ class Simulation:
             scenario.end_s,
             scenario.ack_regions,
         )
+        self.ledger = Ledger(self.history, lambda: self.now)
+        for node in self.nodes.values():
+            node.history = self.history
         self.workloads = scenario.new_workloads()
+        self.history.insiders = sorted({w.node for w in self.workloads if isinstance(w, Insider)})
         # The first workload keeps the stream it always had; each further one gets its own.
         self._workload_rngs = [
             self._rng("workload" if index == 0 else f"workload:{index}")
@@ -209,7 +235,8 @@ class Simulation:
             workload.finish(self.now)
         self._record_views()
         final = self._final_states()
-        verdicts = tuple(check(self.history, final) for _, check in self.scenario.checkers)
+        judged, honest_final = honest_view(self.history, final)
+        verdicts = tuple(check(judged, honest_final) for _, check in self.scenario.checkers)
         return RunResult(
             self.scenario,
             self.seed,
@@ -254,6 +281,11 @@ class Simulation:
                     "node": node_id,
                     "kind": "view",
                     "names": {name: claims[name][0].uid for name in sorted(claims)},
+                    "accounts": {
+                        a.uid: [a.name, a.home, a.status, a.password_hash, a.must_rename]
+                        for a in service.accounts.all_accounts()
+                    },
+                    "wall_ms": node.wall_ms(),
                     "games": games,
                     "sessions": {s.uid: s.sid for s in service.all_sessions()},
                 }
@@ -311,6 +343,7 @@ class Simulation:
             for peer in node.engine.up_peers():  # a killed engine reports nothing itself
                 self.history.record(self.now, "link-closed", node_id, "process killed", peer)
             node.crash(keep_disk=keep_disk, silent=silent)
+            self.ledger.process_gone(node_id)
             self.player_net.node_down(node_id)
             self._fail_waiting(node_id)
 
@@ -319,6 +352,7 @@ class Simulation:
         if node.up:
             self.history.record(self.now, "stop", node_id, "clean stop")
             node.stop()
+            self.ledger.process_gone(node_id)
             self.player_net.node_down(node_id)
             self._fail_waiting(node_id)
 
@@ -370,6 +404,8 @@ class Simulation:
             replaced=replaced,
         )
         self.history.writes.append(record)
+        if item is not None:
+            self.ledger.integrated(node.node_id, write_thing(record.write_id), event_no)
         if value is not None:
             self._by_value[doc_id, key, value] = record.write_id
         self._undurable[node.node_id].append(record)
@@ -381,6 +417,7 @@ class Simulation:
         return record
 
     def durable(self, node: SimNode, event_no: int) -> None:
+        self.ledger.durable(node.node_id, event_no)
         undurable = self._undurable[node.node_id]
         while undurable and undurable[0].event_no <= event_no:
             record = undurable.popleft()
@@ -437,8 +474,14 @@ class Simulation:
     # --- what nodes report (sim.node.NodeListener) -------------------------------------------
 
     def doc_changed(self, node: SimNode, event: DocChanged) -> None:
+        self.ledger.changed(node.node_id, event.doc_id, event.update, event.origin)
         if event.origin is not None:
-            self._note_arrivals(node, event.doc_id)
+            self._note_arrivals(node, event.doc_id, event.event_no)
+        if event.doc_id == ACCOUNTS_DOC:
+            self.ledger.accounts_changed(node.engine.docs[event.doc_id])
+        if event.doc_id.startswith(GAME_PREFIX):
+            doc = node.engine.docs[event.doc_id]
+            self.ledger.game_changed(node.node_id, event.doc_id, doc, event.event_no)
         if self._healed and not event.doc_id.startswith(PRESENCE_PREFIX):
             self._want_convergence_check()
 
@@ -448,7 +491,7 @@ class Simulation:
     def merge(self, node: SimNode, kind: str, detail: str) -> None:
         self.history.merges.append(MergeRecord(self.now, node.node_id, kind, detail))
 
-    def _note_arrivals(self, node: SimNode, doc_id: str) -> None:
+    def _note_arrivals(self, node: SimNode, doc_id: str, event_no: int) -> None:
         waiting = self._not_arrived.get((node.node_id, doc_id))
         if not waiting:
             return
@@ -457,8 +500,11 @@ class Simulation:
             have = held.get(client, 0)
             while records and records[0].item is not None and records[0].item[1] < have:
                 record = records.popleft()
+                self.ledger.integrated(node.node_id, write_thing(record.write_id), event_no)
                 lag = self.now - record.t
-                self.history.lag.append(LagSample(record.t, record.node, node.node_id, lag))
+                self.history.lag.append(
+                    LagSample(record.t, record.node, node.node_id, lag, record.write_id)
+                )
 
     def link_event(self, node: SimNode, event: LinkUp | LinkClosed, was_up: bool) -> None:
         if isinstance(event, LinkUp):
@@ -489,7 +535,10 @@ class Simulation:
     def _all_identical(self, *, presence: bool = False) -> bool:
         """Whether every document is identical on every node that is up. Presence documents
         count only if asked: the services rewrite them every few seconds (heartbeats)."""
-        engines = [node.engine for node in self.nodes.values() if node.up]
+        honest = self.history.honest_nodes  # an insider's forged records stay on its node
+        engines = [
+            node.engine for node in self.nodes.values() if node.up and node.node_id in honest
+        ]
         doc_ids = sorted({doc_id for engine in engines for doc_id in engine.docs})
         if not presence:
             doc_ids = [doc_id for doc_id in doc_ids if not doc_id.startswith(PRESENCE_PREFIX)]

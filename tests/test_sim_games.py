@@ -232,3 +232,12 @@ def test_the_log_of_finished_games_holds_only_canonical_games(tmp_path: Path) ->
     for seed in range(1, 4):
         ok, message, _ = verdict(Simulation(scenario, seed).run(), "game-log")
         assert ok, f"seed {seed}: {message}"
+
+
+def test_a_saved_game_follows_its_canonical_chain() -> None:
+    """A parked or saved game's entry is the start of its canonical chain, even after a merge
+    rolled the game back (once a finding: the stale entry kept dropped moves)."""
+    scenario = load_scenario(SCENARIO_DIR / "game-merges.toml")
+    assert "stale_saved_fails" not in (SCENARIO_DIR / "game-merges.toml").read_text()
+    ok, message, _ = verdict(Simulation(scenario, 1).run(), "one-game")
+    assert ok, message

@@ -177,15 +177,19 @@ silent = true
 def test_acknowledged_writes_die_with_a_lost_disk_unless_another_region_held_them(
     tmp_path: Path,
 ) -> None:
-    # A 500 ms coalescing window leaves writes acknowledged (durable on eu) but not yet sent.
+    # A 500 ms coalescing window leaves writes acknowledged (durable on eu) but not yet sent:
+    # with ack_regions = 0 that is the documented window, measured and reported, not a failure.
     local_only = run(LOSE_A_DISK % 0 + "\n", tmp_path)
-    ok, message, excerpt = verdict(local_only, "acknowledged-writes")
-    assert not ok
-    assert "on eu" in message and "is not in the state" in message
-    assert any("crash eu" in line for line in excerpt)
+    ok, message, _ = verdict(local_only, "acknowledged-writes")
+    figures = next(v.figures for v in local_only.verdicts if v.checker == "acknowledged-writes")
+    assert ok and "the ack_regions = 0 window" in message
+    assert figures["lost_in_window"] > 0 and 0 < figures["window_s"] < 0.6
+    assert figures["lost"] == 0
 
     replicated = run(LOSE_A_DISK % 1, tmp_path)
     assert replicated.ok, explain(replicated)
+    figures = next(v.figures for v in replicated.verdicts if v.checker == "acknowledged-writes")
+    assert figures["lost_in_window"] == 0 and figures["lost"] == 0
 
 
 def test_a_restarted_process_writes_under_fresh_client_ids(tmp_path: Path) -> None:
@@ -252,3 +256,12 @@ def test_two_hundred_seeds_of_partition_heal_pass_within_five_minutes() -> None:
     assert completed.returncode == 0, completed.stdout[-3000:]
     assert "200/200 seeds passed" in completed.stdout
     assert time.perf_counter() - started < 300
+
+
+def test_an_update_held_pending_is_not_acknowledged() -> None:
+    """With ack_regions = 1 no write is acknowledged while the other region holds it only as a
+    pending update (once a finding on seed 99: missing content is now pulled, not applied)."""
+    path = SCENARIO_DIR / "rolling-restart.toml"
+    assert "pending_fails" not in path.read_text()
+    ok, message, _ = verdict(Simulation(load_scenario(path), 99).run(), "ack-rule")
+    assert ok, message
