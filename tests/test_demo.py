@@ -114,7 +114,8 @@ def _post(url: str, token: str) -> tuple[int, dict[str, object]]:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        with error:  # the error holds the response and its socket
+            return error.code, json.loads(error.read())
 
 
 def test_the_dashboard_api_kills_and_starts_a_region_of_the_demo(tmp_path: Path) -> None:

@@ -106,7 +106,8 @@ def finished_game(url: str, gid: str) -> dict[str, Any] | None:
     try:
         with urllib.request.urlopen(f"{url}/api/games/{gid}", timeout=5) as response:
             return dict(json.loads(response.read()))
-    except urllib.error.HTTPError:
+    except urllib.error.HTTPError as error:
+        error.close()  # the error holds the response and its socket
         return None
 
 
@@ -167,7 +168,8 @@ def http_status(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, dict(json.loads(response.read()))
     except urllib.error.HTTPError as error:
-        return error.code, dict(json.loads(error.read()))
+        with error:  # the error holds the response and its socket
+            return error.code, dict(json.loads(error.read()))
 
 
 async def test_admin_drain_refuses_new_players_and_waits_for_the_connected_one(

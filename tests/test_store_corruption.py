@@ -59,7 +59,8 @@ def call(cluster: Cluster, index: int, method: str, path: str, body: Any = None)
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        with error:  # the error holds the response and its socket
+            return error.code, json.loads(error.read())
 
 
 def put(cluster: Cluster, index: int, doc: str, key: str, value: Any) -> int:
@@ -77,7 +78,8 @@ def health(cluster: Cluster, index: int) -> tuple[int, dict[str, Any]]:
         with urllib.request.urlopen(f"{cluster.url(index)}/healthz", timeout=5) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        with error:  # the error holds the response and its socket
+            return error.code, json.loads(error.read())
 
 
 def metric(cluster: Cluster, index: int, name: str) -> float:

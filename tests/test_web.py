@@ -359,6 +359,7 @@ def test_cors_and_the_pages_endpoints(web_cluster: ThreadedCluster) -> None:
     with pytest.raises(urllib.error.HTTPError) as not_demo:
         _get(f"{us}/api/demo", headers={"Authorization": f"Bearer {web_cluster.admin_token}"})
     assert not_demo.value.code == 404  # the Kill/Start buttons exist only under `meridian demo`
+    not_demo.value.close()
     with pytest.raises(urllib.error.HTTPError) as missing:
         _get(f"{us}/api/replay/nope")
     assert missing.value.code == 404

@@ -226,6 +226,7 @@ def fetch_json(url: str, timeout: float = 10) -> Any:
         except urllib.error.HTTPError as error:
             if error.code != 404 or time.monotonic() > deadline:
                 raise
+            error.close()  # the error holds the response and its socket
         time.sleep(0.1)
 
 
