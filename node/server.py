@@ -31,10 +31,9 @@ from meridian.node.drain import NodeDrain, add_drain_routes
 from meridian.node.player_api import PlayerGateway
 from meridian.node.service import GameService
 from meridian.node.web import add_web_routes
-from meridian.sync.codec import FrameError
 from meridian.sync.discovery import DiscoveredPeer, ZeroconfDiscovery
 from meridian.sync.engine import PROTOCOL_VERSION, DocChanged, SyncEngine
-from meridian.sync.replicator import Replicator
+from meridian.sync.replicator import Replicator, load_stored
 from meridian.sync.store import DocumentStore, GroupCommitStore, StoreError
 from meridian.sync.transport import PeerAcceptor, PeerDialer
 
@@ -142,9 +141,6 @@ class Node:
             software=SOFTWARE_VERSION,
             url=config.public_url,
         )
-        for doc_id, updates in loaded.updates.items():
-            if not engine.load(doc_id, updates):
-                log.error("store: document %r is outside the document-id rule; not loaded", doc_id)
         self.store = GroupCommitStore(document_store)
         self.replicator = Replicator(engine, self.store, clock=self.clock)
         for corrupt in loaded.corrupt:
@@ -156,13 +152,7 @@ class Node:
             self.replicator.quarantine(
                 corrupt.doc_id, f"row {corrupt.row_id} ({corrupt.kind}): {corrupt.detail}"
             )
-        for doc_id, salvaged in loaded.salvaged.items():
-            # Every intact row, the corrupt one's successors too: whatever depends on the
-            # missing row waits inside the Doc (not shown) until the refill brings it.
-            try:
-                engine.load(doc_id, salvaged)
-            except FrameError:  # damage to the id itself: no peer will ever hold this one
-                log.error("store: quarantined document id %r is not a valid id", doc_id)
+        load_stored(engine, loaded)
         last = loaded.meta.get(HLC_META_KEY)
         self.hlc = HybridLogicalClock(
             config.node_id,

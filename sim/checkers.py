@@ -502,6 +502,11 @@ CHECKERS: dict[str, CheckerSpec] = {
         (),
         "no node makes a change (persisted, sent on) out of content it already held",
     ),
+    "restart-durability": CheckerSpec(
+        lambda params, context: refcheck.check_restart_durability,
+        (),
+        "a restart that kept its disk reloads every change that disk had made durable",
+    ),
     "hlc": CheckerSpec(
         lambda params, context: refcheck.check_hlc, (), "every HLC stamp drawn follows the HLC rule"
     ),

@@ -21,13 +21,13 @@ the simulation keeps an independent record of what each node *durably held* and 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pycrdt import Doc, Map
 
 from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
-from meridian.sim.history import History, StampRecord, move_thing
+from meridian.sim.history import History, StampRecord, move_thing, state_vector
 from meridian.sim.refdocs import carries_nothing
 
 MOVES_ROOT = "moves"  # the root map of move records in a game document (docs/architecture.md)
@@ -35,6 +35,7 @@ NAMES_ROOT = "names"  # the root map of name claims in the accounts document
 USERS_ROOT = "users"  # ... and of account versions
 GAME_PREFIX = "game:"
 ACCOUNTS_DOC = "accounts"
+MISSING_SHOWN = 10  # things named in a ``reloaded`` note (the count is always whole)
 
 
 class Ledger:
@@ -46,6 +47,8 @@ class Ledger:
         self._waiting: dict[str, deque[tuple[int, str]]] = {}
         self._moves_seen: dict[tuple[str, str], set[str]] = {}
         self._versions_seen: set[str] = set()
+        # Per node, every thing its current disk durably holds (cleared when the disk is lost).
+        self._on_disk: dict[str, dict[str, None]] = {}
 
     def integrated(self, node: str, thing: str, event_no: int) -> None:
         """``thing`` entered the node's replica with its change ``event_no``."""
@@ -92,9 +95,42 @@ class Ledger:
         """The node's disk committed every change up to ``event_no``."""
         waiting = self._waiting.get(node)
         now = self.now()
+        on_disk = self._on_disk.setdefault(node, {})
         while waiting and waiting[0][0] <= event_no:
             _, thing = waiting.popleft()
             self.history.held.setdefault(thing, {}).setdefault(node, []).append(now)
+            on_disk[thing] = None
+
+    def disk_lost(self, node: str) -> None:
+        """The node's disk is gone: nothing it held durably is expected back."""
+        self._on_disk.pop(node, None)
+
+    def reloaded(self, node: str, docs: Mapping[str, Doc[Any]]) -> None:
+        """The node's new process loaded its disk: note each durably held thing it lacks.
+
+        A put is held when the loaded document's state vector covers its Yjs item; a move
+        record when the game document's move map has its key. The note (``reloaded``) is what
+        the ``restart-durability`` checker reads.
+        """
+        expected = list(self._on_disk.get(node, {}))
+        missing = [thing for thing in expected if not self._holds(docs, thing)]
+        note = {"t": round(self.now(), 6), "node": node, "kind": "reloaded"}
+        note |= {"expected": len(expected), "missing": missing[:MISSING_SHOWN]}
+        note["missing_count"] = len(missing)
+        self.history.notes.append(note)
+
+    def _holds(self, docs: Mapping[str, Doc[Any]], thing: str) -> bool:
+        kind, _, name = thing.partition(":")
+        if kind == "move":
+            gid, _, key = name.partition("|")
+            doc = docs.get(GAME_PREFIX + gid)
+            return doc is not None and key in doc.get(MOVES_ROOT, type=Map)
+        record = self.history.writes[int(name)]
+        doc = docs.get(record.doc)
+        if doc is None or record.item is None:
+            return False
+        client, clock = record.item
+        return state_vector(doc).get(client, 0) > clock
 
     def process_gone(self, node: str) -> None:
         """The process ended (crash or stop): what it had not committed is not durable; its next

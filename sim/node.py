@@ -2,8 +2,8 @@
 
 It plays the part of ``sync.replicator`` and ``sync.transport`` for one node: it calls the engine
 with the node's own (possibly skewed) monotonic clock, wakes it at ``engine.next_deadline``,
-hands every change to the :class:`~sim.disk.VirtualDisk` and reports commits back with
-``durable_through``, moves frames between the engine and the network, and dials every other node
+hands every change to the :class:`~sim.disk.VirtualDisk` (the production SQLite store under
+a simulated fsync time and crash) and reports commits back with ``durable_through``, moves frames between the engine and the network, and dials every other node
 with the same capped, jittered backoff as ``sync.transport.PeerDialer``.
 
 Received frames and closes go through a FIFO processing queue: each frame costs ``frame_s``
@@ -12,7 +12,8 @@ acks, timeouts) that a lagging event loop causes.
 
 Crash and restart: :meth:`SimNode.crash` drops the engine (and, with ``keep_disk=False``, the
 disk); :meth:`SimNode.start` builds a new engine from a fresh random stream, so the restarted
-process writes under fresh Yjs client ids, and loads the committed updates.
+process writes under fresh Yjs client ids, and loads what survived on its disk through the
+production load path (``DocumentStore.load``, then ``sync.replicator.load_stored``).
 
 The game service: every process also runs the production ``GameService`` on its engine, wired
 as ``node.server`` wires it (``sim.gamehost``): every ``DocChanged`` is passed to
@@ -27,6 +28,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from pycrdt import Doc
@@ -35,7 +37,7 @@ from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.games.base import GameRules
 from meridian.games.battleline import rules_module
 from meridian.node.delivery import EngineProgress
-from meridian.node.server import PICTURE_INTERVAL_S, SERVICE_TICK_S
+from meridian.node.server import HLC_META_KEY, PICTURE_INTERVAL_S, SERVICE_TICK_S
 from meridian.node.service import GameService
 from meridian.sim.clock import NodeClock, Scheduler
 from meridian.sim.disk import VirtualDisk
@@ -46,6 +48,7 @@ from meridian.sim.network import End, Network
 from meridian.sync.codec import FrameType
 from meridian.sync.engine import DocChanged, LinkClosed, LinkUp, SyncEngine
 from meridian.sync.identity import Keyring, NodeIdentity
+from meridian.sync.replicator import load_stored
 from meridian.sync.settings import SyncSettings
 
 ACK_FRAME = int(FrameType.ACK)
@@ -94,6 +97,7 @@ class SimNode:
         scheduler: Scheduler,
         network: Network,
         listener: NodeListener,
+        disk_folder: Path,
     ) -> None:
         self.node_id = spec.node_id
         self.region = spec.region
@@ -106,7 +110,13 @@ class SimNode:
         self.network = network
         self.listener = listener
         self.clock = NodeClock(spec.clock_offset_s, spec.clock_rate)
-        self.disk = VirtualDisk(scheduler, spec.fsync_s, self._on_durable)
+        self.disk = VirtualDisk(
+            disk_folder / spec.node_id,
+            scheduler,
+            spec.fsync_s,
+            self._on_durable,
+            random.Random(f"meridian-sim:{seed}:{spec.node_id}:disk"),
+        )
         self.peers: list[SimNode] = []
         self.incarnation = 0
         self.up = False
@@ -167,9 +177,9 @@ class SimNode:
             wall_ms=self.wall_ms,
             auto_durable=False,
         )
-        for doc_id, updates in self.disk.documents().items():
-            self._engine.load(doc_id, updates)
-        self._start_service()
+        loaded = self.disk.open()
+        load_stored(self._engine, loaded)
+        self._start_service(loaded.meta.get(HLC_META_KEY))
         dial_rng = self._rng("dial")
         self._dialers = [Dialer(self, peer, dial_rng) for peer in self.peers]
         for dialer in self._dialers:
@@ -177,8 +187,8 @@ class SimNode:
         self._busy_until = self.scheduler.now
         self._pump()
 
-    def _start_service(self) -> None:
-        last = Stamp.decode(self.disk.hlc_last) if self.disk.hlc_last else None
+    def _start_service(self, hlc_last: str | None) -> None:
+        last = Stamp.decode(hlc_last) if hlc_last else None
         hlc = (
             HybridLogicalClock(self.node_id, self.wall_ms, last=last)
             if self.history is None
@@ -265,7 +275,7 @@ class SimNode:
         self._stop_dialing()
         self.service.shutdown()
         self.listener.service_output(self)
-        self.disk.hlc_last = self.service.hlc.now().encode()  # as node.server.Node.stop
+        self.disk.submit_meta(HLC_META_KEY, self.service.hlc.now().encode())  # as Node.stop
         self.engine.shutdown(self.local_now())
         self._pump()
         self.disk.flush()

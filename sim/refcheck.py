@@ -194,6 +194,30 @@ def check_dedup(history: History, final: FinalStates) -> Verdict:
     return Verdict("dedup", False, message, lines, {"empty_changes": len(empty)})
 
 
+# --- durability across restarts ------------------------------------------------------------
+
+
+def check_restart_durability(history: History, final: FinalStates) -> Verdict:
+    """Every restart that kept its disk reloaded everything that disk had made durable."""
+    reloads = history.notes_of("reloaded")
+    expected = sum(note["expected"] for note in reloads)
+    figures = {"restarts": len(reloads), "things_expected": expected}
+    bad = [note for note in reloads if note["missing_count"]]
+    if not bad:
+        message = f"{len(reloads)} restarts reloaded all {expected} things their disks held"
+        return Verdict("restart-durability", True, message, figures=figures)
+    first = bad[0]
+    message = f"{first['node']} restarted at {first['t']:.3f} s without "
+    message += f"{first['missing_count']} of the {first['expected']} things its disk had made "
+    message += f"durable, e.g. {', '.join(first['missing'][:3])}"
+    lines = tuple(
+        e.describe()
+        for e in history.timeline
+        if e.kind in ("crash", "stop", "restart") and e.t <= first["t"]
+    )[-SHOWN:]
+    return Verdict("restart-durability", False, message, lines, figures)
+
+
 # --- the HLC -----------------------------------------------------------------------------------
 
 

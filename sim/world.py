@@ -34,6 +34,7 @@ from pycrdt import Map
 from meridian.crdt_models.presence import PRESENCE_PREFIX
 from meridian.sim.checkers import Verdict
 from meridian.sim.clock import NodeClock, Scheduler
+from meridian.sim.disk import remove_scratch, scratch_folder
 from meridian.sim.history import (
     KV_ROOT,
     DocState,
@@ -165,6 +166,8 @@ class Simulation:
             for spec in scenario.nodes
         }
         keyring = Keyring([identity.entry() for identity in identities.values()])
+        # Each node's store file lives here for the run (removed when run() returns).
+        self.scratch = scratch_folder(f"{scenario.name}-{seed}")
         self.nodes = {
             spec.node_id: SimNode(
                 spec,
@@ -175,6 +178,7 @@ class Simulation:
                 scheduler=self.scheduler,
                 network=self.network,
                 listener=self,
+                disk_folder=self.scratch,
             )
             for spec in scenario.nodes
         }
@@ -221,6 +225,14 @@ class Simulation:
     # --- the run ---------------------------------------------------------------------------
 
     def run(self, progress: Callable[[float], None] | None = None) -> RunResult:
+        try:
+            return self._run(progress)
+        finally:
+            for node in self.nodes.values():
+                node.disk.close()
+            remove_scratch(self.scratch)
+
+    def _run(self, progress: Callable[[float], None] | None) -> RunResult:
         for node in self.nodes.values():
             node.start()
         for index in range(len(self.workloads)):
@@ -344,6 +356,8 @@ class Simulation:
                 self.history.record(self.now, "link-closed", node_id, "process killed", peer)
             node.crash(keep_disk=keep_disk, silent=silent)
             self.ledger.process_gone(node_id)
+            if not keep_disk:
+                self.ledger.disk_lost(node_id)
             self.player_net.node_down(node_id)
             self._fail_waiting(node_id)
 
@@ -361,6 +375,7 @@ class Simulation:
         if not node.up:
             self.history.record(self.now, "restart", node_id, f"process #{node.incarnation + 1}")
             node.start()
+            self.ledger.reloaded(node_id, node.engine.docs)
             if self._healed:
                 self._want_convergence_check()
 

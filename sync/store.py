@@ -50,6 +50,9 @@ SCHEMA_VERSION = 2  # 2: doc_quarantine; version-1 code would not honour its mar
 UPDATE = "update"
 SNAPSHOT = "snapshot"
 MERGE_FAN_IN = 16
+# SQLite's own default. 0 turns automatic checkpoints off: the simulator's disk does (it
+# checkpoints at moments it chooses, see sim.disk), production keeps the default.
+WAL_AUTOCHECKPOINT_PAGES = 1000
 EMPTY_UPDATE = b"\x00\x00"  # a Yjs v1 update with no structs and an empty delete set
 
 # The log is clustered by document (WITHOUT ROWID, primary key (doc_id, row_id)): a document's
@@ -261,14 +264,19 @@ class DocumentStore:
     """
 
     def __init__(
-        self, path: str | Path, *, snapshot_every: int = 1000, snapshots_per_commit: int = 4
+        self,
+        path: str | Path,
+        *,
+        snapshot_every: int = 1000,
+        snapshots_per_commit: int = 4,
+        wal_autocheckpoint: int = WAL_AUTOCHECKPOINT_PAGES,
     ) -> None:
         _require_positive("snapshot_every", snapshot_every)
         _require_positive("snapshots_per_commit", snapshots_per_commit)
         self.path = Path(path)
         self.snapshot_every = snapshot_every
         self.snapshots_per_commit = snapshots_per_commit
-        self._conn = _open(self.path)
+        self._conn = _open(self.path, wal_autocheckpoint)
         self._staged: list[tuple[str, bytes]] = []
         self._staged_meta: dict[str, str] = {}
         self._log_rows: dict[str, int] = {}
@@ -491,6 +499,14 @@ class DocumentStore:
         names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
         return {"journal_mode": journal_mode, "synchronous": names.get(synchronous, "?")}
 
+    def wal_path(self) -> Path:
+        """The write-ahead log file beside the store file (SQLite names it ``<file>-wal``)."""
+        return self.path.with_name(self.path.name + "-wal")
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the store file and empty the log (durably)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
     def documents(self) -> list[str]:
         """Ids of every document with at least one stored row, sorted."""
         query = "SELECT doc_id FROM doc_snapshot UNION SELECT doc_id FROM doc_log ORDER BY 1"
@@ -514,7 +530,7 @@ def _require_positive(name: str, value: object) -> None:
         raise ValueError(f"{name} must be at least 1, got {value}")
 
 
-def _open(path: Path) -> sqlite3.Connection:
+def _open(path: Path, wal_autocheckpoint: int) -> sqlite3.Connection:
     """Open (creating if needed) a store file in WAL mode with synchronous=FULL."""
     try:
         # isolation_level=None: no implicit transactions; commit() issues BEGIN/COMMIT.
@@ -523,6 +539,7 @@ def _open(path: Path) -> sqlite3.Connection:
         raise StoreError(f"cannot open document store {str(path)!r}: {error}") from error
     try:
         _prepare(conn, path)
+        conn.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
     except sqlite3.Error as error:
         conn.close()
         raise StoreError(f"cannot open document store {str(path)!r}: {error}") from error
