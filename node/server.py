@@ -10,7 +10,6 @@ players over to other regions first; ``meridian node`` runs it on SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import secrets
@@ -30,6 +29,7 @@ from meridian.node.delivery import EngineProgress
 from meridian.node.drain import NodeDrain, add_drain_routes
 from meridian.node.player_api import PlayerGateway
 from meridian.node.service import GameService
+from meridian.node.service_host import ServiceHost, build_service
 from meridian.node.web import add_web_routes
 from meridian.sync.discovery import DiscoveredPeer, ZeroconfDiscovery
 from meridian.sync.engine import PROTOCOL_VERSION, DocChanged, SyncEngine
@@ -43,8 +43,6 @@ SOFTWARE_VERSION = "meridian/0.1.0"
 STORE_FILE = "meridian.sqlite3"
 HLC_META_KEY = "hlc_last"
 MAX_HTTP_BODY_BYTES = 1024 * 1024  # the backup import streams its own, larger body
-SERVICE_TICK_S = 1.0
-PICTURE_INTERVAL_S = 0.2  # the public list and invitations are refreshed at most this often
 
 
 class ReplicatorDocuments:
@@ -61,6 +59,16 @@ class ReplicatorDocuments:
 
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
         return self.replicator.write(doc_id, change)
+
+
+class LoopTimers:
+    """``ServiceHost`` timers on the running asyncio loop."""
+
+    def soon(self, action: Callable[[], None]) -> None:
+        asyncio.get_running_loop().call_soon(action)
+
+    def later(self, delay_s: float, action: Callable[[], None]) -> None:
+        asyncio.get_running_loop().call_later(delay_s, action)
 
 
 class Node:
@@ -89,10 +97,7 @@ class Node:
         self.service: GameService
         self.players: PlayerGateway
         self.drain: NodeDrain  # SIGTERM and POST /api/admin/drain (node.drain)
-        self._service_timer: asyncio.Task[None] | None = None
-        self._process_scheduled = False
-        self._drain_scheduled = False
-        self._deadline_timer: asyncio.TimerHandle | None = None
+        self.host: ServiceHost
 
     @property
     def engine(self) -> SyncEngine:
@@ -168,7 +173,7 @@ class Node:
         )
 
     def _start_service(self) -> None:
-        self.service = GameService(
+        self.service = build_service(
             node_id=self.config.node_id,
             region=self.config.region,
             documents=ReplicatorDocuments(self.replicator),
@@ -179,52 +184,17 @@ class Node:
             rng=self.rng,
             progress=EngineProgress(self.engine),
             ack_regions=self.config.ack_regions,
-            picture_interval_s=PICTURE_INTERVAL_S,
         )
         self.players = PlayerGateway(self, self.service)
+        self.host = ServiceHost(
+            self.service, clock=self.clock, timers=LoopTimers(), deliver=self.players.drain
+        )
         self.replicator.listeners.append(self._note_change)
-        self.replicator.progress_listeners.append(self._want_drain)
-        self._service_timer = asyncio.create_task(self._run_service_timer(), name="service-timer")
+        self.replicator.progress_listeners.append(self.host.progressed)
+        self.host.start()
 
     def _note_change(self, change: DocChanged) -> None:
-        self.service.doc_changed(change.doc_id, change.event_no)
-        if not self._process_scheduled:
-            self._process_scheduled = True
-            asyncio.get_running_loop().call_soon(self._process_changes)
-
-    def _process_changes(self) -> None:
-        self._process_scheduled = False
-        self.service.process(self.clock())
-        self.players.drain()
-        self._schedule_deadline()
-
-    def _schedule_deadline(self) -> None:
-        due = self.service.next_deadline()
-        if due is not None and self._deadline_timer is None:
-            delay = max(0.0, due - self.clock())
-            self._deadline_timer = asyncio.get_running_loop().call_later(delay, self._on_deadline)
-
-    def _want_drain(self) -> None:
-        """A commit or a peer's acks may open the push gate: deliver once this turn is done
-        (never from inside a call into the service, which may be what caused the progress)."""
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
-            asyncio.get_running_loop().call_soon(self._drain)
-
-    def _drain(self) -> None:
-        self._drain_scheduled = False
-        self.players.drain()
-        self._schedule_deadline()
-
-    def _on_deadline(self) -> None:
-        self._deadline_timer = None
-        self._process_changes()
-
-    async def _run_service_timer(self) -> None:
-        while True:
-            await asyncio.sleep(SERVICE_TICK_S)
-            self.service.tick(self.clock())
-            self.players.drain()
+        self.host.doc_changed(change.doc_id, change.event_no)
 
     def _build_http(self) -> None:
         from meridian.node.http_api import add_routes
@@ -275,10 +245,7 @@ class Node:
         return stamp
 
     async def stop(self) -> None:
-        if self._service_timer is not None:
-            self._service_timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._service_timer
+        self.host.stop()
         self.service.shutdown()
         self.players.drain()
         if self.discovery is not None:

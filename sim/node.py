@@ -2,9 +2,10 @@
 
 It plays the part of ``sync.replicator`` and ``sync.transport`` for one node: it calls the engine
 with the node's own (possibly skewed) monotonic clock, wakes it at ``engine.next_deadline``,
-hands every change to the :class:`~sim.disk.VirtualDisk` (the production SQLite store under
-a simulated fsync time and crash) and reports commits back with ``durable_through``, moves frames between the engine and the network, and dials every other node
-with the same capped, jittered backoff as ``sync.transport.PeerDialer``.
+hands every change to the :class:`~sim.disk.VirtualDisk` (the production SQLite store under a
+simulated fsync time and crash) and reports commits back with ``durable_through``, moves frames
+between the engine and the network, and dials every other node with the same capped, jittered
+backoff as ``sync.transport.PeerDialer``.
 
 Received frames and closes go through a FIFO processing queue: each frame costs ``frame_s``
 times the node's slow factor, so a slow node falls behind, and its peers see the effects (late
@@ -15,11 +16,11 @@ disk); :meth:`SimNode.start` builds a new engine from a fresh random stream, so 
 process writes under fresh Yjs client ids, and loads what survived on its disk through the
 production load path (``DocumentStore.load``, then ``sync.replicator.load_stored``).
 
-The game service: every process also runs the production ``GameService`` on its engine, wired
-as ``node.server`` wires it (``sim.gamehost``): every ``DocChanged`` is passed to
-``doc_changed`` and a ``process`` follows at the same instant, ``tick`` runs every second of the
-node's own (possibly skewed) clock, and the HLC reads the node's wall clock. What the service
-says to players goes to the listener (``service_output``); ``sim.players`` delivers it.
+The game service: every process also runs the production ``GameService`` on its engine, built
+and driven by the production ``node.service_host`` (``build_service`` and ``ServiceHost``, as
+``node.server`` does) on timers of the node's own clock; ``sim.gamehost`` supplies the document
+handle, tokens and merge recording. What the service says to players goes to the listener
+(``service_output``); ``sim.players`` delivers it.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.games.base import GameRules
 from meridian.games.battleline import rules_module
 from meridian.node.delivery import EngineProgress
-from meridian.node.server import HLC_META_KEY, PICTURE_INTERVAL_S, SERVICE_TICK_S
+from meridian.node.server import HLC_META_KEY
 from meridian.node.service import GameService
+from meridian.node.service_host import ServiceHost, build_service
 from meridian.sim.clock import NodeClock, Scheduler
 from meridian.sim.disk import VirtualDisk
 from meridian.sim.gamehost import EPOCH_MS, EngineDocuments, RecordingMerges, token_source
-from meridian.sim.history import KV_DOC_PREFIX, History
+from meridian.sim.history import History
 from meridian.sim.ledger import RecordingClock
 from meridian.sim.network import End, Network
 from meridian.sync.codec import FrameType
@@ -132,12 +134,11 @@ class SimNode:
         self.service_class: type[GameService] = GameService
         self.rules: GameRules[Any] = rules_module()
         self._service: GameService | None = None
+        self._host: ServiceHost | None = None
         self.history: History | None = None  # set by the simulation: the HLC's stamps go there
         self.service_timers = True  # the run stops them before taking the final states
         self.durable_event = 0  # the engine's changes up to this one are on disk
         self.ack_regions = 0  # replication.ack_regions of the run
-        self._process_scheduled = False
-        self._deadline_scheduled = False
 
     @property
     def engine(self) -> SyncEngine:
@@ -201,7 +202,7 @@ class SimNode:
                 incarnation=self.incarnation,
             )
         )
-        self._service = service = self.service_class(
+        self._service = service = build_service(
             node_id=self.node_id,
             region=self.region,
             documents=EngineDocuments(self),
@@ -212,51 +213,40 @@ class SimNode:
             rng=self._rng("service"),
             progress=EngineProgress(self.engine),
             ack_regions=self.ack_regions,
-            picture_interval_s=PICTURE_INTERVAL_S,
+            service_class=self.service_class,
         )
         # Merges found while loading were found before the crash too: only later ones are news.
         recording = RecordingMerges(lambda kind, detail: self.listener.merge(self, kind, detail))
         recording.counts = service.merges.counts
         service.merges = recording
-        self.after_local(SERVICE_TICK_S, self._service_tick, self.incarnation)
+        self._host = ServiceHost(
+            service,
+            clock=self.local_now,
+            timers=NodeTimers(self),
+            deliver=lambda: self.listener.service_output(self),
+        )
+        self._host.ticking = self.service_timers
+        self._host.start()
 
-    def _service_tick(self, incarnation: int) -> None:
-        if incarnation != self.incarnation or self._service is None or not self.service_timers:
-            return
-        self._service.tick(self.local_now())
-        self.listener.service_output(self)
-        self.after_local(SERVICE_TICK_S, self._service_tick, incarnation)
+    @property
+    def host(self) -> ServiceHost:
+        if self._host is None:
+            raise RuntimeError(f"node {self.node_id} is down")
+        return self._host
 
-    def _want_process(self) -> None:
-        # As node.server: one process() after the changes of this instant, not one per change.
-        if not self._process_scheduled:
-            self._process_scheduled = True
-            self.scheduler.after(0.0, self._process_changes, self.incarnation)
-
-    def _process_changes(self, incarnation: int) -> None:
-        self._process_scheduled = False
-        if incarnation == self.incarnation and self._service is not None:
-            self.process_now()
+    def stop_service_timers(self) -> None:
+        """No more ticks (the run stops them before it takes the final states)."""
+        self.service_timers = False
+        if self._host is not None:
+            self._host.ticking = False
 
     def process_now(self) -> None:
-        """``process`` and hand over what it says; as node.server, wake again at the service's
-        own deadline (a refresh of the public list it postponed)."""
-        self.service.process(self.local_now())
-        self.listener.service_output(self)
-        self.schedule_service_deadline()
+        """``process`` and hand over what it says (``ServiceHost.process_now``)."""
+        self.host.process_now()
 
-    def schedule_service_deadline(self) -> None:
-        """Wake the service at its own deadline (a postponed refresh, a replication wait)."""
-        due = self.service.next_deadline()
-        if due is not None and not self._deadline_scheduled:
-            self._deadline_scheduled = True
-            self.after_local(max(0.0, due - self.local_now()), self._on_deadline, self.incarnation)
-
-    def _on_deadline(self, incarnation: int) -> None:
-        if incarnation == self.incarnation:
-            self._deadline_scheduled = False
-            if self._service is not None:
-                self.process_now()
+    def deliver_output(self) -> None:
+        """Hand over what the service releases now and arm its deadline."""
+        self.host.deliver_output()
 
     def crash(self, *, keep_disk: bool, silent: bool) -> None:
         """Kill the process (``silent``: the whole machine, so no RST reaches the peers)."""
@@ -274,7 +264,7 @@ class SimNode:
             return
         self._stop_dialing()
         self.service.shutdown()
-        self.listener.service_output(self)
+        self.host.deliver_output()
         self.disk.submit_meta(HLC_META_KEY, self.service.hlc.now().encode())  # as Node.stop
         self.engine.shutdown(self.local_now())
         self._pump()
@@ -292,7 +282,9 @@ class SimNode:
         self._ends.clear()
         self._engine = None
         self._service = None
-        self._process_scheduled = self._deadline_scheduled = False
+        if self._host is not None:
+            self._host.stop()
+            self._host = None
         self.up = False
         self.reachable = reachable
         self._tick_at = None
@@ -350,6 +342,8 @@ class SimNode:
         self._pump()
         if any(frame[0] == ACK_FRAME for frame in frames if frame):
             self.listener.acks_arrived(self)
+        if self._host is not None:
+            self._host.progressed()  # as the replicator after every frame: acks open the gate
 
     def _close_end(self, end: End, reason: str) -> None:
         if end.alive() and self._ends.get(end.link_id) is end:
@@ -368,10 +362,8 @@ class SimNode:
         for event in engine.take_events():
             if isinstance(event, DocChanged):
                 self.disk.submit(event.event_no, event.doc_id, event.update)
-                if self._service is not None:
-                    self._service.doc_changed(event.doc_id, event.event_no)
-                    if not event.doc_id.startswith(KV_DOC_PREFIX):  # the service ignores them
-                        self._want_process()
+                if self._host is not None:
+                    self._host.doc_changed(event.doc_id, event.event_no)
                 self.listener.doc_changed(self, event)
             elif isinstance(event, LinkUp | LinkClosed):
                 self._on_link_event(event)  # a PeerRefused is followed by its LinkClosed
@@ -418,6 +410,22 @@ class SimNode:
         self._engine.durable_through(event_no, self.local_now())
         self._pump()
         self.listener.durable(self, event_no)
+        if self._host is not None:
+            self._host.progressed()
+
+
+class NodeTimers:
+    """``ServiceHost`` timers on a simulated node's own (possibly skewed) clock (a stopped
+    host ignores the ones that fire after its process ended)."""
+
+    def __init__(self, node: SimNode) -> None:
+        self.node = node
+
+    def soon(self, action: Callable[[], None]) -> None:
+        self.node.scheduler.after(0.0, action)
+
+    def later(self, delay_s: float, action: Callable[[], None]) -> None:
+        self.node.after_local(delay_s, action)
 
 
 class Dialer:

@@ -177,11 +177,11 @@ class PlayerNet:
         try:
             effect = flow.send(value)
         except StopIteration as done:
-            self.service_output(node)
+            node.deliver_output()
             answer(_reply(done.value))
             return
         except Refused as refused:
-            self.service_output(node)
+            node.deliver_output()
             answer(_reply(answer_of(refused)))
             return
 
@@ -199,7 +199,7 @@ class PlayerNet:
             self.scheduler.after(effect.seconds, self._waited, node, go)
 
     def _waited(self, node: SimNode, go: Callable[[Any], None]) -> None:
-        self.service_output(node)  # what the flow's own process() said meanwhile
+        node.deliver_output()  # what the flow's own process() said meanwhile
         go(node.local_now())
 
     # --- websockets: the client's side -----------------------------------------------------
@@ -271,7 +271,7 @@ class PlayerNet:
         self.links[link.node.node_id].pop(link.conn_id, None)
         node = link.node
         node.service.disconnect(link.conn_id, node.local_now())
-        self.service_output(node)
+        node.deliver_output()
 
     # --- the node's side: delivering what the service says (node.player_api.drain) ----------
 
@@ -284,7 +284,6 @@ class PlayerNet:
             link = self.links[node.node_id].get(item.conn)
             if link is not None:
                 self._deliver(link, item)
-        node.schedule_service_deadline()
 
     def _deliver(self, link: Link, item: Outgoing) -> None:
         one_way = self.latency(link.client.region, link.node)

@@ -268,7 +268,7 @@ class Simulation:
     def _settle(self) -> None:
         """Stop the services' timers and run on until every document is identical."""
         for node in self.nodes.values():
-            node.service_timers = False
+            node.stop_service_timers()
         self.history.record(self.now, "settle", None, "service timers stopped")
         self.scheduler.run_until(self.now + SETTLE_S)
         cap = self.scenario.end_s + SETTLE_MAX_S
@@ -444,7 +444,6 @@ class Simulation:
         self.acks_arrived(node)
 
     def acks_arrived(self, node: SimNode) -> None:
-        self.player_net.service_output(node)  # the push gate may have opened
         engine, wanted = node.engine, self.scenario.ack_regions
         for waiting in self._unreplicated[node.node_id].values():
             # What a peer holds of a document is a prefix of its changes, so each document's
