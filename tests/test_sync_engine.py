@@ -209,7 +209,7 @@ def test_a_node_without_its_keyring_key_is_refused_and_nothing_is_exchanged(
 
 
 def test_incompatible_versions_refuse_each_other_with_a_reason() -> None:
-    cluster = MemoryCluster(["old", "new"], versions={"new": (3, 4)})
+    cluster = MemoryCluster(["old", "new"], versions={"old": (2, 2), "new": (3, 4)})
     cluster.connect("old", "new")
     reasons = cluster.closed_reasons("old") + cluster.closed_reasons("new")
     assert any("incompatible protocol" in r and "3..4" in r for r in reasons)
@@ -217,7 +217,7 @@ def test_incompatible_versions_refuse_each_other_with_a_reason() -> None:
 
 
 def test_compatible_versions_negotiate_the_highest_common() -> None:
-    cluster = MemoryCluster(["old", "new"], versions={"new": (2, 3)})
+    cluster = MemoryCluster(["old", "new"], versions={"old": (2, 2), "new": (2, 3)})
     cluster.connect("old", "new")
     assert cluster.links_up("new") == ["old"]
     cluster.put("new", "test:v", "k", "v")
