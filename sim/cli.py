@@ -34,6 +34,7 @@ from meridian.sim.mutate import add_mutate_parser
 from meridian.sim.params import ConfigError
 from meridian.sim.report import replay_command, write_report
 from meridian.sim.scenario import SCENARIO_DIR, Scenario, find_scenario, load_scenario
+from meridian.sim.upgrade import add_upgrade_parser
 from meridian.sim.world import RunResult, Simulation
 
 EXIT_OK = 0
@@ -93,6 +94,7 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     run.set_defaults(func=run_command)
     _add_cluster_parser(commands)
     add_mutate_parser(commands)
+    add_upgrade_parser(commands)
     listing = commands.add_parser("list", help="list the scenarios in configs/scenarios")
     listing.set_defaults(func=list_command)
 
