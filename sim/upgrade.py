@@ -52,6 +52,7 @@ CONVERGE_TIMEOUT_S = 30.0
 PROGRESS_TIMEOUT_S = 20.0  # wait this long for the bots to start a game before an upgrade
 BETWEEN_UPGRADES_S = 2.0
 LINK_UP = re.compile(r"link up: (\S+) \(region \S+, .*protocol (\d+)\)")
+REFUSED = "refused from "  # what the replicator logs for a refused peer frame
 UNSHARED_PREFIX = "presence:"  # presence heartbeats keep changing: compared no further
 
 
@@ -70,6 +71,7 @@ class UpgradeReport:
     logs_differ: str | None = None
     documents_differ: str | None = None
     bot_problems: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)  # peer frames a node refused (logged)
     elapsed_s: float = 0.0
 
     @property
@@ -80,6 +82,7 @@ class UpgradeReport:
             and self.logs_differ is None
             and self.documents_differ is None
             and not self.bot_problems
+            and not self.refusals
             and all(code == 0 for code in self.drain_exit_codes.values())
             and self.games_finished > 0
         )
@@ -98,6 +101,8 @@ class UpgradeReport:
             f"  game logs: {self.logs_differ or 'equal on every region'}",
             f"  documents: {self.documents_differ or 'equal on every region'}",
         ]
+        out.append(f"  peer updates refused: {len(self.refusals)} (target 0)")
+        out += [f"  refused: {line}" for line in self.refusals[:5]]
         out += [f"  problem: {problem}" for problem in self.bot_problems]
         out.append(f"  {'OK' if self.ok else 'FAILED'} in {self.elapsed_s:.1f} s")
         return out
@@ -151,6 +156,7 @@ async def rolling_upgrade(
         report.players_moved = sum(bot.reconnects for bot in summary.bots)
         say(f"bots done: {len(summary.gids())} games in {summary.elapsed_s:.1f} s")
         await _check(report, summary, servers, env[TOKEN_ENV])
+        report.refusals = _refusals(nodes)
     finally:
         await asyncio.to_thread(stop_nodes, list(nodes.values()))
     report.elapsed_s = time.monotonic() - started
@@ -188,6 +194,15 @@ def _link_protocols(nodes: dict[str, LocalNode], since_start: bool = False) -> d
             text = text.rsplit("stopping (drained)", 1)[-1]
         for peer, version in LINK_UP.findall(text):
             found[f"{node.config.node_id} <- {peer}"] = int(version)
+    return found
+
+
+def _refusals(nodes: dict[str, LocalNode]) -> list[str]:
+    """Every peer update a node refused (old or new: a record one version cannot read)."""
+    found = []
+    for node in nodes.values():
+        text = node.log_path.read_text(errors="replace") if node.log_path.exists() else ""
+        found += [line for line in text.splitlines() if REFUSED in line]
     return found
 
 
