@@ -6,6 +6,8 @@ previous release speaks) and once on a protocol 3 link (COMPRESSED data frames):
 
 1. live play: node A writes each game's info and then every move as it is made (one UPDATE
    per move, as a game host does), node B receives them; frame bytes A -> B;
+   and the time per move (writing, encoding, compressing, sending, checking and applying, both
+   nodes: one process, so it is CPU time);
 2. catch-up: node C joins late with nothing and pulls every game document (DIGESTS, STEP1,
    STEP2: what a new or long-partitioned region does); frame bytes both ways and the time
    until C holds every document (encoding, compression, checks and applying included).
@@ -89,10 +91,10 @@ def _connect(a: SyncEngine, b: SyncEngine) -> Pair:
     return pair
 
 
-def _play_live(pair: Pair, games: int) -> int:
+def _play_live(pair: Pair, games: list[list[dict[str, Any]]]) -> int:
     """Every game written move by move on A; returns the number of moves."""
     moves = 0
-    for seed in range(games):
+    for seed, played in enumerate(games):
         gid = f"g{seed:05d}"
         doc_id = game_doc_id(gid)
         stamp = Stamp(EPOCH_MS + seed * 1000, 0, "eu-1").encode()
@@ -100,7 +102,7 @@ def _play_live(pair: Pair, games: int) -> int:
         with pair.a.writing(doc_id, pair.now) as doc:
             GameWriter(doc, "eu-1").create(info)
         parent = ""
-        for ply, move in enumerate(play_game(seed, ("random", "random")).moves):
+        for ply, move in enumerate(played):
             stamp = Stamp(EPOCH_MS + seed * 1000 + ply + 1, 0, "eu-1").encode()
             body = {k: v for k, v in move.items() if k != "player"}
             with pair.a.writing(doc_id, pair.now) as doc:
@@ -111,7 +113,12 @@ def _play_live(pair: Pair, games: int) -> int:
     return moves
 
 
-def measure(version: int, games: int) -> dict[str, Any]:
+def self_play(games: int) -> list[list[dict[str, Any]]]:
+    """The moves of `games` random Battleline games (played before anything is timed)."""
+    return [list(play_game(seed, ("random", "random")).moves) for seed in range(games)]
+
+
+def measure(version: int, games: list[list[dict[str, Any]]]) -> dict[str, Any]:
     ids = [NodeIdentity.generate(f"{r}-1", r) for r in ("eu", "us", "ap")]
     keyring = Keyring([identity.entry() for identity in ids])
     a = _engine(ids[0], keyring, VERSIONS[3])
@@ -126,7 +133,7 @@ def measure(version: int, games: int) -> dict[str, Any]:
     catchup_s = time.perf_counter() - start
     return {
         "protocol": version,
-        "games": games,
+        "games": len(games),
         "moves": moves,
         "live_bytes": live.bytes_ab,
         "live_bytes_per_move": round(live.bytes_ab / max(moves, 1), 1),
@@ -145,7 +152,8 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=200, help="games to replicate (200)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    v2, v3 = measure(2, args.games), measure(3, args.games)
+    games = self_play(args.games)
+    v2, v3 = measure(2, games), measure(3, games)
     if args.json:
         print(json.dumps({"v2": v2, "v3": v3}, indent=2))
         return
@@ -154,7 +162,7 @@ def main() -> None:
     for name, label in [
         ("live_bytes_per_move", "live play, bytes per move"),
         ("live_bytes", "live play, bytes A -> B"),
-        ("live_ms_per_move", "live play, ms per move (both)"),
+        ("live_ms_per_move", "live play, CPU ms per move"),
         ("catchup_bytes", "catch-up, bytes both ways"),
         ("catchup_ms", "catch-up, ms until converged"),
     ]:
