@@ -8,7 +8,9 @@ cluster SCENARIO [--seed N] [--report DIR] [--dir DIR]`` runs the same scenario 
 processes on 127.0.0.1 (``sim.cluster``), in real time, with the same checkers and exit status.
 ``meridian sim list`` shows the scenarios in configs/scenarios. ``meridian sim mutate`` plants the
 bugs of tests/mutations one at a time in a throw-away copy and reports which the simulator catches
-(``sim.mutate``). ``python -m sim.cli run ...`` works the same.
+(``sim.mutate``). ``meridian sim upgrade`` runs a rolling upgrade of three local regions from the
+previous release to this code under bots (``sim.upgrade``). ``python -m sim.cli run ...`` works
+the same.
 """
 
 from __future__ import annotations
