@@ -20,6 +20,17 @@ the document) before anything is applied. It refuses, with a named rule:
 * what the kind's own rules refuse (accounts: ``crdt_models.accounts.check_change``).
 
 A root map added to a document kind must be added here too, or peers refuse the writes.
+
+**Schema versions.** Every kind has a layout version: `DocKind.reads` is the newest this code
+understands, `DocKind.writes` the one it writes (both 1 today, the layout of release-0.2). A
+JSON record carries its version in a ``schema`` field; a record without one is version 1, so
+everything written so far needs no rewrite. A peer's record with a ``schema`` above `reads`
+(or not a positive integer) is refused (``schema_too_new``) rather than misread. Plain values
+(the ``kv`` map, presence ``meta``, ``spent``, ``declines``, ``revoked``) have the version of
+their kind. The rule for a change of layout (docs/architecture.md *Document schema versions*):
+release N learns to read version k+1 while still writing k; only a release after every node
+runs N or later may write k+1. `OLDEST_SUPPORTED_READS` is what the oldest release a cluster
+may still run alongside this one reads; `writes` never exceeds it (tests/test_schema.py).
 """
 
 from __future__ import annotations
@@ -67,6 +78,7 @@ KV_NAMESPACES = ("test:", "bench:")
 # hash -> sid) and the sessions revoked for a replayed token (sid -> HLC wall ms).
 DECLINES, CHATS, SPENT, REVOKED = "declines", "chats", "spent", "revoked"
 MAX_SID_CHARS = 64
+SCHEMA_FIELD = "schema"  # a record's layout version; absent: 1
 
 
 class DocIdError(ValueError):
@@ -83,6 +95,8 @@ class DocKind:
     name: str
     roots: frozenset[str]
     check: Checker
+    reads: int = 1  # newest layout version this code reads
+    writes: int = 1  # layout version this code writes (<= what every supported node reads)
 
 
 def check_doc_id(doc_id: object) -> DocKind:
@@ -157,6 +171,7 @@ def check_changes(doc_id: str, changes: list[Change], doc: Doc[Any], context: Ch
         try:
             _check_key(change)
             _check_not_ahead(change, context)
+            _check_schema(kind, change)
             kind.check(change, doc, context)
         except RecordError as exc:
             raise RecordRefused("bad_record", f"{doc_id} {change.where}: {exc}") from None
@@ -182,6 +197,32 @@ def _check_not_ahead(change: Change, context: CheckContext) -> None:
                     f"{change.where} carries a stamp {wall_ms - context.now_wall_ms} ms ahead "
                     f"of this node's clock; the limit is {context.max_ahead_ms} ms",
                 )
+
+
+def record_schema(record: dict[str, Any]) -> int:
+    """The layout version a decoded record declares (1 when it has no ``schema`` field);
+    RecordError for a value that is not a positive integer."""
+    version = record.get(SCHEMA_FIELD, 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise RecordError(f"{SCHEMA_FIELD} is {version!r}, not a positive integer")
+    return version
+
+
+def _check_schema(kind: DocKind, change: Change) -> None:
+    """A record of a layout newer than this code reads is refused, never misread. (Key-value
+    documents hold any text, not records: a string there that looks like JSON is just text.)"""
+    if kind is KEY_VALUE:
+        return
+    record = _decoded(change.new)
+    if not isinstance(record, dict):
+        return
+    version = record_schema(record)
+    if version > kind.reads:
+        raise RecordRefused(
+            "schema_too_new",
+            f"{change.where} is a {kind.name} record of schema {version}; this node reads "
+            f"schema {kind.reads} and older (upgrade it before nodes write the new layout)",
+        )
 
 
 def _decoded(value: Any) -> Any:
@@ -319,3 +360,6 @@ GAME = DocKind(
 )
 ARCHIVE = DocKind("archive", frozenset({GAMES}), _records(ArchivedGame.from_text, ("created",)))
 KEY_VALUE = DocKind("key-value", frozenset({KV_ROOT}), _kv_value)
+KINDS = (ACCOUNTS, PRESENCE, GAME, ARCHIVE, KEY_VALUE)
+# What release-0.2 (the oldest release that may run beside this one) reads of each kind.
+OLDEST_SUPPORTED_READS = {kind.name: 1 for kind in KINDS}

@@ -10,6 +10,11 @@ Node keys: `write_configs` gives every node an Ed25519 key and the cluster a key
 created with mode 0600 in a 0700 folder. For a real cluster, make keys on each node's machine
 with ``python -m meridian.node.localcluster keys --out DIR NODE:REGION ...`` and copy only the
 keyring (public keys) around.
+
+Mixed versions: `extract_release` writes the tree of a git tag (the previous release,
+``release-0.2``) to a folder with ``git archive``; `start_node(..., code=FOLDER)` runs a node
+from that tree (same interpreter and dependencies), and `upgrade_node` drains such a node and
+restarts it on the same config and data directory with this code.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from meridian.sync.identity import Keyring, KeyringEntry, NodeIdentity
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+RELEASE_TAG = "release-0.2"  # the previous release: speaks peer protocol 2 only
+RELEASE_COMMIT = "737b46c"
+DRAIN_MARGIN_S = 20.0  # a draining node exits by its drain deadline plus this (flush, stop)
 SECRET_ENV = "MERIDIAN_CLUSTER_SECRET"
 TOKEN_ENV = "MERIDIAN_ADMIN_TOKEN"
 KEYS_FOLDER = "keys"
@@ -56,19 +64,79 @@ class LocalNode:
     log_path: Path
 
 
-def start_node(config: NodeConfig, env: dict[str, str]) -> LocalNode:
+def start_node(config: NodeConfig, env: dict[str, str], code: Path | None = None) -> LocalNode:
+    """Start ``meridian node`` for `config`; with `code`, from that source tree (an older
+    release written by `extract_release`) instead of the installed package."""
     log_dir = config.data_dir.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{config.region}.log"
+    if code is not None:  # its meridian/ comes first on the path, before the installed one
+        env = {**env, "PYTHONPATH": str(code)}
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "meridian", "node", "--config", str(config.config_path)],
             env=env,
+            cwd=code,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the demo only; it stops the nodes in order
         )
     return LocalNode(config, process, log_path)
+
+
+class ReleaseMissing(RuntimeError):
+    """The previous release's tag or commit is not in the repository (e.g. a shallow clone)."""
+
+
+def extract_release(dest: Path, tag: str = RELEASE_TAG, repo: Path | None = None) -> Path:
+    """Write the source tree of git tag `tag` into `dest` (``git archive``, which keeps the
+    meridian/ symlinks) and return `dest`; ReleaseMissing saying how to fetch it if absent."""
+    repo = repo or Path(__file__).resolve().parent
+    found = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{tag}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode != 0:
+        raise ReleaseMissing(
+            f"the previous release {tag} (commit {RELEASE_COMMIT}) is not in the repository "
+            f"at {repo}: fetch it with `git fetch --tags origin` (in a shallow clone first "
+            f"`git fetch --unshallow`), or, if commit {RELEASE_COMMIT} is present, create the "
+            f"tag with `git tag {tag} {RELEASE_COMMIT}`"
+        )
+    top = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(  # from the top: in a subfolder git archives only that folder
+        ["git", "-C", top, "archive", "--format=tar", found.stdout.strip()],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    if not (dest / "meridian" / "__main__.py").is_file():
+        raise ReleaseMissing(f"{tag} has no meridian/__main__.py: not a release of this project")
+    return dest
+
+
+def upgrade_node(
+    node: LocalNode, env: dict[str, str], code: Path | None = None
+) -> tuple[int | None, LocalNode]:
+    """Drain `node` (SIGTERM: its players move to other regions), wait for it to exit, and
+    start it again on the same config and data directory from `code` (default: this code).
+    Returns the drained process's exit code (None: it had to be killed) and the new node."""
+    node.process.send_signal(signal.SIGTERM)
+    try:
+        code_returned: int | None = node.process.wait(
+            timeout=node.config.drain_deadline_s + DRAIN_MARGIN_S
+        )
+    except subprocess.TimeoutExpired:
+        kill_node(node)
+        code_returned = None
+    return code_returned, start_node(node.config, env, code)
 
 
 def wait_for_mesh(nodes: list[LocalNode], timeout: float = STARTUP_TIMEOUT_S) -> bool:
@@ -162,12 +230,14 @@ def write_configs(
     via: dict[tuple[str, str], int] | None = None,
     zeroconf: bool = False,
     ports: list[int] | None = None,
+    node_keys: str = "",
 ) -> list[Path]:
     """One config per region on free 127.0.0.1 ports, all peered with each other.
 
     `via[(a, b)]` is a port (a proxy's) through which `a` reaches `b` instead of b's own port.
     With `zeroconf`, the nodes get no static peers and must find each other by mDNS.
-    `ports` are the nodes' listen ports (default: free ones).
+    `ports` are the nodes' listen ports (default: free ones). `node_keys` are extra lines of
+    the ``[node]`` table (e.g. ``drain_deadline_s = 8``); `extra` goes after ``[cluster]``.
     """
     folder.mkdir(parents=True, exist_ok=True)
     keys = folder / KEYS_FOLDER
@@ -187,7 +257,7 @@ id = "{region}-1"
 region = "{region}"
 listen = "127.0.0.1:{ports_by_region[region]}"
 data_dir = "data/{region}"
-
+{node_keys}
 [cluster]
 peers = [{peers}]
 secret_env = "{SECRET_ENV}"

@@ -8,7 +8,9 @@ cluster SCENARIO [--seed N] [--report DIR] [--dir DIR]`` runs the same scenario 
 processes on 127.0.0.1 (``sim.cluster``), in real time, with the same checkers and exit status.
 ``meridian sim list`` shows the scenarios in configs/scenarios. ``meridian sim mutate`` plants the
 bugs of tests/mutations one at a time in a throw-away copy and reports which the simulator catches
-(``sim.mutate``). ``python -m sim.cli run ...`` works the same.
+(``sim.mutate``). ``meridian sim upgrade`` runs a rolling upgrade of three local regions from the
+previous release to this code under bots (``sim.upgrade``). ``python -m sim.cli run ...`` works
+the same.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from meridian.sim.mutate import add_mutate_parser
 from meridian.sim.params import ConfigError
 from meridian.sim.report import replay_command, write_report
 from meridian.sim.scenario import SCENARIO_DIR, Scenario, find_scenario, load_scenario
+from meridian.sim.upgrade import add_upgrade_parser
 from meridian.sim.world import RunResult, Simulation
 
 EXIT_OK = 0
@@ -93,6 +96,7 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     run.set_defaults(func=run_command)
     _add_cluster_parser(commands)
     add_mutate_parser(commands)
+    add_upgrade_parser(commands)
     listing = commands.add_parser("list", help="list the scenarios in configs/scenarios")
     listing.set_defaults(func=list_command)
 

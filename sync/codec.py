@@ -4,11 +4,19 @@ Every frame is one websocket binary message: a one-byte frame type followed by a
 unsigned LEB128 varints, length-prefixed UTF-8 strings and length-prefixed byte strings. This
 module only turns frames into bytes and back; it knows nothing of sessions or documents. A
 malformed frame raises :class:`FrameError` with a reason that can be sent back to the peer.
+
+Protocol 3 adds one frame, COMPRESSED: a data frame (UPDATE, STEP2, DIGESTS) deflated with zlib
+when that makes it smaller (`compress_frame`). Its body declares the inner frame's length first,
+so a receiver refuses a decompression bomb (declared length over its frame limit, or a stream
+that inflates past what it declared: rule ``decompression_bomb``) before and while inflating,
+never holding more than the declared length. `decode` unwraps it only when the caller says the
+link negotiated protocol 3.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -22,6 +30,25 @@ NONCE_BYTES = 32
 PROOF_BYTES = 32
 SIGNATURE_BYTES = 64
 MAX_LIST_ITEMS = 1_000_000
+COMPRESSION_VERSION = 3  # the first protocol version with COMPRESSED frames
+COMPRESS_MIN_BYTES = 128  # smaller data frames are sent as they are (little to gain)
+COMPRESS_LEVEL = 6  # zlib's default (levels 1-9 differ by under 1% on these frames)
+# zlib's preset dictionary for COMPRESSED frames: text that the records of every document kind
+# repeat (field names, map names, stamp prefixes, move types), so even one move's UPDATE of
+# ~230 bytes deflates to about half. Part of protocol 3: changing it needs a new version.
+COMPRESS_DICTIONARY = (
+    b'{"by":"","created":"0001780000000000.00000.","extra":{},"first":0,"game":"battleline",'
+    b'"gid":"","moves":[],"names":[],"players":[],"result":{"reason":"","winner":},"seed":,'
+    b'"stamp":"","start_moves":[],"resumed_from":"","node":"","connected":true,'
+    b'"from_name":"","from_uid":"","iid":"","opponent":"","region":"","resume_hash":"",'
+    b'"sid":"","started":"","status":"playing","to_name":"","to_uid":"","token_hash":"",'
+    b'"uid":"","kind":"","text":"","signer":"","sig":"","password_hash":"","home":"",'
+    b"sessions invites meta info marks games kv accounts presence:game:log:saved"
+    b'{"move":{"card":"","deck":"troop","flags":[],"to_flag":,"type":"claim"},"node":"",'
+    b'"type":"scout","type":"redeploy","type":"traitor","type":"deserter","type":"pass",'
+    b'"deck":"tactic","type":"draw"},"node":"","parent":"00000|0001780000000000.00000.",'
+    b'"player":0,"ply":,"stamp":"0001780000000000.00000.'
+)
 
 
 class FrameType(IntEnum):
@@ -39,6 +66,11 @@ class FrameType(IntEnum):
     LINKS = 0x15
     PING = 0x20
     PONG = 0x21
+    COMPRESSED = 0x30  # protocol 3: a deflated data frame
+
+
+# The frames a COMPRESSED frame may carry: data, never a handshake frame or another COMPRESSED.
+COMPRESSIBLE = frozenset({FrameType.STEP2, FrameType.UPDATE, FrameType.DIGESTS})
 
 
 class ErrorCode(IntEnum):
@@ -58,6 +90,7 @@ class ErrorCode(IntEnum):
     SHUTDOWN = 12
     REFUSED_UPDATE = 13
     UNKNOWN_NODE = 14
+    BAD_COMPRESSION = 15  # protocol 3: a COMPRESSED frame that does not inflate as it declares
 
 
 class FrameError(Exception):
@@ -301,8 +334,34 @@ def encode(frame: Frame) -> bytes:
 # --- decode ------------------------------------------------------------------------------
 
 
-def decode(data: bytes, max_frame_bytes: int) -> Frame:
-    """Parse one frame, refusing oversized, truncated, trailing or unknown input."""
+def decode(data: bytes, max_frame_bytes: int, *, compressed: bool = False) -> Frame:
+    """Parse one frame, refusing oversized, truncated, trailing or unknown input.
+
+    `compressed`: the link negotiated protocol 3, so a COMPRESSED frame is unwrapped (its inner
+    frame is held to the same `max_frame_bytes`); otherwise it is an unknown frame."""
+    kind = _frame_type(data, max_frame_bytes)
+    if kind is FrameType.COMPRESSED:
+        if not compressed:
+            raise FrameError(
+                ErrorCode.UNKNOWN_FRAME,
+                "compressed frame on a link that did not negotiate protocol 3",
+                "compression_not_negotiated",
+            )
+        data = inflate_frame(data, max_frame_bytes)
+        kind = _frame_type(data, max_frame_bytes)
+        if kind not in COMPRESSIBLE:
+            raise FrameError(
+                ErrorCode.BAD_COMPRESSION,
+                f"a compressed frame may carry only data frames, not {kind.name}",
+                "bad_compression",
+            )
+    reader = Reader(data, 1)
+    frame = _DECODERS[kind](reader)
+    reader.end()
+    return frame
+
+
+def _frame_type(data: bytes, max_frame_bytes: int) -> FrameType:
     if len(data) > max_frame_bytes:
         raise FrameError(
             ErrorCode.TOO_LARGE, f"frame of {len(data)} bytes exceeds limit {max_frame_bytes}"
@@ -310,13 +369,70 @@ def decode(data: bytes, max_frame_bytes: int) -> Frame:
     if not data:
         raise FrameError(ErrorCode.MALFORMED, "empty frame")
     try:
-        kind = FrameType(data[0])
+        return FrameType(data[0])
     except ValueError:
         raise FrameError(ErrorCode.UNKNOWN_FRAME, f"unknown frame type 0x{data[0]:02x}") from None
+
+
+# --- compression (protocol 3) ------------------------------------------------------------
+
+
+def compress_frame(data: bytes, level: int = COMPRESS_LEVEL) -> bytes:
+    """The encoded data frame `data` as a COMPRESSED frame when that is smaller, else `data`.
+
+    Only frames of at least COMPRESS_MIN_BYTES whose type is in COMPRESSIBLE are tried."""
+    if len(data) < COMPRESS_MIN_BYTES or data[0] not in COMPRESSIBLE:
+        return data
+    out = bytearray([FrameType.COMPRESSED])
+    write_varuint(out, len(data))
+    deflater = zlib.compressobj(level, zdict=COMPRESS_DICTIONARY)
+    out += deflater.compress(data) + deflater.flush()
+    return bytes(out) if len(out) < len(data) else data
+
+
+def inflate_frame(data: bytes, max_frame_bytes: int) -> bytes:
+    """The inner frame of a COMPRESSED frame, inflating at most the length it declares.
+
+    Refused: a declared length over `max_frame_bytes` or a stream that inflates to more than
+    declared (TOO_LARGE, rule ``decompression_bomb``); a corrupt, truncated or short stream, or
+    bytes after it (BAD_COMPRESSION, rule ``bad_compression``)."""
     reader = Reader(data, 1)
-    frame = _DECODERS[kind](reader)
-    reader.end()
-    return frame
+    declared = reader.varuint()
+    if declared > max_frame_bytes:
+        raise FrameError(
+            ErrorCode.TOO_LARGE,
+            f"compressed frame declares {declared} bytes, over the frame limit {max_frame_bytes}",
+            "decompression_bomb",
+        )
+    if declared == 0:
+        raise FrameError(
+            ErrorCode.BAD_COMPRESSION, "compressed frame declares 0 bytes", "bad_compression"
+        )
+    inflater = zlib.decompressobj(zdict=COMPRESS_DICTIONARY)
+    try:
+        # One byte more than declared: a stream that fills it is a bomb, one that ends inside
+        # is checked for its exact length (zlib's own limit of 0 would mean "no limit").
+        inner = inflater.decompress(data[reader.pos :], declared + 1)
+    except zlib.error as exc:
+        raise FrameError(
+            ErrorCode.BAD_COMPRESSION,
+            f"compressed frame does not inflate: {exc}",
+            "bad_compression",
+        ) from None
+    if len(inner) > declared:
+        raise FrameError(
+            ErrorCode.TOO_LARGE,
+            f"compressed frame inflates past the {declared} bytes it declares",
+            "decompression_bomb",
+        )
+    if not inflater.eof or inflater.unused_data or len(inner) != declared:
+        raise FrameError(
+            ErrorCode.BAD_COMPRESSION,
+            f"compressed frame inflates to {len(inner)} bytes, declared {declared}, or is "
+            "truncated or followed by other bytes",
+            "bad_compression",
+        )
+    return inner
 
 
 def _decode_hello(reader: Reader) -> Hello:

@@ -9,11 +9,13 @@ close a socket).
 
 What it does (details in docs/sync-protocol.md):
 
-* handshake (protocol 2): HELLO (node id, region, software, protocol range, nonce) both ways,
+* handshake (protocols 2 and 3): HELLO (node id, region, software, protocol range, nonce) both ways,
   then AUTH_SIG, an Ed25519 signature with the node's own key over both nonces and node ids. The
   peer's id must be in the cluster keyring (not removed, same region) and its signature must
   verify with the key listed there; nothing else is accepted or sent before both check out. An
   unknown or removed node, a bad signature or an incompatible version is refused with a reason.
+  Both sides use the highest version both speak; on a protocol 3 link data frames of at least
+  ``codec.COMPRESS_MIN_BYTES`` travel deflated when that is smaller (COMPRESSED frames);
 * local changes are captured by a document observer, coalesced per document for
   ``coalesce_ms`` and sent as one UPDATE per document to every link;
 * updates received from peer P are relayed to linked peers that P says it cannot reach (partial
@@ -61,8 +63,11 @@ from meridian.sync.digest import EMPTY_DIGEST, state_digest
 from meridian.sync.identity import Keyring, NodeIdentity, public_key_text
 from meridian.sync.settings import SyncSettings
 
-PROTOCOL_VERSION = 2
-SUPPORTED_VERSIONS = (2, 2)
+# Protocol 3 adds COMPRESSED data frames; 2 is kept so a node of the previous release (which
+# speaks only 2) and this one interoperate during a rolling upgrade. Protocol 1 (a shared
+# secret) stays retired: anyone holding the secret could speak as any node.
+PROTOCOL_VERSION = 3
+SUPPORTED_VERSIONS = (2, 3)
 EMPTY_UPDATE = b"\x00\x00"
 EMPTY_STATE_VECTOR = b"\x00"
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -449,7 +454,7 @@ class SyncEngine:
             peer.frames_received += 1
             peer.bytes_received += len(data)
         try:
-            frame = codec.decode(data, self.settings.max_frame_bytes)
+            frame = codec.decode(data, self.settings.max_frame_bytes, compressed=_compresses(link))
             if link.state is LinkState.HANDSHAKE:
                 self._handshake(link, frame, now)
             else:
@@ -567,7 +572,8 @@ class SyncEngine:
                 raise FrameError(
                     ErrorCode.VERSION_MISMATCH,
                     "protocol 1 authentication (a shared-secret proof) is not accepted; "
-                    "this node speaks protocol 2 (node keys)",
+                    f"this node speaks protocols {self.versions[0]}..{self.versions[1]} "
+                    "(node keys)",
                 )
             case codec.Error():
                 self._close(link, f"refused by peer: {frame.reason}", refused=True, now=now)
@@ -846,6 +852,8 @@ class SyncEngine:
 
     def _send(self, link: Link, frame: codec.Frame, now: float) -> None:
         data = codec.encode(frame)
+        if _compresses(link):
+            data = codec.compress_frame(data)
         link.outbox.append(data)
         link.outbox_bytes += len(data)
         link.last_sent = now
@@ -970,6 +978,11 @@ class SyncEngine:
             # Every local change after link-up was sent on this link, in order.
             prefix = max(prefix, link.update_acked.get(doc_id, 0))
         return prefix
+
+
+def _compresses(link: Link) -> bool:
+    """COMPRESSED frames go both ways only on an authenticated link of protocol 3 or later."""
+    return link.state is LinkState.UP and link.version >= codec.COMPRESSION_VERSION
 
 
 def _refusal(doc_id: str, refused: UpdateRefused) -> FrameError:

@@ -18,7 +18,15 @@ from typing import Any
 
 from pycrdt import Map
 
-from meridian.sync.engine import DocChanged, Event, LinkClosed, LinkUp, PeerRefused, SyncEngine
+from meridian.sync.engine import (
+    SUPPORTED_VERSIONS,
+    DocChanged,
+    Event,
+    LinkClosed,
+    LinkUp,
+    PeerRefused,
+    SyncEngine,
+)
 from meridian.sync.identity import Keyring, NodeIdentity
 from meridian.sync.settings import SyncSettings
 
@@ -82,7 +90,7 @@ class MemoryCluster:
                 rng=random.Random(self.seed * 1000 + index),
                 wall_ms=lambda name=name: self.wall_ms(name),  # type: ignore[misc]
                 max_ahead_ms=self.max_ahead_ms,
-                versions=self.versions.get(name, (2, 2)),
+                versions=self.versions.get(name, SUPPORTED_VERSIONS),
                 auto_durable=self.auto_durable,
             )
         self.wires: list[Wire] = []

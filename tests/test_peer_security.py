@@ -103,7 +103,7 @@ class FrameLog:
         cluster.tamper = self.tap
 
     def tap(self, src: str, dst: str, frames: list[bytes]) -> list[bytes]:
-        self.frames += [(src, dst, codec.decode(f, 1 << 30)) for f in frames]
+        self.frames += [(src, dst, codec.decode(f, 1 << 30, compressed=True)) for f in frames]
         return frames
 
     def sent(self, src: str, dst: str, kind: type[Any]) -> list[Any]:
@@ -470,7 +470,7 @@ def test_an_update_already_held_is_acknowledged_at_once() -> None:
     us.take_outgoing(link)
     duplicate = log.sent("eu", "us", codec.Update)[0]
     us.receive(link, codec.encode(replace(duplicate, seq=duplicate.seq + 1)), cluster.now)
-    acks = [codec.decode(f, 1 << 20) for f in us.take_outgoing(link)]
+    acks = [codec.decode(f, 1 << 20, compressed=True) for f in us.take_outgoing(link)]
     assert codec.Ack(duplicate.seq + 1) in acks
     assert us.link_state(link) is LinkState.UP
 

@@ -115,13 +115,17 @@ def test_delete_only_divergence_is_repaired() -> None:
     assert len(cluster.digests("test:d")) == 1
 
 
+# COMPRESSED (protocol 3) carries UPDATE, STEP2 or DIGESTS: lost like them
+DATA_FRAMES = (codec.FrameType.UPDATE, codec.FrameType.STEP2, codec.FrameType.COMPRESSED)
+
+
 def _lossy(rng: random.Random, drop: float, dup: float, reorder: float):  # type: ignore[no-untyped-def]
     """Drop, duplicate and shuffle data frames (never the handshake, which a socket would kill)."""
 
     def tamper(src: str, dst: str, frames: list[bytes]) -> list[bytes]:
         out: list[bytes] = []
         for frame in frames:
-            data_frame = frame[0] in (codec.FrameType.UPDATE, codec.FrameType.STEP2)
+            data_frame = frame[0] in DATA_FRAMES
             if data_frame and rng.random() < drop:
                 continue
             out.append(frame)
@@ -135,10 +139,16 @@ def _lossy(rng: random.Random, drop: float, dup: float, reorder: float):  # type
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_dropped_duplicated_reordered_frames_still_converge(seed: int) -> None:
+@pytest.mark.parametrize("eu_versions", [(2, 3), (2, 2)], ids=["all-new", "eu-protocol-2"])
+def test_dropped_duplicated_reordered_frames_still_converge(
+    seed: int, eu_versions: tuple[int, int]
+) -> None:
     rng = random.Random(seed)
     cluster = MemoryCluster(
-        ["eu", "us", "ap"], settings=SyncSettings(anti_entropy_s=0.5, peer_timeout_s=60), seed=seed
+        ["eu", "us", "ap"],
+        settings=SyncSettings(anti_entropy_s=0.5, peer_timeout_s=60),
+        seed=seed,
+        versions={"eu": eu_versions},
     )
     cluster.full_mesh()
     cluster.tamper = _lossy(rng, drop=0.3, dup=0.3, reorder=0.3)
@@ -209,7 +219,7 @@ def test_a_node_without_its_keyring_key_is_refused_and_nothing_is_exchanged(
 
 
 def test_incompatible_versions_refuse_each_other_with_a_reason() -> None:
-    cluster = MemoryCluster(["old", "new"], versions={"new": (3, 4)})
+    cluster = MemoryCluster(["old", "new"], versions={"old": (2, 2), "new": (3, 4)})
     cluster.connect("old", "new")
     reasons = cluster.closed_reasons("old") + cluster.closed_reasons("new")
     assert any("incompatible protocol" in r and "3..4" in r for r in reasons)
@@ -217,7 +227,7 @@ def test_incompatible_versions_refuse_each_other_with_a_reason() -> None:
 
 
 def test_compatible_versions_negotiate_the_highest_common() -> None:
-    cluster = MemoryCluster(["old", "new"], versions={"new": (2, 3)})
+    cluster = MemoryCluster(["old", "new"], versions={"old": (2, 2), "new": (2, 3)})
     cluster.connect("old", "new")
     assert cluster.links_up("new") == ["old"]
     cluster.put("new", "test:v", "k", "v")

@@ -1,0 +1,83 @@
+"""Two versions side by side: a node of the previous release among nodes of this code.
+
+The previous release is the git tag ``release-0.2`` (commit 737b46c, peer protocol 2 only; see
+docs/operations.md *Upgrading*). Its tree is extracted with ``git archive`` and run with this
+venv. A clone without the tag fails these tests with a message saying how to fetch it: they are
+the proof that an upgrade works and must not pass by being skipped.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meridian.node.localcluster import RELEASE_TAG, ReleaseMissing, extract_release
+from meridian.sim.upgrade import rolling_upgrade
+
+
+def _release(tmp_path: Path) -> Path:
+    try:
+        return extract_release(tmp_path / "release")
+    except ReleaseMissing as missing:
+        pytest.fail(str(missing))
+
+
+def test_a_missing_release_tag_fails_saying_how_to_fetch_it(tmp_path: Path) -> None:
+    with pytest.raises(ReleaseMissing) as missing:
+        extract_release(tmp_path / "release", tag="release-never-made")
+    assert "git fetch" in str(missing.value) and "git tag release-never-made" in str(missing.value)
+
+
+@pytest.mark.integration
+def test_the_previous_release_is_present_and_speaks_protocol_2_only(tmp_path: Path) -> None:
+    tree = _release(tmp_path)
+    engine = (tree / "sync" / "engine.py").read_text()
+    assert "SUPPORTED_VERSIONS = (2, 2)" in engine, f"{RELEASE_TAG} is not the protocol 2 release"
+    assert (tree / "meridian" / "node").is_symlink()  # git archive keeps the links
+
+
+@pytest.mark.integration
+async def test_an_old_node_among_new_ones_plays_then_upgrades_in_place(tmp_path: Path) -> None:
+    """eu runs release-0.2, us and ap this code; bots play across regions; eu is drained mid
+    game and restarted on this code with its data directory. Every game finishes, no move is
+    lost, every region ends with the same game log and documents."""
+    _release(tmp_path)  # fail early, with the fetch instructions, if the tag is missing
+    lines: list[str] = []
+    report = await rolling_upgrade(tmp_path / "run", old_regions=["eu"], games=2, say=lines.append)
+    assert report.ok, "\n".join(lines + report.lines())
+    before, after = report.protocols, report.protocols_after
+    assert before["us-1 <- eu-1"] == before["eu-1 <- us-1"] == 2, before  # old with new: 2
+    assert before["us-1 <- ap-1"] == before["ap-1 <- us-1"] == 3, before  # new with new: 3
+    assert set(after.values()) == {3} and len(after) == 6, after
+    assert report.players_moved >= 1  # eu had players when it was drained
+    assert report.games_finished == 4 and report.games_interrupted == report.moves_lost == 0
+
+
+def test_the_upgrade_command_refuses_unknown_regions(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "meridian", "sim", "upgrade", "--old", "eu,mars"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "mars" in result.stderr, result.stderr
+
+
+@pytest.mark.integration
+def test_the_upgrade_command_upgrades_all_three_regions_with_nothing_lost(tmp_path: Path) -> None:
+    _release(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "meridian", "sim", "upgrade", "--dir", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for region in ("eu", "us", "ap"):
+        assert f"{region} drained, exit code 0" in result.stdout
+    assert "games interrupted: 0 (target 0)" in result.stdout
+    assert "moves lost: 0 (target 0)" in result.stdout
+    assert "after the upgrade, link eu-1 <- us-1: protocol 3" in result.stdout
