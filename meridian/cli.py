@@ -127,7 +127,8 @@ def _add_games(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_node_command(args: argparse.Namespace) -> int:
-    from meridian.node.config import ConfigError, load_config
+    from meridian.node.config import load_config
+    from meridian.tomlschema import ConfigError
 
     try:
         config = load_config(args.config)
@@ -139,9 +140,10 @@ def run_node_command(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: object) -> int:
-    from meridian.node.config import ConfigError, NodeConfig
+    from meridian.node.config import NodeConfig
     from meridian.node.server import Node
     from meridian.sync.store import StoreError
+    from meridian.tomlschema import ConfigError
 
     assert isinstance(config, NodeConfig)
     node = Node(config)

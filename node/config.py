@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import os
 import re
 import stat
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,12 @@ from urllib.parse import urlsplit
 from meridian.node.service_limits import ServiceLimits
 from meridian.sync.identity import KeyMaterialError, Keyring, NodeIdentity, public_key_text
 from meridian.sync.settings import SyncSettings
+from meridian.tomlschema import (
+    ConfigError,
+    TomlReader,
+    TomlTable,
+    read_toml,
+)
 
 NAME_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -78,16 +82,6 @@ class NodeConfig:
     __str__ = __repr__
 
 
-class ConfigError(Exception):
-    """A config problem, as one line: ``{path}: {key}: {message}``."""
-
-    def __init__(self, path: str | Path, key: str, message: str) -> None:
-        self.path = str(path)
-        self.key = key
-        self.message = " ".join(message.split())  # one line, whatever the cause said
-        super().__init__(f"{self.path}: {self.key}: {self.message}")
-
-
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
     """Read and check the TOML config at ``path``; secrets come from ``environ`` or os.environ."""
     config_path = Path(path)
@@ -96,116 +90,6 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> N
     # Unknown keys first: a misspelt key should be reported as such, not as a missing one.
     _reject_unknown_keys(reader, document)
     return _build_config(reader, TomlTable(reader, "", document))
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except FileNotFoundError:
-        raise ConfigError(path, "(file)", "config file not found") from None
-    except OSError as error:
-        raise ConfigError(path, "(file)", f"cannot read config file: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(path, "(toml)", "config file is not valid UTF-8") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(path, "(toml)", f"invalid TOML: {error}") from None
-
-
-@dataclass(frozen=True)
-class TomlReader:
-    """What every table needs to resolve values: the config file and the environment."""
-
-    path: Path
-    environ: Mapping[str, str]
-
-    @property
-    def folder(self) -> Path:
-        return self.path.resolve().parent
-
-    def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(self.path, key, message)
-
-
-MISSING: Any = object()
-
-
-class TomlTable:
-    """One TOML table with typed getters; every error names the dotted key."""
-
-    def __init__(self, reader: TomlReader, prefix: str, values: Mapping[str, Any]) -> None:
-        self.reader = reader
-        self.prefix = prefix
-        self.values = values
-
-    def dotted(self, key: str) -> str:
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def raw(self, key: str, default: Any, expected: str) -> Any:
-        if key in self.values:
-            return self.values[key]
-        if default is MISSING:
-            raise self.reader.error(self.dotted(key), f"missing; expected {expected}")
-        return default
-
-    def wrong_type(self, key: str, value: Any, expected: str) -> ConfigError:
-        return self.reader.error(
-            self.dotted(key), f"expected {expected}, got {describe_value(value)}"
-        )
-
-    def table(self, key: str, *, required: bool) -> TomlTable:
-        value = self.raw(key, MISSING if required else {}, "a table")
-        if not isinstance(value, dict):
-            raise self.wrong_type(key, value, "a table")
-        return TomlTable(self.reader, self.dotted(key), value)
-
-    def string(self, key: str, default: Any = MISSING, expected: str = "a string") -> str:
-        value = self.raw(key, default, expected)
-        if not isinstance(value, str):
-            raise self.wrong_type(key, value, expected)
-        return value
-
-    def optional_string(self, key: str, expected: str) -> str | None:
-        if key not in self.values:
-            return None
-        return self.string(key, expected=expected)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.raw(key, default, "true or false")
-        if not isinstance(value, bool):
-            raise self.wrong_type(key, value, "true or false")
-        return value
-
-    def integer(self, key: str, default: int, minimum: int) -> int:
-        expected = f"an integer >= {minimum}"
-        value = self.raw(key, default, expected)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.wrong_type(key, value, expected)
-        if value < minimum:
-            raise self.reader.error(self.dotted(key), f"expected {expected}, got {value}")
-        if value >= 2**53:  # beyond this, JSON and pycrdt lose precision
-            raise self.reader.error(self.dotted(key), f"expected a value below 2**53, got {value}")
-        return value
-
-    def number(self, key: str, default: float, minimum: float, *, inclusive: bool) -> float:
-        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-        expected = f"a number {bound}"
-        value = self.raw(key, default, expected)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.wrong_type(key, value, expected)
-        too_small = value < minimum if inclusive else value <= minimum
-        if too_small or not math.isfinite(value):  # TOML allows nan and inf
-            raise self.reader.error(self.dotted(key), f"expected {expected}, got {value}")
-        return float(value)
-
-    def string_list(self, key: str, expected: str) -> list[str]:
-        value = self.raw(key, [], f"a list of {expected}")
-        if not isinstance(value, list):
-            raise self.wrong_type(key, value, f"a list of {expected}")
-        for index, item in enumerate(value):
-            if not isinstance(item, str):
-                raise self.wrong_type(f"{key}[{index}]", item, expected)
-        return value
 
 
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
@@ -242,14 +126,6 @@ def _reject_unknown_keys(reader: TomlReader, document: Mapping[str, Any]) -> Non
                 raise reader.error(
                     f"{table_name}.{key}", f"unknown {kind}; expected one of: {allowed}"
                 )
-
-
-def describe_value(value: Any) -> str:
-    names = {bool: "boolean", int: "integer", float: "float", str: "string"}
-    names |= {list: "array", dict: "table"}
-    kind = names.get(type(value), type(value).__name__)
-    text = repr(value)
-    return f"{kind} {text}" if len(text) <= 40 else kind
 
 
 def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:

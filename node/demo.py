@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from meridian.node.bots import BotSummary, run_bots, wait_for_equal_logs
-from meridian.node.config import ConfigError, load_config
+from meridian.node.config import load_config
 from meridian.node.demo_supervisor import Supervisor, control_command, state_root
 from meridian.node.localcluster import (
     TOKEN_ENV,
@@ -44,6 +44,7 @@ from meridian.node.localcluster import (
 )
 from meridian.node.web import DEMO_CONTROL_ENV
 from meridian.resources import demo_configs_dir
+from meridian.tomlschema import ConfigError
 
 DEFAULT_BOTS = 4
 DEFAULT_BOTS_FOR_PEOPLE = 2

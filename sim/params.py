@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from meridian.node.config import MISSING, ConfigError, TomlReader, TomlTable, describe_value
+from meridian.tomlschema import MISSING, ConfigError, TomlReader, TomlTable, describe_value
 
 __all__ = ["ConfigError", "Table"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from meridian.node.config import NAME_PATTERN, TABLE_KEYS, read_toml, sync_settings_from
+from meridian.node.config import NAME_PATTERN, TABLE_KEYS, sync_settings_from
 from meridian.resources import SCENARIOS_DIR
 from meridian.sim.checkers import CHECKERS, CheckContext, Checker
 from meridian.sim.faults import Fault, parse_fault
@@ -22,6 +22,7 @@ from meridian.sim.node import NodeSpec
 from meridian.sim.params import ConfigError, Table
 from meridian.sim.workload import WORKLOADS, Workload
 from meridian.sync.settings import SyncSettings
+from meridian.tomlschema import read_toml
 
 SCENARIO_DIR = SCENARIOS_DIR  # the shipped scenarios, from a checkout or an installed wheel
 TOP_KEYS = (

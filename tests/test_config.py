@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from meridian.node.config import ConfigError, NodeConfig, load_config
+from meridian.node.config import NodeConfig, load_config
 from meridian.sync.settings import SyncSettings
+from meridian.tomlschema import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_CONFIGS = REPO / "configs" / "local"

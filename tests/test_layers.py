@@ -67,3 +67,9 @@ def test_the_planted_upward_import_is_found(tmp_path: Path) -> None:
     layers = [layer_of(m) for m in imported_modules(planted)]
     assert layers == ["node", "sync"]
     assert "node" not in set(LAYERS[: LAYERS.index("sync") + 1])
+
+
+def test_the_generic_helpers_beside_the_layers_import_no_layer() -> None:
+    """``meridian/tomlschema.py`` is used by node and sim alike: it must stay below both."""
+    wrong = [m for m in imported_modules(ROOT / "meridian" / "tomlschema.py") if layer_of(m)]
+    assert not wrong, f"meridian/tomlschema.py imports {wrong}"

@@ -38,7 +38,7 @@ from meridian.crdt_models.accounts import (
 from meridian.crdt_models.hlc import Stamp
 from meridian.crdt_models.records import encode_signed
 from meridian.node.client import PlayerClient, RequestError
-from meridian.node.config import ConfigError, NodeConfig, load_config, load_identity
+from meridian.node.config import NodeConfig, load_config, load_identity
 from meridian.node.localcluster import (
     cluster_env,
     start_node,
@@ -52,6 +52,7 @@ from meridian.sync.engine import LinkClosed, LinkState, SyncEngine
 from meridian.sync.identity import Keyring, KeyringEntry, NodeIdentity
 from meridian.sync.settings import SyncSettings
 from meridian.sync.transport import peer_ws_url
+from meridian.tomlschema import ConfigError
 from tests.conftest import eventually
 from tests.sync_harness import EPOCH_MS, MemoryCluster, identity_for
 
