@@ -33,6 +33,10 @@ class IllegalMove(Exception):
 class GameRules(Protocol[StateT]):
     """The rules of one two-player game, as pure functions (no I/O, no clock, no hidden RNG)."""
 
+    def game_name(self) -> str:
+        """The name game records carry (``GameInfo.game``), e.g. ``"battleline"``."""
+        ...
+
     def new_game(self, seed: int, first_player: int = 0) -> StateT:
         """A fresh game; all chance comes from ``seed``."""
         ...
@@ -67,4 +71,13 @@ class GameRules(Protocol[StateT]):
 
     def full_view(self, state: StateT) -> View:
         """Everything (for the server and for debugging)."""
+        ...
+
+    def replay_view(self, state: StateT) -> View:
+        """What the replay of a finished game shows after a ply: both hands, no future (no deck
+        order, no seed)."""
+        ...
+
+    def public_move(self, move: Move) -> Move:
+        """A played move as anyone may see it (hidden cards left out)."""
         ...

@@ -44,6 +44,7 @@ from aiohttp import web
 
 from meridian.crdt_models.presence import PRESENCE_PREFIX, presence_doc_id
 from meridian.node.http_api import NODE_KEY, bad_request, error_response, require_admin
+from meridian.node.refusals import ErrorCode
 from meridian.sync.engine import DocChanged
 
 if TYPE_CHECKING:
@@ -302,7 +303,7 @@ async def refuse_new_players(request: web.Request, handler: Handler) -> web.Stre
     drain = request.app[DRAIN_KEY]
     if drain.draining and request.path in REFUSED_WHILE_DRAINING:
         message = "this node is shutting down" + drain.suggestion()
-        return error_response(503, "draining", message)
+        return error_response(503, ErrorCode.DRAINING, message)
     return await handler(request)
 
 

@@ -42,9 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-import meridian.games.battleline as battleline
 from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
-from meridian.games.battleline.cards import is_tactic
+from meridian.games.base import GameRules, IllegalMove
 from meridian.node.demo_supervisor import CONTROL_DIR, STATE_FILE
 from meridian.node.game_tracker import LIVE
 from meridian.node.http_api import error_response, require_admin
@@ -85,7 +84,6 @@ PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": "600",
 }
-REPLAY_HIDDEN = ("deck_order", "legal_moves", "scout_returned")
 DEMO_CONTROL_ENV = "MERIDIAN_DEMO_CONTROL"
 SELF_KILL_DELAY_S = 0.2  # a node asked to kill itself answers first
 
@@ -132,12 +130,13 @@ def add_web_routes(app: web.Application, node: Node) -> None:
         game = find_finished(node, gid)
         if game is None:
             return error_response(404, "not_found", f"no finished game {gid!r}")
-        if game.game != "battleline":
+        rules = node.service.rules
+        if game.game != rules.game_name():
             return error_response(404, "not_found", f"cannot replay a game of {game.game!r}")
         try:
-            views = replay_views(game)
-        except battleline.IllegalMove as error:
-            return error_response(500, "bad_record", f"the archived game does not replay: {error}")
+            views = replay_views(rules, game)
+        except IllegalMove as error:  # refused at entry by the peers' record checks
+            return error_response(422, "bad_record", f"the archived game does not replay: {error}")
         return web.json_response(
             {
                 "gid": game.gid,
@@ -160,7 +159,7 @@ def add_web_routes(app: web.Application, node: Node) -> None:
                 "names": tracker.info.names,
                 "first": tracker.info.first,
                 "status": tracker.status,
-                "moves": [public_move(m) for m in played],
+                "moves": [node.service.rules.public_move(m) for m in played],
             },
             headers=NO_STORE,
         )
@@ -251,14 +250,6 @@ def live_games(node: Node) -> list[dict[str, Any]]:
     ]
 
 
-def public_move(move: dict[str, Any]) -> dict[str, Any]:
-    """A move as anyone may see it: which decks a Scout's returned cards went to, not the cards."""
-    if move.get("type") != "scout_return" or not isinstance(move.get("cards"), list):
-        return move
-    decks = ["tactic" if is_tactic(card) else "troop" for card in move["cards"]]
-    return {"type": "scout_return", "decks": decks, "player": move.get("player")}
-
-
 def find_finished(node: Node, gid: str) -> ArchivedGame | None:
     for doc_id, doc in list(node.engine.docs.items()):
         if doc_id.startswith(LOG_PREFIX):
@@ -268,23 +259,14 @@ def find_finished(node: Node, gid: str) -> ArchivedGame | None:
     return None
 
 
-def replay_views(game: ArchivedGame) -> list[dict[str, Any]]:
+def replay_views(rules: GameRules[Any], game: ArchivedGame) -> list[dict[str, Any]]:
     """The position after every ply of a finished game, as shown by the replay viewer."""
-    state = battleline.new_game(game.seed, game.first)
-    views = [_replay_view(state)]
+    state = rules.new_game(game.seed, game.first)
+    views = [rules.replay_view(state)]
     for move in game.moves:
-        player = int(move["player"])
-        state = battleline.apply_move(state, player, move)
-        views.append(_replay_view(state))
+        state = rules.apply_move(state, int(move["player"]), move)
+        views.append(rules.replay_view(state))
     return views
-
-
-def _replay_view(state: battleline.GameState) -> dict[str, Any]:
-    view = battleline.full_view(state)
-    for key in REPLAY_HIDDEN:
-        view.pop(key, None)
-    view.pop("seed", None)
-    return view
 
 
 def region_overview(node: Node) -> dict[str, Any]:

@@ -20,6 +20,9 @@ Public API (all values JSON-safe: str, small ints, lists, dicts; seeds are ints 
     ``code`` one of ``malformed``, ``not_your_turn``, ``illegal_move``, ``game_over``, ``paused``.
 ``player_view(state, player)``, ``spectator_view(state)``, ``full_view(state)`` -> dict
     What each party may see (hidden cards never appear in a view that may not see them).
+``replay_view(state)``, ``public_move(move)`` -> dict
+    A finished game's position for its replay; a move as anyone may see it.
+``game_name()`` -> ``"battleline"``, the name game records carry.
 ``to_move(state) -> int | None``, ``result(state) -> dict | None``
     ``result`` is ``{"winner": 0 | 1, "reason": "flags" | "breakthrough" | "give_up"}``
     (``{"winner": None, "reason": "stalemate"}`` once the game can no longer change).
@@ -63,7 +66,21 @@ from meridian.games.battleline.moves import IllegalMove
 from meridian.games.battleline.records import RecordError, check_record, make_record, replay_record
 from meridian.games.battleline.rules import legal_moves
 from meridian.games.battleline.state import GameState
-from meridian.games.battleline.views import full_view, player_view, spectator_view
+from meridian.games.battleline.views import (
+    full_view,
+    player_view,
+    public_move,
+    replay_view,
+    spectator_view,
+)
+
+GAME_NAME = "battleline"
+
+
+def game_name() -> str:
+    """The name Battleline's game records carry."""
+    return GAME_NAME
+
 
 __all__ = [
     "GameState",
@@ -75,6 +92,7 @@ __all__ = [
     "apply_move",
     "check_record",
     "full_view",
+    "game_name",
     "import_history",
     "legal_moves",
     "legal_moves_go",
@@ -84,8 +102,10 @@ __all__ = [
     "new_game_from_decks",
     "player_view",
     "position_to_state",
+    "public_move",
     "replay",
     "replay_record",
+    "replay_view",
     "result",
     "rules_module",
     "spectator_view",

@@ -124,3 +124,23 @@ def full_view(state: GameState) -> View:
         legal_moves=rules.legal_moves(state),
     )
     return view
+
+
+REPLAY_HIDDEN = ("deck_order", "legal_moves", "scout_returned", "seed")
+
+
+def replay_view(state: GameState) -> View:
+    """A finished game's position after a ply, for its replay: both hands, but neither the
+    order of the decks nor the seed (the rest of the deal) nor a Scout's returned cards."""
+    view = full_view(state)
+    for key in REPLAY_HIDDEN:
+        view.pop(key, None)
+    return view
+
+
+def public_move(move: View) -> View:
+    """A move as anyone may see it: which decks a Scout's returned cards went to, not the cards."""
+    if move.get("type") != "scout_return" or not isinstance(move.get("cards"), list):
+        return move
+    decks = ["tactic" if is_tactic(card) else "troop" for card in move["cards"]]
+    return {"type": "scout_return", "decks": decks, "player": move.get("player")}

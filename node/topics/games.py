@@ -240,7 +240,7 @@ class GamesTopic:
             coin = state.rng.randrange(2)
             info = GameInfo(
                 gid,
-                "battleline",
+                state.rules.game_name(),
                 players,
                 [invite.from_name, invite.to_name],
                 seed,
