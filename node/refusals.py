@@ -130,7 +130,7 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.NOT_EMPTY: 409,
     ErrorCode.NOT_DEMO: 404,
     ErrorCode.DOWN: 409,
-    ErrorCode.BAD_RECORD: 500,
+    ErrorCode.BAD_RECORD: 422,
 }
 
 

@@ -47,6 +47,7 @@ from meridian.games.base import GameRules, IllegalMove
 from meridian.node.demo_supervisor import CONTROL_DIR, STATE_FILE
 from meridian.node.game_tracker import LIVE
 from meridian.node.http_api import error_response, require_admin
+from meridian.node.refusals import HTTP_STATUS, ErrorCode
 
 if TYPE_CHECKING:
     from meridian.node.server import Node
@@ -136,7 +137,8 @@ def add_web_routes(app: web.Application, node: Node) -> None:
         try:
             views = replay_views(rules, game)
         except IllegalMove as error:  # refused at entry by the peers' record checks
-            return error_response(422, "bad_record", f"the archived game does not replay: {error}")
+            message = f"the archived game does not replay: {error}"
+            return error_response(HTTP_STATUS[ErrorCode.BAD_RECORD], ErrorCode.BAD_RECORD, message)
         return web.json_response(
             {
                 "gid": game.gid,
