@@ -66,6 +66,12 @@ RETRY_S = (0.5, 1.5)  # pause after a failed sign-in step or connection
 WATCH_S = (3.0, 10.0)
 BAD_TOKEN = CloseCode.BAD_TOKEN  # log in again
 FATAL_CLOSES = tuple(c for c in CloseCode if c.final and c != BAD_TOKEN)  # do not reconnect
+FATAL_CLOSE_WHY = {  # what `Bot.stopped` says
+    CloseCode.LOGGED_IN_ELSEWHERE: "logged in elsewhere (another program uses this account)",
+    CloseCode.DISABLED: "account disabled",
+    CloseCode.PROTOCOL: "protocol violation",
+    CloseCode.MOVED: "the session continued on another connection",
+}
 
 Reply = dict[str, Any]
 Done = Callable[[Reply], None]
@@ -397,7 +403,7 @@ class Bot:
         self._note("closed", uid=self.uid, code=code)
         self.busy = False
         if code in FATAL_CLOSES:
-            self.stop(f"closed by the server: {CloseCode(code).name.lower()} ({reason})")
+            self.stop(f"closed by the server: {FATAL_CLOSE_WHY.get(CloseCode(code), reason)}")
         elif code == BAD_TOKEN:
             self.phase = "login"
         else:

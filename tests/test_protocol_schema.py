@@ -121,10 +121,9 @@ def test_every_error_code_the_js_client_reacts_to_is_in_the_table() -> None:
 
 def test_the_python_clients_close_tables_use_the_schemas_codes() -> None:
     from meridian.node import botbrain
-    from meridian.node import bots as node_bots
 
     finals = {int(c) for c in CloseCode if c.final}
-    assert set(node_bots.FATAL_CLOSES) <= finals
+    assert set(botbrain.FATAL_CLOSE_WHY) <= finals
     assert set(botbrain.FATAL_CLOSES) <= finals
 
 
