@@ -47,7 +47,7 @@ import aiohttp
 from pycrdt import Doc
 
 from meridian.crdt_models.presence import PRESENCE_PREFIX
-from meridian.node.bots import WebsocketPlayers
+from meridian.node.botsocket import WebsocketPlayers
 from meridian.node.localcluster import TOKEN_ENV, LocalNode
 from meridian.sim.faults import Undo
 from meridian.sim.gamecheck import rebuild
