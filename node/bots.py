@@ -325,12 +325,13 @@ def _log_difference(servers: list[str], logs: list[Any], gids: set[str]) -> str 
 BOT_DESCRIPTION = """\
 Run N Battleline bots as real players over websockets. Bot i registers at the i-th --server
 (round robin; it logs in if its name exists already). The first M bots (--for-people M) wait
-for people: nobody else invites them and they accept a person's invitation at once. The others
+for people: nobody else invites them and they accept a person's invitation about a second
+later (so the person sees it sent), with a hello in the game's chat. The others
 are paired (1-2, 3-4, ... of them) so that partners sit in different regions, and each pair
 plays G games; an idle paired bot also accepts a person's invitation. Moves come from the
 engine's heuristic run on the bot's own view.
 
-If a bot's connection fails it resumes its session on the next --server (with its resume
+If a bot's connection fails it resumes its session on another --server (with its resume
 token) and continues its game. Progress goes to stdout, a summary at the end; exit code 0 when
 every bot finished its games without errors, 1 otherwise. Ctrl-C stops early (with --games 0,
 the bots play until then)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -10,9 +11,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
+from meridian.node.bots import ACCEPT_PAUSE_S, GREETING
+from meridian.node.client import PlayerClient
 from meridian.node.config import load_config
 from meridian.node.localcluster import cluster_env, fetch_health, write_configs
 from tests.conftest import REGIONS
@@ -148,3 +153,71 @@ def test_the_dashboard_api_kills_and_starts_a_region_of_the_demo(tmp_path: Path)
         finally:
             demo.send_signal(signal.SIGINT)
             demo.wait(timeout=30)
+
+
+def test_a_newcomer_invites_a_bot_of_the_demo_at_once_and_sees_it_accept(tmp_path: Path) -> None:
+    """The README's "invite one of the bots": bot1 and bot2 wait idle for people while bot3 and
+    bot4 play each other; a person's invitation to bot1 shows as sent and is accepted about a
+    second later, with a hello in the game's chat."""
+    paths = write_configs(tmp_path, REGIONS)
+    eu = load_config(paths[0], cluster_env()).public_url
+    command = [sys.executable, "-m", "meridian", "demo", "--bots", "2", "--restart-after", "0"]
+    with subprocess.Popen(
+        [*command, "--config-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as demo:
+        try:
+            _wait_for_line(demo, "Ctrl-C stops the cluster", timeout=60)
+            story = asyncio.run(asyncio.wait_for(_newcomer_invites(eu, "bot1"), 30))
+            assert story["bot2"] == {"idle"}, story  # reserved: no bot invited it
+            assert story["online_after_s"] < 5.0, story  # the bot was there at once
+            assert story["sent_shown_s"] < ACCEPT_PAUSE_S <= story["accepted_s"] + 0.1, story
+            assert story["accepted_s"] < ACCEPT_PAUSE_S + 2.5, story
+            assert story["greeting"] == GREETING, story
+            _wait_for_line(demo, "against newcomer", timeout=10)
+        finally:
+            demo.send_signal(signal.SIGINT)
+            demo.wait(timeout=30)
+
+
+async def _newcomer_invites(url: str, bot: str) -> dict[str, Any]:
+    """Register at `url`, invite `bot` as soon as it is online; what the person saw, and when."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    lobby: dict[str, str] = {}
+    bot2_seen: set[str] = set()  # every status the lobby showed for bot2
+
+    def follow_lobby(push: dict[str, Any]) -> None:
+        if push["type"] == "lobby":
+            lobby.clear()
+        if push["type"] in ("lobby", "lobby_update"):
+            for name in push.get("gone", []):
+                lobby.pop(name, None)
+            changed = push.get("players", []) + push.get("changed", [])
+            lobby.update({p["name"]: p["status"] for p in changed})
+            bot2_seen.update({lobby["bot2"]} if "bot2" in lobby else set())
+
+    async with aiohttp.ClientSession() as http:
+        person = PlayerClient(url, http)
+        person.on_push = follow_lobby
+        await person.register("newcomer", "correct horse battery")
+        await person.login("newcomer", "correct horse battery")
+        await person.connect()
+        while not {bot, "bot2"} <= set(lobby):
+            await person.wait_push("lobby_update", timeout=10)
+        await person.request("invite", to=bot)
+        sent = loop.time()
+        story: dict[str, Any] = {"online_after_s": sent - started}
+        while not any(i["to"] == bot for i in person.latest.get("invites", {}).get("outgoing", [])):
+            await person.wait_push("invites", timeout=5)
+        story["sent_shown_s"] = loop.time() - sent
+        game = await person.wait_push("game", timeout=5)
+        story["accepted_s"] = loop.time() - sent
+        assert game["players"] == ["newcomer", bot]
+        story["greeting"] = (await person.wait_push("chat", timeout=5, game=game["game"]))["text"]
+        await asyncio.sleep(1.0)  # bot3 and bot4 play meanwhile; nobody invites bot2
+        story["bot2"] = bot2_seen
+        await person.close()
+    return story
