@@ -36,7 +36,8 @@ A bot lives in a region (``home``), registers there (with that region as its hom
   chats now and then (``chat``);
 * moves to another region (``travel_per_min``: closes the websocket, sends its resume token to
   another node) and logs in a second time from another region (``double_login_per_min``: a
-  second bot with the same account, which the older session loses to, code 4100);
+  second bot with the same account, which the older session loses to with
+  `CloseCode.LOGGED_IN_ELSEWHERE`);
 * when its connection drops it fails over to another node with its resume token (or logs in
   again if the session is gone, `CloseCode.BAD_TOKEN`); the other final close codes end that
   client for good (`Bot.stopped` says why);

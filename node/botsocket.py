@@ -20,6 +20,8 @@ import aiohttp
 from meridian.node.botbrain import Done, Reply
 from meridian.node.client import PlayerClient, RequestError
 
+ABNORMAL_CLOSE = 1006  # RFC 6455: the connection ended without a close frame
+
 
 class Loop(Protocol):
     """What a `WebsocketSide` needs from whoever runs the bots."""
@@ -116,7 +118,7 @@ class WebsocketSide:
                 continue
             if client is self._client:
                 self._client, self.node = None, None
-                self.on_closed(int(push.get("code") or 1006), str(push.get("reason", "")))
+                self.on_closed(int(push.get("code") or ABNORMAL_CLOSE), str(push.get("reason", "")))
                 self.on_news()
             return
 

@@ -122,10 +122,7 @@ async def test_an_idle_bot_accepts_a_persons_invitation_and_plays_it_out(
 ) -> None:
     bots = asyncio.create_task(run_bots([bot_cluster.url(0)], 1, 1, prefix="lonely"))
     async with aiohttp.ClientSession() as http:
-        person = PlayerClient(bot_cluster.url(1), http)
-        await person.register("visitor", PASSWORD)
-        await person.login("visitor", PASSWORD)
-        await person.connect()
+        person = await _person(http, bot_cluster.url(1), "visitor")
         await _invite_until_accepted(person, "lonely1")
         result = await asyncio.wait_for(_play_randomly(person), 60)
         await person.close()
@@ -143,10 +140,7 @@ async def test_bots_reserved_for_people_are_left_alone_and_accept_a_person_with_
     run = run_bots(servers(bot_cluster), 3, 1, prefix="wait", for_people=1)
     bots = asyncio.create_task(run)
     async with aiohttp.ClientSession() as http:
-        person = PlayerClient(bot_cluster.url(2), http)
-        await person.register("newcomer", PASSWORD)
-        await person.login("newcomer", PASSWORD)
-        await person.connect()
+        person = await _person(http, bot_cluster.url(2), "newcomer")
         await _invite_once_online(person, "wait1")
         sent = asyncio.get_running_loop().time()
         pending = await _outgoing_invitation(person, "wait1")
@@ -173,6 +167,15 @@ async def _outgoing_invitation(person: PlayerClient, bot: str) -> float:
     while not any(i["to"] == bot for i in person.latest.get("invites", {}).get("outgoing", [])):
         await person.wait_push("invites", timeout=5)
     return asyncio.get_running_loop().time() - started
+
+
+async def _person(http: aiohttp.ClientSession, url: str, name: str) -> PlayerClient:
+    """A person registered at `url`, logged in and connected."""
+    person = PlayerClient(url, http)
+    await person.register(name, PASSWORD)
+    await person.login(name, PASSWORD)
+    await person.connect()
+    return person
 
 
 async def _invite_once_online(person: PlayerClient, bot: str) -> None:
