@@ -247,6 +247,12 @@ class Bot:
         elif self.client.connected:
             self._online(now)
 
+    def due(self, now: float) -> float:
+        """The earliest time after `now` at which `act` may do something new, at most
+        ``TICK_S`` away (an adapter that acts on news sleeps until then)."""
+        times = [self.wake, self.move_due, *self.accept_at.values()]
+        return min([t for t in times if t > now] + [now + TICK_S])
+
     def stop(self, reason: str) -> None:
         """End this client for good (it is not closed here: see `PlayerSide.close`)."""
         self.phase, self.stopped = "done", self.stopped or reason

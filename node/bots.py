@@ -169,7 +169,7 @@ class BotRun:
         return [ledger.stats for ledger in self.ledgers.values()]
 
     async def _drive(self) -> None:
-        """Act on every tick, and at once on news (a reply or a push)."""
+        """Act on every tick, at once on news (a reply or a push), and when a bot is due."""
         active = dict(zip(self.plan.names, self.shared.bots, strict=True))
         while active:
             self._news.clear()
@@ -181,8 +181,9 @@ class BotRun:
                     del active[name]
                 else:
                     bot.act(now)
+            due = min((bot.due(now) for bot in active.values()), default=now + TICK_S)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._news.wait(), TICK_S)
+                await asyncio.wait_for(self._news.wait(), max(0.0, due - self.now))
 
     def _finish(self, name: str, bot: Bot) -> None:
         ledger = self.ledgers[name]

@@ -12,7 +12,7 @@ cluster`` (`sim.cluster`) use them; whoever runs the bots provides the `Loop`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -64,7 +64,7 @@ class WebsocketSide:
 
     def http(self, node: str, path: str, body: Reply, done: Done) -> None:
         client = PlayerClient(self.loop.url(node), self.loop.http)
-        self.loop.spawn(self._call(client.post(path, body), done))
+        self.loop.spawn(self._call(lambda: client.post(path, body), done))
 
     def connect(self, node: str, hello: Reply, done: Done) -> None:
         self.close()
@@ -81,13 +81,14 @@ class WebsocketSide:
             self._reader = asyncio.create_task(self._read(client))
             return reply
 
-        self.loop.spawn(self._call(opened(), done))
+        self.loop.spawn(self._call(opened, done))
 
     def request(self, kind: str, fields: Reply, done: Done) -> None:
         if self._client is None or not self.connected:
             done(_failure("disconnected", "the websocket is closed"))
             return
-        self.loop.spawn(self._call(self._client.request(kind, **fields), done))
+        client = self._client
+        self.loop.spawn(self._call(lambda: client.request(kind, **fields), done))
 
     def close(self) -> None:
         client, self._client, self.node = self._client, None, None
@@ -97,9 +98,11 @@ class WebsocketSide:
         if client is not None:
             self.loop.spawn(client.close())
 
-    async def _call(self, call: Coroutine[Any, Any, Reply], done: Done) -> None:
+    async def _call(self, call: Callable[[], Awaitable[Reply]], done: Done) -> None:
+        # The call starts inside the task: a task cancelled before it ran leaves no coroutine
+        # that was never awaited.
         try:
-            reply = await call
+            reply = await call()
         except RequestError as error:
             reply = _failure(error.code, error.message)
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
