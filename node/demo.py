@@ -7,7 +7,8 @@ nodes cleanly on Ctrl-C. Each node's log goes to ``data/logs/<region>.log``.
 
 It also runs bots (``node.bots``) in this process, spread over the regions. ``--bots-for-people``
 of them (bot1, bot2, ... ; default 2) wait for people: no bot invites them, and they accept a
-person's invitation at once, so a newcomer can invite one straight away. The ``--bots`` others
+person's invitation within a second (the person sees it sent, then accepted, and a hello in the
+game's chat), so a newcomer can invite one straight away. The ``--bots`` others
 play each other across the regions (and accept a person's invitation between their games).
 By default they play endlessly (a pause between games, a short delay before each move so people
 can follow). With ``--games G --exit-when-done`` the demo exits 0 once every bot
@@ -101,7 +102,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_BOTS_FOR_PEOPLE,
         metavar="N",
         help="more bots that only wait for people: idle until a person invites them, they "
-        f"accept at once (default {DEFAULT_BOTS_FOR_PEOPLE}; named bot1 ... botN)",
+        f"accept within a second (default {DEFAULT_BOTS_FOR_PEOPLE}; named bot1 ... botN)",
     )
     parser.add_argument(
         "--games",

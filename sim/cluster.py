@@ -15,8 +15,9 @@ a fault-injecting proxy, the workloads over real HTTP and websockets, in real ti
   is acknowledged when the node answers 200 (durable, and held by ``ack_regions`` regions). The
   admin API shows no Yjs item ids, so each put goes to a key of its own and
   ``acknowledged-writes`` checks that every acknowledged key is present with its value; there is
-  no delete. ``game-bots`` are the same bots as in the simulator (``sim.bots``), each client a
-  ``node.client.PlayerClient`` on a real websocket.
+  no delete. ``game-bots`` are the same bots as in the simulator (``sim.bots``, the one bot of
+  ``node.botbrain``), each client a ``node.bots.WebsocketSide`` on a real websocket (the
+  transport of ``meridian bot``).
 * The checkers are the same, on final states read back from every node with
   ``GET /api/admin/export`` (every shared document as a Yjs update; presence documents are not
   exported), the sessions each node counts (``GET /api/admin/sessions``), the merges each node
@@ -46,7 +47,7 @@ import aiohttp
 from pycrdt import Doc
 
 from meridian.crdt_models.presence import PRESENCE_PREFIX
-from meridian.node.client import PlayerClient, RequestError
+from meridian.node.botsocket import WebsocketPlayers
 from meridian.node.localcluster import TOKEN_ENV, LocalNode
 from meridian.sim.faults import Undo
 from meridian.sim.gamecheck import rebuild
@@ -69,9 +70,6 @@ POLL_S = 0.25
 SETTLE_MAX_S = 15.0
 STOP_WAIT_S = 10.0
 
-Reply = dict[str, Any]
-Done = Callable[[Reply], None]
-
 
 def node_settings(scenario: Scenario) -> str:
     """The [sync] and [replication] tables of the nodes' configs for this scenario."""
@@ -90,96 +88,6 @@ def _toml(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else repr(value)
 
 
-def _failure(code: str, message: str) -> Reply:
-    return {"ok": False, "error": {"code": code, "message": message}}
-
-
-class RealClient:
-    """A bot's client on a real websocket (``sim.bots.PlayerSide`` over ``PlayerClient``)."""
-
-    def __init__(self, run: ClusterRun, region: str) -> None:
-        self.run = run
-        self.region = region
-        self.node: str | None = None
-        self.on_push: Callable[[Reply], None] = lambda push: None
-        self.on_closed: Callable[[int, str], None] = lambda code, reason: None
-        self._client: PlayerClient | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    @property
-    def connected(self) -> bool:
-        ws = self._client.ws if self._client is not None else None
-        return ws is not None and not ws.closed
-
-    def http(self, node: str, path: str, body: Reply, done: Done) -> None:
-        client = PlayerClient(self.run.cluster.url(node), self.run.http)
-        self.run.spawn(self._call(client.post(path, body), done))
-
-    def connect(self, node: str, hello: Reply, done: Done) -> None:
-        self.close()
-        client = PlayerClient(self.run.cluster.url(node), self.run.http)
-        client.token, client.resume = str(hello.get("token", "")), str(hello.get("resume", ""))
-
-        async def opened() -> Reply:
-            reply = await client.connect(resume="resume" in hello)
-            self._client, self.node = client, node
-            self._reader = asyncio.create_task(self._read(client))
-            return reply
-
-        self.run.spawn(self._call(opened(), done))
-
-    def request(self, kind: str, fields: Reply, done: Done) -> None:
-        if self._client is None or not self.connected:
-            done(_failure("disconnected", "the websocket is closed"))
-            return
-        self.run.spawn(self._call(self._client.request(kind, **fields), done))
-
-    def close(self) -> None:
-        client, self._client, self.node = self._client, None, None
-        if self._reader is not None:
-            self._reader.cancel()
-            self._reader = None
-        if client is not None:
-            self.run.spawn(client.close())
-
-    async def _call(self, call: Coroutine[Any, Any, Reply], done: Done) -> None:
-        try:
-            reply = await call
-        except RequestError as error:
-            reply = _failure(error.code, error.message)
-        except (aiohttp.ClientError, OSError, TimeoutError) as error:
-            reply = _failure("unreachable", str(error) or type(error).__name__)
-        done({"ok": True, **reply} if "ok" not in reply else reply)
-
-    async def _read(self, client: PlayerClient) -> None:
-        while True:
-            push = await client.pushes.get()
-            if push["type"] != "_closed":
-                self.on_push(push)
-                continue
-            if client is self._client:
-                self._client, self.node = None, None
-                self.on_closed(int(push.get("code") or 1006), str(push.get("reason", "")))
-            return
-
-
-class ClusterPlayers:
-    """``sim.bots.Players`` for real processes."""
-
-    def __init__(self, run: ClusterRun) -> None:
-        self.run = run
-        self.regions = list(run.scenario.node_ids)
-        self.clients: list[RealClient] = []
-
-    def new_client(self, region: str) -> RealClient:
-        client = RealClient(self.run, region)
-        self.clients.append(client)
-        return client
-
-    def now(self) -> float:
-        return self.run.now
-
-
 class ClusterHandle:
     """A workload's view of one real node (``sim.workload.NodeHandle``)."""
 
@@ -188,7 +96,7 @@ class ClusterHandle:
         self.node_id = self.region = region
 
     @property
-    def players(self) -> ClusterPlayers:
+    def players(self) -> WebsocketPlayers:
         return self.run.players
 
     @property
@@ -229,7 +137,7 @@ class ClusterRun:
         )
         self.cluster = ProxiedCluster(folder, regions, extra=node_settings(scenario))
         self.token = self.cluster.env[TOKEN_ENV]
-        self.players = ClusterPlayers(self)
+        self.players = WebsocketPlayers(self, scenario.node_ids, lambda: self.now)
         self.workloads = scenario.new_workloads()
         self.down: set[str] = set()
         self.http: aiohttp.ClientSession
@@ -243,6 +151,9 @@ class ClusterRun:
     @property
     def now(self) -> float:
         return asyncio.get_running_loop().time() - self._t0
+
+    def url(self, node: str) -> str:
+        return self.cluster.url(node)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(work)
@@ -283,8 +194,7 @@ class ClusterRun:
         for workload in self.workloads:
             workload.finish(self.now)
         await self._record_views()
-        for client in self.players.clients:
-            client.close()
+        self.players.close()
         return final
 
     async def _drive(self, index: int, handles: list[ClusterHandle]) -> None:

@@ -21,7 +21,7 @@ from meridian.games.battleline import (
 )
 from meridian.games.battleline.cards import HAND
 from meridian.games.battleline.viewbot import ViewBot, ViewError, state_from_view
-from meridian.node.bots import BotSummary, run_bots, wait_for_equal_logs
+from meridian.node.bots import ACCEPT_PAUSE_S, GREETING, BotSummary, run_bots, wait_for_equal_logs
 from meridian.node.client import PlayerClient, RequestError
 from meridian.node.localcluster import kill_node, stop_nodes, wait_for_mesh
 from tests.conftest import Cluster
@@ -122,10 +122,7 @@ async def test_an_idle_bot_accepts_a_persons_invitation_and_plays_it_out(
 ) -> None:
     bots = asyncio.create_task(run_bots([bot_cluster.url(0)], 1, 1, prefix="lonely"))
     async with aiohttp.ClientSession() as http:
-        person = PlayerClient(bot_cluster.url(1), http)
-        await person.register("visitor", PASSWORD)
-        await person.login("visitor", PASSWORD)
-        await person.connect()
+        person = await _person(http, bot_cluster.url(1), "visitor")
         await _invite_until_accepted(person, "lonely1")
         result = await asyncio.wait_for(_play_randomly(person), 60)
         await person.close()
@@ -135,22 +132,24 @@ async def test_an_idle_bot_accepts_a_persons_invitation_and_plays_it_out(
 
 
 @pytest.mark.integration
-async def test_bots_reserved_for_people_are_left_alone_and_accept_a_person_at_once(
+async def test_bots_reserved_for_people_are_left_alone_and_accept_a_person_with_a_visible_step(
     bot_cluster: Cluster,
 ) -> None:
-    """wait1 waits for people; wait2 and wait3 play each other and never invite it."""
+    """wait1 waits for people; wait2 and wait3 play each other and never invite it. The person's
+    invitation shows as sent, is accepted about ACCEPT_PAUSE_S later, and wait1 says hello."""
     run = run_bots(servers(bot_cluster), 3, 1, prefix="wait", for_people=1)
     bots = asyncio.create_task(run)
     async with aiohttp.ClientSession() as http:
-        person = PlayerClient(bot_cluster.url(2), http)
-        await person.register("newcomer", PASSWORD)
-        await person.login("newcomer", PASSWORD)
-        await person.connect()
+        person = await _person(http, bot_cluster.url(2), "newcomer")
         await _invite_once_online(person, "wait1")
         sent = asyncio.get_running_loop().time()
+        pending = await _outgoing_invitation(person, "wait1")
         push = await person.wait_push("game", timeout=5)
         waited = asyncio.get_running_loop().time() - sent
-        assert push["players"][1] == "wait1" and waited < 2.0, waited
+        assert push["players"] == ["newcomer", "wait1"]
+        assert pending < ACCEPT_PAUSE_S <= waited + 0.1 < ACCEPT_PAUSE_S + 2.0, (pending, waited)
+        hello = await person.wait_push("chat", timeout=5)
+        assert (hello["from"], hello["text"], hello["game"]) == ("wait1", GREETING, push["game"])
         await asyncio.wait_for(_play_randomly(person), 60)
         await person.close()
     summary = await asyncio.wait_for(bots, 60)
@@ -160,6 +159,23 @@ async def test_bots_reserved_for_people_are_left_alone_and_accept_a_person_at_on
     assert by_name["wait1"].for_people and by_name["wait1"].partner is None
     assert [g.opponent for g in by_name["wait2"].games] == ["wait3"]
     assert "wait1 (people)" in summary.report()
+
+
+async def _outgoing_invitation(person: PlayerClient, bot: str) -> float:
+    """Seconds until the person's ``invites`` push lists the invitation to `bot` as sent."""
+    started = asyncio.get_running_loop().time()
+    while not any(i["to"] == bot for i in person.latest.get("invites", {}).get("outgoing", [])):
+        await person.wait_push("invites", timeout=5)
+    return asyncio.get_running_loop().time() - started
+
+
+async def _person(http: aiohttp.ClientSession, url: str, name: str) -> PlayerClient:
+    """A person registered at `url`, logged in and connected."""
+    person = PlayerClient(url, http)
+    await person.register(name, PASSWORD)
+    await person.login(name, PASSWORD)
+    await person.connect()
+    return person
 
 
 async def _invite_once_online(person: PlayerClient, bot: str) -> None:

@@ -120,12 +120,11 @@ def test_every_error_code_the_js_client_reacts_to_is_in_the_table() -> None:
 
 
 def test_the_python_clients_close_tables_use_the_schemas_codes() -> None:
-    from meridian.node import bots as node_bots
-    from meridian.sim import bots as sim_bots
+    from meridian.node import botbrain
 
     finals = {int(c) for c in CloseCode if c.final}
-    assert set(node_bots.FATAL_CLOSES) <= finals
-    assert set(sim_bots.FATAL_CLOSES) <= finals
+    assert set(botbrain.FATAL_CLOSE_WHY) <= finals
+    assert set(botbrain.FATAL_CLOSES) <= finals
 
 
 # --- the exact inputs of the hostile-input report -------------------------------------------

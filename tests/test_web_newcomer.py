@@ -422,7 +422,7 @@ def test_on_a_phone_a_newcomer_plays_a_bot_at_once_through_a_failover_and_a_rema
         assert_fits(player)
         assert_readable(player, "game over on a phone")
         player.shot("newcomer-12-phone-summary", full_page=True)
-        # A rematch: bot2 accepts at once, and the one who moved second moves first.
+        # A rematch: bot2 accepts within a second, and the one who moved second moves first.
         page.click('#summary [data-action="rematch"]')
         page.wait_for_selector(f'#screen-game[data-status="live"]:not([data-game="{gid}"])')
         page.wait_for_selector("#invite-accepted:has-text('bot2 accepted your invitation')")
