@@ -23,8 +23,10 @@ from meridian.crdt_models.game import (
     read_info,
     read_marks,
     read_moves,
+    step,
 )
 from meridian.games.base import GameRules, IllegalMove
+from meridian.games.clock import Clock
 
 LIVE, FINISHED, SAVED, PARKED = "live", "finished", "saved", "parked"
 
@@ -106,29 +108,29 @@ class GameTracker:
         rolled_back = kept if kept < len(old) else None
         return ChainChange(max(0, len(self.chain.moves) - kept), rolled_back)
 
-    def adopt(self, record: MoveRecord, state: Any) -> None:
+    def adopt(self, record: MoveRecord, state: Any, clock: Clock | None) -> None:
         """Extend the chain with a record this node just wrote at the tip, whose resulting
-        state the caller already computed while validating it."""
+        state and clocks the caller already computed while validating it."""
         assert record.ply == len(self.chain.moves) and record.parent == self.chain.tip
         self.record_keys.add(record.key)
         self.records.append(record)
-        self.chain = Chain([*self.chain.moves, record], self.chain.dropped, state)
+        self.chain = Chain([*self.chain.moves, record], self.chain.dropped, state, clock)
         self._added_since_refresh += 1
         self._status = self._compute_status()
 
     def _extends_tip(self, new: list[MoveRecord]) -> bool:
         """Apply records that simply continue the chain; False if the chain must be recomputed."""
-        state, moves = self.chain.state, list(self.chain.moves)
+        state, clock, moves = self.chain.state, self.chain.clock, list(self.chain.moves)
         for record in sorted(new, key=lambda r: (r.ply, r.stamp)):
             tip = moves[-1].key if moves else ""
             if record.ply != len(moves) or record.parent != tip:
                 return False
             try:
-                state = self.rules.apply_move(state, record.player, record.move)
+                state, clock = step(self.rules, state, clock, record)
             except IllegalMove:
                 return False
             moves.append(record)
-        self.chain = Chain(moves, self.chain.dropped, state)
+        self.chain = Chain(moves, self.chain.dropped, state, clock)
         return True
 
     def went_back_for(self, ply: int, head: str) -> int | None:

@@ -275,6 +275,7 @@ class GameService(MessageHandlers):
         """Apply every document change since the last call and push what changed."""
         state = self.state
         state.now_hint = now
+        self.games_topic.record_timeouts()  # (marks the games dirty: refreshed just below)
         dirty, state.dirty = state.dirty, set()
         if ACCOUNTS_DOC in dirty:
             state.accounts_changed()
@@ -309,7 +310,8 @@ class GameService(MessageHandlers):
         picture = self._picture_next if self._picture_dirty else None
         delivery = self.delivery.next_deadline()
         unseen = self.games_topic.next_unseen_due()
-        deadlines = [d for d in (picture, delivery, unseen) if d is not None]
+        timeout = self.games_topic.next_timeout_s(self.state.now_hint)
+        deadlines = [d for d in (picture, delivery, unseen, timeout) if d is not None]
         return min(deadlines) if deadlines else None
 
     def _announce_name_merges(self) -> None:

@@ -1,5 +1,13 @@
-"""Games: the canonical chain of every game this node knows, moves, watching, and the game views
-and rollback notices pushed to the players and watchers connected here."""
+"""Games: the canonical chain of every game this node knows, moves, watching, the game views
+and rollback notices pushed to the players and watchers connected here, and the time-outs of
+games with a time control.
+
+Who records a time-out (the ``timeout`` record, ``crdt_models.game``): the node serving the
+player whose clock runs, as soon as its own clock passes that player's deadline; any other node
+that hosts the game (it created it, or serves the opponent) only once its clock is past the
+deadline by ``TIMEOUT_GRACE_MS``, so a player whose node died or is cut off still loses on time.
+The grace only spares needless rollbacks: whoever writes it, a time-out counts only if its
+stamp is past the deadline the move stamps give, and a move stamped in time beats it."""
 
 from __future__ import annotations
 
@@ -8,9 +16,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from meridian.crdt_models.archive import ArchivedGame, games_to_park
-from meridian.crdt_models.game import GameInfo, GameWriter, MoveRecord, game_doc_id
+from meridian.crdt_models.game import GameInfo, GameWriter, MoveRecord, game_doc_id, step
 from meridian.crdt_models.presence import IDLE, WATCHING, Invite
 from meridian.games.base import IllegalMove
+from meridian.games.clock import TIMEOUT
 from meridian.node import protocol as p
 from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
 from meridian.node.protocol import ErrorCode, NoticeCode, Refused
@@ -22,6 +31,11 @@ GAME_PREFIX = "game:"
 # drain): wait this long for it before telling the player the moves were not kept.
 UNSEEN_HEAD_WAIT_S = 3.0
 ROLLBACK_UNSEEN = "moves you saw were not kept (a region was lost or a merge undid them)"
+# A node that does not serve the player whose clock runs waits this long past the deadline
+# before it records the time-out itself: more than the clock skew and replication delay seen
+# between healthy regions, so the serving node's in-time move (or its own time-out) arrives
+# first. The serving node records a time-out at the deadline.
+TIMEOUT_GRACE_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,7 @@ class GamesTopic:
         # cards are the mover's secret); the chain's own record is the fallback.
         shown_last = view.get("last_move", shown_last) if isinstance(view, dict) else shown_last
         to_move = rules.to_move(state)
+        clock = tracker.chain.clock
         return {
             "type": "game",
             "game": gid,
@@ -149,6 +164,7 @@ class GamesTopic:
             "head": tracker.chain.tip,
             "result": rules.result(state),
             "status": tracker.status,
+            "clock": clock.to_json(self.state.wall_ms()) if clock is not None else None,
         }
 
     def live_games_of(self, uid: str) -> list[str]:
@@ -233,6 +249,8 @@ class GamesTopic:
                 state.node_id,
                 saved.gid,
                 saved.moves,
+                invite.clock_ms,
+                invite.increment_ms,
             )
         else:
             seed = state.rng.randrange(2**53)
@@ -247,6 +265,8 @@ class GamesTopic:
                 self._swapped_first(players, coin),
                 state.stamp(),
                 state.node_id,
+                clock_ms=invite.clock_ms,
+                increment_ms=invite.increment_ms,
             )
         node = state.node_id
         event = state.write(game_doc_id(gid), lambda doc: GameWriter(doc, node).create(info))
@@ -280,14 +300,27 @@ class GamesTopic:
         return tracker, seat
 
     def play(self, conn: Conn, gid: str, move: dict[str, Any]) -> Answer:
-        state = self.state
         tracker, seat = self.player_game(conn, gid)
-        try:
-            new_state = state.rules.apply_move(tracker.chain.state, seat, move)
-        except IllegalMove as error:
-            raise Refused(p.move_refusal(error.code), error.message) from None
+        if move.get("type") == TIMEOUT:
+            raise Refused(ErrorCode.BAD_REQUEST, "a time-out is recorded by the nodes, not sent")
+        ply, event = self._write_move(gid, tracker, seat, move)
+        return Answer({"ply": tracker.base_ply + ply}, game_doc_id(gid), event)
+
+    def _write_move(
+        self, gid: str, tracker: GameTracker, seat: int, move: dict[str, Any]
+    ) -> tuple[int, int]:
+        """Write `move` by `seat` at the tip of the chain, or Refused (the rules or the clock
+        refuse it); returns its ply and the document change that holds it."""
+        state = self.state
         ply, parent, stamp = tracker.ply, tracker.chain.tip, state.stamp()
         doc_id, node = game_doc_id(gid), state.node_id
+        candidate = MoveRecord(ply, parent, seat, move, stamp, node)
+        try:
+            new_state, clock = step(
+                state.rules, tracker.chain.state, tracker.chain.clock, candidate
+            )
+        except IllegalMove as error:
+            raise Refused(p.move_refusal(error.code), error.message) from None
         record: list[MoveRecord] = []
         event = state.write(
             doc_id,
@@ -295,8 +328,45 @@ class GamesTopic:
                 GameWriter(doc, node).add_move(ply, parent, seat, move, stamp)
             ),
         )
-        tracker.adopt(record[0], new_state)  # validated just above: no need to apply it twice
-        return Answer({"ply": tracker.base_ply + ply}, doc_id, event)
+        tracker.adopt(record[0], new_state, clock)  # validated just above: applied once
+        return ply, event
+
+    # --- time-outs ---------------------------------------------------------------------------------
+
+    def timeout_due_ms(self, tracker: GameTracker) -> int | None:
+        """When this node records the time-out of `tracker`'s game if no move comes (None: it
+        never does: no clock runs, or this node is no authority for it; module docstring)."""
+        clock = tracker.chain.clock
+        deadline = clock.deadline_ms if clock is not None else None
+        if deadline is None or clock is None or clock.running is None or tracker.status != LIVE:
+            return None
+        if self.state.conns_of(tracker.info.players[clock.running]):
+            return deadline
+        return deadline + TIMEOUT_GRACE_MS if self.hosts(tracker) else None
+
+    def record_timeouts(self) -> list[str]:
+        """Record every time-out due by this node's clock; returns the games it ended."""
+        state, ended = self.state, []
+        now_ms = state.wall_ms()
+        for gid in sorted(self.live):
+            tracker = state.games[gid]
+            due = self.timeout_due_ms(tracker)
+            clock = tracker.chain.clock
+            if due is None or now_ms <= due or clock is None or clock.running is None:
+                continue
+            try:
+                self._write_move(gid, tracker, clock.running, {"type": TIMEOUT})
+            except Refused:
+                continue  # the stamp is not past the deadline after all (cannot happen)
+            ended.append(gid)
+        return ended
+
+    def next_timeout_s(self, now: float) -> float | None:
+        """When (on the service's `now` axis) the next time-out of this node falls due."""
+        dues = [d for d in (self.timeout_due_ms(self.state.games[g]) for g in self.live) if d]
+        if not dues:
+            return None
+        return now + max(0, min(dues) + 1 - self.state.wall_ms()) / 1000
 
     def watch(self, conn: Conn, message: p.Watch) -> Answer:
         state = self.state
