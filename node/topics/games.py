@@ -331,7 +331,7 @@ class GamesTopic:
         tracker.adopt(record[0], new_state, clock)  # validated just above: applied once
         return ply, event
 
-    # --- time-outs ---------------------------------------------------------------------------------
+    # --- time-outs --------------------------------------------------------------------------------
 
     def timeout_due_ms(self, tracker: GameTracker) -> int | None:
         """When this node records the time-out of `tracker`'s game if no move comes (None: it
