@@ -102,9 +102,11 @@ def info(clock_ms: int = 60_000, increment_ms: int = 0) -> GameInfo:
 
 def moves_in_time(game: GameInfo, plies: int, gap_ms: int) -> list[MoveRecord]:
     """`plies` random legal records, each `gap_ms` after the one before."""
-    state, records, bot = RULES.replay(game.seed, [], game.first), [], RandomBot(3)
+    state, bot = RULES.replay(game.seed, [], game.first), RandomBot(3)
+    records: list[MoveRecord] = []
     for ply in range(plies):
         mover = RULES.to_move(state)
+        assert mover is not None
         move: dict[str, Any] = bot.choose(state, mover)
         parent = records[-1].key if records else ""
         records.append(MoveRecord(ply, parent, mover, move, stamp((ply + 1) * gap_ms), "eu-1"))
@@ -151,7 +153,8 @@ def test_a_move_in_time_beats_a_concurrent_timeout_and_a_late_one_loses_to_it(
     last = chain.moves[-1]
     if offset_ms <= 0:
         assert last.key == rival.key, "a move stamped at or before the deadline wins"
-        assert RULES.result(chain.state) is None or RULES.result(chain.state)["reason"] != "time"
+        result = RULES.result(chain.state)
+        assert result is None or result["reason"] != "time"
     else:
         assert last.key == timeout.key, "a move stamped after the deadline is not taken"
         assert RULES.result(chain.state) == {"winner": 1 - running, "reason": "time"}
