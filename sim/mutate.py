@@ -53,6 +53,7 @@ SCENARIOS = (
     "slow-disk-acks",
     "game-merges",
     "insider-records",
+    "clock-games",
 )
 MAX_SEEDS = 30
 DEFAULT_SEEDS = 30

@@ -1,4 +1,4 @@
-"""The time-control rule re-implemented from docs/architecture.md (*Time controls*) for the checkers.
+"""The time-control rule, re-implemented for the checkers from docs/architecture.md.
 
 Nothing here comes from ``games.clock`` or ``crdt_models``: a game's ``info`` record may carry
 ``clock_ms`` (each player's time; 0 or absent: no clock) and ``increment_ms``. Stated as the docs
