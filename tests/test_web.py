@@ -370,3 +370,82 @@ def test_cors_and_the_pages_endpoints(web_cluster: ThreadedCluster) -> None:
     assert b"cluster dashboard" in body
     status, headers, _ = _get(f"{us}/")
     assert "Access-Control-Allow-Origin" not in headers  # only the listed paths
+
+
+def test_a_timed_game_shows_the_clocks_ticking_and_the_time_out(
+    web_cluster: ThreadedCluster, browser: Browser
+) -> None:
+    errors: list[str] = []
+    dora, eve = new_players(browser, errors, "dora", "eve")
+    try:
+        dora.sign_up(web_cluster.url("eu"), "eu")
+        eve.sign_up(web_cluster.url("eu"), "us")
+        presets = dora.page.eval_on_selector_all(
+            "#time-control option", "options => options.map(o => o.textContent)"
+        )
+        assert presets == ["No clock", "5+0", "10+0", "10+5"]
+        # A 15 s clock (the shortest the protocol takes) so the time runs out within the test.
+        dora.page.eval_on_selector(
+            "#time-control", "s => { s.add(new Option('15s+0', '15+0')); s.value = '15+0'; }"
+        )
+        dora.page.wait_for_selector('#players button[data-invite="eve"]')
+        dora.page.click('#players button[data-invite="eve"]')
+        eve.page.wait_for_selector('#invites [data-incoming="dora"]:has-text("(15s+0)")')
+        eve.page.click("#invites button[data-accept]")
+        for player in (dora, eve):
+            player.page.wait_for_selector(
+                'body[data-screen="game"] #clocks .clock[data-running="true"]'
+            )
+        running = dora.page.inner_text('#clocks .clock[data-running="true"] .clock-time')
+        time.sleep(1.5)
+        later = dora.page.inner_text('#clocks .clock[data-running="true"] .clock-time')
+        assert later < running, f"the running clock ticks down: {running} then {later}"
+        dora.shot("10-clocks-ticking")
+        # Nobody moves: the mover's time runs out and both pages show it.
+        for player in (dora, eve):
+            player.page.wait_for_selector(
+                '#screen-game[data-status="finished"] #clocks .clock.out', timeout=25_000
+            )
+            assert "ran out of time" in player.page.inner_text("#summary")
+            assert player.page.inner_text("#clocks .clock.out .clock-time") == "0:00"
+        assert contrast_failures(dora.page, "#clocks") == []
+        dora.shot("11-time-out")
+        assert not errors, errors
+    finally:
+        for player in (dora, eve):
+            player.close()
+
+
+def test_the_page_follows_a_drain_to_another_region_with_one_notice(
+    web_cluster: ThreadedCluster, browser: Browser
+) -> None:
+    errors: list[str] = []
+    (fay,) = new_players(browser, errors, "fay")
+    ap = web_cluster.url("ap")
+    try:
+        fay.sign_up(web_cluster.url("eu"), "ap")
+        fay.page.eval_on_selector("#banners", "el => el.replaceChildren()")  # the welcome
+        request = urllib.request.Request(
+            f"{ap}/api/admin/drain",
+            data=b"{}",
+            method="POST",
+            headers={"Authorization": f"Bearer {web_cluster.admin_token}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status in (200, 202)
+        fay.page.wait_for_selector("#drain")
+        fay.page.wait_for_function("document.body.dataset.region !== 'ap'")
+        assert fay.page.get_attribute("body", "data-region") in ("eu", "us")
+        fay.page.wait_for_selector(".conn-status.ok")
+        banners = fay.page.eval_on_selector_all(
+            "#banners .banner", "els => els.map(e => e.id || e.textContent)"
+        )
+        assert banners == ["drain"], f"one short notice, nothing else: {banners}"
+        fay.shot("12-drain-followed")
+        assert not errors, errors
+    finally:
+        fay.close()
+        deadline = time.monotonic() + 30  # the drained node flushes, then exits by itself
+        while web_cluster.alive("ap") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        web_cluster.restart("ap")
