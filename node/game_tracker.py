@@ -8,6 +8,7 @@ same ply, a record whose parent is not the tip) recomputes the chain from the st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from meridian.crdt_models.game import (
     SUPERSEDED,
     Chain,
     GameInfo,
+    GameWriter,
     MoveRecord,
     canonical_chain,
     read_info,
@@ -118,6 +120,23 @@ class GameTracker:
         self._added_since_refresh += 1
         self._status = self._compute_status()
 
+    def write_at_tip(
+        self,
+        seat: int,
+        move: dict[str, Any],
+        stamp: str,
+        node: str,
+        write: Callable[[Callable[[Doc[Any]], Any]], int],
+    ) -> int:
+        """Write `move` by `seat` after the chain's tip (`write` runs the change on the game's
+        document and returns its number) and extend the chain with it; IllegalMove, and nothing
+        written, if the rules or the clock refuse it. Returns the change's number."""
+        record = MoveRecord(self.ply, self.chain.tip, seat, move, stamp, node)
+        state, clock = step(self.rules, self.chain.state, self.chain.clock, record)
+        event = write(lambda doc: GameWriter(doc, node).add_move(*_fields(record)))
+        self.adopt(record, state, clock)  # validated just above: applied once
+        return event
+
     def _extends_tip(self, new: list[MoveRecord]) -> bool:
         """Apply records that simply continue the chain; False if the chain must be recomputed."""
         state, clock, moves = self.chain.state, self.chain.clock, list(self.chain.moves)
@@ -154,6 +173,10 @@ class GameTracker:
 
     def moves_with_players(self) -> list[dict[str, Any]]:
         return [dict(record.move, player=record.player) for record in self.chain.moves]
+
+
+def _fields(record: MoveRecord) -> tuple[int, str, int, dict[str, Any], str]:
+    return record.ply, record.parent, record.player, record.move, record.stamp
 
 
 def load_tracker(rules: GameRules[Any], doc: Doc[Any]) -> GameTracker | None:

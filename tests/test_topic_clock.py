@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from meridian.node.topics.games import TIMEOUT_GRACE_MS
+from meridian.node.topics.clocks import TIMEOUT_GRACE_MS
 from tests.service_harness import Connection, ServiceHarness, replicate
 
 

@@ -1,13 +1,6 @@
-"""Games: the canonical chain of every game this node knows, moves, watching, the game views
-and rollback notices pushed to the players and watchers connected here, and the time-outs of
-games with a time control.
-
-Who records a time-out (the ``timeout`` record, ``crdt_models.game``): the node serving the
-player whose clock runs, as soon as its own clock passes that player's deadline; any other node
-that hosts the game (it created it, or serves the opponent) only once its clock is past the
-deadline by ``TIMEOUT_GRACE_MS``, so a player whose node died or is cut off still loses on time.
-The grace only spares needless rollbacks: whoever writes it, a time-out counts only if its
-stamp is past the deadline the move stamps give, and a move stamped in time beats it."""
+"""Games: the canonical chain of every game this node knows, moves, watching, and the game views
+and rollback notices pushed to the players and watchers connected here (the time-outs of games
+with a time control: ``node.topics.clocks``)."""
 
 from __future__ import annotations
 
@@ -16,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from meridian.crdt_models.archive import ArchivedGame, games_to_park
-from meridian.crdt_models.game import GameInfo, GameWriter, MoveRecord, game_doc_id, step
+from meridian.crdt_models.game import GameInfo, GameWriter, game_doc_id
 from meridian.crdt_models.presence import IDLE, WATCHING, Invite
 from meridian.games.base import IllegalMove
 from meridian.games.clock import TIMEOUT
@@ -31,11 +24,6 @@ GAME_PREFIX = "game:"
 # drain): wait this long for it before telling the player the moves were not kept.
 UNSEEN_HEAD_WAIT_S = 3.0
 ROLLBACK_UNSEEN = "moves you saw were not kept (a region was lost or a merge undid them)"
-# A node that does not serve the player whose clock runs waits this long past the deadline
-# before it records the time-out itself: more than the clock skew and replication delay seen
-# between healthy regions, so the serving node's in-time move (or its own time-out) arrives
-# first. The serving node records a time-out at the deadline.
-TIMEOUT_GRACE_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -311,62 +299,18 @@ class GamesTopic:
     ) -> tuple[int, int]:
         """Write `move` by `seat` at the tip of the chain, or Refused (the rules or the clock
         refuse it); returns its ply and the document change that holds it."""
-        state = self.state
-        ply, parent, stamp = tracker.ply, tracker.chain.tip, state.stamp()
-        doc_id, node = game_doc_id(gid), state.node_id
-        candidate = MoveRecord(ply, parent, seat, move, stamp, node)
+        state, ply = self.state, tracker.ply
         try:
-            new_state, clock = step(
-                state.rules, tracker.chain.state, tracker.chain.clock, candidate
+            event = tracker.write_at_tip(
+                seat,
+                move,
+                state.stamp(),
+                state.node_id,
+                lambda change: state.write(game_doc_id(gid), change),
             )
         except IllegalMove as error:
             raise Refused(p.move_refusal(error.code), error.message) from None
-        record: list[MoveRecord] = []
-        event = state.write(
-            doc_id,
-            lambda doc: record.append(
-                GameWriter(doc, node).add_move(ply, parent, seat, move, stamp)
-            ),
-        )
-        tracker.adopt(record[0], new_state, clock)  # validated just above: applied once
         return ply, event
-
-    # --- time-outs --------------------------------------------------------------------------------
-
-    def timeout_due_ms(self, tracker: GameTracker) -> int | None:
-        """When this node records the time-out of `tracker`'s game if no move comes (None: it
-        never does: no clock runs, or this node is no authority for it; module docstring)."""
-        clock = tracker.chain.clock
-        deadline = clock.deadline_ms if clock is not None else None
-        if deadline is None or clock is None or clock.running is None or tracker.status != LIVE:
-            return None
-        if self.state.conns_of(tracker.info.players[clock.running]):
-            return deadline
-        return deadline + TIMEOUT_GRACE_MS if self.hosts(tracker) else None
-
-    def record_timeouts(self) -> list[str]:
-        """Record every time-out due by this node's clock; returns the games it ended."""
-        state, ended = self.state, []
-        now_ms = state.wall_ms()
-        for gid in sorted(self.live):
-            tracker = state.games[gid]
-            due = self.timeout_due_ms(tracker)
-            clock = tracker.chain.clock
-            if due is None or now_ms <= due or clock is None or clock.running is None:
-                continue
-            try:
-                self._write_move(gid, tracker, clock.running, {"type": TIMEOUT})
-            except Refused:
-                continue  # the stamp is not past the deadline after all (cannot happen)
-            ended.append(gid)
-        return ended
-
-    def next_timeout_s(self, now: float) -> float | None:
-        """When (on the service's `now` axis) the next time-out of this node falls due."""
-        dues = [d for d in (self.timeout_due_ms(self.state.games[g]) for g in self.live) if d]
-        if not dues:
-            return None
-        return now + max(0, min(dues) + 1 - self.state.wall_ms()) / 1000
 
     def watch(self, conn: Conn, message: p.Watch) -> Answer:
         state = self.state
