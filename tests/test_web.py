@@ -376,43 +376,43 @@ def test_a_timed_game_shows_the_clocks_ticking_and_the_time_out(
     web_cluster: ThreadedCluster, browser: Browser
 ) -> None:
     errors: list[str] = []
-    dora, eve = new_players(browser, errors, "dora", "eve")
+    tilda, timo = new_players(browser, errors, "tilda", "timo")
     try:
-        dora.sign_up(web_cluster.url("eu"), "eu")
-        eve.sign_up(web_cluster.url("eu"), "us")
-        presets = dora.page.eval_on_selector_all(
+        tilda.sign_up(web_cluster.url("eu"), "eu")
+        timo.sign_up(web_cluster.url("eu"), "us")
+        presets = tilda.page.eval_on_selector_all(
             "#time-control option", "options => options.map(o => o.textContent)"
         )
         assert presets == ["No clock", "5+0", "10+0", "10+5"]
         # A 15 s clock (the shortest the protocol takes) so the time runs out within the test.
-        dora.page.eval_on_selector(
+        tilda.page.eval_on_selector(
             "#time-control", "s => { s.add(new Option('15s+0', '15+0')); s.value = '15+0'; }"
         )
-        dora.page.wait_for_selector('#players button[data-invite="eve"]')
-        dora.page.click('#players button[data-invite="eve"]')
-        eve.page.wait_for_selector('#invites [data-incoming="dora"]:has-text("(15s+0)")')
-        eve.page.click("#invites button[data-accept]")
-        for player in (dora, eve):
+        tilda.page.wait_for_selector('#players button[data-invite="timo"]')
+        tilda.page.click('#players button[data-invite="timo"]')
+        timo.page.wait_for_selector('#invites [data-incoming="tilda"]:has-text("(15s+0)")')
+        timo.page.click("#invites button[data-accept]")
+        for player in (tilda, timo):
             player.page.wait_for_selector(
                 'body[data-screen="game"] #clocks .clock[data-running="true"]'
             )
-        running = dora.page.inner_text('#clocks .clock[data-running="true"] .clock-time')
+        running = tilda.page.inner_text('#clocks .clock[data-running="true"] .clock-time')
         time.sleep(1.5)
-        later = dora.page.inner_text('#clocks .clock[data-running="true"] .clock-time')
+        later = tilda.page.inner_text('#clocks .clock[data-running="true"] .clock-time')
         assert later < running, f"the running clock ticks down: {running} then {later}"
-        dora.shot("10-clocks-ticking")
+        tilda.shot("10-clocks-ticking")
         # Nobody moves: the mover's time runs out and both pages show it.
-        for player in (dora, eve):
+        for player in (tilda, timo):
             player.page.wait_for_selector(
                 '#screen-game[data-status="finished"] #clocks .clock.out', timeout=25_000
             )
             assert "ran out of time" in player.page.inner_text("#summary")
             assert player.page.inner_text("#clocks .clock.out .clock-time") == "0:00"
-        assert contrast_failures(dora.page, "#clocks") == []
-        dora.shot("11-time-out")
+        assert contrast_failures(tilda.page, "#clocks") == []
+        tilda.shot("11-time-out")
         assert not errors, errors
     finally:
-        for player in (dora, eve):
+        for player in (tilda, timo):
             player.close()
 
 
@@ -420,11 +420,11 @@ def test_the_page_follows_a_drain_to_another_region_with_one_notice(
     web_cluster: ThreadedCluster, browser: Browser
 ) -> None:
     errors: list[str] = []
-    (fay,) = new_players(browser, errors, "fay")
+    (drew,) = new_players(browser, errors, "drew")
     ap = web_cluster.url("ap")
     try:
-        fay.sign_up(web_cluster.url("eu"), "ap")
-        fay.page.eval_on_selector("#banners", "el => el.replaceChildren()")  # the welcome
+        drew.sign_up(web_cluster.url("eu"), "ap")
+        drew.page.eval_on_selector("#banners", "el => el.replaceChildren()")  # the welcome
         request = urllib.request.Request(
             f"{ap}/api/admin/drain",
             data=b"{}",
@@ -433,18 +433,18 @@ def test_the_page_follows_a_drain_to_another_region_with_one_notice(
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status in (200, 202)
-        fay.page.wait_for_selector("#drain")
-        fay.page.wait_for_function("document.body.dataset.region !== 'ap'")
-        assert fay.page.get_attribute("body", "data-region") in ("eu", "us")
-        fay.page.wait_for_selector(".conn-status.ok")
-        banners = fay.page.eval_on_selector_all(
+        drew.page.wait_for_selector("#drain")
+        drew.page.wait_for_function("document.body.dataset.region !== 'ap'")
+        assert drew.page.get_attribute("body", "data-region") in ("eu", "us")
+        drew.page.wait_for_selector(".conn-status.ok")
+        banners = drew.page.eval_on_selector_all(
             "#banners .banner", "els => els.map(e => e.id || e.textContent)"
         )
         assert banners == ["drain"], f"one short notice, nothing else: {banners}"
-        fay.shot("12-drain-followed")
+        drew.shot("12-drain-followed")
         assert not errors, errors
     finally:
-        fay.close()
+        drew.close()
         deadline = time.monotonic() + 30  # the drained node flushes, then exits by itself
         while web_cluster.alive("ap") and time.monotonic() < deadline:
             time.sleep(0.1)
