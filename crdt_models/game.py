@@ -17,7 +17,8 @@ taken; records on any other branch are dropped (and their players told, by the n
 play only the player to move writes, so there is a single branch and no coordination.
 
 In a game with a time control the records' stamps also run the clocks (``games.clock``, on the
-wall part of the stamps): a record stamped after the running player's deadline is not accepted,
+wall part of the stamps; such a game cannot be paused, so no ``pause`` record is accepted): a
+record stamped after the running player's deadline is not accepted,
 except a ``timeout`` record for that player, which ends the game; a ``timeout`` record stamped
 at or before the deadline (or in a game without a clock) is never accepted. So a move stamped in
 time beats a time-out recorded concurrently (its stamp is smaller, and it is the only one of the
@@ -41,7 +42,7 @@ from meridian.crdt_models.records import (
     stamp_wall,
 )
 from meridian.games.base import GameRules, IllegalMove, Move
-from meridian.games.clock import TIMEOUT, Clock, TimeControl
+from meridian.games.clock import PAUSE, TIMEOUT, Clock, TimeControl
 
 INFO = "info"
 MOVES = "moves"
@@ -213,6 +214,8 @@ def step(
         return rules.apply_move(state, record.player, record.move), clock.timed_out()
     if late:
         raise IllegalMove("time_out", f"player {clock.running}'s time ran out before this move")
+    if record.move.get("type") == PAUSE:
+        raise IllegalMove("illegal_move", "a game with a time control cannot be paused")
     new_state = rules.apply_move(state, record.player, record.move)
     return new_state, clock.after(at_ms, rules.to_move(new_state))
 

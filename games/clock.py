@@ -12,7 +12,8 @@ records computes the same clocks.
   (``since_ms + remaining``): a move made exactly at the deadline counts.
 * Past the deadline (strictly later) no move of anyone is taken any more; only a ``timeout``
   record for the running player is, and it ends the game (``TIMEOUT``).
-* No clock runs while no one is to move (a paused game) and no increment is given for a pause.
+* No clock runs while no one is to move, and handing the turn to nobody earns no increment. (A
+  game with a time control cannot be paused: the chain refuses ``pause``, ``crdt_models.game``.)
 
 No I/O, no clock of its own: times come in as arguments.
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 TIMEOUT: Final = "timeout"  # the move type that records a player's time running out
+PAUSE: Final = "pause"  # refused in a game with a time control: it would stop the clocks
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ state it:
   running began plus what they had left); past it only ``{"type": "timeout"}`` by the running
   player is taken, and it leaves that player with nothing; a timeout in time, for the other
   player, while nobody's time runs, or in a game without a clock is never taken;
-* nobody's time runs while no one is to move (a paused game).
+* nobody's time runs while no one is to move; a game with a clock cannot be paused (a
+  ``pause`` record is never taken).
 
 `Timing` is one game's time state after some records; `admit` is the rule for the next record.
 """
@@ -71,6 +72,8 @@ def admit(
         return after, Timing(timing.increment, (left[0], left[1]), None, timing.began)
     if timing.over_at(wall):
         raise IllegalMove("time_out", "made after the running time was out")
+    if move.get("type") == "pause":
+        raise IllegalMove("illegal_move", "no pause with a clock")
     after = rules.apply_move(state, player, move)
     left = list(timing.left)
     following = rules.to_move(after)

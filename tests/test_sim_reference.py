@@ -134,6 +134,9 @@ def random_timed_game(seed: int, rng: random.Random) -> tuple[GameInfo, list[Mov
             stamp = f"{when:016d}.{rng.randrange(9):05d}.us"
             seat = player if rng.random() < 0.8 else 1 - player
             records.append(MoveRecord(ply, parent, seat, {"type": "timeout"}, stamp, "us"))
+        if rng.random() < 0.1:  # a pause, which a timed game refuses
+            stamp = f"{at - 1:016d}.00000.ap"
+            records.append(MoveRecord(ply, parent, player, {"type": "pause"}, stamp, "ap"))
         state = battleline.apply_move(state, player, record.move)
         parent = record.key
     return info, records

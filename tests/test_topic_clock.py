@@ -108,6 +108,16 @@ def test_a_move_after_the_deadline_is_refused_with_time_out() -> None:
     assert harness.game_view(alice, gid)["result"]["reason"] == "time"
 
 
+def test_a_timed_game_cannot_be_paused() -> None:
+    harness = ServiceHarness()
+    alice, bob = harness.online("alice"), harness.online("bob")
+    gid = clock_game(harness, alice, bob, {"initial_s": 30})
+    for player in (alice, bob):
+        reply = harness.request(player, "move", game=gid, move={"type": "pause"})
+        assert reply["error"]["code"] == "illegal_move" and "paused" in reply["error"]["message"]
+    assert harness.game_view(alice, gid)["clock"]["running"] is not None
+
+
 def test_a_client_cannot_send_a_time_out() -> None:
     harness = ServiceHarness()
     alice, bob = harness.online("alice"), harness.online("bob")
