@@ -3,8 +3,8 @@
 Layout (flat root maps, one writer per key):
 
 * ``info``: key ``game`` -> the setup (players, seed, first player, created stamp, creating node,
-  and for a resumed game the id it resumes and the moves it starts from), written once when the
-  game is created.
+  the time control: ``clock_ms`` per player and ``increment_ms``, 0 for none, and for a resumed
+  game the id it resumes and the moves it starts from), written once when the game is created.
 * ``moves``: key ``<ply:05d>|<stamp>`` -> a move record ``{ply, parent, player, move, stamp,
   node}``, where ``parent`` is the key of the record it follows ("" for the first move).
 * ``marks``: key ``<kind>|<stamp>|<uid>`` -> ``{kind, uid, stamp, ply}``; kinds: ``save`` (a
@@ -15,6 +15,15 @@ The canonical chain is the same on every node for the same set of records: start
 root, at each ply the child of the current tip with the smallest stamp that the rules accept is
 taken; records on any other branch are dropped (and their players told, by the node). In normal
 play only the player to move writes, so there is a single branch and no coordination.
+
+In a game with a time control the records' stamps also run the clocks (``games.clock``, on the
+wall part of the stamps; such a game cannot be paused, so no ``pause`` record is accepted): a
+record stamped after the running player's deadline is not accepted,
+except a ``timeout`` record for that player, which ends the game; a ``timeout`` record stamped
+at or before the deadline (or in a game without a clock) is never accepted. So a move stamped in
+time beats a time-out recorded concurrently (its stamp is smaller, and it is the only one of the
+two that can be accepted before the deadline), and the result is the same on every node. Which
+node writes the ``timeout`` record, and when, is the game service's rule (``node.topics.games``).
 """
 
 from __future__ import annotations
@@ -30,8 +39,10 @@ from meridian.crdt_models.records import (
     encode_record,
     map_items,
     root_map,
+    stamp_wall,
 )
 from meridian.games.base import GameRules, IllegalMove, Move
+from meridian.games.clock import PAUSE, TIMEOUT, Clock, TimeControl
 
 INFO = "info"
 MOVES = "moves"
@@ -58,6 +69,8 @@ class GameInfo:
     node: str  # node that created it
     resumed_from: str = ""
     start_moves: list[dict[str, Any]] = field(default_factory=list)  # moves before ply 0 here
+    clock_ms: int = 0  # each player's time at the start; 0: no time control
+    increment_ms: int = 0  # the Fischer increment per turn
 
     @classmethod
     def from_text(cls, text: Any) -> GameInfo:
@@ -66,7 +79,17 @@ class GameInfo:
         )
         record["seed"] = int(record["seed"])
         record["first"] = int(record["first"])
+        for name in ("clock_ms", "increment_ms"):
+            value = record.get(name, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise RecordError(f"{name} is not a count of milliseconds")
         return cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})
+
+    @property
+    def time_control(self) -> TimeControl | None:
+        if self.clock_ms <= 0:
+            return None
+        return TimeControl(self.clock_ms, self.increment_ms)
 
     def to_text(self) -> str:
         return encode_record(asdict(self))
@@ -117,6 +140,7 @@ class Chain(Generic[StateT]):
     moves: list[MoveRecord]
     dropped: list[MoveRecord]
     state: StateT
+    clock: Clock | None = None  # the clocks at the tip, in a game with a time control
 
     @property
     def tip(self) -> str:
@@ -155,6 +179,47 @@ def start_state(rules: GameRules[StateT], info: GameInfo) -> StateT:
     return rules.replay(info.seed, info.start_moves, info.first)
 
 
+def start_clock(rules: GameRules[StateT], info: GameInfo, state: StateT) -> Clock | None:
+    """The clocks at the start of a game with a time control: the first mover's runs from the
+    game's creation stamp."""
+    control = info.time_control
+    if control is None:
+        return None
+    try:
+        created = stamp_wall(info.created)
+    except RecordError:
+        created = 0  # a malformed stamp: the time is long out, a time-out can end the game
+    return Clock.start(control, rules.to_move(state), created)
+
+
+def step(
+    rules: GameRules[StateT], state: StateT, clock: Clock | None, record: MoveRecord
+) -> tuple[StateT, Clock | None]:
+    """The state and clocks after `record`, or IllegalMove if the chain cannot take it here: the
+    rules refuse it, it comes after the running player's time ran out, or it is a ``timeout``
+    record that is not due (see module docstring)."""
+    is_timeout = record.move.get("type") == TIMEOUT
+    if clock is None:
+        if is_timeout:
+            raise IllegalMove("illegal_move", "a game without a clock has no time-out")
+        return rules.apply_move(state, record.player, record.move), None
+    try:
+        at_ms = stamp_wall(record.stamp)
+    except RecordError as error:
+        raise IllegalMove("malformed", str(error)) from None
+    late = clock.is_late(at_ms)
+    if is_timeout:
+        if not late or record.player != clock.running:
+            raise IllegalMove("illegal_move", f"player {record.player}'s time is not out")
+        return rules.apply_move(state, record.player, record.move), clock.timed_out()
+    if late:
+        raise IllegalMove("time_out", f"player {clock.running}'s time ran out before this move")
+    if record.move.get("type") == PAUSE:
+        raise IllegalMove("illegal_move", "a game with a time control cannot be paused")
+    new_state = rules.apply_move(state, record.player, record.move)
+    return new_state, clock.after(at_ms, rules.to_move(new_state))
+
+
 def canonical_chain(
     rules: GameRules[StateT], info: GameInfo, records: list[MoveRecord]
 ) -> Chain[StateT]:
@@ -163,27 +228,32 @@ def canonical_chain(
     for record in sorted(records, key=lambda r: (r.stamp, r.node)):
         children.setdefault(record.parent, []).append(record)
     state = start_state(rules, info)
+    clock = start_clock(rules, info, state)
     chain: list[MoveRecord] = []
     parent = ""
     while True:
-        accepted = _first_accepted(rules, state, len(chain), children.get(parent, []))
+        accepted = _first_accepted(rules, state, clock, len(chain), children.get(parent, []))
         if accepted is None:
             break
-        record, state = accepted
+        record, state, clock = accepted
         chain.append(record)
         parent = record.key
     kept = {id(r) for r in chain}
-    return Chain(chain, [r for r in records if id(r) not in kept], state)
+    return Chain(chain, [r for r in records if id(r) not in kept], state, clock)
 
 
 def _first_accepted(
-    rules: GameRules[StateT], state: StateT, ply: int, candidates: list[MoveRecord]
-) -> tuple[MoveRecord, StateT] | None:
+    rules: GameRules[StateT],
+    state: StateT,
+    clock: Clock | None,
+    ply: int,
+    candidates: list[MoveRecord],
+) -> tuple[MoveRecord, StateT, Clock | None] | None:
     for record in candidates:
         if record.ply != ply:
             continue
         try:
-            return record, rules.apply_move(state, record.player, record.move)
+            return (record, *step(rules, state, clock, record))
         except IllegalMove:
             continue
     return None

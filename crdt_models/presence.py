@@ -70,14 +70,23 @@ class Invite:
     resume: str  # gid of a saved game to resume, else ""
     stamp: str
     node: str
+    clock_ms: int = 0  # the time control of the game it starts (0: none)
+    increment_ms: int = 0
 
     @classmethod
     def from_text(cls, text: Any) -> Invite:
-        record = decode_record(text, tuple(cls.__dataclass_fields__))
-        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
+        record = decode_record(text, INVITE_REQUIRED)
+        for name in ("clock_ms", "increment_ms"):
+            value = record.get(name, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise RecordError(f"{name} is not a count of milliseconds")
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__ if name in record})
 
     def to_text(self) -> str:
         return encode_record(asdict(self))
+
+
+INVITE_REQUIRED = ("iid", "from_uid", "from_name", "to_uid", "to_name", "resume", "stamp", "node")
 
 
 @dataclass(frozen=True)

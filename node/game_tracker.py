@@ -8,6 +8,7 @@ same ply, a record whose parent is not the tip) recomputes the chain from the st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +19,16 @@ from meridian.crdt_models.game import (
     SUPERSEDED,
     Chain,
     GameInfo,
+    GameWriter,
     MoveRecord,
     canonical_chain,
     read_info,
     read_marks,
     read_moves,
+    step,
 )
 from meridian.games.base import GameRules, IllegalMove
+from meridian.games.clock import Clock
 
 LIVE, FINISHED, SAVED, PARKED = "live", "finished", "saved", "parked"
 
@@ -106,29 +110,46 @@ class GameTracker:
         rolled_back = kept if kept < len(old) else None
         return ChainChange(max(0, len(self.chain.moves) - kept), rolled_back)
 
-    def adopt(self, record: MoveRecord, state: Any) -> None:
+    def adopt(self, record: MoveRecord, state: Any, clock: Clock | None) -> None:
         """Extend the chain with a record this node just wrote at the tip, whose resulting
-        state the caller already computed while validating it."""
+        state and clocks the caller already computed while validating it."""
         assert record.ply == len(self.chain.moves) and record.parent == self.chain.tip
         self.record_keys.add(record.key)
         self.records.append(record)
-        self.chain = Chain([*self.chain.moves, record], self.chain.dropped, state)
+        self.chain = Chain([*self.chain.moves, record], self.chain.dropped, state, clock)
         self._added_since_refresh += 1
         self._status = self._compute_status()
 
+    def write_at_tip(
+        self,
+        seat: int,
+        move: dict[str, Any],
+        stamp: str,
+        node: str,
+        write: Callable[[Callable[[Doc[Any]], Any]], int],
+    ) -> int:
+        """Write `move` by `seat` after the chain's tip (`write` runs the change on the game's
+        document and returns its number) and extend the chain with it; IllegalMove, and nothing
+        written, if the rules or the clock refuse it. Returns the change's number."""
+        record = MoveRecord(self.ply, self.chain.tip, seat, move, stamp, node)
+        state, clock = step(self.rules, self.chain.state, self.chain.clock, record)
+        event = write(lambda doc: GameWriter(doc, node).add_move(*_fields(record)))
+        self.adopt(record, state, clock)  # validated just above: applied once
+        return event
+
     def _extends_tip(self, new: list[MoveRecord]) -> bool:
         """Apply records that simply continue the chain; False if the chain must be recomputed."""
-        state, moves = self.chain.state, list(self.chain.moves)
+        state, clock, moves = self.chain.state, self.chain.clock, list(self.chain.moves)
         for record in sorted(new, key=lambda r: (r.ply, r.stamp)):
             tip = moves[-1].key if moves else ""
             if record.ply != len(moves) or record.parent != tip:
                 return False
             try:
-                state = self.rules.apply_move(state, record.player, record.move)
+                state, clock = step(self.rules, state, clock, record)
             except IllegalMove:
                 return False
             moves.append(record)
-        self.chain = Chain(moves, self.chain.dropped, state)
+        self.chain = Chain(moves, self.chain.dropped, state, clock)
         return True
 
     def went_back_for(self, ply: int, head: str) -> int | None:
@@ -152,6 +173,10 @@ class GameTracker:
 
     def moves_with_players(self) -> list[dict[str, Any]]:
         return [dict(record.move, player=record.player) for record in self.chain.moves]
+
+
+def _fields(record: MoveRecord) -> tuple[int, str, int, dict[str, Any], str]:
+    return record.ply, record.parent, record.player, record.move, record.stamp
 
 
 def load_tracker(rules: GameRules[Any], doc: Doc[Any]) -> GameTracker | None:

@@ -67,6 +67,10 @@ MAX_TYPE_CHARS: Final = 32
 MAX_DOC_KEY_CHARS: Final = 200
 MAX_BATCH_ITEMS: Final = 10_000
 MAX_SAFE_INT: Final = 2**53 - 1
+# An invitation's time control: each player's time at the start, and the Fischer increment.
+MIN_CLOCK_INITIAL_S: Final = 15
+MAX_CLOCK_INITIAL_S: Final = 3 * 60 * 60
+MAX_CLOCK_INCREMENT_S: Final = 60
 
 # --- field types ----------------------------------------------------------------------------
 
@@ -97,6 +101,13 @@ class Seen(Struct, frozen=True, forbid_unknown_fields=True):
     head: Annotated[str, Meta(max_length=MAX_HEAD_CHARS)]
 
 
+class TimeControl(Struct, frozen=True, forbid_unknown_fields=True):
+    """invite's ``clock``: seconds per player at the start and the increment per turn."""
+
+    initial_s: Annotated[int, Meta(ge=MIN_CLOCK_INITIAL_S, le=MAX_CLOCK_INITIAL_S)]
+    increment_s: Annotated[int, Meta(ge=0, le=MAX_CLOCK_INCREMENT_S)] = 0
+
+
 # --- websocket: client messages -------------------------------------------------------------
 
 
@@ -117,6 +128,7 @@ class Hello(ClientMessage, tag="hello", frozen=True):
 class Invite(ClientMessage, tag="invite", frozen=True):
     to: NameField
     resume: Id | None = None
+    clock: TimeControl | None = None
 
 
 class Retract(ClientMessage, tag="retract", frozen=True):

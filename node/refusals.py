@@ -71,6 +71,7 @@ class ErrorCode(enum.StrEnum):
     NOT_YOUR_TURN = "not_your_turn"
     ILLEGAL_MOVE = "illegal_move"
     GAME_OVER = "game_over"
+    TIME_OUT = "time_out"  # the mover's time ran out (games with a time control)
     RATE_LIMITED = "rate_limited"
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"  # also: a write to a document quarantined after store damage
@@ -113,6 +114,7 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.NOT_YOUR_TURN: 409,
     ErrorCode.ILLEGAL_MOVE: 400,
     ErrorCode.GAME_OVER: 409,
+    ErrorCode.TIME_OUT: 409,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.UNAVAILABLE: 503,
@@ -154,7 +156,12 @@ def move_refusal(code: str) -> ErrorCode:
     """The error code for a rules engine's refusal (``games.base.IllegalMove.code``)."""
     if code == "malformed":
         return ErrorCode.BAD_REQUEST
-    known = {ErrorCode.NOT_YOUR_TURN, ErrorCode.GAME_OVER, ErrorCode.ILLEGAL_MOVE}
+    known = {
+        ErrorCode.NOT_YOUR_TURN,
+        ErrorCode.GAME_OVER,
+        ErrorCode.ILLEGAL_MOVE,
+        ErrorCode.TIME_OUT,
+    }
     return next((c for c in known if c.value == code), ErrorCode.ILLEGAL_MOVE)
 
 

@@ -48,6 +48,7 @@ from meridian.node.service_state import (
 from meridian.node.topics.accounts import AccountsTopic
 from meridian.node.topics.archive import ArchiveTopic
 from meridian.node.topics.chat import ChatTopic
+from meridian.node.topics.clocks import ClocksTopic
 from meridian.node.topics.games import GAME_PREFIX, GamesTopic
 from meridian.node.topics.limits import LimitsTopic
 from meridian.node.topics.lobby import LobbyTopic
@@ -126,6 +127,7 @@ class GameService(MessageHandlers):
         self.sessions = SessionsTopic(state)
         self.lobby = LobbyTopic(state)
         self.games_topic = GamesTopic(state)
+        self.clocks = ClocksTopic(state, lambda: self.games_topic.live, self.games_topic.hosts)
         self.archive = ArchiveTopic(state)
         self.chat = ChatTopic(state)
         self.limits = LimitsTopic(state)
@@ -275,6 +277,7 @@ class GameService(MessageHandlers):
         """Apply every document change since the last call and push what changed."""
         state = self.state
         state.now_hint = now
+        self.clocks.record_timeouts()  # (marks the games dirty: refreshed just below)
         dirty, state.dirty = state.dirty, set()
         if ACCOUNTS_DOC in dirty:
             state.accounts_changed()
@@ -309,7 +312,8 @@ class GameService(MessageHandlers):
         picture = self._picture_next if self._picture_dirty else None
         delivery = self.delivery.next_deadline()
         unseen = self.games_topic.next_unseen_due()
-        deadlines = [d for d in (picture, delivery, unseen) if d is not None]
+        timeout = self.clocks.next_due_s(self.state.now_hint)
+        deadlines = [d for d in (picture, delivery, unseen, timeout) if d is not None]
         return min(deadlines) if deadlines else None
 
     def _announce_name_merges(self) -> None:

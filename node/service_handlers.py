@@ -67,7 +67,7 @@ class MessageHandlers:
 
     def _invite(self, conn: Conn, message: p.Invite, now: float) -> Answer:
         target = self.accounts_topic.by_name(message.to)
-        return self.lobby.invite(conn, target.uid, target.name, message.resume or "")
+        return self.lobby.invite(conn, target.uid, target.name, message.resume or "", message.clock)
 
     def _retract(self, conn: Conn, message: p.Retract, now: float) -> Answer:
         return self.lobby.retract(conn, message)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from meridian.sim import gamecheck, refcheck, shown
+from meridian.sim import clockcheck, gamecheck, refcheck, shown
 from meridian.sim.bounds import (
     CaseFigures,
     NetworkModel,
@@ -539,6 +539,13 @@ CHECKERS: dict[str, CheckerSpec] = {
         lambda params, context: gamecheck.check_forged_refused,
         (),
         "no move record an insider forged reached an honest node (its peers refuse it)",
+    ),
+    clockcheck.NAME: CheckerSpec(
+        lambda params, context: clockcheck.time_controls(
+            params.integer("min_games", 1, 0), params.integer("min_time_outs", 0, 0)
+        ),
+        ("min_games", "min_time_outs"),
+        "every time-out past its player's deadline by the move stamps; one result on every node",
     ),
     shown.NAME: CheckerSpec(
         lambda params, context: shown.check_shown_plies,

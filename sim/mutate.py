@@ -54,6 +54,7 @@ SCENARIOS = (
     "game-merges",
     "insider-records",
     "crash-mid-move",
+    "clock-games",
 )
 MAX_SEEDS = 30
 DEFAULT_SEEDS = 30

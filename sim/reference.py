@@ -25,8 +25,10 @@ The rules:
 * **the canonical move chain**: ``moves['<ply:05d>|<stamp>'] = {ply, parent, player, move, stamp,
   node}``; from the deal, at each ply take, of the records whose ``parent`` is the current tip and
   whose ``ply`` is the chain's length, the one with the smallest stamp that the rules accept;
-  stop when there is none. A game is finished when its chain has a result, else parked if it has
-  a ``superseded`` mark, saved if it has a ``save`` mark, else live.
+  stop when there is none. In a game with a time control the rule of ``sim.refclock`` also has to
+  take the record (a move in time; a ``timeout`` past the deadline). A game is finished when its
+  chain has a result, else parked if it has a ``superseded`` mark, saved if it has a ``save``
+  mark, else live.
 * **presence**: a node's presence document counts for a reader while its heartbeat is within
   ``PRESENCE_TTL_MS`` of the reader's wall clock (a node's own always counts); of the counted
   sessions of one account, the one started last (HLC, then sid) is the session.
@@ -44,6 +46,7 @@ from typing import Any
 
 import meridian.games.battleline as battleline
 from meridian.games.base import IllegalMove
+from meridian.sim.refclock import Timing, admit, timing_of
 from meridian.sim.refdocs import NO_STAMP, Stamp, maps_of, parse_stamp, record
 
 # Document and root map names: the public data format (docs/architecture.md, "The game service").
@@ -213,6 +216,9 @@ class Game:
     status: str
     result: dict[str, Any] | None
     problem: str  # why the game cannot be resolved (unknown rules, a bad start), or ""
+    clock_ms: int = 0  # the time control (sim.refclock); 0: none
+    increment_ms: int = 0
+    timing: Timing | None = None  # the time state at the chain's tip
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -259,8 +265,18 @@ def move_record_of(text: Any) -> MoveRec | None:
     return MoveRec(ply, fields["parent"], player, move, stamp, fields["stamp"], fields["node"])  # type: ignore[arg-type]
 
 
-def chain_of(rules: Any, state: Any, records: Iterable[MoveRec]) -> tuple[tuple[MoveRec, ...], Any]:
+def chain_of(
+    rules: Any, state: Any, records: Iterable[MoveRec], timing: Timing | None = None
+) -> tuple[tuple[MoveRec, ...], Any]:
     """The canonical chain (see module docstring) and the state at its tip."""
+    chain, state, _timing = timed_chain_of(rules, state, records, timing)
+    return chain, state
+
+
+def timed_chain_of(
+    rules: Any, state: Any, records: Iterable[MoveRec], timing: Timing | None
+) -> tuple[tuple[MoveRec, ...], Any, Timing | None]:
+    """The canonical chain, the state and the time state at its tip."""
     children: dict[str, list[MoveRec]] = {}
     for rec in sorted(records, key=lambda r: (r.stamp, r.node)):
         children.setdefault(rec.parent, []).append(rec)
@@ -271,13 +287,13 @@ def chain_of(rules: Any, state: Any, records: Iterable[MoveRec]) -> tuple[tuple[
             if rec.ply != len(chain):
                 continue
             try:
-                state = rules.apply_move(state, rec.player, rec.move)
+                state, timing = admit(rules, state, timing, rec.player, rec.move, rec.stamp[0])
             except IllegalMove:
                 continue
             chain.append(rec)
             break
         else:
-            return tuple(chain), state
+            return tuple(chain), state, timing
 
 
 @lru_cache(maxsize=4096)
@@ -298,7 +314,8 @@ def game(update: bytes) -> Game | None:
     rules = RULES.get(str(info.get("game")))
     start = tuple(info.get("start_moves") or ())
     chain: tuple[MoveRec, ...] = ()
-    result, problem = None, ""
+    result, problem, timing = None, "", None
+    created = parse_stamp(info.get("created")) or NO_STAMP
     if rules is None:
         problem = f"unknown rules {info.get('game')!r}"
     else:
@@ -307,7 +324,8 @@ def game(update: bytes) -> Game | None:
         except (IllegalMove, KeyError, TypeError, ValueError) as error:
             problem = f"the start does not replay: {error}"
         else:
-            chain, state = chain_of(rules, state, records)
+            timing = timing_of(info, rules, state, created[0])
+            chain, state, timing = timed_chain_of(rules, state, records, timing)
             result = rules.result(state)
     kinds = {kind for kind, _uid in marks}
     status = (
@@ -325,7 +343,7 @@ def game(update: bytes) -> Game | None:
         players=tuple(info.get("players") or ()),
         seed=int(info.get("seed", 0)),
         first=int(info.get("first", 0)),
-        created=parse_stamp(info.get("created")) or NO_STAMP,
+        created=created,
         node=str(info.get("node")),
         resumed_from=str(info.get("resumed_from") or ""),
         start_moves=start,
@@ -335,6 +353,9 @@ def game(update: bytes) -> Game | None:
         status=status,
         result=result,
         problem=problem,
+        clock_ms=int(info.get("clock_ms") or 0),
+        increment_ms=int(info.get("increment_ms") or 0),
+        timing=timing,
     )
 
 

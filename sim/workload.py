@@ -12,8 +12,9 @@ note what the workload's clients ended up with. All randomness must come from ``
 the run, one stream per workload), and nothing may read the real clock.
 
 Workloads: ``kv-writers`` and ``delete-bursts`` (below), ``game-bots`` (``sim.bots``: players of
-the real game service) and ``account-editors`` (``sim.editors``: one account edited from two
-regions at once). A scenario may run several (``[[workload]]``).
+the real game service), ``clock-bots`` (``sim.clockbots``: the same with time controls) and
+``account-editors`` (``sim.editors``: one account edited from two regions at once). A scenario
+may run several (``[[workload]]``).
 
 To add one: write the class, a ``build(params)`` function that reads its TOML parameters through a
 :class:`sim.params.Table` (so errors name the key), and register both in :data:`WORKLOADS`.
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from meridian.sim.bots import GAME_BOT_KEYS, Players, build_game_bots
+from meridian.sim.clockbots import CLOCK_BOT_KEYS, build_clock_bots
 from meridian.sim.editors import EDITOR_KEYS, build_account_editors
 from meridian.sim.history import KV_DOC_PREFIX, WriteRecord
 from meridian.sim.insider import INSIDER_KEYS, build_insider
@@ -223,5 +225,10 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         GAME_BOT_KEYS,
         "players of the game service: register, log in, invite, play, watch, chat, save, "
         "resume, move between regions, log in twice, race for names",
+    ),
+    "clock-bots": WorkloadSpec(
+        build_clock_bots,
+        CLOCK_BOT_KEYS,
+        "game bots whose invitations ask for a short time control (clock_s + increment_s)",
     ),
 }

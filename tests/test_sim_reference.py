@@ -22,7 +22,7 @@ from pycrdt import Doc, Map
 
 import meridian.games.battleline as battleline
 from meridian.crdt_models.accounts import AccountsIndex, AccountVersion, resolve
-from meridian.crdt_models.game import GameInfo, MoveRecord, canonical_chain
+from meridian.crdt_models.game import GameInfo, GameWriter, MoveRecord, canonical_chain
 from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.crdt_models.presence import PRESENCE_TTL_MS, Presence, Session, newest_sessions
 from meridian.sim import refdocs, reference
@@ -32,7 +32,16 @@ from meridian.sync.codec import Reader
 from meridian.sync.digest import read_state_vector
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKER_MODULES = ("refdocs", "reference", "gamecheck", "refcheck", "checkers", "bounds")
+CHECKER_MODULES = (
+    "refdocs",
+    "reference",
+    "refclock",
+    "gamecheck",
+    "refcheck",
+    "clockcheck",
+    "checkers",
+    "bounds",
+)
 ALLOWED_PRODUCTION = ("meridian.games", "meridian.sync.settings")
 EPOCH = 1_767_225_600_000
 
@@ -52,6 +61,7 @@ def test_the_checkers_import_no_production_code_but_the_rules_engine() -> None:
             for module in modules:
                 production = module.startswith(("meridian.crdt_models", "meridian.node"))
                 production |= module.startswith("meridian.sync")
+                production |= module == "meridian.games.clock"  # the reference has its own
                 if production and not module.startswith(ALLOWED_PRODUCTION):
                     wrong.append(f"sim/{name}.py imports {module}")
     assert not wrong, "\n".join(wrong)
@@ -100,6 +110,59 @@ def test_the_reference_chain_is_productions_on_random_forks(
     start = battleline.new_game(info.seed, info.first)
     chain, _state = reference.chain_of(battleline, start, [p for p in parsed if p is not None])
     assert [r.key for r in chain] == [r.key for r in production.moves]
+
+
+def random_timed_game(seed: int, rng: random.Random) -> tuple[GameInfo, list[MoveRecord]]:
+    """A game with a 20 s + 2 clock: moves a random time apart (some later than the mover's
+    time allows), with rival records and time-outs (early, late, for either seat) at random."""
+    info = GameInfo(
+        "g1", "battleline", ["a", "b"], ["A", "B"], seed, seed % 2, f"{EPOCH:016d}.00000.eu",
+        "eu", clock_ms=20_000, increment_ms=2000,
+    )  # fmt: skip
+    state = battleline.new_game(seed, seed % 2)
+    records: list[MoveRecord] = []
+    parent, at = "", EPOCH
+    for ply in range(rng.randrange(4, 30)):
+        player, legal = battleline.to_move(state), battleline.legal_moves(state)
+        if player is None or not legal:
+            break
+        at += rng.choice([0, 300, 2000, 6000, 15_000])
+        record = MoveRecord(ply, parent, player, rng.choice(legal), f"{at:016d}.00000.eu", "eu")
+        records.append(record)
+        if rng.random() < 0.3:
+            when = at + rng.randrange(-3000, 30_000)
+            stamp = f"{when:016d}.{rng.randrange(9):05d}.us"
+            seat = player if rng.random() < 0.8 else 1 - player
+            records.append(MoveRecord(ply, parent, seat, {"type": "timeout"}, stamp, "us"))
+        if rng.random() < 0.1:  # a pause, which a timed game refuses
+            stamp = f"{at - 1:016d}.00000.ap"
+            records.append(MoveRecord(ply, parent, player, {"type": "pause"}, stamp, "ap"))
+        state = battleline.apply_move(state, player, record.move)
+        parent = record.key
+    return info, records
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), shuffle=st.integers(0, 2**31))
+def test_the_reference_clock_is_productions_on_random_timed_games(seed: int, shuffle: int) -> None:
+    rng = random.Random(shuffle)
+    info, records = random_timed_game(seed, rng)
+    rng.shuffle(records)
+    production = canonical_chain(battleline.rules_module(), info, records)
+    doc: Doc[Any] = Doc()
+    writer = GameWriter(doc, "eu")
+    with doc.transaction():
+        writer.create(info)
+        for record in records:
+            root = doc.get("moves", type=Map)
+            root[record.key] = record.to_text()
+    game = reference.game(doc.get_update())
+    assert game is not None
+    assert [r.key for r in game.chain] == [r.key for r in production.moves]
+    assert game.result == battleline.result(production.state)
+    assert production.clock is not None and game.timing is not None
+    assert game.timing.left == production.clock.remaining_ms
+    assert game.timing.owner == production.clock.running
 
 
 def test_an_illegal_or_misplaced_record_never_enters_the_reference_chain() -> None:

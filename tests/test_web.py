@@ -370,3 +370,82 @@ def test_cors_and_the_pages_endpoints(web_cluster: ThreadedCluster) -> None:
     assert b"cluster dashboard" in body
     status, headers, _ = _get(f"{us}/")
     assert "Access-Control-Allow-Origin" not in headers  # only the listed paths
+
+
+def test_a_timed_game_shows_the_clocks_ticking_and_the_time_out(
+    web_cluster: ThreadedCluster, browser: Browser
+) -> None:
+    errors: list[str] = []
+    tilda, timo = new_players(browser, errors, "tilda", "timo")
+    try:
+        tilda.sign_up(web_cluster.url("eu"), "eu")
+        timo.sign_up(web_cluster.url("eu"), "us")
+        presets = tilda.page.eval_on_selector_all(
+            "#time-control option", "options => options.map(o => o.textContent)"
+        )
+        assert presets == ["No clock", "5+0", "10+0", "10+5"]
+        # A 15 s clock (the shortest the protocol takes) so the time runs out within the test.
+        tilda.page.eval_on_selector(
+            "#time-control", "s => { s.add(new Option('15s+0', '15+0')); s.value = '15+0'; }"
+        )
+        tilda.page.wait_for_selector('#players button[data-invite="timo"]')
+        tilda.page.click('#players button[data-invite="timo"]')
+        timo.page.wait_for_selector('#invites [data-incoming="tilda"]:has-text("(15s+0)")')
+        timo.page.click("#invites button[data-accept]")
+        for player in (tilda, timo):
+            player.page.wait_for_selector(
+                'body[data-screen="game"] #clocks .clock[data-running="true"]'
+            )
+        running = tilda.page.inner_text('#clocks .clock[data-running="true"] .clock-time')
+        time.sleep(1.5)
+        later = tilda.page.inner_text('#clocks .clock[data-running="true"] .clock-time')
+        assert later < running, f"the running clock ticks down: {running} then {later}"
+        tilda.shot("10-clocks-ticking")
+        # Nobody moves: the mover's time runs out and both pages show it.
+        for player in (tilda, timo):
+            player.page.wait_for_selector(
+                '#screen-game[data-status="finished"] #clocks .clock.out', timeout=25_000
+            )
+            assert "ran out of time" in player.page.inner_text("#summary")
+            assert player.page.inner_text("#clocks .clock.out .clock-time") == "0:00"
+        assert contrast_failures(tilda.page, "#clocks") == []
+        tilda.shot("11-time-out")
+        assert not errors, errors
+    finally:
+        for player in (tilda, timo):
+            player.close()
+
+
+def test_the_page_follows_a_drain_to_another_region_with_one_notice(
+    web_cluster: ThreadedCluster, browser: Browser
+) -> None:
+    errors: list[str] = []
+    (drew,) = new_players(browser, errors, "drew")
+    ap = web_cluster.url("ap")
+    try:
+        drew.sign_up(web_cluster.url("eu"), "ap")
+        drew.page.eval_on_selector("#banners", "el => el.replaceChildren()")  # the welcome
+        request = urllib.request.Request(
+            f"{ap}/api/admin/drain",
+            data=b"{}",
+            method="POST",
+            headers={"Authorization": f"Bearer {web_cluster.admin_token}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status in (200, 202)
+        drew.page.wait_for_selector("#drain")
+        drew.page.wait_for_function("document.body.dataset.region !== 'ap'")
+        assert drew.page.get_attribute("body", "data-region") in ("eu", "us")
+        drew.page.wait_for_selector(".conn-status.ok")
+        banners = drew.page.eval_on_selector_all(
+            "#banners .banner", "els => els.map(e => e.id || e.textContent)"
+        )
+        assert banners == ["drain"], f"one short notice, nothing else: {banners}"
+        drew.shot("12-drain-followed")
+        assert not errors, errors
+    finally:
+        drew.close()
+        deadline = time.monotonic() + 30  # the drained node flushes, then exits by itself
+        while web_cluster.alive("ap") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        web_cluster.restart("ap")

@@ -103,8 +103,8 @@ def to_move(state: GameState) -> int | None:
 
 
 def result(state: GameState) -> dict[str, Any] | None:
-    """``{"winner": 0 or 1, "reason": "flags" | "breakthrough" | "give_up"}`` once the game is
-    over, else None. A stalemate (the game can no longer change) has winner None."""
+    """``{"winner": 0 or 1, "reason": "flags" | "breakthrough" | "give_up" | "time"}`` once the
+    game is over, else None. A stalemate (the game can no longer change) has winner None."""
     return state.result
 
 
@@ -152,6 +152,14 @@ def _give_up(state: GameState, player: int, move: Move) -> GameState:
     return _finish_meta(new, state, player, move)
 
 
+def _timeout(state: GameState, player: int, move: Move) -> GameState:
+    """`player`'s time ran out: the game's clock layer (``crdt_models.game``) admits this record
+    only past the deadline and never from a client; to the rules it is a give-up by the clock."""
+    new = _give_up(state, player, move)
+    new.result = {"winner": 1 - player, "reason": "time"}
+    return new
+
+
 def _pause(state: GameState, player: int, move: Move) -> GameState:
     if state.paused:
         raise IllegalMove("illegal_move", "the game is already paused")
@@ -179,7 +187,7 @@ def _finish_meta(new: GameState, old: GameState, player: int, move: Move) -> Gam
     return new
 
 
-_META = {"give_up": _give_up, "pause": _pause, "resume": _resume}
+_META = {"give_up": _give_up, "timeout": _timeout, "pause": _pause, "resume": _resume}
 
 
 # ---------------------------------------------------------------- claim phase

@@ -229,8 +229,9 @@ def move_to_go(state: GameState, player: int, move: dict[str, Any], reveal: bool
         entries = [
             _entry(c, hand, DECK_TACTIC if is_tactic(c) else DECK_TROOP) for c in move["cards"]
         ]
-    elif kind in ("give_up", "pause"):
-        go_type = GO_GIVE_UP if kind == "give_up" else GO_PAUSE
+    elif kind in ("give_up", "timeout", "pause"):
+        # go-battleline has no clock: a time-out travels as the give-up it amounts to.
+        go_type = GO_PAUSE if kind == "pause" else GO_GIVE_UP
     elif kind != "pass":
         raise ValueError(f"{kind} has no go-battleline encoding")
     return {"Mover": player, "MoveType": go_type, "Moves": entries or None}

@@ -17,6 +17,8 @@ scout           deck (the first of three cards to draw)       play phase
 draw            deck                                          draw phase, and Scout's 2nd/3rd
 scout_return    cards: 1 or 2 cards, the last ends on top     after Scout's draws
 give_up         (none)                                        either player, any time
+timeout         (none)                                        a player's time ran out (written by
+                                                              a node, never sent by a client)
 pause / resume  (none)                                        either player, any time
 ==============  ===========================================  ==================================
 """
@@ -44,11 +46,12 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "draw": ("deck",),
     "scout_return": ("cards",),
     "give_up": (),
+    "timeout": (),
     "pause": (),
     "resume": (),
 }
 MOVE_TYPES = tuple(_FIELDS)
-META_TYPES = ("give_up", "pause", "resume")
+META_TYPES = ("give_up", "timeout", "pause", "resume")
 
 
 def _malformed(message: str) -> IllegalMove:

@@ -1,5 +1,6 @@
 """Games: the canonical chain of every game this node knows, moves, watching, and the game views
-and rollback notices pushed to the players and watchers connected here."""
+and rollback notices pushed to the players and watchers connected here (the time-outs of games
+with a time control: ``node.topics.clocks``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from meridian.crdt_models.archive import ArchivedGame, games_to_park
-from meridian.crdt_models.game import GameInfo, GameWriter, MoveRecord, game_doc_id
+from meridian.crdt_models.game import GameInfo, GameWriter, game_doc_id
 from meridian.crdt_models.presence import IDLE, WATCHING, Invite
 from meridian.games.base import IllegalMove
+from meridian.games.clock import TIMEOUT
 from meridian.node import protocol as p
 from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
 from meridian.node.protocol import ErrorCode, NoticeCode, Refused
@@ -136,6 +138,7 @@ class GamesTopic:
         # cards are the mover's secret); the chain's own record is the fallback.
         shown_last = view.get("last_move", shown_last) if isinstance(view, dict) else shown_last
         to_move = rules.to_move(state)
+        clock = tracker.chain.clock
         return {
             "type": "game",
             "game": gid,
@@ -149,6 +152,7 @@ class GamesTopic:
             "head": tracker.chain.tip,
             "result": rules.result(state),
             "status": tracker.status,
+            "clock": clock.to_json(self.state.wall_ms()) if clock is not None else None,
         }
 
     def live_games_of(self, uid: str) -> list[str]:
@@ -233,6 +237,8 @@ class GamesTopic:
                 state.node_id,
                 saved.gid,
                 saved.moves,
+                invite.clock_ms,
+                invite.increment_ms,
             )
         else:
             seed = state.rng.randrange(2**53)
@@ -247,6 +253,8 @@ class GamesTopic:
                 self._swapped_first(players, coin),
                 state.stamp(),
                 state.node_id,
+                clock_ms=invite.clock_ms,
+                increment_ms=invite.increment_ms,
             )
         node = state.node_id
         event = state.write(game_doc_id(gid), lambda doc: GameWriter(doc, node).create(info))
@@ -280,23 +288,29 @@ class GamesTopic:
         return tracker, seat
 
     def play(self, conn: Conn, gid: str, move: dict[str, Any]) -> Answer:
-        state = self.state
         tracker, seat = self.player_game(conn, gid)
+        if move.get("type") == TIMEOUT:
+            raise Refused(ErrorCode.BAD_REQUEST, "a time-out is recorded by the nodes, not sent")
+        ply, event = self._write_move(gid, tracker, seat, move)
+        return Answer({"ply": tracker.base_ply + ply}, game_doc_id(gid), event)
+
+    def _write_move(
+        self, gid: str, tracker: GameTracker, seat: int, move: dict[str, Any]
+    ) -> tuple[int, int]:
+        """Write `move` by `seat` at the tip of the chain, or Refused (the rules or the clock
+        refuse it); returns its ply and the document change that holds it."""
+        state, ply = self.state, tracker.ply
         try:
-            new_state = state.rules.apply_move(tracker.chain.state, seat, move)
+            event = tracker.write_at_tip(
+                seat,
+                move,
+                state.stamp(),
+                state.node_id,
+                lambda change: state.write(game_doc_id(gid), change),
+            )
         except IllegalMove as error:
             raise Refused(p.move_refusal(error.code), error.message) from None
-        ply, parent, stamp = tracker.ply, tracker.chain.tip, state.stamp()
-        doc_id, node = game_doc_id(gid), state.node_id
-        record: list[MoveRecord] = []
-        event = state.write(
-            doc_id,
-            lambda doc: record.append(
-                GameWriter(doc, node).add_move(ply, parent, seat, move, stamp)
-            ),
-        )
-        tracker.adopt(record[0], new_state)  # validated just above: no need to apply it twice
-        return Answer({"ply": tracker.base_ply + ply}, doc_id, event)
+        return ply, event
 
     def watch(self, conn: Conn, message: p.Watch) -> Answer:
         state = self.state

@@ -18,16 +18,24 @@ from meridian.node.service_state import Answer, Conn, ServiceState
 log = logging.getLogger("meridian.service")
 
 DECLINES = "declines"
-InvitesByUid = dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]]
+InvitesByUid = dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]
 
 
-def invite_json(invite: Invite) -> dict[str, str]:
+def invite_json(invite: Invite) -> dict[str, Any]:
     return {
         "iid": invite.iid,
         "from": invite.from_name,
         "to": invite.to_name,
         "resume": invite.resume,
+        "clock": clock_json(invite),
     }
+
+
+def clock_json(invite: Invite) -> dict[str, int] | None:
+    """The invitation's time control as the protocol spells it (None: no clock)."""
+    if not invite.clock_ms:
+        return None
+    return {"initial_s": invite.clock_ms // 1000, "increment_s": invite.increment_ms // 1000}
 
 
 class LobbyTopic:
@@ -156,7 +164,14 @@ class LobbyTopic:
         if game is not None:
             raise Refused(ErrorCode.BUSY, f"{who} at a table (playing {game[1]})")
 
-    def invite(self, conn: Conn, target_uid: str, target_name: str, resume: str) -> Answer:
+    def invite(
+        self,
+        conn: Conn,
+        target_uid: str,
+        target_name: str,
+        resume: str,
+        clock: p.TimeControl | None = None,
+    ) -> Answer:
         state = self.state
         if target_uid == conn.uid:
             raise Refused(ErrorCode.BAD_REQUEST, "you cannot invite yourself")
@@ -175,6 +190,8 @@ class LobbyTopic:
             resume,
             state.stamp(),
             state.node_id,
+            clock.initial_s * 1000 if clock else 0,
+            clock.increment_s * 1000 if clock else 0,
         )
         event = state.write(state.presence_doc, lambda doc: PresenceWriter(doc).put_invite(invite))
         return Answer({"invite": invite_json(invite)}, state.presence_doc, event)

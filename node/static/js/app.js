@@ -8,6 +8,7 @@ import { GameScreen } from "./game.js";
 import { ReplayScreen } from "./replay.js";
 import { renderFinished, renderInvites, renderLeaderboard, renderLiveGames, renderPlayers, renderSaved } from "./lobby.js";
 import { setUpRules } from "./rules.js";
+import { PRESETS, clockField, clockLabel } from "./clock.js";
 
 const STORE_KEY = "meridian.session";
 const GRACE_MS = 60000; // a dropped session can be resumed this long (docs/protocol.md)
@@ -17,6 +18,7 @@ const REMEASURE_MS = 5000;
 const LEADERBOARD_ROWS = 100;
 const MAX_RATED_NAMES = 200; // the lobby asks for the ratings of at most this many players // how often regions that did not answer are tried again
 const DECLINE_WAIT_MS = 2500; // an invitation that left the list without a game this long was declined
+const MAX_SEEN_GAMES = 16; // hello's `seen` holds at most this many games (docs/protocol.md)
 
 const S = {
   regions: [], // [{region, node, url, opened, rtt}] fastest first
@@ -48,7 +50,7 @@ const game = new GameScreen({
   stopWatching: () => stopWatching(),
   replay: (gid) => openReplay(gid),
   replayUrl: (gid) => `${location.origin}/?replay=${encodeURIComponent(gid)}`,
-  rematch: (name) => invite(name),
+  rematch: (name) => invite(name, sameClock(S.games.get(S.current))),
   rematchOffer: (name) => S.invites.incoming.find((i) => i.from.toLowerCase() === name.toLowerCase() && !i.resume) || null,
   rematchSent: (name) => S.sent.has(name.toLowerCase()),
   accept: (iid) => accept(iid),
@@ -369,13 +371,16 @@ async function reconnect(lost, code, reason) {
   sessionOver(`No region could be reached for ${GRACE_MS / 1000} s, so your session has ended. Please log in again.`);
 }
 
-/** What this page last showed of each live game ({gid: {ply, head}}): sent in hello so that a
- *  region that lacks a move shown here says so with a rollback notice (docs/protocol.md). */
+/** What this page last showed of each of your games ({gid: {ply, head}}): sent in hello so
+ *  that a region that lacks a move shown here says so with a rollback notice
+ *  (docs/protocol.md). Live games first, then the newest finished ones: a time-out shown here
+ *  can be beaten by a move made in time in a region this page could not hear. */
 function seenGames() {
+  const mine = [...S.games.values()].filter((push) => push.you !== null && push.you !== undefined && push.head !== undefined);
+  const live = mine.filter((push) => push.status === "live");
+  const finished = mine.filter((push) => push.status === "finished").reverse();
   const seen = {};
-  for (const [gid, push] of S.games) {
-    if (push.status === "live" && push.you !== null && push.head !== undefined) seen[gid] = { ply: push.ply, head: push.head };
-  }
+  for (const push of [...live, ...finished].slice(0, MAX_SEEN_GAMES)) seen[push.game] = { ply: push.ply, head: push.head };
   return seen;
 }
 
@@ -492,11 +497,36 @@ function onPush(push) {
     case "notice":
       onNotice(push);
       break;
+    case "drain":
+      followDrain(push);
+      break;
     case "error":
       banner(push.error?.code === "rate_limited" ? "You are sending too fast; slow down." : push.error?.message || "error", "warn");
       break;
     default:
       break;
+  }
+}
+
+/** The node is shutting down (docs/protocol.md, Drain): continue the session at the region it
+ *  names with the fresh resume token, saying so once. The old connection stays usable until the
+ *  new hello is answered; if the move fails, the usual reconnection takes over. */
+async function followDrain(push) {
+  const old = S.conn;
+  if (!old || S.reconnecting || old.retired) return;
+  const known = S.regions.find((r) => r.region === push.region);
+  const target = { ...(known || { region: push.region, node: push.region, rtt: null }), url: push.url };
+  old.retired = true; // the old node closes it (4104) once the target took the session
+  S.resume = push.resume;
+  if (S.chosen === old.region.region) S.chosen = null;
+  store();
+  banner(push.message || `${old.region.region} is shutting down; moving you to ${push.region}.`, "info", { id: "drain" });
+  try {
+    await connect(target, { resume: push.resume, seen: seenGames() });
+  } catch {
+    old.retire();
+    if (S.conn === old) S.conn = null;
+    reconnect(old.region, 4000, "draining");
   }
 }
 
@@ -593,12 +623,23 @@ async function submitRename(event) {
 
 // --- invitations: "sent", then "accepted" (or declined) -----------------------------------------
 
-async function invite(name) {
+/** The time control picked in the lobby, as invite's `clock` (null: none). */
+function chosenClock() {
+  return clockField(/** @type {HTMLSelectElement} */ ($("#time-control")).value);
+}
+
+/** A rematch keeps the finished game's time control. */
+function sameClock(push) {
+  const clock = push?.clock;
+  return clock ? { initial_s: Math.round(clock.initial_ms / 1000), increment_s: Math.round(clock.increment_ms / 1000) } : null;
+}
+
+async function invite(name, clock = chosenClock()) {
   try {
-    const reply = await request("invite", { to: name });
+    const reply = await request("invite", clock ? { to: name, clock } : { to: name });
     S.sent.set(name.toLowerCase(), { name, iid: reply.invite.iid });
     if (S.screen === "game") game.render();
-    banner(`Invitation sent to ${name}. Waiting for ${name} to accept…`, "info", {
+    banner(`Invitation sent to ${name}${clock ? ` (${clockLabel(clock)})` : ""}. Waiting for ${name} to accept…`, "info", {
       sticky: true,
       id: "invite-status",
       actions: [["Withdraw", () => withdraw(reply.invite.iid)]],
@@ -829,6 +870,7 @@ async function openReplay(gid) {
 
 function wire() {
   setUpRules($("#rules-dialog"));
+  fill($("#time-control"), PRESETS.map(([value, label]) => h("option", { value, text: label })));
   $("#leaderboard-open").addEventListener("click", () => openLeaderboard());
   $("#leaderboard-close").addEventListener("click", () => closeLeaderboard());
   $("#login-name").addEventListener("input", () => $("#login-name").setCustomValidity(""));

@@ -96,6 +96,8 @@ export function movePhrase(move) {
       return move.cards ? `put back ${cards(move.cards)}` : `put back ${move.decks.length} cards (${move.decks.join(" and ")} deck)`;
     case "give_up":
       return "gave up";
+    case "timeout":
+      return "ran out of time";
     case "pause":
       return "paused the game";
     case "resume":
@@ -146,5 +148,6 @@ export const REASONS = {
   flags: "five flags",
   breakthrough: "a breakthrough (three adjacent flags)",
   give_up: "the other player giving up",
+  time: "the other player's time running out",
   stalemate: "stalemate",
 };

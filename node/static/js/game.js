@@ -6,6 +6,7 @@ import { cardName, cardTile, moveLabel, REASONS, SCOUT, TACTICS, isTactic } from
 import { renderDecks, renderLastClaim, renderSeatInfo, renderTable } from "./board.js";
 import { MoveHistory, describeTurn, turnMarks } from "./history.js";
 import { renderSummary } from "./summary.js";
+import { Clocks } from "./clock.js";
 import {
   claimMove,
   claimableFlags,
@@ -58,6 +59,7 @@ export class GameScreen {
     this.ratings = new Map(); // gid -> {before: Map, after: Map | null}
     this.opponentAway = false;
     this.connected = true;
+    this.clocks = new Clocks($("#clocks"));
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && this.visible() && (this.sel.card !== null || this.sel.returning.length || this.sel.claim.length)) {
         this.sel = emptySelection();
@@ -102,6 +104,7 @@ export class GameScreen {
     this.note(push);
     if (push.status === "finished" && !this.ratings.get(push.game)?.after) this.noteRatings(push, "after");
     $("#game-error").textContent = "";
+    this.clocks.update(push);
     this.render();
   }
 

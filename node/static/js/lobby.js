@@ -3,6 +3,12 @@
 
 import { fill, h } from "./dom.js";
 import { REASONS } from "./cards.js";
+import { clockLabel } from "./clock.js";
+
+/** " (10+5)" after an invitation with a time control. */
+function timed(invite) {
+  return invite.clock ? ` (${clockLabel(invite.clock)})` : "";
+}
 
 const STATUS = { idle: "available", playing: "playing", watching: "watching" };
 
@@ -46,7 +52,7 @@ export function renderPlayers(tbody, lobby, me, invites, actions, ratings = new 
 export function renderInvites(el, invites, actions) {
   const incoming = invites.incoming.map((i) =>
     h("li", { dataset: { incoming: i.from, iid: i.iid } },
-      h("span", { text: i.resume ? `${i.from} invites you to resume your saved game` : `${i.from} invites you to a game` }),
+      h("span", { text: i.resume ? `${i.from} invites you to resume your saved game${timed(i)}` : `${i.from} invites you to a game${timed(i)}` }),
       h("span", { class: "buttons" },
         h("button", { type: "button", class: "primary", dataset: { accept: i.iid }, text: "Accept", on: { click: () => actions.accept(i.iid) } }),
         h("button", { type: "button", dataset: { decline: i.iid }, text: "Decline", on: { click: () => actions.decline(i.iid) } }),
@@ -55,7 +61,7 @@ export function renderInvites(el, invites, actions) {
   );
   const outgoing = invites.outgoing.map((i) =>
     h("li", { dataset: { outgoing: i.to, iid: i.iid } },
-      h("span", { text: `${i.resume ? `You invited ${i.to} to resume a saved game` : `You invited ${i.to}`}: waiting for an answer…` }),
+      h("span", { text: `${i.resume ? `You invited ${i.to} to resume a saved game` : `You invited ${i.to}`}${timed(i)}: waiting for an answer…` }),
       h("span", { class: "buttons" },
         h("button", { type: "button", dataset: { retract: i.iid }, text: "Withdraw", on: { click: () => actions.retract(i.iid) } }),
       ),

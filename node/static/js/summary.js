@@ -47,6 +47,7 @@ export function outcome(view, result, names, you) {
     return { title, how: `By five flags: ${listing(flagsOf(view, winner).map(String))}.` };
   }
   if (result.reason === "give_up") return { title, how: `${Who(loser)} gave up.` };
+  if (result.reason === "time") return { title, how: `On time: ${who(loser)} ran out of time.` };
   return { title, how: `By ${result.reason}; ${who(loser)} lost.` };
 }
 
