@@ -147,6 +147,10 @@ class BotSettings:
     pause_s: float = 0.0  # after a game, before inviting again
     reinvite_s: float = 0.0  # after an invitation, before the next one
     stall_s: float | None = None  # a game without progress this long is saved and left
+    clock: tuple[int, int] | None = None  # (initial_s, increment_s) asked in every invitation
+    # Finished games still reported in hello's ``seen`` (as the web page does): a time-out
+    # it was shown can be beaten by a move made in time that a node it moves to tells it of.
+    finished_seen: int = 0
 
 
 @dataclass
@@ -211,6 +215,7 @@ class Bot:
         self.progress_at = 0.0  # when that game last moved on
         self.views: dict[str, Reply] = {}  # gid -> newest push on the current connection
         self.seen: dict[str, Reply] = {}  # gid -> {"ply", "head"} last shown (hello's "seen")
+        self.finished: list[str] = []  # finished games still in `seen`, oldest first
         self.invites: Reply = {}
         self.lobby: dict[str, Reply] = {}
         self.move_for: tuple[str, int] | None = None  # (game, ply) the next move is for
@@ -391,10 +396,7 @@ class Bot:
         self.views[gid] = push
         # What this player saw: the shown-plies checker holds the cluster to it (sim.shown).
         self._note("shown", uid=self.uid, game=gid, ply=push["ply"], head=push["head"])
-        if push["status"] == "live":
-            self.seen[gid] = {"ply": push["ply"], "head": push["head"]}
-        else:
-            self.seen.pop(gid, None)
+        self._remember_seen(push)
         if push["you"] is None:
             return
         if push["status"] == "live":
@@ -405,6 +407,22 @@ class Bot:
         elif self.game is not None and self.game["game"] == gid:
             self.game = None
             self.pause_until = self.shared.players.now() + self.settings.pause_s
+
+    def _remember_seen(self, push: Reply) -> None:
+        """What hello's ``seen`` reports: live games, and the last ``finished_seen`` finished
+        games this bot played."""
+        gid = push["game"]
+        if gid in self.finished:
+            self.finished.remove(gid)
+        if push["status"] == "live":
+            self.seen[gid] = {"ply": push["ply"], "head": push["head"]}
+        elif push["you"] is not None and self.settings.finished_seen:
+            self.seen[gid] = {"ply": push["ply"], "head": push["head"]}
+            self.finished.append(gid)
+            while len(self.finished) > self.settings.finished_seen:
+                self.seen.pop(self.finished.pop(0), None)
+        else:
+            self.seen.pop(gid, None)
 
     def _closed(self, code: int, reason: str) -> None:
         self._note("closed", uid=self.uid, code=code)
@@ -556,11 +574,17 @@ class Bot:
         if self.saved_with is not None and self.saved_with[0] in idle:
             self.invited_at = now
             opponent, gid = self.saved_with
-            self._request("invite", self._resume_invited, to=opponent, resume=gid)
+            self._send_invitation(self._resume_invited, to=opponent, resume=gid)
         elif self.partner in idle or self.settings.invite_anyone:
             self.invited_at = now
             target = self.partner if self.partner in idle else self.rng.choice(idle)
-            self._request("invite", _ignore, to=target)
+            self._send_invitation(_ignore, to=target)
+
+    def _send_invitation(self, then: Callable[[Reply], None], **fields: Any) -> None:
+        clock = self.settings.clock
+        if clock is not None:
+            fields["clock"] = {"initial_s": clock[0], "increment_s": clock[1]}
+        self._request("invite", then, **fields)
 
     def _resume_invited(self, reply: Reply) -> None:
         if _code(reply) == "not_found":

@@ -64,6 +64,10 @@ class Progress(Protocol):
         """How many other regions acknowledged holding change `event_no` of `doc_id`."""
         ...
 
+    def oldest_peer_protocol(self) -> int | None:
+        """The lowest peer protocol version among the linked regions (None: none linked)."""
+        ...
+
 
 class EngineProgress:
     """`Progress` read off a node's sync engine (the same for aiohttp and the simulator)."""
@@ -77,6 +81,9 @@ class EngineProgress:
     def regions_holding(self, doc_id: str, event_no: int) -> int:
         engine = self.engine
         return sum(engine.peer_holds(peer, doc_id, event_no) for peer in engine.peers)
+
+    def oldest_peer_protocol(self) -> int | None:
+        return self.engine.oldest_link_version()
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 
 from meridian.crdt_models.game import SAVE
 from meridian.node import protocol as p
+from meridian.node.delivery import Progress
 from meridian.node.protocol import ErrorCode, Refused
 from meridian.node.service_state import Answer, Conn, ServiceState
 from meridian.node.topics.accounts import AccountsTopic
@@ -22,6 +23,8 @@ from meridian.node.topics.games import GAME_PREFIX, GamesTopic
 from meridian.node.topics.limits import LimitsTopic
 from meridian.node.topics.lobby import LobbyTopic
 from meridian.node.topics.sessions import SessionsTopic
+
+CLOCKS_MIN_PROTOCOL = 3  # the first peer protocol whose releases know time controls
 
 
 class MessageHandlers:
@@ -35,6 +38,7 @@ class MessageHandlers:
     archive: ArchiveTopic
     chat: ChatTopic
     limits: LimitsTopic
+    progress: Progress
 
     def _refresh_game(self, doc_id: str) -> None:
         raise NotImplementedError
@@ -66,6 +70,15 @@ class MessageHandlers:
         return Answer({"you": you, "resume": resume, "games": live})
 
     def _invite(self, conn: Conn, message: p.Invite, now: float) -> Answer:
+        oldest = self.progress.oldest_peer_protocol()
+        if message.clock is not None and oldest is not None and oldest < CLOCKS_MIN_PROTOCOL:
+            # A release before time controls ignores the clock and refuses time-out records:
+            # its regions would play the game untimed and disagree on how it ended.
+            raise Refused(
+                ErrorCode.UNAVAILABLE,
+                "time controls wait until every region runs this release (an upgrade is under "
+                "way); invite without a clock",
+            )
         target = self.accounts_topic.by_name(message.to)
         return self.lobby.invite(conn, target.uid, target.name, message.resume or "", message.clock)
 

@@ -520,6 +520,11 @@ class SyncEngine:
             if link.state is LinkState.UP and link.peer_id
         )
 
+    def oldest_link_version(self) -> int | None:
+        """The lowest protocol version of the links that are up (None: no link is up)."""
+        versions = [link.version for link in self._links.values() if link.state is LinkState.UP]
+        return min(versions, default=None)
+
     # --- time ---------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:

@@ -83,12 +83,16 @@ class InstantProgress:
         self.documents = documents
         self.durable: int | None = None  # None: everything written so far
         self.held = 0
+        self.peer_protocol: int | None = None  # the oldest linked peer's protocol version
 
     def durable_through(self) -> int:
         return self.documents.event_no if self.durable is None else self.durable
 
     def regions_holding(self, doc_id: str, event_no: int) -> int:
         return self.held
+
+    def oldest_peer_protocol(self) -> int | None:
+        return self.peer_protocol
 
 
 def cheap_hash(password: str) -> str:

@@ -22,6 +22,9 @@ class FakeProgress:
     def regions_holding(self, doc_id: str, event_no: int) -> int:
         return self.held.get((doc_id, event_no), 0)
 
+    def oldest_peer_protocol(self) -> int | None:
+        return None
+
 
 def reply(conn: str, event: int, doc: str = "game:g") -> Send:
     return Send(conn, {"re": "r1", "ok": True, "ply": 3}, Gate(doc, event, event))

@@ -51,6 +51,25 @@ def test_an_invitation_with_a_time_control_out_of_its_limits_is_refused(
     assert reply["error"]["code"] == "bad_request" and why in reply["error"]["message"]
 
 
+@pytest.mark.parametrize("oldest_peer", [2, 3, None])
+def test_time_controls_wait_while_a_linked_region_runs_a_release_without_them(
+    oldest_peer: int | None,
+) -> None:
+    """A protocol-2 region ignores clocks and refuses time-out records (it would play the game
+    untimed and end it differently): during a rolling upgrade timed invitations are refused,
+    untimed ones still work."""
+    harness = ServiceHarness()
+    harness.progress.peer_protocol = oldest_peer
+    alice, _bob = harness.online("alice"), harness.online("bob")
+    timed = harness.request(alice, "invite", to="bob", clock={"initial_s": 600, "increment_s": 0})
+    if oldest_peer == 2:
+        assert timed["error"]["code"] == "unavailable"
+        assert "upgrade" in timed["error"]["message"]
+        assert "invite" in harness.request(alice, "invite", to="bob")
+    else:
+        assert timed["invite"]["clock"] == {"initial_s": 600, "increment_s": 0}
+
+
 def test_the_game_push_shows_both_clocks_and_an_increment_after_each_turn() -> None:
     harness = ServiceHarness()
     alice, bob = harness.online("alice"), harness.online("bob")
