@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -51,6 +50,7 @@ from meridian.node.protocol import (
     Refused,
     RegisterBody,
     decode_body,
+    encode_message,
 )
 from meridian.node.service import GameService
 
@@ -109,7 +109,7 @@ class PlayerGateway:
             if isinstance(item, Close):
                 await connection.ws.close(code=item.code, message=item.reason.encode()[:120])
                 return
-            text = item.text or json.dumps(item.message)
+            text = item.text or encode_message(item.message)
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await connection.ws.send_str(text)
 

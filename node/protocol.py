@@ -45,6 +45,7 @@ __all__ = [
     "Refused",
     "check_name",
     "check_password",
+    "encode_message",
     "move_refusal",
 ]
 
@@ -239,6 +240,13 @@ class _Envelope(Struct, frozen=True):
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _MESSAGE = msgspec.json.Decoder(AnyClientMessage)
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode_message(message: dict[str, Any]) -> str:
+    """A server message as websocket text (msgspec: several times faster than ``json.dumps``;
+    each push is encoded once per audience, not per connection)."""
+    return _ENCODER.encode(message).decode()
 
 
 class Frame(Struct, frozen=True):

@@ -51,6 +51,7 @@ from meridian.node.protocol import (
     Refused,
     RegisterBody,
     decode_body,
+    encode_message,
 )
 from meridian.sim.clock import Scheduler
 from meridian.sim.gamehost import STAND_IN_HASH, password_hash, password_matches
@@ -293,7 +294,7 @@ class PlayerNet:
             self.scheduler.after(one_way, link.client.closed, link, item.code, item.reason)
             return
         self.scheduler.after(
-            one_way, link.client.deliver, link, item.text or json.dumps(item.message)
+            one_way, link.client.deliver, link, item.text or encode_message(item.message)
         )
 
     # --- faults ------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ with a time control: ``node.topics.clocks``)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,7 +14,7 @@ from meridian.games.base import IllegalMove
 from meridian.games.clock import TIMEOUT
 from meridian.node import protocol as p
 from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
-from meridian.node.protocol import ErrorCode, NoticeCode, Refused
+from meridian.node.protocol import ErrorCode, NoticeCode, Refused, encode_message
 from meridian.node.service_state import Answer, Conn, ServiceState
 
 GAME_PREFIX = "game:"
@@ -123,7 +122,7 @@ class GamesTopic:
             seat = tracker.info.seat_of(viewer) if viewer else None
             if seat not in by_seat:
                 message = self.view(gid, tracker, viewer)
-                by_seat[seat] = (message, json.dumps(message))
+                by_seat[seat] = (message, encode_message(message))
             message, text = by_seat[seat]
             self.state.send(conn.conn_id, message, gate, text)
 

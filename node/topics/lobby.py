@@ -3,7 +3,6 @@ notices that follow it (public list updates, your invitations, your opponent dro
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -12,7 +11,7 @@ from meridian.crdt_models.records import root_map
 from meridian.node import protocol as p
 from meridian.node.game_tracker import LIVE
 from meridian.node.presence_view import build_picture, lobby_diff
-from meridian.node.protocol import ErrorCode, Refused
+from meridian.node.protocol import ErrorCode, Refused, encode_message
 from meridian.node.service_state import Answer, Conn, ServiceState
 
 log = logging.getLogger("meridian.service")
@@ -76,7 +75,7 @@ class LobbyTopic:
         if not changed and not gone:
             return
         message = {"type": "lobby_update", "changed": [e.to_json() for e in changed], "gone": gone}
-        text = json.dumps(message)  # once, not once per connection
+        text = encode_message(message)  # once, not once per connection
         for conn in state.conns.values():
             if conn.sent_lobby:
                 state.send(conn.conn_id, message, text=text)
@@ -102,7 +101,7 @@ class LobbyTopic:
             conn.uid, ([], [])
         )
         body = {"type": "invites", "incoming": incoming, "outgoing": outgoing}
-        text = json.dumps(body, sort_keys=True)
+        text = encode_message(body)  # built in a fixed order: equal text, equal invitations
         if text != conn.last_invites:
             conn.last_invites = text
             self.state.send(conn.conn_id, body, text=text)
