@@ -117,9 +117,9 @@ def _game_case(count: int) -> Case:
         legal = [m for m in battleline.legal_moves(state) if m["type"] not in ("pause", "give_up")]
         if player is None or not legal:
             break
-        move = rng.choice(legal)
-        plays.append((player, move))
-        state = battleline.apply_move(state, player, move)
+        chosen = rng.choice(legal)
+        plays.append((player, chosen))
+        state = battleline.apply_move(state, player, chosen)
     start: Doc[Any] = Doc(client_id=5)
     created = Stamp(WALL_MS, 0, "eu-1").encode()
     info = GameInfo("g1", "battleline", ["u0", "u1"], ["a", "b"], 7, 0, created, "eu-1")
