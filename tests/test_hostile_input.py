@@ -1,9 +1,11 @@
 """The hostile-input suite: over 100,000 seeded hostile inputs per run, player frames, player
-HTTP bodies and admin bodies, most through the in-memory service, some through a real node.
+HTTP bodies, admin bodies and peer frames (from an insider node with a valid key), most in
+memory, some through a real node.
 
-Asserted for every input: no "internal" reply, no HTTP 500, no exception logged, and a refused
-input changes no document. At the end the real node is healthy and its log holds no traceback.
-bench/hostile.py runs the same generator longer and prints its counts.
+Asserted for every input: no "internal" reply, no HTTP 500, no exception logged or raised, and
+a refused input changes no document. At the end the real node is healthy and its log holds no
+traceback, and the in-memory nodes the peer frames were sent to hold the same documents.
+bench/hostile.py runs the same generators longer and prints their counts.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from meridian.node.protocol import (
 )
 from tests.conftest import SIM_RANDOM_SEED, eventually
 from tests.hostile_inputs import FuzzedNode, Hostile, fuzz_bodies
+from tests.hostile_peers import INSIDER, TARGET, PeerFuzz
 
-FRAMES = 60_000
-BODIES = 40_000
+FRAMES = 50_000
+BODIES = 47_000
+PEER_FRAMES = 3_000
 REAL_FRAMES = 2_500
 REAL_BODIES = 1_500
 PLAYERS = ("alice", "bob", "carol", "dave", "erin")
@@ -63,6 +67,28 @@ def test_hostile_http_and_admin_bodies_in_memory(no_exceptions_logged: None) -> 
     statuses = fuzz_bodies(BODIES, SIM_RANDOM_SEED + 1)
     assert sum(statuses.values()) == BODIES and statuses[500] == 0
     assert statuses[400] > 1000 and statuses[200] + statuses[201] > 100
+
+
+PEER_RULES_EXPECTED = (
+    "malformed", "unknown_frame", "doc_id", "bad_update", "too_large", "doc_quota",
+    "bad_layout", "bad_record", "future_stamp", "not_home", "deleted_account", "illegal_move",
+    "missing_parent", "duplicate_move",
+)  # fmt: skip
+
+
+def test_hostile_peer_frames_from_an_insider_in_memory(no_exceptions_logged: None) -> None:
+    """Every refusal is named and counted as /metrics counts it, leaves eu's documents as they
+    were (asserted per frame), and at the end the three nodes hold the same documents."""
+    fuzz = PeerFuzz(SIM_RANDOM_SEED + 3)
+    fuzz.run(PEER_FRAMES)
+    counts = fuzz.counts
+    assert sum(counts.values()) == PEER_FRAMES
+    assert counts["accepted"] > PEER_FRAMES // 10, counts
+    assert all(counts[rule] > 0 for rule in PEER_RULES_EXPECTED), counts
+    refused = {rule: n for (peer, rule), n in fuzz.cluster.engines[TARGET].refusals.items()}
+    assert refused == {rule: n for rule, n in counts.items() if rule != "accepted"}
+    assert {peer for peer, _ in fuzz.cluster.engines[TARGET].refusals} == {INSIDER}
+    fuzz.finish()
 
 
 # --- a real node ------------------------------------------------------------------------------
