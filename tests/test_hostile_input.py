@@ -114,6 +114,7 @@ async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
                 for method, path in (("POST", "/api/admin/accounts"), ("GET", "/api/admin/export")):
                     async with http.request(method, url + path, headers=headers) as response:
                         assert response.status == 401
+            await _registration_refusals(http, url, admin)
             # (login and password are guessed below: failed ones are slowed down on purpose)
             routes = {
                 "register": ("POST", "/api/register", {}),
@@ -131,6 +132,8 @@ async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
                 ) as response:
                     statuses[response.status] += 1
                     assert response.status != 500
+                    if route in ("register", "admin_account"):  # the node is available
+                        assert response.status < 500, (route, response.status)
                     if response.status >= 400:
                         assert "error" in await response.json()
             guesses = [http.post(f"{url}/api/login", data=hostile.body("login")) for _ in range(20)]
@@ -149,6 +152,56 @@ async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
     assert statuses[500] == 0 and sum(statuses.values()) == REAL_BODIES + 20
     assert set(closes) <= {1000, 4002, 4003, 4100, 4101, 4103, 4104}, closes
     assert closes[4103] > 10, closes
+
+
+LONG = "a long password"
+
+
+def _body(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields).encode()
+
+
+REGISTRATION_REFUSALS: list[tuple[bytes, int, str]] = [
+    (b"", 400, "bad_request"),
+    (b"[", 400, "bad_request"),
+    (b"[]", 400, "bad_request"),
+    (_body({"name": "newcomer"}), 400, "bad_request"),
+    (_body({"name": "newcomer", "password": "short"}), 400, "weak_password"),
+    (_body({"name": "new\n", "password": LONG}), 400, "bad_request"),
+    (_body({"name": "newcomer\n", "password": LONG}), 400, "bad_request"),
+    (_body({"name": "ab", "password": LONG}), 400, "bad_request"),
+    (_body({"name": "admin", "password": LONG}), 409, "name_taken"),
+    (_body({"name": "someone", "password": LONG}), 409, "name_taken"),
+    (
+        _body({"name": "newcomer", "password": LONG, "home": "mars"}),
+        400,
+        "bad_request",
+    ),
+    (
+        _body({"name": "newcomer", "password": LONG, "home": ["eu"]}),
+        400,
+        "bad_request",
+    ),
+    (_body({"name": "newcomer", "password": "\ud800" * 9}), 400, "bad_request"),
+    (_body({"name": "newcomer", "password": LONG, "x": 1}), 400, "bad_request"),
+    (_body({"name": "newcomer", "password": "x" * 70_000}), 413, "too_large"),
+]
+
+
+async def _registration_refusals(
+    http: aiohttp.ClientSession, url: str, admin: dict[str, str]
+) -> None:
+    """Registration, the player's and the admin's, answers bad input with its documented 4xx
+    and code (docs/protocol.md, Error codes), never 503: that is for a node that cannot serve
+    (draining, a quarantined accounts document), not for what the client sent."""
+    for path, headers in (("/api/register", {}), ("/api/admin/accounts", admin)):
+        for body, status, code in REGISTRATION_REFUSALS:
+            async with http.post(url + path, data=body, headers=headers) as response:
+                answer = await response.json()
+                assert (response.status, answer["error"]["code"]) == (status, code), (path, body)
+        async with http.post(url + path, data=REGISTRATION_REFUSALS[4][0]) as response:
+            if headers:  # the admin route without the token
+                assert response.status == 401
 
 
 async def _account(http: aiohttp.ClientSession, url: str, name: str) -> str:
