@@ -162,7 +162,8 @@ def check_changes(doc_id: str, changes: list[Change], doc: Doc[Any], context: Ch
             kind.check(change, doc, context)
         except RecordError as exc:
             raise RecordRefused("bad_record", f"{doc_id} {change.where}: {exc}") from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+            # (1e400 reads as an infinite float, which int() refuses with OverflowError)
             if isinstance(exc, RecordRefused):
                 raise
             raise RecordRefused("bad_record", f"{doc_id} {change.where}: {exc}") from None

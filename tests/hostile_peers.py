@@ -399,7 +399,15 @@ class PeerFuzz:
         elif kind == "rewrite" and self.chain:
             return self._rewrite(self.chain[-1])
         else:
-            text = json.dumps({"ply": ply, "parent": tip, "player": "x", "move": []})
+            text = self.rng.choice(
+                [
+                    json.dumps({"ply": ply, "parent": tip, "player": "x", "move": []}),
+                    '{"ply": Infinity, "parent": "", "player": 0, "move": {}}',
+                    '{"ply": 1e400, "parent": "", "player": NaN, "move": {}}',
+                    '{"ply": 0, "move": ' + "[" * 3000 + "]" * 3000 + "}",
+                    '{"ply": ' + "9" * 5000 + "}",
+                ]
+            )
             return self._update(self.game, self._kv_update(f"{ply:05d}|x", text, "moves"))
         return self._move_update(record)
 

@@ -142,6 +142,20 @@ def test_a_record_under_another_key_or_node_is_malformed() -> None:
         assert refused.value.rule == "bad_record"
 
 
+@pytest.mark.parametrize(
+    "ply", ["Infinity", "-Infinity", "NaN", "1e400", "9" * 5000, "[" * 3000 + "]" * 3000]
+)
+def test_a_record_python_reads_but_json_does_not_hold_is_malformed(ply: str) -> None:
+    """Non-JSON constants, an infinite float, a 5,000-digit integer, nesting past Python's
+    recursion limit: each named, none an exception out of the check."""
+    text = '{"ply": %s, "parent": "", "player": 0, "move": {}, "stamp": "%s", "node": "eu"}'
+    text %= (ply, Stamp(EPOCH_MS, 0, "eu").encode())
+    doc = _doc([], _info())
+    with pytest.raises(RecordRefused) as refused:
+        check_changes(DOC_ID, [Change(MOVES, "00000|x", None, text)], doc, Context())
+    assert refused.value.rule == "bad_record"
+
+
 def test_a_record_or_setup_is_written_once() -> None:
     records = _records(2)
     doc = _doc(records, _info())
