@@ -4,7 +4,7 @@ update: on a scratch copy with the update applied, through sync.checks."""
 from __future__ import annotations
 
 import random
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import pytest
@@ -88,6 +88,17 @@ def test_every_move_of_a_legal_game_passes() -> None:
     records = _records(30)
     for index, record in enumerate(records):
         _check(record, records[:index])
+
+
+def test_a_resumed_game_is_checked_from_its_start_moves() -> None:
+    """A game resumed from the saved games starts (ply 0 in its document) after its moves."""
+    played = _records(6)
+    info = replace(_info(), resumed_from="g0", start_moves=[r.move for r in played[:4]])
+    first = replace(played[4], ply=0, parent="")
+    resumed = [first, replace(played[5], ply=1, parent=first.key)]
+    _check(resumed[0], [], info)
+    _check(resumed[1], resumed[:1], info)
+    assert _rule(replace(first, player=1 - first.player), [], info) == "illegal_move"
 
 
 def test_a_move_the_rules_refuse_is_illegal() -> None:
