@@ -49,7 +49,7 @@ from meridian.crdt_models.records import (
 from meridian.games.base import GameRules, IllegalMove
 from meridian.games.battleline import rules_module
 
-STATES_KEPT_PER_GAME = 64
+STATES_KEPT_PER_GAME = 8  # a move hangs on the last one checked; 256 copies x 8 states, a few MB
 RULES_BY_GAME: dict[str, GameRules[Any]] = {"battleline": rules_module()}
 
 # A game's state after a move record: (the record's text, its ply, the state). The text guards
