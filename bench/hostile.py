@@ -1,10 +1,11 @@
 """A longer hostile-input run: millions of seeded hostile frames and bodies, counts printed.
 
-The same generator and checks as tests/test_hostile_input.py (tests/hostile_inputs.py), in
-memory: every input is refused with a named code or carried out, none gets "internal" or a
-500, and a refused one changes no document. Run from the repository root:
+The same generators and checks as tests/test_hostile_input.py (tests/hostile_inputs.py,
+tests/hostile_peers.py), in memory: every input is refused with a named code or carried out,
+none gets "internal" or a 500, and a refused one changes no document; the nodes that got the
+peer frames end with the same documents. Run from the repository root:
 
-    .venv/bin/python bench/hostile.py --frames 1000000 --bodies 500000 --seed 7
+    .venv/bin/python bench/hostile.py --frames 1000000 --bodies 500000 --peer-frames 50000 --seed 7
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hostile_inputs
 
 from tests.hostile_inputs import FuzzedNode, fuzz_bodies
+from tests.hostile_peers import PeerFuzz
 
 
 class _Errors(logging.Handler):
@@ -33,6 +35,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=500_000)
     parser.add_argument("--bodies", type=int, default=300_000)
+    parser.add_argument("--peer-frames", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     errors = _Errors()
@@ -52,6 +55,14 @@ def main() -> int:
     print(f"player and admin bodies: {args.bodies:,} in {bodies_s:.1f} s")
     for status, count in sorted(statuses.items()):
         print(f"  HTTP {status:<19} {count:>10,}")
+    started = time.perf_counter()
+    peers = PeerFuzz(args.seed + 2)
+    peers.run(args.peer_frames)  # raises on an internal error or a refusal that changed state
+    peers.finish()  # raises unless the three nodes hold the same documents
+    peers_s = time.perf_counter() - started
+    print(f"peer frames from an insider: {args.peer_frames:,} in {peers_s:.1f} s, converged")
+    for outcome, count in peers.counts.most_common():
+        print(f"  {outcome:<24} {count:>10,}")
     internal = node.counts["internal"] + statuses[500]
     print(f"internal errors: {internal}, errors logged: {len(errors.records)}")
     return 1 if internal or errors.records else 0

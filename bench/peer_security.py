@@ -103,19 +103,39 @@ def _kv_case(count: int) -> Case:
 
 
 def _game_case(count: int) -> Case:
-    from meridian.crdt_models.game import MoveRecord
+    """A legal battleline game, one move record per update (the checks replay the rules)."""
+    import meridian.games.battleline as battleline
+    from meridian.crdt_models.game import GameInfo, GameWriter
     from meridian.crdt_models.hlc import Stamp
     from meridian.sync.identity import Keyring, NodeIdentity
 
-    def move(doc: Doc[Any], index: int) -> None:
-        stamp = Stamp(WALL_MS + index, 0, "eu-1").encode()
-        record = MoveRecord(index, "", index % 2, {"card": "r5", "flag": 3}, stamp, "eu-1")
-        doc.get("moves", type=Map)[record.key] = record.to_text()
+    rng = random.Random(7)
+    state = battleline.new_game(7, 0)
+    plays: list[tuple[int, dict[str, Any]]] = []
+    while state.result is None and len(plays) < count:
+        player = battleline.to_move(state)
+        legal = [m for m in battleline.legal_moves(state) if m["type"] not in ("pause", "give_up")]
+        if player is None or not legal:
+            break
+        chosen = rng.choice(legal)
+        plays.append((player, chosen))
+        state = battleline.apply_move(state, player, chosen)
+    start: Doc[Any] = Doc(client_id=5)
+    created = Stamp(WALL_MS, 0, "eu-1").encode()
+    info = GameInfo("g1", "battleline", ["u0", "u1"], ["a", "b"], 7, 0, created, "eu-1")
+    GameWriter(start, "eu-1").create(info)
+    parent = [""]
 
-    writer: Doc[Any] = Doc(client_id=5)
-    updates = _updates_of(writer, move, count)
+    def move(doc: Doc[Any], index: int) -> None:
+        player, played = plays[index]
+        stamp = Stamp(WALL_MS + 1 + index, 0, "eu-1").encode()
+        parent[0] = GameWriter(doc, "eu-1").add_move(index, parent[0], player, played, stamp).key
+
+    writer = _replica(start.get_update())
+    updates = _updates_of(writer, move, len(plays))
     keyring = Keyring([NodeIdentity.from_seed("eu-1", "eu", bytes(32)).entry()])
-    return "game:<gid> (a move each)", "game:g1", Doc(client_id=9), updates, keyring
+    label = f"game:<gid> ({len(plays)} moves)"
+    return label, "game:g1", start, updates, keyring
 
 
 def _replica(update: bytes) -> Doc[Any]:

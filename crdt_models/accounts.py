@@ -58,7 +58,7 @@ USERS = "users"
 AUTH = "auth"
 NAMES = "names"
 ROOTS = frozenset({USERS, AUTH, NAMES})
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{3,20}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{3,20}")  # matched whole (fullmatch): "name\n" is refused
 ACTIVE = "active"
 DISABLED = "disabled"
 HOME_FIELDS = ("password_hash", "home")  # only the home region writes these
@@ -80,7 +80,7 @@ class NotHomeError(ValueError):
 
 def check_name(name: str) -> str:
     """Return the name if acceptable, else raise ValueError saying why."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ValueError("names are 3 to 20 letters, digits, '_' or '-'")
     return name
 
@@ -448,7 +448,7 @@ def _check_claim(change: Change, doc: Doc[Any], context: CheckContext) -> None:
     record = decode_record(change.new, ("uid", "name", "stamp", "region"))
     if record["uid"] != uid or not isinstance(record["name"], str):
         raise RecordError(f"{change.where} claims for another account")
-    if name_key(record["name"]) != lower or not NAME_PATTERN.match(record["name"]):
+    if name_key(record["name"]) != lower or not NAME_PATTERN.fullmatch(record["name"]):
         raise RecordError(f"{change.where} claims another name")
     if not isinstance(record["stamp"], str) or not isinstance(record["region"], str):
         raise RecordError(f"{change.where}: stamp and region must be strings")

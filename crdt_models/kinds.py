@@ -17,7 +17,9 @@ the document) before anything is applied. It refuses, with a named rule:
 * any HLC stamp, in a key or anywhere in a record, more than ``max_ahead_ms`` ahead of this
   node's clock (``future_stamp``): the bound `HybridLogicalClock.observe` applies, enforced
   where replicated data enters a node;
-* what the kind's own rules refuse (accounts: ``crdt_models.accounts.check_change``).
+* what the kind's own rules refuse (accounts: ``crdt_models.accounts.check_change``; game
+  records: ``crdt_models.move_rules``, moves that are illegal where they hang, whose parent is
+  missing, or that rewrite a record).
 
 A root map added to a document kind must be added here too, or peers refuse the writes.
 
@@ -42,7 +44,7 @@ from typing import Any
 
 from pycrdt import Doc
 
-from meridian.crdt_models import accounts
+from meridian.crdt_models import accounts, move_rules
 from meridian.crdt_models.archive import GAMES, LOG_PREFIX, SAVED_DOC, ArchivedGame
 from meridian.crdt_models.game import INFO, MARKS, MOVES, GameInfo, MoveRecord
 from meridian.crdt_models.hlc import Stamp, stamp_walls_in
@@ -175,7 +177,8 @@ def check_changes(doc_id: str, changes: list[Change], doc: Doc[Any], context: Ch
             kind.check(change, doc, context)
         except RecordError as exc:
             raise RecordRefused("bad_record", f"{doc_id} {change.where}: {exc}") from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+            # (1e400 reads as an infinite float, which int() refuses with OverflowError)
             if isinstance(exc, RecordRefused):
                 raise
             raise RecordRefused("bad_record", f"{doc_id} {change.where}: {exc}") from None
@@ -274,6 +277,16 @@ def _required(*fields: str) -> Callable[[str], Any]:
     return lambda text: decode_record(text, fields)
 
 
+def _then(*checks: Checker) -> Checker:
+    """The checks in turn (the shape first, then the rules that read the record)."""
+
+    def check(change: Change, doc: Doc[Any], context: CheckContext) -> None:
+        for one in checks:
+            one(change, doc, context)
+
+    return check
+
+
 def _by_root(checks: dict[str, Checker]) -> Checker:
     def check(change: Change, doc: Doc[Any], context: CheckContext) -> None:
         checks[change.root](change, doc, context)
@@ -352,8 +365,8 @@ GAME = DocKind(
     frozenset({INFO, MOVES, MARKS}),
     _by_root(
         {
-            INFO: _records(GameInfo.from_text, ("created",)),
-            MOVES: _records(MoveRecord.from_text, ("stamp",)),
+            INFO: _then(_records(GameInfo.from_text, ("created",)), move_rules.check_info_change),
+            MOVES: _then(_records(MoveRecord.from_text, ("stamp",)), move_rules.check_move_change),
             MARKS: _records(_required("kind", "uid", "stamp", "ply"), ("stamp",)),
         }
     ),

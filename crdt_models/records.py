@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,15 +55,22 @@ def decode_record(text: Any, required: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(text, str):
         raise RecordError(f"record is {type(text).__name__}, not JSON text")
     try:
-        record = json.loads(text)
+        record = json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as exc:
         raise RecordError(f"record is not JSON: {exc.msg}") from None
+    except RecursionError:  # a peer's record nested thousands deep (the caps allow 256 KiB)
+        raise RecordError("record is nested too deeply") from None
     if not isinstance(record, dict):
         raise RecordError("record is not a JSON object")
     missing = [name for name in required if name not in record]
     if missing:
         raise RecordError(f"record lacks {', '.join(missing)}")
     return record
+
+
+def _not_json(constant: str) -> Any:
+    """Python's json reads NaN and Infinity, which no record holds (int() of them raises)."""
+    raise RecordError(f"record holds {constant}, which is not JSON")
 
 
 def root_map(doc: Doc[Any], name: str) -> Map[Any]:
@@ -78,7 +86,11 @@ def map_items(doc: Doc[Any], name: str) -> Iterator[tuple[str, Any]]:
 
 
 def _check_json_safe(value: Any) -> None:
-    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RecordError(f"{value} is not JSON")
         return
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INT:

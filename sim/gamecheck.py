@@ -31,8 +31,9 @@ told (the bots' notes, see sim.bots) are then compared with that.
   the end was last shown it (same ply, same last move).
 * ``game-log``: every game in the log of finished games is finished by its reference chain, with
   exactly those moves.
-* ``forged-refused``: no move record an insider node forged against a rule the peers check (a
-  stamp far in the future) is in any honest node's documents.
+* ``forged-refused``: no move record an insider node forged against a rule the peers check (an
+  illegal move, a wrong player or parent, a stamp far in the future) is in any honest node's
+  documents.
 * ``acknowledged-moves``: every move a player was told is done (the ``ok`` reply) is in the game
   document on every node. With ``ack_regions`` >= 1 a missing one fails the check; with 0 it is
   the documented window (a node that dies before the move replicates loses it) and is only
@@ -788,11 +789,12 @@ def check_acknowledged_moves(history: History, final: FinalStates) -> Verdict:
 # --- forged records ------------------------------------------------------------------------
 
 
-# Forgeries that break a rule the peers check (docs/security.md: a stamp more than
-# ``clock.max_ahead_ms`` ahead is ``future_stamp``). The others (illegal moves, wrong player or
-# parent, earlier twins) are well-formed records a peer accepts: the canonical-chain rule, not
-# the peer checks, keeps them out of the game, and the other checkers judge that.
-REFUSED_FORGERIES = ("future",)
+# Forgeries that break a rule the peers check (docs/security.md): a stamp more than
+# ``clock.max_ahead_ms`` ahead (``future_stamp``), a move the rules refuse where it hangs, for the
+# wrong player or after the wrong parent (``illegal_move``, ``missing_parent``). An earlier twin
+# of a move is a fork, which a partition also makes: peers accept it, and the canonical-chain
+# rule, not the peer checks, decides between the two (the other checkers judge that).
+REFUSED_FORGERIES = ("illegal", "wrong-player", "wrong-parent", "future")
 
 
 def check_forged_refused(history: History, final: FinalStates) -> Verdict:

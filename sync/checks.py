@@ -228,7 +228,8 @@ def _changes(copy: ScratchCopy) -> list[Change]:
             deleted = change["action"] == "delete"
             new = None if deleted else change.get("newValue")
             changes.append(Change(root, key, change.get("oldValue"), new, deleted))
-    return changes
+    # In key order: game moves are keyed by ply, so a parent is checked before its children.
+    return sorted(changes, key=lambda c: (c.root, c.key))
 
 
 def is_decode_failure(exc: BaseException) -> bool:

@@ -1,9 +1,11 @@
 """The hostile-input suite: over 100,000 seeded hostile inputs per run, player frames, player
-HTTP bodies and admin bodies, most through the in-memory service, some through a real node.
+HTTP bodies, admin bodies and peer frames (from an insider node with a valid key), most in
+memory, some through a real node.
 
-Asserted for every input: no "internal" reply, no HTTP 500, no exception logged, and a refused
-input changes no document. At the end the real node is healthy and its log holds no traceback.
-bench/hostile.py runs the same generator longer and prints its counts.
+Asserted for every input: no "internal" reply, no HTTP 500, no exception logged or raised, and
+a refused input changes no document. At the end the real node is healthy and its log holds no
+traceback, and the in-memory nodes the peer frames were sent to hold the same documents.
+bench/hostile.py runs the same generators longer and prints their counts.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from meridian.node.protocol import (
 )
 from tests.conftest import SIM_RANDOM_SEED, eventually
 from tests.hostile_inputs import FuzzedNode, Hostile, fuzz_bodies
+from tests.hostile_peers import INSIDER, TARGET, PeerFuzz
 
-FRAMES = 60_000
-BODIES = 40_000
+FRAMES = 50_000
+BODIES = 47_000
+PEER_FRAMES = 3_000
 REAL_FRAMES = 2_500
 REAL_BODIES = 1_500
 PLAYERS = ("alice", "bob", "carol", "dave", "erin")
@@ -65,6 +69,28 @@ def test_hostile_http_and_admin_bodies_in_memory(no_exceptions_logged: None) -> 
     assert statuses[400] > 1000 and statuses[200] + statuses[201] > 100
 
 
+PEER_RULES_EXPECTED = (
+    "malformed", "unknown_frame", "doc_id", "bad_update", "too_large", "doc_quota",
+    "bad_layout", "bad_record", "future_stamp", "not_home", "deleted_account", "illegal_move",
+    "missing_parent", "duplicate_move",
+)  # fmt: skip
+
+
+def test_hostile_peer_frames_from_an_insider_in_memory(no_exceptions_logged: None) -> None:
+    """Every refusal is named and counted as /metrics counts it, leaves eu's documents as they
+    were (asserted per frame), and at the end the three nodes hold the same documents."""
+    fuzz = PeerFuzz(SIM_RANDOM_SEED + 3)
+    fuzz.run(PEER_FRAMES)
+    counts = fuzz.counts
+    assert sum(counts.values()) == PEER_FRAMES
+    assert counts["accepted"] > PEER_FRAMES // 10, counts
+    assert all(counts[rule] > 0 for rule in PEER_RULES_EXPECTED), counts
+    refused = {rule: n for (peer, rule), n in fuzz.cluster.engines[TARGET].refusals.items()}
+    assert refused == {rule: n for rule, n in counts.items() if rule != "accepted"}
+    assert {peer for peer, _ in fuzz.cluster.engines[TARGET].refusals} == {INSIDER}
+    fuzz.finish()
+
+
 # --- a real node ------------------------------------------------------------------------------
 
 
@@ -88,6 +114,7 @@ async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
                 for method, path in (("POST", "/api/admin/accounts"), ("GET", "/api/admin/export")):
                     async with http.request(method, url + path, headers=headers) as response:
                         assert response.status == 401
+            await _registration_refusals(http, url, admin)
             # (login and password are guessed below: failed ones are slowed down on purpose)
             routes = {
                 "register": ("POST", "/api/register", {}),
@@ -105,6 +132,8 @@ async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
                 ) as response:
                     statuses[response.status] += 1
                     assert response.status != 500
+                    if route in ("register", "admin_account"):  # the node is available
+                        assert response.status < 500, (route, response.status)
                     if response.status >= 400:
                         assert "error" in await response.json()
             guesses = [http.post(f"{url}/api/login", data=hostile.body("login")) for _ in range(20)]
@@ -123,6 +152,56 @@ async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
     assert statuses[500] == 0 and sum(statuses.values()) == REAL_BODIES + 20
     assert set(closes) <= {1000, 4002, 4003, 4100, 4101, 4103, 4104}, closes
     assert closes[4103] > 10, closes
+
+
+LONG = "a long password"
+
+
+def _body(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields).encode()
+
+
+REGISTRATION_REFUSALS: list[tuple[bytes, int, str]] = [
+    (b"", 400, "bad_request"),
+    (b"[", 400, "bad_request"),
+    (b"[]", 400, "bad_request"),
+    (_body({"name": "newcomer"}), 400, "bad_request"),
+    (_body({"name": "newcomer", "password": "short"}), 400, "weak_password"),
+    (_body({"name": "new\n", "password": LONG}), 400, "bad_request"),
+    (_body({"name": "newcomer\n", "password": LONG}), 400, "bad_request"),
+    (_body({"name": "ab", "password": LONG}), 400, "bad_request"),
+    (_body({"name": "admin", "password": LONG}), 409, "name_taken"),
+    (_body({"name": "someone", "password": LONG}), 409, "name_taken"),
+    (
+        _body({"name": "newcomer", "password": LONG, "home": "mars"}),
+        400,
+        "bad_request",
+    ),
+    (
+        _body({"name": "newcomer", "password": LONG, "home": ["eu"]}),
+        400,
+        "bad_request",
+    ),
+    (_body({"name": "newcomer", "password": "\ud800" * 9}), 400, "bad_request"),
+    (_body({"name": "newcomer", "password": LONG, "x": 1}), 400, "bad_request"),
+    (_body({"name": "newcomer", "password": "x" * 70_000}), 413, "too_large"),
+]
+
+
+async def _registration_refusals(
+    http: aiohttp.ClientSession, url: str, admin: dict[str, str]
+) -> None:
+    """Registration, the player's and the admin's, answers bad input with its documented 4xx
+    and code (docs/protocol.md, Error codes), never 503: that is for a node that cannot serve
+    (draining, a quarantined accounts document), not for what the client sent."""
+    for path, headers in (("/api/register", {}), ("/api/admin/accounts", admin)):
+        for body, status, code in REGISTRATION_REFUSALS:
+            async with http.post(url + path, data=body, headers=headers) as response:
+                answer = await response.json()
+                assert (response.status, answer["error"]["code"]) == (status, code), (path, body)
+        async with http.post(url + path, data=REGISTRATION_REFUSALS[4][0]) as response:
+            if headers:  # the admin route without the token
+                assert response.status == 401
 
 
 async def _account(http: aiohttp.ClientSession, url: str, name: str) -> str:

@@ -16,11 +16,20 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Map
 
 import meridian.games.battleline as battleline
-from meridian.crdt_models.accounts import USERS, AccountsIndex, AccountsWriter, NotHomeError
+from meridian.crdt_models.accounts import (
+    NAME_PATTERN,
+    USERS,
+    AccountsIndex,
+    AccountsWriter,
+    NotHomeError,
+    check_name,
+)
 from meridian.crdt_models.archive import games_to_park
 from meridian.crdt_models.game import GameInfo, GameWriter, canonical_chain, read_moves
 from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.crdt_models.presence import Session, newest_sessions
+from meridian.node import refusals
+from meridian.node.protocol import Refused
 
 REGIONS = ["eu", "us", "ap"]
 
@@ -364,3 +373,43 @@ def test_the_session_started_last_is_the_one_that_counts() -> None:
     older, newer = session("s1", "0001"), session("s2", "0002")
     assert newest_sessions([newer, older]) == {"alice": newer}
     assert newest_sessions([older, newer]) == {"alice": newer}
+
+
+NAMES = st.one_of(
+    st.from_regex(NAME_PATTERN, fullmatch=True),
+    st.from_regex(NAME_PATTERN, fullmatch=True).map(lambda name: name + "\n"),
+    st.text(alphabet="aZ09_-\n\r\t \x00é", max_size=24),
+)
+
+
+def _register_form_accepts(name: str) -> bool:
+    """The register route's name rule (node.refusals), reserved names aside."""
+    try:
+        return refusals.check_name(name) == name
+    except Refused as refused:
+        return refused.code != "bad_request"
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=NAMES)
+def test_the_stored_name_rule_and_the_register_rule_agree(name: str) -> None:
+    """A name the accounts document takes is one the register form takes, whole, and comes back
+    from the document unchanged; a trailing newline is refused by both."""
+    try:
+        accepted = check_name(name) == name
+    except ValueError:
+        accepted = False
+    assert accepted == _register_form_accepts(name)
+    if not accepted:
+        return
+    doc: Doc[Any] = Doc()
+    AccountsWriter(doc, "eu").register("u1", name, "hash", "eu", "0001750000000000.00000.eu-1")
+    account = AccountsIndex(doc).account("u1")
+    assert account is not None and account.name == name
+    assert AccountsIndex(doc).name_owner(name) == "u1"
+
+
+@pytest.mark.parametrize("name", ["alice\n", "alice\r\n", "\nalice", "al\nice"])
+def test_a_name_with_a_newline_is_refused_by_the_accounts_document(name: str) -> None:
+    with pytest.raises(ValueError):
+        check_name(name)

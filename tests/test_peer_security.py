@@ -27,6 +27,7 @@ import aiohttp
 import pytest
 from pycrdt import Doc, Map
 
+import meridian.games.battleline as battleline
 from meridian.crdt_models.accounts import (
     ACCOUNTS_DOC,
     AUTH,
@@ -35,6 +36,7 @@ from meridian.crdt_models.accounts import (
     AccountsWriter,
     AccountVersion,
 )
+from meridian.crdt_models.game import GameInfo, GameWriter, MoveRecord
 from meridian.crdt_models.hlc import Stamp
 from meridian.crdt_models.records import encode_signed
 from meridian.node.client import PlayerClient, RequestError
@@ -386,6 +388,160 @@ def test_a_record_that_breaks_its_kinds_layout_is_refused(case: str) -> None:
     cluster.advance(0.05)
     _assert_refused(cluster, "eu", "us", rule)
     assert doc_id not in cluster.engines["eu"].docs
+
+
+# --- game move records ----------------------------------------------------------------------
+
+GAME_DOC = "game:g1"
+GAME_SEED = 11
+
+
+def _game(cluster: MemoryCluster, plies: int, node: str = "eu") -> list[MoveRecord]:
+    """A game created on `node`, with `plies` legal moves written there, replicated."""
+    info = GameInfo(
+        "g1", "battleline", ["u0", "u1"], ["a0", "a1"], GAME_SEED, 0, _stamp(cluster, node), node
+    )
+    with cluster.engines[node].writing(GAME_DOC, cluster.now) as doc:
+        GameWriter(doc, node).create(info)
+    records: list[MoveRecord] = []
+    for _ in range(plies):
+        records.append(_legal_move(cluster, node, records))
+    cluster.advance(0.05)
+    return records
+
+
+def _next_move(chain: list[MoveRecord]) -> tuple[int, dict[str, Any]]:
+    """The player to move after `chain` and a legal move of theirs."""
+    state = battleline.replay(GAME_SEED, [r.move for r in chain], 0)
+    player = battleline.to_move(state)
+    assert player is not None
+    return player, battleline.legal_moves(state)[0]
+
+
+def _legal_move(cluster: MemoryCluster, node: str, chain: list[MoveRecord]) -> MoveRecord:
+    player, move = _next_move(chain)
+    parent = chain[-1].key if chain else ""
+    return _write_move(cluster, node, len(chain), parent, player, move)
+
+
+def _write_move(
+    cluster: MemoryCluster, node: str, ply: int, parent: str, player: int, move: dict[str, Any]
+) -> MoveRecord:
+    """A move record written straight into the document, as a modified node would."""
+    cluster.advance(0.01)
+    stamp = _stamp(cluster, node)
+    with cluster.engines[node].writing(GAME_DOC, cluster.now) as doc:
+        return GameWriter(doc, node).add_move(ply, parent, player, move, stamp)
+
+
+def _bad_card(cluster: MemoryCluster, chain: list[MoveRecord]) -> str:
+    player, _ = _next_move(chain)
+    bad = {"type": "play", "card": 9999, "flag": 0}
+    return _write_move(cluster, "ap", len(chain), chain[-1].key, player, bad).key
+
+
+def _wrong_player(cluster: MemoryCluster, chain: list[MoveRecord]) -> str:
+    player, move = _next_move(chain)
+    return _write_move(cluster, "ap", len(chain), chain[-1].key, 1 - player, move).key
+
+
+def _wrong_ply(cluster: MemoryCluster, chain: list[MoveRecord]) -> str:
+    last = chain[-1]
+    record = _write_move(cluster, "ap", last.ply + 2, last.key, last.player, last.move)
+    return record.key
+
+
+def _dangling_parent(cluster: MemoryCluster, chain: list[MoveRecord]) -> str:
+    last = chain[-1]
+    record = _write_move(cluster, "ap", last.ply + 1, "00003|nowhere", last.player, last.move)
+    return record.key
+
+
+def _rewrite(cluster: MemoryCluster, chain: list[MoveRecord]) -> str:
+    last = chain[-1]
+    forged = MoveRecord(**(asdict(last) | {"move": {"type": "give_up"}}))
+    with cluster.engines["ap"].writing(GAME_DOC, cluster.now) as doc:
+        doc.get("moves", type=Map)[last.key] = forged.to_text()
+    return last.key
+
+
+MOVE_FORGERIES: dict[str, tuple[Callable[[MemoryCluster, list[MoveRecord]], str], str]] = {
+    "illegal-move": (_bad_card, "illegal_move"),
+    "wrong-player": (_wrong_player, "illegal_move"),
+    "wrong-ply": (_wrong_ply, "illegal_move"),
+    "dangling-parent": (_dangling_parent, "missing_parent"),
+    "rewritten-move": (_rewrite, "duplicate_move"),
+}
+
+
+@pytest.mark.parametrize("forgery", sorted(MOVE_FORGERIES))
+def test_a_move_record_that_breaks_the_game_rules_is_refused_at_entry(forgery: str) -> None:
+    """Refused by every honest node (a dangling parent after pulling ap's whole document),
+    answered with an error, never acknowledged nor relayed; the honest game goes on."""
+    cluster = _mesh()
+    chain = _game(cluster, 3)
+    before = {n: cluster.engines[n].docs[GAME_DOC].get_state() for n in ("eu", "us")}
+    log = FrameLog(cluster)
+    forge, rule = MOVE_FORGERIES[forgery]
+    key = forge(cluster, chain)
+    cluster.advance(0.1)
+    for node in ("eu", "us"):
+        _assert_refused(cluster, node, "ap", rule)
+        assert cluster.engines[node].docs[GAME_DOC].get_state() == before[node]
+        errors = log.sent(node, "ap", codec.Error)
+        assert errors and errors[-1].code == codec.ErrorCode.REFUSED_UPDATE
+        assert log.sent(node, "ap", codec.Ack) == []
+        moves = cluster.engines[node].docs[GAME_DOC].get("moves", type=Map)
+        assert moves.get(key) == (chain[-1].to_text() if forgery == "rewritten-move" else None)
+    chain.append(_legal_move(cluster, "eu", chain))
+    cluster.advance(0.05)
+    assert chain[-1].key in cluster.engines["us"].docs[GAME_DOC].get("moves", type=Map)
+
+
+def test_a_move_whose_parent_is_late_in_transit_is_pulled_not_lost() -> None:
+    """Reordering is not a forgery: us gets eu's move before the ap move it follows (that
+    update was lost on the way), pulls eu's document, and keeps both, refusing nothing."""
+    cluster = _mesh(settings=SyncSettings(anti_entropy_s=3600, relay=False))
+    chain = _game(cluster, 2)
+    dropped: list[bytes] = []
+
+    def drop_ap_to_us(src: str, dst: str, frames: list[bytes]) -> list[bytes]:
+        kept = []
+        for frame in frames:
+            if (src, dst) == ("ap", "us") and frame[0] == codec.FrameType.UPDATE:
+                dropped.append(frame)
+                continue
+            kept.append(frame)
+        return kept
+
+    cluster.tamper = drop_ap_to_us
+    chain.append(_legal_move(cluster, "ap", chain))  # the ap player's move
+    cluster.advance(0.05)
+    cluster.tamper = None
+    chain.append(_legal_move(cluster, "eu", chain))
+    cluster.advance(0.05)
+    assert dropped
+    moves = cluster.engines["us"].docs[GAME_DOC].get("moves", type=Map)
+    assert {r.key for r in chain} <= set(moves.keys())
+    assert not any(e.refusals for e in cluster.engines.values())
+    assert len(cluster.digests(GAME_DOC)) == 1
+
+
+def test_a_fork_made_during_a_partition_is_kept_everywhere() -> None:
+    """Two regions each take a move for the same ply while apart: both records are legal and
+    both are kept; the canonical chain picks the earlier, on every node alike."""
+    cluster = _mesh(("eu", "us"))
+    chain = _game(cluster, 2)
+    cluster.cut("eu", "us")
+    ours = _legal_move(cluster, "eu", chain)
+    theirs = _legal_move(cluster, "us", chain)
+    cluster.connect("eu", "us")
+    cluster.advance(0.1)
+    for node in ("eu", "us"):
+        keys = set(cluster.engines[node].docs[GAME_DOC].get("moves", type=Map).keys())
+        assert {ours.key, theirs.key} <= keys
+    assert not any(e.refusals for e in cluster.engines.values())
+    assert len(cluster.digests(GAME_DOC)) == 1
 
 
 # --- keys -------------------------------------------------------------------------------------
