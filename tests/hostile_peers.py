@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
@@ -65,7 +66,8 @@ KNOWN_RULES = frozenset(
         "bad_layout", "bad_record", "future_stamp", "not_home", "unsigned", "bad_signature",
         "wrong_signer", "unknown_signer", "stale_record", "duplicate_account", "deleted_account",
         "unknown_account", "illegal_move", "missing_parent", "duplicate_move",
-        "missing_dependencies", "unexplained_delete",
+        "missing_dependencies", "unexplained_delete", "bad_compression", "decompression_bomb",
+        "compression_not_negotiated", "schema_too_new",
     }
 )  # fmt: skip
 
@@ -241,6 +243,7 @@ class PeerFuzz:
             "forged_account": self.forged_account,
             "legal_move": self.legal_move,
             "bad_move": self.bad_move,
+            "compressed": self.compressed,
             "control": self.control,
         }
 
@@ -262,6 +265,24 @@ class PeerFuzz:
         if self.rng.random() < 0.6:
             return bytes([self.rng.choice(list(codec.FrameType))]) + body
         return bytes([self.rng.randrange(256)]) + body
+
+    def compressed(self) -> bytes:
+        """A protocol-3 COMPRESSED frame that lies: a bomb (inflates past what it declares),
+        a corrupt stream, trailing bytes, or a wrapped frame that may not be wrapped."""
+        inner = self._update(self.rng.choice(KV_DOCS), self._kv_update("z", "v" * 400))
+        deflated = zlib.compress(inner)
+        lie = self.rng.randrange(4)
+        declared = len(inner) if lie else self.rng.randrange(1, len(inner))  # 0: a bomb
+        if lie == 1:
+            deflated = deflated[: len(deflated) // 2] + self.rng.randbytes(8)
+        elif lie == 2:
+            deflated += b"trailing"
+        elif lie == 3:
+            inner = bytes([codec.FrameType.HELLO]) + inner[1:]
+            deflated, declared = zlib.compress(inner), len(inner)
+        out = bytearray([codec.FrameType.COMPRESSED])
+        codec.write_varuint(out, declared)
+        return bytes(out + deflated)
 
     def truncated(self) -> bytes:
         whole = self._update(self.rng.choice(KV_DOCS), self._kv_update("t", "value"))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pycrdt import Map
 
+import meridian.games.battleline as battleline
 from meridian.crdt_models.game import INFO, MOVES, GameInfo, GameWriter
 from meridian.crdt_models.hlc import Stamp
 from meridian.crdt_models.kinds import (
@@ -56,7 +57,8 @@ def _send_move(schema: object) -> MemoryCluster:
     cluster = MemoryCluster(["eu", "us"])
     cluster.connect("eu", "us")
     info = GameInfo("g1", "battleline", ["u1", "u2"], ["a", "b"], 1, 0, _stamp(0), "eu")
-    move = {"ply": 0, "parent": "", "player": 0, "move": {"type": "pass"}, "stamp": _stamp(1)}
+    opening = battleline.legal_moves(battleline.new_game(info.seed, info.first))[0]
+    move = {"ply": 0, "parent": "", "player": 0, "move": opening, "stamp": _stamp(1)}
     move |= {"node": "eu", "schema": schema}
 
     def change(doc: object) -> None:

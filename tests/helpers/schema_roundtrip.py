@@ -18,6 +18,7 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
+import meridian.games.battleline as battleline
 from meridian.crdt_models.archive import GAMES, ArchivedGame
 from meridian.crdt_models.game import GameInfo, GameWriter, read_info, read_moves
 from meridian.crdt_models.hlc import Stamp
@@ -37,14 +38,29 @@ def _info() -> GameInfo:
     return GameInfo("g1", "battleline", ["u1", "u2"], ["alice", "bob"], 7, 0, _stamp(0), NODE)
 
 
+def _legal_opening() -> list[tuple[dict[str, Any], int]]:
+    """The first two moves of the game of `_info()`, each legal (peers check them at entry)."""
+    info = _info()
+    state = battleline.new_game(info.seed, info.first)
+    opening = []
+    for _ in range(2):
+        player = battleline.to_move(state)
+        assert player is not None
+        move = battleline.legal_moves(state)[0]
+        opening.append((move, player))
+        state = battleline.apply_move(state, player, move)
+    return opening
+
+
 def write() -> dict[str, str]:
     docs: dict[str, Doc[Any]] = {}
     game = docs["game:g1"] = Doc()
     with game.transaction():
         writer = GameWriter(game, NODE)
         writer.create(_info())
-        first = writer.add_move(0, "", 0, {"type": "draw", "deck": "troop"}, _stamp(1))
-        writer.add_move(1, first.key, 1, {"type": "draw", "deck": "tactic"}, _stamp(2))
+        (one, player_one), (two, player_two) = _legal_opening()
+        first = writer.add_move(0, "", player_one, one, _stamp(1))
+        writer.add_move(1, first.key, player_two, two, _stamp(2))
         writer.mark("resign", "u1", _stamp(3), 2)
     presence = docs[f"presence:{NODE}"] = Doc()
     session = Session(
@@ -56,7 +72,8 @@ def write() -> dict[str, str]:
         presence.get(INVITES, type=Map)["i1"] = invite.to_text()
         presence.get(META, type=Map)["heartbeat_ms"] = WALL_MS
     log = docs["log:2026-06"] = Doc()
-    archived = ArchivedGame.from_game(_info(), [{"player": 0, "type": "draw", "deck": "troop"}])
+    (one, player_one), _ = _legal_opening()
+    archived = ArchivedGame.from_game(_info(), [{"player": player_one, **one}])
     log.get(GAMES, type=Map)["g1"] = archived.to_text()
     kv = docs["test:kv"] = Doc()
     kv.get("kv", type=Map)["k"] = '{"schema": 99, "text": "just a string"}'
