@@ -29,7 +29,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from meridian.node.botbrain import TICK_S, Bot, BotSettings, Players, PlayerSide, Shared
+from meridian.node.botbrain import TICK_S, Bot, BotSettings, Players, Shared
 from meridian.sim.params import Table
 
 START_S = 2.0  # bots start within the first START_S seconds
@@ -40,8 +40,6 @@ __all__ = [
     "PASSWORD",
     "BotSettings",
     "GameBots",
-    "PlayerSide",
-    "Players",
     "build_game_bots",
 ]
 

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meridian.sim.bots import PASSWORD, PlayerSide
+from meridian.node.botbrain import PlayerSide
+from meridian.sim.bots import PASSWORD
 from meridian.sim.params import Table
 
 Reply = dict[str, Any]

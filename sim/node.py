@@ -265,7 +265,8 @@ class SimNode:
         self._stop_dialing()
         self.service.shutdown()
         self.host.deliver_output()
-        self.disk.submit_meta(HLC_META_KEY, self.service.hlc.now().encode())  # as Node.stop
+        # The HLC reading outlives the process (node.server.Node.stop keeps it the same way).
+        self.disk.submit_meta(HLC_META_KEY, self.service.hlc.now().encode())
         self.engine.shutdown(self.local_now())
         self._pump()
         self.disk.flush()

@@ -321,7 +321,7 @@ class PlayerNet:
 
 
 class SimClient:
-    """One player program (see module docstring); it implements ``sim.bots.PlayerSide``."""
+    """One player program (see module docstring); it implements ``node.botbrain.PlayerSide``."""
 
     def __init__(self, net: PlayerNet, region: str) -> None:
         self.net = net

@@ -7,9 +7,9 @@ changes of its own (the quiet period measures convergence) and only react, as ga
 ``must_rename`` or a dropped connection. ``nodes`` are :class:`NodeHandle` objects, one per node,
 whose writes are recorded in the history (with their acknowledgement), whose ``note`` adds
 free-form records for the workload's own checkers, and whose ``players`` gives game clients
-(``sim.bots.Players``). ``finish`` is called once at the end, before the final states are taken, to
-note what the workload's clients ended up with. All randomness must come from ``rng`` (seeded by
-the run, one stream per workload), and nothing may read the real clock.
+(``node.botbrain.Players``). ``finish`` is called once at the end, before the final states are
+taken, to note what the workload's clients ended up with. All randomness must come from ``rng``
+(seeded by the run, one stream per workload), and nothing may read the real clock.
 
 Workloads: ``kv-writers`` and ``delete-bursts`` (below), ``game-bots`` (``sim.bots``: players of
 the real game service), ``clock-bots`` (``sim.clockbots``: the same with time controls) and
@@ -27,7 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from meridian.sim.bots import GAME_BOT_KEYS, Players, build_game_bots
+from meridian.node.botbrain import Players
+from meridian.sim.bots import GAME_BOT_KEYS, build_game_bots
 from meridian.sim.clockbots import CLOCK_BOT_KEYS, build_clock_bots
 from meridian.sim.editors import EDITOR_KEYS, build_account_editors
 from meridian.sim.history import KV_DOC_PREFIX, WriteRecord

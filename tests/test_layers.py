@@ -73,3 +73,33 @@ def test_the_generic_helpers_beside_the_layers_import_no_layer() -> None:
     """``meridian/tomlschema.py`` is used by node and sim alike: it must stay below both."""
     wrong = [m for m in imported_modules(ROOT / "meridian" / "tomlschema.py") if layer_of(m)]
     assert not wrong, f"meridian/tomlschema.py imports {wrong}"
+
+
+# The simulator runs the production adapters' sans-IO cores, never copies of them: each
+# simulated part named here must import the production piece it stands in for.
+SHARED_CORES = {
+    "sim/node.py": ["meridian.node.service_host", "meridian.sync.replicator"],
+    "sim/disk.py": ["meridian.sync.store"],
+    "sim/players.py": ["meridian.node.account_flow", "meridian.node.protocol"],
+    "sim/bots.py": ["meridian.node.botbrain"],
+}
+COPY_WORDS = ("mirrors", "as node.", "copy of node.", "same as node.")
+
+
+@pytest.mark.parametrize("path", sorted(SHARED_CORES))
+def test_the_simulator_runs_the_production_core_it_stands_in_for(path: str) -> None:
+    imported = set(imported_modules(ROOT / path))
+    missing = [module for module in SHARED_CORES[path] if module not in imported]
+    assert not missing, f"{path} no longer imports {missing}: does it keep its own copy?"
+
+
+def test_no_simulator_module_says_it_copies_a_production_adapter() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}: {word!r}"
+        for path in sorted((ROOT / "sim").glob("*.py"))
+        for word in COPY_WORDS
+        if word in path.read_text().lower()
+    ]
+    assert not found, "the simulator should call the production code, not copy it:\n" + "\n".join(
+        found
+    )
