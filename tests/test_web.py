@@ -30,6 +30,8 @@ from tests.web_browser import (
     CHROMIUM,
     GUILES,
     PASSWORD,
+    PHONE,
+    Player,
     choose,
     chromium,
     contrast_failures,
@@ -376,7 +378,8 @@ def test_a_timed_game_shows_the_clocks_ticking_and_the_time_out(
     web_cluster: ThreadedCluster, browser: Browser
 ) -> None:
     errors: list[str] = []
-    tilda, timo = new_players(browser, errors, "tilda", "timo")
+    # tilda on a desktop, timo on a 390x844 phone: the clocks must work on both.
+    tilda, timo = Player(browser, "tilda", errors), Player(browser, "timo", errors, PHONE)
     try:
         tilda.sign_up(web_cluster.url("eu"), "eu")
         timo.sign_up(web_cluster.url("eu"), "us")
@@ -408,8 +411,12 @@ def test_a_timed_game_shows_the_clocks_ticking_and_the_time_out(
             )
             assert "ran out of time" in player.page.inner_text("#summary")
             assert player.page.inner_text("#clocks .clock.out .clock-time") == "0:00"
-        assert contrast_failures(tilda.page, "#clocks") == []
+        for player in (tilda, timo):
+            assert contrast_failures(player.page, "#clocks") == []
+        width = timo.page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"the phone's game page is {width} px wide"
         tilda.shot("11-time-out")
+        timo.shot("11-time-out-phone", full_page=True)
         assert not errors, errors
     finally:
         for player in (tilda, timo):

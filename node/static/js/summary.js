@@ -81,7 +81,7 @@ export function renderSummary(push, history, { rematch = null, ratings = null, r
     h("table", { class: "list summary-flags" },
       h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Player" }), h("th", { scope: "col", text: "Flags won" }), h("th", { scope: "col", text: "Which" }), h("th", { scope: "col", class: "num", text: "Rating" }), h("th", { scope: "col" }, h("span", { class: "sr-only", text: "First move" })))),
       h("tbody", {}, rows)),
-    h("p", { text: `${history.moves.length || push.ply} moves in ${turns.length} turns.` }),
+    h("p", { text: `${plural(history.moves.length || push.ply, "move")} in ${plural(turns.length, "turn")}.` }),
     h("details", { class: "summary-moves" },
       h("summary", { text: "The moves, turn by turn" }),
       h("ol", {}, turns.map((t) => h("li", { attrs: { value: String(t.first) } }, describeTurn(t, who(t.player), view))))),
@@ -109,4 +109,9 @@ export function renderSummary(push, history, { rematch = null, ratings = null, r
   }
   parts.push(h("div", { class: "buttons" }, buttons));
   return parts;
+}
+
+/** "1 move", "2 moves". @param {number} count @param {string} noun @returns {string} */
+function plural(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
