@@ -4,6 +4,7 @@ the cluster view; the load entries in presence ``meta`` and the checks peers app
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -25,7 +26,7 @@ from tests.test_metrics import render, samples
 NOW_MS = 1_767_225_600_000
 
 
-def sample(now: float, **values: float) -> Sample:
+def sample(now: float, **values: Any) -> Sample:
     base = Sample(
         now=now,
         connections=0,
@@ -38,7 +39,7 @@ def sample(now: float, **values: float) -> Sample:
     return replace(base, **values)
 
 
-def entry(node: str, region: str, at_ms: int = NOW_MS, **values: float) -> LoadEntry:
+def entry(node: str, region: str, at_ms: int = NOW_MS, **values: Any) -> LoadEntry:
     base = LoadEntry(node, region, at_ms, 0, 0.0, 0.0, 0.0, 0, 0)
     return replace(base, **values)
 
@@ -168,7 +169,7 @@ def test_metrics_show_every_live_process_with_node_and_region() -> None:
 )
 def test_an_entry_reads_back_as_written(connections: int, moves: float, queue: int) -> None:
     written = entry("eu-1", "eu", connections=connections, moves_per_s=moves, store_queue=queue)
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     with doc.transaction():
         write_entry(doc, written)
     assert read_doc_entry("eu-1", "eu", doc) == written
@@ -179,7 +180,7 @@ def test_a_presence_document_without_load_has_no_entry() -> None:
 
 
 def test_a_steady_load_rewrites_only_its_time() -> None:
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     with doc.transaction():
         write_entry(doc, entry("eu-1", "eu", connections=3))
     changed: list[str] = []
