@@ -293,5 +293,10 @@ class LoadObserver:
         peer = engine.peers.get(node_id)
         return peer.region if peer is not None else UNKNOWN_REGION
 
+    def own_cost(self) -> dict[str, float]:
+        """What this observer has cost: entries published, and seconds spent sampling and
+        writing them (the store commit and the replication of each entry come on top)."""
+        return {"published": self.published, "busy_s": round(self.busy_seconds, 6)}
+
     def view(self) -> ClusterLoad:
         return cluster_view(self.entries(), self.node.wall_ms())
