@@ -17,6 +17,8 @@ the document) before anything is applied. It refuses, with a named rule:
 * any HLC stamp, in a key or anywhere in a record, more than ``max_ahead_ms`` ahead of this
   node's clock (``future_stamp``): the bound `HybridLogicalClock.observe` applies, enforced
   where replicated data enters a node;
+* a ``load.`` key of presence ``meta`` that ``crdt_models.load`` does not name, or a value out
+  of its bound (``bad_record``);
 * what the kind's own rules refuse (accounts: ``crdt_models.accounts.check_change``; game
   records: ``crdt_models.move_rules``, moves that are illegal where they hang, whose parent is
   missing, or that rewrite a record).
@@ -44,7 +46,7 @@ from typing import Any
 
 from pycrdt import Doc
 
-from meridian.crdt_models import accounts, move_rules
+from meridian.crdt_models import accounts, load, move_rules
 from meridian.crdt_models.archive import GAMES, LOG_PREFIX, SAVED_DOC, ArchivedGame
 from meridian.crdt_models.game import INFO, MARKS, MOVES, GameInfo, MoveRecord
 from meridian.crdt_models.hlc import Stamp, stamp_walls_in
@@ -309,6 +311,10 @@ def _presence_meta(change: Change, doc: Doc[Any], context: CheckContext) -> None
         raise RecordError("presence meta values are milliseconds since the epoch")
 
 
+def _load_meta(change: Change, doc: Doc[Any], context: CheckContext) -> None:
+    load.check_meta_change(change)  # a ``load.`` figure (crdt_models.load): known key, bounded
+
+
 def _wall_ms(change: Change, doc: Doc[Any], context: CheckContext) -> None:
     if change.deleted:
         return
@@ -352,7 +358,7 @@ PRESENCE = DocKind(
         {
             SESSIONS: _records(Session.from_text, ("started",)),
             INVITES: _records(Invite.from_text, ("stamp",)),
-            META: _presence_meta,
+            META: _then(_presence_meta, _load_meta),
             DECLINES: _stamp_value,
             CHATS: _records(_required("from", "from_uid", "text", "stamp"), ("stamp",)),
             SPENT: _sid_value,

@@ -5,7 +5,9 @@
   quarantined, each listed in ``quarantined`` with the reason, until a peer has refilled it.
 * ``GET /metrics``: Prometheus text (node/metrics.py); no token (it holds no user data).
 * ``GET /api/cluster``: this node, its peers with link state and lag, every document with its
-  digest; admin token required.
+  digest, and ``load``: every live process's load and the sums per region, as the load
+  observers published them (node.observer; stale entries listed by node in ``stale``; this
+  node's observer's own cost in ``observer``); admin token required.
 * ``GET|PUT /api/admin/docs/{doc}/{key}``: read or write one key of a document's ``kv`` map
   (what ``meridian doc get|put`` use), for the key-value documents ``test:*`` and ``bench:*``
   only (every other kind has its own layout and rules, which peers enforce); admin token
@@ -173,6 +175,10 @@ async def cluster(request: web.Request) -> web.Response:
             "local": node.replicator.counters.changes_local,
             "local_update_bytes": node.replicator.counters.local_update_bytes,
             "from_peers": node.replicator.counters.changes_remote,
+        },
+        "load": {
+            **node.observer.view().to_json(node.wall_ms()),
+            "observer": node.observer.own_cost(),
         },
     }
     return web.json_response(body)

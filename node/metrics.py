@@ -25,6 +25,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from meridian.node.observer import ClusterLoad
 from meridian.sync.engine import PeerState
 from meridian.sync.replicator import ReplicatorCounters
 from meridian.sync.stats import percentile
@@ -38,6 +39,7 @@ QUANTILES = (0.5, 0.9, 0.99)
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 MERGE_KINDS = ("name", "double_login", "same_ply", "two_games")
 PEER_LABELS = ("peer", "region")
+LOAD_LABELS = ("node", "region")
 
 
 class NodeCollector:
@@ -64,6 +66,7 @@ class NodeCollector:
             failures=counters.store_failures,
         )
         yield from quarantine_families(counters, quarantined=len(node.replicator.quarantined))
+        yield from load_families(node.observer.view())
         yield from service_families(
             merges=service.merges.counts,
             connections=len(service.conns),
@@ -150,6 +153,46 @@ def store_families(
             "meridian_store_failures_total", "changes not committed", value=failures
         ),
     ]
+
+
+def load_families(view: ClusterLoad) -> list[Metric]:
+    """Every live process's load as its observer published it (node.observer), this node's own
+    included: the same figures on every node of the cluster, a few seconds old at most."""
+    families = {
+        "connections": GaugeMetricFamily(
+            "meridian_load_connections", "player websockets open on the node", labels=LOAD_LABELS
+        ),
+        "moves": GaugeMetricFamily(
+            "meridian_load_moves_per_second",
+            "local game-document writes per second (one per move)",
+            labels=LOAD_LABELS,
+        ),
+        "lag": GaugeMetricFamily(
+            "meridian_load_event_loop_lag_seconds",
+            "worst event-loop lag over the last publication period",
+            labels=LOAD_LABELS,
+        ),
+        "cpu": GaugeMetricFamily(
+            "meridian_load_cpu_ratio", "process CPU seconds per second", labels=LOAD_LABELS
+        ),
+        "queue": GaugeMetricFamily(
+            "meridian_load_store_queue", "changes waiting for a store commit", labels=LOAD_LABELS
+        ),
+        "backlog": GaugeMetricFamily(
+            "meridian_load_replication_backlog",
+            "frames to up peers not yet acknowledged",
+            labels=LOAD_LABELS,
+        ),
+    }
+    for entry in view.nodes:
+        labels = [entry.node, entry.region]
+        families["connections"].add_metric(labels, entry.connections)
+        families["moves"].add_metric(labels, entry.moves_per_s)
+        families["lag"].add_metric(labels, entry.loop_lag_ms / 1000)
+        families["cpu"].add_metric(labels, entry.cpu_percent / 100)
+        families["queue"].add_metric(labels, entry.store_queue)
+        families["backlog"].add_metric(labels, entry.replication_backlog)
+    return list(families.values())
 
 
 def refusal_family(refusals: Mapping[tuple[str, str], int]) -> Metric:

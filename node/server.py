@@ -27,6 +27,7 @@ from meridian.node.admin_api import add_admin_routes
 from meridian.node.config import NodeConfig, load_identity
 from meridian.node.delivery import EngineProgress
 from meridian.node.drain import NodeDrain, add_drain_routes
+from meridian.node.observer import LoadObserver
 from meridian.node.player_api import PlayerGateway
 from meridian.node.service import GameService
 from meridian.node.service_host import ServiceHost, build_service
@@ -98,6 +99,7 @@ class Node:
         self.players: PlayerGateway
         self.drain: NodeDrain  # SIGTERM and POST /api/admin/drain (node.drain)
         self.host: ServiceHost
+        self.observer: LoadObserver  # the load meta-service (node.observer)
 
     @property
     def engine(self) -> SyncEngine:
@@ -108,6 +110,8 @@ class Node:
         await self.store.start()
         await self.replicator.start()
         self._start_service()
+        self.observer = LoadObserver(self)
+        self.observer.start()
         self._build_http()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
@@ -245,6 +249,7 @@ class Node:
         return stamp
 
     async def stop(self) -> None:
+        await self.observer.stop()
         self.host.stop()
         self.service.shutdown()
         self.players.drain()

@@ -174,7 +174,8 @@ def test_two_regions_play_a_game_to_the_end_while_a_third_watches(
 
 
 def check_dashboard_counts(browser: Browser, cluster: ThreadedCluster, errors: list[str]) -> None:
-    """The dashboard (opened on ap) counts each region's players and games in play."""
+    """The dashboard (opened on ap) counts each region's players and games in play, and shows
+    each region's load with its player connections."""
     (operator,) = new_players(browser, errors, "operator")
     try:
         operator.open(cluster.url("ap"), "/dashboard")
@@ -185,6 +186,10 @@ def check_dashboard_counts(browser: Browser, cluster: ThreadedCluster, errors: l
             card = f'#regions [data-region="{region}"]'
             operator.page.wait_for_selector(f'{card} [data-stat="players"] dd:text-is("{players}")')
             operator.page.wait_for_selector(f'{card} [data-stat="games"] dd:text-is("{games}")')
+            # the load observers' view (node.observer): one websocket per player in each region
+            row = f'#load tr[data-load-region="{region}"]'
+            operator.page.wait_for_selector(f'{row} [data-figure="connections"]:text-is("1")')
+            operator.page.wait_for_selector(f'#load tr[data-load-node="{region}-1"]')
         operator.shot("03-dashboard-during-the-game", full_page=True)
     finally:
         operator.close()

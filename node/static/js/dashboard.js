@@ -1,7 +1,7 @@
 // The operator's view of the cluster: polls every region's /api/cluster, /api/overview and
-// /metrics about once a second (docs/web.md) and shows regions, links, merges and documents.
+// /metrics about once a second (docs/web.md) and shows regions, load, links, merges and documents.
 
-import { $, fill, h, show } from "./dom.js";
+import { $, ago, fill, h, show } from "./dom.js";
 import { ApiError, api, fetchRegions, text } from "./net.js";
 
 const TOKEN_KEY = "meridian.admin";
@@ -163,6 +163,7 @@ export function parseMerges(body) {
 
 function render() {
   renderRegions();
+  renderLoad();
   renderLinks();
   renderMerges();
   renderDocs();
@@ -209,6 +210,58 @@ function renderRegions() {
     );
   });
   fill($("#regions"), cards);
+}
+
+/** Every process's load entry (node.observer): each answering node shows the whole cluster's,
+ *  so the freshest copy of each is kept. */
+function loadEntries() {
+  const freshest = new Map(); // node -> entry
+  for (const r of D.results.values()) {
+    if (!r.ok || !r.cluster.load) continue;
+    for (const entry of r.cluster.load.nodes) {
+      const known = freshest.get(entry.node);
+      if (!known || entry.at_ms > known.at_ms) freshest.set(entry.node, entry);
+    }
+  }
+  return [...freshest.values()].sort((a, b) => a.region.localeCompare(b.region) || a.node.localeCompare(b.node));
+}
+
+function loadCells(load, now) {
+  return [
+    h("td", { dataset: { figure: "connections" }, text: String(load.connections) }),
+    h("td", { dataset: { figure: "moves" }, text: load.moves_per_s.toFixed(1) }),
+    h("td", { dataset: { figure: "lag" }, class: load.loop_lag_ms >= 100 ? "hot" : "", text: fmtMs(load.loop_lag_ms) }),
+    h("td", { dataset: { figure: "cpu" }, text: `${Math.round(load.cpu_percent)} %` }),
+    h("td", { dataset: { figure: "queue" }, text: String(load.store_queue) }),
+    h("td", { dataset: { figure: "backlog" }, text: String(load.replication_backlog) }),
+    h("td", { class: "muted", text: load.at_ms ? ago(load.at_ms, now) : "" }),
+  ];
+}
+
+function renderLoad() {
+  const entries = loadEntries();
+  const now = Date.now();
+  const regions = new Map();
+  for (const entry of entries) {
+    if (!regions.has(entry.region)) regions.set(entry.region, []);
+    regions.get(entry.region).push(entry);
+  }
+  const rows = [];
+  for (const [region, members] of regions) {
+    const sum = (key) => members.reduce((total, e) => total + e[key], 0);
+    const total = {
+      connections: sum("connections"), moves_per_s: sum("moves_per_s"), cpu_percent: sum("cpu_percent"),
+      loop_lag_ms: Math.max(...members.map((e) => e.loop_lag_ms)), store_queue: sum("store_queue"),
+      replication_backlog: sum("replication_backlog"), at_ms: 0,
+    };
+    rows.push(h("tr", { class: "load-region", dataset: { loadRegion: region } },
+      h("th", { scope: "row", text: `${region} (${members.length} process${members.length === 1 ? "" : "es"})` }), loadCells(total, now)));
+    for (const entry of members) {
+      rows.push(h("tr", { dataset: { loadNode: entry.node } }, h("td", { class: "mono", text: `  ${entry.node}` }), loadCells(entry, now)));
+    }
+  }
+  if (!rows.length) rows.push(h("tr", {}, h("td", { attrs: { colspan: "8" }, class: "muted", text: "no load published yet" })));
+  fill($("#load tbody"), rows);
 }
 
 function stat(label, value, key) {

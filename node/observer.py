@@ -1,0 +1,302 @@
+"""The load observer: a meta-service that measures this node process and shows every node's load.
+
+Every node runs one. It reads counters the node already keeps (player connections of the game
+service, the replicator's changes, the store's commit position, the sync engine's unacknowledged
+frames, the process CPU clock) and measures its event loop's lag; it publishes the figures as
+this node's load entry (``crdt_models.load``: numbers in the ``meta`` map of the node's own
+presence document, which replicates them to every region) and reads everyone's entries back
+for ``/api/cluster``, ``/metrics`` and the dashboard. The game code does not know it exists:
+nothing in the game service calls it or reads what it writes.
+
+* `LoadCore` is the sans-IO core: it takes `Sample`\\s (counters read at one instant, with
+  ``now``) and returns the `LoadEntry` to publish when one is due; `cluster_view` turns
+  published entries and ``now`` into the cluster's load per process and per region, stale
+  entries left out.
+* `LoadObserver` is the thin asyncio adapter on the node: a task that wakes every SAMPLE_S,
+  reads the counters, feeds the core and writes what it returns.
+
+Limits (named, documented in docs/architecture.md *Load observer*): SAMPLE_S, PUBLISH_S,
+RATE_WINDOW_S, and LOAD_TTL_MS (crdt_models.load).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from meridian.crdt_models.load import LoadEntry, read_doc_entry, write_entry
+from meridian.crdt_models.presence import PRESENCE_PREFIX, presence_doc_id
+from meridian.sync.engine import DocChanged, SyncEngine
+from meridian.sync.replicator import DocumentQuarantined
+
+if TYPE_CHECKING:
+    from meridian.node.server import Node
+
+log = logging.getLogger("meridian.observer")
+
+SAMPLE_S = 0.5  # how often counters are read and the loop's lag is probed
+PUBLISH_S = 3.0  # how often the entry is written (as often as the presence heartbeat)
+RATE_WINDOW_S = 10.0  # moves/s and CPU are averaged over this much of the recent past
+GAME_DOC_PREFIX = "game:"
+UNKNOWN_REGION = "?"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The node's counters read at one instant (`now`, monotonic seconds)."""
+
+    now: float
+    connections: int
+    moves_total: int  # counter: local writes to game documents since start
+    cpu_seconds: float  # counter: process CPU time (every thread)
+    loop_lag_s: float  # how late the event loop woke the observer for this sample
+    store_queue: int  # changes handed to the store, not yet committed
+    replication_backlog: int  # frames sent to or queued for up peers, not yet acknowledged
+
+
+def counter_rate(points: Sequence[tuple[float, float]]) -> float:
+    """Increase per second of a counter sampled at (time, value) points, oldest first. A value
+    lower than the one before is a restarted counter: it counts as an increase from 0."""
+    if len(points) < 2:
+        return 0.0
+    elapsed = points[-1][0] - points[0][0]
+    if elapsed <= 0:
+        return 0.0
+    increase = 0.0
+    for (_, before), (_, after) in itertools.pairwise(points):
+        increase += after - before if after >= before else after
+    return increase / elapsed
+
+
+class LoadCore:
+    """The observer without I/O: samples and ``now`` in, the entry to publish out."""
+
+    def __init__(
+        self,
+        node_id: str,
+        region: str,
+        *,
+        publish_s: float = PUBLISH_S,
+        window_s: float = RATE_WINDOW_S,
+    ) -> None:
+        self.node_id = node_id
+        self.region = region
+        self.publish_s = publish_s
+        self.window_s = window_s
+        self.samples: deque[Sample] = deque()
+        self.next_publish: float | None = None  # None: publish at the first sample
+        self.lag_max_s = 0.0  # the worst lag since the last publication
+
+    def take(self, sample: Sample, wall_ms: int) -> LoadEntry | None:
+        """Record a sample; return the entry to publish when one is due."""
+        self.samples.append(sample)
+        while self.samples and self.samples[0].now < sample.now - self.window_s:
+            self.samples.popleft()
+        self.lag_max_s = max(self.lag_max_s, sample.loop_lag_s)
+        if self.next_publish is not None and sample.now < self.next_publish:
+            return None
+        self.next_publish = sample.now + self.publish_s
+        entry = self.entry(wall_ms)
+        self.lag_max_s = 0.0
+        return entry
+
+    def entry(self, wall_ms: int) -> LoadEntry:
+        """The load as of the latest sample (rates over the window)."""
+        last = self.samples[-1]
+        moves = counter_rate([(s.now, s.moves_total) for s in self.samples])
+        cpu = counter_rate([(s.now, s.cpu_seconds) for s in self.samples])
+        return LoadEntry(
+            node=self.node_id,
+            region=self.region,
+            at_ms=wall_ms,
+            connections=last.connections,
+            moves_per_s=round(moves, 2),
+            loop_lag_ms=round(self.lag_max_s * 1000, 1),
+            cpu_percent=round(cpu * 100, 1),
+            store_queue=last.store_queue,
+            replication_backlog=last.replication_backlog,
+        )
+
+
+@dataclass(frozen=True)
+class RegionLoad:
+    """The live processes of one region, added up (lag: the worst of them)."""
+
+    region: str
+    processes: int
+    connections: int
+    moves_per_s: float
+    loop_lag_ms: float
+    cpu_percent: float
+    store_queue: int
+    replication_backlog: int
+
+
+@dataclass(frozen=True)
+class ClusterLoad:
+    """Every live process's load, per region, and the nodes whose entries went stale."""
+
+    nodes: list[LoadEntry]
+    regions: list[RegionLoad]
+    stale: list[str] = field(default_factory=list)
+
+    def to_json(self, now_ms: int) -> dict[str, Any]:
+        return {
+            "nodes": [{**asdict(e), "age_ms": max(0, now_ms - e.at_ms)} for e in self.nodes],
+            "regions": [asdict(r) for r in self.regions],
+            "stale": self.stale,
+        }
+
+
+def cluster_view(entries: Iterable[LoadEntry], now_ms: int) -> ClusterLoad:
+    """The live entries (sorted by region, then node) and their sums per region."""
+    live: list[LoadEntry] = []
+    stale: list[LoadEntry] = []
+    for entry in entries:
+        (live if entry.live(now_ms) else stale).append(entry)
+    live.sort(key=lambda e: (e.region, e.node))
+    by_region: dict[str, list[LoadEntry]] = {}
+    for entry in live:
+        by_region.setdefault(entry.region, []).append(entry)
+    regions = [_region_load(region, members) for region, members in by_region.items()]
+    return ClusterLoad(live, regions, sorted(e.node for e in stale))
+
+
+def _region_load(region: str, members: list[LoadEntry]) -> RegionLoad:
+    return RegionLoad(
+        region=region,
+        processes=len(members),
+        connections=sum(e.connections for e in members),
+        moves_per_s=round(sum(e.moves_per_s for e in members), 2),
+        loop_lag_ms=max(e.loop_lag_ms for e in members),
+        cpu_percent=round(sum(e.cpu_percent for e in members), 1),
+        store_queue=sum(e.store_queue for e in members),
+        replication_backlog=sum(e.replication_backlog for e in members),
+    )
+
+
+# --- the asyncio adapter ---------------------------------------------------------------------
+
+
+def unacknowledged_frames(engine: SyncEngine) -> int:
+    """Data frames sent to up peers and not yet acknowledged, plus frames queued to send.
+
+    The engine keeps these per link and has no public counter of them; this reads them without
+    changing anything (a public accessor on the engine would be the better home)."""
+    links = engine._links.values()
+    return sum(len(link.unacked) + len(link.outbox) for link in links)
+
+
+class LoadObserver:
+    """Runs `LoadCore` on the node's event loop (see module docstring)."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_seconds: Callable[[], float] = time.process_time,
+        sample_s: float = SAMPLE_S,
+    ) -> None:
+        self.node = node
+        self.clock = clock
+        self.cpu_seconds = cpu_seconds
+        self.sample_s = sample_s
+        self.core = LoadCore(node.config.node_id, node.config.region)
+        self.moves_total = 0
+        self.published = 0
+        self.busy_seconds = 0.0  # time spent sampling and publishing (the observer's own cost)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.node.replicator.listeners.append(self._count_move)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="load-observer")
+
+    async def stop(self) -> None:
+        if self._count_move in self.node.replicator.listeners:
+            self.node.replicator.listeners.remove(self._count_move)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _count_move(self, change: DocChanged) -> None:
+        # A move is one local write to its game document (creating or ending a game is one too).
+        if change.origin is None and change.doc_id.startswith(GAME_DOC_PREFIX):
+            self.moves_total += 1
+
+    async def _run(self) -> None:
+        lag = 0.0
+        while True:
+            started = self.clock()
+            self._tick(lag)
+            self.busy_seconds += self.clock() - started
+            woke_for = self.clock() + self.sample_s
+            await asyncio.sleep(self.sample_s)
+            lag = max(0.0, self.clock() - woke_for)
+
+    def _tick(self, lag_s: float) -> None:
+        entry = self.core.take(self.sample(lag_s), self.node.wall_ms())
+        if entry is not None:
+            self.publish(entry)
+
+    def sample(self, lag_s: float) -> Sample:
+        node = self.node
+        engine = node.engine
+        return Sample(
+            now=self.clock(),
+            connections=len(node.service.conns),
+            moves_total=self.moves_total,
+            cpu_seconds=self.cpu_seconds(),
+            loop_lag_s=lag_s,
+            store_queue=max(0, engine.last_event_no - engine.durable_event_no),
+            replication_backlog=unacknowledged_frames(engine),
+        )
+
+    def publish(self, entry: LoadEntry) -> None:
+        doc_id = presence_doc_id(self.node.config.node_id)
+        try:
+            self.node.replicator.write(doc_id, lambda doc: write_entry(doc, entry))
+        except DocumentQuarantined as refused:
+            log.warning("load entry not published: %s", refused)
+            return
+        self.published += 1
+
+    def entries(self) -> list[LoadEntry]:
+        """Every node's published entry, stale ones included."""
+        engine = self.node.engine
+        found = []
+        for doc_id, doc in list(engine.docs.items()):
+            if not doc_id.startswith(PRESENCE_PREFIX):
+                continue
+            node_id = doc_id.removeprefix(PRESENCE_PREFIX)
+            entry = read_doc_entry(node_id, self._region_of(node_id), doc)
+            if entry is not None:
+                found.append(entry)
+        return found
+
+    def _region_of(self, node_id: str) -> str:
+        engine = self.node.engine
+        if node_id == engine.node_id:
+            return self.node.config.region
+        known = engine.keyring.get(node_id)
+        if known is not None:
+            return known.region
+        peer = engine.peers.get(node_id)
+        return peer.region if peer is not None else UNKNOWN_REGION
+
+    def own_cost(self) -> dict[str, float]:
+        """What this observer has cost: entries published, and seconds spent sampling and
+        writing them (the store commit and the replication of each entry come on top)."""
+        return {"published": self.published, "busy_s": round(self.busy_seconds, 6)}
+
+    def view(self) -> ClusterLoad:
+        return cluster_view(self.entries(), self.node.wall_ms())

@@ -1,0 +1,190 @@
+"""Rebalancing policy: which players to move off a process that is above its threshold.
+
+A pure function without I/O (`plan`): the cluster's load (``node.observer.ClusterLoad``), the
+players each process holds, the round-trip times between regions, the previous round's state
+and ``now`` in; the moves to make and the next state out. The caller (not built yet) carries
+each move out with the drain's handover (target URL plus a fresh resume token) and calls `plan`
+again on the next load view.
+
+The rules (issue 16, deliverable 2):
+
+* **Score.** Each process's load is one number, `Policy.score` of its entry (pluggable; by
+  default its player connections). A process's share is its score over the mean score of the
+  live processes that may receive players.
+* **Hysteresis.** A process starts shedding when its score is above ``start_above`` x the mean
+  and keeps shedding until it is down to ``stop_below`` x the mean (start_above > stop_below
+  >= 1), so a process near the line does not flap between shedding and not.
+* **Targets.** Players go to the process with the lowest score, and only while its score stays
+  below the mean (so a process or region that joins receives players until the load is even).
+  Within the player's own region first; to another region only if that region's RTT from the
+  player's current region is at most ``max_extra_rtt_ms``, unless the source's whole region is
+  overloaded: the mean score of its processes is above ``capacity``, an absolute score (say
+  80 % CPU) the operator sets, none by default. (Relative to the cluster's mean, an empty far
+  region would make every other region look overloaded.)
+* **Safe point.** Only players at a safe point (`PlayerInfo.safe`: between moves, not waiting
+  for their own move to be acknowledged) move; idle players (no game) first, then those in a
+  game, each group longest-connected first.
+* **Per-player limit.** A player moved less than ``min_interval_s`` ago does not move again.
+* **Per-round limit.** At most ``max_moves_per_round`` moves per call, so the next view (a few
+  seconds later) shows their effect before more are planned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from meridian.crdt_models.load import LoadEntry
+
+START_ABOVE = 1.25  # a process 25 % above the mean starts shedding...
+STOP_BELOW = 1.05  # ...and stops once within 5 % of it
+MIN_INTERVAL_S = 300.0  # one move per player per 5 minutes at most
+MAX_MOVES_PER_ROUND = 20
+CAPACITY = float("inf")  # a region whose processes average above this score is overloaded
+MAX_EXTRA_RTT_MS = 50.0  # the most RTT between two regions that a move may add to a player
+
+
+def connections(entry: LoadEntry) -> float:
+    return float(entry.connections)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The policy's settings; `score` is the pluggable measure of a process's load."""
+
+    start_above: float = START_ABOVE
+    stop_below: float = STOP_BELOW
+    min_interval_s: float = MIN_INTERVAL_S
+    max_moves_per_round: int = MAX_MOVES_PER_ROUND
+    max_extra_rtt_ms: float = MAX_EXTRA_RTT_MS
+    capacity: float = CAPACITY
+    score: Callable[[LoadEntry], float] = connections
+
+    def __post_init__(self) -> None:
+        if not self.start_above > self.stop_below >= 1.0:
+            raise ValueError("start_above > stop_below >= 1 is required for hysteresis")
+
+
+@dataclass(frozen=True)
+class PlayerInfo:
+    """A player session as the policy sees it."""
+
+    uid: str
+    node: str  # the process holding the session
+    in_game: bool
+    safe: bool  # at a safe point: between moves, nothing of theirs waiting for an ack
+    connected_since: float  # seconds (the caller's monotonic clock)
+
+
+@dataclass(frozen=True)
+class Move:
+    uid: str
+    source: str  # node ids
+    target: str
+
+
+@dataclass(frozen=True)
+class RebalanceState:
+    """What one round hands to the next: who sheds, and when each player last moved."""
+
+    shedding: frozenset[str] = frozenset()
+    last_moved: Mapping[str, float] = field(default_factory=dict)
+
+
+def plan(
+    entries: Sequence[LoadEntry],
+    players: Sequence[PlayerInfo],
+    rtt_ms: Mapping[tuple[str, str], float],
+    state: RebalanceState,
+    now: float,
+    policy: Policy = Policy(),
+) -> tuple[list[Move], RebalanceState]:
+    """The moves of one round and the state for the next (see module docstring)."""
+    if len(entries) < 2:
+        return [], RebalanceState(frozenset(), dict(state.last_moved))
+    scores = {entry.node: policy.score(entry) for entry in entries}
+    region_of = {entry.node: entry.region for entry in entries}
+    mean = sum(scores.values()) / len(scores)
+    shedding = _shedding(scores, mean, state.shedding, policy)
+    last_moved = dict(state.last_moved)
+    moves: list[Move] = []
+    for source in sorted(shedding, key=lambda node: (-scores[node], node)):
+        region_hot = _region_mean(region_of[source], scores, region_of) > policy.capacity
+        held = sum(1 for p in players if p.node == source)
+        weight = scores[source] / held if held else 0.0  # one player's share of the score
+        for player in _candidates(players, source, last_moved, now, policy):
+            if len(moves) >= policy.max_moves_per_round:
+                break
+            if scores[source] <= policy.stop_below * mean:
+                break
+            target = _target(source, weight, scores, region_of, rtt_ms, mean, region_hot, policy)
+            if target is None:
+                break
+            moves.append(Move(player.uid, source, target))
+            last_moved[player.uid] = now
+            # expected effect, until the next view measures the real one
+            scores[source] -= weight
+            scores[target] += weight
+    return moves, RebalanceState(frozenset(shedding), last_moved)
+
+
+def _shedding(
+    scores: Mapping[str, float], mean: float, before: frozenset[str], policy: Policy
+) -> set[str]:
+    """Processes above start_above x mean, and those already shedding still above stop_below."""
+    if mean <= 0:
+        return set()
+    return {
+        node
+        for node, score in scores.items()
+        if score > policy.start_above * mean
+        or (node in before and score > policy.stop_below * mean)
+    }
+
+
+def _region_mean(region: str, scores: Mapping[str, float], region_of: Mapping[str, str]) -> float:
+    members = [scores[node] for node, r in region_of.items() if r == region]
+    return sum(members) / len(members) if members else 0.0
+
+
+def _candidates(
+    players: Sequence[PlayerInfo],
+    source: str,
+    last_moved: Mapping[str, float],
+    now: float,
+    policy: Policy,
+) -> list[PlayerInfo]:
+    """The source's players that may move now: safe, not moved recently; idle ones first."""
+    eligible = [
+        p
+        for p in players
+        if p.node == source
+        and p.safe
+        and now - last_moved.get(p.uid, float("-inf")) >= policy.min_interval_s
+    ]
+    return sorted(eligible, key=lambda p: (p.in_game, p.connected_since, p.uid))
+
+
+def _target(
+    source: str,
+    weight: float,
+    scores: Mapping[str, float],
+    region_of: Mapping[str, str],
+    rtt_ms: Mapping[tuple[str, str], float],
+    mean: float,
+    region_hot: bool,
+    policy: Policy,
+) -> str | None:
+    """The least-loaded process below the mean that the player may go to (own region first)."""
+    home = region_of[source]
+    below = [node for node, score in scores.items() if node != source and score + weight <= mean]
+    same_region = [node for node in below if region_of[node] == home]
+    if same_region:
+        return min(same_region, key=lambda node: (scores[node], node))
+    near = [
+        node
+        for node in below
+        if region_hot
+        or rtt_ms.get((home, region_of[node]), float("inf")) <= policy.max_extra_rtt_ms
+    ]
+    return min(near, key=lambda node: (scores[node], node)) if near else None
