@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from meridian.crdt_models.load import LoadEntry, read_doc_entry, write_entry
 from meridian.crdt_models.presence import PRESENCE_PREFIX, presence_doc_id
-from meridian.sync.engine import DocChanged, SyncEngine
+from meridian.sync.engine import DocChanged
 from meridian.sync.replicator import DocumentQuarantined
 
 if TYPE_CHECKING:
@@ -185,15 +185,6 @@ def _region_load(region: str, members: list[LoadEntry]) -> RegionLoad:
 # --- the asyncio adapter ---------------------------------------------------------------------
 
 
-def unacknowledged_frames(engine: SyncEngine) -> int:
-    """Data frames sent to up peers and not yet acknowledged, plus frames queued to send.
-
-    The engine keeps these per link and has no public counter of them; this reads them without
-    changing anything (a public accessor on the engine would be the better home)."""
-    links = engine._links.values()
-    return sum(len(link.unacked) + len(link.outbox) for link in links)
-
-
 class LoadObserver:
     """Runs `LoadCore` on the node's event loop (see module docstring)."""
 
@@ -258,7 +249,7 @@ class LoadObserver:
             cpu_seconds=self.cpu_seconds(),
             loop_lag_s=lag_s,
             store_queue=max(0, engine.last_event_no - engine.durable_event_no),
-            replication_backlog=unacknowledged_frames(engine),
+            replication_backlog=engine.replication_backlog(),
         )
 
     def publish(self, entry: LoadEntry) -> None:

@@ -520,6 +520,11 @@ class SyncEngine:
             if link.state is LinkState.UP and link.peer_id
         )
 
+    def replication_backlog(self) -> int:
+        """Data frames sent and not yet acknowledged, plus frames queued to send, over all
+        links (the load observer's replication backlog)."""
+        return sum(len(link.unacked) + len(link.outbox) for link in self._links.values())
+
     def oldest_link_version(self) -> int | None:
         """The lowest protocol version of the links that are up (None: no link is up)."""
         versions = [link.version for link in self._links.values() if link.state is LinkState.UP]
