@@ -29,7 +29,7 @@ from meridian.node.protocol import (
 from meridian.sync.codec import FrameError, check_doc_id
 
 if TYPE_CHECKING:
-    from meridian.node.server import Node
+    from meridian.node.context import NodeContext
 
 BACKUP_FORMAT = "meridian-backup-1"
 MAX_BACKUP_BYTES = 512 * 1024 * 1024
@@ -43,7 +43,7 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_post("/api/admin/import", answers_refusals(import_documents))
 
 
-def _node(request: web.Request) -> Node:
+def _node(request: web.Request) -> NodeContext:
     require_admin(request)
     return request.app[NODE_KEY]
 
@@ -95,7 +95,7 @@ async def export_documents(request: web.Request) -> web.Response:
         if _shared(doc_id)
     }
     return web.json_response(
-        {"format": BACKUP_FORMAT, "node": node.config.node_id, "documents": documents}
+        {"format": BACKUP_FORMAT, "node": node.node_id, "documents": documents}
     )
 
 
@@ -132,7 +132,7 @@ async def _read_backup(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
-def _has_content(node: Node, doc_id: str) -> bool:
+def _has_content(node: NodeContext, doc_id: str) -> bool:
     return node.engine.docs[doc_id].get_state() != b"\x00"
 
 

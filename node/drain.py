@@ -311,7 +311,7 @@ async def readyz(request: web.Request) -> web.Response:
     """200 while the node takes players, 503 once it drains (readiness probes, load balancers)."""
     drain = request.app[DRAIN_KEY]
     node = request.app[NODE_KEY]
-    body = {"status": "draining" if drain.draining else "ready", "node": node.config.node_id}
+    body = {"status": "draining" if drain.draining else "ready", "node": node.node_id}
     return web.json_response(body, status=503 if drain.draining else 200)
 
 
@@ -327,12 +327,12 @@ async def start_drain(request: web.Request) -> web.Response:
     drain.start()
     if isinstance(body, dict) and body.get("wait") is True:
         await drain.finished.wait()
-        node_id = request.app[NODE_KEY].config.node_id
+        node_id = request.app[NODE_KEY].node_id
         return web.json_response({"node": node_id, **drain.report.to_json()})
     return web.json_response(
         {
             "draining": True,
-            "node": request.app[NODE_KEY].config.node_id,
+            "node": request.app[NODE_KEY].node_id,
             "deadline_s": drain.deadline_s,
         },
         status=202,

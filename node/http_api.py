@@ -34,7 +34,7 @@ from pycrdt import Doc, Map
 
 from meridian.crdt_models.kinds import is_kv_document
 from meridian.node.delivery import REPLICATION_WAIT_S
-from meridian.node.metrics import CONTENT_TYPE, exposition, node_registry
+from meridian.node.metrics import CONTENT_TYPE, exposition
 from meridian.node.protocol import (
     BodyT,
     DocBatchBody,
@@ -48,20 +48,22 @@ from meridian.sync.replicator import DocumentQuarantined
 from meridian.sync.stats import percentile
 
 if TYPE_CHECKING:
-    from meridian.node.server import Node
+    from meridian.node.context import NodeContext
 
 KV_MAP = "kv"
 MAX_KEY_CHARS = 200
 MAX_BATCH_ITEMS = 10_000
 MAX_SAFE_INT = 2**53 - 1
-NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+NODE_KEY: web.AppKey[NodeContext] = web.AppKey("node")
 METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
 
 
-def add_routes(app: web.Application, node: Node) -> None:
+def add_routes(app: web.Application, node: NodeContext, registry: CollectorRegistry) -> None:
+    """Health, metrics (from `registry`: ``node.metrics.node_registry``), cluster view and the
+    admin document API."""
     app[NODE_KEY] = node
     app.middlewares.append(refuse_unavailable)
-    app[METRICS_KEY] = node_registry(node)
+    app[METRICS_KEY] = registry
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/cluster", cluster)
@@ -84,7 +86,7 @@ def bad_request(code: str, message: str) -> web.HTTPBadRequest:
 
 def require_admin(request: web.Request) -> None:
     """Refuse the request (401) unless it carries the admin token as a bearer token."""
-    token = request.app[NODE_KEY].config.admin_token
+    token = request.app[NODE_KEY].admin_token
     header = request.headers.get("Authorization", "")
     given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
     if not given or not hmac.compare_digest(given.encode(), token.encode()):
@@ -113,8 +115,8 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": "degraded" if quarantined else "ok",
-            "node": node.config.node_id,
-            "region": node.config.region,
+            "node": node.node_id,
+            "region": node.region,
             "version": node.engine.software,
             "protocol": list(node.engine.versions),
             "peers": node.engine.up_peers(),
@@ -163,9 +165,9 @@ async def cluster(request: web.Request) -> web.Response:
     ]
     body = {
         "node": {
-            "id": node.config.node_id,
-            "region": node.config.region,
-            "url": node.config.public_url,
+            "id": node.node_id,
+            "region": node.region,
+            "url": node.public_url,
             "version": engine.software,
             "uptime_s": round(node.clock() - node.started_at, 1),
         },
@@ -237,7 +239,7 @@ async def put_doc_key(request: web.Request) -> web.Response:
 
     event_no = node.replicator.write(doc_id, change)
     await node.replicator.wait_durable(event_no)
-    wanted = node.config.ack_regions
+    wanted = node.ack_regions
     held = 0
     if wanted > 0 and event_no:
         held = await node.replicator.wait_replicated(doc_id, event_no, wanted, REPLICATION_WAIT_S)

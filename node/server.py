@@ -27,6 +27,7 @@ from meridian.node.admin_api import add_admin_routes
 from meridian.node.config import NodeConfig, load_identity
 from meridian.node.delivery import EngineProgress
 from meridian.node.drain import NodeDrain, add_drain_routes
+from meridian.node.metrics import node_registry
 from meridian.node.observer import LoadObserver
 from meridian.node.player_api import PlayerGateway
 from meridian.node.service import GameService
@@ -100,6 +101,28 @@ class Node:
         self.drain: NodeDrain  # SIGTERM and POST /api/admin/drain (node.drain)
         self.host: ServiceHost
         self.observer: LoadObserver  # the load meta-service (node.observer)
+
+    # --- what the routes see (node.context.NodeContext) ---------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self.config.node_id
+
+    @property
+    def region(self) -> str:
+        return self.config.region
+
+    @property
+    def public_url(self) -> str:
+        return self.config.public_url
+
+    @property
+    def ack_regions(self) -> int:
+        return self.config.ack_regions
+
+    @property
+    def admin_token(self) -> str:
+        return self.config.admin_token
 
     @property
     def engine(self) -> SyncEngine:
@@ -205,7 +228,7 @@ class Node:
 
         acceptor = PeerAcceptor(self.replicator, self.config.sync.max_frame_bytes)
         self.app.router.add_get("/peer", acceptor.handle)
-        add_routes(self.app, self)
+        add_routes(self.app, self, node_registry(self))
         self.players.add_routes(self.app)
         add_web_routes(self.app, self)
         add_admin_routes(self.app)

@@ -50,7 +50,7 @@ from meridian.node.http_api import error_response, require_admin
 from meridian.node.refusals import HTTP_STATUS, ErrorCode
 
 if TYPE_CHECKING:
-    from meridian.node.server import Node
+    from meridian.node.context import NodeContext
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -113,7 +113,7 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
         response.headers.update(CORS_HEADERS)
 
 
-def add_web_routes(app: web.Application, node: Node) -> None:
+def add_web_routes(app: web.Application, node: NodeContext) -> None:
     app.middlewares.append(cors_preflight)
     app.on_response_prepare.append(add_cors_headers)
 
@@ -234,7 +234,7 @@ async def demo_control(request: web.Request) -> web.Response:
     return web.json_response({"region": region, "action": "kill", "pid": pid})
 
 
-def live_games(node: Node) -> list[dict[str, Any]]:
+def live_games(node: NodeContext) -> list[dict[str, Any]]:
     service = node.service
     games = [
         (tracker.info.created, gid, tracker)
@@ -252,7 +252,7 @@ def live_games(node: Node) -> list[dict[str, Any]]:
     ]
 
 
-def find_finished(node: Node, gid: str) -> ArchivedGame | None:
+def find_finished(node: NodeContext, gid: str) -> ArchivedGame | None:
     for doc_id, doc in list(node.engine.docs.items()):
         if doc_id.startswith(LOG_PREFIX):
             game = read_archive(doc).get(gid)
@@ -271,7 +271,7 @@ def replay_views(rules: GameRules[Any], game: ArchivedGame) -> list[dict[str, An
     return views
 
 
-def region_overview(node: Node) -> dict[str, Any]:
+def region_overview(node: NodeContext) -> dict[str, Any]:
     service = node.service
     here = {conn.uid: conn.name for conn in service.conns.values() if conn.uid}
     statuses: dict[str, int] = {}
@@ -281,8 +281,8 @@ def region_overview(node: Node) -> dict[str, Any]:
         if tracker.status == LIVE and any(uid in here for uid in tracker.info.players):
             in_play += 1
     return {
-        "region": node.config.region,
-        "node": node.config.node_id,
+        "region": node.region,
+        "node": node.node_id,
         "players_online": len(here),
         "players": sorted(here.values(), key=str.lower),
         "games_in_play": in_play,
