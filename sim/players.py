@@ -105,6 +105,12 @@ class PlayerNet:
             return LOCAL_S
         return self.network.profiles[region, node.region].latency_s
 
+    def longest_trip_s(self) -> float:
+        """The longest one-way trip between a player and a node (what a message sent now to
+        any player may still need to arrive)."""
+        trips = [LOCAL_S, *(p.latency_s for p in self.network.profiles.values())]
+        return max(trips)
+
     def path_open(self, region: str, node: SimNode) -> bool:
         return region == node.region or (
             self.network.is_open(region, node.region) and self.network.is_open(node.region, region)

@@ -274,6 +274,9 @@ class Simulation:
         cap = self.scenario.end_s + SETTLE_MAX_S
         while self.now < cap and not self._all_identical(presence=True):
             self.scheduler.run_until(min(cap, self.now + SETTLE_STEP_S))
+        # What the services sent up to now reaches its players before the end is noted (a push
+        # to a player across an ocean is still on its way when the documents agree).
+        self.scheduler.run_until(self.now + self.player_net.longest_trip_s())
         self.history.final_at = self.now
 
     def _record_views(self) -> None:
