@@ -231,7 +231,10 @@ class GamesTopic:
                 if not found.exact:
                     told = UnsettledHead(conn.uid, unseen.gid, unseen.ply, unseen.head, found.ply)
                     self._remember_unsettled(told)
-            self._push_player_view(unseen.conn_id, unseen.gid, tracker, conn.uid)
+            if conn.uid in tracker.info.players or conn.watching == unseen.gid:
+                # (a game it only watched elsewhere gets no view: nothing here would tell it
+                # when what that view shows goes back)
+                self._push_player_view(unseen.conn_id, unseen.gid, tracker, conn.uid)
         self.unseen_heads = waiting
 
     def _remember_unsettled(self, unsettled: UnsettledHead) -> None:
