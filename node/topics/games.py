@@ -258,6 +258,8 @@ class GamesTopic:
             if found is not None and lower:
                 for conn in self.state.conns_of(unsettled.uid):
                     self._send_unseen_rollback(conn.conn_id, gid, found.ply)
+                    if conn.uid in tracker.info.players or conn.watching == gid:
+                        self._push_player_view(conn.conn_id, gid, tracker, conn.uid)
 
     def _note_left_watcher(self, conn: Conn, gid: str) -> None:
         """`conn` stops watching `gid`: remember what it was last shown (the chain's tip)."""
@@ -272,11 +274,15 @@ class GamesTopic:
 
     def _tell_left_watchers(self, gid: str, tracker: GameTracker) -> None:
         """`gid` went back: connections still here that stopped watching it are told where it
-        went back to for what they saw (nothing if that is still on the chain), once."""
+        went back to for what they saw, once (one whose view is still on the chain waits for a
+        later rollback; one that closed is forgotten)."""
         for key in [k for k in self.left_watchers if k[0] == gid]:
-            ply, head = self.left_watchers.pop(key)
+            ply, head = self.left_watchers[key]
             found = tracker.branch_exit(ply, head)
-            if found is not None and key[1] in self.state.conns:
+            if key[1] not in self.state.conns:
+                del self.left_watchers[key]
+            elif found is not None:
+                del self.left_watchers[key]
                 self._send_unseen_rollback(key[1], gid, found.ply)
 
     def next_unseen_due(self) -> float | None:
