@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meridian.node.topics.games import UNSEEN_HEAD_WAIT_S
+from meridian.node.rollback_notices import UNSEEN_HEAD_WAIT_S
 from tests.service_harness import Connection, ServiceHarness, replicate
 
 
@@ -89,7 +89,7 @@ def test_a_player_whose_unseen_branch_wins_is_not_told_again() -> None:
     # us goes back to the deal for everyone here (its own move lost), and shows eu's branch
     assert split.rollbacks(travelled)[-1] == 0
     assert split.us.game_view(travelled, split.gid)["head"] == head
-    assert not split.us.service.games_topic.unsettled, "the branch is settled"
+    assert not split.us.service.games_topic.rollbacks.unsettled, "the branch is settled"
 
 
 def test_a_watcher_who_stopped_watching_is_told_what_it_saw_was_undone() -> None:
