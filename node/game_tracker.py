@@ -33,6 +33,15 @@ from meridian.games.clock import Clock
 LIVE, FINISHED, SAVED, PARKED = "live", "finished", "saved", "parked"
 
 
+@dataclass(frozen=True)
+class BranchExit:
+    """The ply a game went back to for a player who saw another branch; `exact` False when part
+    of that branch has not reached this node, so `ply` is only an upper bound."""
+
+    ply: int
+    exact: bool
+
+
 @dataclass
 class ChainChange:
     """What an update did to the chain: moves added, and the ply a merge rolled back to."""
@@ -155,21 +164,30 @@ class GameTracker:
     def went_back_for(self, ply: int, head: str) -> int | None:
         """A player last saw this game at `ply` (counted from the deal) with `head` the key of
         its last move record: None if that is still on the chain, else the ply the game went
-        back to for them (where their branch leaves the chain). A head this node never received
-        (its region was lost) counts as a branch that left the chain just below it."""
+        back to for them (`branch_exit`)."""
+        found = self.branch_exit(ply, head)
+        return None if found is None else found.ply
+
+    def branch_exit(self, ply: int, head: str) -> BranchExit | None:
+        """Where the branch a player saw (`ply`, `head`, as in `went_back_for`) leaves the chain:
+        None if it does not (the head is on the chain). The branch is followed from the head
+        through the parents this node holds. When a record of it never reached this node (the
+        head itself, or an ancestor: its region was lost, or is still cut off), the branch
+        left the chain at that record's ply or below: the answer is that bound (no higher
+        than the chain's length), marked not exact."""
         chain_ply = {record.key: record.ply for record in self.chain.moves}
         if ply <= self.base_ply or head in chain_ply:
             return None
         records = {record.key: record for record in self.records}
-        key = head
+        key, at = head, ply - 1 - self.base_ply  # the missing record's ply in this document
         while key in records:
-            parent = records[key].parent
-            if parent in chain_ply:
-                return self.base_ply + chain_ply[parent] + 1
-            if not parent:
-                return self.base_ply
-            key = parent
-        return min(ply - 1, self.base_ply + self.ply)
+            record = records[key]
+            if record.parent in chain_ply:
+                return BranchExit(self.base_ply + chain_ply[record.parent] + 1, exact=True)
+            if not record.parent:
+                return BranchExit(self.base_ply, exact=True)
+            key, at = record.parent, record.ply - 1
+        return BranchExit(self.base_ply + max(0, min(at, self.ply)), exact=False)
 
     def moves_with_players(self) -> list[dict[str, Any]]:
         return [dict(record.move, player=record.player) for record in self.chain.moves]

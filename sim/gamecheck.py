@@ -494,7 +494,9 @@ def _newest_closed(history: History, names: dict[str, str], tolerance_s: float) 
     """A client closed with 4100 must not hold the account's newest session: some other client
     of the account said hello later (within the scenario's clock tolerance: sessions are ordered
     by HLC stamps, which follow each node's wall clock), or shortly after the close (its session
-    began at its login, before its hello)."""
+    began at its login, before its hello). The same client's hello on another node counts as
+    another client: a client that travelled during a partition left a session there that the
+    node it left could not close."""
     hellos: dict[str, list[dict[str, Any]]] = {}
     for note in history.notes:
         if note["kind"] == "hello":
@@ -510,7 +512,8 @@ def _newest_closed(history: History, names: dict[str, str], tolerance_s: float) 
         rivals = [
             h
             for h in hellos.get(uid, [])
-            if h["client"] != client and started - tolerance_s < h["t"] <= at + LOGIN_TO_HELLO_S
+            if (h["client"] != client or h["node"] != closed["node"])
+            and started - tolerance_s < h["t"] <= at + LOGIN_TO_HELLO_S
         ]
         if not rivals:
             message = f"{names.get(uid, uid)}: {client} was closed with 4100 at {at:.3f} s, yet "

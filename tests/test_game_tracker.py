@@ -59,3 +59,14 @@ def test_a_head_this_node_never_received_went_back_below_the_ply_seen() -> None:
     assert tracker.went_back_for(5, "9:unknown") == 3  # the chain here is 3 plies long
     assert tracker.went_back_for(2, "1:unknown") == 1
     assert tracker.went_back_for(0, "") is None
+
+
+def test_a_branch_missing_a_record_here_gives_a_bound_at_that_record() -> None:
+    tracker, main, branch = _tracker_with_fork()
+    tracker.records = [record for record in tracker.records if record.key != branch[0].key]
+    found = tracker.branch_exit(4, branch[1].key)  # b3 is here, its parent b2 is not
+    assert found is not None and found.ply == 2 and not found.exact
+    tracker.records.append(branch[0])
+    exact = tracker.branch_exit(4, branch[1].key)
+    assert exact is not None and exact.ply == 2 and exact.exact
+    assert tracker.branch_exit(3, main[2].key) is None

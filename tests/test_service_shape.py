@@ -13,6 +13,7 @@ SERVICE_MODULES = [
     NODE / "service_handlers.py",
     NODE / "protocol.py",
     NODE / "refusals.py",
+    NODE / "rollback_notices.py",
     *TOPICS.glob("*.py"),
 ]
 MAX_LINES = 400
@@ -26,6 +27,7 @@ ALLOWED_FOR_TOPICS = {
     "meridian.node.game_tracker",
     "meridian.node.presence_view",
     "meridian.node.delivery",
+    "meridian.node.rollback_notices",  # the games topic's memory of who was shown what
 }
 
 

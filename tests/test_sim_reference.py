@@ -26,6 +26,7 @@ from meridian.crdt_models.game import GameInfo, GameWriter, MoveRecord, canonica
 from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.crdt_models.presence import PRESENCE_TTL_MS, Presence, Session, newest_sessions
 from meridian.sim import refdocs, reference
+from meridian.sim.gamecheck import _newest_closed
 from meridian.sim.history import History, StampRecord, WriteRecord
 from meridian.sim.refcheck import check_ack_rule, check_dedup, check_hlc
 from meridian.sync.codec import Reader
@@ -372,3 +373,25 @@ def test_a_change_that_carries_nothing_fails_the_dedup_checker() -> None:
     verdict = check_dedup(history(notes=[note]), {})
     assert not verdict.ok and "accounts on us at 3.000 s (from eu)" in verdict.message
     assert check_dedup(history(), {}).ok
+
+
+def _closed_after_travel(second_node: str) -> History:
+    """b5 said hello on us at 8.5 s (us's clock 1.5 s ahead), travelled to eu during a
+    partition and said hello there at 9.8 s; at the heal eu closed it with 4100."""
+
+    def note(kind: str, t: float, node: str, **fields: Any) -> dict[str, Any]:
+        return {"kind": kind, "t": t, "node": node, "client": "b5", "uid": "u5", **fields}
+
+    return history(
+        notes=[
+            note("hello", 8.5, second_node),
+            note("hello", 9.8, "eu"),
+            note("closed", 35.3, "eu", code=4100),
+        ]
+    )
+
+
+def test_one_session_counts_a_travelled_clients_session_left_on_another_node() -> None:
+    assert _newest_closed(_closed_after_travel("us"), {}, 1.5) is None
+    problem = _newest_closed(_closed_after_travel("eu"), {}, 1.5)
+    assert problem is not None and "was the newest" in problem[0]

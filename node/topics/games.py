@@ -15,25 +15,10 @@ from meridian.games.clock import TIMEOUT
 from meridian.node import protocol as p
 from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
 from meridian.node.protocol import ErrorCode, NoticeCode, Refused, encode_message
+from meridian.node.rollback_notices import RollbackNotices, UnseenHead
 from meridian.node.service_state import Answer, Conn, ServiceState
 
 GAME_PREFIX = "game:"
-# A head named in hello's "seen" that this node never received may still be on its way (the
-# player moved here from a node that showed a move a third region made a moment ago, as in a
-# drain): wait this long for it before telling the player the moves were not kept.
-UNSEEN_HEAD_WAIT_S = 3.0
-ROLLBACK_UNSEEN = "moves you saw were not kept (a region was lost or a merge undid them)"
-
-
-@dataclass(frozen=True)
-class UnseenHead:
-    """A move a player reported seeing (hello's ``seen``) that this node has not received."""
-
-    conn_id: str
-    gid: str
-    ply: int
-    head: str
-    due: float  # then it counts as lost and the player is told
 
 
 @dataclass(frozen=True)
@@ -58,7 +43,7 @@ class GamesTopic:
         self._parked_seen: set[str] = set()
         self.live: set[str] = set()
         self.live_changed = False
-        self.unseen_heads: list[UnseenHead] = []  # hello's "seen" heads not received here yet
+        self.rollbacks = RollbackNotices(state, self._push_player_view)
 
     # --- reading game documents ----------------------------------------------------------------
 
@@ -76,13 +61,19 @@ class GamesTopic:
                 return None
             state.games[gid] = tracker
             added, rolled = tracker.ply + 1, None  # a game new to this node is news
+            arrived = True
         else:
+            known = len(tracker.records)
             change = tracker.refresh(doc)
             added, rolled = change.added, change.rolled_back_to
+            arrived = len(tracker.records) > known  # (records off the chain count too)
         self._note_live(gid, tracker)
         new_rollback = False
         if rolled is not None:
             new_rollback = self._announce_rollback(gid, tracker, tracker.base_ply + rolled)
+            self.rollbacks.tell_left_watchers(gid, tracker)
+        if arrived:
+            self.rollbacks.settle(gid, tracker)
         if added or rolled is not None or tracker.status != LIVE:
             self.push(gid, tracker)
         return GameRefresh(gid, tracker, rolled, new_rollback)
@@ -162,49 +153,19 @@ class GamesTopic:
     def announce_unseen_rollbacks(
         self, conn: Conn, seen: dict[str, tuple[int, str]], now: float
     ) -> None:
-        """After hello: the player saw plies this node's chain does not hold (a fork was resolved
-        against them, or the region that showed them was lost before they replicated) and may
-        never have got the rollback notice: tell them now, before the game view. A head this
-        node never received may still be in flight: that one waits (`recheck_unseen_heads`)."""
-        for gid, (ply, head) in seen.items():
-            tracker = self.state.games.get(gid)
-            went_back = tracker.went_back_for(ply, head) if tracker is not None else None
-            if tracker is None or went_back is None:
-                continue
-            if not any(record.key == head for record in tracker.records):
-                due = now + UNSEEN_HEAD_WAIT_S
-                self.unseen_heads.append(UnseenHead(conn.conn_id, gid, ply, head, due))
-                continue
-            self._send_unseen_rollback(conn.conn_id, gid, went_back)
+        """After hello: rollback notices for what `seen` says the client was shown
+        (`RollbackNotices.announce_unseen`)."""
+        self.rollbacks.announce_unseen(conn, seen, now)
+
+    @property
+    def unseen_heads(self) -> list[UnseenHead]:
+        return self.rollbacks.unseen_heads
 
     def recheck_unseen_heads(self, now: float) -> None:
-        """A waiting head that reached the chain needs nothing but the game view; one that is
-        still missing at its deadline (or arrived on a dropped branch) gets the rollback notice
-        after all, then the view. (The view was held back: it would have replaced, in the
-        client's ``seen``, the head this notice is about.)"""
-        state = self.state
-        waiting = []
-        for unseen in self.unseen_heads:
-            conn, tracker = state.conns.get(unseen.conn_id), state.games.get(unseen.gid)
-            if conn is None or tracker is None:
-                continue
-            went_back = tracker.went_back_for(unseen.ply, unseen.head)
-            arrived = any(record.key == unseen.head for record in tracker.records)
-            if went_back is not None and not arrived and now < unseen.due:
-                waiting.append(unseen)
-                continue
-            if went_back is not None:
-                self._send_unseen_rollback(unseen.conn_id, unseen.gid, went_back)
-            self._push_player_view(unseen.conn_id, unseen.gid, tracker, conn.uid)
-        self.unseen_heads = waiting
+        self.rollbacks.recheck(now)
 
     def next_unseen_due(self) -> float | None:
-        """When the earliest waiting head counts as lost (None: none waits)."""
-        return min((u.due for u in self.unseen_heads), default=None)
-
-    def _send_unseen_rollback(self, conn_id: str, gid: str, went_back: int) -> None:
-        message = {"type": "rollback", "game": gid, "ply": went_back, "reason": ROLLBACK_UNSEEN}
-        self.state.send(conn_id, message, self.state.gate(game_doc_id(gid)))
+        return self.rollbacks.next_due()
 
     def _push_player_view(self, conn_id: str, gid: str, tracker: GameTracker, uid: str) -> None:
         message = self.view(gid, tracker, uid)
@@ -317,6 +278,9 @@ class GamesTopic:
         if tracker is None:
             raise Refused(ErrorCode.NOT_FOUND, "no such game")
         session = replace(state.conn_session(conn), status=WATCHING, game=message.game)
+        if conn.watching and conn.watching != message.game:
+            self.rollbacks.note_left_watcher(conn, conn.watching)
+        self.rollbacks.watching_again(conn, message.game)
         state.set_watching(conn, message.game)
         event = state.put_session(session)
         view = self.view(message.game, tracker, None)
@@ -325,6 +289,8 @@ class GamesTopic:
     def unwatch(self, conn: Conn, message: p.Unwatch) -> Answer:
         state = self.state
         session = replace(state.conn_session(conn), status=IDLE, game="")
+        if conn.watching:
+            self.rollbacks.note_left_watcher(conn, conn.watching)
         state.set_watching(conn, "")
         event = state.put_session(session)
         return Answer({}, state.presence_doc, event)
