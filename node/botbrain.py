@@ -410,13 +410,13 @@ class Bot:
 
     def _remember_seen(self, push: Reply) -> None:
         """What hello's ``seen`` reports: live games, and the last ``finished_seen`` finished
-        games this bot played."""
+        games this bot played or watched."""
         gid = push["game"]
         if gid in self.finished:
             self.finished.remove(gid)
         if push["status"] == "live":
             self.seen[gid] = {"ply": push["ply"], "head": push["head"]}
-        elif push["you"] is not None and self.settings.finished_seen:
+        elif self.settings.finished_seen:  # played or only watched: either may be taken back
             self.seen[gid] = {"ply": push["ply"], "head": push["head"]}
             self.finished.append(gid)
             while len(self.finished) > self.settings.finished_seen:

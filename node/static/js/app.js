@@ -376,9 +376,11 @@ async function reconnect(lost, code, reason) {
  *  (docs/protocol.md). Live games first, then the newest finished ones: a time-out shown here
  *  can be beaten by a move made in time in a region this page could not hear. */
 function seenGames() {
-  const mine = [...S.games.values()].filter((push) => push.you !== null && push.you !== undefined && push.head !== undefined);
-  const live = mine.filter((push) => push.status === "live");
-  const finished = mine.filter((push) => push.status === "finished").reverse();
+  // Live games you play, then finished games you played or watched: a time-out you were shown
+  // can be beaten by a move made in time elsewhere, and the node you move to then tells you.
+  const shown = [...S.games.values()].filter((push) => push.head !== undefined);
+  const live = shown.filter((push) => push.status === "live" && push.you !== null && push.you !== undefined);
+  const finished = shown.filter((push) => push.status === "finished").reverse();
   const seen = {};
   for (const push of [...live, ...finished].slice(0, MAX_SEEN_GAMES)) seen[push.game] = { ply: push.ply, head: push.head };
   return seen;
