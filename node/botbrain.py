@@ -148,9 +148,10 @@ class BotSettings:
     reinvite_s: float = 0.0  # after an invitation, before the next one
     stall_s: float | None = None  # a game without progress this long is saved and left
     clock: tuple[int, int] | None = None  # (initial_s, increment_s) asked in every invitation
-    # Finished games still reported in hello's ``seen`` (as the web page does): a time-out
-    # it was shown can be beaten by a move made in time that a node it moves to tells it of.
-    finished_seen: int = 0
+    # Finished games still reported in hello's ``seen`` (as the web page does): an ending it
+    # was shown (a give-up, a time-out) can lose a fork to a move made elsewhere, which a node
+    # it moves to then tells it of.
+    finished_seen: int = 6
 
 
 @dataclass

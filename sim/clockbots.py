@@ -5,9 +5,7 @@ the start (default 20 s, short so that times run out within a run), and ``increm
 Fischer increment per turn, default 1). With a fast ``think_s`` the bots mostly move in time;
 a player cut off by a partition, or whose node died, runs out of time, which the time-controls
 checker (``sim.clockcheck``) then holds to the rule. The bots are the one bot machine
-(``node.botbrain``) with ``clock`` set and ``finished_seen`` on: like the web page, a bot's hello
-also reports its last finished games, so a time-out it was shown that a move made in time later
-beat gets a rollback notice.
+(``node.botbrain``) with ``clock`` set.
 """
 
 from __future__ import annotations
@@ -17,8 +15,6 @@ import dataclasses
 from meridian.sim.bots import GAME_BOT_KEYS, GameBots, build_game_bots
 from meridian.sim.params import Table
 
-FINISHED_SEEN = 6  # finished games a bot still reports in hello's seen (the cap is 16 games)
-
 
 def build_clock_bots(params: Table) -> GameBots:
     own = ("clock_s", "increment_s")
@@ -27,7 +23,7 @@ def build_clock_bots(params: Table) -> GameBots:
     )
     clock = (params.integer("clock_s", 20, 15), params.integer("increment_s", 1, 0))
     bots = build_game_bots(table)
-    bots.settings = dataclasses.replace(bots.settings, clock=clock, finished_seen=FINISHED_SEEN)
+    bots.settings = dataclasses.replace(bots.settings, clock=clock)
     return bots
 
 
