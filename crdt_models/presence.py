@@ -16,7 +16,8 @@ is kept; every node closes the older ones it hosts as soon as it sees the newer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from bisect import bisect_left
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pycrdt import Doc
@@ -93,8 +94,23 @@ INVITE_REQUIRED = ("iid", "from_uid", "from_name", "to_uid", "to_name", "resume"
 class Presence:
     node: str
     heartbeat_ms: int
-    sessions: list[Session]
+    sessions: list[Session]  # by sid
     invites: list[Invite]
+    # token hash -> the sids of the sessions with it (empty: not indexed; `session_by_token`)
+    by_token: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    by_sid: dict[str, Session] = field(default_factory=dict, compare=False)
+
+    def session(self, sid: str) -> Session | None:
+        """The session `sid` (by index when the reader built one, else by a scan)."""
+        if self.by_sid or not self.sessions:
+            return self.by_sid.get(sid)
+        return next((s for s in self.sessions if s.sid == sid), None)
+
+    def with_token(self, wanted: str) -> list[Session]:
+        """The sessions whose token hash is `wanted`."""
+        if self.by_sid or not self.sessions:
+            return [self.by_sid[sid] for sid in self.by_token.get(wanted, ())]
+        return [s for s in self.sessions if s.token_hash == wanted]
 
     def live(self, now_ms: int) -> bool:
         return now_ms - self.heartbeat_ms <= PRESENCE_TTL_MS
@@ -116,29 +132,74 @@ class PresenceReader:
         self.doc = doc
         self.sessions: dict[str, Session] = {}
         self.invites: dict[str, Invite] = {}
+        # Kept in order of sid as records change, so that a read after one change (a login)
+        # copies lists instead of sorting every record again.
+        self._sids: list[str] = []
+        self._sorted: list[Session] = []
+        self._by_token: dict[str, tuple[str, ...]] = {}
+        self._snapshot: tuple[list[Session], list[Invite], dict[str, tuple[str, ...]]] | None = None
+        self._snapshot_sids: dict[str, Session] = {}
         sessions, invites = root_map(doc, SESSIONS), root_map(doc, INVITES)
         for key in list(sessions.keys()):
-            _store(self.sessions, key, _parse(Session, sessions[key]))
+            self._put_session(key, _parse(Session, sessions[key]))
         for key in list(invites.keys()):
             _store(self.invites, key, _parse(Invite, invites[key]))
         self._subscriptions = [
-            (sessions, sessions.observe(lambda event: self._apply(event, self.sessions, Session))),
-            (invites, invites.observe(lambda event: self._apply(event, self.invites, Invite))),
+            (sessions, sessions.observe(self._apply_sessions)),
+            (invites, invites.observe(self._apply_invites)),
         ]
 
-    @staticmethod
-    def _apply(event: Any, records: dict[str, Any], kind: type[Session] | type[Invite]) -> None:
+    def _apply_sessions(self, event: Any) -> None:
+        for key, change in event.keys.items():
+            parsed = None if change["action"] == "delete" else _parse(Session, change["newValue"])
+            self._put_session(key, parsed)
+
+    def _apply_invites(self, event: Any) -> None:
         for key, change in event.keys.items():
             if change["action"] == "delete":
-                records.pop(key, None)
+                self.invites.pop(key, None)
             else:
-                _store(records, key, _parse(kind, change["newValue"]))
+                _store(self.invites, key, _parse(Invite, change["newValue"]))
+        self._snapshot = None
+
+    def _put_session(self, sid: str, session: Session | None) -> None:
+        """Record (None: forget) one session in the dict, the sorted lists and the index."""
+        old = self.sessions.pop(sid, None)
+        index = bisect_left(self._sids, sid)
+        if old is not None:
+            self._unindex(old)
+            if session is None:
+                del self._sids[index], self._sorted[index]
+            else:
+                self._sorted[index] = session
+        elif session is not None:
+            self._sids.insert(index, sid)
+            self._sorted.insert(index, session)
+        if session is not None:
+            self.sessions[sid] = session
+            self._by_token[session.token_hash] = (
+                *self._by_token.get(session.token_hash, ()),
+                sid,
+            )
+        self._snapshot = None
+
+    def _unindex(self, session: Session) -> None:
+        left = tuple(s for s in self._by_token.get(session.token_hash, ()) if s != session.sid)
+        if left:
+            self._by_token[session.token_hash] = left
+        else:
+            self._by_token.pop(session.token_hash, None)
 
     def read(self) -> Presence:
         heartbeat = root_map(self.doc, META).get(HEARTBEAT)
-        sessions = [self.sessions[k] for k in sorted(self.sessions)]
-        invites = [self.invites[k] for k in sorted(self.invites)]
-        return Presence(self.node, int(heartbeat or 0), sessions, invites)
+        if self._snapshot is None:  # copies: a Presence read earlier must not change
+            invites = [self.invites[k] for k in sorted(self.invites)]
+            self._snapshot = (list(self._sorted), invites, dict(self._by_token))
+            self._snapshot_sids = dict(self.sessions)
+        sessions, invites, by_token = self._snapshot
+        return Presence(
+            self.node, int(heartbeat or 0), sessions, invites, by_token, self._snapshot_sids
+        )
 
     def close(self) -> None:
         for shared, subscription in self._subscriptions:

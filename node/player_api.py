@@ -64,11 +64,43 @@ PASSWORDS = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-@dataclass
+# aiohttp's own ping: every HEARTBEAT_S without a frame from the player the server pings, and
+# closes the connection when no pong comes back; one timer per connection, nothing else.
+HEARTBEAT_S = 20.0
+# No permessage-deflate: its zlib state is about 300 KB per connection (15 times the whole
+# budget of an idle player), for messages that are mostly a few hundred bytes.
+COMPRESS = False
+
+
+@dataclass(slots=True)
 class Connection:
+    """A player websocket and what waits to be written to it. A writer task exists only while
+    there is something to write (an idle connection costs no task and no queue)."""
+
     ws: web.WebSocketResponse
-    queue: asyncio.Queue[Send | Close] = field(default_factory=asyncio.Queue)
+    pending: list[Send | Close] = field(default_factory=list)
     writer: asyncio.Task[None] | None = None
+
+    def put(self, item: Send | Close) -> None:
+        self.pending.append(item)
+        if self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        """Write what is pending, in order, until nothing is (or the connection closed)."""
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                for item in batch:
+                    if isinstance(item, Close):
+                        self.pending = []
+                        await self.ws.close(code=item.code, message=item.reason.encode()[:120])
+                        return
+                    text = item.text or encode_message(item.message)
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await self.ws.send_str(text)
+        finally:
+            self.writer = None
 
 
 class PlayerGateway:
@@ -101,28 +133,19 @@ class PlayerGateway:
         for item in self.service.take_outgoing(self.node.clock()):
             connection = self.connections.get(item.conn)
             if connection is not None:
-                connection.queue.put_nowait(item)
-
-    async def _write_loop(self, conn_id: str, connection: Connection) -> None:
-        while True:
-            item = await connection.queue.get()
-            if isinstance(item, Close):
-                await connection.ws.close(code=item.code, message=item.reason.encode()[:120])
-                return
-            text = item.text or encode_message(item.message)
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await connection.ws.send_str(text)
+                connection.put(item)
 
     # --- websocket ---------------------------------------------------------------------
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         # The service refuses messages over MAX_MESSAGE_BYTES with close code 4003; aiohttp's own
         # limit (close 1009) only stops a frame so large it should not even be buffered.
-        ws = web.WebSocketResponse(max_msg_size=4 * MAX_MESSAGE_BYTES, heartbeat=20)
+        ws = web.WebSocketResponse(
+            max_msg_size=4 * MAX_MESSAGE_BYTES, heartbeat=HEARTBEAT_S, compress=COMPRESS
+        )
         await ws.prepare(request)
         conn_id = f"c{next(self._ids)}"
         connection = Connection(ws)
-        connection.writer = asyncio.create_task(self._write_loop(conn_id, connection))
         self.connections[conn_id] = connection
         self.service.connect(conn_id, self.node.clock())
         try:
@@ -130,9 +153,10 @@ class PlayerGateway:
         finally:
             self.service.disconnect(conn_id, self.node.clock())
             self.drain()
-            connection.queue.put_nowait(Close(conn_id, 1000, "closed"))
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.writer, 5)
+            connection.put(Close(conn_id, 1000, "closed"))
+            if connection.writer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connection.writer, 5)
             self.connections.pop(conn_id, None)
         return ws
 
