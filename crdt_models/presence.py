@@ -58,7 +58,11 @@ class Session:
         return cls(**{name: record[name] for name in cls.__dataclass_fields__})
 
     def to_text(self) -> str:
-        return encode_record(asdict(self))
+        # Not dataclasses.asdict: it deep-copies field by field, twice a login.
+        return encode_record({name: getattr(self, name) for name in SESSION_FIELDS})
+
+
+SESSION_FIELDS = tuple(Session.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -133,12 +137,11 @@ class PresenceReader:
         self.sessions: dict[str, Session] = {}
         self.invites: dict[str, Invite] = {}
         # Kept in order of sid as records change, so that a read after one change (a login)
-        # copies lists instead of sorting every record again.
+        # neither sorts nor copies every record again.
         self._sids: list[str] = []
         self._sorted: list[Session] = []
         self._by_token: dict[str, tuple[str, ...]] = {}
-        self._snapshot: tuple[list[Session], list[Invite], dict[str, tuple[str, ...]]] | None = None
-        self._snapshot_sids: dict[str, Session] = {}
+        self._invites: list[Invite] | None = None  # sorted by iid; None: to be built again
         sessions, invites = root_map(doc, SESSIONS), root_map(doc, INVITES)
         for key in list(sessions.keys()):
             self._put_session(key, _parse(Session, sessions[key]))
@@ -160,7 +163,7 @@ class PresenceReader:
                 self.invites.pop(key, None)
             else:
                 _store(self.invites, key, _parse(Invite, change["newValue"]))
-        self._snapshot = None
+        self._invites = None
 
     def _put_session(self, sid: str, session: Session | None) -> None:
         """Record (None: forget) one session in the dict, the sorted lists and the index."""
@@ -181,7 +184,6 @@ class PresenceReader:
                 *self._by_token.get(session.token_hash, ()),
                 sid,
             )
-        self._snapshot = None
 
     def _unindex(self, session: Session) -> None:
         left = tuple(s for s in self._by_token.get(session.token_hash, ()) if s != session.sid)
@@ -191,14 +193,19 @@ class PresenceReader:
             self._by_token.pop(session.token_hash, None)
 
     def read(self) -> Presence:
+        """The presence as it is now. Its session list and indexes are the reader's own, kept
+        up to date in place (copying them on every read made each login cost O(players));
+        its invitation list is a copy."""
         heartbeat = root_map(self.doc, META).get(HEARTBEAT)
-        if self._snapshot is None:  # copies: a Presence read earlier must not change
-            invites = [self.invites[k] for k in sorted(self.invites)]
-            self._snapshot = (list(self._sorted), invites, dict(self._by_token))
-            self._snapshot_sids = dict(self.sessions)
-        sessions, invites, by_token = self._snapshot
+        if self._invites is None:
+            self._invites = [self.invites[k] for k in sorted(self.invites)]
         return Presence(
-            self.node, int(heartbeat or 0), sessions, invites, by_token, self._snapshot_sids
+            self.node,
+            int(heartbeat or 0),
+            self._sorted,
+            self._invites,
+            self._by_token,
+            self.sessions,
         )
 
     def close(self) -> None:

@@ -66,6 +66,12 @@ __all__ = [
 ]
 
 
+# Above this many connections here the cluster-wide picture (O(sessions) to rebuild, then a
+# pass over every connection) is refreshed at most every PICTURE_S_PER_CONN per connection:
+# 10,000 idle players mean a refresh a second, not five, while logins pour in.
+PICTURE_SCALE_FROM = 2000
+PICTURE_S_PER_CONN = 0.0001
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -303,9 +309,15 @@ class GameService(MessageHandlers):
             self._picture_dirty = True
         if self._picture_dirty and now >= self._picture_next:
             self._picture_dirty = False
-            self._picture_next = now + self._picture_interval_s
+            self._picture_next = now + self._picture_interval()
             self._refresh_picture()
             self._park_double_games()
+
+    def _picture_interval(self) -> float:
+        conns = len(self.state.conns)
+        if conns <= PICTURE_SCALE_FROM:
+            return self._picture_interval_s
+        return max(self._picture_interval_s, conns * PICTURE_S_PER_CONN)
 
     def next_deadline(self) -> float | None:
         """When `process` must run again even if no document changes (a pending refresh)."""
