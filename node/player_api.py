@@ -1,10 +1,12 @@
 """The players' side of a node under aiohttp: accounts and games over HTTP, live play on ``/ws``.
 
 Thin adapter around ``node.service.GameService`` (the sans-IO core): it hashes and checks
-passwords in a worker thread (argon2id is deliberately slow), feeds websocket messages to the
-service, and sends what the service releases, in order per connection. The service itself holds
-a reply or push until its change is durable and replicated as ``ack_regions`` asks
-(``node.delivery``); the node calls `drain` again whenever the store commits or a peer acks.
+passwords in a bounded pool of threads (``node.password_pool``: argon2id is deliberately slow),
+feeds websocket messages to the service, and sends what the service releases, in order per
+connection. The service itself holds a reply or push until its change is durable and replicated
+as ``ack_regions`` asks (``node.delivery``); the node calls `drain` again whenever the store
+commits or a peer acks. An idle connection costs its socket, aiohttp's objects and one heartbeat
+timer: no task, no queue (docs/performance.md, "Connections").
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ from meridian.node.account_flow import (
     Effect,
     Flow,
     HashPassword,
-    HttpAnswer,
     RequestAccounts,
-    answer_of,
     known_regions,
+    run_async,
 )
 from meridian.node.delivery import Close, Send
+from meridian.node.password_pool import PasswordPool
 from meridian.node.protocol import (
     MAX_BODY_BYTES,
     MAX_MESSAGE_BYTES,
@@ -111,6 +113,7 @@ class PlayerGateway:
         self.service = service
         self.flow = AccountFlow(service, self._regions, _stand_in_hash())
         self.connections: dict[str, Connection] = {}
+        self.passwords = PasswordPool(on_refused=self._count_password_refusal)
         self._ids = itertools.count(1)
         self._ratings: tuple[object, dict[str, Any]] = ((), {"ratings": []})  # (log key, answer)
 
@@ -202,28 +205,25 @@ class PlayerGateway:
     async def run(self, flow: Flow) -> web.Response:
         """Run an account flow (``node.account_flow``), performing its effects here."""
         try:
-            effect = next(flow)
-            while True:
-                effect = flow.send(await self._perform(effect))
-        except StopIteration as done:
-            answer: HttpAnswer = done.value
-        except Refused as refused:
-            answer = answer_of(refused)
+            answer = await run_async(flow, self._perform)
         finally:
             self.drain()
         return web.json_response(answer.body, status=answer.status)
 
     async def _perform(self, effect: Effect) -> Any:
         if isinstance(effect, HashPassword):
-            return await asyncio.to_thread(PASSWORDS.hash, effect.password)
+            return await self.passwords.run(PASSWORDS.hash, effect.password)
         if isinstance(effect, CheckPassword):
-            return await asyncio.to_thread(_verify, effect.password_hash, effect.password)
+            return await self.passwords.run(_verify, effect.password_hash, effect.password)
         if isinstance(effect, RequestAccounts):
             self.node.engine.request_sync(ACCOUNTS_DOC, self.node.clock())
             self.node.replicator.pump()
             return None
         await asyncio.sleep(effect.seconds)
         return self.node.clock()
+
+    def _count_password_refusal(self) -> None:
+        self.service.limits.counts["password_checks"] += 1
 
     def _regions(self) -> set[str]:
         return known_regions(self.node.config.region, self.node.engine)
