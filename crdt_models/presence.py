@@ -131,9 +131,12 @@ class PresenceReader:
     so the document can be freed.
     """
 
-    def __init__(self, node: str, doc: Doc[Any]) -> None:
+    def __init__(self, node: str, doc: Doc[Any], also: tuple[str, ...] = ()) -> None:
         self.node = node
         self.doc = doc
+        # Bumped by every change to the sessions, the invitations and the maps named in `also`,
+        # not by the heartbeat: a reader of the picture can tell that nothing it shows changed.
+        self.version = 0
         self.sessions: dict[str, Session] = {}
         self.invites: dict[str, Invite] = {}
         # Kept in order of sid as records change, so that a read after one change (a login)
@@ -151,13 +154,21 @@ class PresenceReader:
             (sessions, sessions.observe(self._apply_sessions)),
             (invites, invites.observe(self._apply_invites)),
         ]
+        for name in also:
+            shared = root_map(doc, name)
+            self._subscriptions.append((shared, shared.observe(self._bump)))
+
+    def _bump(self, _event: Any) -> None:
+        self.version += 1
 
     def _apply_sessions(self, event: Any) -> None:
+        self.version += 1
         for key, change in event.keys.items():
             parsed = None if change["action"] == "delete" else _parse(Session, change["newValue"])
             self._put_session(key, parsed)
 
     def _apply_invites(self, event: Any) -> None:
+        self.version += 1
         for key, change in event.keys.items():
             if change["action"] == "delete":
                 self.invites.pop(key, None)

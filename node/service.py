@@ -142,6 +142,8 @@ class GameService(MessageHandlers):
         self._picture_interval_s = picture_interval_s
         self._picture_dirty = False
         self._picture_next = 0.0
+        self._presence_seen: dict[str, int] = {}  # node -> its presence version last processed
+        self._live_nodes: frozenset[str] = frozenset()
         self._load_existing()
 
     @_background
@@ -296,9 +298,14 @@ class GameService(MessageHandlers):
         for doc_id in (d for d in dirty if d.startswith(PRESENCE_PREFIX)):
             doc = state.docs.get(doc_id)
             if doc is not None:
-                state.read_presence(doc_id[len(PRESENCE_PREFIX) :])
+                node = doc_id[len(PRESENCE_PREFIX) :]
+                state.read_presence(node)
                 self.chat.deliver(doc)
-                presence_changed = True
+                presence_changed |= self._presence_news(node)
+        # A heartbeat alone changes nothing anyone is shown, unless a node came or went.
+        live = state.live_nodes()
+        if live != self._live_nodes:
+            self._live_nodes, presence_changed = live, True
         # A move changes neither who is online nor who plays whom: only presence changes and
         # games starting or ending need the cluster-wide picture (and parking) recomputed.
         if presence_changed:
@@ -312,6 +319,14 @@ class GameService(MessageHandlers):
             self._picture_next = now + self._picture_interval()
             self._refresh_picture()
             self._park_double_games()
+
+    def _presence_news(self, node: str) -> bool:
+        """Whether `node`'s presence changed otherwise than by its heartbeat since last asked."""
+        version = self.state.presence_version(node)
+        if self._presence_seen.get(node) == version:
+            return False
+        self._presence_seen[node] = version
+        return True
 
     def _picture_interval(self) -> float:
         conns = len(self.state.conns)

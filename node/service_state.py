@@ -25,6 +25,7 @@ from pycrdt import Doc
 from meridian.crdt_models.accounts import ACCOUNTS_DOC, AccountsIndex
 from meridian.crdt_models.archive import SAVED_DOC, ArchivedGame, read_archive
 from meridian.crdt_models.hlc import HybridLogicalClock
+from meridian.crdt_models.kinds import DECLINES, REVOKED, SPENT
 from meridian.crdt_models.presence import (
     Presence,
     PresenceReader,
@@ -206,8 +207,21 @@ class ServiceState:
             doc = self.docs.get(presence_doc_id(node))
             if doc is None:
                 return
-            reader = self._presence_readers[node] = PresenceReader(node, doc)
+            reader = PresenceReader(node, doc, also=(DECLINES, SPENT, REVOKED))
+            self._presence_readers[node] = reader
         self.presence[node] = reader.read()
+
+    def presence_version(self, node: str) -> int:
+        """Changes seen so far in `node`'s presence other than its heartbeat (-1: not read)."""
+        reader = self._presence_readers.get(node)
+        return reader.version if reader is not None else -1
+
+    def live_nodes(self) -> frozenset[str]:
+        """The nodes whose presence counts now (this one always does)."""
+        now_ms = self.wall_ms()
+        return frozenset(
+            node for node, p in self.presence.items() if node == self.node_id or p.live(now_ms)
+        )
 
     @property
     def accounts(self) -> AccountsIndex:
