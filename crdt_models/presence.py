@@ -37,7 +37,7 @@ def presence_doc_id(node_id: str) -> str:
     return f"{PRESENCE_PREFIX}{node_id}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Session:
     sid: str
     uid: str

@@ -20,7 +20,7 @@ from meridian.crdt_models.presence import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LobbyEntry:
     name: str
     region: str
