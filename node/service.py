@@ -34,6 +34,7 @@ from meridian.games.base import GameRules
 from meridian.node import protocol as p
 from meridian.node.delivery import Delivery, Outgoing, Progress, Send
 from meridian.node.game_tracker import GameTracker
+from meridian.node.presence_view import picture_interval
 from meridian.node.protocol import CloseCode, Frame, ProtocolViolation, Refused
 from meridian.node.service_handlers import MessageHandlers
 from meridian.node.service_limits import ServiceLimits
@@ -65,12 +66,6 @@ __all__ = [
     "token_hash",
 ]
 
-
-# Above this many connections here the cluster-wide picture (O(sessions) to rebuild, then a
-# pass over every connection) is refreshed at most every PICTURE_S_PER_CONN per connection:
-# 10,000 idle players mean a refresh a second, not five, while logins pour in.
-PICTURE_SCALE_FROM = 2000
-PICTURE_S_PER_CONN = 0.0001
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -142,8 +137,6 @@ class GameService(MessageHandlers):
         self._picture_interval_s = picture_interval_s
         self._picture_dirty = False
         self._picture_next = 0.0
-        self._presence_seen: dict[str, int] = {}  # node -> its presence version last processed
-        self._live_nodes: frozenset[str] = frozenset()
         self._load_existing()
 
     @_background
@@ -301,11 +294,9 @@ class GameService(MessageHandlers):
                 node = doc_id[len(PRESENCE_PREFIX) :]
                 state.read_presence(node)
                 self.chat.deliver(doc)
-                presence_changed |= self._presence_news(node)
+                presence_changed |= state.presence_news(node)
         # A heartbeat alone changes nothing anyone is shown, unless a node came or went.
-        live = state.live_nodes()
-        if live != self._live_nodes:
-            self._live_nodes, presence_changed = live, True
+        presence_changed |= state.live_nodes_changed()
         # A move changes neither who is online nor who plays whom: only presence changes and
         # games starting or ending need the cluster-wide picture (and parking) recomputed.
         if presence_changed:
@@ -316,23 +307,9 @@ class GameService(MessageHandlers):
             self._picture_dirty = True
         if self._picture_dirty and now >= self._picture_next:
             self._picture_dirty = False
-            self._picture_next = now + self._picture_interval()
+            self._picture_next = now + picture_interval(self._picture_interval_s, len(state.conns))
             self._refresh_picture()
             self._park_double_games()
-
-    def _presence_news(self, node: str) -> bool:
-        """Whether `node`'s presence changed otherwise than by its heartbeat since last asked."""
-        version = self.state.presence_version(node)
-        if self._presence_seen.get(node) == version:
-            return False
-        self._presence_seen[node] = version
-        return True
-
-    def _picture_interval(self) -> float:
-        conns = len(self.state.conns)
-        if conns <= PICTURE_SCALE_FROM:
-            return self._picture_interval_s
-        return max(self._picture_interval_s, conns * PICTURE_S_PER_CONN)
 
     def next_deadline(self) -> float | None:
         """When `process` must run again even if no document changes (a pending refresh)."""

@@ -159,6 +159,8 @@ class ServiceState:
         self._last_event: dict[str, int] = {}  # doc -> its latest change here (local or not)
         self._last_local_event: dict[str, int] = {}  # doc -> this node's latest write to it
         self._presence_readers: dict[str, PresenceReader] = {}
+        self._presence_seen: dict[str, int] = {}  # node -> its reader's version last processed
+        self._live_nodes: frozenset[str] = frozenset()
         self._accounts: AccountsIndex | None = None
         self._index_accounts = index_accounts
 
@@ -211,17 +213,24 @@ class ServiceState:
             self._presence_readers[node] = reader
         self.presence[node] = reader.read()
 
-    def presence_version(self, node: str) -> int:
-        """Changes seen so far in `node`'s presence other than its heartbeat (-1: not read)."""
+    def presence_news(self, node: str) -> bool:
+        """Whether `node`'s presence changed otherwise than by its heartbeat since last asked."""
         reader = self._presence_readers.get(node)
-        return reader.version if reader is not None else -1
+        version = reader.version if reader is not None else -1
+        if self._presence_seen.get(node) == version:
+            return False
+        self._presence_seen[node] = version
+        return True
 
-    def live_nodes(self) -> frozenset[str]:
-        """The nodes whose presence counts now (this one always does)."""
+    def live_nodes_changed(self) -> bool:
+        """Whether the nodes whose presence counts (this one always does) changed since last
+        asked (a node's heartbeat went stale or came back)."""
         now_ms = self.wall_ms()
-        return frozenset(
+        live = frozenset(
             node for node, p in self.presence.items() if node == self.node_id or p.live(now_ms)
         )
+        changed, self._live_nodes = live != self._live_nodes, live
+        return changed
 
     @property
     def accounts(self) -> AccountsIndex:
