@@ -16,7 +16,8 @@ is kept; every node closes the older ones it hosts as soon as it sees the newer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from bisect import bisect_left
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pycrdt import Doc
@@ -36,7 +37,7 @@ def presence_doc_id(node_id: str) -> str:
     return f"{PRESENCE_PREFIX}{node_id}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Session:
     sid: str
     uid: str
@@ -57,7 +58,11 @@ class Session:
         return cls(**{name: record[name] for name in cls.__dataclass_fields__})
 
     def to_text(self) -> str:
-        return encode_record(asdict(self))
+        # Not dataclasses.asdict: it deep-copies field by field, twice a login.
+        return encode_record({name: getattr(self, name) for name in SESSION_FIELDS})
+
+
+SESSION_FIELDS = tuple(Session.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,23 @@ INVITE_REQUIRED = ("iid", "from_uid", "from_name", "to_uid", "to_name", "resume"
 class Presence:
     node: str
     heartbeat_ms: int
-    sessions: list[Session]
+    sessions: list[Session]  # by sid
     invites: list[Invite]
+    # token hash -> the sids of the sessions with it (empty: not indexed; `session_by_token`)
+    by_token: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    by_sid: dict[str, Session] = field(default_factory=dict, compare=False)
+
+    def session(self, sid: str) -> Session | None:
+        """The session `sid` (by index when the reader built one, else by a scan)."""
+        if self.by_sid or not self.sessions:
+            return self.by_sid.get(sid)
+        return next((s for s in self.sessions if s.sid == sid), None)
+
+    def with_token(self, wanted: str) -> list[Session]:
+        """The sessions whose token hash is `wanted`."""
+        if self.by_sid or not self.sessions:
+            return [self.by_sid[sid] for sid in self.by_token.get(wanted, ())]
+        return [s for s in self.sessions if s.token_hash == wanted]
 
     def live(self, now_ms: int) -> bool:
         return now_ms - self.heartbeat_ms <= PRESENCE_TTL_MS
@@ -111,34 +131,93 @@ class PresenceReader:
     so the document can be freed.
     """
 
-    def __init__(self, node: str, doc: Doc[Any]) -> None:
+    def __init__(self, node: str, doc: Doc[Any], also: tuple[str, ...] = ()) -> None:
         self.node = node
         self.doc = doc
+        # Bumped by every change to the sessions, the invitations and the maps named in `also`,
+        # not by the heartbeat: a reader of the picture can tell that nothing it shows changed.
+        self.version = 0
         self.sessions: dict[str, Session] = {}
         self.invites: dict[str, Invite] = {}
+        # Kept in order of sid as records change, so that a read after one change (a login)
+        # neither sorts nor copies every record again.
+        self._sids: list[str] = []
+        self._sorted: list[Session] = []
+        self._by_token: dict[str, tuple[str, ...]] = {}
+        self._invites: list[Invite] | None = None  # sorted by iid; None: to be built again
         sessions, invites = root_map(doc, SESSIONS), root_map(doc, INVITES)
         for key in list(sessions.keys()):
-            _store(self.sessions, key, _parse(Session, sessions[key]))
+            self._put_session(key, _parse(Session, sessions[key]))
         for key in list(invites.keys()):
             _store(self.invites, key, _parse(Invite, invites[key]))
         self._subscriptions = [
-            (sessions, sessions.observe(lambda event: self._apply(event, self.sessions, Session))),
-            (invites, invites.observe(lambda event: self._apply(event, self.invites, Invite))),
+            (sessions, sessions.observe(self._apply_sessions)),
+            (invites, invites.observe(self._apply_invites)),
         ]
+        for name in also:
+            shared = root_map(doc, name)
+            self._subscriptions.append((shared, shared.observe(self._bump)))
 
-    @staticmethod
-    def _apply(event: Any, records: dict[str, Any], kind: type[Session] | type[Invite]) -> None:
+    def _bump(self, _event: Any) -> None:
+        self.version += 1
+
+    def _apply_sessions(self, event: Any) -> None:
+        self.version += 1
+        for key, change in event.keys.items():
+            parsed = None if change["action"] == "delete" else _parse(Session, change["newValue"])
+            self._put_session(key, parsed)
+
+    def _apply_invites(self, event: Any) -> None:
+        self.version += 1
         for key, change in event.keys.items():
             if change["action"] == "delete":
-                records.pop(key, None)
+                self.invites.pop(key, None)
             else:
-                _store(records, key, _parse(kind, change["newValue"]))
+                _store(self.invites, key, _parse(Invite, change["newValue"]))
+        self._invites = None
+
+    def _put_session(self, sid: str, session: Session | None) -> None:
+        """Record (None: forget) one session in the dict, the sorted lists and the index."""
+        old = self.sessions.pop(sid, None)
+        index = bisect_left(self._sids, sid)
+        if old is not None:
+            self._unindex(old)
+            if session is None:
+                del self._sids[index], self._sorted[index]
+            else:
+                self._sorted[index] = session
+        elif session is not None:
+            self._sids.insert(index, sid)
+            self._sorted.insert(index, session)
+        if session is not None:
+            self.sessions[sid] = session
+            self._by_token[session.token_hash] = (
+                *self._by_token.get(session.token_hash, ()),
+                sid,
+            )
+
+    def _unindex(self, session: Session) -> None:
+        left = tuple(s for s in self._by_token.get(session.token_hash, ()) if s != session.sid)
+        if left:
+            self._by_token[session.token_hash] = left
+        else:
+            self._by_token.pop(session.token_hash, None)
 
     def read(self) -> Presence:
+        """The presence as it is now. Its session list and indexes are the reader's own, kept
+        up to date in place (copying them on every read made each login cost O(players));
+        its invitation list is a copy."""
         heartbeat = root_map(self.doc, META).get(HEARTBEAT)
-        sessions = [self.sessions[k] for k in sorted(self.sessions)]
-        invites = [self.invites[k] for k in sorted(self.invites)]
-        return Presence(self.node, int(heartbeat or 0), sessions, invites)
+        if self._invites is None:
+            self._invites = [self.invites[k] for k in sorted(self.invites)]
+        return Presence(
+            self.node,
+            int(heartbeat or 0),
+            self._sorted,
+            self._invites,
+            self._by_token,
+            self.sessions,
+        )
 
     def close(self) -> None:
         for shared, subscription in self._subscriptions:

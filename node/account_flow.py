@@ -15,7 +15,7 @@ Failed logins are limited per account and per address (``node.topics.limits``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,26 @@ def run_sync(flow: Flow, perform: Callable[[Effect], Any]) -> HttpAnswer:
         effect = next(flow)
         while True:
             effect = flow.send(perform(effect))
+    except StopIteration as done:
+        answer: HttpAnswer = done.value
+        return answer
+    except Refused as refused:
+        return answer_of(refused)
+
+
+async def run_async(flow: Flow, perform: Callable[[Effect], Awaitable[Any]]) -> HttpAnswer:
+    """Run a flow whose effects `perform` completes later (the aiohttp adapter). An effect
+    refused by the runner (its password pool is full) is thrown into the flow, so that the
+    flow's own clean-up runs, and becomes the answer."""
+    try:
+        effect = next(flow)
+        while True:
+            try:
+                result = await perform(effect)
+            except Refused as refused:
+                effect = flow.throw(refused)
+                continue
+            effect = flow.send(result)
     except StopIteration as done:
         answer: HttpAnswer = done.value
         return answer

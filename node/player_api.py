@@ -1,10 +1,12 @@
 """The players' side of a node under aiohttp: accounts and games over HTTP, live play on ``/ws``.
 
 Thin adapter around ``node.service.GameService`` (the sans-IO core): it hashes and checks
-passwords in a worker thread (argon2id is deliberately slow), feeds websocket messages to the
-service, and sends what the service releases, in order per connection. The service itself holds
-a reply or push until its change is durable and replicated as ``ack_regions`` asks
-(``node.delivery``); the node calls `drain` again whenever the store commits or a peer acks.
+passwords in a bounded pool of threads (``node.password_pool``: argon2id is deliberately slow),
+feeds websocket messages to the service, and sends what the service releases, in order per
+connection. The service itself holds a reply or push until its change is durable and replicated
+as ``ack_regions`` asks (``node.delivery``); the node calls `drain` again whenever the store
+commits or a peer acks. An idle connection costs its socket, aiohttp's objects and one heartbeat
+timer: no task, no queue (docs/performance.md, "Connections").
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ from meridian.node.account_flow import (
     Effect,
     Flow,
     HashPassword,
-    HttpAnswer,
     RequestAccounts,
-    answer_of,
     known_regions,
+    run_async,
 )
 from meridian.node.delivery import Close, Send
+from meridian.node.password_pool import PasswordPool
 from meridian.node.protocol import (
     MAX_BODY_BYTES,
     MAX_MESSAGE_BYTES,
@@ -64,11 +66,43 @@ PASSWORDS = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-@dataclass
+# aiohttp's own ping: every HEARTBEAT_S without a frame from the player the server pings, and
+# closes the connection when no pong comes back; one timer per connection, nothing else.
+HEARTBEAT_S = 20.0
+# No permessage-deflate: its zlib state is about 300 KB per connection (15 times the whole
+# budget of an idle player), for messages that are mostly a few hundred bytes.
+COMPRESS = False
+
+
+@dataclass(slots=True)
 class Connection:
+    """A player websocket and what waits to be written to it. A writer task exists only while
+    there is something to write (an idle connection costs no task and no queue)."""
+
     ws: web.WebSocketResponse
-    queue: asyncio.Queue[Send | Close] = field(default_factory=asyncio.Queue)
+    pending: list[Send | Close] = field(default_factory=list)
     writer: asyncio.Task[None] | None = None
+
+    def put(self, item: Send | Close) -> None:
+        self.pending.append(item)
+        if self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        """Write what is pending, in order, until nothing is (or the connection closed)."""
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                for item in batch:
+                    if isinstance(item, Close):
+                        self.pending = []
+                        await self.ws.close(code=item.code, message=item.reason.encode()[:120])
+                        return
+                    text = item.text or encode_message(item.message)
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await self.ws.send_str(text)
+        finally:
+            self.writer = None
 
 
 class PlayerGateway:
@@ -79,6 +113,7 @@ class PlayerGateway:
         self.service = service
         self.flow = AccountFlow(service, self._regions, _stand_in_hash())
         self.connections: dict[str, Connection] = {}
+        self.passwords = PasswordPool(on_refused=self._count_password_refusal)
         self._ids = itertools.count(1)
         self._ratings: tuple[object, dict[str, Any]] = ((), {"ratings": []})  # (log key, answer)
 
@@ -101,28 +136,19 @@ class PlayerGateway:
         for item in self.service.take_outgoing(self.node.clock()):
             connection = self.connections.get(item.conn)
             if connection is not None:
-                connection.queue.put_nowait(item)
-
-    async def _write_loop(self, conn_id: str, connection: Connection) -> None:
-        while True:
-            item = await connection.queue.get()
-            if isinstance(item, Close):
-                await connection.ws.close(code=item.code, message=item.reason.encode()[:120])
-                return
-            text = item.text or encode_message(item.message)
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await connection.ws.send_str(text)
+                connection.put(item)
 
     # --- websocket ---------------------------------------------------------------------
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         # The service refuses messages over MAX_MESSAGE_BYTES with close code 4003; aiohttp's own
         # limit (close 1009) only stops a frame so large it should not even be buffered.
-        ws = web.WebSocketResponse(max_msg_size=4 * MAX_MESSAGE_BYTES, heartbeat=20)
+        ws = web.WebSocketResponse(
+            max_msg_size=4 * MAX_MESSAGE_BYTES, heartbeat=HEARTBEAT_S, compress=COMPRESS
+        )
         await ws.prepare(request)
         conn_id = f"c{next(self._ids)}"
         connection = Connection(ws)
-        connection.writer = asyncio.create_task(self._write_loop(conn_id, connection))
         self.connections[conn_id] = connection
         self.service.connect(conn_id, self.node.clock())
         try:
@@ -130,9 +156,10 @@ class PlayerGateway:
         finally:
             self.service.disconnect(conn_id, self.node.clock())
             self.drain()
-            connection.queue.put_nowait(Close(conn_id, 1000, "closed"))
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.writer, 5)
+            connection.put(Close(conn_id, 1000, "closed"))
+            if connection.writer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connection.writer, 5)
             self.connections.pop(conn_id, None)
         return ws
 
@@ -178,28 +205,25 @@ class PlayerGateway:
     async def run(self, flow: Flow) -> web.Response:
         """Run an account flow (``node.account_flow``), performing its effects here."""
         try:
-            effect = next(flow)
-            while True:
-                effect = flow.send(await self._perform(effect))
-        except StopIteration as done:
-            answer: HttpAnswer = done.value
-        except Refused as refused:
-            answer = answer_of(refused)
+            answer = await run_async(flow, self._perform)
         finally:
             self.drain()
         return web.json_response(answer.body, status=answer.status)
 
     async def _perform(self, effect: Effect) -> Any:
         if isinstance(effect, HashPassword):
-            return await asyncio.to_thread(PASSWORDS.hash, effect.password)
+            return await self.passwords.run(PASSWORDS.hash, effect.password)
         if isinstance(effect, CheckPassword):
-            return await asyncio.to_thread(_verify, effect.password_hash, effect.password)
+            return await self.passwords.run(_verify, effect.password_hash, effect.password)
         if isinstance(effect, RequestAccounts):
             self.node.engine.request_sync(ACCOUNTS_DOC, self.node.clock())
             self.node.replicator.pump()
             return None
         await asyncio.sleep(effect.seconds)
         return self.node.clock()
+
+    def _count_password_refusal(self) -> None:
+        self.service.limits.counts["password_checks"] += 1
 
     def _regions(self) -> set[str]:
         return known_regions(self.node.config.region, self.node.engine)

@@ -20,7 +20,7 @@ from meridian.crdt_models.presence import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LobbyEntry:
     name: str
     region: str
@@ -46,6 +46,20 @@ class Picture:
     invites: list[Invite]  # valid invitations
     lobby: dict[str, LobbyEntry]  # name -> entry
     playing: dict[str, tuple[str, str]]  # uid -> (gid, opponent name)
+
+
+# Above this many connections on a node the picture (O(sessions) to rebuild, then a pass over
+# every connection) is refreshed at most every PICTURE_S_PER_CONN per connection: 10,000 idle
+# players mean a refresh a second, not five, while logins pour in.
+PICTURE_SCALE_FROM = 2000
+PICTURE_S_PER_CONN = 0.0001
+
+
+def picture_interval(base_s: float, connections: int) -> float:
+    """How long after a refresh of the picture the next one may come."""
+    if connections <= PICTURE_SCALE_FROM:
+        return base_s
+    return max(base_s, connections * PICTURE_S_PER_CONN)
 
 
 def build_picture(
@@ -115,4 +129,12 @@ def superseded_sessions(
     return result
 
 
-__all__ = ["PLAYING", "LobbyEntry", "Picture", "build_picture", "lobby_diff", "superseded_sessions"]
+__all__ = [
+    "PLAYING",
+    "LobbyEntry",
+    "Picture",
+    "build_picture",
+    "lobby_diff",
+    "picture_interval",
+    "superseded_sessions",
+]

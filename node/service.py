@@ -34,6 +34,7 @@ from meridian.games.base import GameRules
 from meridian.node import protocol as p
 from meridian.node.delivery import Delivery, Outgoing, Progress, Send
 from meridian.node.game_tracker import GameTracker
+from meridian.node.presence_view import picture_interval
 from meridian.node.protocol import CloseCode, Frame, ProtocolViolation, Refused
 from meridian.node.service_handlers import MessageHandlers
 from meridian.node.service_limits import ServiceLimits
@@ -290,9 +291,12 @@ class GameService(MessageHandlers):
         for doc_id in (d for d in dirty if d.startswith(PRESENCE_PREFIX)):
             doc = state.docs.get(doc_id)
             if doc is not None:
-                state.read_presence(doc_id[len(PRESENCE_PREFIX) :])
+                node = doc_id[len(PRESENCE_PREFIX) :]
+                state.read_presence(node)
                 self.chat.deliver(doc)
-                presence_changed = True
+                presence_changed |= state.presence_news(node)
+        # A heartbeat alone changes nothing anyone is shown, unless a node came or went.
+        presence_changed |= state.live_nodes_changed()
         # A move changes neither who is online nor who plays whom: only presence changes and
         # games starting or ending need the cluster-wide picture (and parking) recomputed.
         if presence_changed:
@@ -303,7 +307,7 @@ class GameService(MessageHandlers):
             self._picture_dirty = True
         if self._picture_dirty and now >= self._picture_next:
             self._picture_dirty = False
-            self._picture_next = now + self._picture_interval_s
+            self._picture_next = now + picture_interval(self._picture_interval_s, len(state.conns))
             self._refresh_picture()
             self._park_double_games()
 

@@ -25,6 +25,7 @@ from pycrdt import Doc
 from meridian.crdt_models.accounts import ACCOUNTS_DOC, AccountsIndex
 from meridian.crdt_models.archive import SAVED_DOC, ArchivedGame, read_archive
 from meridian.crdt_models.hlc import HybridLogicalClock
+from meridian.crdt_models.kinds import DECLINES, REVOKED, SPENT
 from meridian.crdt_models.presence import (
     Presence,
     PresenceReader,
@@ -58,7 +59,7 @@ class Documents(Protocol):
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Conn:
     """One player websocket on this node."""
 
@@ -101,6 +102,15 @@ class Answer:
         return Gate(self.doc_id, self.event, self.event) if self.event else None
 
 
+def _discard(index: dict[str, set[str]], key: str, conn_id: str) -> None:
+    """Remove `conn_id` from an index of connections (and the key once it is empty)."""
+    members = index.get(key)
+    if members is not None:
+        members.discard(conn_id)
+        if not members:
+            del index[key]
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -134,6 +144,8 @@ class ServiceState:
         self.presence_doc = presence_doc_id(node_id)
         self.conns: dict[str, Conn] = {}
         self.by_uid: dict[str, set[str]] = {}  # uid -> its connections here
+        self.by_sid: dict[str, set[str]] = {}  # sid -> its connections here
+        self.awaiting_hello: dict[str, None] = {}  # connections not yet bound, oldest first
         self.watchers: dict[str, set[str]] = {}  # gid -> connections watching it
         self.games: dict[str, GameTracker] = {}
         self.presence: dict[str, Presence] = {}
@@ -147,6 +159,8 @@ class ServiceState:
         self._last_event: dict[str, int] = {}  # doc -> its latest change here (local or not)
         self._last_local_event: dict[str, int] = {}  # doc -> this node's latest write to it
         self._presence_readers: dict[str, PresenceReader] = {}
+        self._presence_seen: dict[str, int] = {}  # node -> its reader's version last processed
+        self._live_nodes: frozenset[str] = frozenset()
         self._accounts: AccountsIndex | None = None
         self._index_accounts = index_accounts
 
@@ -195,8 +209,28 @@ class ServiceState:
             doc = self.docs.get(presence_doc_id(node))
             if doc is None:
                 return
-            reader = self._presence_readers[node] = PresenceReader(node, doc)
+            reader = PresenceReader(node, doc, also=(DECLINES, SPENT, REVOKED))
+            self._presence_readers[node] = reader
         self.presence[node] = reader.read()
+
+    def presence_news(self, node: str) -> bool:
+        """Whether `node`'s presence changed otherwise than by its heartbeat since last asked."""
+        reader = self._presence_readers.get(node)
+        version = reader.version if reader is not None else -1
+        if self._presence_seen.get(node) == version:
+            return False
+        self._presence_seen[node] = version
+        return True
+
+    def live_nodes_changed(self) -> bool:
+        """Whether the nodes whose presence counts (this one always does) changed since last
+        asked (a node's heartbeat went stale or came back)."""
+        now_ms = self.wall_ms()
+        live = frozenset(
+            node for node, p in self.presence.items() if node == self.node_id or p.live(now_ms)
+        )
+        changed, self._live_nodes = live != self._live_nodes, live
+        return changed
 
     @property
     def accounts(self) -> AccountsIndex:
@@ -222,7 +256,7 @@ class ServiceState:
         return self.presence.get(self.node_id) or Presence(self.node_id, 0, [], [])
 
     def own_session(self, sid: str) -> Session | None:
-        return next((s for s in self.own_presence().sessions if s.sid == sid), None)
+        return self.own_presence().session(sid)
 
     def conn_session(self, conn: Conn) -> Session:
         session = self.own_session(conn.sid)
@@ -240,10 +274,25 @@ class ServiceState:
         found = [s for p in self.presence.values() for s in p.sessions if match(s)]
         return max(found, key=lambda s: (s.started, s.sid)) if found else None
 
+    def session_by_token(self, wanted: str) -> Session | None:
+        """`find_session` for a token hash, through each presence's index (a login's hello)."""
+        found = [s for p in self.presence.values() for s in p.with_token(wanted)]
+        return max(found, key=lambda s: (s.started, s.sid)) if found else None
+
     # --- connections ---------------------------------------------------------------------------
 
     def conns_of(self, uid: str) -> list[Conn]:
         return [self.conns[c] for c in self.by_uid.get(uid, ()) if c in self.conns]
+
+    def conns_of_session(self, sid: str) -> list[Conn]:
+        return [self.conns[c] for c in sorted(self.by_sid.get(sid, ())) if c in self.conns]
+
+    def bind(self, conn: Conn, uid: str, sid: str, name: str) -> None:
+        """The connection said hello for session `sid` of account `uid`."""
+        conn.uid, conn.sid, conn.name = uid, sid, name
+        self.awaiting_hello.pop(conn.conn_id, None)
+        self.by_uid.setdefault(uid, set()).add(conn.conn_id)
+        self.by_sid.setdefault(sid, set()).add(conn.conn_id)
 
     def game_audience(self, gid: str, tracker: GameTracker) -> list[Conn]:
         """The connections here of a game's players and watchers."""
@@ -253,9 +302,11 @@ class ServiceState:
 
     def forget_conn(self, conn_id: str) -> Conn | None:
         conn = self.conns.pop(conn_id, None)
+        self.awaiting_hello.pop(conn_id, None)
         if conn is not None:
-            self.by_uid.get(conn.uid, set()).discard(conn_id)
-            self.watchers.get(conn.watching, set()).discard(conn_id)
+            _discard(self.by_uid, conn.uid, conn_id)
+            _discard(self.by_sid, conn.sid, conn_id)
+            _discard(self.watchers, conn.watching, conn_id)
         return conn
 
     def set_watching(self, conn: Conn, gid: str) -> None:
@@ -270,7 +321,7 @@ class ServiceState:
         conn = self.forget_conn(conn_id)
         if conn is None or not conn.sid:
             return conn
-        if any(c.sid == conn.sid for c in self.conns.values()):
+        if self.by_sid.get(conn.sid):
             return conn
         session = self.own_session(conn.sid)
         if session is not None:

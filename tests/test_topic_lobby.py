@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from meridian.node.presence_view import PICTURE_S_PER_CONN, PICTURE_SCALE_FROM, picture_interval
+from meridian.node.topics import lobby
+from meridian.node.topics.sessions import HEARTBEAT_S
 from tests.service_harness import ServiceHarness
 
 
@@ -75,3 +80,35 @@ def test_a_player_sees_the_opponent_drop_and_come_back() -> None:
     assert bob.pushes("opponent")[-1]["state"] == "dropped"
     harness.request(harness.open(), "hello", resume=resume)
     assert bob.pushes("opponent")[-1]["state"] == "back"
+
+
+def test_a_large_lobby_shows_the_first_names_and_their_changes_only(monkeypatch: Any) -> None:
+    monkeypatch.setattr(lobby, "LOBBY_MAX_ENTRIES", 2)
+    harness = ServiceHarness()
+    carol, alice = harness.online("carol"), harness.online("alice")
+    harness.online("dave")  # the third name in order: beyond the cap, nobody is told
+    assert all(
+        "dave" not in [e["name"] for e in u["changed"]] for u in carol.pushes("lobby_update")
+    )
+    bob = harness.online("bob")  # among the first two names: carol leaves the list shown
+    assert [p["name"] for p in bob.pushes("lobby")[-1]["players"]] == ["alice", "bob"]
+    update = alice.pushes("lobby_update")[-1]
+    assert [e["name"] for e in update["changed"]] == ["bob"] and update["gone"] == ["carol"]
+    assert harness.request(bob, "invite", to="dave")["ok"]  # not shown, still invitable
+
+
+def test_the_refresh_interval_grows_with_connections_only_on_a_large_node() -> None:
+    assert picture_interval(0.2, PICTURE_SCALE_FROM) == 0.2
+    assert picture_interval(0.2, 10_000) == 10_000 * PICTURE_S_PER_CONN == 1.0
+
+
+def test_a_heartbeat_alone_does_not_rebuild_the_picture_but_a_login_does() -> None:
+    harness = ServiceHarness()
+    harness.online("alice")
+    harness.advance(1.0)
+    picture = harness.service.state.picture
+    for _ in range(int(HEARTBEAT_S) + 2):  # a heartbeat of this node's presence among them
+        harness.advance(1.0)
+    assert harness.service.state.picture is picture
+    harness.online("bob")
+    assert "bob" in harness.service.state.picture.lobby

@@ -42,6 +42,7 @@ LIMITS = (
     "registrations_per_address",
     "logins_in_flight",
     "login_delayed",
+    "password_checks",  # counted by node.password_pool (the aiohttp adapter's argon2id pool)
 )
 
 

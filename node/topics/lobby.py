@@ -3,6 +3,7 @@ notices that follow it (public list updates, your invitations, your opponent dro
 
 from __future__ import annotations
 
+import heapq
 import logging
 from typing import Any
 
@@ -10,13 +11,19 @@ from meridian.crdt_models.presence import Invite, PresenceWriter, presence_doc_i
 from meridian.crdt_models.records import root_map
 from meridian.node import protocol as p
 from meridian.node.game_tracker import LIVE
-from meridian.node.presence_view import build_picture, lobby_diff
+from meridian.node.presence_view import LobbyEntry, build_picture, lobby_diff
 from meridian.node.protocol import ErrorCode, Refused, encode_message
 from meridian.node.service_state import Answer, Conn, ServiceState
 
 log = logging.getLogger("meridian.service")
 
 DECLINES = "declines"
+# The public list a player is sent holds at most this many entries (the first names in order):
+# with every login pushed to every player, a lobby of N players costs O(N) bytes per login for
+# each of N players. Anyone online can still be invited by name (docs/protocol.md, "Pushes").
+LOBBY_MAX_ENTRIES = 500
+NO_INVITES = {"type": "invites", "incoming": [], "outgoing": []}
+NO_INVITES_TEXT = encode_message(NO_INVITES)
 InvitesByUid = dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]
 
 
@@ -37,10 +44,23 @@ def clock_json(invite: Invite) -> dict[str, int] | None:
     return {"initial_s": invite.clock_ms // 1000, "increment_s": invite.increment_ms // 1000}
 
 
+def shown_entries(lobby: dict[str, LobbyEntry]) -> dict[str, LobbyEntry]:
+    """The part of the public list players are sent: all of it up to LOBBY_MAX_ENTRIES, else
+    that many entries, first names first (so that most logins of a large lobby change nothing
+    anyone is shown)."""
+    if len(lobby) <= LOBBY_MAX_ENTRIES:
+        return lobby
+    return {name: lobby[name] for name in heapq.nsmallest(LOBBY_MAX_ENTRIES, lobby)}
+
+
 class LobbyTopic:
     def __init__(self, state: ServiceState) -> None:
         self.state = state
         self._seen_online: dict[str, bool] = {}
+        # The whole public list as sent after hello, built once per picture (a node logging in
+        # a thousand players a second must not build and encode it a thousand times).
+        self._greeting: tuple[object, dict[str, Any], str] | None = None
+        self._shown: dict[str, LobbyEntry] = {}  # the public list as players were told it
 
     # --- the picture -------------------------------------------------------------------------
 
@@ -54,14 +74,14 @@ class LobbyTopic:
                 playing[a] = (tracker.info.gid, tracker.info.names[1])
                 playing[b] = (tracker.info.gid, tracker.info.names[0])
         declined = {iid for pr in state.presence.values() for iid in self._declines(pr.node)}
-        before = state.picture
         state.picture = build_picture(
             list(state.presence.values()), state.wall_ms(), playing, declined, state.node_id
         )
-        self._push_lobby(before.lobby)
+        self._push_lobby(shown_entries(state.picture.lobby))
         invites_by_uid = self._invites_by_uid()
         for conn in state.conns.values():
-            if conn.uid:
+            # Most players have no invitation and were told so: nothing to build for them.
+            if conn.uid and (conn.uid in invites_by_uid or conn.last_invites != NO_INVITES_TEXT):
                 self.push_invites(conn, invites_by_uid)
         return declined
 
@@ -69,11 +89,12 @@ class LobbyTopic:
         doc = self.state.docs.get(presence_doc_id(node))
         return list(root_map(doc, DECLINES).keys()) if doc is not None else []
 
-    def _push_lobby(self, before: dict[str, Any]) -> None:
+    def _push_lobby(self, shown: dict[str, LobbyEntry]) -> None:
         state = self.state
-        changed, gone = lobby_diff(before, state.picture.lobby)
+        changed, gone = lobby_diff(self._shown, shown)
         if not changed and not gone:
             return
+        self._shown = shown
         message = {"type": "lobby_update", "changed": [e.to_json() for e in changed], "gone": gone}
         text = encode_message(message)  # once, not once per connection
         for conn in state.conns.values():
@@ -82,10 +103,18 @@ class LobbyTopic:
 
     def greet(self, conn: Conn) -> None:
         """After hello: the whole public list and the player's invitations."""
-        lobby = [e.to_json() for e in self.state.picture.lobby.values()]
-        self.state.send(conn.conn_id, {"type": "lobby", "players": lobby})
+        message, text = self._greeting_for(self._shown)
+        self.state.send(conn.conn_id, message, text=text)
         conn.sent_lobby = True
         self.push_invites(conn)
+
+    def _greeting_for(self, lobby: dict[str, LobbyEntry]) -> tuple[dict[str, Any], str]:
+        """The ``lobby`` message for the public list `lobby` and its text, shared by every
+        connection greeted while the picture stays the same."""
+        if self._greeting is None or self._greeting[0] is not lobby:
+            message = {"type": "lobby", "players": [e.to_json() for e in lobby.values()]}
+            self._greeting = (lobby, message, encode_message(message))
+        return self._greeting[1], self._greeting[2]
 
     def _invites_by_uid(self) -> InvitesByUid:
         """uid -> (incoming, outgoing) invitations, in one pass over the valid ones."""

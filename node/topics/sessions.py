@@ -78,8 +78,7 @@ class SessionsTopic:
         return token
 
     def by_token(self, token: str) -> Session | None:
-        wanted = token_hash(token)
-        return self.state.find_session(lambda s: s.token_hash == wanted)
+        return self.state.session_by_token(token_hash(token))
 
     def end(self, token: str) -> bool:
         state = self.state
@@ -100,6 +99,7 @@ class SessionsTopic:
 
     def connect(self, conn_id: str, now: float, address: str) -> Conn:
         conn = self.state.conns[conn_id] = Conn(conn_id, now, address, refilled=now)
+        self.state.awaiting_hello[conn_id] = None
         return conn
 
     def hello(self, conn: Conn, message: p.Hello) -> tuple[Account, str]:
@@ -132,13 +132,12 @@ class SessionsTopic:
             connected=True,
         )
         state.dropped_at.pop(moved.sid, None)
-        for other in [c for c in state.conns.values() if c.sid == moved.sid and c is not conn]:
+        for other in [c for c in state.conns_of_session(moved.sid) if c is not conn]:
             reason = "your session continued on another connection"
             state.out.append(Close(other.conn_id, CloseCode.MOVED, reason))
             state.forget_conn(other.conn_id)
         state.put_session(moved)
-        conn.uid, conn.sid, conn.name = account.uid, moved.sid, account.name
-        state.by_uid.setdefault(conn.uid, set()).add(conn.conn_id)
+        state.bind(conn, account.uid, moved.sid, account.name)
         return account, resume
 
     def _session_for_hello(self, message: p.Hello) -> Session:
@@ -223,10 +222,10 @@ class SessionsTopic:
         """Close and remove the sessions hosted here that some node revoked."""
         state = self.state
         revoked = self.revoked()
-        ended = [s.sid for s in state.own_presence().sessions if s.sid in revoked]
+        ended = [sid for sid in sorted(revoked) if state.own_session(sid) is not None]
         if not ended:
             return
-        for conn in [c for c in state.conns.values() if c.sid in ended]:
+        for conn in [c for sid in ended for c in state.conns_of_session(sid)]:
             state.out.append(Close(conn.conn_id, CloseCode.BAD_TOKEN, "session revoked"))
             state.forget_conn(conn.conn_id)
         state.remove_own_sessions(*ended)
@@ -281,14 +280,22 @@ class SessionsTopic:
         self._restored.clear()
         if now >= self._next_heartbeat:
             self.heartbeat(now)
-        for conn in [
-            c for c in state.conns.values() if not c.uid and now - c.opened > HELLO_DEADLINE_S
-        ]:
-            state.close(conn.conn_id, CloseCode.IDLE, "no hello within 10 s")
+        # Only the connections still waiting for hello, oldest first: a tick costs nothing per
+        # idle player.
+        late = []
+        for conn_id in state.awaiting_hello:
+            conn = state.conns.get(conn_id)
+            if conn is not None and now - conn.opened <= HELLO_DEADLINE_S:
+                break
+            late.append(conn_id)
+        for conn_id in late:
+            state.awaiting_hello.pop(conn_id, None)
+            if conn_id in state.conns:
+                state.close(conn_id, CloseCode.IDLE, "no hello within 10 s")
         expired = [sid for sid, at in state.dropped_at.items() if now - at > GRACE_S]
         for sid in expired:
             del state.dropped_at[sid]
-            if not any(c.sid == sid for c in state.conns.values()):
+            if not state.by_sid.get(sid):
                 state.remove_own_sessions(sid)
         self._prune(state.hlc.now().wall_ms)
 
@@ -310,7 +317,7 @@ class SessionsTopic:
                 if item.same
                 else (CloseCode.LOGGED_IN_ELSEWHERE, f"logged in elsewhere (region {new.region})")
             )
-            for conn in [c for c in state.conns.values() if c.sid == old.sid]:
+            for conn in state.conns_of_session(old.sid):
                 state.out.append(Close(conn.conn_id, code, reason))
                 state.forget_conn(conn.conn_id)
             state.remove_own_sessions(old.sid)
