@@ -152,6 +152,8 @@ class RelayClient:
     def _advance(self, gid: str, ply: int) -> None:
         """The game at `ply` (seat 0 moves at even plies), pushed to the player."""
         game = self._games[gid]
+        if ply < game["ply"]:
+            return  # the opponent's answer was read before the acknowledgement of our move
         game["ply"] = ply
         to_move = ply % 2
         self._push(
