@@ -57,6 +57,7 @@ class GamesTopic:
         self._known_rollbacks: set[tuple[str, int]] = set()
         self._parked_seen: set[str] = set()
         self.live: set[str] = set()
+        self.timed_live: set[str] = set()  # the live games with a time control (clocks run)
         self.live_changed = False
         self.unseen_heads: list[UnseenHead] = []  # hello's "seen" heads not received here yet
 
@@ -95,6 +96,11 @@ class GamesTopic:
                 self.live.add(gid)
             else:
                 self.live.discard(gid)
+        # The clocks topic looks at these on every pass: games without a clock cost it nothing.
+        if live and tracker.info.time_control is not None:
+            self.timed_live.add(gid)
+        else:
+            self.timed_live.discard(gid)
 
     def _announce_rollback(self, gid: str, tracker: GameTracker, ply: int) -> bool:
         if (gid, ply) in self._known_rollbacks:
