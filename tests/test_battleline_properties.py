@@ -90,6 +90,18 @@ def test_all_70_cards_are_always_in_exactly_one_place(seed: int) -> None:
         assert_cards_conserved(state)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds)
+def test_the_engines_quick_check_agrees_with_the_legal_move_list(seed: int) -> None:
+    """``rules.has_legal_move`` (asked after every move) says what the list of moves says, for
+    the player to move and, in the same position, for the other player."""
+    for state in random_game(seed, 300)[0]:
+        assert rules.has_legal_move(state) == bool(legal_moves(state))
+        other = state.copy()
+        other.mover = 1 - other.mover
+        assert rules.has_legal_move(other) == bool(legal_moves(other))
+
+
 @settings(max_examples=15, deadline=None)
 @given(seed=seeds, plies=st.integers(0, 300))
 def test_replay_is_deterministic(seed: int, plies: int) -> None:

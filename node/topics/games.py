@@ -144,6 +144,11 @@ class GamesTopic:
         shown_last = view.get("last_move", shown_last) if isinstance(view, dict) else shown_last
         to_move = rules.to_move(state)
         clock = tracker.chain.clock
+        legal: list[Any] = []
+        if seat is not None and seat == to_move:
+            # A player's view may list them already (Battleline's does): listed once per ply.
+            listed = view.get("legal_moves") if isinstance(view, dict) else None
+            legal = listed if isinstance(listed, list) else rules.legal_moves(state)
         return {
             "type": "game",
             "game": gid,
@@ -151,7 +156,7 @@ class GamesTopic:
             "players": tracker.info.names,
             "view": view,
             "to_move": to_move,
-            "legal": rules.legal_moves(state) if seat is not None and seat == to_move else [],
+            "legal": legal,
             "ply": tracker.base_ply + tracker.ply,
             "last_move": shown_last,
             "head": tracker.chain.tip,
