@@ -122,12 +122,18 @@ class GamesTopic:
 
     def push(self, gid: str, tracker: GameTracker) -> None:
         by_seat: dict[int | None, tuple[dict[str, Any], str]] = {}  # watchers share one message
+        seat_views: list[Any] | None = None  # the players' views, built together when needed
         gate = self.state.gate(game_doc_id(gid))  # a move shown is a move kept
         for conn in self.state.game_audience(gid, tracker):
             viewer = conn.uid if conn.uid in tracker.info.players else None
             seat = tracker.info.seat_of(viewer) if viewer else None
             if seat not in by_seat:
-                message = self.view(gid, tracker, viewer)
+                if seat is None:
+                    message = self.view(gid, tracker, None)
+                else:
+                    if seat_views is None:
+                        seat_views = self.state.rules.seat_views(tracker.chain.state)
+                    message = self._message(gid, tracker, seat, seat_views[seat])
                 by_seat[seat] = (message, encode_message(message))
             message, text = by_seat[seat]
             self.state.send(conn.conn_id, message, gate, text)
@@ -137,6 +143,14 @@ class GamesTopic:
         seat = tracker.info.seat_of(uid) if uid else None
         state = tracker.chain.state
         view = rules.player_view(state, seat) if seat is not None else rules.spectator_view(state)
+        return self._message(gid, tracker, seat, view)
+
+    def _message(
+        self, gid: str, tracker: GameTracker, seat: int | None, view: Any
+    ) -> dict[str, Any]:
+        """The ``game`` push of `view`, the rules' view of the game for `seat` (None: watcher)."""
+        rules = self.state.rules
+        state = tracker.chain.state
         last = tracker.chain.moves[-1] if tracker.chain.moves else None
         shown_last = {"player": last.player, "move": last.move} if last else None
         # The rules' view says what of the last move this viewer may see (a Scout's returned
