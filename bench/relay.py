@@ -102,9 +102,8 @@ class RelayClient:
         if kind == "accept":
             iid = fields["invite"]
             inviter = self._invites.pop(iid)
-            reply = await self._send({"to": inviter, "type": "start", "game": iid})
-            self._start(iid, inviter, seat=1)
-            return reply
+            self._start(iid, inviter, seat=1)  # before the inviter's first move can arrive
+            return await self._send({"to": inviter, "type": "start", "game": iid})
         if kind == "move":
             game = self._games[fields["game"]]
             ply = game["ply"]
