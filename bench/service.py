@@ -209,7 +209,7 @@ class BenchPlayer:
         self.pacer = pacer
         self.rng = random.Random(seed)
         self.game: dict[str, Any] | None = None
-        self.acted_ply = -1
+        self.acted: tuple[str, int] = ("", -1)  # the game and ply this player last moved at
         self.seen_ply: dict[str, int] = {}
         self.tokens, self.refilled = PLAYER_BURST, time.perf_counter()
         self.accepted: set[str] = set()
@@ -284,11 +284,12 @@ class BenchPlayer:
         self.tokens -= 1
 
     async def _move(self, game: dict[str, Any]) -> None:
-        if game["ply"] <= self.acted_ply:
+        # (per game: a rematch starts again at ply 0, and must not wait for the old game's ply)
+        if game["game"] == self.acted[0] and game["ply"] <= self.acted[1]:
             return
         await self._take_token()
         await self.pacer.wait()
-        self.acted_ply = game["ply"]
+        self.acted = (game["game"], game["ply"])
         self.tally.sent_at[(game["game"], game["ply"])] = (time.perf_counter(), self.name)
         try:
             await self.client.request(
