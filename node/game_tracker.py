@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 from meridian.crdt_models.game import (
     MARKS,
@@ -58,6 +58,8 @@ class GameTracker:
         # added (a record's key names its content), so an unchanged count means nothing new.
         self._move_keys_read = -1
         self._mark_keys_read = -1
+        self._roots_of: Doc[Any] | None = None  # the document `_root_maps` belong to
+        self._root_maps: tuple[Map[Any], Map[Any]] | None = None
 
     @property
     def status(self) -> str:
@@ -94,7 +96,8 @@ class GameTracker:
         return change
 
     def _refresh_chain(self, doc: Doc[Any]) -> ChainChange:
-        mark_keys, move_keys = len(root_map(doc, MARKS)), len(root_map(doc, MOVES))
+        moves, marks = self._roots(doc)
+        mark_keys, move_keys = len(marks), len(moves)
         if mark_keys != self._mark_keys_read:
             self.marks, self._mark_keys_read = read_marks(doc), mark_keys
         if move_keys == self._move_keys_read:
@@ -152,11 +155,18 @@ class GameTracker:
     def _add_record(self, doc: Doc[Any], node: str, record: MoveRecord) -> None:
         """Write `record` into the document; if every key before it was read, so is this one
         (the next refresh then need not read the moves again)."""
-        moves = root_map(doc, MOVES)
+        moves = self._roots(doc)[0]
         before = len(moves)
         GameWriter(doc, node).add_move(*_fields(record))
         if before == self._move_keys_read:
             self._move_keys_read = len(moves)
+
+    def _roots(self, doc: Doc[Any]) -> tuple[Map[Any], Map[Any]]:
+        """The document's move and mark maps (pycrdt's ``Doc.get`` costs about as much as
+        reading both sizes: fetched once per document)."""
+        if self._root_maps is None or self._roots_of is not doc:
+            self._roots_of, self._root_maps = doc, (root_map(doc, MOVES), root_map(doc, MARKS))
+        return self._root_maps
 
     def _extends_tip(self, new: list[MoveRecord]) -> bool:
         """Apply records that simply continue the chain; False if the chain must be recomputed."""
