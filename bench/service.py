@@ -13,6 +13,12 @@ Prints (targets from the issue; misses are printed as misses):
    connection; target 10,000 connections at <= 20 KB each. A step that takes longer than
    ``--step-budget`` seconds ends the phase (and says so).
 
+Phases 1 and 2 also run, right after Meridian and with the same players, pacing and seconds,
+against a bare websocket relay (`bench/relay.py`: two clients paired, the server forwards a
+small JSON move) and print Meridian's moves/s, p99 and memory per connection as ratios to it
+(``--no-relay`` skips it). Every figure is printed with the machine's load average (1 minute)
+at its end: the machine may be shared, and CPU figures are steadier than times.
+
 The players are `node.client.PlayerClient`s in this process and pick random legal moves: the
 benchmark measures the server, not the heuristic (which costs the client ~2 ms a move). The
 node processes and this process share the machine, so the client's CPU is printed with every
@@ -32,20 +38,22 @@ import contextlib
 import os
 import random
 import resource
+import socket
 import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from argon2 import PasswordHasher
 from pycrdt import Doc
+from relay import RelayClient
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC, AccountsWriter
 from meridian.crdt_models.hlc import Stamp
@@ -176,11 +184,23 @@ class Pacer:
             await asyncio.sleep(slot - now)
 
 
+class Client(Protocol):
+    """What a `BenchPlayer` uses of its connection: `PlayerClient` or `relay.RelayClient`."""
+
+    you: dict[str, Any]
+    latest: dict[str, dict[str, Any]]
+    on_push: Callable[[dict[str, Any]], None] | None
+
+    async def request(self, kind: str, **fields: Any) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
 class BenchPlayer:
     """Plays random legal moves as soon as it may; the inviter of a pair starts every game."""
 
     def __init__(
-        self, client: PlayerClient, partner: str | None, tally: Tally, pacer: Pacer, seed: int
+        self, client: Client, partner: str | None, tally: Tally, pacer: Pacer, seed: int
     ) -> None:
         self.client = client
         self.name = ""
@@ -189,7 +209,7 @@ class BenchPlayer:
         self.pacer = pacer
         self.rng = random.Random(seed)
         self.game: dict[str, Any] | None = None
-        self.acted_ply = -1
+        self.acted: tuple[str, int] = ("", -1)  # the game and ply this player last moved at
         self.seen_ply: dict[str, int] = {}
         self.tokens, self.refilled = PLAYER_BURST, time.perf_counter()
         self.accepted: set[str] = set()
@@ -264,11 +284,12 @@ class BenchPlayer:
         self.tokens -= 1
 
     async def _move(self, game: dict[str, Any]) -> None:
-        if game["ply"] <= self.acted_ply:
+        # (per game: a rematch starts again at ply 0, and must not wait for the old game's ply)
+        if game["game"] == self.acted[0] and game["ply"] <= self.acted[1]:
             return
         await self._take_token()
         await self.pacer.wait()
-        self.acted_ply = game["ply"]
+        self.acted = (game["game"], game["ply"])
         self.tally.sent_at[(game["game"], game["ply"])] = (time.perf_counter(), self.name)
         try:
             await self.client.request(
@@ -293,18 +314,28 @@ async def connect_player(
     return client
 
 
+async def connect_relay_player(http: aiohttp.ClientSession, url: str, name: str) -> Client:
+    client = RelayClient(url, http, name)
+    await client.connect()
+    return client
+
+
+Connect = Callable[[aiohttp.ClientSession, str, str], Awaitable[Any]]
+
+
 async def open_players(
-    http: aiohttp.ClientSession, urls: list[str], names: list[str], batch: int = 200
-) -> list[PlayerClient]:
+    http: aiohttp.ClientSession,
+    urls: list[str],
+    names: list[str],
+    batch: int = 200,
+    connect: Connect = connect_player,
+) -> list[Any]:
     """Log in and connect each name at urls[i % len(urls)], `batch` at a time."""
-    clients: list[PlayerClient] = []
+    clients: list[Any] = []
     for start in range(0, len(names), batch):
         chunk = names[start : start + batch]
         clients += await asyncio.gather(
-            *(
-                connect_player(http, urls[(start + i) % len(urls)], name)
-                for i, name in enumerate(chunk)
-            )
+            *(connect(http, urls[(start + i) % len(urls)], name) for i, name in enumerate(chunk))
         )
     return clients
 
@@ -329,18 +360,35 @@ class GamesResult:
     setup_s: float  # logging everybody in and starting every game
     playing: int  # players at a table when the measurement started
     commit_ms: list[tuple[float, float]]  # per node: group commit p50, p99 (fsync included)
+    kb_per_player: float  # growth of the servers' RSS from before the log-ins, per player
+    load: float  # the machine's load average (1 minute) when the measurement ended
+
+
+@dataclass
+class Servers:
+    """What the players play against: Meridian's node processes or the bare relay."""
+
+    urls: list[str]
+    pids: list[int]
+    connect: Connect = connect_player
+    has_store: bool = True  # Meridian: read the group-commit times off /metrics
+
+
+def cluster_servers(cluster: ProxiedCluster) -> Servers:
+    return Servers(node_urls(cluster), node_pids(cluster))
 
 
 async def play_games(
-    cluster: ProxiedCluster, names: list[str], seconds: float, rate: float | None
+    servers: Servers, names: list[str], seconds: float, rate: float | None
 ) -> GamesResult:
     """Pairs (2k, 2k+1) play; pairs span the nodes when there are two. Measures `seconds`."""
-    urls = node_urls(cluster)
+    urls, pids = servers.urls, servers.pids
     tally, pacer, stop = Tally(), Pacer(rate), asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0)
+    rss_before = sum(process_usage(pid)[0] for pid in pids)
     async with aiohttp.ClientSession(connector=connector) as http:
         setup_started = time.perf_counter()
-        clients = await open_players(http, urls, names)
+        clients = await open_players(http, urls, names, connect=servers.connect)
         players = [
             BenchPlayer(c, names[i + 1] if i % 2 == 0 else None, tally, pacer, i)
             for i, c in enumerate(clients)
@@ -349,12 +397,18 @@ async def play_games(
         playing = await _until_all_play(players)
         setup_s = time.perf_counter() - setup_started
         await asyncio.sleep(1.0)  # warm-up
-        before = [process_usage(pid)[1] for pid in node_pids(cluster)], own_cpu_s()
+        before = [process_usage(pid)[1] for pid in pids], own_cpu_s()
         tally.recording, started = True, time.perf_counter()
         await asyncio.sleep(seconds)
         tally.recording, elapsed = False, time.perf_counter() - started
-        after = [process_usage(pid)[1] for pid in node_pids(cluster)], own_cpu_s()
-        commits = [await asyncio.to_thread(commit_latency_ms, url) for url in urls]
+        after = [process_usage(pid)[1] for pid in pids], own_cpu_s()
+        load = os.getloadavg()[0]
+        rss_after = sum(process_usage(pid)[0] for pid in pids)
+        commits = (
+            [await asyncio.to_thread(commit_latency_ms, url) for url in urls]
+            if servers.has_store
+            else []
+        )
         stop.set()
         await asyncio.gather(*tasks)
         await asyncio.gather(*(c.close() for c in clients))
@@ -369,7 +423,43 @@ async def play_games(
         setup_s=setup_s,
         playing=playing,
         commit_ms=commits,
+        kb_per_player=(rss_after - rss_before) / max(1, len(names)),
+        load=load,
     )
+
+
+@contextlib.asynccontextmanager
+async def relay_server() -> Any:
+    """The bare relay (`bench/relay.py`) in its own process, as `Servers`."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = Path(__file__).with_name("relay.py")
+    process = await asyncio.create_subprocess_exec(sys.executable, str(script), "--port", str(port))
+    try:
+        deadline = time.perf_counter() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.perf_counter() > deadline or process.returncode is not None:
+                    raise SystemExit("the bare relay did not start") from None
+                await asyncio.sleep(0.05)
+        yield Servers([f"http://127.0.0.1:{port}"], [process.pid], connect_relay_player, False)
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def play_relay(
+    args: argparse.Namespace, names: list[str], rate: float | None
+) -> GamesResult | None:
+    """The same games against the bare relay (None with --no-relay)."""
+    if args.no_relay:
+        return None
+    async with relay_server() as servers:
+        return await play_games(servers, names, args.seconds, rate)
 
 
 def commit_latency_ms(url: str) -> tuple[float, float]:
@@ -401,38 +491,63 @@ def print_games(title: str, result: GamesResult, target: str) -> None:
     print(f"\n{title}")
     print(
         f"   {result.moves_per_s:8,.0f} moves/s   move -> opponent push: p50 {result.p50_ms:.1f} ms"
-        f"  p99 {result.p99_ms:.1f} ms  ({result.samples:,} samples)"
+        f"  p99 {result.p99_ms:.1f} ms  ({result.samples:,} samples)   "
+        f"load average {result.load:.1f}"
     )
     print(f"   node CPU {cpu} of a core; this client {result.client_cpu:.0%}   {target}")
-    commits = ", ".join(f"p50 {a:.1f} ms p99 {b:.1f} ms" for a, b in result.commit_ms)
-    print(f"   group commit (fsync included; a shown move waits for it): {commits}")
+    if result.commit_ms:
+        commits = ", ".join(f"p50 {a:.1f} ms p99 {b:.1f} ms" for a, b in result.commit_ms)
+        print(f"   group commit (fsync included; a shown move waits for it): {commits}")
     if result.moves_per_s:
         per_move = max(result.node_cpu) / result.moves_per_s * 1000
         print(
-            f"   node CPU per move {per_move:.2f} ms: at most {1000 / per_move:,.0f} moves/s "
+            f"   node CPU per move {per_move:.3f} ms: at most {1000 / per_move:,.0f} moves/s "
             "on one free core (CPU time: little affected by other load on the machine)"
         )
     print(
         f"   (log-in of all players and start of the games took {result.setup_s:.1f} s; "
-        f"{result.playing} were at a table when the measurement began)"
+        f"{result.playing} were at a table when the measurement began; "
+        f"server RSS grew {result.kb_per_player:.1f} KB per player)"
     )
     if result.errors:
         print(f"   refused: {result.errors}")
+
+
+def print_ratios(meridian: GamesResult, relay: GamesResult | None) -> None:
+    """The bare relay's figures and Meridian's as ratios to them."""
+    if relay is None:
+        return
+    print_games("   the bare relay, same players and pacing:", relay, "(baseline)")
+
+    def ratio(ours: float, theirs: float) -> str:
+        return f"{ours / theirs:.2f}x" if theirs else "n/a"
+
+    def cpu_per_move(result: GamesResult) -> float:
+        return max(result.node_cpu) / result.moves_per_s if result.moves_per_s else 0.0
+
+    print(
+        f"   Meridian / bare relay: moves/s {ratio(meridian.moves_per_s, relay.moves_per_s)}, "
+        f"p99 {ratio(meridian.p99_ms, relay.p99_ms)}, "
+        f"server CPU per move {ratio(cpu_per_move(meridian), cpu_per_move(relay))}, "
+        f"memory per connection {ratio(meridian.kb_per_player, relay.kb_per_player)}"
+    )
 
 
 async def phase_throughput(args: argparse.Namespace, folder: Path) -> None:
     names = [f"tp{i}" for i in range(args.players)]
     cluster = await start_cluster(folder / "throughput", ["eu"], names)
     try:
-        result = await play_games(cluster, names, args.seconds, None)
+        result = await play_games(cluster_servers(cluster), names, args.seconds, None)
     finally:
         await cluster.stop()
+    relay = await play_relay(args, names, None)
     verdict = "MET" if result.moves_per_s >= 3000 else "MISSED"
     print_games(
         f"1. throughput, one node, {args.players} players, each <= {PLAYER_RATE:.0f} moves/s:",
         result,
         f"target >= 3,000 moves/s: {verdict}",
     )
+    print_ratios(result, relay)
 
 
 async def phase_latency(args: argparse.Namespace, folder: Path) -> None:
@@ -440,11 +555,14 @@ async def phase_latency(args: argparse.Namespace, folder: Path) -> None:
     light = [f"light{i}" for i in range(LIGHT_PLAYERS)]
     cluster = await start_cluster(folder / "latency", ["eu"], names + light)
     try:
-        result = await play_games(cluster, names, args.seconds, args.rate)
+        servers = cluster_servers(cluster)
+        result = await play_games(servers, names, args.seconds, args.rate)
         # The same node, lightly loaded: the latency without queueing.
-        unloaded = await play_games(cluster, light, args.seconds, LIGHT_RATE)
+        unloaded = await play_games(servers, light, args.seconds, LIGHT_RATE)
     finally:
         await cluster.stop()
+    relay = await play_relay(args, names, args.rate)
+    relay_unloaded = await play_relay(args, light, LIGHT_RATE)
     verdict = "MET" if result.p99_ms <= 10 and result.moves_per_s >= 0.9 * args.rate else "MISSED"
     print_games(
         f"2. latency, one node, paced at {args.rate:,.0f} moves/s "
@@ -452,11 +570,13 @@ async def phase_latency(args: argparse.Namespace, folder: Path) -> None:
         result,
         f"target p99 <= 10 ms at 1,000 moves/s: {verdict}",
     )
+    print_ratios(result, relay)
     print_games(
         f"2b. the same node lightly loaded: {LIGHT_RATE:.0f} moves/s, {LIGHT_PLAYERS} players:",
         unloaded,
         "(no target: the latency without queueing)",
     )
+    print_ratios(unloaded, relay_unloaded)
 
 
 async def phase_cross_region(args: argparse.Namespace, folder: Path) -> None:
@@ -464,7 +584,7 @@ async def phase_cross_region(args: argparse.Namespace, folder: Path) -> None:
     delay = args.link_delay_ms / 1000
     cluster = await start_cluster(folder / "cross", ["eu", "us"], names, link_delay_s=delay)
     try:
-        result = await play_games(cluster, names, args.seconds, args.cross_rate)
+        result = await play_games(cluster_servers(cluster), names, args.seconds, args.cross_rate)
     finally:
         await cluster.stop()
     print_games(
@@ -561,6 +681,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short phases, fewer players")
     parser.add_argument(
         "--phase", action="append", choices=sorted(PHASES), help="run only these (repeatable)"
+    )
+    parser.add_argument(
+        "--no-relay", action="store_true", help="skip the bare relay runs of phases 1 and 2"
     )
     parser.add_argument("--seconds", type=float, help="measured seconds per games phase (10)")
     parser.add_argument("--players", type=int, help="players in phase 1 (600)")

@@ -126,7 +126,16 @@ class MoveRecord:
         )
 
     def to_text(self) -> str:
-        return encode_record(asdict(self))
+        # (not dataclasses.asdict: its deep copy of the move cost more than the JSON itself)
+        record = {
+            "ply": self.ply,
+            "parent": self.parent,
+            "player": self.player,
+            "move": self.move,
+            "stamp": self.stamp,
+            "node": self.node,
+        }
+        return encode_record(record)
 
 
 def move_key(ply: int, stamp: str) -> str:

@@ -65,6 +65,10 @@ class GameRules(Protocol[StateT]):
         """What one player may see."""
         ...
 
+    def seat_views(self, state: StateT) -> list[View]:
+        """Every player's view, by seat (cheaper than one ``player_view`` per seat)."""
+        ...
+
     def spectator_view(self, state: StateT) -> View:
         """What a watcher may see."""
         ...

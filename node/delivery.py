@@ -16,6 +16,8 @@ cut off from the others does not freeze its players' games (docs/protocol.md, "D
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -88,22 +90,38 @@ class EngineProgress:
 
 @dataclass
 class _Queue:
+    opened: int  # queues are released in the order they were opened (deterministic)
     items: deque[Outgoing] = field(default_factory=deque)
     held_since: float | None = None  # when the head started waiting for replication
+    parked_on: int = 0  # the durable change its head waits for, while in `_durable_waits`
 
 
 class Delivery:
-    """Per-connection queues of outgoing messages, released under the gate's rule."""
+    """Per-connection queues of outgoing messages, released under the gate's rule.
+
+    A release looks only at the queues that may move: new ones, those whose head waited for a
+    change that is now durable (a heap by change number) and those waiting for replication.
+    Queues stuck behind a later commit cost nothing, so a release does not grow with the number
+    of connections that have something on the way."""
 
     def __init__(self, ack_regions: int, replication_wait_s: float = REPLICATION_WAIT_S) -> None:
         self.ack_regions = ack_regions
         self.replication_wait_s = replication_wait_s
         self._queues: dict[str, _Queue] = {}
+        self._opened = itertools.count()
+        self._new: list[str] = []  # queues opened since the last release
+        self._durable_waits: list[tuple[int, int, str]] = []  # heap: (change, opened, conn)
+        self._replication_waits: set[str] = set()  # queues whose head waits for other regions
         self.released_late = 0  # messages released after the replication wait ran out
 
     def put(self, items: Iterable[Outgoing]) -> None:
         for item in items:
-            self._queues.setdefault(item.conn, _Queue()).items.append(item)
+            queue = self._queues.get(item.conn)
+            if queue is None:
+                queue = self._queues[item.conn] = _Queue(next(self._opened))
+                self._new.append(item.conn)
+            # (An open queue is already listed: new, or filed under what its head waits for.)
+            queue.items.append(item)
 
     def waiting(self) -> int:
         return sum(len(queue.items) for queue in self._queues.values())
@@ -111,12 +129,40 @@ class Delivery:
     def release(self, now: float, progress: Progress) -> list[Outgoing]:
         """Every message whose gate is open, in order per connection."""
         out: list[Outgoing] = []
-        for conn_id in list(self._queues):
+        for conn_id in self._may_move(progress.durable_through()):
             queue = self._queues[conn_id]
+            self._replication_waits.discard(conn_id)
             self._release_queue(queue, now, progress, out)
-            if not queue.items:
+            if queue.items:
+                self._park(conn_id, queue, progress)
+            else:
                 del self._queues[conn_id]
         return out
+
+    def _may_move(self, durable: int) -> list[str]:
+        """The queues that may release something, in the order they were opened."""
+        looking = set(self._new)
+        self._new = []
+        waits = self._durable_waits
+        while waits and waits[0][0] <= durable:
+            change, _opened, conn_id = heapq.heappop(waits)
+            queue = self._queues.get(conn_id)
+            if queue is not None and queue.parked_on == change:
+                queue.parked_on = 0
+                looking.add(conn_id)
+        looking |= self._replication_waits
+        return sorted(looking, key=lambda conn_id: self._queues[conn_id].opened)
+
+    def _park(self, conn_id: str, queue: _Queue, progress: Progress) -> None:
+        """File a queue whose head may not leave yet under what it waits for."""
+        head = queue.items[0]
+        assert isinstance(head, Send) and head.gate is not None  # else it would have left
+        change = head.gate.durable_event
+        if progress.durable_through() >= change:
+            self._replication_waits.add(conn_id)
+        elif queue.parked_on != change:
+            queue.parked_on = change
+            heapq.heappush(self._durable_waits, (change, queue.opened, conn_id))
 
     def _release_queue(
         self, queue: _Queue, now: float, progress: Progress, out: list[Outgoing]
@@ -154,7 +200,8 @@ class Delivery:
 
     def next_deadline(self) -> float | None:
         """When a replication wait runs out (the adapter must call `release` then)."""
-        started = [q.held_since for q in self._queues.values() if q.held_since is not None]
+        queues = (self._queues[conn_id] for conn_id in self._replication_waits)
+        started = [q.held_since for q in queues if q.held_since is not None]
         return min(started) + self.replication_wait_s if started else None
 
 

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 from meridian.crdt_models.game import (
+    MARKS,
+    MOVES,
     SAVE,
     SUPERSEDED,
     Chain,
@@ -27,6 +29,7 @@ from meridian.crdt_models.game import (
     read_moves,
     step,
 )
+from meridian.crdt_models.records import root_map
 from meridian.games.base import GameRules, IllegalMove
 from meridian.games.clock import Clock
 
@@ -60,6 +63,12 @@ class GameTracker:
         self.marks: list[dict[str, Any]] = []
         self._status = LIVE
         self._added_since_refresh = 0
+        # Keys in the document's move and mark maps when they were last read: keys are only ever
+        # added (a record's key names its content), so an unchanged count means nothing new.
+        self._move_keys_read = -1
+        self._mark_keys_read = -1
+        self._roots_of: Doc[Any] | None = None  # the document `_root_maps` belong to
+        self._root_maps: tuple[Map[Any], Map[Any]] | None = None
 
     @property
     def status(self) -> str:
@@ -96,7 +105,13 @@ class GameTracker:
         return change
 
     def _refresh_chain(self, doc: Doc[Any]) -> ChainChange:
-        self.marks = read_marks(doc)
+        moves, marks = self._roots(doc)
+        mark_keys, move_keys = len(marks), len(moves)
+        if mark_keys != self._mark_keys_read:
+            self.marks, self._mark_keys_read = read_marks(doc), mark_keys
+        if move_keys == self._move_keys_read:
+            return ChainChange(0, None)  # (the usual case after this node's own move)
+        self._move_keys_read = move_keys
         new = read_moves(doc, skip=self.record_keys)
         self.record_keys.update(r.key for r in new)
         self.records.extend(new)
@@ -142,9 +157,25 @@ class GameTracker:
         written, if the rules or the clock refuse it. Returns the change's number."""
         record = MoveRecord(self.ply, self.chain.tip, seat, move, stamp, node)
         state, clock = step(self.rules, self.chain.state, self.chain.clock, record)
-        event = write(lambda doc: GameWriter(doc, node).add_move(*_fields(record)))
+        event = write(lambda doc: self._add_record(doc, node, record))
         self.adopt(record, state, clock)  # validated just above: applied once
         return event
+
+    def _add_record(self, doc: Doc[Any], node: str, record: MoveRecord) -> None:
+        """Write `record` into the document; if every key before it was read, so is this one
+        (the next refresh then need not read the moves again)."""
+        moves = self._roots(doc)[0]
+        before = len(moves)
+        GameWriter(doc, node).add_move(*_fields(record))
+        if before == self._move_keys_read:
+            self._move_keys_read = len(moves)
+
+    def _roots(self, doc: Doc[Any]) -> tuple[Map[Any], Map[Any]]:
+        """The document's move and mark maps (pycrdt's ``Doc.get`` costs about as much as
+        reading both sizes: fetched once per document)."""
+        if self._root_maps is None or self._roots_of is not doc:
+            self._roots_of, self._root_maps = doc, (root_map(doc, MOVES), root_map(doc, MARKS))
+        return self._root_maps
 
     def _extends_tip(self, new: list[MoveRecord]) -> bool:
         """Apply records that simply continue the chain; False if the chain must be recomputed."""

@@ -128,7 +128,9 @@ class GameService(MessageHandlers):
         self.sessions = SessionsTopic(state)
         self.lobby = LobbyTopic(state)
         self.games_topic = GamesTopic(state)
-        self.clocks = ClocksTopic(state, lambda: self.games_topic.live, self.games_topic.hosts)
+        self.clocks = ClocksTopic(
+            state, lambda: self.games_topic.timed_live, self.games_topic.hosts
+        )
         self.archive = ArchiveTopic(state)
         self.chat = ChatTopic(state)
         self.limits = LimitsTopic(state)

@@ -19,6 +19,7 @@ from meridian.games.battleline import (
     player_view,
     replay,
     rules,
+    seat_views,
     to_move,
 )
 from meridian.games.battleline.cards import GUILES, LEADERS, is_tactic, is_troop
@@ -88,6 +89,25 @@ def test_all_70_cards_are_always_in_exactly_one_place(seed: int) -> None:
     states, _ = random_game(seed, plies=400)
     for state in states:
         assert_cards_conserved(state)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds)
+def test_the_engines_quick_check_agrees_with_the_legal_move_list(seed: int) -> None:
+    """``rules.has_legal_move`` (asked after every move) says what the list of moves says, for
+    the player to move and, in the same position, for the other player."""
+    for state in random_game(seed, 300)[0]:
+        assert rules.has_legal_move(state) == bool(legal_moves(state))
+        other = state.copy()
+        other.mover = 1 - other.mover
+        assert rules.has_legal_move(other) == bool(legal_moves(other))
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=seeds)
+def test_both_seats_views_built_together_are_each_players_own(seed: int) -> None:
+    for state in random_game(seed, 300)[0]:
+        assert seat_views(state) == [player_view(state, 0), player_view(state, 1)]
 
 
 @settings(max_examples=15, deadline=None)

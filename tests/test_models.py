@@ -25,9 +25,16 @@ from meridian.crdt_models.accounts import (
     check_name,
 )
 from meridian.crdt_models.archive import games_to_park
-from meridian.crdt_models.game import GameInfo, GameWriter, canonical_chain, read_moves
+from meridian.crdt_models.game import (
+    GameInfo,
+    GameWriter,
+    MoveRecord,
+    canonical_chain,
+    read_moves,
+)
 from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.crdt_models.presence import Session, newest_sessions
+from meridian.crdt_models.records import encode_record
 from meridian.node import refusals
 from meridian.node.protocol import Refused
 
@@ -307,6 +314,24 @@ def test_every_replica_computes_the_same_canonical_chain(
         info.seed, [dict(r.move, player=r.player) for r in chains[0].moves]
     )
     assert battleline.full_view(replayed) == battleline.full_view(chains[0].state)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    ply=st.integers(0, 500),
+    player=st.integers(0, 1),
+    move=st.dictionaries(
+        st.text(max_size=8), st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=8)
+    ),
+)
+def test_a_move_record_is_stored_as_canonical_json_of_all_its_fields(
+    ply: int, player: int, move: dict[str, Any]
+) -> None:
+    """Every node must write byte-identical text for the same record (its key names it)."""
+    record = MoveRecord(ply, "parent-key", player, move, "stamp", "node-a")
+    fields = {"ply": ply, "parent": "parent-key", "player": player, "move": move}
+    assert record.to_text() == encode_record(fields | {"stamp": "stamp", "node": "node-a"})
+    assert MoveRecord.from_text(record.to_text()) == record
 
 
 def test_the_same_ply_written_twice_keeps_the_smaller_stamp() -> None:

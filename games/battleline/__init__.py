@@ -71,6 +71,7 @@ from meridian.games.battleline.views import (
     player_view,
     public_move,
     replay_view,
+    seat_views,
     spectator_view,
 )
 
@@ -108,6 +109,7 @@ __all__ = [
     "replay_view",
     "result",
     "rules_module",
+    "seat_views",
     "spectator_view",
     "state_to_position",
     "to_move",

@@ -424,7 +424,7 @@ def advance(state: GameState) -> None:
 def settle(state: GameState) -> None:
     """Skip phases in which the mover has nothing to do; end a game that can no longer change."""
     for _ in range(_STALEMATE_PHASES):
-        if rules.legal_moves(state):
+        if rules.has_legal_move(state):
             # A turn starting with a claim phase may be one where nothing can change any more.
             if state.phase == CLAIM and rules.is_dead(state):
                 break

@@ -155,6 +155,22 @@ def legal_moves(state: GameState) -> list[Move]:
     return _GENERATORS[state.phase](state)
 
 
+def has_legal_move(state: GameState) -> bool:
+    """``bool(legal_moves(state))`` without listing them (the engine asks after every move):
+    a play phase in which a troop card fits on an open flag answers at once."""
+    if state.result is not None or state.paused:
+        return False
+    if state.phase == PLAY and _can_play_troop(state, state.mover):
+        return True
+    return bool(_GENERATORS[state.phase](state))
+
+
+def _can_play_troop(state: GameState, player: int) -> bool:
+    if not any(is_troop(card) for card in state.places[HAND[player]]):
+        return False
+    return any(state.cones[f] == NO_PLAYER and has_room(state, player, f) for f in range(N_FLAGS))
+
+
 def _claim_moves(state: GameState) -> list[Move]:
     ready = [f + 1 for f in range(N_FLAGS) if has_formation(state, state.mover, f)]
     if not ready:

@@ -87,7 +87,18 @@ def player_view(state: GameState, player: int) -> View:
     """What ``player`` (0 or 1) sees: own hand, the opponent's hand sizes, moves if to move."""
     if player not in (0, 1):
         raise ValueError(f"player must be 0 or 1, got {player!r}")
-    view = _public(state, player)
+    return _player_part(state, player, _public(state, player))
+
+
+def seat_views(state: GameState) -> list[View]:
+    """``[player_view(state, 0), player_view(state, 1)]``, the table built once for both."""
+    public = _public(state, None)
+    return [_player_part(state, player, public) for player in (0, 1)]
+
+
+def _player_part(state: GameState, player: int, public: View) -> View:
+    view = dict(public)  # (the table's lists are shared, never changed)
+    view["last_move"] = _last_move(state, player)
     view.update(
         view="player",
         player=player,

@@ -37,7 +37,7 @@ class ClocksTopic:
         hosts: Callable[[GameTracker], bool],
     ) -> None:
         self.state = state
-        self._live = live  # the gids of the live games (the games topic keeps them)
+        self._live = live  # the gids of the live games with a clock (the games topic keeps them)
         self._hosts = hosts  # this node created the game or serves one of its players
 
     def due_ms(self, tracker: GameTracker) -> int | None:

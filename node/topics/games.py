@@ -42,6 +42,7 @@ class GamesTopic:
         self._known_rollbacks: set[tuple[str, int]] = set()
         self._parked_seen: set[str] = set()
         self.live: set[str] = set()
+        self.timed_live: set[str] = set()  # the live games with a time control (clocks run)
         self.live_changed = False
         self.rollbacks = RollbackNotices(state, self._push_player_view)
 
@@ -86,6 +87,11 @@ class GamesTopic:
                 self.live.add(gid)
             else:
                 self.live.discard(gid)
+        # The clocks topic looks at these on every pass: games without a clock cost it nothing.
+        if live and tracker.info.time_control is not None:
+            self.timed_live.add(gid)
+        else:
+            self.timed_live.discard(gid)
 
     def _announce_rollback(self, gid: str, tracker: GameTracker, ply: int) -> bool:
         if (gid, ply) in self._known_rollbacks:
@@ -107,12 +113,18 @@ class GamesTopic:
 
     def push(self, gid: str, tracker: GameTracker) -> None:
         by_seat: dict[int | None, tuple[dict[str, Any], str]] = {}  # watchers share one message
+        seat_views: list[Any] | None = None  # the players' views, built together when needed
         gate = self.state.gate(game_doc_id(gid))  # a move shown is a move kept
         for conn in self.state.game_audience(gid, tracker):
             viewer = conn.uid if conn.uid in tracker.info.players else None
             seat = tracker.info.seat_of(viewer) if viewer else None
             if seat not in by_seat:
-                message = self.view(gid, tracker, viewer)
+                if seat is None:
+                    message = self.view(gid, tracker, None)
+                else:
+                    if seat_views is None:
+                        seat_views = self.state.rules.seat_views(tracker.chain.state)
+                    message = self._message(gid, tracker, seat, seat_views[seat])
                 by_seat[seat] = (message, encode_message(message))
             message, text = by_seat[seat]
             self.state.send(conn.conn_id, message, gate, text)
@@ -122,6 +134,14 @@ class GamesTopic:
         seat = tracker.info.seat_of(uid) if uid else None
         state = tracker.chain.state
         view = rules.player_view(state, seat) if seat is not None else rules.spectator_view(state)
+        return self._message(gid, tracker, seat, view)
+
+    def _message(
+        self, gid: str, tracker: GameTracker, seat: int | None, view: Any
+    ) -> dict[str, Any]:
+        """The ``game`` push of `view`, the rules' view of the game for `seat` (None: watcher)."""
+        rules = self.state.rules
+        state = tracker.chain.state
         last = tracker.chain.moves[-1] if tracker.chain.moves else None
         shown_last = {"player": last.player, "move": last.move} if last else None
         # The rules' view says what of the last move this viewer may see (a Scout's returned
@@ -129,6 +149,11 @@ class GamesTopic:
         shown_last = view.get("last_move", shown_last) if isinstance(view, dict) else shown_last
         to_move = rules.to_move(state)
         clock = tracker.chain.clock
+        legal: list[Any] = []
+        if seat is not None and seat == to_move:
+            # A player's view may list them already (Battleline's does): listed once per ply.
+            listed = view.get("legal_moves") if isinstance(view, dict) else None
+            legal = listed if isinstance(listed, list) else rules.legal_moves(state)
         return {
             "type": "game",
             "game": gid,
@@ -136,7 +161,7 @@ class GamesTopic:
             "players": tracker.info.names,
             "view": view,
             "to_move": to_move,
-            "legal": rules.legal_moves(state) if seat is not None and seat == to_move else [],
+            "legal": legal,
             "ply": tracker.base_ply + tracker.ply,
             "last_move": shown_last,
             "head": tracker.chain.tip,
