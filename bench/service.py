@@ -53,8 +53,10 @@ from typing import Any, Protocol
 import aiohttp
 from argon2 import PasswordHasher
 from pycrdt import Doc
-from relay import RelayClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.relay as a script
+
+from bench.relay import RelayClient
 from meridian.crdt_models.accounts import ACCOUNTS_DOC, AccountsWriter
 from meridian.crdt_models.hlc import Stamp
 from meridian.node.client import PlayerClient, RequestError
