@@ -338,6 +338,7 @@ class GameService(MessageHandlers):
             self.merges.count("same_ply", f"game {refresh.gid} went back to ply {ply}")
         if refresh.rolled_back_to is not None:
             self.archive.relog_after_rollback(refresh.gid, refresh.tracker)
+            self.archive.resave_after_rollback(refresh.gid, refresh.tracker)
         if refresh.finished:
             self.archive.log_finished(refresh.gid, refresh.tracker)
 

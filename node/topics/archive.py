@@ -3,6 +3,7 @@ both derived from game documents, so every node that writes an entry writes the 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from meridian.crdt_models.archive import (
@@ -51,6 +52,22 @@ class ArchiveTopic:
         stamp, node, ply = state.stamp(), state.node_id, tracker.ply
         state.write(SAVED_DOC, lambda doc: put_archived(doc, saved))
         state.write(game_doc_id(gid), lambda doc: GameWriter(doc, node).mark(kind, uid, stamp, ply))
+
+    def resave_after_rollback(self, gid: str, tracker: GameTracker) -> None:
+        """A merge changed the chain of a saved or parked game: its saved entry must be the
+        start of the canonical chain (a save made on a branch that lost keeps the moves that
+        won). Every node that sees the stale entry writes the same corrected one."""
+        doc = self.state.docs.get(SAVED_DOC)
+        entry = read_archive(doc).get(gid) if doc is not None else None
+        if entry is None:
+            return
+        chain = tracker.moves_with_players()
+        if chain[: len(entry.moves)] == entry.moves:
+            return
+        fixed = dataclasses.replace(
+            entry, moves=chain, stamp=tracker.chain.tip or tracker.info.created
+        )
+        self.state.write(SAVED_DOC, lambda saved: put_archived(saved, fixed))
 
     def resumed(self, gid: str) -> None:
         """A saved game was resumed: it leaves the saved games."""
