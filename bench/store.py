@@ -7,6 +7,8 @@ Three phases, each on a fresh SQLite file:
   2. saturation: one asyncio producer submits as fast as it can (bounded in-flight window),
   3. paced: the producer offers a fixed rate, to show the latency a player's command sees.
 The saturated store is then reopened and every document checked against its source Doc.
+Beside phases 1 and 2, in the same run, the bare baseline: the same updates into one plain
+SQLite table (WAL, synchronous=FULL) with the same rows per commit, and the store's ratio to it.
 
 Run: .venv/bin/python bench/store.py            (defaults finish in well under a minute)
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -93,6 +96,33 @@ def single_commits(path: Path, updates: Updates, snapshot_every: int) -> PhaseRe
     store.close()
     return PhaseResult(
         "one update per commit", len(updates), seconds, len(updates), 0, latencies, latencies
+    )
+
+
+def raw_sqlite(path: Path, updates: Updates, batch: int) -> float:
+    """The bare baseline: the same updates into one plain SQLite table (WAL, synchronous=FULL,
+    no checksums, no snapshots), `batch` rows per transaction; returns updates/s."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE log (row_id INTEGER PRIMARY KEY, doc_id TEXT, payload BLOB)")
+    started = time.perf_counter()
+    for first in range(0, len(updates), batch):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO log (doc_id, payload) VALUES (?, ?)", updates[first : first + batch]
+        )
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    conn.close()
+    return len(updates) / seconds
+
+
+def show_ratio(name: str, ours: PhaseResult, baseline_per_s: float) -> None:
+    per_s = ours.updates / ours.seconds
+    print(
+        f"  raw SQLite, {name:<27}{baseline_per_s:10,.0f} updates/s   "
+        f"the store: {per_s / baseline_per_s:.2f}x of it"
     )
 
 
@@ -219,13 +249,17 @@ async def main(args: argparse.Namespace) -> None:
         )
         probe.close()
         print(f"(the group phases time submit->durable for 1 submit in {LATENCY_SAMPLE})")
-        show(single_commits(folder / "single.sqlite3", single_updates, args.snapshot_every))
+        single = single_commits(folder / "single.sqlite3", single_updates, args.snapshot_every)
+        show(single)
+        show_ratio("one row per commit", single, raw_sqlite(folder / "raw1.db", single_updates, 1))
         saturated_path = folder / "saturated.sqlite3"
-        show(
-            await grouped(
-                "group commit, saturated (one producer)", saturated_path, saturated_updates, args
-            )
+        saturated = await grouped(
+            "group commit, saturated (one producer)", saturated_path, saturated_updates, args
         )
+        show(saturated)
+        batch = max(1, round(saturated.updates / max(1, saturated.commits)))
+        raw = raw_sqlite(folder / "raw.db", saturated_updates, batch)
+        show_ratio(f"{batch} rows per commit", saturated, raw)
         show(
             await grouped(
                 f"group commit, paced at {args.rate:,}/s offered",
