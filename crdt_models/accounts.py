@@ -406,17 +406,28 @@ def _check_home_record(
         return  # not the newest: it sets nothing
     previous = newest_home_record(others)
     if previous is None:
-        if not version.is_creation or version.created != version.stamp:
-            raise MissingReference(
-                "unknown_account", f"{change.where}: no earlier home record of {version.uid}"
-            )
-        return
+        if version.is_creation and version.created == version.stamp:
+            return
+        if _continues_own_home(version):
+            # The home's later version replaced its earlier one under the same key: a node
+            # that never saw the earlier one (cut off when the account was made) can only get
+            # this one, and no record here says another region is the home.
+            return
+        raise MissingReference(
+            "unknown_account", f"{change.where}: no earlier home record of {version.uid}"
+        )
     if previous.home != version.writer:
         raise MissingReference(
             "not_home",
             f"{change.where}: region {version.writer} is not the home of {version.uid} "
             f"(the newest home record says {previous.home})",
         )
+
+
+def _continues_own_home(version: AccountVersion) -> bool:
+    """A later version written by the region it names as the account's home, from a version
+    that named it home too (a rename, a password change made at home)."""
+    return version.writer == version.home == version.base_home
 
 
 def _home_records(

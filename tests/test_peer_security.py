@@ -225,6 +225,26 @@ def test_the_home_region_changes_the_password_and_every_region_takes_it() -> Non
     assert all(not e.refusals for e in cluster.engines.values())
 
 
+def test_a_region_cut_off_at_registration_takes_the_homes_later_version() -> None:
+    """The home's new version replaces its first one under the same key, so a region that was
+    cut off when the account was made never gets the first: it takes the later one (once the
+    nodes refused it as `unknown_account` for good, and never converged: name-race seed 70)."""
+    cluster = _mesh()
+    for node in ("eu", "us"):
+        cluster.cut(node, "ap")
+    _register_victim(cluster, home="eu")
+    with cluster.engines["eu"].writing(ACCOUNTS_DOC, cluster.now) as doc:
+        current = AccountsIndex(doc).version(VICTIM)
+        assert current is not None
+        AccountsWriter(doc, "eu").update(current, _stamp(cluster, "eu", 1), password_hash="new")
+    cluster.advance(0.05)
+    for node in ("eu", "us"):
+        cluster.connect(node, "ap")
+    cluster.advance(0.5)
+    assert {_password_on(cluster, n) for n in cluster.names} == {"new"}
+    assert all(not e.refusals for e in cluster.engines.values())
+
+
 def test_a_region_moves_the_home_and_the_new_home_changes_the_password() -> None:
     """Even when the new home's write reaches a node before the move: it is pulled, not refused."""
     cluster = _mesh()
