@@ -39,6 +39,7 @@ from typing import Any
 
 from pycrdt import Doc
 
+from meridian.crdt_models.hlc import Stamp
 from meridian.crdt_models.records import (
     Change,
     CheckContext,
@@ -320,11 +321,11 @@ def check_change(change: Change, doc: Doc[Any], context: CheckContext) -> None:
     version = AccountVersion.from_record(record)
     if version.uid != uid or version.writer != region:
         raise RecordError(f"{change.where} holds uid {version.uid!r} by {version.writer!r}")
-    _check_signed_by_region(change, record, version.stamp, region, context)
+    signer = _check_signed_by_region(change, record, version.stamp, region, context)
     if change.old is not None:
         _check_replaces(change, version)
     if change.root == AUTH:
-        _check_home_record(change, version, doc, context)
+        _check_home_record(change, version, doc, context, signer)
     else:
         _check_version_has_home_record(change, version, doc, context.regions)
 
@@ -361,7 +362,8 @@ def _check_version_has_home_record(
 
 def _check_signed_by_region(
     change: Change, record: dict[str, Any], stamp: str, region: str, context: CheckContext
-) -> None:
+) -> str:
+    """The signer node, which must be of the record's region."""
     signer, signer_region = verified_signer(ACCOUNTS_DOC, change, record, stamp, context)
     if signer_region != region:
         raise RecordRefused(
@@ -369,6 +371,7 @@ def _check_signed_by_region(
             f"{change.where} is written for region {region} but signed by {signer} "
             f"of region {signer_region}",
         )
+    return signer
 
 
 def _check_replaces(change: Change, version: AccountVersion) -> None:
@@ -386,7 +389,7 @@ def _check_replaces(change: Change, version: AccountVersion) -> None:
 
 
 def _check_home_record(
-    change: Change, version: AccountVersion, doc: Doc[Any], context: CheckContext
+    change: Change, version: AccountVersion, doc: Doc[Any], context: CheckContext, signer: str
 ) -> None:
     """An ``auth`` record sets the password and home only while it is the newest: then the
     record it displaces as newest must name its writer's region as home."""
@@ -408,7 +411,7 @@ def _check_home_record(
     if previous is None:
         if version.is_creation and version.created == version.stamp:
             return
-        if _continues_own_home(version):
+        if _continues_own_home(version, signer):
             # The home's later version replaced its earlier one under the same key: a node
             # that never saw the earlier one (cut off when the account was made) can only get
             # this one, and no record here says another region is the home.
@@ -424,10 +427,18 @@ def _check_home_record(
         )
 
 
-def _continues_own_home(version: AccountVersion) -> bool:
+def _continues_own_home(version: AccountVersion, signer: str) -> bool:
     """A later version written by the region it names as the account's home, from a version
-    that named it home too (a rename, a password change made at home)."""
-    return version.writer == version.home == version.base_home
+    that named it home too (a rename, a password change made at home), signed by the node that
+    created the account. The last condition keeps an insider of another region from passing
+    off a copy of someone else's account as its own on a node that never saw the account: it
+    can sign only as itself, and the creation stamp names the creating node."""
+    if not version.writer == version.home == version.base_home:
+        return False
+    try:
+        return Stamp.decode(version.created).node_id == signer
+    except ValueError:
+        return False
 
 
 def _home_records(

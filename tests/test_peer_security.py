@@ -245,6 +245,22 @@ def test_a_region_cut_off_at_registration_takes_the_homes_later_version() -> Non
     assert all(not e.refusals for e in cluster.engines.values())
 
 
+def test_an_insider_cannot_pass_off_an_account_to_a_node_that_never_saw_it() -> None:
+    """The later-version path above is for the creating node's own records: ap copying eu's
+    account as a home record of its own is still refused by us, which never saw the account."""
+    cluster = _mesh(settings=SyncSettings(relay=False, anti_entropy_s=3600))
+    cluster.cut("eu", "us")
+    base = _register_victim(cluster, home="eu")
+    assert ACCOUNTS_DOC not in cluster.engines["us"].docs  # us never saw the account
+    _home_claim(cluster, base)  # sent to us as an update holding only ap's record
+    cluster.advance(0.2)
+    refused = [e.rule for e in cluster.refused("us") if e.node_id == "ap"]
+    assert refused and refused[-1] in ("unknown_account", "not_home"), refused
+    held = cluster.engines["us"].docs.get(ACCOUNTS_DOC)
+    account = AccountsIndex(held).account(VICTIM) if held is not None else None
+    assert account is None or account.password_hash == "real-hash"
+
+
 def test_a_region_moves_the_home_and_the_new_home_changes_the_password() -> None:
     """Even when the new home's write reaches a node before the move: it is pulled, not refused."""
     cluster = _mesh()
