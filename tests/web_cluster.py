@@ -8,6 +8,7 @@ can cut, like bench/replication.py does. Bots (`node.bots.run_bots`) can play on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -78,6 +79,15 @@ class ThreadedCluster:
             return
         for stop, _done in self._bots:
             self._loop.call_soon_threadsafe(stop.set)
+        for _stop, done in self._bots:
+            # Bots still running when the loop stops are destroyed pending, which fails the
+            # session at exit under warnings-as-errors: let them finish, or cancel them.
+            with contextlib.suppress(Exception):
+                done.result(timeout=30)
+            if not done.done():
+                done.cancel()
+                with contextlib.suppress(BaseException):
+                    done.result(timeout=5)
         try:
             self._run(self.cluster.stop())
         finally:
