@@ -177,7 +177,9 @@ def _target(
 ) -> str | None:
     """The least-loaded process below the mean that the player may go to (own region first)."""
     home = region_of[source]
-    below = [node for node, score in scores.items() if node != source and score + weight <= mean]
+    # Below the mean before the move (it may end one player above it): with whole players,
+    # "at most the mean after" left the source above the stop line ([0, 0, 0, 0, 154]).
+    below = [node for node, score in scores.items() if node != source and score < mean]
     same_region = [node for node in below if region_of[node] == home]
     if same_region:
         return min(same_region, key=lambda node: (scores[node], node))
