@@ -176,6 +176,13 @@ class PlayerClient:
                 break
             elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                 break
+        following = self._following
+        if ws is self.ws and following is not None and not following.done():
+            # The old node closes this connection (4104) as soon as the session continues on
+            # the new one, which may be before the new node's hello reply is read: wait for
+            # the move; if it succeeded, this end is no news (the bot would stop on 4104).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(following)
         if ws is not self.ws:
             # A connection given up for a newer one (failover, drain): its end is no news, but
             # what was asked on it and not answered will not be.

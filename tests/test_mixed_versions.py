@@ -8,6 +8,8 @@ the proof that an upgrade works and must not pass by being skipped.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,13 +69,25 @@ def test_the_upgrade_command_refuses_unknown_regions(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+def _run_in_own_group(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run `command`; on a timeout kill it with the node processes it started (else they
+    outlive the test)."""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise AssertionError(f"timed out after {timeout} s:\n{stdout}{stderr}") from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def test_the_upgrade_command_upgrades_all_three_regions_with_nothing_lost(tmp_path: Path) -> None:
     _release(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "meridian", "sim", "upgrade", "--dir", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = _run_in_own_group(
+        [sys.executable, "-m", "meridian", "sim", "upgrade", "--dir", str(tmp_path / "run")], 120
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for region in ("eu", "us", "ap"):
