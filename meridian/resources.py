@@ -18,6 +18,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIGS_DIR = (PACKAGE_DIR / "configs").resolve()  # in a checkout: the repository's configs/
 LOCAL_CONFIGS_DIR = CONFIGS_DIR / "local"
 SCENARIOS_DIR = CONFIGS_DIR / "scenarios"
+# Source trees of earlier releases (``git archive`` of their tags, gzipped), which mixed-version
+# tests and ``meridian sim upgrade`` run beside this code without needing git or the tags.
+RELEASES_DIR = CONFIGS_DIR / "releases"
 # The file that marks a source checkout: the project's own build description, beside meridian/.
 CHECKOUT_MARKER = "pyproject.toml"
 

@@ -11,15 +11,17 @@ created with mode 0600 in a 0700 folder. For a real cluster, make keys on each n
 with ``python -m meridian.node.localcluster keys --out DIR NODE:REGION ...`` and copy only the
 keyring (public keys) around.
 
-Mixed versions: `extract_release` writes the tree of a git tag (the previous release,
-``release-0.2``) to a folder with ``git archive``; `start_node(..., code=FOLDER)` runs a node
-from that tree (same interpreter and dependencies), and `upgrade_node` drains such a node and
-restarts it on the same config and data directory with this code.
+Mixed versions: `extract_release` writes the tree of the previous release (``release-0.2``,
+shipped as configs/releases/release-0.2.tar.gz; other tags through ``git archive``) to a
+folder; `start_node(..., code=FOLDER)` runs a node from that tree (same interpreter and
+dependencies), and `upgrade_node` drains such a node and restarts it on the same config and
+data directory with this code.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -36,12 +38,17 @@ from pathlib import Path
 from typing import Any
 
 from meridian.node.config import NodeConfig
+from meridian.resources import RELEASES_DIR
 from meridian.sync.identity import Keyring, KeyringEntry, NodeIdentity
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 RELEASE_TAG = "release-0.2"  # the previous release: speaks peer protocol 2 only
-RELEASE_COMMIT = "737b46c"
+# The shipped tree of the previous release (commit 737b46c): `git archive --format=tar
+# release-0.2 meridian node sync crdt_models games sim configs pyproject.toml | gzip -n -9`.
+RELEASE_SHA256 = {
+    "release-0.2": "6306cae16e9b9fc42dce4f9e404f0ddc28a5190101467e2f797d646ddbc68459",
+}
 DRAIN_MARGIN_S = 20.0  # a draining node exits by its drain deadline plus this (flush, stop)
 SECRET_ENV = "MERIDIAN_CLUSTER_SECRET"
 TOKEN_ENV = "MERIDIAN_ADMIN_TOKEN"
@@ -85,13 +92,41 @@ def start_node(config: NodeConfig, env: dict[str, str], code: Path | None = None
 
 
 class ReleaseMissing(RuntimeError):
-    """The previous release's tag or commit is not in the repository (e.g. a shallow clone)."""
+    """The previous release is neither shipped (configs/releases/) nor in the git repository."""
 
 
 def extract_release(dest: Path, tag: str = RELEASE_TAG, repo: Path | None = None) -> Path:
-    """Write the source tree of git tag `tag` into `dest` (``git archive``, which keeps the
-    meridian/ symlinks) and return `dest`; ReleaseMissing saying how to fetch it if absent."""
-    repo = repo or Path(__file__).resolve().parent
+    """Write the source tree of release `tag` into `dest` and return `dest`.
+
+    The shipped archive (configs/releases/TAG.tar.gz, checked against RELEASE_SHA256) comes
+    first: it needs no git, no tags and no history, so a shallow clone, a copy without ``.git``
+    and an installed wheel all have it. Other tags come from the git repository with
+    ``git archive`` (which keeps the meridian/ symlinks). ReleaseMissing says how to get it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shipped = RELEASES_DIR / f"{tag}.tar.gz"
+    if shipped.is_file():
+        check_shipped_release(shipped, tag)
+        subprocess.run(["tar", "-xzf", str(shipped), "-C", str(dest)], check=True)
+    else:
+        archive = _git_archive(tag, repo or Path(__file__).resolve().parent)
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    if not (dest / "meridian" / "__main__.py").is_file():
+        raise ReleaseMissing(f"{tag} has no meridian/__main__.py: not a release of this project")
+    return dest
+
+
+def check_shipped_release(archive: Path, tag: str) -> None:
+    """ReleaseMissing unless `archive` is the file this code was shipped with."""
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    if digest != RELEASE_SHA256.get(tag):
+        raise ReleaseMissing(
+            f"{archive} has sha256 {digest}, not the {tag} this code ships "
+            f"({RELEASE_SHA256.get(tag, 'none recorded')}): restore it from the repository"
+        )
+
+
+def _git_archive(tag: str, repo: Path) -> bytes:
+    """The tar of git tag `tag` in the repository holding `repo`, or ReleaseMissing."""
     found = subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{tag}^{{commit}}"],
         capture_output=True,
@@ -99,10 +134,10 @@ def extract_release(dest: Path, tag: str = RELEASE_TAG, repo: Path | None = None
     )
     if found.returncode != 0:
         raise ReleaseMissing(
-            f"the previous release {tag} (commit {RELEASE_COMMIT}) is not in the repository "
-            f"at {repo}: fetch it with `git fetch --tags origin` (in a shallow clone first "
-            f"`git fetch --unshallow`), or, if commit {RELEASE_COMMIT} is present, create the "
-            f"tag with `git tag {tag} {RELEASE_COMMIT}`"
+            f"the release {tag} is neither shipped in {RELEASES_DIR} nor a tag in the git "
+            f"repository at {repo} ({found.stderr.strip() or 'no such tag'}): fetch it with "
+            f"`git fetch --tags origin` (in a shallow clone first `git fetch --unshallow`), or "
+            f"create the tag with `git tag {tag} COMMIT`"
         )
     top = subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "--show-toplevel"],
@@ -110,16 +145,11 @@ def extract_release(dest: Path, tag: str = RELEASE_TAG, repo: Path | None = None
         text=True,
         check=True,
     ).stdout.strip()
-    dest.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(  # from the top: in a subfolder git archives only that folder
+    return subprocess.run(  # from the top: in a subfolder git archives only that folder
         ["git", "-C", top, "archive", "--format=tar", found.stdout.strip()],
         capture_output=True,
         check=True,
-    )
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    if not (dest / "meridian" / "__main__.py").is_file():
-        raise ReleaseMissing(f"{tag} has no meridian/__main__.py: not a release of this project")
-    return dest
+    ).stdout
 
 
 def upgrade_node(

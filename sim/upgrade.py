@@ -1,7 +1,8 @@
 """``meridian sim upgrade``: a rolling upgrade of a local three-region cluster under bots.
 
-The regions named old start on the previous release (the git tag ``release-0.2``, written to a
-folder with ``git archive`` by `node.localcluster.extract_release`), the others on this code;
+The regions named old start on the previous release (``release-0.2``, shipped as
+configs/releases/release-0.2.tar.gz and written to a folder by
+`node.localcluster.extract_release`), the others on this code;
 bots play Battleline across the regions. Then each old node in turn is drained (SIGTERM: its
 players are told to move, its changes flushed, it exits 0) and restarted on the same config and
 data directory with this code. While both versions run, links between an old and a new node

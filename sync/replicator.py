@@ -325,7 +325,10 @@ class Replicator:
     def _refill_frame(self, data: bytes) -> codec.Digests | codec.Step2 | None:
         """The frame, if it is one that can refill a quarantined document (else None)."""
         try:
-            frame = codec.decode(data, self.engine.settings.max_frame_bytes)
+            # compressed=True: on a protocol 3 link STEP2 and DIGESTS frames over
+            # COMPRESS_MIN_BYTES arrive deflated (a COMPRESSED frame on an older link is the
+            # engine's to refuse, and it closes that link before this frame is noted).
+            frame = codec.decode(data, self.engine.settings.max_frame_bytes, compressed=True)
         except FrameError:
             return None  # the engine refuses it and closes the link
         return frame if isinstance(frame, codec.Digests | codec.Step2) else None
@@ -358,9 +361,10 @@ class Replicator:
 
     def _on_refilled(self, future: asyncio.Future[None], doc_id: str, peer: str) -> None:
         self._refilling.discard(doc_id)
-        if future.cancelled() or future.exception() is not None:
+        failure = "cancelled" if future.cancelled() else future.exception()
+        if failure is not None:
             # Still quarantined: the next anti-entropy round from a holder tries again.
-            log.error("rewriting refilled document %r failed: %s", doc_id, future.exception())
+            log.error("rewriting refilled document %r failed: %s", doc_id, failure)
             return
         self.quarantined.pop(doc_id, None)
         self.counters.refills += 1

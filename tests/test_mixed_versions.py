@@ -1,9 +1,9 @@
 """Two versions side by side: a node of the previous release among nodes of this code.
 
-The previous release is the git tag ``release-0.2`` (commit 737b46c, peer protocol 2 only; see
-docs/operations.md *Upgrading*). Its tree is extracted with ``git archive`` and run with this
-venv. A clone without the tag fails these tests with a message saying how to fetch it: they are
-the proof that an upgrade works and must not pass by being skipped.
+The previous release is ``release-0.2`` (commit 737b46c, peer protocol 2 only; see
+docs/operations.md *Upgrading*). Its tree is shipped as configs/releases/release-0.2.tar.gz
+(checked by sha256), so a clone without tags or history still runs it, with this venv. These
+tests are the proof that an upgrade works and must not pass by being skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from meridian.node.localcluster import RELEASE_TAG, ReleaseMissing, extract_release
+from meridian.node.localcluster import (
+    RELEASE_TAG,
+    ReleaseMissing,
+    check_shipped_release,
+    extract_release,
+)
+from meridian.resources import RELEASES_DIR
 from meridian.sim.upgrade import rolling_upgrade
 
 
@@ -31,6 +37,19 @@ def test_a_missing_release_tag_fails_saying_how_to_fetch_it(tmp_path: Path) -> N
     with pytest.raises(ReleaseMissing) as missing:
         extract_release(tmp_path / "release", tag="release-never-made")
     assert "git fetch" in str(missing.value) and "git tag release-never-made" in str(missing.value)
+
+
+def test_the_shipped_release_is_used_without_git_and_refused_when_altered(tmp_path: Path) -> None:
+    """A copy of the code without .git (or a shallow clone without tags) still has the previous
+    release; a shipped archive that is not the recorded one is refused, not run."""
+    tree = extract_release(tmp_path / "release", repo=tmp_path)  # tmp_path is no git repository
+    assert (tree / "meridian" / "__main__.py").is_file()
+    altered = tmp_path / "releases"
+    altered.mkdir()
+    archive = altered / f"{RELEASE_TAG}.tar.gz"
+    archive.write_bytes((RELEASES_DIR / archive.name).read_bytes() + b"\0")
+    with pytest.raises(ReleaseMissing, match="sha256"):
+        check_shipped_release(archive, RELEASE_TAG)
 
 
 @pytest.mark.integration

@@ -9,6 +9,7 @@ with one line on stderr.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import sqlite3
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pycrdt import Doc, Map
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC
 from meridian.crdt_models.hlc import HybridLogicalClock
@@ -32,6 +34,7 @@ from meridian.node.delivery import EngineProgress, Send
 from meridian.node.localcluster import TOKEN_ENV, fetch_health, start_node, stop_nodes
 from meridian.node.server import STORE_FILE, ReplicatorDocuments
 from meridian.node.service import GameService, ServiceError
+from meridian.sync.codec import FrameType
 from meridian.sync.engine import SyncEngine
 from meridian.sync.identity import Keyring
 from meridian.sync.replicator import Replicator
@@ -340,3 +343,79 @@ async def test_game_service_refuses_writes_to_quarantined_documents_by_name(
     service.tick(60.0)
     assert replicator.counters.writes_refused >= 4
     await store.close()
+
+
+# --- refill over an in-memory protocol 3 link (compressed frames) ------------------------------
+
+
+class _Pipe:
+    """One direction of an in-memory link: frames queue until `deliver` hands them over."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        self.frames.extend(frames)
+
+    def close_soon(self, reason: str) -> None:
+        raise AssertionError(f"the link was closed: {reason}")
+
+    async def finish(self) -> None:
+        return None
+
+
+async def _replicator(tmp_path: Path, name: str, keyring: Keyring) -> Replicator:
+    store = GroupCommitStore(DocumentStore(tmp_path / f"{name}.sqlite3"))
+    await store.start()
+    engine = SyncEngine(
+        identity=identity_for(name, 1),
+        keyring=keyring,
+        settings=SyncSettings(),
+        rng=random.Random(name),
+        wall_ms=lambda: 1_732_000_000_000,
+    )
+    return Replicator(engine, store, clock=lambda: 1.0)
+
+
+def _separate_updates(count: int) -> list[bytes]:
+    """`count` updates of one document, each setting one key (each depends on the last)."""
+    doc: Doc[Any] = Doc()
+    updates: list[bytes] = []
+    subscription = doc.observe(lambda event: updates.append(bytes(event.update)))
+    for number in range(count):
+        doc.get("kv", type=Map)[f"k{number}"] = "x" * 40
+    doc.unobserve(subscription)
+    return updates
+
+
+async def test_a_quarantined_document_is_refilled_by_a_compressed_step2(tmp_path: Path) -> None:
+    """On a protocol 3 link the holder's STEP2 arrives deflated (it is over 128 bytes): the
+    refill must see it, not wait for a later round of digests that happen to be equal."""
+    keyring = Keyring([identity_for(name, 1).entry() for name in ("eu", "us")])
+    eu, us = await _replicator(tmp_path, "eu", keyring), await _replicator(tmp_path, "us", keyring)
+    updates = _separate_updates(6)
+    us.engine.load(DOC, updates)
+    eu.engine.load(DOC, updates[:2] + updates[3:])  # row 2 corrupt: rows 3.. wait on it
+    eu.quarantine(DOC, "row 3 (update): checksum mismatch")
+    to_us, to_eu = _Pipe(), _Pipe()
+    link_eu, link_us = eu.open_link(to_us, initiator=True), us.open_link(to_eu, initiator=False)
+    compressed_seen = 0
+    while to_us.frames or to_eu.frames:
+        for frame in to_eu.frames:
+            compressed_seen += frame[0] == FrameType.COMPRESSED
+        frames_eu, frames_us = to_eu.frames, to_us.frames
+        to_eu.frames, to_us.frames = [], []
+        for frame in frames_us:
+            us.receive(link_us, frame)
+        for frame in frames_eu:
+            eu.receive(link_eu, frame)
+    for _ in range(200):  # the rewrite is queued, then committed (a few ms)
+        if not eu.quarantined:
+            break
+        await asyncio.sleep(0.01)
+
+    assert compressed_seen > 0  # the case this test is about
+    assert eu.quarantined == {} and eu.counters.refills == 1
+    assert eu.engine.digest(DOC) == us.engine.digest(DOC)
+    for replicator in (eu, us):
+        await replicator.store.close()

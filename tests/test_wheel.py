@@ -63,7 +63,7 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def test_the_wheel_carries_one_package_with_the_configs_scenarios_and_web_client(
+def test_the_wheel_carries_one_package_with_configs_scenarios_web_client_and_release(
     installed: Path, tmp_path: Path
 ) -> None:
     code = (
@@ -71,7 +71,9 @@ def test_the_wheel_carries_one_package_with_the_configs_scenarios_and_web_client
         "print(meridian.__file__); print(r.is_checkout());"
         "print(sorted(p.name for p in r.SCENARIOS_DIR.glob('*.toml')));"
         "print(sorted(p.name for p in r.LOCAL_CONFIGS_DIR.glob('*.toml')));"
-        "print((web.STATIC_DIR / 'index.html').is_file())"
+        "print((web.STATIC_DIR / 'index.html').is_file());"
+        "import meridian.node.localcluster as lc, pathlib;"
+        "print(lc.extract_release(pathlib.Path('release')).is_dir())"
     )
     lines = run([installed / "python", "-c", code], tmp_path, _clean_env()).splitlines()
     assert Path(lines[0]).is_relative_to(installed.parent), lines[0]
@@ -79,6 +81,7 @@ def test_the_wheel_carries_one_package_with_the_configs_scenarios_and_web_client
     assert "'partition-heal.toml'" in lines[2]
     assert lines[3] == "['ap.toml', 'eu.toml', 'us.toml']"
     assert lines[4] == "True"
+    assert lines[5] == "True"  # the previous release ships too: `meridian sim upgrade` runs
     top_level = run([installed / "python", "-c", _TOP_LEVEL], tmp_path, _clean_env()).split()
     assert top_level == ["meridian"]
 
