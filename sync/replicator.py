@@ -123,9 +123,8 @@ class Replicator:
         self._timer: asyncio.Task[None] | None = None
         self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.durable_event_no = 0
-        self._committed_through = 0
-        self._release_scheduled = False
         self.store_failed = False
+        store.listen_for_durability(self._on_durable)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -279,29 +278,22 @@ class Replicator:
             self.counters.changes_remote += 1
         # A quarantined document's updates are appended too: its rows are only ever replaced
         # once a peer has refilled it (_refill).
-        future = self.store.submit(event.doc_id, event.update)
-        event_no = event.event_no
-        future.add_done_callback(lambda done: self._on_committed(done, event_no))
+        self.store.submit_numbered(event.doc_id, event.update, event.event_no)
 
-    def _on_committed(self, future: asyncio.Future[None], event_no: int) -> None:
-        if future.cancelled() or future.exception() is not None:
+    def _on_durable(self, event_no: int, error: BaseException | None) -> None:
+        """The store's commit of every change through `event_no` finished (or failed): called
+        once per group commit, in the loop turn the writer thread's news arrives, so acks,
+        replies and pushes waiting on it go out without a further turn of the loop."""
+        if error is not None:
             # Durability is "every change up to n": after a failed commit it stops advancing,
             # so no ack or reply ever claims a change the disk refused.
             self.counters.store_failures += 1
             self.store_failed = True
-            log.error("change %d was not committed: %s", event_no, future.exception())
+            log.error("change %d was not committed: %s", event_no, error)
             return
-        if self.store_failed:
+        if self.store_failed or event_no <= self.durable_event_no:
             return
-        # One group commit resolves many futures at once: release acks and waiters once for all.
-        self._committed_through = max(self._committed_through, event_no)
-        if not self._release_scheduled:
-            self._release_scheduled = True
-            asyncio.get_running_loop().call_soon(self._release_durable)
-
-    def _release_durable(self) -> None:
-        self._release_scheduled = False
-        self.durable_event_no = self._committed_through
+        self.durable_event_no = event_no
         self.engine.durable_through(self.durable_event_no, self.clock())
         still_waiting = []
         for wanted, waiter in self._durable_waiters:

@@ -35,7 +35,7 @@ import threading
 import time
 import zlib
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -566,9 +566,15 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
 
 
 # What the writer thread is asked to do, in submission order. Plain tuples: submit() is the hot
-# path and builds one per update. (future, doc_id, payload, job)
+# path and builds one per update. (future, doc_id, payload, job, number): an update submitted
+# with `submit_numbered` has no future (None) and its number is reported to the durability
+# listener; every other job has a future and number NO_NUMBER.
 _UPDATE, _FLUSH, _REPLACE = 0, 1, 2
-_Job = tuple["asyncio.Future[None]", str, bytes, int]
+NO_NUMBER = -1
+_Job = tuple["asyncio.Future[None] | None", str, bytes, int, int]
+# Told on the event loop, once per commit, the highest number that commit made durable (and
+# None), or the error that failed it: one loop turn from the writer thread to the waiters.
+DurabilityListener = Callable[[int, BaseException | None], None]
 
 
 class GroupCommitStore:
@@ -591,6 +597,7 @@ class GroupCommitStore:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._durability_listener: DurabilityListener | None = None
         self.last_commit: CommitStats | None = None
         # Durations of the most recent commit transactions (fsync included), for metrics.
         self.commit_latency_seconds: deque[float] = deque(maxlen=latency_samples)
@@ -616,6 +623,28 @@ class GroupCommitStore:
         if type(update) is not bytes or not update:
             update = validate_update(update, doc_id)
         return self._enqueue(doc_id, update, _UPDATE)
+
+    def listen_for_durability(self, listener: DurabilityListener) -> None:
+        """Call `listener(number, None)` on the loop after each commit holding updates given
+        to `submit_numbered` (number: the highest among them), `listener(number, error)` if it
+        failed. One call per commit, in the same loop turn as the futures it resolves."""
+        self._durability_listener = listener
+
+    def submit_numbered(self, doc_id: str, update: bytes | bytearray, number: int) -> None:
+        """Queue one update whose durability reaches the durability listener as `number`
+        (numbers must rise with each call). No future: the hot path of every change, and the
+        waiter learns of the commit one loop turn after the writer thread finished it."""
+        if self._durability_listener is None:
+            raise RuntimeError("submit_numbered needs listen_for_durability first")
+        if type(doc_id) is not str or doc_id not in self._known_doc_ids:
+            self._known_doc_ids.add(validate_doc_id(doc_id))
+        if type(update) is not bytes or not update:
+            update = validate_update(update, doc_id)
+        self._running_loop()
+        with self._lock:
+            self._queue.append((None, doc_id, update, _UPDATE, number))
+            if self._writer_waiting:
+                self._wakeup.notify()
 
     def submit_meta(self, key: str, value: str) -> None:
         """Queue a meta value, written in the same transaction as the next batch."""
@@ -657,7 +686,7 @@ class GroupCommitStore:
     def _enqueue(self, doc_id: str, payload: bytes, job: int) -> asyncio.Future[None]:
         future: asyncio.Future[None] = self._running_loop().create_future()
         with self._lock:
-            self._queue.append((future, doc_id, payload, job))
+            self._queue.append((future, doc_id, payload, job, NO_NUMBER))
             if self._writer_waiting:
                 self._wakeup.notify()
         return future
@@ -679,7 +708,8 @@ class GroupCommitStore:
                     self._write(batch, meta)
                 except Exception as error:  # a bug, not a failed commit: keep the writer alive
                     logger.exception("document store writer failed on a batch")
-                    self._settle([job[0] for job in batch], error)
+                    futures = [job[0] for job in batch if job[0] is not None]
+                    self._settle(futures, error, max((job[4] for job in batch), default=NO_NUMBER))
         finally:
             self._store.close()
 
@@ -687,24 +717,27 @@ class GroupCommitStore:
         for key, value in meta.items():
             self._store.stage_meta(key, value)
         waiting: list[asyncio.Future[None]] = []
-        for future, doc_id, payload, job in batch:
+        number = NO_NUMBER  # the highest numbered update staged since the last commit
+        for future, doc_id, payload, job, job_number in batch:
             if job == _UPDATE:
                 self._store._stage_validated(doc_id, payload)
-            elif job == _REPLACE:
-                self._commit(waiting)  # earlier submits first, as they were queued
-                waiting = []
+                number = max(number, job_number)
+            elif job == _REPLACE and future is not None:
+                self._commit(waiting, number)  # earlier submits first, as they were queued
+                waiting, number = [], NO_NUMBER
                 self._replace(future, doc_id, payload)
                 continue
-            waiting.append(future)
-        self._commit(waiting)
+            if future is not None:
+                waiting.append(future)
+        self._commit(waiting, number)
 
-    def _commit(self, futures: list[asyncio.Future[None]]) -> None:
+    def _commit(self, futures: list[asyncio.Future[None]], number: int) -> None:
         try:
             stats = self._store.commit()
         except Exception as error:
             self.failed_commits += 1
             logger.exception("document store commit failed; %d futures get the error", len(futures))
-            self._settle(futures, error)
+            self._settle(futures, error, number)
             return
         if stats.updates or stats.meta:  # a bare flush marker commits nothing
             self.last_commit = stats
@@ -713,27 +746,37 @@ class GroupCommitStore:
             self.total_commit_seconds += stats.seconds
             self.total_updates += stats.updates
             self.total_snapshots += stats.snapshots
-        self._settle(futures, None)
+        self._settle(futures, None, number)
 
     def _replace(self, future: asyncio.Future[None], doc_id: str, full_state: bytes) -> None:
         try:
             self._store.replace_document(doc_id, full_state)
         except Exception as error:
             logger.exception("replacing document %r failed", doc_id)
-            self._settle([future], error)
+            self._settle([future], error, NO_NUMBER)
             return
-        self._settle([future], None)
+        self._settle([future], None, NO_NUMBER)
 
-    def _settle(self, futures: list[asyncio.Future[None]], error: Exception | None) -> None:
-        if not futures or self._loop is None:
+    def _settle(
+        self, futures: list[asyncio.Future[None]], error: Exception | None, number: int
+    ) -> None:
+        listener = self._durability_listener if number != NO_NUMBER else None
+        if (not futures and listener is None) or self._loop is None:
             return
         try:
-            self._loop.call_soon_threadsafe(_resolve, futures, error)
+            self._loop.call_soon_threadsafe(_resolve, futures, error, listener, number)
         except RuntimeError:  # the loop is closed: nobody is left to wait on these futures
             logger.warning("event loop closed; %d store futures left unresolved", len(futures))
 
 
-def _resolve(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
+def _resolve(
+    futures: list[asyncio.Future[None]],
+    error: Exception | None,
+    listener: DurabilityListener | None,
+    number: int,
+) -> None:
+    if listener is not None:  # first: a waiter resolved below may then see the new durability
+        listener(number, error)
     for future in futures:
         if future.done():  # cancelled by its waiter
             continue

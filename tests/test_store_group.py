@@ -145,3 +145,58 @@ async def test_misuse_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="document id must not be empty"):
         group.submit("", payload(1))
     await group.close()
+
+
+async def test_numbered_submits_report_each_commit_once_with_its_highest_number(
+    tmp_path: Path,
+) -> None:
+    """The replicator's hot path: no future per update; the listener hears, once per commit and
+    in rising order, the highest number that commit made durable, and everything is stored."""
+    path = tmp_path / "node.sqlite3"
+    group = GroupCommitStore(DocumentStore(path))
+    heard: list[tuple[int, BaseException | None]] = []
+    group.listen_for_durability(lambda number, error: heard.append((number, error)))
+    await group.start()
+    for number in range(1, 501):
+        group.submit_numbered(f"game:{number % 7}", payload(number), number)
+        if number % 100 == 0:
+            await asyncio.sleep(0)  # let some commits start while others queue
+
+    await group.flush()
+
+    numbers = [number for number, _ in heard]
+    assert numbers[-1] == 500 and numbers == sorted(set(numbers))
+    assert all(error is None for _, error in heard)
+    assert len(heard) == group.total_commits  # one report per commit that held them
+    await group.close()
+    stored = sorted(update for updates in reload(path).updates.values() for update in updates)
+    assert stored == sorted(payload(number) for number in range(1, 501))
+
+
+async def test_a_failed_numbered_commit_reports_the_error_and_its_number(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    group = GroupCommitStore(DocumentStore(path))
+    heard: list[tuple[int, BaseException | None]] = []
+    group.listen_for_durability(lambda number, error: heard.append((number, error)))
+    await group.start()
+    with sqlite3.connect(path) as raw:  # a real SQLite error for one batch, no mock
+        raw.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON doc_log WHEN NEW.doc_id = 'poison' "
+            "BEGIN SELECT RAISE(ABORT, 'simulated I/O error'); END"
+        )
+    group.submit_numbered("game:1", payload(1), 7)
+    group.submit_numbered("poison", payload(2), 8)
+
+    # The flush shares the failing commit or follows it (then it succeeds): either way, after
+    # it the listener has heard.
+    await asyncio.gather(group.flush(), return_exceptions=True)
+
+    assert (8, "simulated I/O error") in [(n, str(e)) for n, e in heard if e is not None]
+    await group.close()
+
+
+async def test_numbered_submits_need_a_listener(tmp_path: Path) -> None:
+    group = await started(tmp_path / "node.sqlite3")
+    with pytest.raises(RuntimeError, match="listen_for_durability"):
+        group.submit_numbered("game:1", payload(1), 1)
+    await group.close()
