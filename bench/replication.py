@@ -14,6 +14,12 @@ Prints (see docs/performance.md for the targets and the last recorded figures):
    includes the reconnect backoff);
 5. resident memory (RSS) of each node.
 
+Phase 3 also runs a bare baseline in the same run: raw pycrdt making the same number of
+updates, each in its own transaction on one Doc, and applying each to two other Docs (what the
+two peers must at least do), with no network, store or checks; it prints Meridian's rate as a
+fraction of that ceiling. Every phase prints the machine's load average (1 minute): the
+machine may be shared.
+
 It is not a test: it asserts nothing, it measures. ``--quick`` shortens every phase.
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -28,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pycrdt import Doc, Map, TransactionEvent
 
 from meridian.node.localcluster import TOKEN_ENV
 from meridian.sim.proxied import ProxiedCluster
@@ -155,7 +163,8 @@ async def throughput(bench: Bench) -> None:
     writes_done = time.perf_counter()
     converged = await bench.wait_converged([f"bench:tp-{r}" for r in REGIONS])
     total = sum(written.values())
-    print("\n3. sustained replication, all three nodes written at full speed:")
+    meridian_rate = total / (converged - start)
+    print(f"\n3. sustained replication, all three nodes written at full speed ({_load()}):")
     print(
         f"   {total:,} updates written in {writes_done - start:.1f} s "
         f"({total / (writes_done - start):,.0f}/s accepted); every node held every update "
@@ -163,6 +172,39 @@ async def throughput(bench: Bench) -> None:
         f"updates/s replicated to every region, {2 * total / (converged - start):,.0f} "
         f"update deliveries/s applied at peers"
     )
+    raw_rate = raw_pycrdt_rate(min(total, 30_000))
+    print(
+        f"   baseline, raw pycrdt in this process: {raw_rate:,.0f} updates/s made and applied "
+        f"at two peer Docs on one core ({_load()})\n   -> Meridian reaches "
+        f"{meridian_rate / raw_rate:.2f}x of that ceiling (target 20,000/s)"
+    )
+
+
+def raw_pycrdt_rate(count: int) -> float:
+    """Updates/s raw pycrdt sustains for phase 3's work: `count` small map writes, each its own
+    transaction on one Doc, each update applied to two peer Docs (no network, store, checks)."""
+    writer: Doc[Any] = Doc()
+    peers: list[Doc[Any]] = [Doc(), Doc()]
+    updates: list[bytes] = []
+
+    def capture(event: TransactionEvent) -> None:
+        updates.append(event.update)
+
+    subscription = writer.observe(capture)
+    items = writer.get("items", type=Map)
+    start = time.process_time()
+    for number in range(count):
+        items[f"k{number}"] = number
+    for update in updates:
+        for peer in peers:
+            peer.apply_update(update)
+    elapsed = time.process_time() - start
+    writer.unobserve(subscription)
+    return count / elapsed
+
+
+def _load() -> str:
+    return f"load average {os.getloadavg()[0]:.1f}"
 
 
 async def catch_up(bench: Bench) -> None:
