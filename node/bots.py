@@ -44,16 +44,10 @@ import aiohttp
 
 from meridian.crdt_models.accounts import check_name
 from meridian.games.battleline.viewbot import ViewBot
-from meridian.node.botbrain import (
-    TICK_S,
-    Bot,
-    BotSettings,
-    MovePolicy,
-    Reply,
-    Shared,
-)
+from meridian.node.botbrain import Bot, Shared
 from meridian.node.botrecords import STALL_S, BotLedger, BotPlan, BotStats, BotSummary
 from meridian.node.botsocket import WebsocketPlayers
+from meridian.node.botworld import TICK_S, BotSettings, MovePolicy, Reply
 
 __all__ = [  # BotStats and BotSummary are node.botrecords', returned from here
     "ACCEPT_PAUSE_S",

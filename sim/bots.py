@@ -2,15 +2,15 @@
 
 The ``game-bots`` workload runs ``players`` bots. Each is the one bot state machine of
 `node.botbrain` (the same as ``meridian bot`` and ``meridian demo`` run), with the simulator's
-settings: random legal moves (`node.botbrain.random_move`), think times, give-ups, saves,
+settings: random legal moves (`node.botworld.random_move`), think times, give-ups, saves,
 chat, watching, travel to another region, double logins and logins at a random region (see
-`node.botbrain.BotSettings` for the ``[workload]`` keys, whose defaults are the simulator's).
+`node.botworld.BotSettings` for the ``[workload]`` keys, whose defaults are the simulator's).
 Each bot's client is a ``PlayerSide``: a :class:`sim.players.SimClient` in the simulator, a
-websocket (`node.bots.WebsocketSide`) in ``meridian sim cluster``. A bot sits in a region (round
-robin over the regions, or over ``regions`` when given: a scenario whose node is not to serve
-players lists the others), registers with that region as its home, and starts within the first
-``START_S`` seconds; the even bots have the next bot as partner (they invite it, or a random
-idle player when it is not idle), the odd ones only accept.
+websocket (`node.botsocket.WebsocketSide`) in ``meridian sim cluster``. A bot sits in a region
+(round robin over the regions, or over ``regions`` when given: a scenario whose node is not to
+serve players lists the others), registers with that region as its home, and starts within the
+first ``START_S`` seconds; the even bots have the next bot as partner (they invite it, or a
+random idle player when it is not idle), the odd ones only accept.
 
 What stays here is what only the simulator does: ``name_races`` races (at ``race_at_s`` one new
 bot in each of ``race_regions`` registers the same name ``race<k>`` at its own region's node; a
@@ -18,9 +18,9 @@ partition lets both succeed; the merge keeps the earliest claim and the other mu
 heal (from then on bots only react, `node.botbrain.Shared.calm`, so the quiet period shows
 convergence), and the history: every bot note goes to the node it was made at
 (``registered``, ``hello``, ``closed``, ``notice``, ``shown``, ``move``, ``rollback``,
-``renamed``, ``error``, ... see `node.botbrain`), and at the end one ``end`` per client
-(connection open or not, and the latest view of each of its games on that connection). All
-randomness comes from the workload's stream, so a seed replays the same games.
+``renamed``, ``error``, ... see `node.botbrain` and `node.botplay`), and at the end one
+``end`` per client (connection open or not, and the latest view of each of its games on that
+connection). All randomness comes from the workload's stream, so a seed replays the same games.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from meridian.node.botbrain import TICK_S, Bot, BotSettings, Players, Shared
+from meridian.node.botbrain import Bot, Shared
+from meridian.node.botworld import TICK_S, BotSettings, Players
 from meridian.sim.params import Table
 
 START_S = 2.0  # bots start within the first START_S seconds
@@ -53,7 +54,7 @@ class Recorder(Protocol):
 
 
 class NodeNotes:
-    """`node.botbrain.Notes` into the history: each note at the node it names."""
+    """`node.botworld.Notes` into the history: each note at the node it names."""
 
     def __init__(self, recorders: dict[str, Recorder]) -> None:
         self.recorders = recorders

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from meridian.node.botbrain import Bot, BotSettings, Done, Reply, Shared
+from meridian.node.botbrain import Bot, Shared
+from meridian.node.botworld import BotSettings, Done, Reply
 from meridian.node.refusals import CloseCode
 
 QUIET = BotSettings(  # nothing random happens: the bot only does what the tests look at
@@ -153,7 +154,7 @@ def test_a_game_without_progress_is_saved_after_stall_s() -> None:
     assert "save" not in side.kinds()
     world.t = 10.5
     bot.act(world.t)
-    assert side.calls[-1] == ("save", {"game": "g7"}) and bot.game is None
+    assert side.calls[-1] == ("save", {"game": "g7"}) and bot.table.game is None
     assert ("eu", "stalled") in [(node, kind) for node, kind, _ in world.notes]
 
 
