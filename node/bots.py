@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -45,7 +46,7 @@ from meridian.games.battleline.viewbot import ViewBot
 from meridian.node.botbrain import Bot, Shared
 from meridian.node.botrecords import STALL_S, BotLedger, BotPlan, BotStats, BotSummary
 from meridian.node.botsocket import WebsocketPlayers
-from meridian.node.botworld import TICK_S, BotSettings, MovePolicy, Reply
+from meridian.node.botworld import STEADY, TICK_S, BotSettings, MovePolicy, Reply
 
 DEFAULT_PASSWORD = "meridian-bot-password"
 DEFAULT_PREFIX = "bot"
@@ -62,17 +63,11 @@ SHUTDOWN_S = 5.0  # closing the websockets at the end
 def bot_settings(plan: BotPlan) -> BotSettings:
     """The one bot's settings for real players (see module docstring)."""
     delay = (plan.move_delay_s, plan.move_delay_s)
-    return BotSettings(
+    return dataclasses.replace(
+        STEADY,
         players=len(plan.names),
         think_s=delay,
-        give_up=0.0,
-        save=0.0,
-        chat=0.0,
-        watch=0.0,
         invite_per_s=1 / TICK_S,  # whenever the partner is idle and nothing is pending
-        random_region=0.0,
-        travel_per_min=0.0,
-        double_login_per_min=0.0,
         regions=tuple(plan.servers),
         register_home=False,
         invite_anyone=False,

@@ -115,6 +115,19 @@ class BotSettings:
     finished_seen: int = 6
 
 
+# No random acts: no give-ups, saves, chat, watching, travel, double logins or logins at a random
+# region (the simulator's faults). Bots for real players start from these (`node.bots`).
+STEADY = BotSettings(
+    give_up=0.0,
+    save=0.0,
+    chat=0.0,
+    watch=0.0,
+    random_region=0.0,
+    travel_per_min=0.0,
+    double_login_per_min=0.0,
+)
+
+
 class BotHandle(Protocol):
     """What a bot's parts use of their bot (`node.botbrain.Bot` is one)."""
 

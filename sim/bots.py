@@ -121,21 +121,26 @@ class GameBots:
 
 
 def build_game_bots(params: Table) -> GameBots:
-    think = params.seconds_range("think_s", BotSettings.think_s)
+    default = BotSettings()
+    think = params.seconds_range("think_s", default.think_s)
     return GameBots(
         BotSettings(
-            players=params.integer("players", 20, 0),
+            players=params.integer("players", default.players, 0),
             think_s=think,
-            give_up=params.fraction("give_up", 0.01),
-            save=params.fraction("save", 0.005),
-            chat=params.fraction("chat", 0.02),
-            watch=params.fraction("watch", 0.05),
-            invite_per_s=params.number("invite_per_s", 0.5, 0, inclusive=True),
-            random_region=params.fraction("random_region", 0.2),
-            travel_per_min=params.number("travel_per_min", 0.5, 0, inclusive=True),
-            double_login_per_min=params.number("double_login_per_min", 0.2, 0, inclusive=True),
-            name_races=params.integer("name_races", 0, 0),
-            race_at_s=params.number("race_at_s", 5.0, 0, inclusive=True),
+            give_up=params.fraction("give_up", default.give_up),
+            save=params.fraction("save", default.save),
+            chat=params.fraction("chat", default.chat),
+            watch=params.fraction("watch", default.watch),
+            invite_per_s=params.number("invite_per_s", default.invite_per_s, 0, inclusive=True),
+            random_region=params.fraction("random_region", default.random_region),
+            travel_per_min=params.number(
+                "travel_per_min", default.travel_per_min, 0, inclusive=True
+            ),
+            double_login_per_min=params.number(
+                "double_login_per_min", default.double_login_per_min, 0, inclusive=True
+            ),
+            name_races=params.integer("name_races", default.name_races, 0),
+            race_at_s=params.number("race_at_s", default.race_at_s, 0, inclusive=True),
             race_regions=tuple(params.string_list("race_regions", "region names"))
             if "race_regions" in params.values
             else (),

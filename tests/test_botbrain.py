@@ -8,19 +8,11 @@ from dataclasses import replace
 from typing import Any
 
 from meridian.node.botbrain import Bot, Shared
-from meridian.node.botworld import BotSettings, Done, Reply
+from meridian.node.botworld import STEADY, BotSettings, Done, Reply
 from meridian.node.refusals import CloseCode
 
-QUIET = BotSettings(  # nothing random happens: the bot only does what the tests look at
-    give_up=0.0,
-    save=0.0,
-    chat=0.0,
-    watch=0.0,
-    random_region=0.0,
-    travel_per_min=0.0,
-    double_login_per_min=0.0,
-    think_s=(0.0, 0.0),
-)
+# Nothing random happens: the bot only does what the tests look at.
+QUIET = replace(STEADY, think_s=(0.0, 0.0))
 
 
 class ScriptedSide:
