@@ -59,5 +59,3 @@ def _log_difference(servers: list[str], logs: list[Any], gids: set[str]) -> str 
         if log != logs[0]:
             return f"the game logs of {servers[0]} and {url} differ"
     return None
-
-
