@@ -107,7 +107,7 @@ def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_bot(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from meridian.node.bots import add_bot_parser
+    from meridian.node.botcommand import add_bot_parser
 
     add_bot_parser(commands)
 

@@ -12,8 +12,9 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from meridian.node.botbrain import FATAL_CLOSES, Bot, Reply
+from meridian.node.botbrain import FATAL_CLOSES, Bot
 from meridian.node.botsocket import WebsocketSide
+from meridian.node.botworld import Reply
 
 STALL_S = 300.0
 FAILOVER_S = 60.0  # the server keeps a dropped session this long (docs/protocol.md)
@@ -240,7 +241,7 @@ class BotLedger:
         if self.bot.phase == "done" or self._offline_too_long(now):
             self.stats.stopped = self.stats.stopped or self.bot.stopped
             return True
-        if self.bot.game is not None or not self.plan.games:
+        if self.bot.table.game is not None or not self.plan.games:
             return False
         if self.stats.finished >= self.plan.games:
             return True

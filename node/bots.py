@@ -1,4 +1,4 @@
-"""``meridian bot``: Battleline bots that are real players: websocket clients of the nodes.
+"""Battleline bots that are real players (``meridian bot``, the demo): websocket clients of nodes.
 
 Each bot is the one bot state machine, `node.botbrain.Bot`; this module is its asyncio adapter.
 Its transport is a `node.botsocket.WebsocketSide` (a `node.client.PlayerClient` per connection,
@@ -23,19 +23,18 @@ A stalled game (no progress for `BotPlan.stall_s`) is saved and counted as an er
 opponent is a bot. A bot that finds no server for `SIGN_IN_S` (at the start) or `FAILOVER_S`
 (after a drop) stops.
 
-`run_bots` runs a set of bots to completion and returns a `BotSummary` (each bot's games, from
-its notes and pushes: `node.botrecords.BotLedger`); the demo and the tests use it.
-`add_bot_parser` adds the ``meridian bot`` command.
+`run_bots` runs a set of bots to completion and returns a `node.botrecords.BotSummary` (each
+bot's games, from its notes and pushes: `node.botrecords.BotLedger`); the demo and the tests use
+it, and ``meridian bot`` (`node.botcommand`) runs it from a shell. `node.botlogs` checks that
+the nodes agree on the games played.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
+import dataclasses
 import random
-import signal
-import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -44,30 +43,10 @@ import aiohttp
 
 from meridian.crdt_models.accounts import check_name
 from meridian.games.battleline.viewbot import ViewBot
-from meridian.node.botbrain import (
-    TICK_S,
-    Bot,
-    BotSettings,
-    MovePolicy,
-    Reply,
-    Shared,
-)
+from meridian.node.botbrain import Bot, Shared
 from meridian.node.botrecords import STALL_S, BotLedger, BotPlan, BotStats, BotSummary
 from meridian.node.botsocket import WebsocketPlayers
-
-__all__ = [  # BotStats and BotSummary are node.botrecords', returned from here
-    "ACCEPT_PAUSE_S",
-    "GREETING",
-    "BotStats",
-    "BotSummary",
-    "add_bot_parser",
-    "bot_names",
-    "bot_settings",
-    "game_logs",
-    "run_bot_command",
-    "run_bots",
-    "wait_for_equal_logs",
-]
+from meridian.node.botworld import STEADY, TICK_S, BotSettings, MovePolicy, Reply
 
 DEFAULT_PASSWORD = "meridian-bot-password"
 DEFAULT_PREFIX = "bot"
@@ -84,17 +63,11 @@ SHUTDOWN_S = 5.0  # closing the websockets at the end
 def bot_settings(plan: BotPlan) -> BotSettings:
     """The one bot's settings for real players (see module docstring)."""
     delay = (plan.move_delay_s, plan.move_delay_s)
-    return BotSettings(
+    return dataclasses.replace(
+        STEADY,
         players=len(plan.names),
         think_s=delay,
-        give_up=0.0,
-        save=0.0,
-        chat=0.0,
-        watch=0.0,
         invite_per_s=1 / TICK_S,  # whenever the partner is idle and nothing is pending
-        random_region=0.0,
-        travel_per_min=0.0,
-        double_login_per_min=0.0,
         regions=tuple(plan.servers),
         register_home=False,
         invite_anyone=False,
@@ -271,155 +244,3 @@ async def run_bots(
     async with aiohttp.ClientSession(connector=connector) as http:
         stats = await BotRun(plan, http).run()
     return BotSummary(stats, time.monotonic() - started, games)
-
-
-# --- checking the game logs ---------------------------------------------------------------
-
-
-async def game_logs(http: aiohttp.ClientSession, servers: Sequence[str]) -> list[Any]:
-    """Each server's list of finished games (``GET /api/games``), or its error as text."""
-
-    async def one(url: str) -> Any:
-        try:
-            async with http.get(f"{url.rstrip('/')}/api/games") as response:
-                return (await response.json())["games"]
-        except (aiohttp.ClientError, OSError, ValueError, KeyError) as error:
-            return f"{url}: {error!r}"
-
-    return list(await asyncio.gather(*(one(url) for url in servers)))
-
-
-# A timeout parameter, not a caller's asyncio.timeout: at the deadline the answer is what still
-# differs between the logs, which a cancellation would lose.
-async def wait_for_equal_logs(
-    servers: Sequence[str],
-    gids: set[str],
-    timeout: float = 30.0,  # noqa: ASYNC109
-) -> str | None:
-    """Wait until every server's game log is the same and holds `gids`; None when it is,
-    else a message saying what differs."""
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while True:
-            logs = await game_logs(http, servers)
-            problem = _log_difference(list(servers), logs, gids)
-            if problem is None or time.monotonic() > deadline:
-                return problem
-            await asyncio.sleep(0.2)
-
-
-def _log_difference(servers: list[str], logs: list[Any], gids: set[str]) -> str | None:
-    for url, log in zip(servers, logs, strict=True):
-        if isinstance(log, str):
-            return f"cannot read the game log of {log}"
-        missing = gids - {g["gid"] for g in log}
-        if missing:
-            return f"{url} lacks {len(missing)} of the {len(gids)} games (e.g. {min(missing)})"
-    for url, log in zip(servers[1:], logs[1:], strict=True):
-        if log != logs[0]:
-            return f"the game logs of {servers[0]} and {url} differ"
-    return None
-
-
-# --- the command -------------------------------------------------------------------------
-
-BOT_DESCRIPTION = """\
-Run N Battleline bots as real players over websockets. Bot i registers at the i-th --server
-(round robin; it logs in if its name exists already). The first M bots (--for-people M) wait
-for people: nobody else invites them and they accept a person's invitation about a second
-later (so the person sees it sent), with a hello in the game's chat. The others
-are paired (1-2, 3-4, ... of them) so that partners sit in different regions, and each pair
-plays G games; an idle paired bot also accepts a person's invitation. Moves come from the
-engine's heuristic run on the bot's own view.
-
-If a bot's connection fails it resumes its session on another --server (with its resume
-token) and continues its game. Progress goes to stdout, a summary at the end; exit code 0 when
-every bot finished its games without errors, 1 otherwise. Ctrl-C stops early (with --games 0,
-the bots play until then)."""
-
-
-def add_bot_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "bot",
-        help="run Battleline bots against one or more nodes",
-        description=BOT_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--server",
-        action="append",
-        required=True,
-        metavar="URL",
-        help="a node's base URL, e.g. http://127.0.0.1:7101; repeat for each region (the "
-        "bots spread over them and fail over between them)",
-    )
-    parser.add_argument("--count", type=int, default=2, metavar="N", help="bots (default 2)")
-    parser.add_argument(
-        "--for-people",
-        type=int,
-        default=0,
-        metavar="M",
-        help="the first M of the N bots only wait for people's invitations (default 0)",
-    )
-    parser.add_argument(
-        "--games", type=int, default=1, metavar="G", help="games per bot; 0: until Ctrl-C"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bots' choices")
-    parser.add_argument(
-        "--password",
-        default=DEFAULT_PASSWORD,
-        help="the bots' password (at least 8 characters; default: a fixed demo password)",
-    )
-    parser.add_argument(
-        "--prefix", default=DEFAULT_PREFIX, help="bot names are PREFIX1, PREFIX2, ... (default bot)"
-    )
-    parser.add_argument(
-        "--pause", type=float, default=0.0, metavar="S", help="seconds between two games"
-    )
-    parser.add_argument(
-        "--delay", type=float, default=0.0, metavar="S", help="seconds before each move"
-    )
-    parser.set_defaults(func=run_bot_command)
-
-
-def run_bot_command(args: argparse.Namespace) -> int:
-    if (
-        args.count < 1
-        or args.games < 0
-        or len(args.password) < 8
-        or not 0 <= args.for_people <= args.count
-    ):
-        print(
-            "meridian bot: --count must be >= 1, --games >= 0, --for-people from 0 to --count, "
-            "--password 8+ characters",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        bot_names(args.prefix, args.count)
-    except ValueError as error:
-        print(f"meridian bot: {error}", file=sys.stderr)
-        return 2
-    summary = asyncio.run(_run_until_interrupted(args))
-    print(summary.report(), flush=True)
-    return 0 if not summary.problems() else 1
-
-
-async def _run_until_interrupted(args: argparse.Namespace) -> BotSummary:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    return await run_bots(
-        args.server,
-        args.count,
-        args.games,
-        args.seed,
-        password=args.password,
-        prefix=args.prefix,
-        pause_s=args.pause,
-        move_delay_s=args.delay,
-        for_people=args.for_people,
-        log=lambda text: print(text, flush=True),
-        stop=stop,
-    )

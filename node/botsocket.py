@@ -1,4 +1,4 @@
-"""The websocket transport of the one bot: `node.botbrain.PlayerSide` over `PlayerClient`.
+"""The websocket transport of the one bot: `node.botworld.PlayerSide` over `PlayerClient`.
 
 `WebsocketSide` is one player program's connection: HTTP calls and one websocket (a new
 `node.client.PlayerClient` per connection, so that nothing of an old connection reaches the
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from meridian.node.botbrain import Done, Reply
+from meridian.node.botworld import Done, Reply
 from meridian.node.client import PlayerClient, RequestError
 
 ABNORMAL_CLOSE = 1006  # RFC 6455: the connection ended without a close frame
@@ -38,7 +38,7 @@ def _failure(code: str, message: str) -> Reply:
 
 
 class WebsocketSide:
-    """A bot's client on a real websocket (`node.botbrain.PlayerSide` over a `PlayerClient`;
+    """A bot's client on a real websocket (`node.botworld.PlayerSide` over a `PlayerClient`;
     a refusal or a failure is a reply with ``ok`` false, ``unreachable`` for no answer)."""
 
     def __init__(self, loop: Loop, region: str, nodes: Sequence[str]) -> None:
@@ -127,7 +127,7 @@ class WebsocketSide:
 
 
 class WebsocketPlayers:
-    """`node.botbrain.Players` whose clients are `WebsocketSide`s."""
+    """`node.botworld.Players` whose clients are `WebsocketSide`s."""
 
     def __init__(self, loop: Loop, regions: Sequence[str], now: Callable[[], float]) -> None:
         self.loop = loop

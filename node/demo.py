@@ -30,7 +30,9 @@ import sys
 import time
 from pathlib import Path
 
-from meridian.node.bots import BotSummary, run_bots, wait_for_equal_logs
+from meridian.node.botlogs import wait_for_equal_logs
+from meridian.node.botrecords import BotSummary
+from meridian.node.bots import run_bots
 from meridian.node.config import load_config
 from meridian.node.demo_supervisor import Supervisor, control_command, state_root
 from meridian.node.localcluster import (

@@ -1,7 +1,9 @@
 """A node's ``GET /metrics``: its live counters as Prometheus text, through prometheus_client.
 
 `NodeCollector` reads the counters the node already keeps (sync engine peers, replicator, group
-commit store, game service) at each scrape and yields metric families; nothing is counted twice.
+commit store, load observer, game service) at each scrape and yields metric families; nothing is
+counted twice. It sees the node only through `MetricSources`: the few readings it takes of each
+part (a running ``node.server.Node`` is one), so a test can hand it plain objects.
 Each node gets its own `CollectorRegistry` (`node_registry`), never the library's process-global
 one: tests and tools run several nodes in one process.
 
@@ -13,8 +15,8 @@ prometheus_client writes them: exact for integers up to 2^53 (123456789 is ``1.2
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping, Sized
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -30,9 +32,6 @@ from meridian.sync.engine import PeerState
 from meridian.sync.replicator import ReplicatorCounters
 from meridian.sync.stats import percentile
 
-if TYPE_CHECKING:
-    from meridian.node.server import Node
-
 QUANTILES = (0.5, 0.9, 0.99)
 # The classic text format: every Prometheus version reads it, and so do the dashboard and the
 # simulator, which read meridian_merges_total lines from it.
@@ -42,20 +41,116 @@ PEER_LABELS = ("peer", "region")
 LOAD_LABELS = ("node", "region")
 
 
+class SyncReadings(Protocol):
+    """What the collector reads of the sync engine (``sync.engine.SyncEngine``)."""
+
+    @property
+    def peers(self) -> Mapping[str, PeerState]: ...
+
+    @property
+    def docs(self) -> Sized: ...
+
+    @property
+    def refusals(self) -> Mapping[tuple[str, str], int]: ...
+
+    def up_peers(self) -> Iterable[str]: ...
+
+
+class ReplicatorReadings(Protocol):
+    """What the collector reads of the replicator (``sync.replicator.Replicator``)."""
+
+    @property
+    def counters(self) -> ReplicatorCounters: ...
+
+    @property
+    def quarantined(self) -> Sized: ...
+
+
+class StoreReadings(Protocol):
+    """What the collector reads of the group commit store (``sync.store.GroupCommitStore``)."""
+
+    @property
+    def commit_latency_seconds(self) -> Iterable[float]: ...
+
+    @property
+    def total_commits(self) -> int: ...
+
+    @property
+    def total_commit_seconds(self) -> float: ...
+
+
+class LoadReadings(Protocol):
+    """The load observer (``node.observer.LoadObserver``): every live process's load."""
+
+    def view(self) -> ClusterLoad: ...
+
+
+class Counts(Protocol):
+    """Counters by kind (the service's merges and rate limits)."""
+
+    @property
+    def counts(self) -> Mapping[str, int]: ...
+
+
+class LimitReadings(Counts, Protocol):
+    @property
+    def failed_logins(self) -> int: ...
+
+
+class GameReadings(Protocol):
+    @property
+    def status(self) -> str: ...
+
+
+class ServiceReadings(Protocol):
+    """What the collector reads of the game service (``node.service.GameService``)."""
+
+    @property
+    def merges(self) -> Counts: ...
+
+    @property
+    def conns(self) -> Sized: ...
+
+    @property
+    def games(self) -> Mapping[str, GameReadings]: ...
+
+    @property
+    def limits(self) -> LimitReadings: ...
+
+
+class MetricSources(Protocol):
+    """The parts of a node the collector reads (see module docstring)."""
+
+    @property
+    def engine(self) -> SyncReadings: ...
+
+    @property
+    def replicator(self) -> ReplicatorReadings: ...
+
+    @property
+    def store(self) -> StoreReadings: ...
+
+    @property
+    def observer(self) -> LoadReadings: ...
+
+    @property
+    def service(self) -> ServiceReadings: ...
+
+
 class NodeCollector:
     """The node's metric families, read from its live counters at each scrape."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, sources: MetricSources) -> None:
+        self.sources = sources
 
     def collect(self) -> Iterator[Metric]:
-        node = self.node
-        engine, counters, store, service = (
-            node.engine,
-            node.replicator.counters,
-            node.store,
-            node.service,
+        engine, replicator, store, service = (
+            self.sources.engine,
+            self.sources.replicator,
+            self.sources.store,
+            self.sources.service,
         )
+        counters = replicator.counters
         yield from peer_families(engine.peers.values(), set(engine.up_peers()))
         yield from replication_families(counters, documents=len(engine.docs))
         yield refusal_family(engine.refusals)
@@ -65,8 +160,8 @@ class NodeCollector:
             seconds_total=store.total_commit_seconds,
             failures=counters.store_failures,
         )
-        yield from quarantine_families(counters, quarantined=len(node.replicator.quarantined))
-        yield from load_families(node.observer.view())
+        yield from quarantine_families(counters, quarantined=len(replicator.quarantined))
+        yield from load_families(self.sources.observer.view())
         yield from service_families(
             merges=service.merges.counts,
             connections=len(service.conns),
@@ -76,10 +171,10 @@ class NodeCollector:
         )
 
 
-def node_registry(node: Node) -> CollectorRegistry:
+def node_registry(sources: MetricSources) -> CollectorRegistry:
     """A registry of this node's metrics alone."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(node))
+    registry.register(NodeCollector(sources))
     return registry
 
 

@@ -2,15 +2,15 @@
 
 The ``game-bots`` workload runs ``players`` bots. Each is the one bot state machine of
 `node.botbrain` (the same as ``meridian bot`` and ``meridian demo`` run), with the simulator's
-settings: random legal moves (`node.botbrain.random_move`), think times, give-ups, saves,
+settings: random legal moves (`node.botworld.random_move`), think times, give-ups, saves,
 chat, watching, travel to another region, double logins and logins at a random region (see
-`node.botbrain.BotSettings` for the ``[workload]`` keys, whose defaults are the simulator's).
+`node.botworld.BotSettings` for the ``[workload]`` keys, whose defaults are the simulator's).
 Each bot's client is a ``PlayerSide``: a :class:`sim.players.SimClient` in the simulator, a
-websocket (`node.bots.WebsocketSide`) in ``meridian sim cluster``. A bot sits in a region (round
-robin over the regions, or over ``regions`` when given: a scenario whose node is not to serve
-players lists the others), registers with that region as its home, and starts within the first
-``START_S`` seconds; the even bots have the next bot as partner (they invite it, or a random
-idle player when it is not idle), the odd ones only accept.
+websocket (`node.botsocket.WebsocketSide`) in ``meridian sim cluster``. A bot sits in a region
+(round robin over the regions, or over ``regions`` when given: a scenario whose node is not to
+serve players lists the others), registers with that region as its home, and starts within the
+first ``START_S`` seconds; the even bots have the next bot as partner (they invite it, or a
+random idle player when it is not idle), the odd ones only accept.
 
 What stays here is what only the simulator does: ``name_races`` races (at ``race_at_s`` one new
 bot in each of ``race_regions`` registers the same name ``race<k>`` at its own region's node; a
@@ -18,9 +18,9 @@ partition lets both succeed; the merge keeps the earliest claim and the other mu
 heal (from then on bots only react, `node.botbrain.Shared.calm`, so the quiet period shows
 convergence), and the history: every bot note goes to the node it was made at
 (``registered``, ``hello``, ``closed``, ``notice``, ``shown``, ``move``, ``rollback``,
-``renamed``, ``error``, ... see `node.botbrain`), and at the end one ``end`` per client
-(connection open or not, and the latest view of each of its games on that connection). All
-randomness comes from the workload's stream, so a seed replays the same games.
+``renamed``, ``error``, ... see `node.botbrain` and `node.botplay`), and at the end one
+``end`` per client (connection open or not, and the latest view of each of its games on that
+connection). All randomness comes from the workload's stream, so a seed replays the same games.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from meridian.node.botbrain import TICK_S, Bot, BotSettings, Players, Shared
+from meridian.node.botbrain import Bot, Shared
+from meridian.node.botworld import TICK_S, BotSettings, Players
 from meridian.sim.params import Table
 
 START_S = 2.0  # bots start within the first START_S seconds
@@ -53,7 +54,7 @@ class Recorder(Protocol):
 
 
 class NodeNotes:
-    """`node.botbrain.Notes` into the history: each note at the node it names."""
+    """`node.botworld.Notes` into the history: each note at the node it names."""
 
     def __init__(self, recorders: dict[str, Recorder]) -> None:
         self.recorders = recorders
@@ -120,21 +121,26 @@ class GameBots:
 
 
 def build_game_bots(params: Table) -> GameBots:
-    think = params.seconds_range("think_s", BotSettings.think_s)
+    default = BotSettings()
+    think = params.seconds_range("think_s", default.think_s)
     return GameBots(
         BotSettings(
-            players=params.integer("players", 20, 0),
+            players=params.integer("players", default.players, 0),
             think_s=think,
-            give_up=params.fraction("give_up", 0.01),
-            save=params.fraction("save", 0.005),
-            chat=params.fraction("chat", 0.02),
-            watch=params.fraction("watch", 0.05),
-            invite_per_s=params.number("invite_per_s", 0.5, 0, inclusive=True),
-            random_region=params.fraction("random_region", 0.2),
-            travel_per_min=params.number("travel_per_min", 0.5, 0, inclusive=True),
-            double_login_per_min=params.number("double_login_per_min", 0.2, 0, inclusive=True),
-            name_races=params.integer("name_races", 0, 0),
-            race_at_s=params.number("race_at_s", 5.0, 0, inclusive=True),
+            give_up=params.fraction("give_up", default.give_up),
+            save=params.fraction("save", default.save),
+            chat=params.fraction("chat", default.chat),
+            watch=params.fraction("watch", default.watch),
+            invite_per_s=params.number("invite_per_s", default.invite_per_s, 0, inclusive=True),
+            random_region=params.fraction("random_region", default.random_region),
+            travel_per_min=params.number(
+                "travel_per_min", default.travel_per_min, 0, inclusive=True
+            ),
+            double_login_per_min=params.number(
+                "double_login_per_min", default.double_login_per_min, 0, inclusive=True
+            ),
+            name_races=params.integer("name_races", default.name_races, 0),
+            race_at_s=params.number("race_at_s", default.race_at_s, 0, inclusive=True),
             race_regions=tuple(params.string_list("race_regions", "region names"))
             if "race_regions" in params.values
             else (),

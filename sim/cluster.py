@@ -16,7 +16,7 @@ a fault-injecting proxy, the workloads over real HTTP and websockets, in real ti
   admin API shows no Yjs item ids, so each put goes to a key of its own and
   ``acknowledged-writes`` checks that every acknowledged key is present with its value; there is
   no delete. ``game-bots`` are the same bots as in the simulator (``sim.bots``, the one bot of
-  ``node.botbrain``), each client a ``node.bots.WebsocketSide`` on a real websocket (the
+  ``node.botbrain``), each client a ``node.botsocket.WebsocketSide`` on a real websocket (the
   transport of ``meridian bot``).
 * The checkers are the same, on final states read back from every node with
   ``GET /api/admin/export`` (every shared document as a Yjs update; presence documents are not

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meridian.node.botbrain import PlayerSide
+from meridian.node.botworld import PlayerSide
 from meridian.sim.bots import PASSWORD
 from meridian.sim.params import Table
 

@@ -327,7 +327,7 @@ class PlayerNet:
 
 
 class SimClient:
-    """One player program (see module docstring); it implements ``node.botbrain.PlayerSide``."""
+    """One player program (see module docstring); it implements ``node.botworld.PlayerSide``."""
 
     def __init__(self, net: PlayerNet, region: str) -> None:
         self.net = net

@@ -31,7 +31,9 @@ from pathlib import Path
 
 import aiohttp
 
-from meridian.node.bots import BotSummary, game_logs, run_bots, wait_for_equal_logs
+from meridian.node.botlogs import game_logs, wait_for_equal_logs
+from meridian.node.botrecords import BotSummary
+from meridian.node.bots import run_bots
 from meridian.node.config import load_config
 from meridian.node.localcluster import (
     RELEASE_TAG,

@@ -7,7 +7,7 @@ changes of its own (the quiet period measures convergence) and only react, as ga
 ``must_rename`` or a dropped connection. ``nodes`` are :class:`NodeHandle` objects, one per node,
 whose writes are recorded in the history (with their acknowledgement), whose ``note`` adds
 free-form records for the workload's own checkers, and whose ``players`` gives game clients
-(``node.botbrain.Players``). ``finish`` is called once at the end, before the final states are
+(``node.botworld.Players``). ``finish`` is called once at the end, before the final states are
 taken, to note what the workload's clients ended up with. All randomness must come from ``rng``
 (seeded by the run, one stream per workload), and nothing may read the real clock.
 
@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from meridian.node.botbrain import Players
+from meridian.node.botworld import Players
 from meridian.sim.bots import GAME_BOT_KEYS, build_game_bots
 from meridian.sim.clockbots import CLOCK_BOT_KEYS, build_clock_bots
 from meridian.sim.editors import EDITOR_KEYS, build_account_editors

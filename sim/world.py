@@ -84,7 +84,7 @@ class RunResult:
 
 
 class SimPlayers:
-    """How game bots get clients in the simulation (``node.botbrain.Players``)."""
+    """How game bots get clients in the simulation (``node.botworld.Players``)."""
 
     def __init__(self, simulation: Simulation) -> None:
         self._simulation = simulation

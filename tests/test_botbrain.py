@@ -7,19 +7,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from meridian.node.botbrain import Bot, BotSettings, Done, Reply, Shared
+from meridian.node.botbrain import Bot, Shared
+from meridian.node.botworld import STEADY, BotSettings, Done, Reply
 from meridian.node.refusals import CloseCode
 
-QUIET = BotSettings(  # nothing random happens: the bot only does what the tests look at
-    give_up=0.0,
-    save=0.0,
-    chat=0.0,
-    watch=0.0,
-    random_region=0.0,
-    travel_per_min=0.0,
-    double_login_per_min=0.0,
-    think_s=(0.0, 0.0),
-)
+# Nothing random happens: the bot only does what the tests look at.
+QUIET = replace(STEADY, think_s=(0.0, 0.0))
 
 
 class ScriptedSide:
@@ -153,7 +146,7 @@ def test_a_game_without_progress_is_saved_after_stall_s() -> None:
     assert "save" not in side.kinds()
     world.t = 10.5
     bot.act(world.t)
-    assert side.calls[-1] == ("save", {"game": "g7"}) and bot.game is None
+    assert side.calls[-1] == ("save", {"game": "g7"}) and bot.table.game is None
     assert ("eu", "stalled") in [(node, kind) for node, kind, _ in world.notes]
 
 

@@ -21,7 +21,9 @@ from meridian.games.battleline import (
 )
 from meridian.games.battleline.cards import HAND
 from meridian.games.battleline.viewbot import ViewBot, ViewError, state_from_view
-from meridian.node.bots import ACCEPT_PAUSE_S, GREETING, BotSummary, run_bots, wait_for_equal_logs
+from meridian.node.botlogs import wait_for_equal_logs
+from meridian.node.botrecords import BotSummary
+from meridian.node.bots import ACCEPT_PAUSE_S, GREETING, run_bots
 from meridian.node.client import PlayerClient, RequestError
 from meridian.node.localcluster import kill_node, stop_nodes, wait_for_mesh
 from tests.conftest import Cluster

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
@@ -10,11 +11,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from meridian.node.metrics import (
     exposition,
+    node_registry,
     peer_families,
     replication_families,
     service_families,
     store_families,
 )
+from meridian.node.observer import ClusterLoad
 from meridian.sync.engine import PeerState
 from meridian.sync.replicator import ReplicatorCounters
 from tests.sync_harness import MemoryCluster
@@ -134,3 +137,96 @@ def test_every_metric_name_and_label_is_kept() -> None:
     assert parsed["meridian_player_connections", frozenset()] == 5
     assert parsed["meridian_rate_limited_total", frozenset({("limit", "login")})] == 3
     assert parsed["meridian_failed_logins_total", frozenset()] == 4
+
+
+@dataclass
+class Engine:
+    peers: dict[str, PeerState]
+    docs: list[str]
+    refusals: dict[tuple[str, str], int]
+
+    def up_peers(self) -> list[str]:
+        return ["us-1"]
+
+
+@dataclass
+class Replicator:
+    counters: ReplicatorCounters
+    quarantined: dict[str, str]
+
+
+@dataclass
+class Store:
+    commit_latency_seconds: list[float]
+    total_commits: int
+    total_commit_seconds: float
+
+
+class Observer:
+    def view(self) -> ClusterLoad:
+        return ClusterLoad(nodes=[], regions=[])
+
+
+@dataclass
+class Counts:
+    counts: dict[str, int]
+    failed_logins: int = 0
+
+
+@dataclass
+class Game:
+    status: str
+
+
+@dataclass
+class Service:
+    merges: Counts
+    limits: Counts
+    conns: list[str] = field(default_factory=list)
+    games: dict[str, Game] = field(default_factory=dict)
+
+
+@dataclass
+class Sources:
+    """Plain objects with only the readings `node.metrics.MetricSources` names."""
+
+    engine: Engine
+    replicator: Replicator
+    store: Store
+    observer: Observer
+    service: Service
+
+
+def test_a_node_registry_reads_only_the_parts_it_is_given() -> None:
+    peer = PeerState(node_id="us-1", region="us")
+    peer.updates_sent = 12_345_678
+    counters = ReplicatorCounters()
+    counters.quarantines, counters.store_failures = 2, 1
+    sources = Sources(
+        Engine({"us-1": peer}, docs=["a", "b", "c"], refusals={("us-1", "too_large"): 4}),
+        Replicator(counters, quarantined={"a": "checksum"}),
+        Store([0.001], total_commits=40_000_001, total_commit_seconds=12.5),
+        Observer(),
+        Service(
+            Counts({"name": 1}),
+            Counts({"login": 6}, failed_logins=3),
+            conns=["c1", "c2"],
+            games={"g1": Game("live"), "g2": Game("finished"), "g3": Game("live")},
+        ),
+    )
+    parsed = samples(exposition(node_registry(sources)).decode())
+    peer_labels = frozenset({("peer", "us-1"), ("region", "us")})
+    assert parsed["meridian_sync_updates_sent_total", peer_labels] == 12_345_678
+    assert parsed["meridian_peer_up", peer_labels] == 1
+    assert parsed["meridian_documents", frozenset()] == 3
+    rule = frozenset({("peer", "us-1"), ("rule", "too_large")})
+    assert parsed["meridian_sync_refused_total", rule] == 4
+    assert parsed["meridian_store_commits_total", frozenset()] == 40_000_001
+    assert parsed["meridian_store_failures_total", frozenset()] == 1
+    assert parsed["meridian_store_quarantined_documents", frozenset()] == 1
+    assert parsed["meridian_store_quarantines_total", frozenset()] == 2
+    assert parsed["meridian_merges_total", frozenset({("kind", "name")})] == 1
+    assert parsed["meridian_player_connections", frozenset()] == 2
+    assert parsed["meridian_games", frozenset({("status", "live")})] == 2
+    assert parsed["meridian_rate_limited_total", frozenset({("limit", "login")})] == 6
+    assert parsed["meridian_failed_logins_total", frozenset()] == 3

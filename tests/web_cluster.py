@@ -15,7 +15,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from meridian.node.bots import BotSummary, run_bots
+from meridian.node.botrecords import BotSummary
+from meridian.node.bots import run_bots
 from meridian.node.localcluster import TOKEN_ENV
 from meridian.sim.proxied import ProxiedCluster
 
