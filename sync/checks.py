@@ -31,12 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pycrdt import Doc, Map, MapEvent, Subscription, get_update
+from pycrdt import Doc, Map, MapEvent, Subscription
 
 from meridian.crdt_models.kinds import DocIdError, check_changes, check_doc_id
 from meridian.crdt_models.records import Change, MissingReference, RecordRefused
-from meridian.sync.codec import FrameError, Reader
-from meridian.sync.digest import read_delete_set, read_state_vector
+from meridian.sync.codec import FrameError
+from meridian.sync.digest import is_decode_failure, lacking
 from meridian.sync.identity import Keyring
 
 SCRATCH_COPIES_KEPT = 256
@@ -203,22 +203,18 @@ class UpdateChecker:
     @staticmethod
     def _check_complete(doc_id: str, copy: ScratchCopy, update: bytes) -> None:
         """Refuse to integrate an update partly: all its items and deletions must land now."""
-        state = copy.doc.get_state()
-        rest = Reader(get_update(update, state))
         try:
-            if rest.varuint() != 0:
-                raise NeedsPull(
-                    "missing_dependencies", f"{doc_id}: the update builds on items this node lacks"
-                )
-            have = read_state_vector(Reader(state))
-            for client, ranges in read_delete_set(rest).items():
-                if any(have.get(client, 0) < start + length for start, length in ranges):
-                    raise NeedsPull(
-                        "missing_dependencies",
-                        f"{doc_id}: the update deletes items this node lacks",
-                    )
+            missing = lacking(copy.doc.get_state(), update)
         except FrameError as exc:
             raise UpdateRefused("bad_update", f"{doc_id}: {exc.reason}") from None
+        if missing == "items":
+            raise NeedsPull(
+                "missing_dependencies", f"{doc_id}: the update builds on items this node lacks"
+            )
+        if missing == "deletions":
+            raise NeedsPull(
+                "missing_dependencies", f"{doc_id}: the update deletes items this node lacks"
+            )
 
 
 def _changes(copy: ScratchCopy) -> list[Change]:
@@ -230,8 +226,3 @@ def _changes(copy: ScratchCopy) -> list[Change]:
             changes.append(Change(root, key, change.get("oldValue"), new, deleted))
     # In key order: game moves are keyed by ply, so a parent is checked before its children.
     return sorted(changes, key=lambda c: (c.root, c.key))
-
-
-def is_decode_failure(exc: BaseException) -> bool:
-    """pycrdt reports bad input as ValueError, or as a Rust panic that is not an Exception."""
-    return isinstance(exc, ValueError) or type(exc).__name__ == "PanicException"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from pycrdt import Doc, Snapshot
+from pycrdt import Doc, Snapshot, get_update
 
 from meridian.sync.codec import DIGEST_BYTES, Reader
 
@@ -31,6 +31,25 @@ def state_digest(doc: Doc[Any]) -> bytes:
         for start, length in _coalesce(delete_set[client]):
             hasher.update(f"d{client}:{start}+{length};".encode())
     return hasher.digest()
+
+
+def is_decode_failure(exc: BaseException) -> bool:
+    """pycrdt reports bad input as ValueError, or as a Rust panic that is not an Exception."""
+    return isinstance(exc, ValueError) or type(exc).__name__ == "PanicException"
+
+
+def lacking(state: bytes, update: bytes) -> str | None:
+    """What of `update` a document with state vector `state` could not integrate: "items" (it
+    builds on items the document lacks), "deletions" (it deletes items the document lacks), or
+    None when all of it would land. Raises FrameError if the update does not parse."""
+    rest = Reader(get_update(update, state))
+    if rest.varuint() != 0:
+        return "items"
+    have = read_state_vector(Reader(state))
+    for client, ranges in read_delete_set(rest).items():
+        if any(have.get(client, 0) < start + length for start, length in ranges):
+            return "deletions"
+    return None
 
 
 def read_delete_set(reader: Reader) -> DeleteSet:

@@ -56,10 +56,9 @@ from meridian.sync.checks import (
     NeedsPull,
     UpdateChecker,
     UpdateRefused,
-    is_decode_failure,
 )
 from meridian.sync.codec import ErrorCode, FrameError
-from meridian.sync.digest import EMPTY_DIGEST, state_digest
+from meridian.sync.digest import EMPTY_DIGEST, is_decode_failure, state_digest
 from meridian.sync.identity import Keyring, NodeIdentity, public_key_text
 from meridian.sync.settings import SyncSettings
 

@@ -20,10 +20,13 @@ survives restarts), the document's intact rows are handed back apart (``LoadedSt
 and no row of it is deleted until :meth:`DocumentStore.replace_document` stores the refilled
 document. A file SQLite cannot read raises :class:`StoreError` naming the file.
 
-Snapshots are built with ``pycrdt.merge_updates`` over the raw update bytes, never from a
-``Doc``: pycrdt 0.14.13's ``Doc.get_update()`` leaves out updates whose dependencies have not
-arrived yet ("pending" structs), and a ``Doc`` fed several such updates out of order can drop
-one of them; ``merge_updates`` keeps every struct (tests/test_store_pending.py shows both).
+Snapshots are built with ``pycrdt.merge_updates`` over the raw update bytes, then compacted
+through a ``Doc`` only when the Doc integrates all of them (`compact`): pycrdt 0.14.13's
+``Doc.get_update()`` leaves out updates whose dependencies have not arrived yet ("pending"
+structs), and a ``Doc`` fed several such updates out of order can drop one of them;
+``merge_updates`` keeps every struct (tests/test_store_pending.py shows both), but also the
+content of every deleted item, which a Doc drops: without the compaction a document whose keys
+are rewritten (presence) grows its snapshot by every value it ever held.
 """
 
 from __future__ import annotations
@@ -39,10 +42,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pycrdt
 
 from meridian.crdt_models.kinds import check_doc_id_syntax
+from meridian.sync.codec import FrameError
+from meridian.sync.digest import is_decode_failure, lacking
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,14 @@ MERGE_FAN_IN = 16
 # SQLite's own default. 0 turns automatic checkpoints off: the simulator's disk does (it
 # checkpoints at moments it chooses, see sim.disk), production keeps the default.
 WAL_AUTOCHECKPOINT_PAGES = 1000
+# A log longer than snapshot_every rows folds only once its bytes reach this fraction of its
+# snapshot's: folding rewrites the whole snapshot, so a large document (the sessions of 10,000
+# players) folded every snapshot_every rows would cost O(size) per snapshot_every writes; this
+# way each fold rewrites at most 1/FOLD_AT_LOG_FRACTION bytes per byte of log it removes.
+FOLD_AT_LOG_FRACTION = 0.5
+# ... but never lets a log grow past this many times snapshot_every rows (restart time: a load
+# merges every log row).
+MAX_LOG_ROWS_FACTOR = 64
 EMPTY_UPDATE = b"\x00\x00"  # a Yjs v1 update with no structs and an empty delete set
 
 # The log is clustered by document (WITHOUT ROWID, primary key (doc_id, row_id)): a document's
@@ -238,6 +252,29 @@ def merge_all(updates: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+def compact(update: bytes) -> bytes:
+    """`update` as a garbage-collected Doc encodes it, when that loses nothing; else `update`.
+
+    ``merge_updates`` keeps the content of every deleted item, so a document whose keys are
+    overwritten (a presence document's heartbeat and sessions) would grow its snapshot by every
+    value it ever held: 318 KB for ten keys written 1,000 times, against 15 KB in a Doc, which
+    drops deleted content as the live replica does. A Doc leaves out what it cannot integrate
+    (items or deletions building on content not in the update), so the Doc's encoding is used
+    only when `lacking` finds nothing of the kind; otherwise the merged bytes are kept whole.
+    """
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    try:
+        doc.apply_update(update)
+        if lacking(doc.get_state(), update) is not None:
+            return update
+    except BaseException as error:  # pycrdt's decode failures include a Rust panic
+        if not (isinstance(error, FrameError) or is_decode_failure(error)):
+            raise
+        return update
+    compacted = bytes(doc.get_update())
+    return compacted if len(compacted) < len(update) else update
+
+
 def _row_problem(doc_id: object, kind: str, payload: object, checksum: object) -> str | None:
     """Why a stored row cannot be trusted, or None when it is intact."""
     if not isinstance(doc_id, str):
@@ -255,6 +292,11 @@ class DocumentStore:
     The connection is opened with ``check_same_thread=False`` so that a node may call
     :meth:`load` on the main thread and then hand the store to :class:`GroupCommitStore`,
     whose writer thread is its only user from then on.
+
+    When to fold: a document's log once it has more than ``snapshot_every`` rows and its bytes
+    reach FOLD_AT_LOG_FRACTION of its snapshot's (or it has MAX_LOG_ROWS_FACTOR times
+    ``snapshot_every`` rows), so the cost of folding per logged byte stays constant however
+    large the document grows.
 
     Snapshot budget: a commit folds the documents with the longest logs first, at most
     ``snapshots_per_commit`` of them plus two per ``snapshot_every`` rows the commit writes.
@@ -280,6 +322,8 @@ class DocumentStore:
         self._staged: list[tuple[str, bytes]] = []
         self._staged_meta: dict[str, str] = {}
         self._log_rows: dict[str, int] = {}
+        self._log_bytes: dict[str, int] = {}
+        self._snapshot_bytes: dict[str, int] = {}
         self._next_row_id = 1
         try:
             self._scan_counters()
@@ -289,11 +333,17 @@ class DocumentStore:
 
     def _scan_counters(self) -> None:
         """Log length per document and the next free row id, from what is on disk."""
-        query = "SELECT doc_id, COUNT(*), MAX(row_id) FROM doc_log GROUP BY doc_id"
+        query = (
+            "SELECT doc_id, COUNT(*), MAX(row_id), SUM(LENGTH(payload)) FROM doc_log "
+            "GROUP BY doc_id"
+        )
         last_row_id = self._conn.execute(_LAST_ROW_ID).fetchone()[0] or 0
-        for doc_id, count, doc_last_row_id in self._conn.execute(query):
+        for doc_id, count, doc_last_row_id, size in self._conn.execute(query):
             self._log_rows[doc_id] = count
+            self._log_bytes[doc_id] = size or 0
             last_row_id = max(last_row_id, doc_last_row_id)
+        snapshots = "SELECT doc_id, LENGTH(payload) FROM doc_snapshot"
+        self._snapshot_bytes = {doc_id: size or 0 for doc_id, size in self._conn.execute(snapshots)}
         self._next_row_id = last_row_id + 1
 
     def load(self) -> LoadedState:
@@ -373,10 +423,12 @@ class DocumentStore:
         if not staged and not meta:
             return CommitStats(updates=0, bytes=0, seconds=0.0, snapshots=0, meta=0)
         started = time.perf_counter()
-        log_rows = dict(self._log_rows)
+        log_rows, log_bytes = dict(self._log_rows), dict(self._log_bytes)
         for doc_id, added in Counter(doc_id for doc_id, _ in staged).items():
             log_rows[doc_id] = log_rows.get(doc_id, 0) + added
-        due = self._due_for_snapshot(log_rows, len(staged))
+        for doc_id, update in staged:
+            log_bytes[doc_id] = log_bytes.get(doc_id, 0) + len(update)
+        due = self._due_for_snapshot(log_rows, log_bytes, len(staged))
         with self._transaction():
             self._conn.executemany(_INSERT_LOG, self._log_rows_of(staged))
             self._conn.executemany(_UPSERT_META, meta.items())
@@ -384,14 +436,24 @@ class DocumentStore:
         for doc_id in due:
             # Folded, or skipped with an error logged: either way wait another
             # snapshot_every rows before trying again rather than retrying every commit.
-            log_rows[doc_id] = 0
-        self._log_rows = log_rows
+            log_rows[doc_id] = log_bytes[doc_id] = 0
+        self._log_rows, self._log_bytes = log_rows, log_bytes
         seconds = time.perf_counter() - started
         size = sum(len(update) for _, update in staged)
         return CommitStats(len(staged), size, seconds, snapshots, meta=len(meta))
 
-    def _due_for_snapshot(self, log_rows: dict[str, int], writing: int) -> list[str]:
-        over = [doc_id for doc_id, count in log_rows.items() if count > self.snapshot_every]
+    def _due_for_snapshot(
+        self, log_rows: dict[str, int], log_bytes: dict[str, int], writing: int
+    ) -> list[str]:
+        def due(doc_id: str, count: int) -> bool:
+            if count <= self.snapshot_every:
+                return False
+            big_enough = log_bytes.get(
+                doc_id, 0
+            ) >= FOLD_AT_LOG_FRACTION * self._snapshot_bytes.get(doc_id, 0)
+            return big_enough or count > MAX_LOG_ROWS_FACTOR * self.snapshot_every
+
+        over = [doc_id for doc_id, count in log_rows.items() if due(doc_id, count)]
         over.sort(key=lambda doc_id: log_rows[doc_id], reverse=True)
         return over[: self.snapshots_per_commit + 2 * writing // self.snapshot_every]
 
@@ -433,6 +495,7 @@ class DocumentStore:
         except ValueError as error:
             logger.error("not snapshotting document %r: rows do not merge: %s", doc_id, error)
             return 0
+        folded = compact(folded)
         self._conn.execute("DELETE FROM doc_log WHERE doc_id = ?", (doc_id,))
         self._write_snapshot(doc_id, folded)
         return 1
@@ -454,6 +517,9 @@ class DocumentStore:
         row_id, self._next_row_id = self._next_row_id, self._next_row_id + 1
         checksum = row_checksum(doc_id, SNAPSHOT, snapshot)
         self._conn.execute(_UPSERT_SNAPSHOT, (doc_id, row_id, snapshot, checksum))
+        # Counted before the transaction commits: a failed commit leaves the document's log in
+        # place and its next fold only later (harmless), never an earlier one.
+        self._snapshot_bytes[doc_id] = len(snapshot)
 
     def replace_document(self, doc_id: str, full_state: bytes | bytearray) -> None:
         """Store ``full_state`` merged with every intact row of a document as its one snapshot.
@@ -483,7 +549,7 @@ class DocumentStore:
             self._conn.execute("DELETE FROM doc_log WHERE doc_id = ?", (doc_id,))
             self._write_snapshot(doc_id, merged)
             self._conn.execute(_REFILLED, (time.time(), doc_id))
-        self._log_rows[doc_id] = 0
+        self._log_rows[doc_id] = self._log_bytes[doc_id] = 0
 
     def _rows_of(self, doc_id: str) -> list[tuple[str, list[_Row]]]:
         """A document's snapshot rows and log rows (in order), unchecked."""
