@@ -124,7 +124,7 @@ async def phase_latency(args: argparse.Namespace, folder: Path) -> None:
     )
     verdict = "MET" if two.p99_ms <= LATENCY_TARGET_MS else "MISSED"
     print_games(
-        f"1b. two processes of one region, every pair split across them, same pacing:",
+        "1b. two processes of one region, every pair split across them, same pacing:",
         two,
         f"target p99 <= {LATENCY_TARGET_MS:.0f} ms: {verdict}",
     )
