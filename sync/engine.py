@@ -420,6 +420,18 @@ class SyncEngine:
         """Every change numbered up to this one is committed to the local store."""
         return self._durable_through
 
+    def regions_holding(self, doc_id: str, event_no: int) -> int:
+        """How many regions other than this node's hold local change `event_no` of the doc
+        (acknowledged by at least one of their nodes): another process of this node's own
+        region is no second region (``replication.ack_regions`` counts regions)."""
+        return len(
+            {
+                peer.region
+                for peer in self.peers.values()
+                if peer.region != self.region and self.peer_holds(peer.node_id, doc_id, event_no)
+            }
+        )
+
     def peer_holds(self, node_id: str, doc_id: str, event_no: int) -> bool:
         """Whether the peer acknowledged holding (durably) local change `event_no` of the doc."""
         peer = self.peers.get(node_id)

@@ -107,6 +107,24 @@ def test_a_process_of_the_same_region_gets_a_change_at_once_others_after_the_win
     assert cluster.engines["eu-1"].peer_holds("us-1", "test:c", 2)
 
 
+def test_another_process_of_the_region_is_not_a_second_region_for_ack_regions() -> None:
+    regions = {"eu-1": "eu", "eu-2": "eu", "us-1": "us"}
+    cluster = MemoryCluster(list(regions), regions=regions)
+    cluster.full_mesh()
+    cluster.advance(0.05)
+    cluster.cut("eu-1", "us-1")
+    event_no = cluster.put("eu-1", "test:r", "k", 1)
+    cluster.advance(0.05)
+    eu_1 = cluster.engines["eu-1"]
+    assert eu_1.peer_holds("eu-2", "test:r", event_no)
+    assert eu_1.regions_holding("test:r", event_no) == 0
+    cluster.connect("eu-1", "us-1")
+    cluster.advance(0.05)
+    later = cluster.put("eu-1", "test:s", "k", 2)  # a new document: held once us-1 acks it
+    cluster.advance(0.05)
+    assert eu_1.regions_holding("test:s", later) == 1
+
+
 def test_equal_windows_keep_one_outbox_for_every_link() -> None:
     regions = {"eu-1": "eu", "eu-2": "eu", "us-1": "us"}
     settings = SyncSettings(coalesce_ms=5, coalesce_region_ms=5)
