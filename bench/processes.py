@@ -29,18 +29,24 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.service as a script
 
 from bench.service import (
     ONE_ADDRESS_FOR_ALL,
+    Connect,
     GamesResult,
     Servers,
+    connect_player,
     play_games,
     print_games,
+    process_usage,
     raise_fd_limit,
     seed_accounts,
     temp_folder,
 )
+from meridian.node.client import PlayerClient
 from meridian.node.config import load_config
 from meridian.node.localcluster import (
     LocalNode,
@@ -52,6 +58,19 @@ from meridian.node.localcluster import (
 )
 
 LATENCY_TARGET_MS = 5.0
+
+
+@dataclass
+class Run:
+    """One measurement: the players' figures and each process's RSS at its end (MB)."""
+
+    games: GamesResult
+    rss_mb: list[float]
+
+    def cpu_per_move_ms(self) -> float:
+        """Node CPU per move, all processes together."""
+        result = self.games
+        return sum(result.node_cpu) / result.moves_per_s * 1000 if result.moves_per_s else 0.0
 
 
 @dataclass
@@ -101,36 +120,56 @@ async def run_games(
     rate: float | None,
     *,
     split_pairs: bool,
-) -> GamesResult:
+) -> Run:
     """The players on `processes` processes; pairs split across them or each on one."""
     region = await start_region(folder, processes, names, args)
     try:
-        urls = region.urls
-        if not split_pairs:  # player i plays at urls[i % len]: [a, a, b, b] keeps pairs together
-            urls = [url for url in urls for _seat in range(2)]
-        return await play_games(Servers(urls, region.pids), names, args.seconds, rate)
+        servers = Servers(region.urls, region.pids)  # player i at urls[i % len]: pairs split
+        if not split_pairs:  # pair k (players 2k, 2k+1) at urls[k % len]
+            servers.connect = _pairs_together(region.urls, names)
+        games = await play_games(servers, names, args.seconds, rate)
+        return Run(games, [process_usage(pid)[0] / 1024 for pid in region.pids])
     finally:
         await asyncio.to_thread(stop_nodes, region.nodes)
+
+
+def _pairs_together(urls: list[str], names: list[str]) -> Connect:
+    """A `Connect` that logs both players of a pair in at the same process."""
+    pair_of = {name: index // 2 for index, name in enumerate(names)}
+
+    async def connect(http: aiohttp.ClientSession, _url: str, name: str) -> PlayerClient:
+        return await connect_player(http, urls[pair_of[name] % len(urls)], name)
+
+    return connect
+
+
+def print_run(title: str, run: Run, target: str) -> None:
+    print_games(title, run.games, target)
+    rss = ", ".join(f"{mb:.0f} MB" for mb in run.rss_mb)
+    print(
+        f"   node CPU per move, all processes together: {run.cpu_per_move_ms():.3f} ms; "
+        f"node RSS at the end: {rss}"
+    )
 
 
 async def phase_latency(args: argparse.Namespace, folder: Path) -> None:
     names = [f"lat{i}" for i in range(args.latency_players)]
     one = await run_games(folder / "lat1", 1, names, args, args.rate, split_pairs=True)
     two = await run_games(folder / "lat2", 2, names, args, args.rate, split_pairs=True)
-    print_games(
+    print_run(
         f"1a. baseline: one process, {len(names)} players paced at {args.rate:,.0f} moves/s:",
         one,
         "(baseline: both players of a game on one process)",
     )
-    verdict = "MET" if two.p99_ms <= LATENCY_TARGET_MS else "MISSED"
-    print_games(
+    verdict = "MET" if two.games.p99_ms <= LATENCY_TARGET_MS else "MISSED"
+    print_run(
         "1b. two processes of one region, every pair split across them, same pacing:",
         two,
         f"target p99 <= {LATENCY_TARGET_MS:.0f} ms: {verdict}",
     )
     print(
-        f"   a second process adds p50 {two.p50_ms - one.p50_ms:+.1f} ms, "
-        f"p99 {two.p99_ms - one.p99_ms:+.1f} ms to move -> opponent"
+        f"   the second process adds p50 {two.games.p50_ms - one.games.p50_ms:+.1f} ms, "
+        f"p99 {two.games.p99_ms - one.games.p99_ms:+.1f} ms to move -> opponent"
     )
 
 
@@ -140,16 +179,16 @@ async def phase_throughput(args: argparse.Namespace, folder: Path) -> None:
     together = await run_games(folder / "tp2", 2, names, args, None, split_pairs=False)
     split = await run_games(folder / "tp3", 2, names, args, None, split_pairs=True)
     title = f"{args.players} players, each <= 18 moves/s, as fast as the server lets them"
-    print_games(f"2a. baseline: one process, {title}:", one, "(baseline)")
-    print_games(f"2b. two processes, each pair on one process, {title}:", together, "")
-    print_games(f"2c. two processes, every pair split across them, {title}:", split, "")
-    for label, result in (("2b", together), ("2c", split)):
-        ratio = result.moves_per_s / one.moves_per_s if one.moves_per_s else 0.0
-        cpu = sum(result.node_cpu) / result.moves_per_s * 1000 if result.moves_per_s else 0.0
-        base = sum(one.node_cpu) / one.moves_per_s * 1000 if one.moves_per_s else 0.0
+    print_run(f"2a. baseline: one process, {title}:", one, "(baseline)")
+    print_run(f"2b. two processes, each pair on one process, {title}:", together, "")
+    print_run(f"2c. two processes, every pair split across them, {title}:", split, "")
+    served = one.cpu_per_move_ms()
+    for label, run in (("2b", together), ("2c", split)):
+        ratio = run.games.moves_per_s / one.games.moves_per_s if one.games.moves_per_s else 0.0
         print(
-            f"   {label} / 2a: moves/s {ratio:.2f}x; node CPU per move, all processes together: "
-            f"{cpu:.3f} ms against {base:.3f} ms"
+            f"   {label} / 2a: moves/s {ratio:.2f}x; node CPU per move {run.cpu_per_move_ms():.3f}"
+            f" ms against {served:.3f} ms: the other process spends "
+            f"{run.cpu_per_move_ms() - served:.3f} ms taking in each move it did not serve"
         )
 
 

@@ -904,7 +904,9 @@ class SyncEngine:
 
     def _send(self, link: Link, frame: codec.Frame, now: float) -> None:
         data = codec.encode(frame)
-        if _compresses(link):
+        # Not to another process of this region: on loopback or a LAN the bytes cost less than
+        # deflating and inflating them (docs/performance.md, *Several processes per region*).
+        if _compresses(link) and not self._same_region(link):
             data = codec.compress_frame(data)
         link.outbox.append(data)
         link.outbox_bytes += len(data)
@@ -956,9 +958,11 @@ class SyncEngine:
 
     def _in_class(self, link: Link, near: bool | None) -> bool:
         """Whether `link` takes the changes of an outbox for `near` (see Outbox)."""
-        if near is None:
-            return True
-        return (link.peer is not None and link.peer.region == self.region) == near
+        return near is None or self._same_region(link) == near
+
+    def _same_region(self, link: Link) -> bool:
+        """Whether the link's peer is another process of this node's region."""
+        return link.peer is not None and link.peer.region == self.region
 
     def _send_pending(
         self, link: Link, doc_id: str, pending: list[PendingUpdate], since: float, now: float

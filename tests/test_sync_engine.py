@@ -107,6 +107,28 @@ def test_a_process_of_the_same_region_gets_a_change_at_once_others_after_the_win
     assert cluster.engines["eu-1"].peer_holds("us-1", "test:c", 2)
 
 
+def test_frames_to_another_process_of_the_region_are_not_deflated() -> None:
+    """Deflating costs both ends more CPU than the bytes cost on loopback or a LAN."""
+    regions = {"eu-1": "eu", "eu-2": "eu", "us-1": "us"}
+    cluster = MemoryCluster(list(regions), regions=regions)
+    cluster.full_mesh()
+    cluster.advance(0.05)
+    kinds: dict[str, set[int]] = {"eu-2": set(), "us-1": set()}
+
+    def tap(src: str, dst: str, frames: list[bytes]) -> list[bytes]:
+        if src == "eu-1":
+            kinds[dst].update(frame[0] for frame in frames)
+        return frames
+
+    cluster.tamper = tap
+    cluster.put("eu-1", "test:z", "k", "a long value that deflates well " * 20)
+    cluster.advance(0.05)
+    assert codec.FrameType.COMPRESSED in kinds["us-1"]
+    assert codec.FrameType.UPDATE in kinds["eu-2"]
+    assert codec.FrameType.COMPRESSED not in kinds["eu-2"]
+    assert cluster.values("eu-2", "test:z") == cluster.values("us-1", "test:z") != {}
+
+
 def test_another_process_of_the_region_is_not_a_second_region_for_ack_regions() -> None:
     regions = {"eu-1": "eu", "eu-2": "eu", "us-1": "us"}
     cluster = MemoryCluster(list(regions), regions=regions)
