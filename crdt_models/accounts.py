@@ -375,12 +375,20 @@ def _check_signed_by_region(
 
 
 def _check_replaces(change: Change, version: AccountVersion) -> None:
-    """A key's writer only moves forward: replaying an older record (an old password) is refused."""
+    """A key's writer only moves forward: replaying an older record (an old password) is refused.
+
+    Except a *sibling*: a region running several processes has them all write its one key, and
+    two of them may write it at once from the same version (same ``base``); Yjs then keeps the
+    write of the higher client id whatever the stamps, so a node that held the other first sees
+    the kept one replace it. Refusing that would split the nodes for good. A sibling gains an
+    attacker nothing: it is a record the region signed from the version the displaced record
+    was written from, so it can only stand for the other of two concurrent changes."""
     try:
         old = AccountVersion.from_text(change.old)
     except RecordError:
         return  # replacing an unreadable record is always an improvement
-    if version.stamp <= old.stamp or version.created != old.created:
+    sibling = version.base == old.base
+    if (version.stamp <= old.stamp and not sibling) or version.created != old.created:
         raise RecordRefused(
             "stale_record",
             f"{change.where}: stamp {version.stamp} does not follow {old.stamp} of the record "
@@ -411,7 +419,7 @@ def _check_home_record(
     if previous is None:
         if version.is_creation and version.created == version.stamp:
             return
-        if _continues_own_home(version, signer):
+        if _continues_own_home(version, signer, context):
             # The home's later version replaced its earlier one under the same key: a node
             # that never saw the earlier one (cut off when the account was made) can only get
             # this one, and no record here says another region is the home.
@@ -427,18 +435,23 @@ def _check_home_record(
         )
 
 
-def _continues_own_home(version: AccountVersion, signer: str) -> bool:
+def _continues_own_home(version: AccountVersion, signer: str, context: CheckContext) -> bool:
     """A later version written by the region it names as the account's home, from a version
-    that named it home too (a rename, a password change made at home), signed by the node that
-    created the account. The last condition keeps an insider of another region from passing
-    off a copy of someone else's account as its own on a node that never saw the account: it
-    can sign only as itself, and the creation stamp names the creating node."""
+    that named it home too (a rename, a password change made at home), signed by a node of the
+    region of the node that created the account (the creator itself, or another process of its
+    region). The last condition keeps an insider of another region from passing off a copy of
+    someone else's account as its own on a node that never saw the account: it can sign only
+    as itself, and the creation stamp names the creating node, whose region the keyring says."""
     if not version.writer == version.home == version.base_home:
         return False
     try:
-        return Stamp.decode(version.created).node_id == signer
+        creator = Stamp.decode(version.created).node_id
     except ValueError:
         return False
+    if creator == signer:
+        return True
+    region = context.node_region(creator)
+    return region is not None and region == context.node_region(signer)
 
 
 def _home_records(

@@ -205,6 +205,10 @@ class CheckContext(Protocol):
         its key was valid (`wall_ms`); raises RecordRefused otherwise."""
         ...
 
+    def node_region(self, node_id: str) -> str | None:
+        """The keyring region of a node (removed ones included), None if it is not listed."""
+        ...
+
 
 class RecordRefused(ValueError):
     """A peer's change breaks the rules for its kind; `rule` names the rule (a metric label)."""

@@ -306,6 +306,9 @@ def sync_settings_from(table: TomlTable) -> SyncSettings:
     default = SyncSettings()
     settings = SyncSettings(
         coalesce_ms=table.number("coalesce_ms", default.coalesce_ms, 0, inclusive=True),
+        coalesce_region_ms=table.number(
+            "coalesce_region_ms", default.coalesce_region_ms, 0, inclusive=True
+        ),
         anti_entropy_s=table.number("anti_entropy_s", default.anti_entropy_s, 0, inclusive=False),
         heartbeat_s=table.number("heartbeat_s", default.heartbeat_s, 0, inclusive=False),
         peer_timeout_s=table.number("peer_timeout_s", default.peer_timeout_s, 0, inclusive=False),

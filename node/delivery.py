@@ -81,8 +81,7 @@ class EngineProgress:
         return self.engine.durable_event_no
 
     def regions_holding(self, doc_id: str, event_no: int) -> int:
-        engine = self.engine
-        return sum(engine.peer_holds(peer, doc_id, event_no) for peer in engine.peers)
+        return self.engine.regions_holding(doc_id, event_no)
 
     def oldest_peer_protocol(self) -> int | None:
         return self.engine.oldest_link_version()

@@ -1,9 +1,11 @@
-"""``meridian demo``: a local 3-region cluster (one process per region) from configs/local/.
+"""``meridian demo``: a local 3-region cluster from configs/local/, one node process per region or
+``--processes-per-region N`` (each process a full member of the mesh, `node.region_processes`).
 
 A fresh cluster secret and admin token are generated for the run and handed to the nodes through
 their environment (never written to disk). The demo waits until every node answers and the mesh
 is complete, prints where each node listens, the player client and the dashboard, and stops all
-nodes cleanly on Ctrl-C. Each node's log goes to ``data/logs/<region>.log``.
+nodes cleanly on Ctrl-C. Each node's log goes to ``data/logs/<region>.log`` (``<node>.log`` for
+the second and later processes of a region, e.g. ``data/logs/eu-2.log``).
 
 It also runs bots (``node.bots``) in this process, spread over the regions. ``--bots-for-people``
 of them (bot1, bot2, ... ; default 2) wait for people: no bot invites them, and they accept a
@@ -14,10 +16,11 @@ By default they play endlessly (a pause between games, a short delay before each
 can follow). With ``--games G --exit-when-done`` the demo exits 0 once every bot
 finished G games and every region's game log (``GET /api/games``) is the same, 1 otherwise.
 
-A node that dies does not stop the demo: `node.demo_supervisor` marks its region down, the
-players and bots on it reconnect to another region, and the node is restarted after
-``--restart-after`` seconds. ``meridian demo kill REGION`` / ``start REGION`` / ``status``, run
-from a second terminal, kill a region with SIGKILL and bring it back, to watch failover.
+A node that dies does not stop the demo: `node.demo_supervisor` marks it down, the players and
+bots on it reconnect to another process (the web page prefers one of the same region), and the
+node is restarted after ``--restart-after`` seconds. ``meridian demo kill REGION`` / ``start
+REGION`` / ``status``, run from a second terminal, kill a region with SIGKILL and bring it back,
+to watch failover; with several processes per region ``kill eu-2`` kills one of them.
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ from meridian.node.localcluster import (
     stop_nodes,
     wait_for_mesh,
 )
+from meridian.node.region_processes import (
+    CONFIGS_FOLDER,
+    MAX_PROCESSES_PER_REGION,
+    PORT_STEP,
+    ProcessesError,
+    derive_configs,
+)
 from meridian.node.web import DEMO_CONTROL_ENV
 from meridian.resources import demo_configs_dir
 from meridian.tomlschema import ConfigError
@@ -56,6 +66,7 @@ LOG_AGREEMENT_TIMEOUT_S = 30.0
 DEFAULT_RESTART_AFTER_S = 15.0
 WATCH_INTERVAL_S = 0.5
 CONTROL_ACTIONS = ("kill", "start", "status")
+DEFAULT_PROCESSES_PER_REGION = 1
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +77,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="with a demo already running (from another terminal): kill REGION (SIGKILL its "
         "node), start REGION (bring it back), status (which regions are up)",
     )
-    parser.add_argument("region", nargs="?", help="the region for kill/start, e.g. eu")
+    parser.add_argument(
+        "region",
+        nargs="?",
+        help="the region for kill/start, e.g. eu; or one process of it by node id, e.g. eu-2",
+    )
     parser.add_argument(
         "--restart-after",
         type=float,
@@ -84,6 +99,15 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fresh", action="store_true", help="delete the nodes' data directories first"
+    )
+    parser.add_argument(
+        "--processes-per-region",
+        type=int,
+        default=DEFAULT_PROCESSES_PER_REGION,
+        metavar="N",
+        help="node processes per region, each a full member of the mesh (default 1; process 1 "
+        f"is the region's config, process i listens {PORT_STEP} * (i - 1) ports above it; "
+        f"at most {MAX_PROCESSES_PER_REGION})",
     )
     parser.add_argument(
         "--exit-when-ready",
@@ -145,6 +169,12 @@ def run_demo_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if not 1 <= args.processes_per_region <= MAX_PROCESSES_PER_REGION:
+        print(
+            f"meridian demo: --processes-per-region must be 1 to {MAX_PROCESSES_PER_REGION}",
+            file=sys.stderr,
+        )
+        return 2
     if args.exit_when_done and not (args.bots and args.games):
         print("meridian demo: --exit-when-done needs --bots N and --games G", file=sys.stderr)
         return 2
@@ -152,7 +182,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
     env = cluster_env()
     try:
         configs = [load_config(path, env) for path in sorted(args.config_dir.glob("*.toml"))]
-    except ConfigError as error:
+        if configs and args.processes_per_region != 1:
+            folder = state_root(configs[0]) / CONFIGS_FOLDER
+            paths = derive_configs(configs, args.processes_per_region, folder)
+            configs = [load_config(path, env) for path in paths]
+    except (ConfigError, ProcessesError) as error:
         print(f"meridian demo: config error: {error}", file=sys.stderr)
         return 2
     if not configs:
@@ -206,7 +240,12 @@ def _supervise(supervisor: Supervisor, env: dict[str, str], args: argparse.Names
         return asyncio.run(_run_with_bots(supervisor, args))
     print(
         "Ctrl-C stops the cluster. From another terminal, `meridian demo kill eu` kills a "
-        "region and `meridian demo start eu` brings it back.",
+        "region and `meridian demo start eu` brings it back"
+        + (
+            "; `meridian demo kill eu-2` kills one process of it."
+            if args.processes_per_region > 1
+            else "."
+        ),
         flush=True,
     )
     return _watch_nodes(supervisor)

@@ -173,7 +173,9 @@ class NodeDrain:
         async with aiohttp.ClientSession() as http:
             ready = await asyncio.gather(*(_is_ready(http, t.url) for t in candidates))
         targets = [t for t, ok in zip(candidates, ready, strict=True) if ok]
-        log.info("drain: targets %s", ", ".join(t.region for t in targets) or "none")
+        # Another process of this region first: its players stay near (several per region).
+        targets = [t for t in targets if t.region == self.node.config.region] or targets
+        log.info("drain: targets %s", ", ".join(t.node_id for t in targets) or "none")
         return targets
 
     # --- step 2: the hand-over ---------------------------------------------------------------

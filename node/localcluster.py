@@ -1,8 +1,9 @@
 """Start, watch, kill and stop local node processes: used by the demo, tests and benchmarks.
 
 Each node is a real ``meridian node`` process (``python -m meridian node --config FILE``) with its
-log in ``<data_dir>/../logs/<region>.log``. `write_configs` makes a set of node configs on free
-loopback ports for a throwaway cluster (tests, benchmarks).
+log in ``<data_dir>/../logs/<data_dir's name>.log`` (``data/logs/eu.log`` for ``data/eu``,
+``eu-2.log`` for ``data/eu-2``). `write_configs` makes a set of node configs on free loopback
+ports for a throwaway cluster (tests, benchmarks), with one or several processes per region.
 
 Node keys: `write_configs` gives every node an Ed25519 key and the cluster a keyring (in
 ``<folder>/keys/``); `ensure_keys` does the same for existing configs whose key files are missing
@@ -30,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -76,7 +78,7 @@ def start_node(config: NodeConfig, env: dict[str, str], code: Path | None = None
     release written by `extract_release`) instead of the installed package."""
     log_dir = config.data_dir.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{config.region}.log"
+    log_path = log_dir / f"{config.data_dir.name}.log"  # eu for data/eu, eu-2 for data/eu-2
     if code is not None:  # its meridian/ comes first on the path, before the installed one
         env = {**env, "PYTHONPATH": str(code)}
     with log_path.open("ab") as log_file:
@@ -261,38 +263,51 @@ def write_configs(
     zeroconf: bool = False,
     ports: list[int] | None = None,
     node_keys: str = "",
+    processes: int = 1,
 ) -> list[Path]:
-    """One config per region on free 127.0.0.1 ports, all peered with each other.
+    """Configs for `processes` node processes per region on free 127.0.0.1 ports, all peered
+    with each other (a full mesh: every process is a full member, see docs/architecture.md
+    *Several processes per region*).
 
-    `via[(a, b)]` is a port (a proxy's) through which `a` reaches `b` instead of b's own port.
+    Process i of region r is node ``r-i``. With one process per region each config is
+    ``<r>.toml`` with its data in ``data/<r>``; with more, ``<r>-<i>.toml`` and ``data/<r>-<i>``.
+    `via[(a, b)]` is a port (a proxy's) through which `a` reaches `b` instead of b's own port,
+    `a` and `b` named as the config files are (region, or node id with several processes).
     With `zeroconf`, the nodes get no static peers and must find each other by mDNS.
-    `ports` are the nodes' listen ports (default: free ones). `node_keys` are extra lines of
-    the ``[node]`` table (e.g. ``drain_deadline_s = 8``); `extra` goes after ``[cluster]``.
+    `ports` are the nodes' listen ports in the order of the returned paths (default: free
+    ones). `node_keys` are extra lines of the ``[node]`` table (e.g. ``drain_deadline_s = 8``);
+    `extra` goes after ``[cluster]``.
     """
+    if processes < 1:
+        raise ValueError("processes per region must be at least 1")
     folder.mkdir(parents=True, exist_ok=True)
-    keys = folder / KEYS_FOLDER
-    write_keys(keys, [(f"{region}-1", region) for region in regions])
-    chosen = ports or free_ports(len(regions))
-    ports_by_region = dict(zip(regions, chosen, strict=True))
+    nodes = [
+        (region, f"{region}-{i}", region if processes == 1 else f"{region}-{i}")
+        for region in regions
+        for i in range(1, processes + 1)
+    ]
+    write_keys(folder / KEYS_FOLDER, [(node_id, region) for region, node_id, _name in nodes])
+    chosen = ports or free_ports(len(nodes))
+    port_of = dict(zip((name for _r, _n, name in nodes), chosen, strict=True))
     via = via or {}
     paths = []
-    for region in regions:
-        others = [] if zeroconf else [r for r in regions if r != region]
-        peer_ports = [via.get((region, r), ports_by_region[r]) for r in others]
+    for region, node_id, name in nodes:
+        others = [] if zeroconf else [other for _r, _n, other in nodes if other != name]
+        peer_ports = [via.get((name, other), port_of[other]) for other in others]
         peers = ", ".join(f'"http://127.0.0.1:{port}"' for port in peer_ports)
-        path = folder / f"{region}.toml"
+        path = folder / f"{name}.toml"
         path.write_text(
             f"""[node]
-id = "{region}-1"
+id = "{node_id}"
 region = "{region}"
-listen = "127.0.0.1:{ports_by_region[region]}"
-data_dir = "data/{region}"
+listen = "127.0.0.1:{port_of[name]}"
+data_dir = "data/{name}"
 {node_keys}
 [cluster]
 peers = [{peers}]
 secret_env = "{SECRET_ENV}"
 admin_token_env = "{TOKEN_ENV}"
-key_file = "{KEYS_FOLDER}/{region}-1.key"
+key_file = "{KEYS_FOLDER}/{node_id}.key"
 keyring_file = "{KEYS_FOLDER}/{KEYRING_FILE}"
 zeroconf = {"true" if zeroconf else "false"}
 {extra}"""
@@ -317,13 +332,26 @@ def write_keys(folder: Path, nodes: list[tuple[str, str]]) -> Keyring:
 
 def ensure_keys(configs: Sequence[NodeConfig]) -> None:
     """Give every node of a local cluster its key and a keyring listing all of them, creating
-    only what is missing (the demo's configs name files under ``data/keys``)."""
+    only what is missing (the demo's configs name files under ``data/keys``).
+
+    Nodes the keyring already lists stay listed: a demo run once with two processes per region
+    and then with one still holds records signed by ``eu-2``, which a peer refilling its store
+    must be able to verify."""
     identities = [
         _ensure_key_file(config.key_file, config.node_id, config.region) for config in configs
     ]
-    text = Keyring([identity.entry() for identity in identities]).to_toml()
+    entries = {identity.node_id: identity.entry() for identity in identities}
     for path in sorted({config.keyring_file for config in configs}):
-        _write_if_changed(path, text)
+        kept = {**_listed(path), **entries}
+        _write_if_changed(path, Keyring(list(kept.values())).to_toml())
+
+
+def _listed(path: Path) -> dict[str, KeyringEntry]:
+    """The entries of an existing keyring file (none if it is missing or unreadable)."""
+    try:
+        return dict(Keyring.parse(tomllib.loads(path.read_text())).entries)
+    except (OSError, ValueError):  # KeyMaterialError and TOMLDecodeError are ValueErrors
+        return {}
 
 
 def _ensure_key_file(path: Path, node_id: str, region: str) -> NodeIdentity:

@@ -229,19 +229,36 @@ class PlayerGateway:
         return known_regions(self.node.config.region, self.node.engine)
 
     async def regions(self, request: web.Request) -> web.Response:
+        """Every node process (several per region where a region runs several), with its
+        player connections as its load observer last published them (None: no fresh entry),
+        so that a page can spread its players over a region's processes."""
         engine = self.node.engine
+        players = {entry.node: entry.connections for entry in self.node.observer.view().nodes}
         here = {
             "region": self.node.config.region,
             "node": self.node.config.node_id,
             "url": self.node.config.public_url,
             "up": True,
+            "players": len(self.service.conns),
         }
         up = set(engine.up_peers())
         others = [
-            {"region": p.region, "node": p.node_id, "url": p.url, "up": p.node_id in up}
-            for p in sorted(engine.peers.values(), key=lambda p: p.region)
+            {
+                "region": p.region,
+                "node": p.node_id,
+                "url": p.url,
+                "up": p.node_id in up,
+                "players": players.get(p.node_id),
+            }
+            for p in sorted(engine.peers.values(), key=lambda p: (p.region, p.node_id))
         ]
-        return web.json_response({"here": self.node.config.region, "regions": [here, *others]})
+        return web.json_response(
+            {
+                "here": self.node.config.region,
+                "node": self.node.config.node_id,
+                "regions": [here, *others],
+            }
+        )
 
     # --- HTTP: finished games ----------------------------------------------------------
 

@@ -25,15 +25,15 @@ Besides the pages, this module adds what the pages need and the player API does 
   player connected here, games known by status, and merges counted here by kind.
 * Under ``meridian demo`` only (the demo sets ``MERIDIAN_DEMO_CONTROL`` to the folder of its
   state file, see ``node.demo_supervisor``), the dashboard's buttons: ``GET /api/demo``
-  (which regions the demo runs and which are up), ``POST /api/demo/kill/REGION`` (SIGKILL that
-  region's node, by the pid in the demo's state file) and ``POST /api/demo/start/REGION`` (a
-  start request for the supervisor), all with the admin token. Elsewhere they answer 404.
+  (which regions and node processes the demo runs and which are up), ``POST
+  /api/demo/kill/TARGET`` (SIGKILL a region's node processes, or one process named by its node
+  id, by the pids in the demo's state file) and ``POST /api/demo/start/TARGET`` (a start
+  request for the supervisor), all with the admin token. Elsewhere they answer 404.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -44,7 +44,7 @@ from aiohttp import web
 
 from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
 from meridian.games.base import GameRules, IllegalMove
-from meridian.node.demo_supervisor import CONTROL_DIR, STATE_FILE
+from meridian.node.demo_supervisor import CONTROL_DIR, read_state, targets
 from meridian.node.game_tracker import LIVE
 from meridian.node.http_api import error_response, require_admin
 from meridian.node.refusals import HTTP_STATUS, ErrorCode
@@ -182,16 +182,13 @@ def add_web_routes(app: web.Application, node: NodeContext) -> None:
     app.router.add_static("/static/", STATIC_DIR)
 
 
-def _demo_state() -> tuple[Path, dict[str, Any]] | None:
-    """The running demo's folder and state (see node.demo_supervisor), or None."""
+def _demo_state() -> tuple[Path, dict[str, dict[str, Any]]] | None:
+    """The running demo's folder and node processes (see node.demo_supervisor), or None."""
     folder = os.environ.get(DEMO_CONTROL_ENV)
     if not folder:
         return None
-    try:
-        state = json.loads((Path(folder) / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return (Path(folder), state) if isinstance(state.get("regions"), dict) else None
+    nodes = read_state(Path(folder))
+    return None if nodes is None else (Path(folder), nodes)
 
 
 async def demo_status(request: web.Request) -> web.Response:
@@ -199,39 +196,53 @@ async def demo_status(request: web.Request) -> web.Response:
     demo = _demo_state()
     if demo is None:
         return error_response(404, "not_demo", "this node does not run under `meridian demo`")
-    regions = {
-        name: {"up": bool(r.get("up")), "url": r.get("url")}
-        for name, r in demo[1]["regions"].items()
+    nodes = {
+        node: {"region": info.get("region"), "up": bool(info.get("up")), "url": info.get("url")}
+        for node, info in demo[1].items()
     }
-    return web.json_response({"regions": regions}, headers=NO_STORE)
+    regions: dict[str, dict[str, Any]] = {}
+    for info in nodes.values():
+        region = regions.setdefault(str(info["region"]), {"up": False, "url": info["url"]})
+        region["up"] = region["up"] or info["up"]
+    return web.json_response({"regions": regions, "nodes": nodes}, headers=NO_STORE)
 
 
 async def demo_control(request: web.Request) -> web.Response:
-    """Kill a region's node (SIGKILL) or ask the demo to start it again."""
+    """Kill a region's node processes (SIGKILL) or one of them, or ask the demo to start
+    them again (the target is a region or a node id, as for ``meridian demo kill``)."""
     require_admin(request)
     demo = _demo_state()
     if demo is None:
         return error_response(404, "not_demo", "this node does not run under `meridian demo`")
-    folder, state = demo
-    action, region = request.match_info["action"], request.match_info["region"]
-    info = state["regions"].get(region)
-    if not isinstance(info, dict):
-        return error_response(404, "not_found", f"the demo runs no region {region!r}")
+    folder, nodes = demo
+    action, target = request.match_info["action"], request.match_info["region"]
+    chosen = targets(nodes, target)
+    if not chosen:
+        return error_response(404, "not_found", f"the demo runs no region or process {target!r}")
     if action == "start":
         (folder / CONTROL_DIR).mkdir(exist_ok=True)
-        (folder / CONTROL_DIR / f"start-{region}").touch()
-        return web.json_response({"region": region, "action": "start"})
+        (folder / CONTROL_DIR / f"start-{target}").touch()
+        return web.json_response({"region": target, "action": "start"})
+    killed = [pid for pid in (_kill_pid(nodes[node]) for node in chosen) if pid is not None]
+    if not killed:
+        return error_response(409, "down", f"{target} is down already")
+    return web.json_response({"region": target, "action": "kill", "pid": killed[0], "pids": killed})
+
+
+def _kill_pid(info: dict[str, Any]) -> int | None:
+    """SIGKILL one demo node process (this one after a short delay, so the reply goes out);
+    its pid, or None if it was down already."""
     pid = info.get("pid")
     if not info.get("up") or not isinstance(pid, int):
-        return error_response(409, "down", f"region {region} is down already")
+        return None
     if pid == os.getpid():
         asyncio.get_running_loop().call_later(SELF_KILL_DELAY_S, os.kill, pid, signal.SIGKILL)
-    else:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return error_response(409, "down", f"region {region} had exited already")
-    return web.json_response({"region": region, "action": "kill", "pid": pid})
+        return pid
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return None
+    return pid
 
 
 def live_games(node: NodeContext) -> list[dict[str, Any]]:

@@ -81,6 +81,10 @@ class KeyringContext:
             raise RecordRefused("bad_signature", f"signature of {signer} does not verify")
         return entry.region
 
+    def node_region(self, node_id: str) -> str | None:
+        entry = self.keyring.get(node_id)
+        return entry.region if entry is not None else None
+
 
 @dataclass
 class ScratchCopy:

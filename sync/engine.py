@@ -17,7 +17,8 @@ What it does (details in docs/sync-protocol.md):
   Both sides use the highest version both speak; on a protocol 3 link data frames of at least
   ``codec.COMPRESS_MIN_BYTES`` travel deflated when that is smaller (COMPRESSED frames);
 * local changes are captured by a document observer, coalesced per document for
-  ``coalesce_ms`` and sent as one UPDATE per document to every link;
+  ``coalesce_ms`` (``coalesce_region_ms`` on links to processes of this node's own region) and
+  sent as one UPDATE per document to every link;
 * updates received from peer P are relayed to linked peers that P says it cannot reach (partial
   partitions heal through a third region) - only what was new to this node, because Yjs emits
   no change for content it already held, which also stops relay storms;
@@ -220,12 +221,43 @@ class PendingUpdate:
     event_no: int
 
 
+@dataclass
+class Outbox:
+    """Changes waiting out their coalescing window before they go to one class of links: to
+    peers of this node's region (`near` True: ``coalesce_region_ms``), of other regions (False:
+    ``coalesce_ms``), or to all (None, when the two windows are equal)."""
+
+    window_s: float
+    near: bool | None
+    pending: dict[str, list[PendingUpdate]] = field(default_factory=dict)
+    since: dict[str, float] = field(default_factory=dict)
+
+    def add(self, doc_id: str, update: PendingUpdate, now: float) -> None:
+        self.pending.setdefault(doc_id, []).append(update)
+        self.since.setdefault(doc_id, now)
+
+    def forget(self, doc_id: str) -> None:
+        self.pending.pop(doc_id, None)
+        self.since.pop(doc_id, None)
+
+    def deadline(self) -> float | None:
+        return min(self.since.values()) + self.window_s if self.since else None
+
+
 class ImportRefused(ValueError):
     """An imported update that peers would refuse; `rule` names the broken rule."""
 
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(f"{message} [{rule}]")
         self.rule = rule
+
+
+def _outboxes(settings: SyncSettings) -> list[Outbox]:
+    """One outbox for every link, or one per class when the region's window differs."""
+    near, far = settings.coalesce_region_ms / 1000, settings.coalesce_ms / 1000
+    if near == far:
+        return [Outbox(far, None)]
+    return [Outbox(near, True), Outbox(far, False)]
 
 
 # --- the engine ----------------------------------------------------------------------------
@@ -270,8 +302,7 @@ class SyncEngine:
         self._digests: dict[str, bytes] = {}
         self._captured: list[tuple[str, bytes, str | None]] = []
         self._origin: str | None = None
-        self._pending: dict[str, list[PendingUpdate]] = {}
-        self._pending_since: dict[str, float] = {}
+        self._outboxes = _outboxes(settings)
         self._links: dict[int, Link] = {}
         self.peers: dict[str, PeerState] = {}
         self._events: list[Event] = []
@@ -341,8 +372,8 @@ class SyncEngine:
         if doc is not None and subscription is not None:
             doc.unobserve(subscription)
         self._digests.pop(doc_id, None)
-        self._pending.pop(doc_id, None)
-        self._pending_since.pop(doc_id, None)
+        for outbox in self._outboxes:
+            outbox.forget(doc_id)
         self._last_local_event.pop(doc_id, None)
         self.checker.forget(doc_id)
 
@@ -388,6 +419,18 @@ class SyncEngine:
         """Every change numbered up to this one is committed to the local store."""
         return self._durable_through
 
+    def regions_holding(self, doc_id: str, event_no: int) -> int:
+        """How many regions other than this node's hold local change `event_no` of the doc
+        (acknowledged by at least one of their nodes): another process of this node's own
+        region is no second region (``replication.ack_regions`` counts regions)."""
+        return len(
+            {
+                peer.region
+                for peer in self.peers.values()
+                if peer.region != self.region and self.peer_holds(peer.node_id, doc_id, event_no)
+            }
+        )
+
     def peer_holds(self, node_id: str, doc_id: str, event_no: int) -> bool:
         """Whether the peer acknowledged holding (durably) local change `event_no` of the doc."""
         peer = self.peers.get(node_id)
@@ -417,17 +460,17 @@ class SyncEngine:
             self._event_no += 1
             self._digests.pop(doc_id, None)
             self._events.append(DocChanged(doc_id, update, origin, self._event_no))
-            self._pending.setdefault(doc_id, []).append(
-                PendingUpdate(update, origin, self._event_no)
-            )
+            pending = PendingUpdate(update, origin, self._event_no)
+            for outbox in self._outboxes:
+                outbox.add(doc_id, pending, now)
             if origin is None:
                 self._last_local_event[doc_id] = self._event_no
                 self.checker.local_change(doc_id, update)  # peers' changes are in it already
-            self._pending_since.setdefault(doc_id, now)
         if self._auto_durable:
             self._durable_through = self._event_no
-        if self.settings.coalesce_ms <= 0:
-            self._flush(now, force=True)
+        for outbox in self._outboxes:
+            if outbox.window_s <= 0:
+                self._flush_outbox(outbox, now, force=True)
 
     # --- links -------------------------------------------------------------------------
 
@@ -548,8 +591,7 @@ class SyncEngine:
     def next_deadline(self, now: float) -> float:
         """The latest time by which tick() must run again (the adapter may call it earlier)."""
         deadlines = [now + self.settings.heartbeat_s]
-        if self._pending_since:
-            deadlines.append(min(self._pending_since.values()) + self.settings.coalesce_ms / 1000)
+        deadlines += [d for d in (o.deadline() for o in self._outboxes) if d is not None]
         if self._next_anti_entropy is not None:
             deadlines.append(self._next_anti_entropy)
         return max(now, min(deadlines))
@@ -861,7 +903,9 @@ class SyncEngine:
 
     def _send(self, link: Link, frame: codec.Frame, now: float) -> None:
         data = codec.encode(frame)
-        if _compresses(link):
+        # Not to another process of this region: on loopback or a LAN the bytes cost less than
+        # deflating and inflating them (docs/performance.md, *Several processes per region*).
+        if _compresses(link) and not self._same_region(link):
             data = codec.compress_frame(data)
         link.outbox.append(data)
         link.outbox_bytes += len(data)
@@ -896,14 +940,28 @@ class SyncEngine:
         self._send(link, frame, now)
 
     def _flush(self, now: float, *, force: bool) -> None:
-        window = self.settings.coalesce_ms / 1000
-        due = [d for d, since in self._pending_since.items() if force or now >= since + window]
-        links = self._up_links()
+        for outbox in self._outboxes:
+            self._flush_outbox(outbox, now, force=force)
+
+    def _flush_outbox(self, outbox: Outbox, now: float, *, force: bool) -> None:
+        window = outbox.window_s
+        due = [d for d, since in outbox.since.items() if force or now >= since + window]
+        if not due:
+            return
+        links = [link for link in self._up_links() if self._in_class(link, outbox.near)]
         for doc_id in due:
-            pending = self._pending.pop(doc_id)
-            since = self._pending_since.pop(doc_id)
+            pending = outbox.pending.pop(doc_id)
+            since = outbox.since.pop(doc_id)
             for link in links:
                 self._send_pending(link, doc_id, pending, since, now)
+
+    def _in_class(self, link: Link, near: bool | None) -> bool:
+        """Whether `link` takes the changes of an outbox for `near` (see Outbox)."""
+        return near is None or self._same_region(link) == near
+
+    def _same_region(self, link: Link) -> bool:
+        """Whether the link's peer is another process of this node's region."""
+        return link.peer is not None and link.peer.region == self.region
 
     def _send_pending(
         self, link: Link, doc_id: str, pending: list[PendingUpdate], since: float, now: float

@@ -210,12 +210,11 @@ class Replicator:
         regions: int,
         timeout: float,  # noqa: ASYNC109
     ) -> int:
-        """Wait until `regions` peers acknowledged the change; returns how many did."""
+        """Wait until `regions` other regions hold the change (a node of each acknowledged
+        it); returns how many do."""
         deadline = self.clock() + timeout
         while True:
-            holders = sum(
-                self.engine.peer_holds(peer, doc_id, event_no) for peer in self.engine.peers
-            )
+            holders = self.engine.regions_holding(doc_id, event_no)
             if holders >= regions or self.clock() >= deadline:
                 return holders
             await asyncio.sleep(0.002)

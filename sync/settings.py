@@ -10,6 +10,9 @@ class SyncSettings:
     """Limits and timings of the peer protocol; every field is a documented config key."""
 
     coalesce_ms: float = 5.0  # window to merge updates per document before sending
+    # the same for links to other processes of this node's own region (same machine or LAN):
+    # their players see each other's moves through it (docs/performance.md, *Processes*)
+    coalesce_region_ms: float = 0.0
     anti_entropy_s: float = 10.0  # periodic digest exchange on every link
     heartbeat_s: float = 1.0  # ping interval on an idle peer link
     peer_timeout_s: float = 5.0  # link declared dead after this long without any frame

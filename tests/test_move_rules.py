@@ -37,6 +37,9 @@ class Context:
     def signer_region(self, signer: str, message: bytes, signature: bytes, wall_ms: int) -> str:
         raise AssertionError("game records are not signed")
 
+    def node_region(self, node_id: str) -> str | None:
+        raise AssertionError("game records name no node's region")
+
 
 def _info(seed: int = SEED) -> GameInfo:
     created = Stamp(EPOCH_MS, 0, "eu").encode()

@@ -205,6 +205,9 @@ class Context:
     def signer_region(self, signer: str, message: bytes, signature: bytes, wall_ms: int) -> str:
         return "eu"
 
+    def node_region(self, node_id: str) -> str | None:
+        return "eu"
+
 
 def test_peers_accept_the_entries_a_node_writes() -> None:
     values = entry("eu-1", "eu", connections=3, moves_per_s=2.5, cpu_percent=30).values()

@@ -21,6 +21,9 @@ class Context:
     def signer_region(self, signer: str, message: bytes, signature: bytes, wall_ms: int) -> str:
         return "eu"
 
+    def node_region(self, node_id: str) -> str | None:
+        return "eu"
+
 
 def test_spent_tokens_and_revocations_pass_the_peer_check() -> None:
     changes = [

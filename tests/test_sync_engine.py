@@ -86,6 +86,80 @@ def test_full_mesh_does_not_relay_duplicates() -> None:
     assert sent == {"a": 2, "b": 0, "c": 0}
 
 
+def test_a_process_of_the_same_region_gets_a_change_at_once_others_after_the_window() -> None:
+    """Two processes of eu and one of us: eu-2's players see eu-1's moves without waiting out
+    the coalescing window (coalesce_region_ms 0), us still gets merged updates (coalesce_ms)."""
+    regions = {"eu-1": "eu", "eu-2": "eu", "us-1": "us"}
+    settings = SyncSettings(coalesce_ms=5, coalesce_region_ms=0)
+    cluster = MemoryCluster(list(regions), settings=settings, regions=regions)
+    cluster.full_mesh()
+    cluster.advance(0.05)
+    cluster.put("eu-1", "test:c", "first", 1)
+    cluster.put("eu-1", "test:c", "second", 2)
+    cluster.pump()  # no time passes
+    assert cluster.values("eu-2", "test:c") == {"first": 1, "second": 2}
+    assert cluster.values("us-1", "test:c") == {}
+    cluster.advance(0.005)
+    assert cluster.values("us-1", "test:c") == {"first": 1, "second": 2}
+    sent = cluster.engines["eu-1"].peers
+    assert (sent["eu-2"].updates_sent, sent["us-1"].updates_sent) == (2, 1)  # us: one merged
+    assert cluster.engines["eu-1"].peer_holds("eu-2", "test:c", 2)
+    assert cluster.engines["eu-1"].peer_holds("us-1", "test:c", 2)
+
+
+def test_frames_to_another_process_of_the_region_are_not_deflated() -> None:
+    """Deflating costs both ends more CPU than the bytes cost on loopback or a LAN."""
+    regions = {"eu-1": "eu", "eu-2": "eu", "us-1": "us"}
+    cluster = MemoryCluster(list(regions), regions=regions)
+    cluster.full_mesh()
+    cluster.advance(0.05)
+    kinds: dict[str, set[int]] = {"eu-2": set(), "us-1": set()}
+
+    def tap(src: str, dst: str, frames: list[bytes]) -> list[bytes]:
+        if src == "eu-1":
+            kinds[dst].update(frame[0] for frame in frames)
+        return frames
+
+    cluster.tamper = tap
+    cluster.put("eu-1", "test:z", "k", "a long value that deflates well " * 20)
+    cluster.advance(0.05)
+    assert codec.FrameType.COMPRESSED in kinds["us-1"]
+    assert codec.FrameType.UPDATE in kinds["eu-2"]
+    assert codec.FrameType.COMPRESSED not in kinds["eu-2"]
+    assert cluster.values("eu-2", "test:z") == cluster.values("us-1", "test:z") != {}
+
+
+def test_another_process_of_the_region_is_not_a_second_region_for_ack_regions() -> None:
+    regions = {"eu-1": "eu", "eu-2": "eu", "us-1": "us"}
+    cluster = MemoryCluster(list(regions), regions=regions)
+    cluster.full_mesh()
+    cluster.advance(0.05)
+    cluster.cut("eu-1", "us-1")
+    event_no = cluster.put("eu-1", "test:r", "k", 1)
+    cluster.advance(0.05)
+    eu_1 = cluster.engines["eu-1"]
+    assert eu_1.peer_holds("eu-2", "test:r", event_no)
+    assert eu_1.regions_holding("test:r", event_no) == 0
+    cluster.connect("eu-1", "us-1")
+    cluster.advance(0.05)
+    later = cluster.put("eu-1", "test:s", "k", 2)  # a new document: held once us-1 acks it
+    cluster.advance(0.05)
+    assert eu_1.regions_holding("test:s", later) == 1
+
+
+def test_equal_windows_keep_one_outbox_for_every_link() -> None:
+    regions = {"eu-1": "eu", "eu-2": "eu", "us-1": "us"}
+    settings = SyncSettings(coalesce_ms=5, coalesce_region_ms=5)
+    cluster = MemoryCluster(list(regions), settings=settings, regions=regions)
+    cluster.full_mesh()
+    cluster.advance(0.05)
+    cluster.put("eu-1", "test:c", "k", 1)
+    cluster.pump()
+    assert cluster.values("eu-2", "test:c") == {} == cluster.values("us-1", "test:c")
+    cluster.advance(0.005)
+    assert cluster.values("eu-2", "test:c") == {"k": 1} == cluster.values("us-1", "test:c")
+
+
 def test_without_relay_a_partial_partition_waits_for_anti_entropy() -> None:
     cluster = MemoryCluster(["a", "b", "c"], settings=SyncSettings(relay=False, anti_entropy_s=1))
     cluster.connect("a", "c")

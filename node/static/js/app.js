@@ -2,7 +2,7 @@
 // saved and finished games, and keeping the session alive across regions (docs/web.md).
 
 import { $, fill, h, show } from "./dom.js";
-import { ApiError, api, fetchRegions, formatRtt, measureRegions, preferredRegion, sortByRtt } from "./net.js";
+import { ApiError, api, failoverOrder, fetchRegions, formatRtt, measureRegions, pickProcess, preferredRegion, regionsOf, sortByRtt } from "./net.js";
 import { Connection, FINAL_CLOSES } from "./connection.js";
 import { GameScreen } from "./game.js";
 import { ReplayScreen } from "./replay.js";
@@ -21,7 +21,7 @@ const DECLINE_WAIT_MS = 2500; // an invitation that left the list without a game
 const MAX_SEEN_GAMES = 16; // hello's `seen` holds at most this many games (docs/protocol.md)
 
 const S = {
-  regions: [], // [{region, node, url, opened, rtt}] fastest first
+  regions: [], // node processes, several per region where a region runs several: [{region, node, url, opened, rtt, players}] fastest first
   chosen: null, // region name picked by the user; null: automatic (preferredRegion)
   token: "",
   resume: "",
@@ -113,6 +113,7 @@ function store() {
     resume: S.resume,
     name: S.you?.name || "",
     region: S.conn?.region.region || "",
+    node: S.conn?.region.node || "",
     chosen: S.chosen,
     watching: S.watching,
   }));
@@ -120,14 +121,28 @@ function store() {
 
 // --- regions -------------------------------------------------------------------------------
 
-/** The region picked automatically (see preferredRegion in net.js), or null. */
+/** The name of the region picked automatically (see preferredRegion in net.js), or null. */
 function automatic() {
-  return preferredRegion(S.regions)?.region || null;
+  return preferredRegion(regionsOf(S.regions))?.region.region || null;
 }
 
+/** The region to play through: the one chosen while it answers, else the automatic one. */
+function pickedRegion() {
+  const chosen = S.chosen && S.regions.some((r) => r.region === S.chosen && r.rtt !== null);
+  return chosen ? S.chosen : automatic();
+}
+
+/** The node process to play through: one of the picked region's, the least loaded (see
+ *  pickProcess in net.js), or null when no region answers. */
 function chosenRegion() {
-  if (S.chosen) return S.regions.find((r) => r.region === S.chosen) || automatic();
-  return automatic();
+  const region = pickedRegion();
+  return region ? pickProcess(S.regions, region) : null;
+}
+
+/** How the page names a process: its region, with the node id where the region has several. */
+function where(process) {
+  const several = S.regions.filter((r) => r.region === process.region).length > 1;
+  return several ? `${process.region} (${process.node})` : process.region;
 }
 
 async function measure() {
@@ -143,24 +158,27 @@ async function measure() {
 }
 
 function renderRegions() {
-  const pick = chosenRegion();
-  const preferred = preferredRegion(S.regions);
+  const pick = pickedRegion();
+  const preferred = preferredRegion(regionsOf(S.regions));
   const auto = preferred?.region || null;
-  const rows = S.regions.map((r) => {
+  const rows = regionsOf(S.regions).map((r) => {
     const input = h("input", {
       type: "radio",
       name: "region",
       value: r.region,
-      checked: pick?.region === r.region,
+      checked: pick === r.region,
       disabled: r.rtt === null,
       on: { change: () => { S.chosen = r.region; renderRegions(); } },
     });
+    const nodes = r.processes.map((p) => p.node);
     return h(
       "label",
-      { class: ["region-row", r.rtt === null ? "down" : ""], dataset: { region: r.region } },
+      { class: ["region-row", r.rtt === null ? "down" : ""], dataset: { region: r.region, processes: String(nodes.length) } },
       input,
       h("span", { class: "region-name", text: r.region }),
-      h("span", { class: "muted", text: r.node }),
+      nodes.length === 1
+        ? h("span", { class: "muted", text: nodes[0] })
+        : h("span", { class: "muted", text: `${nodes.length} processes`, title: `${nodes.join(", ")}: you play through the least loaded that answers` }),
       h("span", { class: "rtt", dataset: { rtt: r.rtt === null ? "" : r.rtt.toFixed(1) }, text: formatRtt(r.rtt) }),
       h("span", { class: "region-tags" },
         r.opened ? h("span", { class: "badge", text: "this page", title: "the region of this page's address" }) : null,
@@ -170,16 +188,16 @@ function renderRegions() {
   fill($("#region-list"), h("legend", { class: "sr-only", text: "Regions" }), rows);
   const note = $("#region-note");
   if (!pick) note.textContent = "No region answers right now. Try measuring again.";
-  else if (!S.chosen || S.chosen === auto?.region) note.textContent = `You will play through ${pick.region}: ${preferred.reason}`;
-  else note.textContent = `You chose ${pick.region}. Automatic: ${auto?.region}, because ${preferred.reason}`;
-  note.dataset.region = pick?.region || "";
+  else if (!S.chosen || S.chosen === auto?.region) note.textContent = `You will play through ${pick}: ${preferred.reason}`;
+  else note.textContent = `You chose ${pick}. Automatic: ${auto?.region}, because ${preferred.reason}`;
+  note.dataset.region = pick || "";
   renderRegionSwitch();
 }
 
 function renderRegionSwitch() {
   const select = $("#region-switch");
   const current = S.conn?.region.region;
-  fill(select, S.regions.map((r) => h("option", {
+  fill(select, regionsOf(S.regions).map((r) => h("option", {
     value: r.region,
     selected: r.region === current,
     disabled: r.rtt === null && r.region !== current,
@@ -270,10 +288,11 @@ async function connect(region, hello) {
 
 function connected(reply) {
   const region = S.conn.region;
-  const rtt = S.regions.find((r) => r.region === region.region)?.rtt;
+  const rtt = S.regions.find((r) => r.node === region.node)?.rtt;
   $("#conn-status").textContent = `Connected to ${region.region} (${region.node})${rtt ? `, ${formatRtt(rtt)}` : ""}`;
   $("#conn-status").className = "conn-status ok";
   document.body.dataset.region = region.region;
+  document.body.dataset.node = region.node;
   $("#account-name").textContent = S.you.name;
   show($("#account"), true);
   renderRegionSwitch();
@@ -322,17 +341,18 @@ function finalClose(kind, reason, region) {
   sessionOver(texts[kind] || reason, kind === "logged_in_elsewhere" ? "warn" : "error");
 }
 
-/** The connection dropped: resume the session on the nearest region that answers, trying the
- *  next-nearest first (the lost one goes last in the first round). */
+/** The connection dropped: resume the session on another process of the same region if one
+ *  answers, else on the nearest region that answers (the lost process goes last in the first
+ *  round; see failoverOrder in net.js). */
 async function reconnect(lost, code, reason) {
   if (S.reconnecting) return;
   S.reconnecting = true;
   document.getElementById("reconnected")?.remove(); // an old "reconnected" must not sit above this
   const inGame = S.current && S.games.get(S.current)?.status === "live";
-  $("#conn-status").textContent = `Connection to ${lost.region} lost; reconnecting…`;
+  $("#conn-status").textContent = `Connection to ${where(lost)} lost; reconnecting…`;
   $("#conn-status").className = "conn-status warn";
   const note = banner(
-    `Connection to ${lost.region} lost${code === 4000 ? " (the server is shutting down)" : ""}. Reconnecting${inGame ? "; your game is kept" : ""}…`,
+    `Connection to ${where(lost)} lost${code === 4000 ? " (the server is shutting down)" : ""}. Reconnecting${inGame ? "; your game is kept" : ""}…`,
     "warn",
     { sticky: true, id: "reconnecting" },
   );
@@ -345,15 +365,14 @@ async function reconnect(lost, code, reason) {
     } catch {
       continue;
     }
-    S.regions = sortByRtt(S.regions.map((r) => ({ ...r, rtt: measured.find((m) => m.region === r.region)?.rtt ?? null })));
-    let candidates = S.regions.filter((r) => r.rtt !== null);
-    if (round === 0) candidates = [...candidates.filter((r) => r.region !== lost.region), ...candidates.filter((r) => r.region === lost.region)];
+    S.regions = sortByRtt(S.regions.map((r) => ({ ...r, rtt: measured.find((m) => m.node === r.node)?.rtt ?? null })));
+    const candidates = failoverOrder(S.regions, lost, { lostLast: round === 0 });
     let refused = 0;
     for (const region of candidates) {
       try {
         await resumeOn(region);
         note.remove();
-        banner(`Connection to ${lost.region} lost; reconnected to ${region.region}${inGame ? ", your game goes on" : ""}.`, "ok", { id: "reconnected" });
+        banner(`Connection to ${where(lost)} lost; reconnected to ${where(region)}${inGame ? ", your game goes on" : ""}.`, "ok", { id: "reconnected" });
         return;
       } catch (error) {
         if (error.code === "unauthenticated") refused += 1;
@@ -397,8 +416,9 @@ async function resumeOn(region) {
 }
 
 async function switchRegion(name) {
-  const region = S.regions.find((r) => r.region === name);
-  if (!region || region.region === S.conn?.region.region) return;
+  if (name === S.conn?.region.region) return;
+  const region = pickProcess(S.regions, name) || S.regions.find((r) => r.region === name);
+  if (!region) return;
   const old = S.conn;
   if (old) old.retired = true; // the server closes it (4104) once the new one says hello
   try {
@@ -516,11 +536,12 @@ function onPush(push) {
 async function followDrain(push) {
   const old = S.conn;
   if (!old || S.reconnecting || old.retired) return;
-  const known = S.regions.find((r) => r.region === push.region);
-  const target = { ...(known || { region: push.region, node: push.region, rtt: null }), url: push.url };
+  const url = push.url.replace(/\/$/, "");
+  const known = S.regions.find((r) => r.url === url);
+  const target = { ...(known || { region: push.region, node: push.region, rtt: null }), url };
   old.retired = true; // the old node closes it (4104) once the target took the session
   S.resume = push.resume;
-  if (S.chosen === old.region.region) S.chosen = null;
+  if (S.chosen === old.region.region && push.region !== old.region.region) S.chosen = null;
   store();
   banner(push.message || `${old.region.region} is shutting down; moving you to ${push.region}.`, "info", { id: "drain" });
   try {
@@ -832,9 +853,9 @@ async function checkAgreement() {
   note.textContent = "Asking every region for its table…";
   const answers = await Promise.all(S.regions.map(async (r) => {
     try {
-      return { region: r.region, digest: (await api(`${r.url}/api/ratings?limit=0`, { timeout: 3000 })).digest };
+      return { region: where(r), digest: (await api(`${r.url}/api/ratings?limit=0`, { timeout: 3000 })).digest };
     } catch {
-      return { region: r.region, digest: null };
+      return { region: where(r), digest: null };
     }
   }));
   const up = answers.filter((a) => a.digest !== null);
@@ -842,7 +863,8 @@ async function checkAgreement() {
   const down = answers.filter((a) => a.digest === null).map((a) => a.region);
   note.dataset.agree = String(digests.size === 1 && !down.length);
   if (digests.size === 1) {
-    note.textContent = `${up.length === answers.length ? `All ${up.length} regions` : up.map((a) => a.region).join(" and ")} derive the same table (digest ${[...digests][0].slice(0, 8)}).` +
+    const all = regionsOf(S.regions).length === answers.length ? `All ${up.length} regions` : `All ${up.length} node processes`;
+    note.textContent = `${up.length === answers.length ? all : up.map((a) => a.region).join(" and ")} derive the same table (digest ${[...digests][0].slice(0, 8)}).` +
       (down.length ? ` ${down.join(", ")} did not answer.` : "");
   } else {
     note.textContent = `The regions' tables differ for now (${up.map((a) => `${a.region} ${String(a.digest).slice(0, 8)}`).join(", ")}): some finished games have not reached every region yet.`;
@@ -912,7 +934,7 @@ function wire() {
 async function remeasureDown() {
   if (!S.conn || S.reconnecting || !S.regions.some((r) => r.rtt === null)) return;
   const measured = await measureRegions(S.regions, { tries: 1, timeout: 1500 });
-  S.regions = S.regions.map((r) => ({ ...r, rtt: measured.find((m) => m.region === r.region)?.rtt ?? null }));
+  S.regions = S.regions.map((r) => ({ ...r, rtt: measured.find((m) => m.node === r.node)?.rtt ?? null }));
   renderRegionSwitch();
 }
 
@@ -937,7 +959,9 @@ async function resumeSaved() {
     S.chosen = saved.chosen;
     S.watching = saved.watching || null;
     $("#login-name").value = saved.name || "";
-    const region = S.regions.find((r) => r.region === saved.region && r.rtt !== null) || chosenRegion();
+    const region = S.regions.find((r) => r.node === saved.node && r.rtt !== null)
+      || pickProcess(S.regions, saved.region)
+      || chosenRegion();
     if (region) {
       try {
         await resumeOn(region);

@@ -1,5 +1,7 @@
-// The operator's view of the cluster: polls every region's /api/cluster, /api/overview and
-// /metrics about once a second (docs/web.md) and shows regions, load, links, merges and documents.
+// The operator's view of the cluster: polls every node process's /api/cluster, /api/overview and
+// /metrics about once a second (docs/web.md) and shows regions and their processes, load, links,
+// merges and documents. A region running one process is named by its region, one running
+// several by each process's node id (`label`).
 
 import { $, ago, fill, h, show } from "./dom.js";
 import { ApiError, api, fetchRegions, text } from "./net.js";
@@ -19,15 +21,15 @@ const MERGE_LABELS = {
 
 const D = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
-  regions: [],
-  results: new Map(), // region -> {ok, cluster, overview, merges, error, at}
-  baseline: new Map(), // region -> merges when first seen
+  regions: [], // node processes: [{region, node, url}]
+  results: new Map(), // node -> {ok, cluster, overview, merges, error, at}
+  baseline: new Map(), // node -> merges when first seen
   differSince: new Map(), // doc id -> ms
   polls: 0,
   timer: null,
   generation: 0, // a poll loop stops when a newer one starts
   paused: false,
-  demo: null, // under `meridian demo`: {regions: {name: {up, url}}}; else null (no buttons)
+  demo: null, // under `meridian demo`: {regions: {name: {up, url}}, nodes: {id: {region, up, url}}}; else null
   demoNote: "",
 };
 
@@ -74,10 +76,11 @@ async function poll(generation) {
       askToken("The admin token was refused. Enter the cluster's admin token.");
       return;
     }
-    for (const result of results) D.results.set(result.region.region, result);
+    for (const result of results) D.results.set(result.region.node, result);
     render();
     const ok = results.filter((r) => r.ok).length;
-    $("#poll-status").textContent = `${ok}/${results.length} regions answered at ${new Date().toLocaleTimeString()}; polling every ${POLL_MS / 1000} s`;
+    const what = regionCount() === results.length ? "regions" : "node processes";
+    $("#poll-status").textContent = `${ok}/${results.length} ${what} answered at ${new Date().toLocaleTimeString()}; polling every ${POLL_MS / 1000} s`;
     $("#poll-status").className = `conn-status ${ok === results.length ? "ok" : "warn"}`;
   } catch (error) {
     $("#poll-status").textContent = `Polling failed: ${error.message}`;
@@ -100,7 +103,7 @@ async function pollRegion(region) {
   const ov = overview.status === "fulfilled" ? overview.value : null;
   const fromMetrics = metrics.status === "fulfilled" ? parseMerges(metrics.value) : null;
   const merges = fromMetrics || ov?.merges || null;
-  if (merges && !D.baseline.has(region.region)) D.baseline.set(region.region, { ...merges });
+  if (merges && !D.baseline.has(region.node)) D.baseline.set(region.node, { ...merges });
   return { region, ok: true, cluster: cluster.value, overview: ov, merges, mergesFrom: fromMetrics ? "metrics" : "overview", at: Date.now() };
 }
 
@@ -119,10 +122,11 @@ async function pollDemo() {
   }
 }
 
-/** Kill a region's node (SIGKILL) or start it again, through another region that answers. */
+/** Kill a region's node process (SIGKILL) or start it again, through another process that
+ *  answers; `target` is a region (one process) or a node id (several per region). */
 async function demoAction(action, target) {
-  const via = D.regions.filter((r) => r.region !== target && D.results.get(r.region)?.ok);
-  const through = via[0] || D.regions.find((r) => r.region === target);
+  const via = D.regions.filter((r) => r.region !== target && r.node !== target && D.results.get(r.node)?.ok);
+  const through = via[0] || D.regions.find((r) => r.region === target || r.node === target);
   try {
     await api(`${through.url}/api/demo/${action}/${encodeURIComponent(target)}`, { method: "POST", body: {}, token: D.token, timeout: TIMEOUT_MS });
     D.demoNote = action === "kill"
@@ -135,14 +139,31 @@ async function demoAction(action, target) {
 }
 
 function demoButtons(region) {
-  const info = D.demo?.regions?.[region.region];
+  const info = D.demo?.nodes?.[region.node] || D.demo?.regions?.[region.region];
   if (!info) return null;
-  const reachable = D.results.get(region.region)?.ok;
+  const target = label(region);
+  const reachable = D.results.get(region.node)?.ok;
   return h("div", { class: "buttons demo-buttons" },
     info.up && reachable
-      ? h("button", { type: "button", class: "danger", dataset: { demoKill: region.region }, text: `Kill ${region.region}`, title: "SIGKILL this region's node, as a crash would", on: { click: () => demoAction("kill", region.region) } })
-      : h("button", { type: "button", class: "primary", dataset: { demoStart: region.region }, text: `Start ${region.region}`, on: { click: () => demoAction("start", region.region) } }),
+      ? h("button", { type: "button", class: "danger", dataset: { demoKill: target }, text: `Kill ${target}`, title: "SIGKILL this node process, as a crash would", on: { click: () => demoAction("kill", target) } })
+      : h("button", { type: "button", class: "primary", dataset: { demoStart: target }, text: `Start ${target}`, on: { click: () => demoAction("start", target) } }),
   );
+}
+
+/** How many regions the polled processes belong to. */
+function regionCount() {
+  return new Set(D.regions.map((r) => r.region)).size;
+}
+
+/** A process's name here: its region when the region runs one process, else its node id. */
+function label(process) {
+  const several = D.regions.filter((r) => r.region === process.region).length > 1;
+  return several ? process.node : process.region;
+}
+
+/** The name of a peer (from a node's /api/cluster) by the same rule. */
+function peerLabel(peer) {
+  return label({ region: peer.region, node: peer.node });
 }
 
 /** meridian_merges_total{kind="..."} N lines of the Prometheus text, or null if absent. */
@@ -182,10 +203,11 @@ function uptime(s) {
 
 function renderRegions() {
   const cards = D.regions.map((region) => {
-    const r = D.results.get(region.region);
+    const r = D.results.get(region.node);
+    const title = label(region) === region.region ? region.region : `${region.region} · ${region.node}`;
     if (!r || !r.ok) {
-      return h("article", { class: "region-card down", dataset: { region: region.region, reachable: "false" } },
-        h("h3", { text: region.region }),
+      return h("article", { class: "region-card down", dataset: { region: region.region, node: region.node, reachable: "false" } },
+        h("h3", { text: title }),
         h("p", { class: "muted", text: `${region.node} · ${region.url}` }),
         h("p", { class: "state down", text: `unreachable from this browser${r?.error ? `: ${r.error.message}` : ""}` }),
         demoButtons(region),
@@ -194,8 +216,8 @@ function renderRegions() {
     const c = r.cluster;
     const up = c.peers.filter((p) => p.link === "up").length;
     const ov = r.overview;
-    return h("article", { class: ["region-card", up === c.peers.length ? "ok" : "warn"], dataset: { region: region.region, reachable: "true" } },
-      h("h3", { text: region.region }),
+    return h("article", { class: ["region-card", up === c.peers.length ? "ok" : "warn"], dataset: { region: region.region, node: region.node, reachable: "true" } },
+      h("h3", { text: title }),
       h("p", { class: "muted", text: `${c.node.id} · ${c.node.url} · ${c.node.version} · up ${uptime(c.node.uptime_s)}` }),
       h("dl", { class: "stats" },
         stat("players online", ov ? ov.players_online : "?", "players"),
@@ -268,13 +290,13 @@ function stat(label, value, key) {
   return h("div", { dataset: { stat: key } }, h("dt", { text: label }), h("dd", { text: String(value) }));
 }
 
-/** Every node's view of its links: [{from, to, peer}] (only from regions that answered). */
+/** Every node's view of its links: [{from, to, peer}] (only from processes that answered). */
 function linkRows() {
   const rows = [];
   for (const region of D.regions) {
-    const r = D.results.get(region.region);
+    const r = D.results.get(region.node);
     if (!r || !r.ok) continue;
-    for (const peer of r.cluster.peers) rows.push({ from: region.region, to: peer.region, peer });
+    for (const peer of r.cluster.peers) rows.push({ from: label(region), to: peerLabel(peer), peer });
   }
   return rows;
 }
@@ -295,11 +317,12 @@ function renderLinks() {
   renderGraph(rows);
 }
 
-/** The regions on a circle, one line per pair: green both ways up, red both down, amber when
- *  the two ends disagree, grey when neither end answered. */
+/** The processes on a circle (named as `label` says), one line per pair: green both ways up,
+ *  red both down, amber when the two ends disagree, grey when neither end answered. */
 function renderGraph(rows) {
   const ns = "http://www.w3.org/2000/svg";
-  const names = D.regions.map((r) => r.region);
+  const names = D.regions.map((r) => label(r));
+  const nodeOf = new Map(D.regions.map((r) => [label(r), r.node]));
   const size = 300;
   const radius = 105;
   const pos = new Map(names.map((name, i) => {
@@ -339,7 +362,7 @@ function renderGraph(rows) {
   }
   for (const name of names) {
     const [x, y] = pos.get(name);
-    const ok = D.results.get(name)?.ok;
+    const ok = D.results.get(nodeOf.get(name))?.ok;
     el("circle", { cx: x, cy: y, r: 26, class: `node ${ok ? "ok" : "down"}` });
     el("text", { x, y: y + 5, class: "node-label", "text-anchor": "middle" }, name);
   }
@@ -352,11 +375,12 @@ function renderMerges() {
   for (const r of D.results.values()) if (r.ok && r.merges) for (const k of Object.keys(r.merges)) kinds.add(k);
   fill($("#merges thead"), h("tr", {}, h("th", { scope: "col", text: "Region" }), [...kinds].map((k) => h("th", { scope: "col", text: MERGE_LABELS[k] || k }))));
   fill($("#merges tbody"), D.regions.map((region) => {
-    const r = D.results.get(region.region);
-    if (!r || !r.ok) return h("tr", {}, h("td", { text: region.region }), h("td", { attrs: { colspan: String(kinds.size) }, class: "muted", text: "unreachable" }));
-    if (!r.merges) return h("tr", {}, h("td", { text: region.region }), h("td", { attrs: { colspan: String(kinds.size) }, class: "muted", text: "not reported by this node" }));
-    const base = D.baseline.get(region.region) || {};
-    return h("tr", { dataset: { region: region.region } }, h("td", { text: region.region }), [...kinds].map((k) => {
+    const r = D.results.get(region.node);
+    const name = label(region);
+    if (!r || !r.ok) return h("tr", {}, h("td", { text: name }), h("td", { attrs: { colspan: String(kinds.size) }, class: "muted", text: "unreachable" }));
+    if (!r.merges) return h("tr", {}, h("td", { text: name }), h("td", { attrs: { colspan: String(kinds.size) }, class: "muted", text: "not reported by this node" }));
+    const base = D.baseline.get(region.node) || {};
+    return h("tr", { dataset: { region: region.region, node: region.node } }, h("td", { text: name }), [...kinds].map((k) => {
       const total = r.merges[k] || 0;
       const recent = total - (base[k] || 0);
       return h("td", { dataset: { kind: k }, class: recent > 0 ? "hot" : "" }, `${total}`, recent > 0 ? h("span", { class: "badge warn", text: `+${recent} recent` }) : null);
@@ -365,19 +389,19 @@ function renderMerges() {
 }
 
 function renderDocs() {
-  const answered = D.regions.filter((r) => D.results.get(r.region)?.ok);
-  const digests = new Map(); // doc -> Map region -> digest
+  const answered = D.regions.filter((r) => D.results.get(r.node)?.ok);
+  const digests = new Map(); // doc -> Map node -> digest
   for (const region of answered) {
-    for (const doc of D.results.get(region.region).cluster.documents) {
+    for (const doc of D.results.get(region.node).cluster.documents) {
       if (!digests.has(doc.id)) digests.set(doc.id, new Map());
-      digests.get(doc.id).set(region.region, doc.digest);
+      digests.get(doc.id).set(region.node, doc.digest);
     }
   }
   const now = Date.now();
   const rows = [];
   let differ = 0;
   for (const [id, byRegion] of digests) {
-    const values = answered.map((r) => byRegion.get(r.region));
+    const values = answered.map((r) => byRegion.get(r.node));
     const same = values.every((v) => v !== undefined && v === values[0]);
     if (same) D.differSince.delete(id);
     else {
@@ -387,7 +411,8 @@ function renderDocs() {
     rows.push({ id, byRegion, same });
   }
   for (const id of D.differSince.keys()) if (!digests.has(id)) D.differSince.delete(id);
-  $("#docs-summary").textContent = `${digests.size} documents across ${answered.length} answering region${answered.length === 1 ? "" : "s"}: ` +
+  const [one, many] = regionCount() === D.regions.length ? ["region", "regions"] : ["node process", "node processes"];
+  $("#docs-summary").textContent = `${digests.size} documents across ${answered.length} answering ${answered.length === 1 ? one : many}: ` +
     `${digests.size - differ} with equal digests everywhere, ${differ} differing${differ ? " (replication in flight, or a partition)" : ""}.`;
   $("#docs-summary").dataset.differ = String(differ);
   const filter = $("#doc-filter").value.trim();
@@ -395,12 +420,12 @@ function renderDocs() {
   const shown = rows
     .filter((r) => (!filter || r.id.includes(filter)) && (!onlyDiff || !r.same))
     .sort((a, b) => (a.same === b.same ? a.id.localeCompare(b.id) : a.same ? 1 : -1));
-  fill($("#docs thead"), h("tr", {}, h("th", { scope: "col", text: "Document" }), answered.map((r) => h("th", { scope: "col", text: r.region })), h("th", { scope: "col", text: "State" })));
+  fill($("#docs thead"), h("tr", {}, h("th", { scope: "col", text: "Document" }), answered.map((r) => h("th", { scope: "col", text: label(r) })), h("th", { scope: "col", text: "State" })));
   fill($("#docs tbody"), shown.slice(0, MAX_DOC_ROWS).map((r) =>
     h("tr", { dataset: { doc: r.id, state: r.same ? "same" : "differs" } },
       h("td", { class: "mono", text: r.id }),
       answered.map((region) => {
-        const digest = r.byRegion.get(region.region);
+        const digest = r.byRegion.get(region.node);
         return h("td", { class: "mono", title: digest || "missing", text: digest ? digest.slice(0, 10) : "missing" });
       }),
       h("td", {}, r.same

@@ -1,4 +1,5 @@
-// HTTP helpers and the round-trip measurement behind the region chooser.
+// HTTP helpers, the round-trip measurement behind the region chooser, and the choice of one of
+// a region's node processes.
 
 export class ApiError extends Error {
   constructor(code, message, status = 0) {
@@ -57,8 +58,9 @@ export async function text(url, options = {}) {
   return response.text();
 }
 
-/** The regions of the cluster as the node at `base` knows them; `opened` marks that node's
- *  own region (for the page: the region whose URL was opened). */
+/** The node processes of the cluster as the node at `base` knows them (a region may run
+ *  several); `opened` marks those of that node's own region (for the page: the region whose
+ *  URL was opened); `players`: a process's connections as last published (null: unknown). */
 export async function fetchRegions(base = "") {
   const reply = await api(`${base}/api/regions`, { timeout: 5000 });
   return reply.regions.map((r) => ({
@@ -66,7 +68,45 @@ export async function fetchRegions(base = "") {
     node: r.node,
     url: r.url.replace(/\/$/, ""),
     opened: r.region === reply.here,
+    players: typeof r.players === "number" ? r.players : null,
   }));
+}
+
+/**
+ * The regions of a list of processes, in the list's order: {region, opened, rtt, processes},
+ * rtt the best of its processes that answered (null: none did).
+ */
+export function regionsOf(processes) {
+  const regions = new Map();
+  for (const p of processes) {
+    if (!regions.has(p.region)) regions.set(p.region, { region: p.region, opened: false, rtt: null, processes: [] });
+    const region = regions.get(p.region);
+    region.processes.push(p);
+    region.opened = region.opened || p.opened;
+    if (p.rtt !== null && p.rtt !== undefined && (region.rtt === null || p.rtt < region.rtt)) region.rtt = p.rtt;
+  }
+  return [...regions.values()];
+}
+
+// A process counts as least loaded while within this many players (or this share) of the least
+// loaded one; the page picks at random among those, so that people logging in at the same
+// moment, who all see the same (up to 3 s old) figures, do not all land on one process.
+export const LOAD_SLACK_PLAYERS = 5;
+export const LOAD_SLACK_SHARE = 0.1;
+
+/**
+ * The process of `region` to play through: one that answers (rtt not null), not `avoid` (a
+ * node id) while another answers, among the least loaded by published players (see above),
+ * chosen with `random` (0 <= x < 1). Null when none of the region's processes answers.
+ */
+export function pickProcess(processes, region, { avoid = null, random = Math.random } = {}) {
+  let up = processes.filter((p) => p.region === region && p.rtt !== null && p.rtt !== undefined);
+  if (up.some((p) => p.node !== avoid)) up = up.filter((p) => p.node !== avoid);
+  if (!up.length) return null;
+  const load = (p) => (p.players === null || p.players === undefined ? 0 : p.players);
+  const least = Math.min(...up.map(load));
+  const near = up.filter((p) => load(p) <= least + Math.max(LOAD_SLACK_PLAYERS, least * LOAD_SLACK_SHARE));
+  return near[Math.min(near.length - 1, Math.floor(random() * near.length))];
 }
 
 // Another region replaces the one whose URL was opened only when it is clearly faster: by at
@@ -77,7 +117,8 @@ export const CLEARLY_FASTER_FACTOR = 2;
 /**
  * The region to play through, and why: the region whose URL was opened, unless another is
  * clearly faster (see above) or it does not answer; then the fastest. `regions` are measured
- * (rtt null: no answer). Returns {region, reason} or null when no region answers.
+ * (rtt null: no answer; regionsOf gives a region the rtt of its fastest process). Returns
+ * {region, reason} or null when no region answers.
  */
 export function preferredRegion(regions) {
   const up = sortByRtt(regions.filter((r) => r.rtt !== null));
@@ -127,6 +168,21 @@ export async function measureRegions(regions, { tries = 3, timeout = 2500 } = {}
     }),
   );
   return sortByRtt(measured);
+}
+
+/**
+ * Where to resume a session whose connection to process `lost` dropped, in order: the other
+ * processes of its region that answer (least loaded first), then the other regions' processes
+ * by round trip, then `lost` itself (it may be back); with `lostLast` false, `lost` comes right
+ * after its region's other processes (later rounds: it may have restarted).
+ */
+export function failoverOrder(processes, lost, { lostLast = true } = {}) {
+  const up = processes.filter((p) => p.rtt !== null && p.rtt !== undefined);
+  const byLoad = (a, b) => (a.players ?? 0) - (b.players ?? 0) || a.rtt - b.rtt;
+  const siblings = up.filter((p) => p.region === lost.region && p.node !== lost.node).sort(byLoad);
+  const itself = up.filter((p) => p.node === lost.node);
+  const others = sortByRtt(up.filter((p) => p.region !== lost.region));
+  return lostLast ? [...siblings, ...others, ...itself] : [...siblings, ...itself, ...others];
 }
 
 export function sortByRtt(regions) {
