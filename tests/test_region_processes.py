@@ -14,7 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from meridian.node.bots import BotSummary, run_bots, wait_for_equal_logs
+from meridian.node.botlogs import wait_for_equal_logs
+from meridian.node.botrecords import BotSummary
+from meridian.node.bots import run_bots
 from meridian.node.client import PlayerClient, RequestError
 from meridian.node.config import NodeConfig, load_config
 from meridian.node.localcluster import (
