@@ -272,11 +272,16 @@ class Simulation:
         self.history.record(self.now, "settle", None, "service timers stopped")
         self.scheduler.run_until(self.now + SETTLE_S)
         cap = self.scenario.end_s + SETTLE_MAX_S
-        while self.now < cap and not self._all_identical(presence=True):
-            self.scheduler.run_until(min(cap, self.now + SETTLE_STEP_S))
-        # What the services sent up to now reaches its players before the end is noted (a push
-        # to a player across an ocean is still on its way when the documents agree).
-        self.scheduler.run_until(self.now + self.player_net.longest_trip_s())
+        while True:
+            while self.now < cap and not self._all_identical(presence=True):
+                self.scheduler.run_until(min(cap, self.now + SETTLE_STEP_S))
+            # What the services sent up to now reaches its players before the end is noted (a
+            # push to a player across an ocean is still on its way when the documents agree).
+            self.scheduler.run_until(self.now + self.player_net.longest_trip_s())
+            # A service still acts on what arrives (a time-out falls due as a move lands): if
+            # that wrote something, the documents must agree again before the end.
+            if self.now >= cap or self._all_identical(presence=True):
+                break
         self.history.final_at = self.now
 
     def _record_views(self) -> None:
