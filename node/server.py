@@ -232,7 +232,9 @@ class Node:
         self.players.add_routes(self.app)
         add_web_routes(self.app, self)
         add_admin_routes(self.app)
-        self.drain = NodeDrain(self)
+        self.drain = NodeDrain(
+            self, deadline_s=self.config.drain_deadline_s, flush_store=self.store.flush
+        )
         add_drain_routes(self.app, self.drain)
 
     def _start_peering(self) -> None:
