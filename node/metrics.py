@@ -66,7 +66,9 @@ class NodeCollector:
             failures=counters.store_failures,
         )
         yield from quarantine_families(counters, quarantined=len(node.replicator.quarantined))
-        yield from load_families(node.observer.view())
+        view = node.observer.view()
+        yield from load_families(view)
+        yield from node.rebalancer.metric_families(view)
         yield from service_families(
             merges=service.merges.counts,
             connections=len(service.conns),
