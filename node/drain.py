@@ -140,14 +140,18 @@ async def tell_handovers(
     alternatives: Sequence[Target] = (),
     ready: Callable[[Handover], bool] | None = None,
     force: bool = False,
+    trust_link_after: float | None = None,
 ) -> list[Told]:
     """Send each hand-over's ``drain`` notice once its target holds the new resume record and
     `ready` (if given) says the player may go now; returns how each ended.
 
-    After PREFERRED_WAIT_S any of `alternatives` that holds the record will do instead. At
-    `give_up` (monotonic seconds) a hand-over still waiting is either told its chosen target
-    anyway (`force`: the drain; the client falls back to its usual failover) or taken back
-    (the rebalancer: the player stays, with the token their client holds)."""
+    After PREFERRED_WAIT_S any of `alternatives` that holds the record will do instead; after
+    `trust_link_after` seconds (if given) the chosen target counts as holding it while its link
+    is up (the ack bookkeeping can lag behind what a peer holds after a link was replaced, as
+    long as an anti-entropy round). At `give_up` (monotonic seconds) a hand-over still waiting
+    is either told its chosen target anyway (`force`: the drain; the client falls back to its
+    usual failover) or taken back (the rebalancer: the player stays, with the token their
+    client holds)."""
     host.replicator.pump()
     began = time.monotonic()
     waiting = list(pending)
@@ -156,7 +160,7 @@ async def tell_handovers(
         waited = time.monotonic() - began
         late = time.monotonic() >= give_up
         for handover in list(waiting):
-            going_to = _target_for(host, handover, alternatives, waited)
+            going_to = _target_for(host, handover, alternatives, waited, trust_link_after)
             if going_to is not None and ready is not None and not ready(handover):
                 going_to = None  # the target is ready, the player is not (not at a safe point)
             if going_to is None and late and force:
@@ -179,15 +183,23 @@ async def tell_handovers(
 
 
 def _target_for(
-    host: HandoverHost, handover: Handover, alternatives: Sequence[Target], waited: float
+    host: HandoverHost,
+    handover: Handover,
+    alternatives: Sequence[Target],
+    waited: float,
+    trust_link_after: float | None,
 ) -> Target | None:
     """Where to send the player now (None: wait): the chosen target once it holds the new
-    resume record; after PREFERRED_WAIT_S any alternative that holds it (a region that just
-    restarted may acknowledge late)."""
+    resume record (or, after `trust_link_after`, while its link is up); after PREFERRED_WAIT_S
+    any alternative that holds it (a region that just restarted may acknowledge late)."""
     presence = presence_doc_id(host.node_id)
     engine = host.engine
     event_no = handover.handed.event_no
-    if engine.peer_holds(handover.target.node_id, presence, event_no):
+    chosen = handover.target.node_id
+    if engine.peer_holds(chosen, presence, event_no):
+        return handover.target
+    trusted = trust_link_after is not None and waited >= trust_link_after
+    if trusted and chosen in engine.up_peers():
         return handover.target
     if waited >= PREFERRED_WAIT_S:
         for target in alternatives:

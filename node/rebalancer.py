@@ -17,8 +17,9 @@ moves a player only through ``hand_over``/``notify``/``take_back``, as the drain
   other process's as that many anonymous idle players (its entry's connections), so that the
   plan, computed alike on every node from the same replicated view, gives each target's room
   to the hottest source first and two sources do not both fill it;
-* *RTT*: this node's measured round trip to each linked peer, between their regions both ways
-  (pairs of two other regions are unknown: no move between them is assumed).
+* *RTT*: this node's round trip to each linked peer (`round_trip_s`), between their regions
+  both ways (pairs of two other regions are unknown: no move between them is assumed; nor to
+  a region whose round trip was not measured yet).
 
 **Safe point, twice.** A player is chosen only while at a safe point (not their turn in any
 live game, no open invitation here), and the notice is sent only if they still are at that
@@ -57,6 +58,7 @@ from meridian.node.drain import (
     Handover,
     HandoverHost,
     Target,
+    Told,
     begin_handover,
     linked_targets,
     ready_targets,
@@ -75,11 +77,13 @@ from meridian.node.rebalance import (
     write_moved,
 )
 from meridian.node.service import PlayerHere
+from meridian.sync.engine import PeerState
 from meridian.sync.replicator import DocumentQuarantined
 
 log = logging.getLogger("meridian.rebalance")
 
 NOTICE_WAIT_S = 10.0  # a chosen player not at a safe point by then stays (hand-over taken back)
+TRUST_LINK_S = 1.0  # then a target linked all along counts as holding the player's new token
 UNREADY_S = 30.0  # a target whose /readyz answered 503 is left out this long
 ARRIVAL_MS = 500  # a connections score shows a move once the player arrived (milliseconds)
 OTHER = "\x00"  # prefix of the anonymous players of other processes (no uid starts with it)
@@ -133,6 +137,15 @@ def plan_inputs(
     return PlanInputs(entries, players, rtt_ms)
 
 
+def round_trip_s(peer: PeerState) -> float | None:
+    """This node's round trip to a peer: the last ping's, else the quickest recent replication
+    lag (a change's way there and its ack's back, plus the peer's commit: an upper bound). A
+    busy link is never idle long enough to be pinged. None: not measured yet."""
+    if peer.rtt is not None:
+        return peer.rtt
+    return min(peer.lag_samples, default=None)
+
+
 def settled(entries: Sequence[LoadEntry], waiting_for: Mapping[str, int], settle: int) -> bool:
     """Whether every process a recent round moved players from or to (`waiting_for`: node ->
     wall ms of its last move) has published an entry `settle` ms after it."""
@@ -182,6 +195,30 @@ class RebalanceCounters:
 
 
 # --- the asyncio adapter -----------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """The hand-overs of one round: whose they are, and who was in a game when told."""
+
+    host: HandoverHost
+    counters: RebalanceCounters
+    clock: Callable[[], float]
+    pending: list[Handover] = field(default_factory=list)
+    owner: dict[str, str] = field(default_factory=dict)  # session id -> uid
+    in_game: set[str] = field(default_factory=set)
+
+    def still_safe(self, handover: Handover) -> bool:
+        """The player may be told now: still connected here and at a safe point."""
+        started = self.clock()
+        uid = self.owner[handover.sid]
+        found = self.host.service.players_here([uid])
+        self.counters.busy_seconds += self.clock() - started
+        if not found or not found[0].safe:
+            return False
+        if found[0].in_game:  # (counted as the player is when told)
+            self.in_game.add(uid)
+        return True
 
 
 class Rebalancer:
@@ -260,9 +297,9 @@ class Rebalancer:
         targets = {t.node_id: t for t in linked_targets(host.engine)}
         reachable = [n for n in targets if n not in self.unready]
         rtt_s = {
-            peer.region: peer.rtt
+            peer.region: rtt
             for peer in host.engine.peers.values()
-            if peer.node_id in targets and peer.rtt is not None
+            if peer.node_id in targets and (rtt := round_trip_s(peer)) is not None
         }
         inputs = plan_inputs(
             view,
@@ -289,80 +326,85 @@ class Rebalancer:
         return own
 
     async def _carry_out(self, moves: Sequence[Move]) -> None:
-        host = self.host
-        linked = {t.node_id: t for t in linked_targets(host.engine)}
-        wanted = [linked[n] for n in sorted({m.target for m in moves}) if n in linked]
-        ready = {t.node_id for t in await ready_targets(wanted)}
+        linked = {t.node_id: t for t in linked_targets(self.host.engine)}
+        ready = await self._ready_targets(
+            [linked[n] for n in {m.target for m in moves} if n in linked]
+        )
+        batch = self._begin(moves, {n: linked[n] for n in ready})
+        if not batch.pending:
+            return
+        self.counters.moving += len(batch.pending)
+        try:
+            told = await tell_handovers(
+                self.host,
+                batch.pending,
+                message=self._message,
+                give_up=time.monotonic() + NOTICE_WAIT_S,
+                ready=batch.still_safe,
+                trust_link_after=TRUST_LINK_S,
+            )
+        finally:
+            self.counters.moving -= len(batch.pending)
+        self._count(batch, told)
+
+    async def _ready_targets(self, wanted: list[Target]) -> set[str]:
+        """Those of the wanted targets that take players (the others are left out a while)."""
+        ready = {t.node_id for t in await ready_targets(sorted(wanted, key=lambda t: t.node_id))}
         for target in wanted:
             if target.node_id not in ready:
                 log.info("rebalance: %s is not taking players; left out", target.node_id)
                 self.unready[target.node_id] = self.clock() + UNREADY_S
                 self.counters.unready_targets += 1
-        here = {p.uid: p for p in host.service.players_here()}
-        pending: list[Handover] = []
+        return ready
+
+    def _begin(self, moves: Sequence[Move], targets: Mapping[str, Target]) -> Batch:
+        """Hand over the sessions of each chosen player still here and at a safe point."""
+        batch = Batch(self.host, self.counters, self.clock)
+        here = {p.uid: p for p in self.host.service.players_here()}
         for move in moves:
             player = here.get(move.uid)
-            if move.target not in ready or player is None or not player.safe:
+            target = targets.get(move.target)
+            if target is None or player is None or not player.safe:
+                self._forget_move(move.uid)  # not moved: it may be chosen again
                 continue
             for sid, conn_ids in player.sessions.items():
-                handover = begin_handover(host, sid, conn_ids, linked[move.target])
+                handover = begin_handover(self.host, sid, conn_ids, target)
                 if handover is not None:
-                    pending.append(handover)
-        if not pending:
-            return
-        in_game = {uid for uid, p in here.items() if p.in_game}
-        self.counters.moving += len(pending)
-        try:
-            told = await tell_handovers(
-                host,
-                pending,
-                message=self._message,
-                give_up=time.monotonic() + NOTICE_WAIT_S,
-                ready=self._still_safe,
-            )
-        finally:
-            self.counters.moving -= len(pending)
-        moved_uids: set[str] = set()
+                    batch.pending.append(handover)
+                    batch.owner[sid] = move.uid
+        return batch
+
+    def _count(self, batch: Batch, told: Sequence[Told]) -> None:
+        moved: set[str] = set()
         moved_ms = self.wall_ms()
         for outcome in told:
-            uid = self._uid_of(outcome.handover)
+            uid = batch.owner[outcome.handover.sid]
             if outcome.target is None:
                 self.counters.taken_back += 1
+                self._forget_move(uid)  # it may be chosen again
                 log.info("rebalance: %s stays (not at a safe point in time)", uid)
                 continue
             went_to = outcome.target.node_id
             self.counters.moved_to[went_to] = self.counters.moved_to.get(went_to, 0) + 1
-            self.waiting_for[went_to] = self.waiting_for[host.node_id] = moved_ms
-            if uid not in moved_uids:
-                moved_uids.add(uid)
-                if uid in in_game:
+            self.waiting_for[went_to] = self.waiting_for[self.host.node_id] = moved_ms
+            if uid not in moved:
+                moved.add(uid)
+                if uid in batch.in_game:
                     self.counters.moved_in_game += 1
                 else:
                     self.counters.moved_idle += 1
-        if moved_uids:
+        if moved:
             log.info(
                 "rebalance: moved %d player(s) (%d in a game, between moves) to %s",
-                len(moved_uids),
-                len(moved_uids & in_game),
+                len(moved),
+                len(moved & batch.in_game),
                 ", ".join(sorted({t.target.node_id for t in told if t.target is not None})),
             )
             self._publish()
 
-    def _uid_of(self, handover: Handover) -> str:
-        conns = self.host.service.conns
-        for conn_id in handover.conn_ids:
-            conn = conns.get(conn_id)
-            if conn is not None:
-                return conn.uid
-        return handover.sid
-
-    def _still_safe(self, handover: Handover) -> bool:
-        """The player may be told now: still connected here and at a safe point."""
-        started = self.clock()
-        uid = self._uid_of(handover)
-        safe = any(p.uid == uid and p.safe for p in self.host.service.players_here([uid]))
-        self.counters.busy_seconds += self.clock() - started
-        return safe
+    def _forget_move(self, uid: str) -> None:
+        last_moved = {u: at for u, at in self.state.last_moved.items() if u != uid}
+        self.state = replace(self.state, last_moved=last_moved)
 
     def _message(self, target: Target) -> str:
         if target.region == self.host.region:
