@@ -171,7 +171,7 @@ class RebalanceCounters:
     taken_back: int = 0  # chosen, but not at a safe point (or the target silent) in time
     unready_targets: int = 0  # targets left out after their /readyz said 503
     moving: int = 0  # hand-overs under way now
-    busy_seconds: float = 0.0  # time spent building inputs, planning and checking safe points
+    cpu_seconds: float = 0.0  # its own CPU: building inputs, planning, checking safe points
     last_round_ms: int = 0
 
     @property
@@ -189,7 +189,7 @@ class RebalanceCounters:
             "taken_back": self.taken_back,
             "unready_targets": self.unready_targets,
             "moving": self.moving,
-            "busy_s": round(self.busy_seconds, 6),
+            "cpu_s": round(self.cpu_seconds, 6),
             "last_round_ms": self.last_round_ms,
         }
 
@@ -203,17 +203,17 @@ class Batch:
 
     host: HandoverHost
     counters: RebalanceCounters
-    clock: Callable[[], float]
+    cpu_clock: Callable[[], float]
     pending: list[Handover] = field(default_factory=list)
     owner: dict[str, str] = field(default_factory=dict)  # session id -> uid
     in_game: set[str] = field(default_factory=set)
 
     def still_safe(self, handover: Handover) -> bool:
         """The player may be told now: still connected here and at a safe point."""
-        started = self.clock()
+        started = self.cpu_clock()
         uid = self.owner[handover.sid]
         found = self.host.service.players_here([uid])
-        self.counters.busy_seconds += self.clock() - started
+        self.counters.cpu_seconds += self.cpu_clock() - started
         if not found or not found[0].safe:
             return False
         if found[0].in_game:  # (counted as the player is when told)
@@ -233,6 +233,7 @@ class Rebalancer:
         wall_ms: Callable[[], int],
         paused: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.host = host
         self.observer = observer
@@ -240,6 +241,7 @@ class Rebalancer:
         self.wall_ms = wall_ms
         self.paused = paused  # True while the node drains: the drain moves everyone
         self.clock = clock
+        self.cpu_clock = cpu_clock  # this thread's CPU time: what the rebalancer itself costs
         self.state = RebalanceState()
         self.counters = RebalanceCounters()
         self.unready: dict[str, float] = {}  # node -> until when it is left out
@@ -278,9 +280,9 @@ class Rebalancer:
         planned for this process."""
         if self.paused():
             return []
-        started = self.clock()
+        started = self.cpu_clock()
         moves = self._plan()
-        self.counters.busy_seconds += self.clock() - started
+        self.counters.cpu_seconds += self.cpu_clock() - started
         if moves:
             await self._carry_out(moves)
         return moves
@@ -294,21 +296,7 @@ class Rebalancer:
         if not settled(view.nodes, self.waiting_for, settle_ms(self.policy)):
             return []
         self.waiting_for = {}
-        targets = {t.node_id: t for t in linked_targets(host.engine)}
-        reachable = [n for n in targets if n not in self.unready]
-        rtt_s = {
-            peer.region: rtt
-            for peer in host.engine.peers.values()
-            if peer.node_id in targets and (rtt := round_trip_s(peer)) is not None
-        }
-        inputs = plan_inputs(
-            view,
-            host.service.players_here(),
-            node_id=host.node_id,
-            region=host.region,
-            reachable=reachable,
-            rtt_s=rtt_s,
-        )
+        inputs = self._inputs(view)
         if inputs is None:
             return []
         moves, state = plan(
@@ -325,12 +313,30 @@ class Rebalancer:
         self.counters.planned += len(own)
         return own
 
+    def _inputs(self, view: ClusterLoad) -> PlanInputs | None:
+        host = self.host
+        targets = {t.node_id: t for t in linked_targets(host.engine)}
+        rtt_s: dict[str, float] = {}  # region -> the quickest round trip to a process there
+        for peer in host.engine.peers.values():
+            if peer.node_id in targets and (rtt := round_trip_s(peer)) is not None:
+                rtt_s[peer.region] = min(rtt, rtt_s.get(peer.region, rtt))
+        return plan_inputs(
+            view,
+            host.service.players_here(),
+            node_id=host.node_id,
+            region=host.region,
+            reachable=[n for n in targets if n not in self.unready],
+            rtt_s=rtt_s,
+        )
+
     async def _carry_out(self, moves: Sequence[Move]) -> None:
         linked = {t.node_id: t for t in linked_targets(self.host.engine)}
         ready = await self._ready_targets(
             [linked[n] for n in {m.target for m in moves} if n in linked]
         )
+        started = self.cpu_clock()
         batch = self._begin(moves, {n: linked[n] for n in ready})
+        self.counters.cpu_seconds += self.cpu_clock() - started
         if not batch.pending:
             return
         self.counters.moving += len(batch.pending)
@@ -345,7 +351,9 @@ class Rebalancer:
             )
         finally:
             self.counters.moving -= len(batch.pending)
+        started = self.cpu_clock()
         self._count(batch, told)
+        self.counters.cpu_seconds += self.cpu_clock() - started
 
     async def _ready_targets(self, wanted: list[Target]) -> set[str]:
         """Those of the wanted targets that take players (the others are left out a while)."""
@@ -359,7 +367,7 @@ class Rebalancer:
 
     def _begin(self, moves: Sequence[Move], targets: Mapping[str, Target]) -> Batch:
         """Hand over the sessions of each chosen player still here and at a safe point."""
-        batch = Batch(self.host, self.counters, self.clock)
+        batch = Batch(self.host, self.counters, self.cpu_clock)
         here = {p.uid: p for p in self.host.service.players_here()}
         for move in moves:
             player = here.get(move.uid)
