@@ -4,7 +4,10 @@ fresh figures, the published counts of players moved, and the [rebalance] config
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from meridian.crdt_models.load import LoadEntry
 from meridian.crdt_models.presence import META
 from meridian.crdt_models.records import root_map
 from meridian.node.config import load_config
+from meridian.node.drain import Target, Told, begin_handover, tell_handovers
 from meridian.node.localcluster import cluster_env, write_configs
 from meridian.node.observer import cluster_view
 from meridian.node.rebalance import (
@@ -26,8 +30,9 @@ from meridian.node.rebalance import (
     read_moved,
     write_moved,
 )
-from meridian.node.rebalancer import ARRIVAL_MS, plan_inputs, settle_ms, settled
+from meridian.node.rebalancer import ARRIVAL_MS, plan_inputs, round_trip_s, settle_ms, settled
 from meridian.node.service import PlayerHere
+from meridian.sync.engine import PeerState
 from meridian.tomlschema import ConfigError
 from tests.service_harness import ServiceHarness
 
@@ -153,6 +158,15 @@ def test_a_round_after_moves_waits_for_figures_published_after_them() -> None:
     assert Policy().score is connections
 
 
+def test_a_busy_link_never_pinged_gives_its_round_trip_from_replication_lag() -> None:
+    peer = PeerState("us-1", "us")
+    assert round_trip_s(peer) is None, "not measured: no move to that region"
+    peer.lag_samples.extend([0.030, 0.012, 0.020])
+    assert round_trip_s(peer) == 0.012, "the quickest change-to-ack: an upper bound"
+    peer.rtt = 0.004
+    assert round_trip_s(peer) == 0.004, "a ping's, when there was one"
+
+
 # --- the published counts ---------------------------------------------------------------------
 
 
@@ -223,3 +237,77 @@ def test_a_bad_rebalance_setting_is_refused_naming_its_key(
     with pytest.raises(ConfigError) as refused:
         load_config(config_with(tmp_path, f"\n[rebalance]\n{section}\n"), cluster_env())
     assert refused.value.key == key
+
+
+# --- the shared hand-over (node.drain.tell_handovers), as the rebalancer runs it ---------------
+
+
+@dataclass
+class StubEngine:
+    """The sync engine as a hand-over sees it: which peers hold what, which links are up."""
+
+    holds: bool = True
+    up: tuple[str, ...] = ("us-1",)
+
+    def peer_holds(self, node_id: str, doc_id: str, event_no: int) -> bool:
+        return self.holds
+
+    def up_peers(self) -> list[str]:
+        return list(self.up)
+
+
+@dataclass
+class StubHost:
+    """A `HandoverHost` over the in-memory game service."""
+
+    harness: ServiceHarness
+    engine: Any = field(default_factory=StubEngine)
+    node_id: str = "eu-1"
+    region: str = "eu"
+
+    @property
+    def service(self) -> Any:
+        return self.harness.service
+
+    @property
+    def replicator(self) -> Any:
+        return SimpleNamespace(pump=lambda: None)
+
+    @property
+    def players(self) -> Any:
+        return SimpleNamespace(drain=self.harness.deliver)
+
+
+US = Target("us-1", "us", "http://us.example:7102")
+
+
+async def test_a_player_is_told_only_at_a_safe_point_and_else_stays() -> None:
+    node = ServiceHarness()
+    conn = node.online("alice")
+    resume = conn.last_reply()["resume"]
+    host = StubHost(node)
+    (player,) = node.service.players_here()
+    ((sid, conn_ids),) = player.sessions.items()
+    handover = begin_handover(host, sid, conn_ids, US)
+    assert handover is not None
+    told = await tell_handovers(host, [handover], message=lambda t: "move", give_up=0.0,
+                                ready=lambda h: False)  # fmt: skip
+    assert told == [Told(handover, None)] and conn.pushes("drain") == []
+    node.close(conn)
+    assert node.request(node.open(), "hello", resume=resume)["ok"], "taken back: the old token"
+
+
+async def test_a_ready_player_is_told_the_target_and_the_new_token() -> None:
+    node = ServiceHarness()
+    conn = node.online("alice")
+    host = StubHost(node, StubEngine(holds=False))  # the ack lags, the link is up
+    ((sid, conn_ids),) = node.service.players_here()[0].sessions.items()
+    handover = begin_handover(host, sid, conn_ids, US)
+    assert handover is not None
+    told = await tell_handovers(host, [handover], message=lambda t: f"to {t.region}",
+                                give_up=time.monotonic() + 5, ready=lambda h: True,
+                                trust_link_after=0.0)  # fmt: skip
+    assert told == [Told(handover, US)]
+    (notice,) = conn.pushes("drain")
+    assert notice == {"type": "drain", "region": "us", "url": US.url,
+                      "resume": handover.handed.resume, "message": "to us"}  # fmt: skip
