@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from meridian.node.rebalance import DEFAULT_INTERVAL_S, SCORES, Policy, RebalanceSettings
 from meridian.node.service_limits import ServiceLimits
 from meridian.sync.identity import KeyMaterialError, Keyring, NodeIdentity, public_key_text
 from meridian.sync.settings import SyncSettings
@@ -70,6 +71,7 @@ class NodeConfig:
     keyring_file: Path = Path(DEFAULT_KEYRING_FILE)
     log_format: str = "text"
     drain_deadline_s: float = DEFAULT_DRAIN_DEADLINE_S
+    rebalance: RebalanceSettings = dataclasses.field(default_factory=RebalanceSettings)
 
     def __repr__(self) -> str:
         parts = []
@@ -108,6 +110,18 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "replication": ("ack_regions",),
     "clock": ("max_ahead_ms",),
     "limits": tuple(limit.name for limit in dataclasses.fields(ServiceLimits)),
+    "rebalance": (
+        "enabled",
+        "interval_s",
+        "score",
+        "start_above",
+        "stop_below",
+        "min_excess",
+        "min_interval_s",
+        "max_moves_per_round",
+        "max_extra_rtt_ms",
+        "capacity",
+    ),
 }
 
 
@@ -163,6 +177,45 @@ def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:
         drain_deadline_s=node.number(
             "drain_deadline_s", DEFAULT_DRAIN_DEADLINE_S, 0, inclusive=False
         ),
+        rebalance=rebalance_settings_from(root.table("rebalance", required=False)),
+    )
+
+
+def rebalance_settings_from(table: TomlTable) -> RebalanceSettings:
+    """The ``[rebalance]`` section (docs/configuration.md): off unless ``enabled = true``."""
+    default = Policy()
+    expected = "one of " + ", ".join(repr(name) for name in SCORES)
+    score = table.string("score", "connections", expected)
+    if score not in SCORES:
+        raise table.reader.error(table.dotted("score"), f"expected {expected}, got {score!r}")
+    start_above = table.number("start_above", default.start_above, 1, inclusive=False)
+    stop_below = table.number("stop_below", default.stop_below, 1, inclusive=True)
+    if not start_above > stop_below:
+        raise table.reader.error(
+            table.dotted("start_above"),
+            f"must be greater than rebalance.stop_below ({stop_below:g}), got {start_above:g}",
+        )
+    capacity = (
+        table.number("capacity", 0, 0, inclusive=False)
+        if "capacity" in table.values
+        else default.capacity  # none: a region is never overloaded in absolute terms
+    )
+    policy = Policy(
+        start_above=start_above,
+        stop_below=stop_below,
+        min_interval_s=table.number("min_interval_s", default.min_interval_s, 0, inclusive=True),
+        max_moves_per_round=table.integer("max_moves_per_round", default.max_moves_per_round, 1),
+        max_extra_rtt_ms=table.number(
+            "max_extra_rtt_ms", default.max_extra_rtt_ms, 0, inclusive=True
+        ),
+        capacity=capacity,
+        min_excess=table.number("min_excess", default.min_excess, 0, inclusive=True),
+        score=SCORES[score],
+    )
+    return RebalanceSettings(
+        enabled=table.boolean("enabled", False),
+        interval_s=table.number("interval_s", DEFAULT_INTERVAL_S, 0, inclusive=False),
+        policy=policy,
     )
 
 

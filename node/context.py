@@ -4,8 +4,8 @@
 route modules (``node.http_api``, ``node.web``, ``node.admin_api``) only answer requests. They
 get a :class:`NodeContext`: the node's identity and settings they answer with, its clocks, and
 the running parts they serve from (the sync engine and replicator, the game service, the player
-gateway, the load observer). mypy holds them to it: a route that reaches for the config, the
-store or the process does not type-check.
+gateway, the load observer and the rebalancer). mypy holds them to it: a route that reaches
+for the config, the store or the process does not type-check.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from meridian.node.observer import LoadObserver
     from meridian.node.player_api import PlayerGateway
+    from meridian.node.rebalancer import Rebalancer
     from meridian.node.service import GameService
     from meridian.sync.engine import SyncEngine
     from meridian.sync.replicator import Replicator
@@ -62,3 +63,6 @@ class NodeContext(Protocol):
 
     @property
     def observer(self) -> LoadObserver: ...
+
+    @property
+    def rebalancer(self) -> Rebalancer: ...

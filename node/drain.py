@@ -23,6 +23,11 @@ A drain, once started, runs these steps and then lets the process exit 0:
 Without any target (a single node, or every other region down or draining) step 2 is skipped:
 the players are closed with 4000 at the stop and reconnect by themselves, as before drains.
 
+The hand-over itself (`begin_handover`, then `tell_handovers`) is shared with the rebalancer
+(``node.rebalancer``), which moves single players at a safe point with the same notice. Both
+see the node only through `HandoverHost` (identity, engine, replicator, game service, player
+gateway); the drain also gets its deadline and a way to flush the store, nothing else.
+
 HTTP (added by `add_drain_routes`): ``GET /readyz``; ``POST /api/admin/drain`` (admin token)
 starts a drain and answers 202 at once, or with ``{"wait": true}`` answers the report once the
 drain is done; ``GET /api/admin/drain`` tells whether one runs and its report so far.
@@ -35,9 +40,9 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -48,7 +53,10 @@ from meridian.node.refusals import ErrorCode
 from meridian.sync.engine import DocChanged
 
 if TYPE_CHECKING:
-    from meridian.node.server import Node
+    from meridian.node.player_api import PlayerGateway
+    from meridian.node.service import GameService, HandedOver
+    from meridian.sync.engine import SyncEngine
+    from meridian.sync.replicator import Replicator
 
 log = logging.getLogger("meridian.drain")
 
@@ -66,6 +74,28 @@ DRAIN_KEY: web.AppKey[NodeDrain] = web.AppKey("drain")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class HandoverHost(Protocol):
+    """What a hand-over (and so the drain and the rebalancer) uses of a running node."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def region(self) -> str: ...
+
+    @property
+    def engine(self) -> SyncEngine: ...
+
+    @property
+    def replicator(self) -> Replicator: ...
+
+    @property
+    def service(self) -> GameService: ...
+
+    @property
+    def players(self) -> PlayerGateway: ...
+
+
 @dataclass(frozen=True)
 class Target:
     node_id: str
@@ -75,13 +105,143 @@ class Target:
 
 @dataclass(frozen=True)
 class Handover:
-    """One session being handed over: its chosen target, the presence change holding its new
-    resume token, the token, and its connections here."""
+    """One session being handed over: its chosen target, the new resume token (and the presence
+    change holding it), and its connections here."""
 
+    sid: str
     target: Target
-    event_no: int
-    resume: str
+    handed: HandedOver
     conn_ids: list[str]
+
+
+@dataclass(frozen=True)
+class Told:
+    """How one hand-over ended: the target named in the notice (None: no notice was sent, and
+    the session's old resume token was put back)."""
+
+    handover: Handover
+    target: Target | None
+
+
+def begin_handover(
+    host: HandoverHost, sid: str, conn_ids: list[str], target: Target
+) -> Handover | None:
+    """Give session `sid` a fresh resume token for `target` (None: not a session here)."""
+    handed = host.service.hand_over(sid)
+    return Handover(sid, target, handed, conn_ids) if handed is not None else None
+
+
+async def tell_handovers(
+    host: HandoverHost,
+    pending: Sequence[Handover],
+    *,
+    message: Callable[[Target], str],
+    give_up: float,
+    alternatives: Sequence[Target] = (),
+    ready: Callable[[Handover], bool] | None = None,
+    force: bool = False,
+    trust_link_after: float | None = None,
+) -> list[Told]:
+    """Send each hand-over's ``drain`` notice once its target holds the new resume record and
+    `ready` (if given) says the player may go now; returns how each ended.
+
+    After PREFERRED_WAIT_S any of `alternatives` that holds the record will do instead; after
+    `trust_link_after` seconds (if given) the chosen target counts as holding it while its link
+    is up (the ack bookkeeping can lag behind what a peer holds after a link was replaced, as
+    long as an anti-entropy round). At `give_up` (monotonic seconds) a hand-over still waiting
+    is either told its chosen target anyway (`force`: the drain; the client falls back to its
+    usual failover) or taken back (the rebalancer: the player stays, with the token their
+    client holds)."""
+    host.replicator.pump()
+    began = time.monotonic()
+    waiting = list(pending)
+    ended: list[Told] = []
+    while waiting:
+        waited = time.monotonic() - began
+        late = time.monotonic() >= give_up
+        for handover in list(waiting):
+            going_to = _target_for(host, handover, alternatives, waited, trust_link_after)
+            if going_to is not None and ready is not None and not ready(handover):
+                going_to = None  # the target is ready, the player is not (not at a safe point)
+            if going_to is None and late and force:
+                log.warning("drain: %s did not acknowledge a session in time", handover.target)
+                going_to = handover.target
+            if going_to is not None:
+                notice = _notice(going_to, handover.handed.resume, message)
+                for conn_id in handover.conn_ids:
+                    host.service.notify(conn_id, notice)
+            elif late:
+                host.service.take_back(handover.sid, handover.handed)
+            else:
+                continue
+            ended.append(Told(handover, going_to))
+            waiting.remove(handover)
+        host.players.drain()
+        if waiting:
+            await asyncio.sleep(POLL_S)
+    return ended
+
+
+def _target_for(
+    host: HandoverHost,
+    handover: Handover,
+    alternatives: Sequence[Target],
+    waited: float,
+    trust_link_after: float | None,
+) -> Target | None:
+    """Where to send the player now (None: wait): the chosen target once it holds the new
+    resume record (or, after `trust_link_after`, while its link is up); after PREFERRED_WAIT_S
+    any alternative that holds it (a region that just restarted may acknowledge late)."""
+    presence = presence_doc_id(host.node_id)
+    engine = host.engine
+    event_no = handover.handed.event_no
+    chosen = handover.target.node_id
+    if engine.peer_holds(chosen, presence, event_no):
+        return handover.target
+    trusted = trust_link_after is not None and waited >= trust_link_after
+    if trusted and chosen in engine.up_peers():
+        return handover.target
+    if waited >= PREFERRED_WAIT_S:
+        for target in alternatives:
+            if engine.peer_holds(target.node_id, presence, event_no):
+                return target
+    return None
+
+
+def _notice(target: Target, resume: str, message: Callable[[Target], str]) -> dict[str, Any]:
+    return {
+        "type": "drain",
+        "region": target.region,
+        "url": target.url,
+        "resume": resume,
+        "message": message(target),
+    }
+
+
+def sessions_here(service: GameService) -> dict[str, list[str]]:
+    """Session id -> its connections here (players past hello)."""
+    by_sid: dict[str, list[str]] = {}
+    for conn in service.conns.values():
+        if conn.sid:
+            by_sid.setdefault(conn.sid, []).append(conn.conn_id)
+    return by_sid
+
+
+def linked_targets(engine: SyncEngine) -> list[Target]:
+    """The peers linked right now that have a URL players can use, by region."""
+    up = set(engine.up_peers())
+    return [
+        Target(p.node_id, p.region, p.url)
+        for p in sorted(engine.peers.values(), key=lambda p: (p.region, p.node_id))
+        if p.node_id in up and p.url
+    ]
+
+
+async def ready_targets(candidates: Sequence[Target]) -> list[Target]:
+    """Those of `candidates` that take players now (their ``/readyz`` does not answer 503)."""
+    async with aiohttp.ClientSession() as http:
+        ready = await asyncio.gather(*(_is_ready(http, t.url) for t in candidates))
+    return [t for t, ok in zip(candidates, ready, strict=True) if ok]
 
 
 @dataclass
@@ -107,16 +267,23 @@ class DrainReport:
 class NodeDrain:
     """The drain of one node (see module docstring); `start` is idempotent."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.deadline_s = node.config.drain_deadline_s
+    def __init__(
+        self,
+        host: HandoverHost,
+        *,
+        deadline_s: float,
+        flush_store: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.host = host
+        self.deadline_s = deadline_s
+        self.flush_store = flush_store
         self.draining = False
         self.finished = asyncio.Event()
         self.report = DrainReport()
         self.targets: list[Target] = []
         self._task: asyncio.Task[None] | None = None
         self._last_local: dict[str, int] = {}  # doc -> this node's latest own change to it
-        node.replicator.listeners.append(self._note_change)
+        host.replicator.listeners.append(self._note_change)
 
     def _note_change(self, change: DocChanged) -> None:
         # This node's presence is left out of the flush: it describes this process, which is
@@ -155,83 +322,35 @@ class NodeDrain:
     # --- step 1: who is here, where they can go -----------------------------------------------
 
     def _sessions(self) -> dict[str, list[str]]:
-        """Session id -> its connections here (players past hello)."""
-        by_sid: dict[str, list[str]] = {}
-        for conn in self.node.service.conns.values():
-            if conn.sid:
-                by_sid.setdefault(conn.sid, []).append(conn.conn_id)
-        return by_sid
+        return sessions_here(self.host.service)
 
     async def _ready_targets(self) -> list[Target]:
-        engine = self.node.engine
-        up = set(engine.up_peers())
-        candidates = [
-            Target(p.node_id, p.region, p.url)
-            for p in sorted(engine.peers.values(), key=lambda p: p.region)
-            if p.node_id in up and p.url
-        ]
-        async with aiohttp.ClientSession() as http:
-            ready = await asyncio.gather(*(_is_ready(http, t.url) for t in candidates))
-        targets = [t for t, ok in zip(candidates, ready, strict=True) if ok]
+        targets = await ready_targets(linked_targets(self.host.engine))
         # Another process of this region first: its players stay near (several per region).
-        targets = [t for t in targets if t.region == self.node.config.region] or targets
+        targets = [t for t in targets if t.region == self.host.region] or targets
         log.info("drain: targets %s", ", ".join(t.node_id for t in targets) or "none")
         return targets
 
     # --- step 2: the hand-over ---------------------------------------------------------------
 
     async def _hand_over(self, sessions: dict[str, list[str]], deadline: float) -> None:
-        service = self.node.service
-        pending: list[Handover] = []
-        for target, (sid, conn_ids) in zip(itertools.cycle(self.targets), sessions.items()):
-            handed = service.hand_over(sid)
-            if handed is not None:
-                pending.append(Handover(target, handed[1], handed[0], conn_ids))
-        self.node.replicator.pump()
-        began = time.monotonic()
-        give_up = min(deadline, began + TARGET_WAIT_S)
-        while pending:
-            waited = time.monotonic() - began
-            for handover in list(pending):
-                going_to = self._target_for(handover, waited, give_up)
-                if going_to is not None:
-                    for conn_id in handover.conn_ids:
-                        service.notify(conn_id, self._notice(going_to, handover.resume))
-                    self.report.told += 1
-                    pending.remove(handover)
-            self.node.players.drain()
-            if pending:
-                await asyncio.sleep(POLL_S)
-
-    def _target_for(self, handover: Handover, waited: float, give_up: float) -> Target | None:
-        """Where to send the player now (None: wait): the chosen target once it holds the new
-        resume record; after PREFERRED_WAIT_S any target that holds it (a region that just
-        restarted may acknowledge late); at `give_up` the chosen one anyway (the client then
-        falls back to its usual failover)."""
-        presence = presence_doc_id(self.node.config.node_id)
-        engine = self.node.engine
-        holders = [
-            t for t in self.targets if engine.peer_holds(t.node_id, presence, handover.event_no)
+        pending = [
+            handover
+            for target, (sid, conn_ids) in zip(itertools.cycle(self.targets), sessions.items())
+            if (handover := begin_handover(self.host, sid, conn_ids, target)) is not None
         ]
-        if handover.target in holders:
-            return handover.target
-        if holders and waited >= PREFERRED_WAIT_S:
-            return holders[0]
-        if time.monotonic() >= give_up:
-            log.warning("drain: %s did not acknowledge a session in time", handover.target.region)
-            return handover.target
-        return None
-
-    def _notice(self, target: Target, resume: str) -> dict[str, Any]:
-        here = self.node.config.region
-        return {
-            "type": "drain",
-            "region": target.region,
-            "url": target.url,
-            "resume": resume,
-            "message": f"region {here} is going down for maintenance; "
-            f"continuing in {target.region}",
-        }
+        here = self.host.region
+        told = await tell_handovers(
+            self.host,
+            pending,
+            message=lambda target: (
+                f"region {here} is going down for maintenance; continuing in {target.region}"
+            ),
+            give_up=min(deadline, time.monotonic() + TARGET_WAIT_S),
+            alternatives=self.targets,
+            force=True,
+        )
+        self.report.told += sum(1 for t in told if t.target is not None)
 
     # --- steps 3 and 4 -------------------------------------------------------------------------
 
@@ -247,10 +366,10 @@ class NodeDrain:
         """Wait until the store and every linked peer hold this node's changes (False: timed
         out, the rest is left to the peers' anti-entropy with this node's store on restart)."""
         latest = dict(self._last_local)
-        self.node.replicator.pump()
+        self.host.replicator.pump()
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                await self.node.store.flush()  # everything submitted so far is on disk
+                await self.flush_store()  # everything submitted so far is on disk
                 # Peers' acks land in the engine's counters, not in an event: poll, bounded.
                 while self._not_held(latest):  # noqa: ASYNC110
                     await asyncio.sleep(POLL_S)
@@ -264,7 +383,7 @@ class NodeDrain:
     def _not_held(self, latest: dict[str, int]) -> list[tuple[str, str]]:
         """(peer, document) pairs where a linked peer has not acknowledged this node's latest
         change."""
-        engine = self.node.engine
+        engine = self.host.engine
         return [
             (peer, doc_id)
             for peer in engine.up_peers()

@@ -7,7 +7,9 @@
 * ``GET /api/cluster``: this node, its peers with link state and lag, every document with its
   digest, and ``load``: every live process's load and the sums per region, as the load
   observers published them (node.observer; stale entries listed by node in ``stale``; this
-  node's observer's own cost in ``observer``); admin token required.
+  node's observer's own cost in ``observer``; each process's players moved out and in by the
+  rebalancers), and ``rebalance``: this node's rebalancer, its policy and what it did
+  (node.rebalancer); admin token required.
 * ``GET|PUT /api/admin/docs/{doc}/{key}``: read or write one key of a document's ``kv`` map
   (what ``meridian doc get|put`` use), for the key-value documents ``test:*`` and ``bench:*``
   only (every other kind has its own layout and rules, which peers enforce); admin token
@@ -182,6 +184,7 @@ async def cluster(request: web.Request) -> web.Response:
             **node.observer.view().to_json(node.wall_ms()),
             "observer": node.observer.own_cost(),
         },
+        "rebalance": node.rebalancer.to_json(),
     }
     return web.json_response(body)
 

@@ -85,6 +85,12 @@ class LoadReadings(Protocol):
     def view(self) -> ClusterLoad: ...
 
 
+class RebalanceReadings(Protocol):
+    """The rebalancer (``node.rebalancer.Rebalancer``): its own families, from the load view."""
+
+    def metric_families(self, view: ClusterLoad) -> list[Metric]: ...
+
+
 class Counts(Protocol):
     """Counters by kind (the service's merges and rate limits)."""
 
@@ -136,6 +142,9 @@ class MetricSources(Protocol):
     @property
     def service(self) -> ServiceReadings: ...
 
+    @property
+    def rebalancer(self) -> RebalanceReadings: ...
+
 
 class NodeCollector:
     """The node's metric families, read from its live counters at each scrape."""
@@ -161,7 +170,9 @@ class NodeCollector:
             failures=counters.store_failures,
         )
         yield from quarantine_families(counters, quarantined=len(replicator.quarantined))
-        yield from load_families(self.sources.observer.view())
+        view = self.sources.observer.view()
+        yield from load_families(view)
+        yield from self.sources.rebalancer.metric_families(view)
         yield from service_families(
             merges=service.merges.counts,
             connections=len(service.conns),

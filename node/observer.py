@@ -15,6 +15,10 @@ nothing in the game service calls it or reads what it writes.
 * `LoadObserver` is the thin asyncio adapter on the node: a task that wakes every SAMPLE_S,
   reads the counters, feeds the core and writes what it returns.
 
+The view also carries the players each node's rebalancer moved (``node.rebalancer``), which
+every node publishes beside its load entry (``node.rebalance.read_moved``): per process, moved
+out by its rebalancer and moved in by the others'.
+
 Limits (named, documented in docs/architecture.md *Load observer*): SAMPLE_S, PUBLISH_S,
 RATE_WINDOW_S, and LOAD_TTL_MS (crdt_models.load).
 """
@@ -27,12 +31,14 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from meridian.crdt_models.load import LoadEntry, read_doc_entry, write_entry
-from meridian.crdt_models.presence import PRESENCE_PREFIX, presence_doc_id
+from meridian.crdt_models.presence import META, PRESENCE_PREFIX, presence_doc_id
+from meridian.crdt_models.records import root_map
+from meridian.node.rebalance import read_moved
 from meridian.sync.engine import DocChanged
 from meridian.sync.replicator import DocumentQuarantined
 
@@ -137,25 +143,48 @@ class RegionLoad:
     cpu_percent: float
     store_queue: int
     replication_backlog: int
+    moved_out: int = 0  # players its processes' rebalancers moved elsewhere
+    moved_in: int = 0  # players other processes' rebalancers moved to its processes
+
+
+Moved = Mapping[str, Mapping[str, int]]  # source node -> target node -> players moved
 
 
 @dataclass(frozen=True)
 class ClusterLoad:
-    """Every live process's load, per region, and the nodes whose entries went stale."""
+    """Every live process's load, per region, the nodes whose entries went stale, and the
+    players rebalancers moved (source -> target -> count, every node's, stale ones too)."""
 
     nodes: list[LoadEntry]
     regions: list[RegionLoad]
     stale: list[str] = field(default_factory=list)
+    moved: Moved = field(default_factory=dict)
+
+    def moved_out(self, node: str) -> int:
+        return sum(self.moved.get(node, {}).values())
+
+    def moved_in(self, node: str) -> int:
+        return sum(targets.get(node, 0) for targets in self.moved.values())
 
     def to_json(self, now_ms: int) -> dict[str, Any]:
         return {
-            "nodes": [{**asdict(e), "age_ms": max(0, now_ms - e.at_ms)} for e in self.nodes],
+            "nodes": [
+                {
+                    **asdict(e),
+                    "age_ms": max(0, now_ms - e.at_ms),
+                    "moved_out": self.moved_out(e.node),
+                    "moved_in": self.moved_in(e.node),
+                }
+                for e in self.nodes
+            ],
             "regions": [asdict(r) for r in self.regions],
             "stale": self.stale,
         }
 
 
-def cluster_view(entries: Iterable[LoadEntry], now_ms: int) -> ClusterLoad:
+def cluster_view(
+    entries: Iterable[LoadEntry], now_ms: int, moved: Moved | None = None
+) -> ClusterLoad:
     """The live entries (sorted by region, then node) and their sums per region."""
     live: list[LoadEntry] = []
     stale: list[LoadEntry] = []
@@ -165,11 +194,13 @@ def cluster_view(entries: Iterable[LoadEntry], now_ms: int) -> ClusterLoad:
     by_region: dict[str, list[LoadEntry]] = {}
     for entry in live:
         by_region.setdefault(entry.region, []).append(entry)
-    regions = [_region_load(region, members) for region, members in by_region.items()]
-    return ClusterLoad(live, regions, sorted(e.node for e in stale))
+    moved = moved or {}
+    view = ClusterLoad(live, [], sorted(e.node for e in stale), moved)
+    regions = [_region_load(region, members, view) for region, members in by_region.items()]
+    return ClusterLoad(live, regions, view.stale, moved)
 
 
-def _region_load(region: str, members: list[LoadEntry]) -> RegionLoad:
+def _region_load(region: str, members: list[LoadEntry], view: ClusterLoad) -> RegionLoad:
     return RegionLoad(
         region=region,
         processes=len(members),
@@ -179,6 +210,8 @@ def _region_load(region: str, members: list[LoadEntry]) -> RegionLoad:
         cpu_percent=round(sum(e.cpu_percent for e in members), 1),
         store_queue=sum(e.store_queue for e in members),
         replication_backlog=sum(e.replication_backlog for e in members),
+        moved_out=sum(view.moved_out(e.node) for e in members),
+        moved_in=sum(view.moved_in(e.node) for e in members),
     )
 
 
@@ -274,6 +307,16 @@ class LoadObserver:
                 found.append(entry)
         return found
 
+    def moved(self) -> dict[str, dict[str, int]]:
+        """Every node's published count of players its rebalancer moved, by target."""
+        found = {}
+        for doc_id, doc in list(self.node.engine.docs.items()):
+            if doc_id.startswith(PRESENCE_PREFIX):
+                counts = read_moved(root_map(doc, META))
+                if counts:
+                    found[doc_id.removeprefix(PRESENCE_PREFIX)] = counts
+        return found
+
     def _region_of(self, node_id: str) -> str:
         engine = self.node.engine
         if node_id == engine.node_id:
@@ -290,4 +333,4 @@ class LoadObserver:
         return {"published": self.published, "busy_s": round(self.busy_seconds, 6)}
 
     def view(self) -> ClusterLoad:
-        return cluster_view(self.entries(), self.node.wall_ms())
+        return cluster_view(self.entries(), self.node.wall_ms(), self.moved())

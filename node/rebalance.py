@@ -2,9 +2,9 @@
 
 A pure function without I/O (`plan`): the cluster's load (``node.observer.ClusterLoad``), the
 players each process holds, the round-trip times between regions, the previous round's state
-and ``now`` in; the moves to make and the next state out. The caller (not built yet) carries
-each move out with the drain's handover (target URL plus a fresh resume token) and calls `plan`
-again on the next load view.
+and ``now`` in; the moves to make and the next state out. The caller (``node.rebalancer``, on
+every node) carries out the moves whose source is its own process with the drain's handover
+(target URL plus a fresh resume token) and calls `plan` again on a later load view.
 
 The rules (issue 16, deliverable 2):
 
@@ -12,8 +12,10 @@ The rules (issue 16, deliverable 2):
   default its player connections). A process's share is its score over the mean score of the
   live processes that may receive players.
 * **Hysteresis.** A process starts shedding when its score is above ``start_above`` x the mean
-  and keeps shedding until it is down to ``stop_below`` x the mean (start_above > stop_below
-  >= 1), so a process near the line does not flap between shedding and not.
+  and at least ``min_excess`` above it, and keeps shedding until it is down to ``stop_below``
+  x the mean (start_above > stop_below >= 1), so a process near the line does not flap between
+  shedding and not. (``min_excess``, an absolute score, keeps a handful of players from being
+  moved about: with 3, 2 and 2 players, 3 is 1.29 x the mean.)
 * **Targets.** Players go to the process with the lowest score, and only while its score stays
   below the mean (so a process or region that joins receives players until the load is even).
   Within the player's own region first; to another region only if that region's RTT from the
@@ -27,12 +29,19 @@ The rules (issue 16, deliverable 2):
 * **Per-player limit.** A player moved less than ``min_interval_s`` ago does not move again.
 * **Per-round limit.** At most ``max_moves_per_round`` moves per call, so the next view (a few
   seconds later) shows their effect before more are planned.
+
+How many players each node's rebalancer moved, by target, is published in that node's presence
+``meta`` beside its load entry, under ``rebalance.out.<target node>`` (`write_moved`,
+`read_moved`): plain counts, which every release accepts in presence ``meta``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from pycrdt import Map
 
 from meridian.crdt_models.load import LoadEntry
 
@@ -42,10 +51,28 @@ MIN_INTERVAL_S = 300.0  # one move per player per 5 minutes at most
 MAX_MOVES_PER_ROUND = 20
 CAPACITY = float("inf")  # a region whose processes average above this score is overloaded
 MAX_EXTRA_RTT_MS = 50.0  # the most RTT between two regions that a move may add to a player
+DEFAULT_INTERVAL_S = 5.0  # between two rounds of a node's rebalancer
+MIN_EXCESS = 2.0  # a process starts shedding only this far above the mean (in score units)
 
 
 def connections(entry: LoadEntry) -> float:
     return float(entry.connections)
+
+
+def cpu_percent(entry: LoadEntry) -> float:
+    return entry.cpu_percent
+
+
+def moves_per_s(entry: LoadEntry) -> float:
+    return entry.moves_per_s
+
+
+# The scores a node's config may name (``rebalance.score``); code may pass any other.
+SCORES: dict[str, Callable[[LoadEntry], float]] = {
+    "connections": connections,
+    "cpu_percent": cpu_percent,
+    "moves_per_s": moves_per_s,
+}
 
 
 @dataclass(frozen=True)
@@ -58,11 +85,22 @@ class Policy:
     max_moves_per_round: int = MAX_MOVES_PER_ROUND
     max_extra_rtt_ms: float = MAX_EXTRA_RTT_MS
     capacity: float = CAPACITY
+    min_excess: float = MIN_EXCESS
     score: Callable[[LoadEntry], float] = connections
 
     def __post_init__(self) -> None:
         if not self.start_above > self.stop_below >= 1.0:
             raise ValueError("start_above > stop_below >= 1 is required for hysteresis")
+
+
+@dataclass(frozen=True)
+class RebalanceSettings:
+    """The ``[rebalance]`` section of a node's config (docs/configuration.md); the adapter
+    (``node.rebalancer``) runs `plan` with `policy` every `interval_s` when `enabled`."""
+
+    enabled: bool = False
+    interval_s: float = DEFAULT_INTERVAL_S
+    policy: Policy = field(default_factory=Policy)
 
 
 @dataclass(frozen=True)
@@ -137,7 +175,7 @@ def _shedding(
     return {
         node
         for node, score in scores.items()
-        if score > policy.start_above * mean
+        if (score > policy.start_above * mean and score - mean >= policy.min_excess)
         or (node in before and score > policy.stop_below * mean)
     }
 
@@ -190,3 +228,31 @@ def _target(
         or rtt_ms.get((home, region_of[node]), float("inf")) <= policy.max_extra_rtt_ms
     ]
     return min(near, key=lambda node: (scores[node], node)) if near else None
+
+
+# --- the published counts of players moved ---------------------------------------------------
+
+MOVED_PREFIX = "rebalance.out."
+MAX_MOVED = 2**53 - 1  # presence meta holds numbers up to 2^53 (crdt_models.kinds)
+
+
+def write_moved(meta: Map[Any], counts: Mapping[str, int]) -> None:
+    """Store the players moved per target node in a presence ``meta`` map (inside one
+    transaction); only counts that changed are written."""
+    for target, count in counts.items():
+        key = MOVED_PREFIX + target
+        value = min(count, MAX_MOVED)
+        if meta.get(key) != value:
+            meta[key] = value
+
+
+def read_moved(meta: Map[Any] | Mapping[str, Any]) -> dict[str, int]:
+    """Target node -> players moved there, from a presence ``meta`` map (pycrdt gives numbers
+    back as floats; anything but a number from 0 up is ignored)."""
+    found: dict[str, int] = {}
+    for key, value in meta.items():
+        if not key.startswith(MOVED_PREFIX) or isinstance(value, bool):
+            continue
+        if isinstance(value, int | float) and 0 <= value <= MAX_MOVED:
+            found[key.removeprefix(MOVED_PREFIX)] = int(value)
+    return found

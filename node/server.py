@@ -4,7 +4,9 @@
 HTTP server (players, admin, metrics, and the ``/peer`` websocket) and the dialers for the
 static seeds (and zeroconf discovery when enabled). `Node.stop()` closes links with a reason,
 flushes the store and stops in the reverse order. `Node.drain` (``node.drain``) hands the
-players over to other regions first; ``meridian node`` runs it on SIGTERM.
+players over to other regions first; ``meridian node`` runs it on SIGTERM. The meta-services,
+the load observer (``node.observer``) and the rebalancer (``node.rebalancer``, when
+``rebalance.enabled``), start after the game service and stop before it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from meridian.node.drain import NodeDrain, add_drain_routes
 from meridian.node.metrics import node_registry
 from meridian.node.observer import LoadObserver
 from meridian.node.player_api import PlayerGateway
+from meridian.node.rebalancer import Rebalancer
 from meridian.node.service import GameService
 from meridian.node.service_host import ServiceHost, build_service
 from meridian.node.web import add_web_routes
@@ -101,6 +104,7 @@ class Node:
         self.drain: NodeDrain  # SIGTERM and POST /api/admin/drain (node.drain)
         self.host: ServiceHost
         self.observer: LoadObserver  # the load meta-service (node.observer)
+        self.rebalancer: Rebalancer  # moves players off a hot process (node.rebalancer)
 
     # --- what the routes see (node.context.NodeContext) ---------------------------------------
 
@@ -136,6 +140,15 @@ class Node:
         self.observer = LoadObserver(self)
         self.observer.start()
         self._build_http()
+        self.rebalancer = Rebalancer(
+            self,
+            self.observer,
+            self.config.rebalance,
+            wall_ms=self.wall_ms,
+            paused=lambda: self.drain.draining,
+            clock=self.clock,
+        )
+        self.rebalancer.start()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port)
@@ -232,7 +245,9 @@ class Node:
         self.players.add_routes(self.app)
         add_web_routes(self.app, self)
         add_admin_routes(self.app)
-        self.drain = NodeDrain(self)
+        self.drain = NodeDrain(
+            self, deadline_s=self.config.drain_deadline_s, flush_store=self.store.flush
+        )
         add_drain_routes(self.app, self.drain)
 
     def _start_peering(self) -> None:
@@ -272,6 +287,7 @@ class Node:
         return stamp
 
     async def stop(self) -> None:
+        await self.rebalancer.stop()
         await self.observer.stop()
         self.host.stop()
         self.service.shutdown()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import replace
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -38,6 +37,7 @@ from meridian.node.presence_view import picture_interval
 from meridian.node.protocol import CloseCode, Frame, ProtocolViolation, Refused
 from meridian.node.service_handlers import MessageHandlers
 from meridian.node.service_limits import ServiceLimits
+from meridian.node.service_meta import HandedOver, MetaServiceAccess, PlayerHere
 from meridian.node.service_state import (
     Conn,
     Documents,
@@ -61,7 +61,9 @@ __all__ = [
     "Conn",
     "Documents",
     "GameService",
+    "HandedOver",
     "Merges",
+    "PlayerHere",
     "ServiceError",
     "token_hash",
 ]
@@ -90,7 +92,7 @@ def _background(
     return run
 
 
-class GameService(MessageHandlers):
+class GameService(MessageHandlers, MetaServiceAccess):
     """See module docstring."""
 
     def __init__(
@@ -377,20 +379,3 @@ class GameService(MessageHandlers):
 
     def shutdown(self) -> None:
         self.sessions.shutdown()
-
-    # --- drain (node.drain) ----------------------------------------------------------------------
-
-    def hand_over(self, sid: str) -> tuple[str, int] | None:
-        """A fresh resume token for session `sid` hosted here, and the number of the presence
-        change that records it (None: no such session here)."""
-        state = self.state
-        session = state.own_session(sid)
-        if session is None:
-            return None
-        resume = state.new_token()
-        return resume, state.put_session(replace(session, resume_hash=token_hash(resume)))
-
-    def notify(self, conn_id: str, message: dict[str, Any]) -> None:
-        """Push `message` to one connection, after everything already said to it."""
-        if conn_id in self.state.conns:
-            self.state.send(conn_id, message)

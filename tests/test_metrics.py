@@ -18,6 +18,7 @@ from meridian.node.metrics import (
     store_families,
 )
 from meridian.node.observer import ClusterLoad
+from meridian.node.rebalancer import RebalanceCounters, rebalance_families
 from meridian.sync.engine import PeerState
 from meridian.sync.replicator import ReplicatorCounters
 from tests.sync_harness import MemoryCluster
@@ -167,6 +168,14 @@ class Observer:
         return ClusterLoad(nodes=[], regions=[])
 
 
+class Rebalancer:
+    def __init__(self) -> None:
+        self.counters = RebalanceCounters(rounds=7, taken_back=2)
+
+    def metric_families(self, view: ClusterLoad) -> list[Metric]:
+        return rebalance_families(view, self.counters)
+
+
 @dataclass
 class Counts:
     counts: dict[str, int]
@@ -195,6 +204,7 @@ class Sources:
     store: Store
     observer: Observer
     service: Service
+    rebalancer: Rebalancer
 
 
 def test_a_node_registry_reads_only_the_parts_it_is_given() -> None:
@@ -213,6 +223,7 @@ def test_a_node_registry_reads_only_the_parts_it_is_given() -> None:
             conns=["c1", "c2"],
             games={"g1": Game("live"), "g2": Game("finished"), "g3": Game("live")},
         ),
+        Rebalancer(),
     )
     parsed = samples(exposition(node_registry(sources)).decode())
     peer_labels = frozenset({("peer", "us-1"), ("region", "us")})
@@ -230,3 +241,4 @@ def test_a_node_registry_reads_only_the_parts_it_is_given() -> None:
     assert parsed["meridian_games", frozenset({("status", "live")})] == 2
     assert parsed["meridian_rate_limited_total", frozenset({("limit", "login")})] == 6
     assert parsed["meridian_failed_logins_total", frozenset()] == 3
+    assert parsed["meridian_rebalance_rounds_total", frozenset()] == 7

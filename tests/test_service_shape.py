@@ -11,6 +11,7 @@ SERVICE_MODULES = [
     NODE / "service.py",
     NODE / "service_state.py",
     NODE / "service_handlers.py",
+    NODE / "service_meta.py",
     NODE / "protocol.py",
     NODE / "refusals.py",
     NODE / "rollback_notices.py",

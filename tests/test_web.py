@@ -190,6 +190,9 @@ def check_dashboard_counts(browser: Browser, cluster: ThreadedCluster, errors: l
             row = f'#load tr[data-load-region="{region}"]'
             operator.page.wait_for_selector(f'{row} [data-figure="connections"]:text-is("1")')
             operator.page.wait_for_selector(f'#load tr[data-load-node="{region}-1"]')
+            # players moved by rebalancing (node.rebalancer): none, it is off by default
+            operator.page.wait_for_selector(f'{row} [data-figure="moved_out"]:text-is("0")')
+        operator.page.wait_for_selector('#moving:has-text("rebalancing off")')
         operator.shot("03-dashboard-during-the-game", full_page=True)
     finally:
         operator.close()

@@ -24,6 +24,7 @@ const D = {
   regions: [], // node processes: [{region, node, url}]
   results: new Map(), // node -> {ok, cluster, overview, merges, error, at}
   baseline: new Map(), // node -> merges when first seen
+  movedBaseline: null, // players moved by the rebalancers when the page first saw the load
   differSince: new Map(), // doc id -> ms
   polls: 0,
   timer: null,
@@ -256,6 +257,8 @@ function loadCells(load, now) {
     h("td", { dataset: { figure: "cpu" }, text: `${Math.round(load.cpu_percent)} %` }),
     h("td", { dataset: { figure: "queue" }, text: String(load.store_queue) }),
     h("td", { dataset: { figure: "backlog" }, text: String(load.replication_backlog) }),
+    h("td", { dataset: { figure: "moved_out" }, text: String(load.moved_out ?? 0) }),
+    h("td", { dataset: { figure: "moved_in" }, text: String(load.moved_in ?? 0) }),
     h("td", { class: "muted", text: load.at_ms ? ago(load.at_ms, now) : "" }),
   ];
 }
@@ -274,7 +277,7 @@ function renderLoad() {
     const total = {
       connections: sum("connections"), moves_per_s: sum("moves_per_s"), cpu_percent: sum("cpu_percent"),
       loop_lag_ms: Math.max(...members.map((e) => e.loop_lag_ms)), store_queue: sum("store_queue"),
-      replication_backlog: sum("replication_backlog"), at_ms: 0,
+      replication_backlog: sum("replication_backlog"), moved_out: sum("moved_out"), moved_in: sum("moved_in"), at_ms: 0,
     };
     rows.push(h("tr", { class: "load-region", dataset: { loadRegion: region } },
       h("th", { scope: "row", text: `${region} (${members.length} process${members.length === 1 ? "" : "es"})` }), loadCells(total, now)));
@@ -282,8 +285,32 @@ function renderLoad() {
       rows.push(h("tr", { dataset: { loadNode: entry.node } }, h("td", { class: "mono", text: `  ${entry.node}` }), loadCells(entry, now)));
     }
   }
-  if (!rows.length) rows.push(h("tr", {}, h("td", { attrs: { colspan: "8" }, class: "muted", text: "no load published yet" })));
+  if (!rows.length) rows.push(h("tr", {}, h("td", { attrs: { colspan: "10" }, class: "muted", text: "no load published yet" })));
   fill($("#load tbody"), rows);
+  renderMoving(entries);
+}
+
+/** Players moving: the hand-overs each answering node's rebalancer has under way now, and the
+ *  players all rebalancers moved (in total, and since this page first saw the load). */
+function renderMoving(entries) {
+  const moving = [];
+  const on = [];
+  for (const [region, r] of D.results) {
+    const rebalance = r.ok ? r.cluster.rebalance : null;
+    if (!rebalance) continue;
+    if (rebalance.enabled) on.push(region);
+    if (rebalance.moving) moving.push(`${region} ${rebalance.moving}`);
+  }
+  const moved = entries.reduce((total, e) => total + (e.moved_out ?? 0), 0);
+  if (D.movedBaseline === null && entries.length) D.movedBaseline = moved;
+  const recent = moved - (D.movedBaseline ?? moved);
+  const now = moving.length ? `players moving now: ${moving.join(", ")}` : "players moving now: none";
+  const rebalancing = on.length ? `rebalancing on in ${on.join(", ")}` : "rebalancing off in every region that answered";
+  const el = $("#moving");
+  el.textContent = `${now}; ${moved} moved by the rebalancers${recent > 0 ? `, +${recent} since this page opened` : ""} (${rebalancing}).`;
+  el.dataset.moving = String(moving.length);
+  el.dataset.moved = String(moved);
+  el.classList.toggle("hot", moving.length > 0 || recent > 0);
 }
 
 function stat(label, value, key) {
