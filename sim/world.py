@@ -197,6 +197,7 @@ class Simulation:
             scenario.end_s,
             scenario.ack_regions,
         )
+        self.network.retransmissions = self.history.retransmissions  # recorded as they happen
         self.ledger = Ledger(self.history, lambda: self.now)
         for node in self.nodes.values():
             node.history = self.history
