@@ -42,6 +42,7 @@ from meridian.sim.faults import Fault
 from meridian.sim.history import DocState, FinalStates, History, WriteRecord, write_thing
 from meridian.sim.network import PathProfile
 from meridian.sim.params import Table
+from meridian.sim.presencecheck import picture_lag_s
 from meridian.sim.refdocs import Replica, replica
 from meridian.sim.reference import PRESENCE_PREFIX
 from meridian.sim.verdict import Checker, Verdict
@@ -303,6 +304,7 @@ class CheckContext:
     frame_s: float
     faults: tuple[Fault, ...]
     heal_s: float
+    slowest_clock_rate: float = 1.0  # of any node's clock, at any time (sim.presencecheck)
 
     def model(self) -> NetworkModel:
         any_path = next(iter(self.paths.values()))
@@ -493,7 +495,8 @@ CHECKERS: dict[str, CheckerSpec] = {
     ),
     "one-session": CheckerSpec(
         lambda params, context: gamecheck.one_session(
-            params.number("clock_tolerance_s", 0.05, 0, inclusive=True)
+            params.number("clock_tolerance_s", 0.05, 0, inclusive=True),
+            picture_lag_s(context.slowest_clock_rate),
         ),
         ("clock_tolerance_s",),
         "at most one live session per account, the newest; every service counts the reference's",

@@ -328,7 +328,10 @@ class DocState:
 FinalStates = dict[str, dict[str, DocState]]  # node id -> document id -> state (nodes up at end)
 
 
-BELIEFS = ("view",)  # notes that say what a node's service believes (not what a client did)
+BELIEFS = (
+    "view",
+    "presence",
+)  # notes that say what a node's service believes (not what a client did)
 
 
 def honest_view(history: History, final: FinalStates) -> tuple[History, FinalStates]:

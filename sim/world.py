@@ -52,6 +52,7 @@ from meridian.sim.ledger import ACCOUNTS_DOC, GAME_PREFIX, Ledger
 from meridian.sim.network import Breakage, Network
 from meridian.sim.node import SimNode
 from meridian.sim.players import PlayerNet, SimClient
+from meridian.sim.presence_watch import OBSERVE_S, PresenceWatch
 from meridian.sim.scenario import Scenario
 from meridian.sync.digest import EMPTY_DIGEST
 from meridian.sync.engine import DocChanged, LinkClosed, LinkUp
@@ -199,6 +200,7 @@ class Simulation:
         )
         self.network.retransmissions = self.history.retransmissions  # recorded as they happen
         self.ledger = Ledger(self.history, lambda: self.now)
+        self.presence_watch = PresenceWatch(self.history)
         for node in self.nodes.values():
             node.history = self.history
         self.workloads = scenario.new_workloads()
@@ -241,6 +243,7 @@ class Simulation:
         for index, fault in enumerate(self.scenario.faults):
             self.scheduler.at(fault.at_s, self._begin_fault, index)
         self.scheduler.at(self.scenario.faulty_s, self._heal)
+        self.scheduler.at(OBSERVE_S, self._observe_presence)
         self.scheduler.run_until(self.scenario.end_s, progress)
         self._settle()
         self._settle_acks()
@@ -260,6 +263,15 @@ class Simulation:
             self.network.frames_sent,
             self.network.bytes_sent,
         )
+
+    def _observe_presence(self) -> None:
+        """What every service counts as online, beside the presence its node holds
+        (sim.presence_watch); until the settling stops the services' timers."""
+        for node in self.nodes.values():
+            if node.up:
+                self.presence_watch.observe(self.now, node)
+        if self.now + OBSERVE_S < self.scenario.end_s:
+            self.scheduler.after(OBSERVE_S, self._observe_presence)
 
     def _workload_step(self, index: int) -> None:
         wanted = self.workloads[index].step(self.now, self.handles, self._workload_rngs[index])
@@ -380,6 +392,7 @@ class Simulation:
             self.history.record(self.now, "restart", node_id, f"process #{node.incarnation + 1}")
             node.start()
             self.ledger.reloaded(node_id, node.engine.docs)
+            self.presence_watch.restarted(node_id)
             if self._healed:
                 self._want_convergence_check()
 
@@ -493,6 +506,7 @@ class Simulation:
 
     def doc_changed(self, node: SimNode, event: DocChanged) -> None:
         self.ledger.changed(node.node_id, event.doc_id, event.update, event.origin)
+        self.presence_watch.changed(node.node_id, event.doc_id)
         if event.origin is not None:
             self._note_arrivals(node, event.doc_id, event.event_no)
         if event.doc_id == ACCOUNTS_DOC:
