@@ -8,9 +8,11 @@ which it notes when all documents became identical (on the honest nodes: an ``in
 workload's node keeps the forged records its peers refuse, and the checkers judge the others,
 see `sim.history.honest_view`). Then it settles: the game services' timers stop
 (their heartbeats would keep the presence documents changing for ever) and the run goes on until
-every document is identical (at least ``SETTLE_S``, at most ``SETTLE_MAX_S``), so the final states
-are not caught mid-flight. Then it takes every node's final state, each game service's view (which
-names, games and sessions it believes in), and runs the checkers.
+every document is identical (at least ``SETTLE_S``, at most ``SETTLE_MAX_S``); each service then
+processes what it holds (as its next tick would), and if it wrote something (a clock's deadline
+still runs) the settling goes on, so the final states are not caught mid-flight. Then it takes
+every node's final state, each game service's view (which names, games and sessions it believes
+in), and runs the checkers.
 
 Everything random is drawn from generators seeded by ``(seed, purpose)``: the network, each
 workload, the faults, and each node's engine, dialer, game service and tokens per process start.
@@ -285,11 +287,21 @@ class Simulation:
         self.history.record(self.now, "settle", None, "service timers stopped")
         self.scheduler.run_until(self.now + SETTLE_S)
         cap = self.scenario.end_s + SETTLE_MAX_S
-        while self.now < cap and not self._all_identical(presence=True):
-            self.scheduler.run_until(min(cap, self.now + SETTLE_STEP_S))
-        # What the services sent up to now reaches its players before the end is noted (a push
-        # to a player across an ocean is still on its way when the documents agree).
-        self.scheduler.run_until(self.now + self.player_net.longest_trip_s())
+        while True:
+            while self.now < cap and not self._all_identical(presence=True):
+                self.scheduler.run_until(min(cap, self.now + SETTLE_STEP_S))
+            # What a tick would have processed by now: a postponed refresh of the public list
+            # waits for the next tick when a later deadline (a clock) is already armed.
+            for node in self.nodes.values():
+                if node.up:
+                    node.process_now()
+            # What the services sent up to now reaches its players before the end is noted (a
+            # push to a player across an ocean is still on its way when the documents agree).
+            self.scheduler.run_until(self.now + self.player_net.longest_trip_s())
+            # A deadline the service still keeps (a clock running out) may have written in the
+            # meantime: settle that change too.
+            if self.now >= cap or self._all_identical(presence=True):
+                break
         self.history.final_at = self.now
 
     def _record_views(self) -> None:
