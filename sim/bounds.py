@@ -30,7 +30,13 @@ a dialer (``connect_timeout_s`` after its last SYN retransmission, then up to
 ``reconnect_max_s`` of backoff), the connection's set-up (2 round trips), the handshake (1) and
 the anti-entropy exchange (digests, step 1, step 2: 1.5), the longest path's (with connection
 resets in the network, the heal itself counts as such an end). A scenario may add
-``extra_s`` for what the model does not see (a slow node's backlog), saying why.
+``extra_s`` for what the model does not see (a slow node's backlog), saying why. That deadline
+assumes no segment is lost on the way; with ``loss`` > 0 it moves by the longest wait of a batch
+that lost one (the network records them: ``History.retransmissions``) among those sent by the
+deadline that arrived after the heal (:func:`retransmission_s`): such a batch holds back what
+follows it on its connection, and what it carried may still have a hop to go, so its wait adds to
+the last delivery in full. Two lost segments on the way of one delivery (chance ``loss``
+squared) are not covered.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from meridian.sim.history import History, LagSample
+from meridian.sim.history import History, LagSample, Retransmission
 
 FIXED_MARGIN_S = 0.02
 STARTUP_S = 1.0  # after the full mesh first formed: duplicate links collapse, digests cross
@@ -330,3 +336,20 @@ def describe_cases(figures: dict[str, CaseFigures], order: Sequence[str] = tuple
         for case in order
         if case in figures
     )
+
+
+def retransmission_s(
+    retransmissions: Sequence[Retransmission], heal_at: float, bound_s: float
+) -> float:
+    """How far a lost segment moves the convergence deadline ``heal_at + bound_s``: the longest
+    wait of a batch sent by the (moved) deadline that arrived after the heal (module docstring).
+    A batch that arrived before the heal delays nothing past the deadline, which leaves a whole
+    relayed trip after the heal."""
+    late = [r for r in retransmissions if r.arrival > heal_at]
+    extra = 0.0
+    while True:
+        deadline = heal_at + bound_s + extra
+        longest = max((r.wait_s for r in late if r.t <= deadline), default=0.0)
+        if longest <= extra:
+            return extra
+        extra = longest

@@ -22,7 +22,9 @@ told (the bots' notes, see sim.bots) are then compared with that.
   session the reference counts (the newest in the presence documents fresh at that node's wall
   clock); no session is shown connected without an open connection (a ghost); and a client
   closed with 4100 ("logged in elsewhere") was not the account's newest session (give or take
-  how far apart the nodes' wall clocks were: sessions are ordered by HLC stamps).
+  how far apart the nodes' wall clocks were: sessions are ordered by HLC stamps); and during the
+  run no service showed a session only stale presence documents hold, or left out one a fresh
+  document holds, for longer than its tick allows (``sim.presencecheck``).
 * ``one-game``: at most one live game per player; every node's service gives each game the
   reference status; every game parked or saved is in the saved games (unless it was resumed),
   and a parked game had an earlier-created game with a player in common.
@@ -52,6 +54,7 @@ import meridian.games.battleline as battleline
 from meridian.games.base import IllegalMove
 from meridian.sim import reference
 from meridian.sim.history import FinalStates, History
+from meridian.sim.presencecheck import expiry_problem
 from meridian.sim.refdocs import format_stamp, maps_of, rebuild
 from meridian.sim.reference import (
     ACCOUNTS_DOC,
@@ -359,7 +362,9 @@ def _short(value: Any) -> str:
 # --- one session --------------------------------------------------------------------------------
 
 
-def one_session(clock_tolerance_s: float) -> Callable[[History, FinalStates], Verdict]:
+def one_session(
+    clock_tolerance_s: float, picture_lag_s: float
+) -> Callable[[History, FinalStates], Verdict]:
     def check(history: History, final: FinalStates) -> Verdict:
         names = names_of(history, final)
         open_clients: dict[str, list[dict[str, Any]]] = {}
@@ -375,6 +380,7 @@ def one_session(clock_tolerance_s: float) -> Callable[[History, FinalStates], Ve
                 lambda: _newest_closed(
                     history, names, max(clock_tolerance_s, clock_spread_s(history))
                 ),
+                lambda: _expiry(history, picture_lag_s, names),
             ]
         )
         if problem is not None:
@@ -385,6 +391,11 @@ def one_session(clock_tolerance_s: float) -> Callable[[History, FinalStates], Ve
         return Verdict("one-session", True, message, figures={"closed_4100": closed})
 
     return check
+
+
+def _expiry(history: History, picture_lag_s: float, names: dict[str, str]) -> Problem:
+    found = expiry_problem(history, picture_lag_s, names)
+    return None if found is None else (found.message, found.lines)
 
 
 def _two_connections(

@@ -153,6 +153,28 @@ class LagSample:
 
 
 @dataclass(frozen=True)
+class Retransmission:
+    """A batch of frames that lost a TCP segment on the way (the network's ``loss``): sent at
+    ``t`` from ``src`` to ``dst``, it arrived at ``arrival``, ``wait_s`` later than it would have
+    (a retransmission timeout, doubled for each retransmission lost too)."""
+
+    t: float
+    src: str
+    dst: str
+    wait_s: float
+    arrival: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "retransmit",
+            "t": _time(self.t),
+            "link": f"{self.src}->{self.dst}",
+            "wait": _time(self.wait_s),
+            "arrival": _time(self.arrival),
+        }
+
+
+@dataclass(frozen=True)
 class MergeRecord:
     """A merge a node's game service made (``meridian_merges_total{kind}`` in production)."""
 
@@ -220,6 +242,7 @@ class History:
     held: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     claims: dict[str, str] = field(default_factory=dict)  # every name claim seen: key -> record
     account_versions: list[str] = field(default_factory=list)  # every account version seen
+    retransmissions: list[Retransmission] = field(default_factory=list)  # sim.network's losses
     converged_at: float | None = None
     final_at: float | None = None  # when the final states were taken (after the settling)
     # nodes that write records no honest node would (the ``insider`` workload): their peers
@@ -240,7 +263,8 @@ class History:
 
     def to_jsonl(self) -> str:
         """One JSON object per line: a header, then the timeline, merges, writes, lag samples,
-        notes, HLC stamps and durable holdings."""
+        notes, HLC stamps, durable holdings, name claims, account versions and the batches that
+        waited for a TCP retransmission."""
         header = {
             "type": "header",
             "scenario": self.scenario,
@@ -279,6 +303,7 @@ class History:
             for key, text in sorted(self.claims.items())
         ]
         records += [{"type": "account-version", "record": text} for text in self.account_versions]
+        records += [retransmission.to_json() for retransmission in self.retransmissions]
         return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
 
 
@@ -303,7 +328,10 @@ class DocState:
 FinalStates = dict[str, dict[str, DocState]]  # node id -> document id -> state (nodes up at end)
 
 
-BELIEFS = ("view",)  # notes that say what a node's service believes (not what a client did)
+BELIEFS = (
+    "view",
+    "presence",
+)  # notes that say what a node's service believes (not what a client did)
 
 
 def honest_view(history: History, final: FinalStates) -> tuple[History, FinalStates]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from meridian.sim.clock import Scheduler
+from meridian.sim.history import Retransmission
 
 SYN_RETRY_S = (1.0, 3.0, 7.0, 15.0, 31.0)  # Linux: initial RTO 1 s, doubling
 MIN_RTO_S = 0.2  # Linux's lower bound for the retransmission timeout
@@ -105,6 +106,7 @@ class Pipe:
     free_at: float = 0.0
     last_arrival: float = 0.0
     held: list[Batch] = field(default_factory=list)
+    retransmitted_s: float = 0.0  # how long the last batch waited for a retransmission
 
     def __post_init__(self) -> None:
         self.free_at = self.last_arrival = self.ready_at
@@ -114,8 +116,10 @@ class Pipe:
         sent = start + (size / profile.bandwidth_bytes_s if profile.bandwidth_bytes_s else 0.0)
         self.free_at = sent
         delay = profile.latency_s + (rng.uniform(0, profile.jitter_s) if profile.jitter_s else 0.0)
+        self.retransmitted_s = 0.0
         if profile.loss and rng.random() < profile.loss:
-            delay += _retransmission_wait(profile, rng)
+            self.retransmitted_s = _retransmission_wait(profile, rng)
+            delay += self.retransmitted_s
         self.last_arrival = max(sent + delay, self.last_arrival)
         return self.last_arrival
 
@@ -175,6 +179,9 @@ class Network:
         self._next_connection = 1
         self.frames_sent = 0
         self.bytes_sent = 0
+        # (sent, src, dst, wait, arrival) of every batch that lost a segment: the bounds on
+        # convergence move by what such a batch waited (sim.bounds.retransmission_s)
+        self.retransmissions: list[Retransmission] = []
 
     # --- faults ------------------------------------------------------------------------
 
@@ -328,6 +335,11 @@ class Network:
         self.bytes_sent += size
         start = self.scheduler.now if not_before is None else not_before
         arrival = end.out.arrival(start, size, self.profiles[end.route], self.rng)
+        if end.out.retransmitted_s:
+            src, dst = end.route
+            self.retransmissions.append(
+                Retransmission(start, src, dst, end.out.retransmitted_s, arrival)
+            )
         self.scheduler.at(arrival, self._arrive, end.peer, batch)
 
     def _release(self, end: End, blocked_for: float) -> None:

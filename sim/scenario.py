@@ -16,7 +16,7 @@ from pathlib import Path
 from meridian.node.config import NAME_PATTERN, TABLE_KEYS, sync_settings_from
 from meridian.resources import SCENARIOS_DIR
 from meridian.sim.checkers import CHECKERS, CheckContext, Checker
-from meridian.sim.faults import Fault, parse_fault
+from meridian.sim.faults import ClockSkew, Fault, parse_fault
 from meridian.sim.network import PathProfile
 from meridian.sim.node import NodeSpec
 from meridian.sim.params import ConfigError, Table
@@ -112,6 +112,10 @@ def load_scenario(path: str | Path) -> Scenario:
         frame_s=max(spec.frame_s for spec in nodes),
         faults=faults,
         heal_s=faulty_s,
+        slowest_clock_rate=min(
+            [spec.clock_rate for spec in nodes]
+            + [f.rate for f in faults if isinstance(f, ClockSkew)]
+        ),
     )
     return Scenario(
         name=path.stem,

@@ -8,9 +8,11 @@ which it notes when all documents became identical (on the honest nodes: an ``in
 workload's node keeps the forged records its peers refuse, and the checkers judge the others,
 see `sim.history.honest_view`). Then it settles: the game services' timers stop
 (their heartbeats would keep the presence documents changing for ever) and the run goes on until
-every document is identical (at least ``SETTLE_S``, at most ``SETTLE_MAX_S``), so the final states
-are not caught mid-flight. Then it takes every node's final state, each game service's view (which
-names, games and sessions it believes in), and runs the checkers.
+every document is identical (at least ``SETTLE_S``, at most ``SETTLE_MAX_S``); each service then
+processes what it holds (as its next tick would), and if it wrote something (a clock's deadline
+still runs) the settling goes on, so the final states are not caught mid-flight. Then it takes
+every node's final state, each game service's view (which names, games and sessions it believes
+in), and runs the checkers.
 
 Everything random is drawn from generators seeded by ``(seed, purpose)``: the network, each
 workload, the faults, and each node's engine, dialer, game service and tokens per process start.
@@ -52,6 +54,7 @@ from meridian.sim.ledger import ACCOUNTS_DOC, GAME_PREFIX, Ledger
 from meridian.sim.network import Breakage, Network
 from meridian.sim.node import SimNode
 from meridian.sim.players import PlayerNet, SimClient
+from meridian.sim.presence_watch import OBSERVE_S, PresenceWatch
 from meridian.sim.scenario import Scenario
 from meridian.sync.digest import EMPTY_DIGEST
 from meridian.sync.engine import DocChanged, LinkClosed, LinkUp
@@ -197,7 +200,9 @@ class Simulation:
             scenario.end_s,
             scenario.ack_regions,
         )
+        self.network.retransmissions = self.history.retransmissions  # recorded as they happen
         self.ledger = Ledger(self.history, lambda: self.now)
+        self.presence_watch = PresenceWatch(self.history)
         for node in self.nodes.values():
             node.history = self.history
         self.workloads = scenario.new_workloads()
@@ -240,6 +245,7 @@ class Simulation:
         for index, fault in enumerate(self.scenario.faults):
             self.scheduler.at(fault.at_s, self._begin_fault, index)
         self.scheduler.at(self.scenario.faulty_s, self._heal)
+        self.scheduler.at(OBSERVE_S, self._observe_presence)
         self.scheduler.run_until(self.scenario.end_s, progress)
         self._settle()
         self._settle_acks()
@@ -260,6 +266,15 @@ class Simulation:
             self.network.bytes_sent,
         )
 
+    def _observe_presence(self) -> None:
+        """What every service counts as online, beside the presence its node holds
+        (sim.presence_watch); until the settling stops the services' timers."""
+        for node in self.nodes.values():
+            if node.up:
+                self.presence_watch.observe(self.now, node)
+        if self.now + OBSERVE_S < self.scenario.end_s:
+            self.scheduler.after(OBSERVE_S, self._observe_presence)
+
     def _workload_step(self, index: int) -> None:
         wanted = self.workloads[index].step(self.now, self.handles, self._workload_rngs[index])
         if wanted is not None and wanted < self.scenario.end_s:
@@ -275,11 +290,16 @@ class Simulation:
         while True:
             while self.now < cap and not self._all_identical(presence=True):
                 self.scheduler.run_until(min(cap, self.now + SETTLE_STEP_S))
+            # What a tick would have processed by now: a postponed refresh of the public list
+            # waits for the next tick when a later deadline (a clock) is already armed.
+            for node in self.nodes.values():
+                if node.up:
+                    node.process_now()
             # What the services sent up to now reaches its players before the end is noted (a
             # push to a player across an ocean is still on its way when the documents agree).
             self.scheduler.run_until(self.now + self.player_net.longest_trip_s())
-            # A service still acts on what arrives (a time-out falls due as a move lands): if
-            # that wrote something, the documents must agree again before the end.
+            # A deadline the service still keeps (a clock running out) may have written in the
+            # meantime: settle that change too.
             if self.now >= cap or self._all_identical(presence=True):
                 break
         self.history.final_at = self.now
@@ -384,6 +404,7 @@ class Simulation:
             self.history.record(self.now, "restart", node_id, f"process #{node.incarnation + 1}")
             node.start()
             self.ledger.reloaded(node_id, node.engine.docs)
+            self.presence_watch.restarted(node_id)
             if self._healed:
                 self._want_convergence_check()
 
@@ -497,6 +518,7 @@ class Simulation:
 
     def doc_changed(self, node: SimNode, event: DocChanged) -> None:
         self.ledger.changed(node.node_id, event.doc_id, event.update, event.origin)
+        self.presence_watch.changed(node.node_id, event.doc_id)
         if event.origin is not None:
             self._note_arrivals(node, event.doc_id, event.event_no)
         if event.doc_id == ACCOUNTS_DOC:

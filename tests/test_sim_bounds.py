@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from meridian.sim.bounds import convergence_bound
+from meridian.sim.bounds import convergence_bound, retransmission_s
+from meridian.sim.history import Retransmission
 from meridian.sim.scenario import SCENARIO_DIR, Scenario, load_scenario
 from meridian.sim.world import Simulation
 
@@ -56,3 +57,28 @@ def test_partial_partition_without_relay_fails_the_lag_and_convergence_bounds(
     assert not converge.ok and "over the bound" in converge.message
     healthy = Simulation(load_scenario(SCENARIO_DIR / "partial-partition.toml"), 1).run()
     assert healthy.ok, [v.message for v in healthy.verdicts if not v.ok]
+
+
+def test_a_lost_segment_after_the_heal_moves_the_convergence_deadline_by_its_wait() -> None:
+    heal, bound = 20.0, 0.277
+    late = Retransmission(20.057, "ap", "us", 0.2, 20.340)
+    early = Retransmission(19.5, "eu", "ap", 0.236, 19.85)  # arrived before the heal
+    after = Retransmission(20.5, "eu", "ap", 0.6, 21.2)  # sent after the moved deadline
+    assert retransmission_s([], heal, bound) == 0.0
+    assert retransmission_s([early, after], heal, bound) == 0.0
+    assert retransmission_s([early, late, after], heal, bound) == pytest.approx(0.2)
+    # a wait that moves the deadline brings a batch sent later into it
+    chained = Retransmission(20.45, "us", "ap", 0.4, 20.93)
+    assert retransmission_s([late, chained], heal, bound) == pytest.approx(0.4)
+
+
+def test_partial_partition_seed_96_converges_late_only_by_a_retransmission() -> None:
+    """Seed 96 converged 0.340 s after the heal against 0.277 s: eu's last put reached ap on
+    time, ap relayed it 5 ms later, and that batch to us lost a segment (200 ms RTO)."""
+    result = Simulation(load_scenario(SCENARIO_DIR / "partial-partition.toml"), 96).run()
+    verdict = {v.checker: v for v in result.verdicts}["convergence-time"]
+    assert verdict.ok, verdict.message
+    assert verdict.figures["seconds"] > 0.277 + 0.05
+    assert "for a batch that lost a TCP segment" in verdict.message
+    lost = [r for r in result.history.retransmissions if r.arrival > result.history.heal_at]
+    assert any(r.src == "ap" and r.dst == "us" and r.wait_s >= 0.2 for r in lost)

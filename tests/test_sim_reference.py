@@ -42,6 +42,8 @@ CHECKER_MODULES = (
     "clockcheck",
     "checkers",
     "bounds",
+    "presencecheck",
+    "presence_watch",
 )
 ALLOWED_PRODUCTION = ("meridian.games", "meridian.sync.settings")
 EPOCH = 1_767_225_600_000
