@@ -26,10 +26,21 @@ from meridian.node.localcluster import (
 
 REGIONS = ["eu", "us", "ap"]
 T = TypeVar("T")
-# One random simulator seed per test run (CI prints it; MERIDIAN_SIM_SEED=N replays it).
-SIM_RANDOM_SEED = int(
-    os.environ.get("MERIDIAN_SIM_SEED") or random.SystemRandom().randrange(1, 2**31)
-)
+SIM_SEED_ENV = "MERIDIAN_SIM_SEED"
+
+
+def _session_seed() -> int:
+    """One random simulator seed per test run (CI prints it; MERIDIAN_SIM_SEED=N replays it).
+
+    The seed chosen is put in the environment: pytest-xdist starts its workers after the main
+    process has imported this file, so every worker inherits the same seed (test ids hold it,
+    and workers that collected different ids would refuse to run)."""
+    chosen = os.environ.get(SIM_SEED_ENV) or str(random.SystemRandom().randrange(1, 2**31))
+    os.environ[SIM_SEED_ENV] = chosen
+    return int(chosen)
+
+
+SIM_RANDOM_SEED = _session_seed()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
