@@ -80,12 +80,13 @@ class Cluster:
 
     def eventually_get(self, index: int, key: str, timeout: float = 10.0) -> str:
         deadline = time.monotonic() + timeout
-        while True:
+        for pause in poll_steps():
             result = self.get(index, key)
             if result.returncode == 0 or time.monotonic() > deadline:
                 assert result.returncode == 0, f"{key} absent on node {index}: {result.stderr}"
                 return result.stdout.strip()
-            time.sleep(0.1)
+            time.sleep(pause)
+        raise AssertionError("unreachable: poll_steps never ends")
 
 
 @pytest.fixture
@@ -98,12 +99,28 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         stop_nodes(running.nodes)
 
 
+# Polling starts fast and slows down to a cap: most conditions hold within milliseconds (a push
+# after a move; a game of 100 plies waits once per ply), and a fixed 0.1 s step cost every
+# one of those waits its full step. The cap keeps a long wait from hammering a node.
+POLL_FIRST_S = 0.005
+POLL_MAX_S = 0.1
+
+
+def poll_steps() -> Iterator[float]:
+    """The pauses between checks of a condition: doubling from POLL_FIRST_S up to POLL_MAX_S."""
+    step = POLL_FIRST_S
+    while True:
+        yield step
+        step = min(step * 2, POLL_MAX_S)
+
+
 # A timeout parameter with a default, not a caller's asyncio.timeout: a condition never met fails
 # as an assertion of the test, and the 31 callers need no timeout block of their own.
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:  # noqa: ASYNC109
-    """Await `check()` every 0.1 s until it returns something true (refusals count as not yet)."""
+    """Await `check()` until it returns something true (refusals count as not yet), pausing
+    `poll_steps()` between checks."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    for pause in poll_steps():
         try:
             result = await check()
             if result:
@@ -112,4 +129,5 @@ async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 
             pass
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(pause)
+    raise AssertionError("unreachable: poll_steps never ends")
