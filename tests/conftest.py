@@ -50,6 +50,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On pytest-xdist workers (`make test`), the files that start processes or a browser go
+    first: they take most of the time, and started last they would leave one worker busy alone
+    at the end while the other has run out of quick in-memory files. Every worker sorts alike
+    (a stable sort), so their collections stay equal; a serial run keeps the file order."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    slow_files = {item.path for item in items if item.get_closest_marker("integration")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 class Cluster:
     def __init__(self, folder: Path, extra: str = "") -> None:
         self.env = cluster_env()
