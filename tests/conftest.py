@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
@@ -100,14 +101,29 @@ class Cluster:
         raise AssertionError("unreachable: poll_steps never ends")
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    running = Cluster(tmp_path)
+@contextlib.contextmanager
+def running_cluster(folder: Path) -> Iterator[Cluster]:
+    running = Cluster(folder)
     try:
         assert wait_for_mesh(running.nodes), "cluster did not form"
         yield running
     finally:
         stop_nodes(running.nodes)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A fresh cluster per test: for tests that kill, restart or corrupt a node, or count."""
+    with running_cluster(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster for the tests of a module that only add keys of their own and leave every
+    node running (a cluster start costs three node processes, seconds on a busy machine)."""
+    with running_cluster(tmp_path_factory.mktemp("shared-cluster")) as running:
+        yield running
 
 
 # Polling starts fast and slows down to a cap: most conditions hold within milliseconds (a push
