@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
@@ -26,10 +27,21 @@ from meridian.node.localcluster import (
 
 REGIONS = ["eu", "us", "ap"]
 T = TypeVar("T")
-# One random simulator seed per test run (CI prints it; MERIDIAN_SIM_SEED=N replays it).
-SIM_RANDOM_SEED = int(
-    os.environ.get("MERIDIAN_SIM_SEED") or random.SystemRandom().randrange(1, 2**31)
-)
+SIM_SEED_ENV = "MERIDIAN_SIM_SEED"
+
+
+def _session_seed() -> int:
+    """One random simulator seed per test run (CI prints it; MERIDIAN_SIM_SEED=N replays it).
+
+    The seed chosen is put in the environment: pytest-xdist starts its workers after the main
+    process has imported this file, so every worker inherits the same seed (test ids hold it,
+    and workers that collected different ids would refuse to run)."""
+    chosen = os.environ.get(SIM_SEED_ENV) or str(random.SystemRandom().randrange(1, 2**31))
+    os.environ[SIM_SEED_ENV] = chosen
+    return int(chosen)
+
+
+SIM_RANDOM_SEED = _session_seed()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -37,6 +49,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"simulator random seed: {SIM_RANDOM_SEED} "
         f"(replay with MERIDIAN_SIM_SEED={SIM_RANDOM_SEED})"
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On pytest-xdist workers (`make test`), the files that start processes or a browser go
+    first: they take most of the time, and started last they would leave one worker busy alone
+    at the end while the other has run out of quick in-memory files. Every worker sorts alike
+    (a stable sort), so their collections stay equal; a serial run keeps the file order."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    slow_files = {item.path for item in items if item.get_closest_marker("integration")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 class Cluster:
@@ -69,17 +92,18 @@ class Cluster:
 
     def eventually_get(self, index: int, key: str, timeout: float = 10.0) -> str:
         deadline = time.monotonic() + timeout
-        while True:
+        for pause in poll_steps():
             result = self.get(index, key)
             if result.returncode == 0 or time.monotonic() > deadline:
                 assert result.returncode == 0, f"{key} absent on node {index}: {result.stderr}"
                 return result.stdout.strip()
-            time.sleep(0.1)
+            time.sleep(pause)
+        raise AssertionError("unreachable: poll_steps never ends")
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    running = Cluster(tmp_path)
+@contextlib.contextmanager
+def running_cluster(folder: Path) -> Iterator[Cluster]:
+    running = Cluster(folder)
     try:
         assert wait_for_mesh(running.nodes), "cluster did not form"
         yield running
@@ -87,12 +111,43 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         stop_nodes(running.nodes)
 
 
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A fresh cluster per test: for tests that kill, restart or corrupt a node, or count."""
+    with running_cluster(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster for the tests of a module that only add keys of their own and leave every
+    node running (a cluster start costs three node processes, seconds on a busy machine)."""
+    with running_cluster(tmp_path_factory.mktemp("shared-cluster")) as running:
+        yield running
+
+
+# Polling starts fast and slows down to a cap: most conditions hold within milliseconds (a push
+# after a move; a game of 100 plies waits once per ply), and a fixed 0.1 s step cost every
+# one of those waits its full step. The cap keeps a long wait from hammering a node.
+POLL_FIRST_S = 0.005
+POLL_MAX_S = 0.1
+
+
+def poll_steps() -> Iterator[float]:
+    """The pauses between checks of a condition: doubling from POLL_FIRST_S up to POLL_MAX_S."""
+    step = POLL_FIRST_S
+    while True:
+        yield step
+        step = min(step * 2, POLL_MAX_S)
+
+
 # A timeout parameter with a default, not a caller's asyncio.timeout: a condition never met fails
 # as an assertion of the test, and the 31 callers need no timeout block of their own.
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:  # noqa: ASYNC109
-    """Await `check()` every 0.1 s until it returns something true (refusals count as not yet)."""
+    """Await `check()` until it returns something true (refusals count as not yet), pausing
+    `poll_steps()` between checks."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    for pause in poll_steps():
         try:
             result = await check()
             if result:
@@ -101,4 +156,5 @@ async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 
             pass
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(pause)
+    raise AssertionError("unreachable: poll_steps never ends")

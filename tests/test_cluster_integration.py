@@ -27,7 +27,8 @@ from tests.conftest import REGIONS, Cluster
 pytestmark = pytest.mark.integration
 
 
-def test_writes_on_each_node_are_read_back_on_the_other_two(cluster: Cluster) -> None:
+def test_writes_on_each_node_are_read_back_on_the_other_two(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     for index, region in enumerate(REGIONS):
         cluster.put(index, f"from-{region}", f"hello from {region}")
     for index in range(3):
@@ -50,8 +51,9 @@ def test_sigkilled_node_restarts_from_its_store_and_catches_up(cluster: Cluster)
 
 
 def test_node_with_wrong_secret_is_refused_and_gets_nothing(
-    cluster: Cluster, tmp_path: Path
+    shared_cluster: Cluster, tmp_path: Path
 ) -> None:
+    cluster = shared_cluster
     cluster.put(0, "private", "cluster data")
     intruder_dir = tmp_path / "intruder"
     path = write_configs(intruder_dir, ["xx"])[0]
@@ -77,7 +79,8 @@ def test_node_with_wrong_secret_is_refused_and_gets_nothing(
         stop_nodes([intruder])
 
 
-def test_http_surface(cluster: Cluster) -> None:
+def test_http_surface(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     base = cluster.url(0)
     health = json.loads(urllib.request.urlopen(f"{base}/healthz").read())
     assert health["node"] == "eu-1" and sorted(health["peers"]) == ["ap-1", "us-1"]

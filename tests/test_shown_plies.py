@@ -50,10 +50,15 @@ class Seat:
             self.rollbacks.append(push)
 
 
-async def seated_players(cluster: ProxiedCluster, http: aiohttp.ClientSession) -> list[Seat]:
-    """2 x GAMES players on eu, paired into GAMES live games."""
-    seats = []
-    for i in range(2 * GAMES):
+async def seated_players(
+    cluster: ProxiedCluster, http: aiohttp.ClientSession, seats: list[Seat]
+) -> None:
+    """2 x GAMES players on eu (appended to `seats` as they connect, so the caller can close
+    them whatever happens), paired into GAMES live games. Players sign up and pair at once, not
+    one after another: each signup waits for two argon2id hashes, and nothing here is about
+    their order."""
+
+    async def signed_up(i: int) -> None:
         client = PlayerClient(cluster.url("eu"), http, queue_pushes=False)
         await client.register(f"player{i}", PASSWORD)
         await client.login(f"player{i}", PASSWORD)
@@ -61,14 +66,21 @@ async def seated_players(cluster: ProxiedCluster, http: aiohttp.ClientSession) -
         seat = Seat(client)
         client.on_push = seat.record
         seats.append(seat)
-    for host, guest in zip(seats[::2], seats[1::2], strict=True):
-        invite = (await eventually(partial(_invite, host, guest)))["invite"]
-        accepted = await eventually(partial(guest.client.request, "accept", invite=invite["iid"]))
-        gid = accepted["game"]
-        for player in (host, guest):
-            push = await eventually(partial(_game, player.client, gid))
-            player.gid, player.seat = gid, push["you"]
-    return seats
+        seated[i] = seat
+
+    seated: dict[int, Seat] = {}
+    await asyncio.gather(*(signed_up(i) for i in range(2 * GAMES)))
+    ordered = [seated[i] for i in range(2 * GAMES)]
+    await asyncio.gather(*(_paired(h, g) for h, g in zip(ordered[::2], ordered[1::2], strict=True)))
+
+
+async def _paired(host: Seat, guest: Seat) -> None:
+    invite = (await eventually(partial(_invite, host, guest)))["invite"]
+    accepted = await eventually(partial(guest.client.request, "accept", invite=invite["iid"]))
+    gid = accepted["game"]
+    for player in (host, guest):
+        push = await eventually(partial(_game, player.client, gid))
+        player.gid, player.seat = gid, push["you"]
 
 
 async def _invite(host: Seat, guest: Seat) -> dict[str, Any]:
@@ -149,10 +161,14 @@ def _same_move(logged: dict[str, Any], shown: dict[str, Any]) -> bool:
 
 
 async def play_through_kills(
-    cluster: ProxiedCluster, http: aiohttp.ClientSession, kills: list[float], restart: bool
-) -> list[Seat]:
+    cluster: ProxiedCluster,
+    http: aiohttp.ClientSession,
+    kills: list[float],
+    restart: bool,
+    seats: list[Seat],
+) -> None:
     rng = random.Random(SIM_RANDOM_SEED)
-    seats = await seated_players(cluster, http)
+    await seated_players(cluster, http, seats)
     # With ack_regions = 0 a move durable only on eu must wait for eu to come back: players who
     # moved on to another region could fork the game there (a documented, notified merge).
     urls = [cluster.url("eu")] if restart else [cluster.url("us"), cluster.url("ap")]
@@ -163,7 +179,14 @@ async def play_through_kills(
         if restart:
             cluster.restart("eu")
     await asyncio.wait_for(games, PLAY_TIMEOUT_S)
-    return seats
+
+
+async def stopped(cluster: ProxiedCluster, seats: list[Seat]) -> None:
+    """Players leave, then the nodes stop: a node stopping with players still connected drains
+    first, waiting for them to move to another region (here: until stop_nodes kills it)."""
+    for seat in seats:
+        await seat.client.close()
+    await cluster.stop()
 
 
 @pytest.fixture
@@ -179,14 +202,15 @@ async def test_sigkill_and_restart_mid_play_never_takes_back_a_shown_ply(
     # stands between a SIGKILL and a shown ply that the restart no longer has.
     cluster = ProxiedCluster(tmp_path, ["eu"], extra=FAST_RECONNECT)
     await cluster.start()
+    seats: list[Seat] = []
     try:
         kills = [random.Random(SIM_RANDOM_SEED + i).uniform(0.3, 1.2) for i in range(3)]
-        seats = await play_through_kills(cluster, http, kills, restart=True)
+        await play_through_kills(cluster, http, kills, restart=True, seats=seats)
         assert await vanished_plies(seats, cluster.url("eu")) == []
         assert [r for s in seats for r in s.rollbacks] == []
         assert sum(len(s.shown) for s in seats) > 50
     finally:
-        await cluster.stop()
+        await stopped(cluster, seats)
 
 
 async def test_with_ack_regions_1_a_lost_node_takes_back_no_shown_ply(
@@ -195,10 +219,11 @@ async def test_with_ack_regions_1_a_lost_node_takes_back_no_shown_ply(
     extra = FAST_RECONNECT + "\n[replication]\nack_regions = 1\n"
     cluster = ProxiedCluster(tmp_path, ["eu", "us", "ap"], extra=extra)
     await cluster.start()
+    seats: list[Seat] = []
     try:
         kill_at = random.Random(SIM_RANDOM_SEED).uniform(0.5, 1.5)
-        seats = await play_through_kills(cluster, http, [kill_at], restart=False)
+        await play_through_kills(cluster, http, [kill_at], restart=False, seats=seats)
         assert await vanished_plies(seats, cluster.url("us")) == []
         assert [r for s in seats for r in s.rollbacks] == []
     finally:
-        await cluster.stop()
+        await stopped(cluster, seats)
