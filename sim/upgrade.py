@@ -54,6 +54,9 @@ DRAIN_DEADLINE_S = 8  # the nodes' node.drain_deadline_s: players have moved wel
 CONVERGE_TIMEOUT_S = 30.0
 PROGRESS_TIMEOUT_S = 20.0  # wait this long for the bots to start a game before an upgrade
 BETWEEN_UPGRADES_S = 2.0
+# After the last upgrade the bots finish their games in seconds; past this they are stopped and
+# the report names it (with the bots' last lines) instead of the command waiting for ever.
+FINISH_TIMEOUT_S = 60.0
 LINK_UP = re.compile(r"link up: (\S+) \(region \S+, .*protocol (\d+)\)")
 REFUSED = "refused from "  # what the replicator logs for a refused peer frame
 UNSHARED_PREFIX = "presence:"  # presence heartbeats keep changing: compared no further
@@ -142,8 +145,11 @@ async def rolling_upgrade(
         report.protocols = _link_protocols(nodes)
         servers = [configs[region].public_url for region in REGIONS]
         lines: list[str] = []
+        stop = asyncio.Event()
         play = asyncio.create_task(
-            run_bots(servers, bots, games, seed, move_delay_s=move_delay_s, log=lines.append)
+            run_bots(
+                servers, bots, games, seed, move_delay_s=move_delay_s, log=lines.append, stop=stop
+            )
         )
         for region in old_regions:
             await _wait_for_games(lines, play, say)
@@ -155,15 +161,33 @@ async def rolling_upgrade(
             report.upgraded.append(region)
             say(f"  {region} back in the mesh")
         report.protocols_after = _link_protocols(nodes, since_start=True)
-        summary = await play
+        summary, late = await _finish(play, stop, lines)
         report.players_moved = sum(bot.reconnects for bot in summary.bots)
         say(f"bots done: {len(summary.gids())} games in {summary.elapsed_s:.1f} s")
         await _check(report, summary, servers, env[TOKEN_ENV])
+        report.bot_problems += late
         report.refusals = _refusals(nodes)
     finally:
         await asyncio.to_thread(stop_nodes, list(nodes.values()))
     report.elapsed_s = time.monotonic() - started
     return report
+
+
+async def _finish(
+    play: asyncio.Task[BotSummary], stop: asyncio.Event, lines: list[str]
+) -> tuple[BotSummary, list[str]]:
+    """The bots' summary once they finish, or once stopped FINISH_TIMEOUT_S after the last
+    upgrade (then with a problem line naming it and the bots' last lines)."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(play), FINISH_TIMEOUT_S), []
+    except TimeoutError:
+        stop.set()
+        summary = await play
+        last = "; ".join(lines[-8:]) or "none"
+        return summary, [
+            f"the bots had not finished {FINISH_TIMEOUT_S:g} s after the last upgrade and were "
+            f"stopped; their last lines: {last}"
+        ]
 
 
 async def _form(nodes: dict[str, LocalNode], say: Callable[[str], None]) -> None:
