@@ -361,7 +361,8 @@ class GamesResult:
     errors: dict[str, int]
     setup_s: float  # logging everybody in and starting every game
     playing: int  # players at a table when the measurement started
-    commit_ms: list[tuple[float, float]]  # per node: group commit p50, p99 (fsync included)
+    # per node: group commit p50, p99 (fsync included); durable wait p50, p99 (commit_latency_ms)
+    commit_ms: list[tuple[float, float, float, float]]
     kb_per_player: float  # growth of the servers' RSS from before the log-ins, per player
     load: float  # the machine's load average (1 minute) when the measurement ended
 
@@ -464,17 +465,20 @@ async def play_relay(
         return await play_games(servers, names, args.seconds, rate)
 
 
-def commit_latency_ms(url: str) -> tuple[float, float]:
-    """The node's recent group commits, p50 and p99 in ms, from its /metrics: with the push gate
-    a move reaches the opponent only after its commit, so this is the latency it may add."""
+def commit_latency_ms(url: str) -> tuple[float, float, float, float]:
+    """The node's recent group commits, p50 and p99 in ms, then the same of the durable wait
+    (first change of a commit queued -> known durable on the loop), from its /metrics: with the
+    push gate a move reaches the opponent only after its commit, so this is the latency it may
+    add."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    found = {}
-    for quantile in ("0.5", "0.99"):
-        prefix = f'meridian_store_commit_latency_seconds{{quantile="{quantile}"}} '
-        line = next((ln for ln in text.splitlines() if ln.startswith(prefix)), None)
-        found[quantile] = float(line[len(prefix) :]) * 1000 if line else float("nan")
-    return found["0.5"], found["0.99"]
+        lines = response.read().decode().splitlines()
+    found = []
+    for name in ("meridian_store_commit_latency_seconds", "meridian_store_durable_wait_seconds"):
+        for quantile in ("0.5", "0.99"):
+            prefix = f'{name}{{quantile="{quantile}"}} '
+            line = next((ln for ln in lines if ln.startswith(prefix)), None)
+            found.append(float(line[len(prefix) :]) * 1000 if line else float("nan"))
+    return found[0], found[1], found[2], found[3]
 
 
 async def _until_all_play(players: list[BenchPlayer]) -> int:
@@ -498,8 +502,10 @@ def print_games(title: str, result: GamesResult, target: str) -> None:
     )
     print(f"   node CPU {cpu} of a core; this client {result.client_cpu:.0%}   {target}")
     if result.commit_ms:
-        commits = ", ".join(f"p50 {a:.1f} ms p99 {b:.1f} ms" for a, b in result.commit_ms)
+        commits = ", ".join(f"p50 {a:.1f} ms p99 {b:.1f} ms" for a, b, _, _ in result.commit_ms)
+        waits = ", ".join(f"p50 {c:.1f} ms p99 {d:.1f} ms" for _, _, c, d in result.commit_ms)
         print(f"   group commit (fsync included; a shown move waits for it): {commits}")
+        print(f"   durable wait (first change queued -> known on the event loop): {waits}")
     if result.moves_per_s:
         per_move = max(result.node_cpu) / result.moves_per_s * 1000
         print(

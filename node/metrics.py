@@ -78,6 +78,15 @@ class StoreReadings(Protocol):
     @property
     def total_commit_seconds(self) -> float: ...
 
+    @property
+    def durable_wait_seconds(self) -> Iterable[float]: ...
+
+    @property
+    def total_durable_waits(self) -> int: ...
+
+    @property
+    def total_durable_wait_seconds(self) -> float: ...
+
 
 class LoadReadings(Protocol):
     """The load observer (``node.observer.LoadObserver``): every live process's load."""
@@ -169,6 +178,11 @@ class NodeCollector:
             seconds_total=store.total_commit_seconds,
             failures=counters.store_failures,
         )
+        yield durable_wait_family(
+            store.durable_wait_seconds,
+            count=store.total_durable_waits,
+            total=store.total_durable_wait_seconds,
+        )
         yield from quarantine_families(counters, quarantined=len(replicator.quarantined))
         view = self.sources.observer.view()
         yield from load_families(view)
@@ -242,6 +256,16 @@ def replication_families(counters: ReplicatorCounters, *, documents: int) -> lis
     links.add_metric(["closed"], counters.links_closed)
     links.add_metric(["refused"], counters.links_refused)
     return [changes, held, links]
+
+
+def durable_wait_family(recent: Iterable[float], *, count: int, total: float) -> Metric:
+    """How long a change waits to be known durable on the loop (what a gated push waits)."""
+    family = SummaryMetricFamily(
+        "meridian_store_durable_wait_seconds",
+        "first change of a group commit queued -> known durable on the event loop",
+    )
+    add_summary(family, {}, recent, count=count, total=total)
+    return family
 
 
 def store_families(

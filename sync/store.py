@@ -671,6 +671,12 @@ class GroupCommitStore:
         self.last_commit: CommitStats | None = None
         # Durations of the most recent commit transactions (fsync included), for metrics.
         self.commit_latency_seconds: deque[float] = deque(maxlen=latency_samples)
+        # From the first update of a batch queued to the loop learning it is durable: the
+        # commit plus the writer's wake-up and the hand-back, what a gated push waits at most.
+        self.durable_wait_seconds: deque[float] = deque(maxlen=latency_samples)
+        self.total_durable_waits = 0
+        self.total_durable_wait_seconds = 0.0
+        self._queue_opened_at = 0.0  # perf_counter() when the queue last went from empty
         self.total_commits = 0
         self.total_commit_seconds = 0.0  # every commit's duration added up (a summary's _sum)
         self.total_updates = 0
@@ -712,6 +718,8 @@ class GroupCommitStore:
             update = validate_update(update, doc_id)
         self._running_loop()
         with self._lock:
+            if not self._queue:
+                self._queue_opened_at = time.perf_counter()
             self._queue.append((None, doc_id, update, _UPDATE, number))
             if self._writer_waiting:
                 self._wakeup.notify()
@@ -756,6 +764,8 @@ class GroupCommitStore:
     def _enqueue(self, doc_id: str, payload: bytes, job: int) -> asyncio.Future[None]:
         future: asyncio.Future[None] = self._running_loop().create_future()
         with self._lock:
+            if not self._queue:
+                self._queue_opened_at = time.perf_counter()
             self._queue.append((future, doc_id, payload, job, NO_NUMBER))
             if self._writer_waiting:
                 self._wakeup.notify()
@@ -772,10 +782,11 @@ class GroupCommitStore:
                         self._writer_waiting = False
                     batch, self._queue = self._queue, []
                     meta, self._queued_meta = self._queued_meta, {}
+                    opened_at = self._queue_opened_at
                     if not batch and not meta:
                         return  # closing and drained
                 try:
-                    self._write(batch, meta)
+                    self._write(batch, meta, opened_at)
                 except Exception as error:  # a bug, not a failed commit: keep the writer alive
                     logger.exception("document store writer failed on a batch")
                     futures = [job[0] for job in batch if job[0] is not None]
@@ -783,7 +794,7 @@ class GroupCommitStore:
         finally:
             self._store.close()
 
-    def _write(self, batch: list[_Job], meta: dict[str, str]) -> None:
+    def _write(self, batch: list[_Job], meta: dict[str, str], opened_at: float) -> None:
         for key, value in meta.items():
             self._store.stage_meta(key, value)
         waiting: list[asyncio.Future[None]] = []
@@ -793,15 +804,17 @@ class GroupCommitStore:
                 self._store._stage_validated(doc_id, payload)
                 number = max(number, job_number)
             elif job == _REPLACE and future is not None:
-                self._commit(waiting, number)  # earlier submits first, as they were queued
+                self._commit(waiting, number, opened_at)  # earlier submits first, as queued
                 waiting, number = [], NO_NUMBER
                 self._replace(future, doc_id, payload)
                 continue
             if future is not None:
                 waiting.append(future)
-        self._commit(waiting, number)
+        self._commit(waiting, number, opened_at)
 
-    def _commit(self, futures: list[asyncio.Future[None]], number: int) -> None:
+    def _commit(
+        self, futures: list[asyncio.Future[None]], number: int, opened_at: float = 0.0
+    ) -> None:
         try:
             stats = self._store.commit()
         except Exception as error:
@@ -816,7 +829,14 @@ class GroupCommitStore:
             self.total_commit_seconds += stats.seconds
             self.total_updates += stats.updates
             self.total_snapshots += stats.snapshots
-        self._settle(futures, None, number)
+        self._settle(futures, None, number, opened_at if stats.updates else 0.0)
+
+    def _note_durable_wait(self, opened_at: float) -> None:
+        """On the loop, as a commit's waiters are released: how long its first update waited."""
+        seconds = time.perf_counter() - opened_at
+        self.durable_wait_seconds.append(seconds)
+        self.total_durable_waits += 1
+        self.total_durable_wait_seconds += seconds
 
     def _replace(self, future: asyncio.Future[None], doc_id: str, full_state: bytes) -> None:
         try:
@@ -828,13 +848,20 @@ class GroupCommitStore:
         self._settle([future], None, NO_NUMBER)
 
     def _settle(
-        self, futures: list[asyncio.Future[None]], error: Exception | None, number: int
+        self,
+        futures: list[asyncio.Future[None]],
+        error: Exception | None,
+        number: int,
+        opened_at: float = 0.0,  # set for a commit of updates: its durable wait is measured
     ) -> None:
         listener = self._durability_listener if number != NO_NUMBER else None
         if (not futures and listener is None) or self._loop is None:
             return
+        note_wait = self._note_durable_wait if opened_at else None
         try:
-            self._loop.call_soon_threadsafe(_resolve, futures, error, listener, number)
+            self._loop.call_soon_threadsafe(
+                _resolve, futures, error, listener, number, note_wait, opened_at
+            )
         except RuntimeError:  # the loop is closed: nobody is left to wait on these futures
             logger.warning("event loop closed; %d store futures left unresolved", len(futures))
 
@@ -844,7 +871,11 @@ def _resolve(
     error: Exception | None,
     listener: DurabilityListener | None,
     number: int,
+    note_wait: Callable[[float], None] | None,
+    opened_at: float,
 ) -> None:
+    if note_wait is not None:  # on the loop: the wait as the waiters see it
+        note_wait(opened_at)
     if listener is not None:  # first: a waiter resolved below may then see the new durability
         listener(number, error)
     for future in futures:

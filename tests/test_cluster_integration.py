@@ -101,6 +101,7 @@ def test_http_surface(shared_cluster: Cluster) -> None:
     assert 'meridian_peer_up{peer="us-1",region="us"} 1.0\n' in metrics
     assert "\nmeridian_store_commit_latency_seconds_count " in metrics
     assert "\nmeridian_store_commit_latency_seconds_sum " in metrics
+    assert "\nmeridian_store_durable_wait_seconds_count " in metrics
 
 
 def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:

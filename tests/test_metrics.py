@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -161,6 +162,9 @@ class Store:
     commit_latency_seconds: list[float]
     total_commits: int
     total_commit_seconds: float
+    durable_wait_seconds: list[float]
+    total_durable_waits: int
+    total_durable_wait_seconds: float
 
 
 class Observer:
@@ -215,7 +219,7 @@ def test_a_node_registry_reads_only_the_parts_it_is_given() -> None:
     sources = Sources(
         Engine({"us-1": peer}, docs=["a", "b", "c"], refusals={("us-1", "too_large"): 4}),
         Replicator(counters, quarantined={"a": "checksum"}),
-        Store([0.001], total_commits=40_000_001, total_commit_seconds=12.5),
+        Store([0.001], 40_000_001, 12.5, [0.002, 0.004, 0.006], 3, 0.012),
         Observer(),
         Service(
             Counts({"name": 1}),
@@ -233,6 +237,9 @@ def test_a_node_registry_reads_only_the_parts_it_is_given() -> None:
     rule = frozenset({("peer", "us-1"), ("rule", "too_large")})
     assert parsed["meridian_sync_refused_total", rule] == 4
     assert parsed["meridian_store_commits_total", frozenset()] == 40_000_001
+    assert parsed["meridian_store_durable_wait_seconds_count", frozenset()] == 3
+    median = frozenset({("quantile", "0.5")})
+    assert parsed["meridian_store_durable_wait_seconds", median] == pytest.approx(0.004)
     assert parsed["meridian_store_failures_total", frozenset()] == 1
     assert parsed["meridian_store_quarantined_documents", frozenset()] == 1
     assert parsed["meridian_store_quarantines_total", frozenset()] == 2

@@ -44,6 +44,9 @@ async def test_2000_submits_resolve_in_far_fewer_commits(tmp_path: Path) -> None
     assert 1 <= group.total_commits <= 100
     assert group.last_commit is not None
     assert len(group.commit_latency_seconds) == group.total_commits
+    # every commit's first update waited at least as long as the commit itself took
+    assert len(group.durable_wait_seconds) == group.total_durable_waits == group.total_commits
+    assert min(group.durable_wait_seconds) >= min(group.commit_latency_seconds)
     await group.close()
     loaded = reload(path)
     stored = sorted(update for updates in loaded.updates.values() for update in updates)
