@@ -82,10 +82,13 @@ class Table:
         gid, keep = push["game"], self.bot.settings.finished_seen
         if gid in self.finished:
             self.finished.remove(gid)
+        entry = {"ply": push["ply"], "head": push["head"]}
+        if lost := self.seen.get(gid, {}).get("lost"):
+            entry["lost"] = lost  # until a settled rollback names where that line left
         if push["status"] == "live":
-            self.seen[gid] = {"ply": push["ply"], "head": push["head"]}
+            self.seen[gid] = entry
         elif keep:  # played or only watched: either may be taken back
-            self.seen[gid] = {"ply": push["ply"], "head": push["head"]}
+            self.seen[gid] = entry
             self.finished.append(gid)
             while len(self.finished) > keep:
                 self.seen.pop(self.finished.pop(0), None)
@@ -93,9 +96,16 @@ class Table:
             self.seen.pop(gid, None)
 
     def rollback(self, push: Reply) -> None:
-        """A node took back plies this bot was shown: the next move is chosen afresh."""
-        self.bot.note("rollback", uid=self.bot.uid, game=push["game"], ply=push["ply"])
+        """A node took back plies this bot was shown: the next move is chosen afresh. A notice
+        that is only a bound (``settled`` false) leaves the line it is about in hello's
+        ``seen`` as ``lost``, until a settled one, so the next node that can place the line
+        says where it really left (docs/protocol.md, *Who is told of a rollback*)."""
+        gid = push["game"]
+        self.bot.note("rollback", uid=self.bot.uid, game=gid, ply=push["ply"])
         self.move_for = None
+        entry = self.seen.get(gid)
+        if entry is not None:
+            entry_with_lost_line(entry, push)
 
     # --- playing ------------------------------------------------------------------------------
 
@@ -173,3 +183,18 @@ class Table:
             for gid, p in sorted(self.views.items())
             if p["you"] is not None or gid == self.watching
         }
+
+
+def entry_with_lost_line(entry: Reply, notice: Reply) -> None:
+    """Update one game's hello ``seen`` entry for a ``rollback`` notice about the line ending at
+    the notice's ``head``: a settled notice about the reported lost line drops it; a bound
+    (``settled`` false) about it lowers its ``told``, and one about the line last shown makes
+    that line the lost one (the newest line told only a bound is the one still owed)."""
+    lost, head = entry.get("lost"), notice.get("head")
+    if lost is not None and lost["head"] == head:
+        if notice.get("settled", True):
+            del entry["lost"]
+        else:
+            lost["told"] = min(lost["told"], notice["ply"])
+    elif not notice.get("settled", True) and head == entry["head"]:
+        entry["lost"] = {"ply": entry["ply"], "head": head, "told": notice["ply"]}

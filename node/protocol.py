@@ -1,13 +1,9 @@
 """The player protocol's one schema: every websocket message and every HTTP body, typed and capped.
 
-Input is decoded once, here, into frozen msgspec Structs; the handlers receive those objects and
-never see raw JSON. Client websocket messages are a tagged union on ``type``
-(`CLIENT_MESSAGES`); each HTTP route has its body Struct. The schema caps every string and list
-length and every integer's range, refuses unknown fields and lone surrogates (msgspec refuses a
-``\\ud800`` escape that is not half of a pair), and has no free-form field, so a value nested
-deeper than the schema is refused where it starts. A frame too deep to even skip (an unknown
-field holding 1,000 nested arrays) is refused the same way.
-
+Input is decoded once, here, into frozen msgspec Structs; handlers never see raw JSON. Client
+websocket messages are a tagged union on ``type`` (`CLIENT_MESSAGES`); each HTTP route has its
+body Struct. Every string and list length and every integer's range is capped; unknown fields,
+lone surrogates and values nested deeper than the schema (or too deep to skip) are refused.
 A bad input gets a named `ErrorCode` (an HTTP status from `HTTP_STATUS`, or a websocket reply),
 or a `CloseCode` when the websocket cannot go on. docs/protocol.md lists both tables and every
 message with its fields; tests/test_protocol_schema.py checks that page against this module.
@@ -15,7 +11,7 @@ message with its fields; tests/test_protocol_schema.py checks that page against 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar, get_args
 
 import msgspec
 from msgspec import Meta, Struct
@@ -95,11 +91,20 @@ DocScalar = str | bool | None | SafeInt | float
 DocKey = Annotated[str, Meta(min_length=1, max_length=MAX_DOC_KEY_CHARS)]
 
 
-class Seen(Struct, frozen=True, forbid_unknown_fields=True):
-    """hello's report of the last `game` push shown for one game."""
+class Lost(Struct, frozen=True, forbid_unknown_fields=True):
+    """``seen[gid].lost``: a line a ``rollback`` with ``settled`` false only bounded (`told`)."""
 
     ply: Annotated[int, Meta(ge=0, le=MAX_SEEN_PLY)]
     head: Annotated[str, Meta(max_length=MAX_HEAD_CHARS)]
+    told: Annotated[int, Meta(ge=0, le=MAX_SEEN_PLY)]
+
+
+class Seen(Struct, frozen=True, forbid_unknown_fields=True):
+    """hello's report of the last `game` push shown for one game (and a line still unsettled)."""
+
+    ply: Annotated[int, Meta(ge=0, le=MAX_SEEN_PLY)]
+    head: Annotated[str, Meta(max_length=MAX_HEAD_CHARS)]
+    lost: Lost | None = None
 
 
 class TimeControl(Struct, frozen=True, forbid_unknown_fields=True):
@@ -187,22 +192,6 @@ class Ping(ClientMessage, tag="ping", frozen=True):
     pass
 
 
-CLIENT_MESSAGES: Final[tuple[type[ClientMessage], ...]] = (
-    Hello,
-    Invite,
-    Retract,
-    Accept,
-    Decline,
-    Move,
-    Save,
-    GiveUp,
-    Watch,
-    Unwatch,
-    Chat,
-    Saved,
-    Rename,
-    Ping,
-)
 AnyClientMessage = (
     Hello
     | Invite
@@ -219,6 +208,7 @@ AnyClientMessage = (
     | Rename
     | Ping
 )
+CLIENT_MESSAGES: Final[tuple[type[ClientMessage], ...]] = get_args(AnyClientMessage)
 
 
 def message_type(cls: type[ClientMessage]) -> str:

@@ -4,8 +4,11 @@ A ``rollback`` names, for each client, the ply where the moves *that client* was
 game's chain (``GameTracker.branch_exit``; docs/protocol.md, *Who is told of a rollback*). The
 games topic tells the game's players and watchers when a merge rolls its chain back; this module
 remembers the others: the heads a client reported in hello's ``seen`` that this node cannot
-place yet (a wait, then a bound, lowered when the rest of the branch arrives), and connections
-that stopped watching a game (told if it goes back below the last view they were shown).
+place yet (a wait, then a bound, lowered when the rest of the branch arrives), a line a client
+was told about only with a bound elsewhere (``seen``'s ``lost``, settled here when this node can
+place it), and players who watched a game and no longer do here (they stopped watching, their
+connection was replaced, or they watched it on another node: told if it goes back below the last
+view they were shown, on any connection they still have here).
 """
 
 from __future__ import annotations
@@ -42,6 +45,17 @@ class UnseenHead:
 
 
 @dataclass(frozen=True)
+class LostLine:
+    """hello's ``seen[gid].lost``: a line of moves a node told the client was not kept, naming
+    only a bound (`told`, a ``rollback`` with ``settled`` false). The client reports it until a
+    notice is settled, so whichever node can place the line tells it where it really left."""
+
+    ply: int
+    head: str
+    told: int
+
+
+@dataclass(frozen=True)
 class UnsettledHead:
     """A seen head whose branch this node holds only in part: the player was told `told` (None:
     nothing yet, the game itself has not arrived), a bound that arriving records may lower."""
@@ -63,16 +77,23 @@ class RollbackNotices:
         self.unseen_heads: list[UnseenHead] = []  # hello's "seen" heads not received here yet
         # (uid, gid, head) -> a branch told with a bound, settled as its records arrive
         self.unsettled: dict[tuple[str, str, str], UnsettledHead] = {}
-        # (gid, conn_id) -> (ply, head) of the last view of a game that connection stopped
-        # watching: it is still told if that game goes back below what it saw
-        self.left_watchers: dict[tuple[str, str], tuple[int, str]] = {}
+        # (gid, uid, head) -> ply: the last view of a game a player watched and no longer
+        # watches here; they are still told if that game goes back below what they saw
+        self.left_watchers: dict[tuple[str, str, str], int] = {}
 
-    def announce_unseen(self, conn: Conn, seen: dict[str, tuple[int, str]], now: float) -> None:
+    def announce_unseen(
+        self,
+        conn: Conn,
+        seen: dict[str, tuple[int, str]],
+        now: float,
+        lost: dict[str, LostLine] | None = None,
+    ) -> None:
         """After hello: the player saw plies this node's chain does not hold (a fork was resolved
         against them, or the region that showed them was lost before they replicated) and may
         never have got the rollback notice: tell them now, before the game view. A branch part
         of which this node never received may still be in flight: that one waits
-        (`recheck`), and one for a game not here yet waits for the game."""
+        (`recheck`), and one for a game not here yet waits for the game. A game the player only
+        watched, whose view is on the chain here, is remembered as a left watcher's."""
         for gid, (ply, head) in seen.items():
             tracker = self.state.games.get(gid)
             if tracker is None:
@@ -80,12 +101,38 @@ class RollbackNotices:
                 continue
             found = tracker.branch_exit(ply, head)
             if found is None:
-                continue
-            if not found.exact:
+                self._remember_watched(conn.uid, gid, tracker, ply, head)
+            elif not found.exact:
                 due = now + UNSEEN_HEAD_WAIT_S
                 self.unseen_heads.append(UnseenHead(conn.conn_id, gid, ply, head, due))
-                continue
-            self._send(conn.conn_id, gid, found.ply)
+            else:
+                self._send(conn.conn_id, gid, found.ply, head, settled=True)
+        for gid, line in (lost or {}).items():
+            self._announce_lost(conn, gid, line)
+
+    def _announce_lost(self, conn: Conn, gid: str, line: LostLine) -> None:
+        """A line another node could only bound: settled now if this node can place it, else
+        remembered like a bound told here (`settle`)."""
+        tracker = self.state.games.get(gid)
+        found = tracker.branch_exit(line.ply, line.head) if tracker is not None else None
+        if found is not None and found.exact:
+            self._send(conn.conn_id, gid, found.ply, line.head, settled=True)
+        elif tracker is None or found is not None:
+            unsettled = UnsettledHead(conn.uid, gid, line.ply, line.head, line.told)
+            self._remember_unsettled(unsettled)
+
+    def _remember_watched(
+        self, uid: str, gid: str, tracker: GameTracker, ply: int, head: str
+    ) -> None:
+        """A view of `gid` that `uid` was shown, still on the chain here: told if that changes.
+        (A player of the game is in its audience here: told with the others.)"""
+        if uid in tracker.info.players:
+            return
+        key = (gid, uid, head)
+        self.left_watchers.pop(key, None)
+        self.left_watchers[key] = ply
+        while len(self.left_watchers) > MAX_LEFT_WATCHERS:
+            del self.left_watchers[next(iter(self.left_watchers))]
 
     def recheck(self, now: float) -> None:
         """A waiting branch that reached the chain needs nothing but the game view; one that is
@@ -103,8 +150,10 @@ class RollbackNotices:
             if found is not None and not found.exact and now < unseen.due:
                 waiting.append(unseen)
                 continue
-            if found is not None:
-                self._send(unseen.conn_id, unseen.gid, found.ply)
+            if found is None:  # arrived, and on the chain
+                self._remember_watched(conn.uid, unseen.gid, tracker, unseen.ply, unseen.head)
+            else:
+                self._send(unseen.conn_id, unseen.gid, found.ply, unseen.head, settled=found.exact)
                 if not found.exact:
                     told = UnsettledHead(conn.uid, unseen.gid, unseen.ply, unseen.head, found.ply)
                     self._remember_unsettled(told)
@@ -123,55 +172,76 @@ class RollbackNotices:
 
     def settle(self, gid: str, tracker: GameTracker) -> None:
         """Records of `gid` arrived: a remembered branch that now proves to leave the chain
-        below what its player was told is told again, to the player's connections here; one
-        that is now fully known (or on the chain after all) is forgotten."""
+        below what its player was told is told again, to the player's connections here, and
+        one now fully known is told where it left (``settled``: the client stops reporting it
+        as ``lost``) and forgotten; one on the chain after all is forgotten too."""
         if not self.unsettled:
             return
         for key, unsettled in [(k, u) for k, u in self.unsettled.items() if u.gid == gid]:
             found = tracker.branch_exit(unsettled.ply, unsettled.head)
-            lower = found is not None and (unsettled.told is None or found.ply < unsettled.told)
-            if found is None or found.exact:
+            if found is None:
+                del self.unsettled[key]
+                self._remember_watched(unsettled.uid, gid, tracker, unsettled.ply, unsettled.head)
+                continue
+            lower = unsettled.told is None or found.ply < unsettled.told
+            if found.exact:
                 del self.unsettled[key]
             elif lower:
                 self.unsettled[key] = replace(unsettled, told=found.ply)
-            if found is not None and lower:
+            if lower or found.exact:
                 for conn in self.state.conns_of(unsettled.uid):
-                    self._send(conn.conn_id, gid, found.ply)
+                    self._send(conn.conn_id, gid, found.ply, unsettled.head, settled=found.exact)
                     if conn.uid in tracker.info.players or conn.watching == gid:
                         self._push_view(conn.conn_id, gid, tracker, conn.uid)
 
     def note_left_watcher(self, conn: Conn, gid: str) -> None:
-        """`conn` stops watching `gid`: remember what it was last shown (the chain's tip)."""
+        """`conn` stops watching `gid` (unwatch, another game, or it closed): remember what it
+        was last shown (the chain's tip) for its player."""
         tracker = self.state.games.get(gid)
         if tracker is None:
             return
-        key = (gid, conn.conn_id)
-        self.left_watchers.pop(key, None)
-        self.left_watchers[key] = (tracker.base_ply + tracker.ply, tracker.chain.tip)
-        while len(self.left_watchers) > MAX_LEFT_WATCHERS:
-            del self.left_watchers[next(iter(self.left_watchers))]
+        ply, head = tracker.base_ply + tracker.ply, tracker.chain.tip
+        self._remember_watched(conn.uid, gid, tracker, ply, head)
 
     def watching_again(self, conn: Conn, gid: str) -> None:
-        """`conn` watches `gid` (again): its views follow the game, with the audience's notices."""
-        self.left_watchers.pop((gid, conn.conn_id), None)
+        """`conn` watches `gid` (again): its views follow the game, with the audience's notices;
+        what its player was shown before and is no longer on the chain is told now."""
+        tracker = self.state.games.get(gid)
+        for key in [k for k in self.left_watchers if k[:2] == (gid, conn.uid)]:
+            ply = self.left_watchers.pop(key)
+            found = tracker.branch_exit(ply, key[2]) if tracker is not None else None
+            if found is not None:
+                self._send(conn.conn_id, gid, found.ply, key[2], settled=found.exact)
 
     def tell_left_watchers(self, gid: str, tracker: GameTracker) -> None:
-        """`gid` went back: connections still here that stopped watching it are told where it
+        """`gid` went back: players with a connection here who watched it are told where it
         went back to for what they saw, once (one whose view is still on the chain waits for a
-        later rollback; one that closed is forgotten)."""
+        later rollback; one with no connection left here is forgotten: a later hello's
+        ``seen`` covers it)."""
         for key in [k for k in self.left_watchers if k[0] == gid]:
-            ply, head = self.left_watchers[key]
-            found = tracker.branch_exit(ply, head)
-            if key[1] not in self.state.conns:
+            _, uid, head = key
+            found = tracker.branch_exit(self.left_watchers[key], head)
+            conns = self.state.conns_of(uid)
+            if not conns:
                 del self.left_watchers[key]
             elif found is not None:
                 del self.left_watchers[key]
-                self._send(key[1], gid, found.ply)
+                for conn in conns:
+                    self._send(conn.conn_id, gid, found.ply, head, settled=found.exact)
 
     def next_due(self) -> float | None:
         """When the earliest waiting head counts as lost (None: none waits)."""
         return min((u.due for u in self.unseen_heads), default=None)
 
-    def _send(self, conn_id: str, gid: str, went_back: int) -> None:
-        message = {"type": "rollback", "game": gid, "ply": went_back, "reason": ROLLBACK_UNSEEN}
+    def _send(self, conn_id: str, gid: str, went_back: int, head: str, *, settled: bool) -> None:
+        """Tell a client that the line it was shown up to `head` left the chain at `went_back`
+        (``settled`` false: a bound, which the client reports as ``lost`` until settled)."""
+        message = {
+            "type": "rollback",
+            "game": gid,
+            "ply": went_back,
+            "reason": ROLLBACK_UNSEEN,
+            "settled": settled,
+            "head": head,
+        }
         self.state.send(conn_id, message, self.state.gate(game_doc_id(gid)))

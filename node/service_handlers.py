@@ -53,8 +53,7 @@ class MessageHandlers:
         account, resume = self.sessions.hello(conn, message)
         if not self.limits.admit_session(conn):
             raise Refused(ErrorCode.RATE_LIMITED, "too many connections for your account")
-        seen = {gid: (e.ply, e.head) for gid, e in (message.seen or {}).items() if e.ply > 0}
-        self.games_topic.announce_unseen_rollbacks(conn, seen, now)
+        self.games_topic.announce_unseen_rollbacks(conn, message.seen or {}, now)
         self.lobby.greet(conn)
         if account.must_rename:
             self.accounts_topic.notice_must_rename(conn)

@@ -24,7 +24,7 @@ from pycrdt import Doc
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC, AccountsIndex
 from meridian.crdt_models.archive import SAVED_DOC, ArchivedGame, read_archive
-from meridian.crdt_models.hlc import HybridLogicalClock
+from meridian.crdt_models.hlc import ClockAheadError, HybridLogicalClock, Stamp
 from meridian.crdt_models.kinds import DECLINES, REVOKED, SPENT
 from meridian.crdt_models.presence import (
     Presence,
@@ -147,6 +147,9 @@ class ServiceState:
         self.by_sid: dict[str, set[str]] = {}  # sid -> its connections here
         self.awaiting_hello: dict[str, None] = {}  # connections not yet bound, oldest first
         self.watchers: dict[str, set[str]] = {}  # gid -> connections watching it
+        # Told when a watching connection goes (closed, replaced): set by the games topic, which
+        # remembers what it was shown, for a rollback its player is still owed (rollback_notices)
+        self.on_watcher_gone: Callable[[Conn, str], None] | None = None
         self.games: dict[str, GameTracker] = {}
         self.presence: dict[str, Presence] = {}
         self.picture = Picture({}, [], {}, {})
@@ -181,6 +184,16 @@ class ServiceState:
 
     def stamp(self) -> str:
         return self.hlc.now().encode()
+
+    def stamp_after(self, earlier: str) -> str:
+        """A stamp above `earlier` (a record the new one supersedes, perhaps written by a node
+        whose clock runs ahead of ours) and above anything issued here: without it a record
+        written here could lose to the very record it replaces. A stamp that cannot be read,
+        or is beyond the clock's bound, gives a plain `stamp`."""
+        try:
+            return self.hlc.observe(Stamp.decode(earlier)).encode()
+        except (ValueError, ClockAheadError):
+            return self.stamp()
 
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
         """Write through the document handle. A write to a quarantined document is refused as
@@ -307,6 +320,8 @@ class ServiceState:
             _discard(self.by_uid, conn.uid, conn_id)
             _discard(self.by_sid, conn.sid, conn_id)
             _discard(self.watchers, conn.watching, conn_id)
+            if conn.watching and self.on_watcher_gone is not None:
+                self.on_watcher_gone(conn, conn.watching)
         return conn
 
     def set_watching(self, conn: Conn, gid: str) -> None:

@@ -9,6 +9,10 @@ received after it was shown, and only for a reason the rules allow (docs/protoco
 resolved against the move (a same-ply merge of that game was recorded), or, with
 ``ack_regions = 0``, a node that lost its disk (the documented window). A process that crashes
 with its disk, or any loss within ``ack_regions``, must not take back anything a player saw.
+A client closed because its account logged in elsewhere (close code 4100), and that never said
+hello again, is owed nothing for what it was shown before (docs/protocol.md, *Who is told of a
+rollback*): it must not reconnect on its own, and the session that replaced it reports only
+what it was shown itself.
 
 It reads the final game documents through `sim.gamecheck.games_on` (the canonical chain as
 replayed from the documents) and the history's notes; the release rule it checks lives in
@@ -35,12 +39,16 @@ def check_shown_plies(history: History, final: FinalStates) -> Verdict:
     disk_lost = any(e.kind == "crash" and e.detail == "disk lost" for e in history.timeline)
     loss_allowed = history.ack_regions == 0 and disk_lost
     rollbacks = history.notes_of("rollback")
+    replaced = _replaced_for_good(history)
     shown = [n for n in history.notes_of("shown") if n["ply"] > 0]
     excused = 0
     for note in shown:
         if _kept(games.get(note["game"]), note):
             continue
-        if _rolled_back(note, rollbacks) and (loss_allowed or note["game"] in forked):
+        fork_or_loss = loss_allowed or note["game"] in forked
+        if fork_or_loss and (
+            _rolled_back(note, rollbacks) or replaced.get(note["client"], -1.0) >= note["t"]
+        ):
             excused += 1
             continue
         return Verdict(NAME, False, _describe(note, games.get(note["game"]), nodes[0]))
@@ -69,6 +77,20 @@ def _rolled_back(note: dict[str, Any], rollbacks: list[dict[str, Any]]) -> bool:
         and r["t"] >= note["t"]
         for r in rollbacks
     )
+
+
+LOGGED_IN_ELSEWHERE = 4100  # docs/protocol.md, Closing
+
+
+def _replaced_for_good(history: History) -> dict[str, float]:
+    """client -> when it was closed as logged in elsewhere, for clients that said no hello after."""
+    closed = {
+        n["client"]: n["t"] for n in history.notes_of("closed") if n["code"] == LOGGED_IN_ELSEWHERE
+    }
+    for hello in history.notes_of("hello"):
+        if hello["client"] in closed and hello["t"] > closed[hello["client"]]:
+            del closed[hello["client"]]
+    return closed
 
 
 def _describe(note: dict[str, Any], game: GameSummary | None, node: str) -> str:

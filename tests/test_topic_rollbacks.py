@@ -123,3 +123,80 @@ def test_a_watcher_who_left_before_the_fork_is_not_told() -> None:
     split.heal()
     assert split.rollbacks(split.on_eu[0]) == [0]
     assert split.rollbacks(carol) == [], "nothing carol saw was undone"
+
+
+def hello_on(
+    harness: ServiceHarness, name: str, seen: dict[str, Any], wall_ms: int
+) -> Connection:
+    """`name` says hello on `harness` as the newest session, reporting `seen`."""
+    harness.wall_ms = max(harness.wall_ms, wall_ms) + 5_000
+    conn = harness.open()
+    assert harness.request(conn, "hello", token=harness.login(name), seen=seen)["ok"]
+    return conn
+
+
+def test_a_bound_travels_with_the_player_and_is_settled_by_a_third_node() -> None:
+    split = Split()
+    ap = ServiceHarness("ap-1", "ap", seed=3)
+    replicate(split.eu, ap)
+    split.play(split.us, split.on_us, 1)  # us moves first: its move wins the same-ply merge
+    replicate(split.us, ap)  # ap is on us's side of the partition
+    split.eu.wall_ms = split.us.wall_ms + 1_000
+    head = split.play(split.eu, split.on_eu, 2)  # alice is shown plies 1 and 2 on eu
+    on_us = split.travel(head, 2)  # us lacks her line: it can only bound it
+    split.us.advance(UNSEEN_HEAD_WAIT_S + 0.1)
+    [bound] = [p for p in on_us.pushes("rollback") if p["game"] == split.gid]
+    assert (bound["ply"], bound["settled"], bound["head"]) == (1, False, head)
+    # she moves on to ap, which lacks her line too, reporting it as lost beside us's view
+    shown = split.us.game_view(on_us, split.gid)
+    lost = {"ply": 2, "head": head, "told": 1}
+    seen = {split.gid: {"ply": shown["ply"], "head": shown["head"], "lost": lost}}
+    on_ap = hello_on(ap, "alice", seen, split.us.wall_ms)
+    ap.advance(UNSEEN_HEAD_WAIT_S + 0.1)
+    assert split.rollbacks(on_ap) == [], "nothing new to say until ap can place the line"
+    replicate(split.eu, ap)  # the heal reaches ap: her line left at the deal
+    notices = [p for p in on_ap.pushes("rollback") if p["game"] == split.gid]
+    assert [(p["ply"], p["settled"], p["head"]) for p in notices] == [(0, True, head)]
+
+
+def test_a_lost_line_a_node_can_place_is_settled_at_hello() -> None:
+    split = Split()
+    split.play(split.us, split.on_us, 1)
+    split.eu.wall_ms = split.us.wall_ms + 1_000
+    head = split.play(split.eu, split.on_eu, 2)
+    split.heal()  # us now holds both lines
+    seen = {split.gid: {"ply": 1, "head": "", "lost": {"ply": 2, "head": head, "told": 1}}}
+    conn = hello_on(split.us, "alice", seen, split.eu.wall_ms)
+    notices = [p for p in conn.pushes("rollback") if p["game"] == split.gid]
+    assert [(p["ply"], p["settled"]) for p in notices] == [(0, True)]
+
+
+def test_a_watcher_who_moved_to_another_node_is_told_there() -> None:
+    split = Split()
+    split.play(split.us, split.on_us, 1)  # us moves first: its move wins
+    split.eu.wall_ms = split.us.wall_ms + 1_000
+    ap = ServiceHarness("ap-1", "ap", seed=3)
+    carol = split.eu.online("carol")
+    assert split.eu.request(carol, "watch", game=split.gid)["ok"]
+    head = split.play(split.eu, split.on_eu, 2)
+    assert split.eu.game_view(carol, split.gid)["head"] == head
+    replicate(split.eu, ap)  # ap is on eu's side: carol's view is on its chain
+    on_ap = hello_on(ap, "carol", {split.gid: {"ply": 2, "head": head}}, split.eu.wall_ms)
+    assert split.rollbacks(on_ap) == []
+    replicate(split.us, ap)  # the heal: the game goes back to the deal on ap
+    assert split.rollbacks(on_ap) == [0], "carol watched plies 1 and 2 on eu"
+
+
+def test_a_watcher_whose_connection_a_newer_login_replaced_is_told_on_the_new_one() -> None:
+    split = Split()
+    split.play(split.us, split.on_us, 1)
+    split.eu.wall_ms = split.us.wall_ms + 1_000
+    carol = split.eu.online("carol")
+    assert split.eu.request(carol, "watch", game=split.gid)["ok"]
+    split.play(split.eu, split.on_eu, 2)
+    split.eu.advance(1.0)
+    again = split.eu.online("carol", register=False)  # a second login of carol, here
+    split.eu.advance(1.0)
+    assert carol.closed is not None and again.closed is None
+    split.heal()
+    assert split.rollbacks(again) == [0], "carol saw plies 1 and 2 on her first connection"

@@ -59,6 +59,28 @@ def test_resume_on_a_new_connection_moves_the_session_and_closes_the_old_4104() 
     assert old.closed is not None and old.closed[0] == CloseCode.MOVED
 
 
+def test_a_session_resumed_where_the_clock_runs_behind_stays_the_newest() -> None:
+    # us's clock runs 1.5 s ahead of eu's: a session resumed on eu a moment after it was
+    # resumed on us must still replace us's record, or eu would close its own new connection
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    eu.register("alice")
+    replicate(eu, us)
+    us.wall_ms = eu.wall_ms + 1_500
+    on_us = us.open()
+    resume = us.request(on_us, "hello", token=us.login("alice"))["resume"]
+    replicate(us, eu)
+    us.close(on_us)
+    eu.advance(0.5)
+    on_eu = eu.open()
+    assert eu.request(on_eu, "hello", resume=resume)["ok"]
+    for _ in range(3):
+        replicate(eu, us)
+        replicate(us, eu)
+        eu.advance(1.0)
+        us.advance(1.0)
+    assert on_eu.closed is None, on_eu.closed
+
+
 def test_a_dropped_session_can_be_resumed_within_the_grace_period_not_after() -> None:
     harness = ServiceHarness()
     harness.register("alice")

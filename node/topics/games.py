@@ -15,7 +15,7 @@ from meridian.games.clock import TIMEOUT
 from meridian.node import protocol as p
 from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
 from meridian.node.protocol import ErrorCode, NoticeCode, Refused, encode_message
-from meridian.node.rollback_notices import RollbackNotices, UnseenHead
+from meridian.node.rollback_notices import LostLine, RollbackNotices, UnseenHead
 from meridian.node.service_state import Answer, Conn, ServiceState
 
 GAME_PREFIX = "game:"
@@ -45,6 +45,7 @@ class GamesTopic:
         self.timed_live: set[str] = set()  # the live games with a time control (clocks run)
         self.live_changed = False
         self.rollbacks = RollbackNotices(state, self._push_player_view)
+        state.on_watcher_gone = self.rollbacks.note_left_watcher
 
     # --- reading game documents ----------------------------------------------------------------
 
@@ -104,6 +105,7 @@ class GamesTopic:
             "ply": ply,
             "reason": "two moves were made for the same turn while regions could not talk; "
             "the earlier one was kept",
+            "settled": True,  # this node holds both lines: the ply is exact
         }
         for conn in self.state.game_audience(gid, tracker):
             self.state.send(conn.conn_id, message, gate)
@@ -175,12 +177,16 @@ class GamesTopic:
             gid for gid, t in self.state.games.items() if t.status == LIVE and uid in t.info.players
         ]
 
-    def announce_unseen_rollbacks(
-        self, conn: Conn, seen: dict[str, tuple[int, str]], now: float
-    ) -> None:
-        """After hello: rollback notices for what `seen` says the client was shown
-        (`RollbackNotices.announce_unseen`)."""
-        self.rollbacks.announce_unseen(conn, seen, now)
+    def announce_unseen_rollbacks(self, conn: Conn, seen: dict[str, p.Seen], now: float) -> None:
+        """After hello: rollback notices for what `seen` says the client was shown, and for the
+        lines it was told of only with a bound (`RollbackNotices.announce_unseen`)."""
+        shown = {gid: (e.ply, e.head) for gid, e in seen.items() if e.ply > 0}
+        lost = {
+            gid: LostLine(e.lost.ply, e.lost.head, e.lost.told)
+            for gid, e in seen.items()
+            if e.lost is not None and e.lost.ply > 0
+        }
+        self.rollbacks.announce_unseen(conn, shown, now, lost)
 
     @property
     def unseen_heads(self) -> list[UnseenHead]:

@@ -127,7 +127,7 @@ class SessionsTopic:
             node=state.node_id,
             region=state.region,
             name=account.name,
-            started=state.stamp(),
+            started=state.stamp_after(session.started),  # the newest session of its account
             resume_hash=token_hash(resume),
             connected=True,
         )

@@ -33,6 +33,7 @@ const S = {
   sent: new Map(), // lower-case name -> {name, iid}: invitations sent from this page, unanswered
   withdrawn: new Set(), // iids this page withdrew (their disappearance is no refusal)
   games: new Map(), // gid -> latest game push
+  lost: new Map(), // gid -> {ply, head, told}: a line told only with a bound (hello's seen.lost)
   current: null, // gid of the game on screen
   watching: null, // gid watched
   saved: [],
@@ -401,8 +402,26 @@ function seenGames() {
   const live = shown.filter((push) => push.status === "live" && push.you !== null && push.you !== undefined);
   const finished = shown.filter((push) => push.status === "finished").reverse();
   const seen = {};
-  for (const push of [...live, ...finished].slice(0, MAX_SEEN_GAMES)) seen[push.game] = { ply: push.ply, head: push.head };
+  for (const push of [...live, ...finished].slice(0, MAX_SEEN_GAMES)) {
+    seen[push.game] = { ply: push.ply, head: push.head };
+    const lost = S.lost.get(push.game);
+    if (lost) seen[push.game].lost = lost;
+  }
   return seen;
+}
+
+/** A rollback about a line of a game: `settled` false means its ply is only a bound, so the
+ *  line is reported as `lost` in the next hellos until a settled notice about it (the same
+ *  head) names where it really left (docs/protocol.md, *Who is told of a rollback*). */
+function noteRollback(push) {
+  const lost = S.lost.get(push.game);
+  const shown = S.games.get(push.game);
+  if (lost && lost.head === push.head) {
+    if (push.settled !== false) S.lost.delete(push.game);
+    else lost.told = Math.min(lost.told, push.ply);
+  } else if (push.settled === false && shown && shown.head === push.head) {
+    S.lost.set(push.game, { ply: shown.ply, head: shown.head, told: push.ply });
+  }
 }
 
 /** hello with the resume token, then (if that is refused) with the session token. */
@@ -501,6 +520,7 @@ function onPush(push) {
       onGame(push);
       break;
     case "rollback":
+      noteRollback(push);
       banner(
         `The game went back to move ${push.ply}: ${push.reason}. It goes on from there.`,
         "warn",
