@@ -161,3 +161,23 @@ def test_one_resume_token_used_in_two_regions_at_once_revokes_the_session() -> N
     assert on_eu.closed is not None and on_us.closed is not None
     assert CloseCode.BAD_TOKEN in (on_eu.closed[0], on_us.closed[0])
     assert eu.service.all_sessions() == [] == us.service.all_sessions()
+
+
+def test_a_login_where_the_clock_runs_behind_replaces_the_session_it_knew_of() -> None:
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    eu.register("alice")
+    replicate(eu, us)
+    us.wall_ms = eu.wall_ms + 1_500  # us's clock runs ahead
+    first = us.open()
+    assert us.request(first, "hello", token=us.login("alice"))["ok"]
+    replicate(us, eu)
+    eu.advance(0.5)  # a second login, on eu, after eu heard of the first
+    second = eu.open()
+    assert eu.request(second, "hello", token=eu.login("alice"))["ok"]
+    for _ in range(3):
+        replicate(eu, us)
+        replicate(us, eu)
+        eu.advance(1.0)
+        us.advance(1.0)
+    assert second.closed is None, second.closed
+    assert first.closed is not None and first.closed[0] == CloseCode.LOGGED_IN_ELSEWHERE

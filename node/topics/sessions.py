@@ -59,6 +59,9 @@ class SessionsTopic:
         """A session token for the account (after the password checked out)."""
         state = self.state
         token = state.new_token()
+        # Above the account's newest session this node knows of: a login made after it must
+        # win the double-login merge, however far ahead the clock of that session's node ran.
+        known = state.picture.sessions.get(account.uid)
         session = Session(
             sid=state.new_token()[:16],
             uid=account.uid,
@@ -68,7 +71,7 @@ class SessionsTopic:
             status=IDLE,
             game="",
             opponent="",
-            started=state.stamp(),
+            started=state.stamp_after(known.started) if known else state.stamp(),
             token_hash=token_hash(token),
             resume_hash="",
             connected=False,
