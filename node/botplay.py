@@ -186,15 +186,18 @@ class Table:
 
 
 def entry_with_lost_line(entry: Reply, notice: Reply) -> None:
-    """Update one game's hello ``seen`` entry for a ``rollback`` notice about the line ending at
-    the notice's ``head``: a settled notice about the reported lost line drops it; a bound
-    (``settled`` false) about it lowers its ``told``, and one about the line last shown makes
-    that line the lost one (the newest line told only a bound is the one still owed)."""
-    lost, head = entry.get("lost"), notice.get("head")
-    if lost is not None and lost["head"] == head:
-        if notice.get("settled", True):
+    """Update one game's hello ``seen`` entry for a ``rollback`` notice about a `line` the bot
+    reported (``line``: its ply and head): a settled notice about the lost line drops it; a
+    bound (``settled`` false) about it lowers its ``told``; a bound about another line makes
+    that one the lost line (the newest line told only a bound is the one still owed)."""
+    line, settled = notice.get("line"), notice.get("settled", True)
+    if line is None:  # a notice to the game's audience: about the game as shown here, exact
+        return
+    lost = entry.get("lost")
+    if lost is not None and lost["head"] == line["head"]:
+        if settled:
             del entry["lost"]
         else:
             lost["told"] = min(lost["told"], notice["ply"])
-    elif not notice.get("settled", True) and head == entry["head"]:
-        entry["lost"] = {"ply": entry["ply"], "head": head, "told": notice["ply"]}
+    elif not settled:
+        entry["lost"] = {"ply": line["ply"], "head": line["head"], "told": notice["ply"]}

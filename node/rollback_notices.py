@@ -106,7 +106,7 @@ class RollbackNotices:
                 due = now + UNSEEN_HEAD_WAIT_S
                 self.unseen_heads.append(UnseenHead(conn.conn_id, gid, ply, head, due))
             else:
-                self._send(conn.conn_id, gid, found.ply, head, settled=True)
+                self._send(conn.conn_id, gid, found.ply, (ply, head), settled=True)
         for gid, line in (lost or {}).items():
             self._announce_lost(conn, gid, line)
 
@@ -116,7 +116,7 @@ class RollbackNotices:
         tracker = self.state.games.get(gid)
         found = tracker.branch_exit(line.ply, line.head) if tracker is not None else None
         if found is not None and found.exact:
-            self._send(conn.conn_id, gid, found.ply, line.head, settled=True)
+            self._send(conn.conn_id, gid, found.ply, (line.ply, line.head), settled=True)
         elif tracker is None or found is not None:
             unsettled = UnsettledHead(conn.uid, gid, line.ply, line.head, line.told)
             self._remember_unsettled(unsettled)
@@ -153,7 +153,8 @@ class RollbackNotices:
             if found is None:  # arrived, and on the chain
                 self._remember_watched(conn.uid, unseen.gid, tracker, unseen.ply, unseen.head)
             else:
-                self._send(unseen.conn_id, unseen.gid, found.ply, unseen.head, settled=found.exact)
+                line = (unseen.ply, unseen.head)
+                self._send(unseen.conn_id, unseen.gid, found.ply, line, settled=found.exact)
                 if not found.exact:
                     told = UnsettledHead(conn.uid, unseen.gid, unseen.ply, unseen.head, found.ply)
                     self._remember_unsettled(told)
@@ -189,8 +190,9 @@ class RollbackNotices:
             elif lower:
                 self.unsettled[key] = replace(unsettled, told=found.ply)
             if lower or found.exact:
+                line = (unsettled.ply, unsettled.head)
                 for conn in self.state.conns_of(unsettled.uid):
-                    self._send(conn.conn_id, gid, found.ply, unsettled.head, settled=found.exact)
+                    self._send(conn.conn_id, gid, found.ply, line, settled=found.exact)
                     if conn.uid in tracker.info.players or conn.watching == gid:
                         self._push_view(conn.conn_id, gid, tracker, conn.uid)
 
@@ -211,7 +213,7 @@ class RollbackNotices:
             ply = self.left_watchers.pop(key)
             found = tracker.branch_exit(ply, key[2]) if tracker is not None else None
             if found is not None:
-                self._send(conn.conn_id, gid, found.ply, key[2], settled=found.exact)
+                self._send(conn.conn_id, gid, found.ply, (ply, key[2]), settled=found.exact)
 
     def tell_left_watchers(self, gid: str, tracker: GameTracker) -> None:
         """`gid` went back: players with a connection here who watched it are told where it
@@ -220,28 +222,31 @@ class RollbackNotices:
         ``seen`` covers it)."""
         for key in [k for k in self.left_watchers if k[0] == gid]:
             _, uid, head = key
-            found = tracker.branch_exit(self.left_watchers[key], head)
+            ply = self.left_watchers[key]
+            found = tracker.branch_exit(ply, head)
             conns = self.state.conns_of(uid)
             if not conns:
                 del self.left_watchers[key]
             elif found is not None:
                 del self.left_watchers[key]
                 for conn in conns:
-                    self._send(conn.conn_id, gid, found.ply, head, settled=found.exact)
+                    self._send(conn.conn_id, gid, found.ply, (ply, head), settled=found.exact)
 
     def next_due(self) -> float | None:
         """When the earliest waiting head counts as lost (None: none waits)."""
         return min((u.due for u in self.unseen_heads), default=None)
 
-    def _send(self, conn_id: str, gid: str, went_back: int, head: str, *, settled: bool) -> None:
-        """Tell a client that the line it was shown up to `head` left the chain at `went_back`
-        (``settled`` false: a bound, which the client reports as ``lost`` until settled)."""
+    def _send(
+        self, conn_id: str, gid: str, went_back: int, line: tuple[int, str], *, settled: bool
+    ) -> None:
+        """Tell a client that the line it was shown up to `line` (ply, head) left the chain at
+        `went_back` (``settled`` false: a bound, the client reports the line as ``lost``)."""
         message = {
             "type": "rollback",
             "game": gid,
             "ply": went_back,
             "reason": ROLLBACK_UNSEEN,
             "settled": settled,
-            "head": head,
+            "line": {"ply": line[0], "head": line[1]},
         }
         self.state.send(conn_id, message, self.state.gate(game_doc_id(gid)))

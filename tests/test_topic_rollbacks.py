@@ -146,7 +146,7 @@ def test_a_bound_travels_with_the_player_and_is_settled_by_a_third_node() -> Non
     on_us = split.travel(head, 2)  # us lacks her line: it can only bound it
     split.us.advance(UNSEEN_HEAD_WAIT_S + 0.1)
     [bound] = [p for p in on_us.pushes("rollback") if p["game"] == split.gid]
-    assert (bound["ply"], bound["settled"], bound["head"]) == (1, False, head)
+    assert (bound["ply"], bound["settled"], bound["line"]) == (1, False, {"ply": 2, "head": head})
     # she moves on to ap, which lacks her line too, reporting it as lost beside us's view
     shown = split.us.game_view(on_us, split.gid)
     lost = {"ply": 2, "head": head, "told": 1}
@@ -156,7 +156,7 @@ def test_a_bound_travels_with_the_player_and_is_settled_by_a_third_node() -> Non
     assert split.rollbacks(on_ap) == [], "nothing new to say until ap can place the line"
     replicate(split.eu, ap)  # the heal reaches ap: her line left at the deal
     notices = [p for p in on_ap.pushes("rollback") if p["game"] == split.gid]
-    assert [(p["ply"], p["settled"], p["head"]) for p in notices] == [(0, True, head)]
+    assert [(p["ply"], p["settled"], p["line"]["head"]) for p in notices] == [(0, True, head)]
 
 
 def test_a_lost_line_a_node_can_place_is_settled_at_hello() -> None:

@@ -412,15 +412,16 @@ function seenGames() {
 
 /** A rollback about a line of a game: `settled` false means its ply is only a bound, so the
  *  line is reported as `lost` in the next hellos until a settled notice about it (the same
- *  head) names where it really left (docs/protocol.md, *Who is told of a rollback*). */
+ *  `line.head`) names where it really left (docs/protocol.md, *Who is told of a rollback*). */
 function noteRollback(push) {
   const lost = S.lost.get(push.game);
-  const shown = S.games.get(push.game);
-  if (lost && lost.head === push.head) {
+  const line = push.line; // absent on notices to the game's audience: exact, nothing to carry
+  if (!line) return;
+  if (lost && lost.head === line.head) {
     if (push.settled !== false) S.lost.delete(push.game);
     else lost.told = Math.min(lost.told, push.ply);
-  } else if (push.settled === false && shown && shown.head === push.head) {
-    S.lost.set(push.game, { ply: shown.ply, head: shown.head, told: push.ply });
+  } else if (push.settled === false) {
+    S.lost.set(push.game, { ply: line.ply, head: line.head, told: push.ply });
   }
 }
 
