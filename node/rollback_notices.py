@@ -232,6 +232,14 @@ class RollbackNotices:
                 for conn in conns:
                     self._send(conn.conn_id, gid, found.ply, (ply, head), settled=found.exact)
 
+    def held_back(self, gid: str) -> set[str]:
+        """Connections whose views of `gid` wait for a head they reported (`recheck` pushes
+        the view): a newer view would replace, in the client's ``seen``, the line the wait is
+        about, and a client that moves on before the notice would forget that line."""
+        if not self.unseen_heads:
+            return set()
+        return {u.conn_id for u in self.unseen_heads if u.gid == gid}
+
     def next_due(self) -> float | None:
         """When the earliest waiting head counts as lost (None: none waits)."""
         return min((u.due for u in self.unseen_heads), default=None)

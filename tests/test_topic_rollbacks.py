@@ -200,3 +200,18 @@ def test_a_watcher_whose_connection_a_newer_login_replaced_is_told_on_the_new_on
     assert carol.closed is not None and again.closed is None
     split.heal()
     assert split.rollbacks(again) == [0], "carol saw plies 1 and 2 on her first connection"
+
+
+def test_a_player_waiting_for_a_notice_gets_no_newer_view_before_it() -> None:
+    split = Split()
+    split.play(split.us, split.on_us, 1)
+    split.eu.wall_ms = split.us.wall_ms + 1_000
+    head = split.play(split.eu, split.on_eu, 2)
+    travelled = split.travel(head, 2)  # us lacks her line: its view of the game waits
+    split.us.advance(0.5)
+    split.play(split.us, split.on_us, 1)  # a move on us meanwhile
+    assert [p for p in travelled.pushes("game") if p["game"] == split.gid] == []
+    split.us.advance(UNSEEN_HEAD_WAIT_S)
+    kinds = [p["type"] for p in travelled.pushes() if p.get("game") == split.gid]
+    assert kinds[:2] == ["rollback", "game"], "the bound first, then the view (with the move)"
+    assert split.us.game_view(travelled, split.gid)["ply"] == 2

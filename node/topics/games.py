@@ -117,7 +117,10 @@ class GamesTopic:
         by_seat: dict[int | None, tuple[dict[str, Any], str]] = {}  # watchers share one message
         seat_views: list[Any] | None = None  # the players' views, built together when needed
         gate = self.state.gate(game_doc_id(gid))  # a move shown is a move kept
+        held = self.rollbacks.held_back(gid)
         for conn in self.state.game_audience(gid, tracker):
+            if conn.conn_id in held:
+                continue  # its view waits for the head it reported (`RollbackNotices.recheck`)
             viewer = conn.uid if conn.uid in tracker.info.players else None
             seat = tracker.info.seat_of(viewer) if viewer else None
             if seat not in by_seat:
