@@ -29,6 +29,7 @@ from meridian.node.botworld import (
 )
 
 MOVE_RETRY_S = 4.0  # a move with no news for this long may be sent again
+MAX_LOST_LINES = 4  # hello's seen: lines per game told only a bound (docs/protocol.md)
 WATCH_S = (3.0, 10.0)
 
 
@@ -185,19 +186,20 @@ class Table:
         }
 
 
-def entry_with_lost_line(entry: Reply, notice: Reply) -> None:
+def entry_with_lost_line(entry: Reply, notice: Reply, keep: int = MAX_LOST_LINES) -> None:
     """Update one game's hello ``seen`` entry for a ``rollback`` notice about a `line` the bot
-    reported (``line``: its ply and head): a settled notice about the lost line drops it; a
-    bound (``settled`` false) about it lowers its ``told``; a bound about another line makes
-    that one the lost line (the newest line told only a bound is the one still owed)."""
+    reported (``line``: its ply and head): a settled notice drops that line from ``lost``; a
+    bound (``settled`` false) adds it, or lowers its ``told`` (at most `keep` lines, the oldest
+    dropped: each may have left the chain lower than it was told, until a node settles it)."""
     line, settled = notice.get("line"), notice.get("settled", True)
     if line is None:  # a notice to the game's audience: about the game as shown here, exact
         return
-    lost = entry.get("lost")
-    if lost is not None and lost["head"] == line["head"]:
-        if settled:
-            del entry["lost"]
-        else:
-            lost["told"] = min(lost["told"], notice["ply"])
-    elif not settled:
-        entry["lost"] = {"ply": line["ply"], "head": line["head"], "told": notice["ply"]}
+    before = entry.get("lost", [])
+    lost = [item for item in before if item["head"] != line["head"]]
+    if not settled:
+        told = min([notice["ply"]] + [i["told"] for i in before if i["head"] == line["head"]])
+        lost = [*lost, {"ply": line["ply"], "head": line["head"], "told": told}][-keep:]
+    if lost:
+        entry["lost"] = lost
+    else:
+        entry.pop("lost", None)

@@ -55,6 +55,7 @@ MAX_NAME_FIELD_CHARS: Final = 64  # a name as given (the name rule then asks for
 MAX_PASSWORD_CHARS: Final = 1024
 MAX_REGION_CHARS: Final = 64
 MAX_SEEN_GAMES: Final = 16
+MAX_LOST_LINES: Final = 4  # per game in hello's seen: lines told only a bound, until settled
 MAX_SEEN_PLY: Final = 10_000
 MAX_HEAD_CHARS: Final = 80
 MAX_MOVE_KEYS: Final = 16
@@ -104,7 +105,7 @@ class Seen(Struct, frozen=True, forbid_unknown_fields=True):
 
     ply: Annotated[int, Meta(ge=0, le=MAX_SEEN_PLY)]
     head: Annotated[str, Meta(max_length=MAX_HEAD_CHARS)]
-    lost: Lost | None = None
+    lost: Annotated[list[Lost], Meta(max_length=MAX_LOST_LINES)] = []
 
 
 class TimeControl(Struct, frozen=True, forbid_unknown_fields=True):

@@ -46,9 +46,10 @@ class UnseenHead:
 
 @dataclass(frozen=True)
 class LostLine:
-    """hello's ``seen[gid].lost``: a line of moves a node told the client was not kept, naming
-    only a bound (`told`, a ``rollback`` with ``settled`` false). The client reports it until a
-    notice is settled, so whichever node can place the line tells it where it really left."""
+    """One of hello's ``seen[gid].lost``: a line of moves a node told the client was not kept,
+    naming only a bound (`told`, a ``rollback`` with ``settled`` false). The client reports it
+    until a notice about it is settled, so whichever node can place the line tells it where it
+    really left (a client may hold several: lines seen on both sides of a partition)."""
 
     ply: int
     head: str
@@ -86,7 +87,7 @@ class RollbackNotices:
         conn: Conn,
         seen: dict[str, tuple[int, str]],
         now: float,
-        lost: dict[str, LostLine] | None = None,
+        lost: dict[str, list[LostLine]] | None = None,
     ) -> None:
         """After hello: the player saw plies this node's chain does not hold (a fork was resolved
         against them, or the region that showed them was lost before they replicated) and may
@@ -107,17 +108,21 @@ class RollbackNotices:
                 self.unseen_heads.append(UnseenHead(conn.conn_id, gid, ply, head, due))
             else:
                 self._send(conn.conn_id, gid, found.ply, (ply, head), settled=True)
-        for gid, line in (lost or {}).items():
-            self._announce_lost(conn, gid, line)
+        for gid, lines in (lost or {}).items():
+            for line in lines:
+                self._announce_lost(conn, gid, line)
 
     def _announce_lost(self, conn: Conn, gid: str, line: LostLine) -> None:
         """A line another node could only bound: settled now if this node can place it, else
-        remembered like a bound told here (`settle`)."""
+        remembered like a bound told here (`settle`); one on this node's chain is remembered
+        like a watched view, told if the chain goes back below it."""
         tracker = self.state.games.get(gid)
         found = tracker.branch_exit(line.ply, line.head) if tracker is not None else None
-        if found is not None and found.exact:
+        if tracker is not None and found is None:  # on the chain here, for now
+            self._remember_watched(conn.uid, gid, tracker, line.ply, line.head)
+        elif found is not None and found.exact:
             self._send(conn.conn_id, gid, found.ply, (line.ply, line.head), settled=True)
-        elif tracker is None or found is not None:
+        else:
             unsettled = UnsettledHead(conn.uid, gid, line.ply, line.head, line.told)
             self._remember_unsettled(unsettled)
 

@@ -150,7 +150,7 @@ def test_a_bound_travels_with_the_player_and_is_settled_by_a_third_node() -> Non
     # she moves on to ap, which lacks her line too, reporting it as lost beside us's view
     shown = split.us.game_view(on_us, split.gid)
     lost = {"ply": 2, "head": head, "told": 1}
-    seen = {split.gid: {"ply": shown["ply"], "head": shown["head"], "lost": lost}}
+    seen = {split.gid: {"ply": shown["ply"], "head": shown["head"], "lost": [lost]}}
     on_ap = hello_on(ap, "alice", seen, split.us.wall_ms)
     ap.advance(UNSEEN_HEAD_WAIT_S + 0.1)
     assert split.rollbacks(on_ap) == [], "nothing new to say until ap can place the line"
@@ -165,7 +165,7 @@ def test_a_lost_line_a_node_can_place_is_settled_at_hello() -> None:
     split.eu.wall_ms = split.us.wall_ms + 1_000
     head = split.play(split.eu, split.on_eu, 2)
     split.heal()  # us now holds both lines
-    seen = {split.gid: {"ply": 1, "head": "", "lost": {"ply": 2, "head": head, "told": 1}}}
+    seen = {split.gid: {"ply": 1, "head": "", "lost": [{"ply": 2, "head": head, "told": 1}]}}
     conn = hello_on(split.us, "alice", seen, split.eu.wall_ms)
     notices = [p for p in conn.pushes("rollback") if p["game"] == split.gid]
     assert [(p["ply"], p["settled"]) for p in notices] == [(0, True)]

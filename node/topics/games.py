@@ -185,9 +185,9 @@ class GamesTopic:
         lines it was told of only with a bound (`RollbackNotices.announce_unseen`)."""
         shown = {gid: (e.ply, e.head) for gid, e in seen.items() if e.ply > 0}
         lost = {
-            gid: LostLine(e.lost.ply, e.lost.head, e.lost.told)
+            gid: [LostLine(line.ply, line.head, line.told) for line in e.lost if line.ply > 0]
             for gid, e in seen.items()
-            if e.lost is not None and e.lost.ply > 0
+            if e.lost
         }
         self.rollbacks.announce_unseen(conn, shown, now, lost)
 

@@ -19,6 +19,7 @@ const LEADERBOARD_ROWS = 100;
 const MAX_RATED_NAMES = 200; // the lobby asks for the ratings of at most this many players // how often regions that did not answer are tried again
 const DECLINE_WAIT_MS = 2500; // an invitation that left the list without a game this long was declined
 const MAX_SEEN_GAMES = 16; // hello's `seen` holds at most this many games (docs/protocol.md)
+const MAX_LOST_LINES = 4; // and at most this many lines told only a bound, per game
 
 const S = {
   regions: [], // node processes, several per region where a region runs several: [{region, node, url, opened, rtt, players}] fastest first
@@ -33,7 +34,7 @@ const S = {
   sent: new Map(), // lower-case name -> {name, iid}: invitations sent from this page, unanswered
   withdrawn: new Set(), // iids this page withdrew (their disappearance is no refusal)
   games: new Map(), // gid -> latest game push
-  lost: new Map(), // gid -> {ply, head, told}: a line told only with a bound (hello's seen.lost)
+  lost: new Map(), // gid -> [{ply, head, told}]: lines told only with a bound (hello's seen.lost)
   current: null, // gid of the game on screen
   watching: null, // gid watched
   saved: [],
@@ -414,15 +415,16 @@ function seenGames() {
  *  line is reported as `lost` in the next hellos until a settled notice about it (the same
  *  `line.head`) names where it really left (docs/protocol.md, *Who is told of a rollback*). */
 function noteRollback(push) {
-  const lost = S.lost.get(push.game);
   const line = push.line; // absent on notices to the game's audience: exact, nothing to carry
   if (!line) return;
-  if (lost && lost.head === line.head) {
-    if (push.settled !== false) S.lost.delete(push.game);
-    else lost.told = Math.min(lost.told, push.ply);
-  } else if (push.settled === false) {
-    S.lost.set(push.game, { ply: line.ply, head: line.head, told: push.ply });
+  const before = S.lost.get(push.game) || [];
+  const lost = before.filter((item) => item.head !== line.head);
+  if (push.settled === false) {
+    const told = Math.min(push.ply, ...before.filter((item) => item.head === line.head).map((item) => item.told));
+    lost.push({ ply: line.ply, head: line.head, told });
   }
+  if (lost.length) S.lost.set(push.game, lost.slice(-MAX_LOST_LINES));
+  else S.lost.delete(push.game);
 }
 
 /** hello with the resume token, then (if that is refused) with the session token. */
