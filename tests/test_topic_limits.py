@@ -57,6 +57,27 @@ def test_the_message_allowance_is_per_account_whatever_the_connections() -> None
     assert harness.service.limits.counts["account_messages"] == refused
 
 
+def test_closing_the_socket_and_reconnecting_brings_no_fresh_allowance() -> None:
+    """One socket at a time: the account's bucket outlives its last connection until it has
+    refilled, so a reconnect loop gets the burst once, then the rate."""
+    harness = ServiceHarness()
+    harness.register("alice")
+    harness.advance(5)
+    answered = refused = 0
+    for _ in range(10):
+        conn = harness.open()
+        harness.request(conn, "hello", token=harness.login("alice"))
+        for i in range(40):
+            reply = harness.send(conn, {"id": f"p{i}", "type": "ping"})
+            assert reply is not None
+            answered, refused = (answered + 1, refused) if reply["ok"] else (answered, refused + 1)
+        harness.close(conn)
+        harness.advance(0.0)  # a tick between: the bucket of an account with no socket
+    assert answered <= 40 and refused >= 9 * 40 - 9
+    harness.advance(2.0)  # refilled (40 at 20/s): now it may be forgotten, as good as full
+    assert not harness.service.limits._account_buckets
+
+
 def test_connections_per_address_are_limited() -> None:
     harness = ServiceHarness()
     cap = harness.service.state.limits.connections_per_address
