@@ -5,7 +5,8 @@ memory, some through a real node.
 Asserted for every input: no "internal" reply, no HTTP 500, no exception logged or raised, and
 a refused input changes no document. At the end the real node is healthy and its log holds no
 traceback, and the in-memory nodes the peer frames were sent to hold the same documents.
-bench/hostile.py runs the same generators longer and prints their counts.
+The counts sent, by kind, are printed at the end of the module (and must reach 100,000 when
+all of its tests ran). bench/hostile.py runs the same generators longer and prints their counts.
 """
 
 from __future__ import annotations
@@ -46,6 +47,29 @@ OK_STATUSES = {200, 201}
 REFUSAL_STATUSES = set(HTTP_STATUS.values()) - {500}
 
 
+MIN_INPUTS_PER_RUN = 100_000
+KINDS = ("player frames", "player bodies", "admin bodies", "peer frames")
+# Inputs sent by this module's tests, by kind (and by where: in memory or to a real node).
+SENT: Counter[tuple[str, str]] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def inputs_sent(request: pytest.FixtureRequest) -> Any:
+    """Print what the module's tests sent, by kind; when every kind was sent it must be at
+    least MIN_INPUTS_PER_RUN."""
+    SENT.clear()
+    yield SENT
+    total = sum(SENT.values())
+    parts = [f"{kind} {SENT[kind, where]:,} {where}" for kind, where in sorted(SENT)]
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:  # (neither on a pytest-xdist worker)
+        with capture.global_and_fixture_disabled():  # shown without -s, as capsys.disabled()
+            reporter.write_line(f"\nhostile inputs sent: {total:,} ({', '.join(parts)})")
+    if {kind for kind, _ in SENT} == set(KINDS):  # (the in-memory tests alone send 100,000)
+        assert total >= MIN_INPUTS_PER_RUN, dict(SENT)
+
+
 @pytest.fixture
 def no_exceptions_logged(caplog: pytest.LogCaptureFixture) -> Any:
     caplog.set_level(logging.ERROR, logger="meridian")
@@ -59,13 +83,18 @@ def test_hostile_websocket_frames_in_memory(no_exceptions_logged: None) -> None:
     fuzzed.run(FRAMES)
     counts = fuzzed.counts
     assert sum(counts.values()) == FRAMES
+    SENT["player frames", "in memory"] += FRAMES
     assert counts["ok"] > 1000 and counts["bad_request"] > 1000 and counts["close 4103"] > 1000
     assert counts["internal"] == 0
 
 
 def test_hostile_http_and_admin_bodies_in_memory(no_exceptions_logged: None) -> None:
-    statuses = fuzz_bodies(BODIES, SIM_RANDOM_SEED + 1)
+    kinds: Counter[str] = Counter()
+    statuses = fuzz_bodies(BODIES, SIM_RANDOM_SEED + 1, kinds)
     assert sum(statuses.values()) == BODIES and statuses[500] == 0
+    assert kinds["admin"] > BODIES // 4 and kinds["player"] > BODIES // 4, kinds
+    SENT["player bodies", "in memory"] += kinds["player"]
+    SENT["admin bodies", "in memory"] += kinds["admin"]
     assert statuses[400] > 1000 and statuses[200] + statuses[201] > 100
 
 
@@ -83,6 +112,7 @@ def test_hostile_peer_frames_from_an_insider_in_memory(no_exceptions_logged: Non
     fuzz.run(PEER_FRAMES)
     counts = fuzz.counts
     assert sum(counts.values()) == PEER_FRAMES
+    SENT["peer frames", "in memory"] += PEER_FRAMES
     assert counts["accepted"] > PEER_FRAMES // 10, counts
     assert all(counts[rule] > 0 for rule in PEER_RULES_EXPECTED), counts
     refused = {rule: n for (peer, rule), n in fuzz.cluster.engines[TARGET].refusals.items()}
@@ -131,6 +161,8 @@ async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
                     method, url + path, data=hostile.body(route), headers=headers
                 ) as response:
                     statuses[response.status] += 1
+                    kind = "admin bodies" if route.startswith(("admin", "doc")) else "player bodies"
+                    SENT[kind, "to a real node"] += 1
                     assert response.status != 500
                     if route in ("register", "admin_account"):  # the node is available
                         assert response.status < 500, (route, response.status)
@@ -140,9 +172,11 @@ async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
             for response in await asyncio.gather(*guesses):
                 statuses[response.status] += 1
                 response.release()
+            SENT["player bodies", "to a real node"] += len(guesses)
             sent = 0
             while sent < REAL_FRAMES:
                 sent += await _fuzz_one_socket(http, url, tokens["fuzzer"], hostile, closes)
+            SENT["player frames", "to a real node"] += sent
         health = await asyncio.to_thread(fetch_health, url)
         assert health is not None and health["status"] == "ok"
     finally:
