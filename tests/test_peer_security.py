@@ -9,8 +9,10 @@ relayed. The last test replays the measured account takeover against real node p
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import random
+import re
 import stat
 import subprocess
 import sys
@@ -908,3 +910,28 @@ def test_a_node_with_a_world_readable_key_exits_2_with_one_line(tmp_path: Path) 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cluster.key_file" in lines[0] and "chmod 600" in lines[0]
+
+
+# --- docs/security.md names what the code has ---------------------------------------------------
+
+_MODULE_NAME = re.compile(r"`((?:node|sync|crdt_models|games)(?:\.[a-z_]+)+)\.([A-Z][A-Z0-9_]+)`")
+_BARE_NAME = re.compile(r"`([A-Z][A-Z0-9_]{2,})`")
+
+
+def test_every_constant_docs_security_names_exists() -> None:
+    """A limit named `module.NAME` in docs/security.md, and each bare `NAME` after it on the
+    same line (`node.protocol.MAX_ID_CHARS`, `MAX_TOKEN_CHARS`), is a constant of that module."""
+    text = (Path(__file__).parent.parent / "docs" / "security.md").read_text()
+    checked = 0
+    for line in text.splitlines():
+        named = _MODULE_NAME.findall(line)
+        if not named:
+            continue
+        for module_name, name in named:
+            module = importlib.import_module(f"meridian.{module_name}")
+            assert hasattr(module, name), f"{module_name}.{name} (docs/security.md)"
+            checked += 1
+        for name in _BARE_NAME.findall(line):  # (module: the line's last one named)
+            assert hasattr(module, name), f"{name} after {module.__name__} (docs/security.md)"
+            checked += 1
+    assert checked > 30
