@@ -675,6 +675,27 @@ def test_an_update_already_held_is_acknowledged_at_once() -> None:
     assert us.link_state(link) is LinkState.UP
 
 
+def test_the_lag_reported_for_a_no_op_answer_is_its_round_trip_not_a_tick() -> None:
+    """us pulls a document it already holds (what a login for an unknown name does): eu's
+    answer brings nothing new, and us acknowledges it in the same step, so the replication lag
+    eu reports for us is the time the answer took to be held (0 on this instant link), not the
+    wait for us's next tick; a real write's lag is likewise its time to be visible on us."""
+    cluster = _mesh(("eu", "us"))
+    cluster.put("eu", "test:lag", "k", "v")
+    cluster.advance(0.05)
+    us, peer = cluster.engines["us"], cluster.engines["eu"].peers["us"]
+    for _ in range(5):
+        before = peer.lag_count
+        us.request_sync("test:lag", cluster.now)
+        cluster.pump()  # frames only: no engine ticks
+        assert peer.lag_count == before + 1 and peer.lag_samples[-1] == 0.0
+        cluster.advance(0.3)
+    cluster.put("eu", "test:lag", "k", "w")
+    cluster.advance(0.005)  # the coalescing window (5 ms), then the push
+    assert cluster.values("us", "test:lag") == {"k": "w"}
+    assert peer.doc_lag["test:lag"] <= 0.005
+
+
 def test_a_refusal_is_reported_with_the_peer_and_the_rule() -> None:
     cluster = _mesh(("eu", "us"))
     _inject(cluster, "eu", "us", codec.Update(3, "test:x", b"\x07junk"))
