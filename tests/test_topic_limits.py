@@ -86,3 +86,25 @@ def test_connections_per_address_are_limited() -> None:
     assert conns[-1].closed is not None and conns[-1].closed[0] == CloseCode.FLOOD
     assert harness.open("1.2.3.4").closed is None
     assert harness.service.limits.counts["connections_per_address"] == 1
+
+
+def test_connections_per_account_are_limited() -> None:
+    """The one over ``connections_per_account`` is closed with 4002 when hello binds it. (A
+    hello moves its session's connection and a login replaces the account's older session, so
+    through hello an account holds one connection per node; the cap is a backstop, tested here
+    on the limit itself with sessions bound directly.)"""
+    harness = ServiceHarness()
+    uid = harness.register("alice")
+    state, limits = harness.service.state, harness.service.limits
+    cap = state.limits.connections_per_account
+    conns = [harness.open(f"10.0.0.{index}") for index in range(cap + 1)]
+    admitted = []
+    for index, conn in enumerate(conns):
+        bound = state.conns[conn.conn_id]
+        state.bind(bound, uid, f"sid-{index}", "alice")
+        admitted.append(limits.admit_session(bound))
+    harness.deliver()
+    assert admitted == [True] * cap + [False]
+    assert conns[-1].closed is not None and conns[-1].closed[0] == CloseCode.FLOOD
+    assert all(c.closed is None for c in conns[:cap])
+    assert limits.counts["connections_per_account"] == 1
