@@ -570,6 +570,52 @@ def test_a_move_whose_parent_is_late_in_transit_is_pulled_not_lost() -> None:
     assert len(cluster.digests(GAME_DOC)) == 1
 
 
+def _move_update(record: MoveRecord) -> bytes:
+    """A move record as a sender's update that its own document does not hold."""
+    doc: Doc[Any] = Doc(client_id=4242)
+    doc.get("moves", type=Map)[record.key] = record.to_text()
+    return doc.get_update()
+
+
+def test_a_move_whose_parent_its_sender_lacks_too_is_refused_never_acknowledged() -> None:
+    """An insider pushes a move after a parent no one holds, and answers the pull with its real
+    document, which holds neither: the held-back move is checked again against the answer and
+    refused (`missing_parent`), not acknowledged as if the answer had brought it."""
+    cluster = _mesh()
+    chain = _game(cluster, 3)
+    log = FrameLog(cluster)
+    player, move = _next_move(chain)
+    dangling = MoveRecord(3, "00002|nowhere", player, move, _stamp(cluster, "ap"), "ap")
+    before = cluster.engines["eu"].docs[GAME_DOC].get_state()
+    _inject(cluster, "eu", "ap", codec.Update(999, GAME_DOC, _move_update(dangling)))
+    cluster.advance(0.05)
+    _assert_refused(cluster, "eu", "ap", "missing_parent")
+    assert [a for a in log.sent("eu", "ap", codec.Ack) if a.seq >= 999] == []
+    assert cluster.engines["eu"].docs[GAME_DOC].get_state() == before
+
+
+def test_a_held_back_move_is_applied_once_the_answer_brings_its_parent() -> None:
+    """A move pushed before its parent reached us, by a sender whose answer to the pull holds
+    the parent but not the move itself: the move is checked again with the parent and kept."""
+    cluster = _mesh(("eu", "ap"), settings=SyncSettings(anti_entropy_s=3600))
+    chain = _game(cluster, 2)
+
+    def drop_ap_to_eu(src: str, dst: str, frames: list[bytes]) -> list[bytes]:
+        return [f for f in frames if (src, dst) != ("ap", "eu") or not _is_update(f)]
+
+    cluster.tamper = drop_ap_to_eu
+    chain.append(_legal_move(cluster, "ap", chain))  # held by ap, lost on the way to eu
+    cluster.advance(0.05)
+    cluster.tamper = None
+    player, move = _next_move(chain)
+    child = MoveRecord(3, chain[-1].key, player, move, _stamp(cluster, "ap"), "ap")
+    _inject(cluster, "eu", "ap", codec.Update(999, GAME_DOC, _move_update(child)))
+    cluster.advance(0.05)
+    moves = cluster.engines["eu"].docs[GAME_DOC].get("moves", type=Map)
+    assert {chain[-1].key, child.key} <= set(moves.keys())
+    assert not cluster.engines["eu"].refusals
+
+
 def test_a_fork_made_during_a_partition_is_kept_everywhere() -> None:
     """Two regions each take a move for the same ply while apart: both records are legal and
     both are kept; the canonical chain picks the earlier, on every node alike."""
