@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hostile_inputs
@@ -50,9 +51,13 @@ def main() -> int:
     for outcome, count in node.counts.most_common():
         print(f"  {outcome:<24} {count:>10,}")
     started = time.perf_counter()
-    statuses = fuzz_bodies(args.bodies, args.seed + 1)
+    kinds: Counter[str] = Counter()
+    statuses = fuzz_bodies(args.bodies, args.seed + 1, kinds)
     bodies_s = time.perf_counter() - started
-    print(f"player and admin bodies: {args.bodies:,} in {bodies_s:.1f} s")
+    print(
+        f"player and admin bodies: {args.bodies:,} in {bodies_s:.1f} s "
+        f"({kinds['player']:,} player, {kinds['admin']:,} admin)"
+    )
     for status, count in sorted(statuses.items()):
         print(f"  HTTP {status:<19} {count:>10,}")
     started = time.perf_counter()

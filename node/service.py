@@ -374,7 +374,7 @@ class GameService(MessageHandlers, MetaServiceAccess):
         self.state.now_hint = now
         self.sessions.tick(now)
         self.chat.prune(now)
-        self.limits.prune()
+        self.limits.prune(now)
         self.process(now)
 
     def shutdown(self) -> None:

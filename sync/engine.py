@@ -71,6 +71,9 @@ SUPPORTED_VERSIONS = (2, 3)
 EMPTY_UPDATE = b"\x00\x00"
 EMPTY_STATE_VECTOR = b"\x00"
 HANDSHAKE_TIMEOUT_S = 10.0
+# Updates held back on one link while the document they build on is pulled from the sender
+# (each is checked again against the answer); past this the link is refused (`too_large`).
+HELD_BYTES_PER_LINK = 64 * 1024 * 1024
 DIGESTS_PER_FRAME = 20_000
 LAG_SAMPLES_KEPT = 2048
 AUTH_LABEL = b"meridian-peer-auth-v2"
@@ -166,6 +169,7 @@ class Link:
     ping_sent: dict[int, float] = field(default_factory=dict)
     # STEP1 frames sent and not answered yet, per document: a STEP2 answering one is solicited
     step1_out: dict[str, int] = field(default_factory=dict)
+    held_bytes: int = 0  # of the updates in pending_acks held back for a pull
 
     @property
     def peer_id(self) -> str | None:
@@ -177,13 +181,16 @@ class PendingAck:
     """A received data frame waiting for its acknowledgement.
 
     It is acknowledged once change `event_no` is durable. `event_no` is None while the frame's
-    update waits for a pull of `doc_id` from the peer (it built on content this node lacked):
-    the STEP2 answering the pull brings the frame's content, and its change number is used.
+    update waits for a pull of `doc_id` from the peer (it built on content this node lacked);
+    `held` is that update, checked again once the STEP2 answering the pull is in: it passes and
+    is applied (if the answer did not bring it already), and the change number after it is
+    used, or it is refused, the sender's whole document not explaining it either.
     """
 
     seq: int
     event_no: int | None
     doc_id: str = ""
+    held: bytes | None = None
 
 
 @dataclass
@@ -784,16 +791,20 @@ class SyncEngine:
             raise _refusal(frame.doc_id, refused) from None
         if doc is None:
             self._take_new_doc_token(peer, frame.doc_id, solicited, now)
-            doc = self.document(frame.doc_id)
+        self._apply_checked(peer, frame.doc_id, frame.update, now)
+        self._ack_now(link, frame, now)
+
+    def _apply_checked(self, peer: PeerState, doc_id: str, update: bytes, now: float) -> None:
+        """Apply a peer's update that passed the checks (creating its document if need be)."""
+        doc = self.document(doc_id)
         self._origin = peer.node_id
         try:
-            doc.apply_update(frame.update)
+            doc.apply_update(update)
         finally:
             self._origin = None
-        self.checker.applied(frame.doc_id, doc)
+        self.checker.applied(doc_id, doc)
         peer.updates_received += 1
         self._collect(now)
-        self._ack_now(link, frame, now)
 
     def _check_size(self, frame: codec.Update | codec.Step2, solicited: bool) -> None:
         """An answer to our STEP1 may be as large as a frame; anything pushed is capped."""
@@ -808,22 +819,45 @@ class SyncEngine:
     def _pull(self, link: Link, frame: codec.Update | codec.Step2, now: float) -> None:
         """The update builds on content we lack: ask the sender for the document; the update's
         acknowledgement waits for the answer, which carries the update's content too."""
-        link.pending_acks.append(PendingAck(frame.seq, None, frame.doc_id))
+        link.held_bytes += len(frame.update)
+        if link.held_bytes > HELD_BYTES_PER_LINK:
+            raise FrameError(
+                ErrorCode.TOO_LARGE,
+                f"updates held back for pulls on this link exceed {HELD_BYTES_PER_LINK} bytes",
+                "too_large",
+            )
+        link.pending_acks.append(PendingAck(frame.seq, None, frame.doc_id, frame.update))
         if link.step1_out.get(frame.doc_id, 0) == 0:
             doc = self.docs.get(frame.doc_id)
             state_vector = doc.get_state() if doc is not None else EMPTY_STATE_VECTOR
             self._send_step1(link, frame.doc_id, state_vector, now)
 
-    def _answer_pulls(self, link: Link, doc_id: str) -> None:
-        for pending in link.pending_acks:
+    def _answer_pulls(self, link: Link, doc_id: str, now: float) -> None:
+        """The sender answered a pull of `doc_id`: check the updates held back for it again."""
+        for pending in list(link.pending_acks):
             if pending.event_no is None and pending.doc_id == doc_id:
+                self._recheck_held(link, pending, now)
                 pending.event_no = self._event_no
+
+    def _recheck_held(self, link: Link, pending: PendingAck, now: float) -> None:
+        """A held-back update against the document with the sender's answer in it: refused
+        (NeedsPull included: the sender's whole document does not explain it), or applied."""
+        update, pending.held = pending.held, None
+        peer = self.peers.get(link.peer_id) if link.peer_id else None
+        if update is None or peer is None:
+            return
+        link.held_bytes -= len(update)
+        try:
+            self.checker.check(pending.doc_id, self.docs.get(pending.doc_id), update)
+        except UpdateRefused as refused:
+            raise _refusal(pending.doc_id, refused) from None
+        self._apply_checked(peer, pending.doc_id, update, now)  # (its quota token was taken)
 
     def _ack_now(self, link: Link, frame: codec.Update | codec.Step2, now: float) -> None:
         """Queue the frame's acknowledgement and send what is durable at once: an update that
         brought nothing new (a duplicate, a relay we had) is acknowledged without waiting."""
         if isinstance(frame, codec.Step2):
-            self._answer_pulls(link, frame.doc_id)
+            self._answer_pulls(link, frame.doc_id, now)
         link.pending_acks.append(PendingAck(frame.seq, self._event_no))
         self._send_link_acks(link, now)
 

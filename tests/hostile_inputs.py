@@ -248,13 +248,15 @@ BODY_TYPES: dict[str, type[Any]] = {
 }
 
 
+ADMIN_ROUTES = frozenset({"admin_account", "doc_value", "doc_batch", "backup"})
 OK_STATUSES = {200, 201}
 REFUSAL_STATUSES = set(HTTP_STATUS.values()) - {500}
 
 
-def fuzz_bodies(count: int, seed: int) -> Counter[int]:
+def fuzz_bodies(count: int, seed: int, kinds: Counter[str] | None = None) -> Counter[int]:
     """`count` hostile player and admin bodies through the schema and the account flow of an
-    in-memory node; returns the HTTP statuses. A refusal must change no document."""
+    in-memory node; returns the HTTP statuses, and counts in `kinds` how many were ``admin``
+    and ``player`` bodies. A refusal must change no document."""
     h = ServiceHarness()
     h.register("someone")
     token = h.login("someone")
@@ -264,6 +266,8 @@ def fuzz_bodies(count: int, seed: int) -> Counter[int]:
     for index in range(count):
         route = hostile.rng.choice(sorted(BODY_TYPES))
         raw = hostile.body(route)
+        if kinds is not None:
+            kinds["admin" if route in ADMIN_ROUTES else "player"] += 1
         h.service.process(h.now)  # what earlier requests caused is written before we count
         writes = len(h.documents.writes)
         h.now += 0.5

@@ -21,14 +21,17 @@ The same seed gives the same frames (tests/test_hostile_input.py and bench/hosti
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+import aiohttp
 from pycrdt import Doc, Map
 
 import meridian.games.battleline as battleline
@@ -37,8 +40,10 @@ from meridian.crdt_models.game import GameInfo, GameWriter, MoveRecord
 from meridian.crdt_models.hlc import Stamp
 from meridian.crdt_models.records import attach_signer, encode_signed
 from meridian.sync import codec
-from meridian.sync.engine import EMPTY_UPDATE, PeerRefused
+from meridian.sync.engine import EMPTY_UPDATE, LinkUp, PeerRefused, SyncEngine
+from meridian.sync.identity import Keyring, NodeIdentity
 from meridian.sync.settings import SyncSettings
+from meridian.sync.transport import peer_ws_url
 from tests.sync_harness import MemoryCluster
 
 INSIDER, TARGET, OTHER = "ap", "eu", "us"
@@ -122,7 +127,7 @@ class PeerFuzz:
     # --- sending ---------------------------------------------------------------------------
 
     def run(self, frames: int) -> None:
-        makers = self._makers()
+        makers = self.makers()
         names = sorted(makers)
         for _ in range(frames):
             name = self.rng.choice(names)
@@ -228,7 +233,7 @@ class PeerFuzz:
 
     # --- frames ------------------------------------------------------------------------------
 
-    def _makers(self) -> dict[str, Callable[[], bytes]]:
+    def makers(self) -> dict[str, Callable[[], bytes]]:
         return {
             "garbage": self.garbage,
             "truncated": self.truncated,
@@ -464,3 +469,97 @@ def refusals_of(fuzz: PeerFuzz) -> Counter[str]:
     """Refusal events eu reported for ap, by rule (what /metrics counts)."""
     events = [e for e in fuzz.cluster.events[TARGET] if isinstance(e, PeerRefused)]
     return Counter(e.rule for e in events if e.node_id == INSIDER)
+
+
+# --- the same frames over a real authenticated link -----------------------------------------
+
+
+class InsiderLink:
+    """A real websocket to a node's ``/peer``, authenticated with an insider's real key: the
+    production engine does the handshake (and answers the node as an honest, empty node would);
+    `send` then puts a raw frame on the socket. A frame the node refuses closes the link: the
+    next `send` dials again."""
+
+    def __init__(self, identity: NodeIdentity, keyring: Keyring, url: str) -> None:
+        self.engine = SyncEngine(
+            identity=identity,
+            keyring=keyring,
+            settings=SyncSettings(anti_entropy_s=3600.0),  # it pulls nothing of its own
+            rng=random.Random(17),
+            wall_ms=lambda: int(time.time() * 1000),
+            auto_durable=True,
+        )
+        self.url = url
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.up = asyncio.Event()
+        self.pongs: set[int] = set()
+        self.dials = 0
+        self.token = 0
+
+    async def _dial(self, http: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
+        if self.reader is not None:
+            if self.ws is not None:
+                await self.ws.close()
+            await self.reader
+        self.up.clear()
+        self.dials += 1
+        ws = await http.ws_connect(peer_ws_url(self.url), max_msg_size=0)
+        link = self.engine.open_link(time.monotonic(), initiator=True)
+        self.ws = ws
+        self.reader = asyncio.create_task(self._read(link, ws))
+        await self._flush(link, ws)
+        await asyncio.wait_for(self.up.wait(), timeout=10)
+        return ws
+
+    async def _read(self, link: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.BINARY:
+                continue
+            if message.data[:1] == bytes([codec.FrameType.PONG]):
+                pong = codec.decode(message.data, 1 << 30)
+                assert isinstance(pong, codec.Pong)
+                self.pongs.add(pong.token)
+            self.engine.receive(link, message.data, time.monotonic())
+            self.engine.tick(time.monotonic())
+            await self._flush(link, ws)
+        self.engine.close_link(link, time.monotonic(), "closed by the node")
+        self.engine.take_outgoing(link)
+        self.engine.take_events()
+        self.up.set()  # (a waiter sees the socket closed)
+
+    async def _flush(self, link: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        for frame in self.engine.take_outgoing(link):
+            try:
+                await ws.send_bytes(frame)
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                break  # the node closed the link meanwhile: the reader sees it end
+        if any(isinstance(event, LinkUp) for event in self.engine.take_events()):
+            self.up.set()
+
+    async def send(self, http: aiohttp.ClientSession, frame: bytes) -> bool:
+        """Send `frame`, then a PING; True if the node answered the PING on the same link (it
+        took the frame), False if it closed the link first (it refused the frame)."""
+        ws = self.ws
+        while ws is None or ws.closed or self._gone():
+            ws = await self._dial(http)
+        self.token += 1
+        try:
+            await ws.send_bytes(frame)
+            await ws.send_bytes(codec.encode(codec.Ping(self.token)))
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            return False
+        deadline = time.monotonic() + 10
+        while self.token not in self.pongs and not ws.closed and not self._gone():
+            assert time.monotonic() < deadline, "the node neither answered nor closed the link"
+            await asyncio.sleep(0.001)
+        return self.token in self.pongs
+
+    def _gone(self) -> bool:
+        return self.reader is None or self.reader.done()
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self.reader is not None:
+            await self.reader

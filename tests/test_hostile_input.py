@@ -3,9 +3,12 @@ HTTP bodies, admin bodies and peer frames (from an insider node with a valid key
 memory, some through a real node.
 
 Asserted for every input: no "internal" reply, no HTTP 500, no exception logged or raised, and
-a refused input changes no document. At the end the real node is healthy and its log holds no
-traceback, and the in-memory nodes the peer frames were sent to hold the same documents.
-bench/hostile.py runs the same generators longer and prints their counts.
+a refused input changes no document (checked per input in memory). At the end the real nodes
+are healthy and their logs hold no traceback; the in-memory nodes the peer frames were sent to
+hold the same documents, and so do the two real nodes after an insider's frames reached one of
+them over a real authenticated link. The counts sent, by kind, are printed at the end of the
+module (and must reach 100,000 when every kind was sent). bench/hostile.py runs the same
+generators longer and prints their counts.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import tomllib
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,9 +38,10 @@ from meridian.node.localcluster import (
 from meridian.node.protocol import (
     HTTP_STATUS,
 )
+from meridian.sync.identity import Keyring, NodeIdentity
 from tests.conftest import SIM_RANDOM_SEED, eventually
 from tests.hostile_inputs import FuzzedNode, Hostile, fuzz_bodies
-from tests.hostile_peers import INSIDER, TARGET, PeerFuzz
+from tests.hostile_peers import INSIDER, KNOWN_RULES, TARGET, InsiderLink, PeerFuzz
 
 FRAMES = 50_000
 BODIES = 47_000
@@ -44,6 +51,29 @@ REAL_BODIES = 1_500
 PLAYERS = ("alice", "bob", "carol", "dave", "erin")
 OK_STATUSES = {200, 201}
 REFUSAL_STATUSES = set(HTTP_STATUS.values()) - {500}
+
+
+MIN_INPUTS_PER_RUN = 100_000
+KINDS = ("player frames", "player bodies", "admin bodies", "peer frames")
+# Inputs sent by this module's tests, by kind (and by where: in memory or to a real node).
+SENT: Counter[tuple[str, str]] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def inputs_sent(request: pytest.FixtureRequest) -> Any:
+    """Print what the module's tests sent, by kind; when every kind was sent it must be at
+    least MIN_INPUTS_PER_RUN."""
+    SENT.clear()
+    yield SENT
+    total = sum(SENT.values())
+    parts = [f"{kind} {SENT[kind, where]:,} {where}" for kind, where in sorted(SENT)]
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:  # (neither on a pytest-xdist worker)
+        with capture.global_and_fixture_disabled():  # shown without -s, as capsys.disabled()
+            reporter.write_line(f"\nhostile inputs sent: {total:,} ({', '.join(parts)})")
+    if {kind for kind, _ in SENT} == set(KINDS):  # (the in-memory tests alone send 100,000)
+        assert total >= MIN_INPUTS_PER_RUN, dict(SENT)
 
 
 @pytest.fixture
@@ -59,13 +89,18 @@ def test_hostile_websocket_frames_in_memory(no_exceptions_logged: None) -> None:
     fuzzed.run(FRAMES)
     counts = fuzzed.counts
     assert sum(counts.values()) == FRAMES
+    SENT["player frames", "in memory"] += FRAMES
     assert counts["ok"] > 1000 and counts["bad_request"] > 1000 and counts["close 4103"] > 1000
     assert counts["internal"] == 0
 
 
 def test_hostile_http_and_admin_bodies_in_memory(no_exceptions_logged: None) -> None:
-    statuses = fuzz_bodies(BODIES, SIM_RANDOM_SEED + 1)
+    kinds: Counter[str] = Counter()
+    statuses = fuzz_bodies(BODIES, SIM_RANDOM_SEED + 1, kinds)
     assert sum(statuses.values()) == BODIES and statuses[500] == 0
+    assert kinds["admin"] > BODIES // 4 and kinds["player"] > BODIES // 4, kinds
+    SENT["player bodies", "in memory"] += kinds["player"]
+    SENT["admin bodies", "in memory"] += kinds["admin"]
     assert statuses[400] > 1000 and statuses[200] + statuses[201] > 100
 
 
@@ -83,6 +118,7 @@ def test_hostile_peer_frames_from_an_insider_in_memory(no_exceptions_logged: Non
     fuzz.run(PEER_FRAMES)
     counts = fuzz.counts
     assert sum(counts.values()) == PEER_FRAMES
+    SENT["peer frames", "in memory"] += PEER_FRAMES
     assert counts["accepted"] > PEER_FRAMES // 10, counts
     assert all(counts[rule] > 0 for rule in PEER_RULES_EXPECTED), counts
     refused = {rule: n for (peer, rule), n in fuzz.cluster.engines[TARGET].refusals.items()}
@@ -131,6 +167,8 @@ async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
                     method, url + path, data=hostile.body(route), headers=headers
                 ) as response:
                     statuses[response.status] += 1
+                    kind = "admin bodies" if route.startswith(("admin", "doc")) else "player bodies"
+                    SENT[kind, "to a real node"] += 1
                     assert response.status != 500
                     if route in ("register", "admin_account"):  # the node is available
                         assert response.status < 500, (route, response.status)
@@ -140,9 +178,11 @@ async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
             for response in await asyncio.gather(*guesses):
                 statuses[response.status] += 1
                 response.release()
+            SENT["player bodies", "to a real node"] += len(guesses)
             sent = 0
             while sent < REAL_FRAMES:
                 sent += await _fuzz_one_socket(http, url, tokens["fuzzer"], hostile, closes)
+            SENT["player frames", "to a real node"] += sent
         health = await asyncio.to_thread(fetch_health, url)
         assert health is not None and health["status"] == "ok"
     finally:
@@ -152,6 +192,83 @@ async def test_hostile_input_against_a_real_node(tmp_path: Path) -> None:
     assert statuses[500] == 0 and sum(statuses.values()) == REAL_BODIES + 20
     assert set(closes) <= {1000, 4002, 4003, 4100, 4101, 4103, 4104}, closes
     assert closes[4103] > 10, closes
+
+
+REAL_PEER_FRAMES = 400
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+async def test_hostile_peer_frames_against_real_nodes(cluster: Any) -> None:
+    """The insider's frames (tests/hostile_peers.py) over a real authenticated link: ap is
+    down and a fake ap-1 holding ap-1's real key sends them to eu, dialling again after each
+    refusal. eu refuses by name only (`meridian_sync_refused_total`, no traceback, no internal
+    error), refuses nothing from us, stays healthy, and eu and us end with the same documents."""
+    stop_nodes([cluster.nodes[2]])
+    keys = cluster.paths[0].parent / "keys"
+    identity = NodeIdentity.from_pem("ap-1", "ap", (keys / "ap-1.key").read_bytes())
+    keyring = Keyring.parse(tomllib.loads((keys / "keyring.toml").read_text()))
+    insider = InsiderLink(identity, keyring, cluster.url(0))
+    fuzz = PeerFuzz(SIM_RANDOM_SEED + 4)  # its in-memory eu checks each frame as well
+    makers = fuzz.makers()
+    taken = 0
+    async with aiohttp.ClientSession() as http:
+        try:
+            for _ in range(REAL_PEER_FRAMES):
+                name = fuzz.rng.choice(sorted(makers))
+                frame = makers[name]()
+                fuzz.send(name, frame)
+                taken += await insider.send(http, frame)
+        finally:
+            await insider.close()
+        SENT["peer frames", "to a real node"] += REAL_PEER_FRAMES
+        admin = {"Authorization": f"Bearer {cluster.env[TOKEN_ENV]}"}
+
+        async def same_documents() -> bool | None:
+            views = [await _documents(http, cluster.url(i), admin) for i in (0, 1)]
+            return True if views[0] == views[1] else None
+
+        await eventually(same_documents, timeout=30)
+    refused = _refusals(await asyncio.to_thread(_metrics_text, cluster.url(0)))
+    assert {peer for peer, _ in refused} == {"ap-1"}, refused
+    assert {rule for _, rule in refused} <= KNOWN_RULES, refused
+    # The generator's games are not on the real eu: each move is pulled for, then refused.
+    assert refused["ap-1", "missing_parent"] > 0, refused
+    assert sum(refused.values()) >= REAL_PEER_FRAMES // 3 and taken > REAL_PEER_FRAMES // 10
+    assert insider.dials > REAL_PEER_FRAMES // 3
+    assert not _refusals(await asyncio.to_thread(_metrics_text, cluster.url(1)))
+    for index in (0, 1):
+        health = await asyncio.to_thread(fetch_health, cluster.url(index))
+        assert health is not None and health["status"] == "ok", health
+        log = cluster.nodes[index].log_path.read_text()
+        assert "Traceback" not in log and "internal error" not in log
+
+
+async def _documents(
+    http: aiohttp.ClientSession, url: str, admin: dict[str, str]
+) -> dict[str, str]:
+    """A node's documents and their digests (presence documents by id only: their heartbeats
+    change them every second)."""
+    async with http.get(f"{url}/api/cluster", headers=admin) as response:
+        view = await response.json()
+    return {
+        d["id"]: "" if d["id"].startswith("presence:") else d["digest"] for d in view["documents"]
+    }
+
+
+def _metrics_text(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text: str = response.read().decode()
+        return text
+
+
+REFUSED = re.compile(r'^meridian_sync_refused_total\{peer="([^"]+)",rule="([^"]+)"\} (\S+)$', re.M)
+
+
+def _refusals(metrics: str) -> Counter[tuple[str, str]]:
+    return Counter(
+        {(peer, rule): int(float(n)) for peer, rule, n in REFUSED.findall(metrics) if float(n)}
+    )
 
 
 LONG = "a long password"

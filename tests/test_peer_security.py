@@ -9,8 +9,10 @@ relayed. The last test replays the measured account takeover against real node p
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import random
+import re
 import stat
 import subprocess
 import sys
@@ -568,6 +570,52 @@ def test_a_move_whose_parent_is_late_in_transit_is_pulled_not_lost() -> None:
     assert len(cluster.digests(GAME_DOC)) == 1
 
 
+def _move_update(record: MoveRecord) -> bytes:
+    """A move record as a sender's update that its own document does not hold."""
+    doc: Doc[Any] = Doc(client_id=4242)
+    doc.get("moves", type=Map)[record.key] = record.to_text()
+    return doc.get_update()
+
+
+def test_a_move_whose_parent_its_sender_lacks_too_is_refused_never_acknowledged() -> None:
+    """An insider pushes a move after a parent no one holds, and answers the pull with its real
+    document, which holds neither: the held-back move is checked again against the answer and
+    refused (`missing_parent`), not acknowledged as if the answer had brought it."""
+    cluster = _mesh()
+    chain = _game(cluster, 3)
+    log = FrameLog(cluster)
+    player, move = _next_move(chain)
+    dangling = MoveRecord(3, "00002|nowhere", player, move, _stamp(cluster, "ap"), "ap")
+    before = cluster.engines["eu"].docs[GAME_DOC].get_state()
+    _inject(cluster, "eu", "ap", codec.Update(999, GAME_DOC, _move_update(dangling)))
+    cluster.advance(0.05)
+    _assert_refused(cluster, "eu", "ap", "missing_parent")
+    assert [a for a in log.sent("eu", "ap", codec.Ack) if a.seq >= 999] == []
+    assert cluster.engines["eu"].docs[GAME_DOC].get_state() == before
+
+
+def test_a_held_back_move_is_applied_once_the_answer_brings_its_parent() -> None:
+    """A move pushed before its parent reached us, by a sender whose answer to the pull holds
+    the parent but not the move itself: the move is checked again with the parent and kept."""
+    cluster = _mesh(("eu", "ap"), settings=SyncSettings(anti_entropy_s=3600))
+    chain = _game(cluster, 2)
+
+    def drop_ap_to_eu(src: str, dst: str, frames: list[bytes]) -> list[bytes]:
+        return [f for f in frames if (src, dst) != ("ap", "eu") or not _is_update(f)]
+
+    cluster.tamper = drop_ap_to_eu
+    chain.append(_legal_move(cluster, "ap", chain))  # held by ap, lost on the way to eu
+    cluster.advance(0.05)
+    cluster.tamper = None
+    player, move = _next_move(chain)
+    child = MoveRecord(3, chain[-1].key, player, move, _stamp(cluster, "ap"), "ap")
+    _inject(cluster, "eu", "ap", codec.Update(999, GAME_DOC, _move_update(child)))
+    cluster.advance(0.05)
+    moves = cluster.engines["eu"].docs[GAME_DOC].get("moves", type=Map)
+    assert {chain[-1].key, child.key} <= set(moves.keys())
+    assert not cluster.engines["eu"].refusals
+
+
 def test_a_fork_made_during_a_partition_is_kept_everywhere() -> None:
     """Two regions each take a move for the same ply while apart: both records are legal and
     both are kept; the canonical chain picks the earlier, on every node alike."""
@@ -671,6 +719,27 @@ def test_an_update_already_held_is_acknowledged_at_once() -> None:
     acks = [codec.decode(f, 1 << 20, compressed=True) for f in us.take_outgoing(link)]
     assert codec.Ack(duplicate.seq + 1) in acks
     assert us.link_state(link) is LinkState.UP
+
+
+def test_the_lag_reported_for_a_no_op_answer_is_its_round_trip_not_a_tick() -> None:
+    """us pulls a document it already holds (what a login for an unknown name does): eu's
+    answer brings nothing new, and us acknowledges it in the same step, so the replication lag
+    eu reports for us is the time the answer took to be held (0 on this instant link), not the
+    wait for us's next tick; a real write's lag is likewise its time to be visible on us."""
+    cluster = _mesh(("eu", "us"))
+    cluster.put("eu", "test:lag", "k", "v")
+    cluster.advance(0.05)
+    us, peer = cluster.engines["us"], cluster.engines["eu"].peers["us"]
+    for _ in range(5):
+        before = peer.lag_count
+        us.request_sync("test:lag", cluster.now)
+        cluster.pump()  # frames only: no engine ticks
+        assert peer.lag_count == before + 1 and peer.lag_samples[-1] == 0.0
+        cluster.advance(0.3)
+    cluster.put("eu", "test:lag", "k", "w")
+    cluster.advance(0.005)  # the coalescing window (5 ms), then the push
+    assert cluster.values("us", "test:lag") == {"k": "w"}
+    assert peer.doc_lag["test:lag"] <= 0.005
 
 
 def test_a_refusal_is_reported_with_the_peer_and_the_rule() -> None:
@@ -908,3 +977,28 @@ def test_a_node_with_a_world_readable_key_exits_2_with_one_line(tmp_path: Path) 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cluster.key_file" in lines[0] and "chmod 600" in lines[0]
+
+
+# --- docs/security.md names what the code has ---------------------------------------------------
+
+_MODULE_NAME = re.compile(r"`((?:node|sync|crdt_models|games)(?:\.[a-z_]+)+)\.([A-Z][A-Z0-9_]+)`")
+_BARE_NAME = re.compile(r"`([A-Z][A-Z0-9_]{2,})`")
+
+
+def test_every_constant_docs_security_names_exists() -> None:
+    """A limit named `module.NAME` in docs/security.md, and each bare `NAME` after it on the
+    same line (`node.protocol.MAX_ID_CHARS`, `MAX_TOKEN_CHARS`), is a constant of that module."""
+    text = (Path(__file__).parent.parent / "docs" / "security.md").read_text()
+    checked = 0
+    for line in text.splitlines():
+        named = _MODULE_NAME.findall(line)
+        if not named:
+            continue
+        for module_name, name in named:
+            module = importlib.import_module(f"meridian.{module_name}")
+            assert hasattr(module, name), f"{module_name}.{name} (docs/security.md)"
+            checked += 1
+        for name in _BARE_NAME.findall(line):  # (module: the line's last one named)
+            assert hasattr(module, name), f"{name} after {module.__name__} (docs/security.md)"
+            checked += 1
+    assert checked > 30

@@ -57,6 +57,27 @@ def test_the_message_allowance_is_per_account_whatever_the_connections() -> None
     assert harness.service.limits.counts["account_messages"] == refused
 
 
+def test_closing_the_socket_and_reconnecting_brings_no_fresh_allowance() -> None:
+    """One socket at a time: the account's bucket outlives its last connection until it has
+    refilled, so a reconnect loop gets the burst once, then the rate."""
+    harness = ServiceHarness()
+    harness.register("alice")
+    harness.advance(5)
+    answered = refused = 0
+    for _ in range(10):
+        conn = harness.open()
+        harness.request(conn, "hello", token=harness.login("alice"))
+        for i in range(40):
+            reply = harness.send(conn, {"id": f"p{i}", "type": "ping"})
+            assert reply is not None
+            answered, refused = (answered + 1, refused) if reply["ok"] else (answered, refused + 1)
+        harness.close(conn)
+        harness.advance(0.0)  # a tick between: the bucket of an account with no socket
+    assert answered <= 40 and refused >= 9 * 40 - 9
+    harness.advance(2.0)  # refilled (40 at 20/s): now it may be forgotten, as good as full
+    assert not harness.service.limits._account_buckets
+
+
 def test_connections_per_address_are_limited() -> None:
     harness = ServiceHarness()
     cap = harness.service.state.limits.connections_per_address
@@ -65,3 +86,25 @@ def test_connections_per_address_are_limited() -> None:
     assert conns[-1].closed is not None and conns[-1].closed[0] == CloseCode.FLOOD
     assert harness.open("1.2.3.4").closed is None
     assert harness.service.limits.counts["connections_per_address"] == 1
+
+
+def test_connections_per_account_are_limited() -> None:
+    """The one over ``connections_per_account`` is closed with 4002 when hello binds it. (A
+    hello moves its session's connection and a login replaces the account's older session, so
+    through hello an account holds one connection per node; the cap is a backstop, tested here
+    on the limit itself with sessions bound directly.)"""
+    harness = ServiceHarness()
+    uid = harness.register("alice")
+    state, limits = harness.service.state, harness.service.limits
+    cap = state.limits.connections_per_account
+    conns = [harness.open(f"10.0.0.{index}") for index in range(cap + 1)]
+    admitted = []
+    for index, conn in enumerate(conns):
+        bound = state.conns[conn.conn_id]
+        state.bind(bound, uid, f"sid-{index}", "alice")
+        admitted.append(limits.admit_session(bound))
+    harness.deliver()
+    assert admitted == [True] * cap + [False]
+    assert conns[-1].closed is not None and conns[-1].closed[0] == CloseCode.FLOOD
+    assert all(c.closed is None for c in conns[:cap])
+    assert limits.counts["connections_per_account"] == 1

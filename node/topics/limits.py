@@ -1,8 +1,10 @@
 """Rate limits on what players and guessers send (docs/configuration.md, "Limits").
 
 * Messages: a token bucket per connection and one per account (all of the account's connections
-  on this node share it, so reconnecting does not raise the allowance); above FLOOD_PER_S in one
-  second a connection is closed (4002).
+  on this node share it, and it is kept after the last one closes until it has refilled, so
+  reconnecting, at once or one socket after another, does not raise the allowance); above
+  FLOOD_PER_S in one second a connection is closed (4002). Per node: an account connected to
+  several regions has the allowance on each.
 * Connections: at most ``connections_per_address`` per address and ``connections_per_account``
   per account on this node (``[limits]``); the one over is closed with 4002.
 * Registrations: a bucket per address of ``registrations_per_address_per_hour``.
@@ -201,8 +203,15 @@ class LimitsTopic:
         if len(table) >= MAX_TRACKED:
             del table[next(iter(table))]  # dicts keep insertion order: the oldest first
 
-    def prune(self) -> None:
-        """Forget the message buckets of accounts with no connection here any more."""
-        gone = [uid for uid in self._account_buckets if not self.state.conns_of(uid)]
+    def prune(self, now: float) -> None:
+        """Forget the message buckets of accounts with no connection here any more, once they
+        have refilled: a bucket forgotten earlier would come back full, so closing the socket
+        and reconnecting would bring a fresh allowance each time."""
+        gone = [
+            uid
+            for uid, bucket in self._account_buckets.items()
+            if not self.state.conns_of(uid)
+            and bucket.tokens + (now - bucket.refilled) * RATE_PER_S >= RATE_BURST
+        ]
         for uid in gone:
             del self._account_buckets[uid]
