@@ -125,9 +125,7 @@ def test_a_watcher_who_left_before_the_fork_is_not_told() -> None:
     assert split.rollbacks(carol) == [], "nothing carol saw was undone"
 
 
-def hello_on(
-    harness: ServiceHarness, name: str, seen: dict[str, Any], wall_ms: int
-) -> Connection:
+def hello_on(harness: ServiceHarness, name: str, seen: dict[str, Any], wall_ms: int) -> Connection:
     """`name` says hello on `harness` as the newest session, reporting `seen`."""
     harness.wall_ms = max(harness.wall_ms, wall_ms) + 5_000
     conn = harness.open()
