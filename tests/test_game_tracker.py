@@ -1,13 +1,22 @@
-"""GameTracker.went_back_for: where a player's view leaves the canonical chain (for rollbacks)."""
+"""GameTracker: where a player's view leaves the canonical chain (for rollbacks), and records
+that arrive before their parents."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pycrdt import Doc
+
 import meridian.games.battleline as battleline
-from meridian.crdt_models.game import GameInfo, MoveRecord, canonical_chain, start_state
+from meridian.crdt_models.game import (
+    GameInfo,
+    GameWriter,
+    MoveRecord,
+    canonical_chain,
+    start_state,
+)
 from meridian.crdt_models.hlc import HybridLogicalClock
-from meridian.node.game_tracker import GameTracker
+from meridian.node.game_tracker import GameTracker, load_tracker
 
 RULES = battleline.rules_module()
 
@@ -70,3 +79,34 @@ def test_a_branch_missing_a_record_here_gives_a_bound_at_that_record() -> None:
     exact = tracker.branch_exit(4, branch[1].key)
     assert exact is not None and exact.ply == 2 and exact.exact
     assert tracker.branch_exit(3, main[2].key) is None
+
+
+def test_a_record_that_arrived_before_its_parent_joins_the_chain_when_the_parent_comes() -> None:
+    """The tracker's fast path (a new record that extends the tip) must still look at records
+    waiting for a parent: one that arrived first joins the chain once its parent arrives."""
+    clock = HybridLogicalClock("eu-1", iter(range(1_000, 10_000, 10)).__next__)
+    info = GameInfo(
+        "g1", "battleline", ["u0", "u1"], ["p0", "p1"], 7, 0, clock.now().encode(), "eu-1"
+    )
+    source: Doc[Any] = Doc()
+    writer = GameWriter(source, "eu-1")
+    writer.create(info)
+    updates, state, parent = [source.get_update()], start_state(RULES, info), ""
+    for ply in range(3):
+        before = source.get_state()
+        record = _record(state, ply, parent, clock.now().encode())
+        writer.add_move(record.ply, record.parent, record.player, record.move, record.stamp)
+        updates.append(source.get_update(before))
+        state, parent = RULES.apply_move(state, record.player, record.move), record.key
+    replica: Doc[Any] = Doc()
+    for update in (updates[0], updates[1]):
+        replica.apply_update(update)
+    tracker = load_tracker(RULES, replica)
+    assert tracker is not None and tracker.ply == 1
+    replica.apply_update(updates[3])  # ply 2's record, before its parent
+    tracker.refresh(replica)
+    assert tracker.ply == 1, "it waits: its parent is not here"
+    replica.apply_update(updates[2])  # the parent arrives: both extend the chain
+    tracker.refresh(replica)
+    assert tracker.ply == 3
+    assert tracker.chain.tip == parent
