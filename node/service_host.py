@@ -12,7 +12,9 @@ The rules:
   changes of this instant (not one per change), except for key-value documents, which the
   service does not read;
 * after each ``process`` and each ``tick``, the output is delivered and the service's own
-  deadline (a postponed refresh of the public list, a replication wait) is armed;
+  deadline (a postponed refresh of the public list, a replication wait) is armed: a timer for
+  it unless one is armed for that moment or earlier (timers cannot be cancelled: one that a
+  nearer deadline overtook does nothing when it fires);
 * progress of the engine (a commit is durable, a peer acknowledged) may open the push gate:
   the output is delivered at once, unless the host is inside a call into the service (a write
   that made progress on its own), in which case it is delivered once that call is done;
@@ -91,7 +93,7 @@ class ServiceHost:
         self.deliver = deliver
         self.running = True
         self._process_scheduled = False
-        self._deadline_armed = False
+        self._armed_due: float | None = None  # the deadline the newest timer is armed for
         self._in_service = False
         self.ticking = True  # the simulator stops the tick before it takes the final states
 
@@ -136,12 +138,14 @@ class ServiceHost:
         """Deliver what the service releases now, and arm its next deadline."""
         self.deliver()
         due = self.service.next_deadline()
-        if due is not None and not self._deadline_armed:
-            self._deadline_armed = True
-            self.timers.later(max(0.0, due - self.clock()), self._on_deadline)
+        if due is not None and (self._armed_due is None or due < self._armed_due):
+            self._armed_due = due
+            self.timers.later(max(0.0, due - self.clock()), lambda: self._on_deadline(due))
 
-    def _on_deadline(self) -> None:
-        self._deadline_armed = False
+    def _on_deadline(self, due: float) -> None:
+        if due != self._armed_due:
+            return  # overtaken by a nearer deadline, which armed its own timer
+        self._armed_due = None
         if self.running:
             self.process_now()
 
