@@ -634,7 +634,7 @@ class IdleRamp:
 
     async def step(self, names: list[str]) -> bool:
         """Open one step of connections; False if it failed or took longer than the budget."""
-        started, node_cpu = time.perf_counter(), process_usage(self.pid)[1]
+        started, node_cpu, own_cpu = time.perf_counter(), process_usage(self.pid)[1], own_cpu_s()
         target = len(self.clients) + len(names)
         opening = asyncio.ensure_future(open_players(self.http, [self.url], names, batch=100))
         done, _pending = await asyncio.wait({opening}, timeout=self.budget_s)
@@ -652,9 +652,11 @@ class IdleRamp:
         self.per_connection_kb = (rss - self.base_rss) / len(self.clients)
         print(
             f"   {len(self.clients):>6,} open: step took {elapsed:5.1f} s "
-            f"({elapsed / len(names) * 1000:.1f} ms and {(cpu - node_cpu) / len(names) * 1000:.1f} "
+            f"({len(names) / elapsed:,.0f} logins/s; {(cpu - node_cpu) / len(names) * 1000:.2f} "
             f"ms of node CPU per connection); node RSS {rss / 1024:,.0f} MB, "
-            f"{self.per_connection_kb:.1f} KB per connection"
+            f"{self.per_connection_kb:.1f} KB per connection; this client "
+            f"{(own_cpu_s() - own_cpu) / elapsed:.0%} of a core; load average "
+            f"{os.getloadavg()[0]:.1f}"
         )
         return True
 

@@ -36,7 +36,7 @@ from meridian.crdt_models.presence import (
 from meridian.games.base import GameRules
 from meridian.node.delivery import Close, Gate, Outgoing, Send
 from meridian.node.game_tracker import GameTracker
-from meridian.node.presence_view import Picture
+from meridian.node.presence_view import LivePicture, Picture, valid_invites
 from meridian.node.protocol import CloseCode, ErrorCode, Refused
 from meridian.node.service_limits import ServiceLimits
 from meridian.sync.replicator import DocumentQuarantined
@@ -150,6 +150,7 @@ class ServiceState:
         self.games: dict[str, GameTracker] = {}
         self.presence: dict[str, Presence] = {}
         self.picture = Picture({}, [], {}, {})
+        self.live_picture = LivePicture()  # what `picture` is made of, kept up to date
         self.dropped_at: dict[str, float] = {}  # sid -> when its connection dropped
         self.out: list[Outgoing] = []
         self.dirty: set[str] = set()
@@ -212,6 +213,28 @@ class ServiceState:
             reader = PresenceReader(node, doc, also=(DECLINES, SPENT, REVOKED))
             self._presence_readers[node] = reader
         self.presence[node] = reader.read()
+
+    def settle_picture(
+        self, playing: dict[str, tuple[str, str]], declined: set[str]
+    ) -> tuple[set[str], set[str]]:
+        """Apply what changed in the presences and at the tables since the last call to the
+        picture (``presence_view.LivePicture``: O(changes), not O(players)) and make it the
+        current `picture`; returns (uids whose sessions or table changed, names whose public
+        entry changed or went)."""
+        live_picture = self.live_picture
+        readers = self._presence_readers
+        for node, reader in readers.items():
+            sessions = reader.sessions
+            for sid, before in reader.take_changes().items():
+                live_picture.session_changed(node, sid, before, sessions.get(sid))
+        now_ms = self.wall_ms()
+        live = [p for node, p in self.presence.items() if node == self.node_id or p.live(now_ms)]
+        live_picture.set_live({p.node for p in live}, lambda node: readers[node].sessions.values())
+        live_picture.set_playing(playing)
+        changed = live_picture.settle()
+        invites = valid_invites(live, live_picture.sessions, playing, declined)
+        self.picture = Picture(live_picture.sessions, invites, live_picture.lobby, playing)
+        return changed
 
     def presence_news(self, node: str) -> bool:
         """Whether `node`'s presence changed otherwise than by its heartbeat since last asked."""
