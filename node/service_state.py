@@ -111,6 +111,22 @@ def _discard(index: dict[str, set[str]], key: str, conn_id: str) -> None:
             del index[key]
 
 
+def _add_member(index: dict[str, tuple[str, ...]], key: str, conn_id: str) -> None:
+    """Add `conn_id` to an index of connections kept as tuples: a key has one or two
+    connections, and a 1-tuple costs a fifth of a set (idle players are many)."""
+    members = index.get(key, ())
+    if conn_id not in members:
+        index[key] = (*members, conn_id)
+
+
+def _remove_member(index: dict[str, tuple[str, ...]], key: str, conn_id: str) -> None:
+    left = tuple(c for c in index.get(key, ()) if c != conn_id)
+    if left:
+        index[key] = left
+    else:
+        index.pop(key, None)
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -143,8 +159,8 @@ class ServiceState:
         self.rng = rng
         self.presence_doc = presence_doc_id(node_id)
         self.conns: dict[str, Conn] = {}
-        self.by_uid: dict[str, set[str]] = {}  # uid -> its connections here
-        self.by_sid: dict[str, set[str]] = {}  # sid -> its connections here
+        self.by_uid: dict[str, tuple[str, ...]] = {}  # uid -> its connections here
+        self.by_sid: dict[str, tuple[str, ...]] = {}  # sid -> its connections here
         self.awaiting_hello: dict[str, None] = {}  # connections not yet bound, oldest first
         self.watchers: dict[str, set[str]] = {}  # gid -> connections watching it
         self.games: dict[str, GameTracker] = {}
@@ -314,8 +330,8 @@ class ServiceState:
         """The connection said hello for session `sid` of account `uid`."""
         conn.uid, conn.sid, conn.name = uid, sid, name
         self.awaiting_hello.pop(conn.conn_id, None)
-        self.by_uid.setdefault(uid, set()).add(conn.conn_id)
-        self.by_sid.setdefault(sid, set()).add(conn.conn_id)
+        _add_member(self.by_uid, uid, conn.conn_id)
+        _add_member(self.by_sid, sid, conn.conn_id)
 
     def game_audience(self, gid: str, tracker: GameTracker) -> list[Conn]:
         """The connections here of a game's players and watchers."""
@@ -327,8 +343,8 @@ class ServiceState:
         conn = self.conns.pop(conn_id, None)
         self.awaiting_hello.pop(conn_id, None)
         if conn is not None:
-            _discard(self.by_uid, conn.uid, conn_id)
-            _discard(self.by_sid, conn.sid, conn_id)
+            _remove_member(self.by_uid, conn.uid, conn_id)
+            _remove_member(self.by_sid, conn.sid, conn_id)
             _discard(self.watchers, conn.watching, conn_id)
         return conn
 
