@@ -187,6 +187,10 @@ class Ping(ClientMessage, tag="ping", frozen=True):
     pass
 
 
+class LobbyPage(ClientMessage, tag="lobby_page", frozen=True):
+    after: NameField | None = None
+
+
 CLIENT_MESSAGES: Final[tuple[type[ClientMessage], ...]] = (
     Hello,
     Invite,
@@ -202,6 +206,7 @@ CLIENT_MESSAGES: Final[tuple[type[ClientMessage], ...]] = (
     Saved,
     Rename,
     Ping,
+    LobbyPage,
 )
 AnyClientMessage = (
     Hello
@@ -218,6 +223,7 @@ AnyClientMessage = (
     | Saved
     | Rename
     | Ping
+    | LobbyPage
 )
 
 

@@ -4,7 +4,7 @@ notices that follow it (public list updates, your invitations, your opponent dro
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from typing import Any
 
 from meridian.crdt_models.presence import Invite, PresenceWriter, presence_doc_id
@@ -22,6 +22,8 @@ DECLINES = "declines"
 # with every login pushed to every player, a lobby of N players costs O(N) bytes per login for
 # each of N players. Anyone online can still be invited by name (docs/protocol.md, "Pushes").
 LOBBY_MAX_ENTRIES = 500
+# A `lobby_page` request answers at most this many entries of the whole list (docs/protocol.md).
+LOBBY_PAGE_ENTRIES = 500
 NO_INVITES: dict[str, Any] = {"type": "invites", "incoming": [], "outgoing": []}
 NO_INVITES_TEXT = encode_message(NO_INVITES)
 InvitesByUid = dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]
@@ -125,6 +127,19 @@ class LobbyTopic:
             message = {"type": "lobby", "players": [e.to_json() for e in lobby.values()]}
             self._greeting = (lobby, message, encode_message(message))
         return self._greeting[1], self._greeting[2]
+
+    def page(self, after: str) -> dict[str, Any]:
+        """Up to LOBBY_PAGE_ENTRIES entries of the whole public list after the name `after`
+        ("": from the start), in name order, and the name to ask after for the next page (""
+        at the end): how a client reads a lobby larger than what it is pushed."""
+        names, lobby = self._names, self.state.picture.lobby
+        start = bisect_right(names, after) if after else 0
+        chunk = names[start : start + LOBBY_PAGE_ENTRIES]
+        more = start + LOBBY_PAGE_ENTRIES < len(names)
+        return {
+            "players": [lobby[name].to_json() for name in chunk],
+            "next": chunk[-1] if more and chunk else "",
+        }
 
     def _invites_by_uid(self) -> InvitesByUid:
         """uid -> (incoming, outgoing) invitations, in one pass over the valid ones."""
