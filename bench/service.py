@@ -11,7 +11,8 @@ Prints (targets from the issue; misses are printed as misses):
    `sim.proxy.FaultProxy` with ``latency_s`` = ``--link-delay-ms``, default 20), paced;
 4. idle connections on one node: open websockets (login + hello) in steps, RSS of the node per
    connection; target 10,000 connections at <= 20 KB each. A step that takes longer than
-   ``--step-budget`` seconds ends the phase (and says so).
+   ``--step-budget`` seconds ends the phase (and says so). Each websocket opens on a TCP
+   connection of its own (as browsers open them), not on the one its login used.
 
 Phases 1 and 2 also run, right after Meridian and with the same players, pacing and seconds,
 against a bare websocket relay (`bench/relay.py`: two clients paired, the server forwards a
@@ -610,8 +611,12 @@ async def phase_idle(args: argparse.Namespace, folder: Path) -> None:
     print(
         f"\n4. idle connections on one node (login + websocket + hello), in steps of {args.step}:"
     )
+    # Each websocket on a TCP connection of its own, as browsers open them: with keep-alive the
+    # client would upgrade the connection its login used, and the node would keep that login's
+    # response referenced (aiohttp's request loop) for the life of the websocket.
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        async with aiohttp.ClientSession(connector=connector) as http:
             ramp = IdleRamp(http, node_urls(cluster)[0], node_pids(cluster)[0], args.step_budget)
             for start in range(0, args.idle, args.step):
                 if not await ramp.step(names[start : start + args.step]):

@@ -208,23 +208,8 @@ CLIENT_MESSAGES: Final[tuple[type[ClientMessage], ...]] = (
     Ping,
     LobbyPage,
 )
-AnyClientMessage = (
-    Hello
-    | Invite
-    | Retract
-    | Accept
-    | Decline
-    | Move
-    | Save
-    | GiveUp
-    | Watch
-    | Unwatch
-    | Chat
-    | Saved
-    | Rename
-    | Ping
-    | LobbyPage
-)
+_AccountAndLobby = Hello | Rename | Ping | LobbyPage | Invite | Retract | Accept | Decline
+AnyClientMessage = _AccountAndLobby | Move | Save | GiveUp | Watch | Unwatch | Chat | Saved
 
 
 def message_type(cls: type[ClientMessage]) -> str:
