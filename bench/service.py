@@ -11,7 +11,8 @@ Prints (targets from the issue; misses are printed as misses):
    `sim.proxy.FaultProxy` with ``latency_s`` = ``--link-delay-ms``, default 20), paced;
 4. idle connections on one node: open websockets (login + hello) in steps, RSS of the node per
    connection; target 10,000 connections at <= 20 KB each. A step that takes longer than
-   ``--step-budget`` seconds ends the phase (and says so).
+   ``--step-budget`` seconds ends the phase (and says so). Each websocket opens on a TCP
+   connection of its own (as browsers open them), not on the one its login used.
 
 Phases 1 and 2 also run, right after Meridian and with the same players, pacing and seconds,
 against a bare websocket relay (`bench/relay.py`: two clients paired, the server forwards a
@@ -610,8 +611,12 @@ async def phase_idle(args: argparse.Namespace, folder: Path) -> None:
     print(
         f"\n4. idle connections on one node (login + websocket + hello), in steps of {args.step}:"
     )
+    # Each websocket on a TCP connection of its own, as browsers open them: with keep-alive the
+    # client would upgrade the connection its login used, and the node would keep that login's
+    # response referenced (aiohttp's request loop) for the life of the websocket.
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        async with aiohttp.ClientSession(connector=connector) as http:
             ramp = IdleRamp(http, node_urls(cluster)[0], node_pids(cluster)[0], args.step_budget)
             for start in range(0, args.idle, args.step):
                 if not await ramp.step(names[start : start + args.step]):
@@ -634,7 +639,7 @@ class IdleRamp:
 
     async def step(self, names: list[str]) -> bool:
         """Open one step of connections; False if it failed or took longer than the budget."""
-        started, node_cpu = time.perf_counter(), process_usage(self.pid)[1]
+        started, node_cpu, own_cpu = time.perf_counter(), process_usage(self.pid)[1], own_cpu_s()
         target = len(self.clients) + len(names)
         opening = asyncio.ensure_future(open_players(self.http, [self.url], names, batch=100))
         done, _pending = await asyncio.wait({opening}, timeout=self.budget_s)
@@ -652,9 +657,11 @@ class IdleRamp:
         self.per_connection_kb = (rss - self.base_rss) / len(self.clients)
         print(
             f"   {len(self.clients):>6,} open: step took {elapsed:5.1f} s "
-            f"({elapsed / len(names) * 1000:.1f} ms and {(cpu - node_cpu) / len(names) * 1000:.1f} "
+            f"({len(names) / elapsed:,.0f} logins/s; {(cpu - node_cpu) / len(names) * 1000:.2f} "
             f"ms of node CPU per connection); node RSS {rss / 1024:,.0f} MB, "
-            f"{self.per_connection_kb:.1f} KB per connection"
+            f"{self.per_connection_kb:.1f} KB per connection; this client "
+            f"{(own_cpu_s() - own_cpu) / elapsed:.0%} of a core; load average "
+            f"{os.getloadavg()[0]:.1f}"
         )
         return True
 

@@ -142,6 +142,15 @@ class HybridLogicalClock:
             return self._advance(physical, 0)
         return self._advance(self._last.wall_ms, self._last.counter + 1)
 
+    def now_after(self, earlier: str) -> Stamp:
+        """A local stamp above `earlier` (an encoded stamp of a record the new one supersedes,
+        perhaps written where the clock runs ahead) and above anything issued here; a stamp
+        that cannot be read, or is beyond ``max_ahead_ms``, gives plain `now`."""
+        try:
+            return self.observe(Stamp.decode(earlier))
+        except (ValueError, ClockAheadError):
+            return self.now()
+
     def observe(self, remote: Stamp) -> Stamp:
         """Merge a received stamp; the result is greater than both ``remote`` and ``last``."""
         physical = self._read_physical()

@@ -145,6 +145,9 @@ class PresenceReader:
         self._sorted: list[Session] = []
         self._by_token: dict[str, tuple[str, ...]] = {}
         self._invites: list[Invite] | None = None  # sorted by iid; None: to be built again
+        # sid -> its session before its first change since `take_changes` (None: it was not
+        # there): what an incremental reader of the picture applies (``node.presence_view``).
+        self._changes: dict[str, Session | None] = {}
         sessions, invites = root_map(doc, SESSIONS), root_map(doc, INVITES)
         for key in list(sessions.keys()):
             self._put_session(key, _parse(Session, sessions[key]))
@@ -179,6 +182,8 @@ class PresenceReader:
     def _put_session(self, sid: str, session: Session | None) -> None:
         """Record (None: forget) one session in the dict, the sorted lists and the index."""
         old = self.sessions.pop(sid, None)
+        if sid not in self._changes:
+            self._changes[sid] = old
         index = bisect_left(self._sids, sid)
         if old is not None:
             self._unindex(old)
@@ -202,6 +207,12 @@ class PresenceReader:
             self._by_token[session.token_hash] = left
         else:
             self._by_token.pop(session.token_hash, None)
+
+    def take_changes(self) -> dict[str, Session | None]:
+        """The sessions changed since the last call: sid -> the session before (None: new);
+        the session now is in `sessions` (absent: removed)."""
+        changes, self._changes = self._changes, {}
+        return changes
 
     def read(self) -> Presence:
         """The presence as it is now. Its session list and indexes are the reader's own, kept
@@ -240,13 +251,18 @@ def _parse(kind: type[Session] | type[Invite], text: Any) -> Any:
 
 
 def newest_sessions(sessions: list[Session]) -> dict[str, Session]:
-    """uid -> the session that counts (started last; ties broken by sid)."""
+    """uid -> the session that counts (started last; ties broken by sid, then node)."""
     newest: dict[str, Session] = {}
     for session in sessions:
         current = newest.get(session.uid)
-        if current is None or (session.started, session.sid) > (current.started, current.sid):
+        if current is None or session_rank(session) > session_rank(current):
             newest[session.uid] = session
     return newest
+
+
+def session_rank(session: Session) -> tuple[str, str, str]:
+    """Of two sessions of one account, the greater counts (`newest_sessions`)."""
+    return (session.started, session.sid, session.node)
 
 
 class PresenceWriter:

@@ -141,6 +141,7 @@ def run_node_command(args: argparse.Namespace) -> int:
 
 async def _serve(config: object) -> int:
     from meridian.node.config import NodeConfig
+    from meridian.node.gc_tuning import tune_gc
     from meridian.node.server import Node
     from meridian.sync.store import StoreError
     from meridian.tomlschema import ConfigError
@@ -163,6 +164,7 @@ async def _serve(config: object) -> int:
     except ConfigError as error:  # the key files, read at start (see load_identity)
         print(f"meridian node: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    tune_gc()
     if await _first(stop, terminate, node.drain.finished) is terminate:
         node.drain.start()
         await _first(stop, node.drain.finished)

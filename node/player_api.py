@@ -5,8 +5,9 @@ passwords in a bounded pool of threads (``node.password_pool``: argon2id is deli
 feeds websocket messages to the service, and sends what the service releases, in order per
 connection. The service itself holds a reply or push until its change is durable and replicated
 as ``ack_regions`` asks (``node.delivery``); the node calls `drain` again whenever the store
-commits or a peer acks. An idle connection costs its socket, aiohttp's objects and one heartbeat
-timer: no task, no queue (docs/performance.md, "Connections").
+commits or a peer acks. An idle connection costs its socket and aiohttp's objects: no task, no
+queue, no timer of its own (one heartbeat sweep serves them all; docs/performance.md,
+"Connections").
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from meridian.node.protocol import (
     MAX_BODY_BYTES,
     MAX_MESSAGE_BYTES,
     BodyT,
+    CloseCode,
     ErrorCode,
     HomeBody,
     LoginBody,
@@ -66,12 +68,15 @@ PASSWORDS = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-# aiohttp's own ping: every HEARTBEAT_S without a frame from the player the server pings, and
-# closes the connection when no pong comes back; one timer per connection, nothing else.
+# Heartbeats: every HEARTBEAT_S one sweep over the connections pings those the node heard
+# nothing from since the last sweep, and closes those that stayed silent after such a ping (no
+# pong within HEARTBEAT_S). One timer for the node instead of aiohttp's per-connection timers
+# (two handles per connection, and a reset on every frame received).
 HEARTBEAT_S = 20.0
 # No permessage-deflate: its zlib state is about 300 KB per connection (15 times the whole
 # budget of an idle player), for messages that are mostly a few hundred bytes.
 COMPRESS = False
+PING = "ping"  # a `Connection.put` item: send a websocket ping
 
 
 @dataclass(slots=True)
@@ -80,10 +85,12 @@ class Connection:
     there is something to write (an idle connection costs no task and no queue)."""
 
     ws: web.WebSocketResponse
-    pending: list[Send | Close] = field(default_factory=list)
+    pending: list[Send | Close | str] = field(default_factory=list)
     writer: asyncio.Task[None] | None = None
+    heard: bool = True  # a frame came in since the last heartbeat sweep
+    pinged: bool = False  # the last sweep pinged it (and has heard nothing since)
 
-    def put(self, item: Send | Close) -> None:
+    def put(self, item: Send | Close | str) -> None:
         self.pending.append(item)
         if self.writer is None:
             self.writer = asyncio.get_running_loop().create_task(self._write())
@@ -98,11 +105,28 @@ class Connection:
                         self.pending = []
                         await self.ws.close(code=item.code, message=item.reason.encode()[:120])
                         return
-                    text = item.text or encode_message(item.message)
                     with contextlib.suppress(ConnectionError, RuntimeError):
-                        await self.ws.send_str(text)
+                        if isinstance(item, str):
+                            await self.ws.ping()
+                        else:
+                            await self.ws.send_str(item.text or encode_message(item.message))
         finally:
             self.writer = None
+
+
+def sweep_heartbeats(connections: dict[str, Connection]) -> list[str]:
+    """One heartbeat sweep (see HEARTBEAT_S): pings the silent connections; returns the ids of
+    those that did not answer the previous sweep's ping (to be closed)."""
+    dead = []
+    for conn_id, connection in connections.items():
+        if connection.heard:
+            connection.heard = connection.pinged = False
+        elif connection.pinged:
+            dead.append(conn_id)
+        else:
+            connection.pinged = True
+            connection.put(PING)
+    return dead
 
 
 class PlayerGateway:
@@ -116,6 +140,7 @@ class PlayerGateway:
         self.passwords = PasswordPool(on_refused=self._count_password_refusal)
         self._ids = itertools.count(1)
         self._ratings: tuple[object, dict[str, Any]] = ((), {"ratings": []})  # (log key, answer)
+        self._sweep: asyncio.TimerHandle | None = None  # the next heartbeat sweep
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/api/register", answers_refusals(self.register))
@@ -144,12 +169,14 @@ class PlayerGateway:
         # The service refuses messages over MAX_MESSAGE_BYTES with close code 4003; aiohttp's own
         # limit (close 1009) only stops a frame so large it should not even be buffered.
         ws = web.WebSocketResponse(
-            max_msg_size=4 * MAX_MESSAGE_BYTES, heartbeat=HEARTBEAT_S, compress=COMPRESS
+            max_msg_size=4 * MAX_MESSAGE_BYTES, compress=COMPRESS, autoping=False
         )
         await ws.prepare(request)
         conn_id = f"c{next(self._ids)}"
         connection = Connection(ws)
         self.connections[conn_id] = connection
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(HEARTBEAT_S, self._heartbeats)
         self.service.connect(conn_id, self.node.clock())
         try:
             await self._read_loop(conn_id, ws)
@@ -163,11 +190,28 @@ class PlayerGateway:
             self.connections.pop(conn_id, None)
         return ws
 
+    def _heartbeats(self) -> None:
+        """Every HEARTBEAT_S while there are connections: `sweep_heartbeats`."""
+        self._sweep = None
+        for conn_id in sweep_heartbeats(self.connections):
+            log.info("connection %s: no answer to a ping within %.0f s", conn_id, HEARTBEAT_S)
+            self.connections[conn_id].put(Close(conn_id, CloseCode.IDLE, "no answer to ping"))
+        if self.connections:
+            self._sweep = asyncio.get_running_loop().call_later(HEARTBEAT_S, self._heartbeats)
+
     async def _read_loop(self, conn_id: str, ws: web.WebSocketResponse) -> None:
+        connection = self.connections[conn_id]
         async for message in ws:
+            connection.heard = True
             if message.type == WSMsgType.TEXT:
                 self.service.receive(conn_id, message.data, self.node.clock())
                 self.service.process(self.node.clock())
+            elif message.type == WSMsgType.PING:  # (autoping is off: pongs are heard here)
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.pong(message.data)
+                continue
+            elif message.type == WSMsgType.PONG:
+                continue
             elif message.type == WSMsgType.BINARY:
                 self.service.receive(conn_id, "\x00", self.node.clock())  # not JSON: 4103
             elif message.type == WSMsgType.ERROR:

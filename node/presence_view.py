@@ -7,6 +7,7 @@ the same account exists. Each node computes the same picture from the same docum
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from meridian.crdt_models.presence import (
@@ -17,6 +18,7 @@ from meridian.crdt_models.presence import (
     Presence,
     Session,
     newest_sessions,
+    session_rank,
 )
 
 
@@ -69,22 +71,143 @@ def build_picture(
     declined: set[str],
     own_node: str,
 ) -> Picture:
-    """`own_node`'s presence always counts: the node computing the picture is alive."""
+    """`own_node`'s presence always counts: the node computing the picture is alive.
+
+    The whole picture from scratch, O(sessions): the reference `LivePicture` (what the node
+    keeps) must always equal (tests/test_presence_view.py)."""
     live = [p for p in presences if p.node == own_node or p.live(now_ms)]
     sessions = newest_sessions([s for p in live for s in p.sessions])
-    lobby = {}
-    for uid, session in sessions.items():
-        game = playing.get(uid)
-        status, opponent = _status(session, game)
-        gid = game[0] if game else (session.game if status == WATCHING else "")
-        lobby[session.name] = LobbyEntry(session.name, session.region, status, opponent, gid)
-    invites = [
+    owner: dict[str, Session] = {}  # name -> the session whose entry the list shows
+    for session in sessions.values():
+        current = owner.get(session.name)
+        if current is None or session_rank(session) > session_rank(current):
+            owner[session.name] = session
+    lobby = {name: lobby_entry(session, playing) for name, session in owner.items()}
+    return Picture(sessions, valid_invites(live, sessions, playing, declined), lobby, playing)
+
+
+def lobby_entry(session: Session, playing: dict[str, tuple[str, str]]) -> LobbyEntry:
+    """The public list's entry for the session that counts for its account."""
+    game = playing.get(session.uid)
+    status, opponent = _status(session, game)
+    gid = game[0] if game else (session.game if status == WATCHING else "")
+    return LobbyEntry(session.name, session.region, status, opponent, gid)
+
+
+def valid_invites(
+    live: list[Presence],
+    sessions: dict[str, Session],
+    playing: dict[str, tuple[str, str]],
+    declined: set[str],
+) -> list[Invite]:
+    """The invitations of the live presences that still count (O(invitations))."""
+    return [
         invite
         for p in live
         for invite in p.invites
         if invite.iid not in declined and _invite_valid(invite, sessions, playing)
     ]
-    return Picture(sessions, invites, lobby, playing)
+
+
+class LivePicture:
+    """The picture kept up to date from what changed (sessions of one node, the nodes that
+    count, the tables), in time proportional to the change: a login costs O(1), not a rebuild
+    over every player. Equal to `build_picture` over the same presences at every `settle`.
+
+    Feed it with `session_changed` (from ``PresenceReader.take_changes``) for every node, then
+    `set_live` and `set_playing`, then `settle`."""
+
+    def __init__(self) -> None:
+        self.live: set[str] = set()  # the nodes whose sessions count
+        # uid -> its sessions on live nodes, as (node, session); usually one
+        self._candidates: dict[str, tuple[tuple[str, Session], ...]] = {}
+        self.sessions: dict[str, Session] = {}  # uid -> the session that counts
+        self.lobby: dict[str, LobbyEntry] = {}  # name -> entry
+        self._owners: dict[str, tuple[Session, ...]] = {}  # name -> counting sessions with it
+        self.playing: dict[str, tuple[str, str]] = {}
+        self._dirty: set[str] = set()  # uids whose sessions or table changed since `settle`
+
+    def session_changed(
+        self, node: str, sid: str, before: Session | None, now: Session | None
+    ) -> None:
+        """One session of `node`'s presence changed (ignored while `node` does not count)."""
+        if node not in self.live:
+            return
+        if before is not None:
+            self._remove(node, sid, before.uid)
+        if now is not None:
+            self._add(node, now)
+
+    def set_live(self, nodes: set[str], sessions_of: Callable[[str], Iterable[Session]]) -> None:
+        """The nodes that count now; `sessions_of(node)`: that node's sessions as they are
+        (every change before them already given to `session_changed`)."""
+        for node in sorted(self.live - nodes):
+            for session in sessions_of(node):
+                self._remove(node, session.sid, session.uid)
+        added = nodes - self.live
+        self.live = set(nodes)
+        for node in sorted(added):
+            for session in sessions_of(node):
+                self._add(node, session)
+
+    def set_playing(self, playing: dict[str, tuple[str, str]]) -> None:
+        old = self.playing
+        self._dirty.update(uid for uid in old.keys() ^ playing.keys())
+        self._dirty.update(uid for uid, game in playing.items() if old.get(uid, game) != game)
+        self.playing = playing
+
+    def settle(self) -> tuple[set[str], set[str]]:
+        """Bring `sessions` and `lobby` up to date: (uids whose sessions or table changed,
+        names whose entry changed or went)."""
+        dirty, self._dirty = self._dirty, set()
+        names: set[str] = set()
+        for uid in dirty:
+            before = self.sessions.get(uid)
+            candidates = self._candidates.get(uid, ())
+            now = max((s for _, s in candidates), key=session_rank, default=None)
+            if before is not None:
+                self._own_name(before, None)
+                names.add(before.name)
+            if now is None:
+                self.sessions.pop(uid, None)
+            else:
+                self.sessions[uid] = now
+                self._own_name(None, now)
+                names.add(now.name)
+        for name in names:
+            owners = self._owners.get(name)
+            if owners:
+                self.lobby[name] = lobby_entry(max(owners, key=session_rank), self.playing)
+            else:
+                self.lobby.pop(name, None)
+        return dirty, names
+
+    def hosted(self, uid: str, node: str) -> list[Session]:
+        """The sessions of `uid` on `node` (a live node)."""
+        return [s for n, s in self._candidates.get(uid, ()) if n == node]
+
+    def _own_name(self, before: Session | None, now: Session | None) -> None:
+        if before is not None:
+            left = tuple(s for s in self._owners.get(before.name, ()) if s is not before)
+            if left:
+                self._owners[before.name] = left
+            else:
+                self._owners.pop(before.name, None)
+        if now is not None:
+            self._owners[now.name] = (*self._owners.get(now.name, ()), now)
+
+    def _add(self, node: str, session: Session) -> None:
+        self._candidates[session.uid] = (*self._candidates.get(session.uid, ()), (node, session))
+        self._dirty.add(session.uid)
+
+    def _remove(self, node: str, sid: str, uid: str) -> None:
+        candidates = self._candidates.get(uid, ())
+        left = tuple(c for c in candidates if (c[0], c[1].sid) != (node, sid))
+        if left:
+            self._candidates[uid] = left
+        else:
+            self._candidates.pop(uid, None)
+        self._dirty.add(uid)
 
 
 def _status(session: Session, game: tuple[str, str] | None) -> tuple[str, str]:
@@ -107,14 +230,6 @@ def _invite_valid(
     )
 
 
-def lobby_diff(
-    before: dict[str, LobbyEntry], after: dict[str, LobbyEntry]
-) -> tuple[list[LobbyEntry], list[str]]:
-    changed = [entry for name, entry in sorted(after.items()) if before.get(name) != entry]
-    gone = sorted(name for name in before if name not in after)
-    return changed, gone
-
-
 def superseded_sessions(
     hosted: list[Session], newest: dict[str, Session]
 ) -> list[tuple[Session, Session]]:
@@ -131,10 +246,12 @@ def superseded_sessions(
 
 __all__ = [
     "PLAYING",
+    "LivePicture",
     "LobbyEntry",
     "Picture",
     "build_picture",
-    "lobby_diff",
+    "lobby_entry",
     "picture_interval",
     "superseded_sessions",
+    "valid_invites",
 ]

@@ -193,6 +193,10 @@ class Ping(ClientMessage, tag="ping", frozen=True):
     pass
 
 
+class LobbyPage(ClientMessage, tag="lobby_page", frozen=True):
+    after: NameField | None = None
+
+
 AnyClientMessage = (
     Hello
     | Invite
@@ -208,6 +212,7 @@ AnyClientMessage = (
     | Saved
     | Rename
     | Ping
+    | LobbyPage
 )
 CLIENT_MESSAGES: Final[tuple[type[ClientMessage], ...]] = get_args(AnyClientMessage)
 

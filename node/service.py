@@ -345,8 +345,8 @@ class GameService(MessageHandlers, MetaServiceAccess):
             self.archive.log_finished(refresh.gid, refresh.tracker)
 
     def _refresh_picture(self) -> None:
-        declined = self.lobby.refresh()
-        for replaced in self.sessions.close_replaced():
+        declined, uids = self.lobby.refresh()
+        for replaced in self.sessions.close_replaced(uids):
             if not replaced.same:
                 old, new = replaced.old, replaced.new
                 self.merges.count(

@@ -137,6 +137,9 @@ class MessageHandlers:
     def _ping(self, conn: Conn, message: p.Ping, now: float) -> Answer:
         return Answer()
 
+    def _lobby_page(self, conn: Conn, message: p.LobbyPage, now: float) -> Answer:
+        return Answer(self.lobby.page(message.after or ""))
+
 
 Handler = Callable[[MessageHandlers, Conn, Any, float], Answer]
 _HANDLERS: dict[type[p.AnyClientMessage], Handler] = {
@@ -154,4 +157,5 @@ _HANDLERS: dict[type[p.AnyClientMessage], Handler] = {
     p.Saved: MessageHandlers._saved,
     p.Rename: MessageHandlers._rename,
     p.Ping: MessageHandlers._ping,
+    p.LobbyPage: MessageHandlers._lobby_page,
 }

@@ -24,7 +24,7 @@ from pycrdt import Doc
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC, AccountsIndex
 from meridian.crdt_models.archive import SAVED_DOC, ArchivedGame, read_archive
-from meridian.crdt_models.hlc import ClockAheadError, HybridLogicalClock, Stamp
+from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.crdt_models.kinds import DECLINES, REVOKED, SPENT
 from meridian.crdt_models.presence import (
     Presence,
@@ -36,7 +36,7 @@ from meridian.crdt_models.presence import (
 from meridian.games.base import GameRules
 from meridian.node.delivery import Close, Gate, Outgoing, Send
 from meridian.node.game_tracker import GameTracker
-from meridian.node.presence_view import Picture
+from meridian.node.presence_view import LivePicture, Picture, valid_invites
 from meridian.node.protocol import CloseCode, ErrorCode, Refused
 from meridian.node.service_limits import ServiceLimits
 from meridian.sync.replicator import DocumentQuarantined
@@ -111,6 +111,22 @@ def _discard(index: dict[str, set[str]], key: str, conn_id: str) -> None:
             del index[key]
 
 
+def _add_member(index: dict[str, tuple[str, ...]], key: str, conn_id: str) -> None:
+    """Add `conn_id` to an index of connections kept as tuples: a key has one or two
+    connections, and a 1-tuple costs a fifth of a set (idle players are many)."""
+    members = index.get(key, ())
+    if conn_id not in members:
+        index[key] = (*members, conn_id)
+
+
+def _remove_member(index: dict[str, tuple[str, ...]], key: str, conn_id: str) -> None:
+    left = tuple(c for c in index.get(key, ()) if c != conn_id)
+    if left:
+        index[key] = left
+    else:
+        index.pop(key, None)
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -143,16 +159,16 @@ class ServiceState:
         self.rng = rng
         self.presence_doc = presence_doc_id(node_id)
         self.conns: dict[str, Conn] = {}
-        self.by_uid: dict[str, set[str]] = {}  # uid -> its connections here
-        self.by_sid: dict[str, set[str]] = {}  # sid -> its connections here
+        self.by_uid: dict[str, tuple[str, ...]] = {}  # uid -> its connections here
+        self.by_sid: dict[str, tuple[str, ...]] = {}  # sid -> its connections here
         self.awaiting_hello: dict[str, None] = {}  # connections not yet bound, oldest first
         self.watchers: dict[str, set[str]] = {}  # gid -> connections watching it
-        # Told when a watching connection goes (closed, replaced): set by the games topic, which
-        # remembers what it was shown, for a rollback its player is still owed (rollback_notices)
+        # A watching connection went (closed, replaced): the games topic remembers its last view
         self.on_watcher_gone: Callable[[Conn, str], None] | None = None
         self.games: dict[str, GameTracker] = {}
         self.presence: dict[str, Presence] = {}
         self.picture = Picture({}, [], {}, {})
+        self.live_picture = LivePicture()  # what `picture` is made of, kept up to date
         self.dropped_at: dict[str, float] = {}  # sid -> when its connection dropped
         self.out: list[Outgoing] = []
         self.dirty: set[str] = set()
@@ -185,16 +201,6 @@ class ServiceState:
     def stamp(self) -> str:
         return self.hlc.now().encode()
 
-    def stamp_after(self, earlier: str) -> str:
-        """A stamp above `earlier` (a record the new one supersedes, perhaps written by a node
-        whose clock runs ahead of ours) and above anything issued here: without it a record
-        written here could lose to the very record it replaces. A stamp that cannot be read,
-        or is beyond the clock's bound, gives a plain `stamp`."""
-        try:
-            return self.hlc.observe(Stamp.decode(earlier)).encode()
-        except (ValueError, ClockAheadError):
-            return self.stamp()
-
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
         """Write through the document handle. A write to a quarantined document is refused as
         ``unavailable`` for a request; from background work (a heartbeat, a derived log entry)
@@ -225,6 +231,28 @@ class ServiceState:
             reader = PresenceReader(node, doc, also=(DECLINES, SPENT, REVOKED))
             self._presence_readers[node] = reader
         self.presence[node] = reader.read()
+
+    def settle_picture(
+        self, playing: dict[str, tuple[str, str]], declined: set[str]
+    ) -> tuple[set[str], set[str]]:
+        """Apply what changed in the presences and at the tables since the last call to the
+        picture (``presence_view.LivePicture``: O(changes), not O(players)) and make it the
+        current `picture`; returns (uids whose sessions or table changed, names whose public
+        entry changed or went)."""
+        live_picture = self.live_picture
+        readers = self._presence_readers
+        for node, reader in readers.items():
+            sessions = reader.sessions
+            for sid, before in reader.take_changes().items():
+                live_picture.session_changed(node, sid, before, sessions.get(sid))
+        now_ms = self.wall_ms()
+        live = [p for node, p in self.presence.items() if node == self.node_id or p.live(now_ms)]
+        live_picture.set_live({p.node for p in live}, lambda node: readers[node].sessions.values())
+        live_picture.set_playing(playing)
+        changed = live_picture.settle()
+        invites = valid_invites(live, live_picture.sessions, playing, declined)
+        self.picture = Picture(live_picture.sessions, invites, live_picture.lobby, playing)
+        return changed
 
     def presence_news(self, node: str) -> bool:
         """Whether `node`'s presence changed otherwise than by its heartbeat since last asked."""
@@ -304,8 +332,8 @@ class ServiceState:
         """The connection said hello for session `sid` of account `uid`."""
         conn.uid, conn.sid, conn.name = uid, sid, name
         self.awaiting_hello.pop(conn.conn_id, None)
-        self.by_uid.setdefault(uid, set()).add(conn.conn_id)
-        self.by_sid.setdefault(sid, set()).add(conn.conn_id)
+        _add_member(self.by_uid, uid, conn.conn_id)
+        _add_member(self.by_sid, sid, conn.conn_id)
 
     def game_audience(self, gid: str, tracker: GameTracker) -> list[Conn]:
         """The connections here of a game's players and watchers."""
@@ -317,8 +345,8 @@ class ServiceState:
         conn = self.conns.pop(conn_id, None)
         self.awaiting_hello.pop(conn_id, None)
         if conn is not None:
-            _discard(self.by_uid, conn.uid, conn_id)
-            _discard(self.by_sid, conn.sid, conn_id)
+            _remove_member(self.by_uid, conn.uid, conn_id)
+            _remove_member(self.by_sid, conn.sid, conn_id)
             _discard(self.watchers, conn.watching, conn_id)
             if conn.watching and self.on_watcher_gone is not None:
                 self.on_watcher_gone(conn, conn.watching)

@@ -75,6 +75,7 @@ def fields(world: World, kind: str, variant: str) -> dict[str, Any]:
         "saved": {},
         "rename": {"name": "newname"},
         "ping": {},
+        "lobby_page": {"after": "bob"},
     }
     return by_kind[kind]
 
@@ -144,6 +145,7 @@ TABLE: dict[str, dict[str, str]] = {
     "saved": dict.fromkeys(PLAYING, "ok"),
     "rename": dict.fromkeys(PLAYING, "ok"),
     "ping": dict.fromkeys(PLAYING, "ok"),
+    "lobby_page": dict.fromkeys(PLAYING, "ok"),
 }
 CELLS = [(row, role) for row in TABLE for role in ROLES]
 

@@ -193,3 +193,18 @@ def test_now_follows_the_physical_clock_when_it_moves_forward() -> None:
     assert clock.now() == Stamp(BASE_MS, 1, "eu-1")
     physical.ms += 5
     assert clock.now() == Stamp(BASE_MS + 5, 0, "eu-1")
+
+
+def test_now_after_is_above_a_stamp_from_a_clock_that_runs_ahead() -> None:
+    clock = HybridLogicalClock("eu-1", FakePhysicalClock(), max_ahead_ms=MAX_AHEAD_MS)
+    ahead = Stamp(BASE_MS + 500, 3, "us-1").encode()  # written where the clock runs 0.5 s ahead
+    assert clock.now_after(ahead) > Stamp.decode(ahead)
+    assert clock.now() > Stamp.decode(ahead), "and so is every later stamp here"
+
+
+def test_now_after_an_unreadable_or_runaway_stamp_is_a_plain_now() -> None:
+    physical = FakePhysicalClock()
+    clock = HybridLogicalClock("eu-1", physical, max_ahead_ms=MAX_AHEAD_MS)
+    assert clock.now_after("not a stamp").wall_ms == BASE_MS
+    runaway = Stamp(BASE_MS + 10 * MAX_AHEAD_MS, 0, "us-1").encode()
+    assert clock.now_after(runaway).wall_ms == BASE_MS, "a runaway clock is not followed"

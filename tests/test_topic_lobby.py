@@ -97,6 +97,24 @@ def test_a_large_lobby_shows_the_first_names_and_their_changes_only(monkeypatch:
     assert harness.request(bob, "invite", to="dave")["ok"]  # not shown, still invitable
 
 
+def test_a_large_lobby_is_read_page_by_page_in_name_order(monkeypatch: Any) -> None:
+    monkeypatch.setattr(lobby, "LOBBY_MAX_ENTRIES", 2)
+    monkeypatch.setattr(lobby, "LOBBY_PAGE_ENTRIES", 2)
+    harness = ServiceHarness()
+    names = ["erin", "carol", "alice", "dave", "bob"]
+    players = [harness.online(name) for name in names]
+    seen, after = [], None
+    for _ in range(len(names)):
+        page = harness.request(players[0], "lobby_page", **({"after": after} if after else {}))
+        seen += [entry["name"] for entry in page["players"]]
+        after = page["next"]
+        if not after:
+            break
+    assert seen == sorted(names)
+    last = harness.request(players[0], "lobby_page", after="zed")
+    assert (last["players"], last["next"]) == ([], "")
+
+
 def test_the_refresh_interval_grows_with_connections_only_on_a_large_node() -> None:
     assert picture_interval(0.2, PICTURE_SCALE_FROM) == 0.2
     assert picture_interval(0.2, 10_000) == 10_000 * PICTURE_S_PER_CONN == 1.0

@@ -3,15 +3,15 @@ notices that follow it (public list updates, your invitations, your opponent dro
 
 from __future__ import annotations
 
-import heapq
 import logging
+from bisect import bisect_left, bisect_right
 from typing import Any
 
 from meridian.crdt_models.presence import Invite, PresenceWriter, presence_doc_id
 from meridian.crdt_models.records import root_map
 from meridian.node import protocol as p
 from meridian.node.game_tracker import LIVE
-from meridian.node.presence_view import LobbyEntry, build_picture, lobby_diff
+from meridian.node.presence_view import LobbyEntry
 from meridian.node.protocol import ErrorCode, Refused, encode_message
 from meridian.node.service_state import Answer, Conn, ServiceState
 
@@ -22,7 +22,9 @@ DECLINES = "declines"
 # with every login pushed to every player, a lobby of N players costs O(N) bytes per login for
 # each of N players. Anyone online can still be invited by name (docs/protocol.md, "Pushes").
 LOBBY_MAX_ENTRIES = 500
-NO_INVITES = {"type": "invites", "incoming": [], "outgoing": []}
+# A `lobby_page` request answers at most this many entries of the whole list (docs/protocol.md).
+LOBBY_PAGE_ENTRIES = 500
+NO_INVITES: dict[str, Any] = {"type": "invites", "incoming": [], "outgoing": []}
 NO_INVITES_TEXT = encode_message(NO_INVITES)
 InvitesByUid = dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]
 
@@ -44,15 +46,6 @@ def clock_json(invite: Invite) -> dict[str, int] | None:
     return {"initial_s": invite.clock_ms // 1000, "increment_s": invite.increment_ms // 1000}
 
 
-def shown_entries(lobby: dict[str, LobbyEntry]) -> dict[str, LobbyEntry]:
-    """The part of the public list players are sent: all of it up to LOBBY_MAX_ENTRIES, else
-    that many entries, first names first (so that most logins of a large lobby change nothing
-    anyone is shown)."""
-    if len(lobby) <= LOBBY_MAX_ENTRIES:
-        return lobby
-    return {name: lobby[name] for name in heapq.nsmallest(LOBBY_MAX_ENTRIES, lobby)}
-
-
 class LobbyTopic:
     def __init__(self, state: ServiceState) -> None:
         self.state = state
@@ -60,12 +53,16 @@ class LobbyTopic:
         # The whole public list as sent after hello, built once per picture (a node logging in
         # a thousand players a second must not build and encode it a thousand times).
         self._greeting: tuple[object, dict[str, Any], str] | None = None
+        self._names: list[str] = []  # every name in the public list, in order
         self._shown: dict[str, LobbyEntry] = {}  # the public list as players were told it
+        # Connections last told of some invitation: the others need no push until they have one.
+        self._invited: set[str] = set()
 
     # --- the picture -------------------------------------------------------------------------
 
-    def refresh(self) -> set[str]:
-        """Rebuild the picture, push what changed in it; returns the declined invitations."""
+    def refresh(self) -> tuple[set[str], set[str]]:
+        """Bring the picture up to date, push what changed in it; returns (the declined
+        invitations, the uids whose sessions or table changed)."""
         state = self.state
         playing = {}
         for tracker in state.games.values():
@@ -74,27 +71,42 @@ class LobbyTopic:
                 playing[a] = (tracker.info.gid, tracker.info.names[1])
                 playing[b] = (tracker.info.gid, tracker.info.names[0])
         declined = {iid for pr in state.presence.values() for iid in self._declines(pr.node)}
-        state.picture = build_picture(
-            list(state.presence.values()), state.wall_ms(), playing, declined, state.node_id
-        )
-        self._push_lobby(shown_entries(state.picture.lobby))
+        uids, names = state.settle_picture(playing, declined)
+        self._push_lobby(names)
         invites_by_uid = self._invites_by_uid()
-        for conn in state.conns.values():
-            # Most players have no invitation and were told so: nothing to build for them.
-            if conn.uid and (conn.uid in invites_by_uid or conn.last_invites != NO_INVITES_TEXT):
+        # Only players with an invitation now or at the last push: most have none and were told.
+        targets = {c for uid in invites_by_uid for c in state.by_uid.get(uid, ())}
+        for conn_id in sorted(targets | self._invited):
+            conn = state.conns.get(conn_id)
+            if conn is not None and conn.uid:
                 self.push_invites(conn, invites_by_uid)
-        return declined
+        self._invited &= state.conns.keys()
+        return declined, uids
 
     def _declines(self, node: str) -> list[str]:
         doc = self.state.docs.get(presence_doc_id(node))
         return list(root_map(doc, DECLINES).keys()) if doc is not None else []
 
-    def _push_lobby(self, shown: dict[str, LobbyEntry]) -> None:
+    def _push_lobby(self, names: set[str]) -> None:
+        """Tell every greeted player what changed in the part of the public list they are
+        shown: the first LOBBY_MAX_ENTRIES names (so that most logins of a large lobby change
+        nothing anyone is shown); O(changed names + LOBBY_MAX_ENTRIES), not O(players)."""
         state = self.state
-        changed, gone = lobby_diff(self._shown, shown)
+        lobby = state.picture.lobby
+        for name in names:
+            index = bisect_left(self._names, name)
+            listed = index < len(self._names) and self._names[index] == name
+            if name in lobby and not listed:
+                self._names.insert(index, name)
+            elif listed and name not in lobby:
+                del self._names[index]
+        before = self._shown
+        shown = self._names[:LOBBY_MAX_ENTRIES]
+        changed = [lobby[n] for n in shown if before.get(n) != lobby[n]]
+        gone = sorted(before.keys() - set(shown))
         if not changed and not gone:
             return
-        self._shown = shown
+        self._shown = {name: lobby[name] for name in shown}
         message = {"type": "lobby_update", "changed": [e.to_json() for e in changed], "gone": gone}
         text = encode_message(message)  # once, not once per connection
         for conn in state.conns.values():
@@ -116,6 +128,19 @@ class LobbyTopic:
             self._greeting = (lobby, message, encode_message(message))
         return self._greeting[1], self._greeting[2]
 
+    def page(self, after: str) -> dict[str, Any]:
+        """Up to LOBBY_PAGE_ENTRIES entries of the whole public list after the name `after`
+        ("": from the start), in name order, and the name to ask after for the next page (""
+        at the end): how a client reads a lobby larger than what it is pushed."""
+        names, lobby = self._names, self.state.picture.lobby
+        start = bisect_right(names, after) if after else 0
+        chunk = names[start : start + LOBBY_PAGE_ENTRIES]
+        more = start + LOBBY_PAGE_ENTRIES < len(names)
+        return {
+            "players": [lobby[name].to_json() for name in chunk],
+            "next": chunk[-1] if more and chunk else "",
+        }
+
     def _invites_by_uid(self) -> InvitesByUid:
         """uid -> (incoming, outgoing) invitations, in one pass over the valid ones."""
         by_uid: InvitesByUid = {}
@@ -129,8 +154,13 @@ class LobbyTopic:
         incoming, outgoing = (by_uid if by_uid is not None else self._invites_by_uid()).get(
             conn.uid, ([], [])
         )
-        body = {"type": "invites", "incoming": incoming, "outgoing": outgoing}
-        text = encode_message(body)  # built in a fixed order: equal text, equal invitations
+        if not incoming and not outgoing:
+            body, text = NO_INVITES, NO_INVITES_TEXT  # one string shared by every idle player
+            self._invited.discard(conn.conn_id)
+        else:
+            body = {"type": "invites", "incoming": incoming, "outgoing": outgoing}
+            text = encode_message(body)  # built in a fixed order: equal text, equal invitations
+            self._invited.add(conn.conn_id)
         if text != conn.last_invites:
             conn.last_invites = text
             self.state.send(conn.conn_id, body, text=text)

@@ -71,7 +71,7 @@ class SessionsTopic:
             status=IDLE,
             game="",
             opponent="",
-            started=state.stamp_after(known.started) if known else state.stamp(),
+            started=state.hlc.now_after(known.started).encode() if known else state.stamp(),
             token_hash=token_hash(token),
             resume_hash="",
             connected=False,
@@ -130,7 +130,7 @@ class SessionsTopic:
             node=state.node_id,
             region=state.region,
             name=account.name,
-            started=state.stamp_after(session.started),  # the newest session of its account
+            started=state.hlc.now_after(session.started).encode(),  # its account's newest
             resume_hash=token_hash(resume),
             connected=True,
         )
@@ -307,12 +307,15 @@ class SessionsTopic:
         wall = self.state.hlc.now().wall_ms
         self.state.write(self.state.presence_doc, lambda doc: PresenceWriter(doc).heartbeat(wall))
 
-    def close_replaced(self) -> list[Replaced]:
+    def close_replaced(self, uids: set[str]) -> list[Replaced]:
         """Close the connections of sessions hosted here that a newer session replaced (after
-        the picture changed); returns them (a different session is a double-login merge)."""
+        the picture changed for the accounts `uids`); returns them (a different session is a
+        double-login merge)."""
         state = self.state
         replaced = []
-        for old, new in superseded_sessions(state.own_presence().sessions, state.picture.sessions):
+        own = state.node_id
+        hosted = [s for uid in sorted(uids) for s in state.live_picture.hosted(uid, own)]
+        for old, new in superseded_sessions(hosted, state.picture.sessions):
             item = Replaced(old, new)
             replaced.append(item)
             code, reason = (
