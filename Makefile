@@ -16,8 +16,10 @@ setup: $(BIN)/meridian
 demo: setup
 	$(BIN)/meridian demo
 
+# Two pytest-xdist workers; --dist loadfile keeps each file on one worker, so a module's shared
+# cluster (tests/conftest.py) or installed wheel is built once. Serial: `.venv/bin/python -m pytest`.
 test: setup lint jscheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The tests that start no process and no browser (markers: pyproject.toml), for a quick loop.
 test-fast: setup

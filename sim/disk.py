@@ -24,6 +24,7 @@ A crash that loses the disk deletes the files; a clean stop commits what is pend
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import tempfile
@@ -65,6 +66,7 @@ class VirtualDisk:
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / STORE_FILE
+        self._wal_file = ""  # the store's write-ahead log, as a string (stat once per commit)
         self.scheduler = scheduler
         self.fsync_s = fsync_s
         self.on_durable = on_durable
@@ -85,6 +87,7 @@ class VirtualDisk:
         self._store = store = DocumentStore(
             self.path, snapshot_every=SIM_SNAPSHOT_EVERY, wal_autocheckpoint=0
         )
+        self._wal_file = str(store.wal_path())
         loaded = store.load()  # may write (a quarantine marker): made durable at once
         self._checkpoint()
         return loaded
@@ -172,8 +175,8 @@ class VirtualDisk:
         store.commit()
 
     def _durable(self, batch: list[Entry]) -> None:
-        wal = self._require_store().wal_path()
-        self._durable_wal = wal.stat().st_size if wal.exists() else 0
+        self._require_store()
+        self._durable_wal = _size(self._wal_file)
         if self._durable_wal >= CHECKPOINT_WAL_BYTES:
             self._checkpoint()
         if batch:
@@ -193,3 +196,12 @@ class VirtualDisk:
     def _delete_files(self) -> None:
         for suffix in ("", "-wal", "-shm", "-journal"):
             self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+
+
+def _size(file: str) -> int:
+    """A file's length, 0 if it does not exist (os.stat: pathlib costs more than the
+    commit's bookkeeping it serves, once per simulated commit)."""
+    try:
+        return os.stat(file).st_size
+    except FileNotFoundError:
+        return 0

@@ -537,8 +537,8 @@ class Simulation:
 
     def _note_arrivals(self, node: SimNode, doc_id: str, event_no: int) -> None:
         waiting = self._not_arrived.get((node.node_id, doc_id))
-        if not waiting:
-            return
+        if not waiting or not any(waiting.values()):
+            return  # nothing on its way here: no state vector to read (most changes)
         held = state_vector(node.engine.docs[doc_id])
         for client, records in waiting.items():
             have = held.get(client, 0)

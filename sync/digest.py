@@ -45,8 +45,11 @@ def lacking(state: bytes, update: bytes) -> str | None:
     rest = Reader(get_update(update, state))
     if rest.varuint() != 0:
         return "items"
+    deletes = read_delete_set(rest)
+    if not deletes:
+        return None  # most updates delete nothing: no state vector to read
     have = read_state_vector(Reader(state))
-    for client, ranges in read_delete_set(rest).items():
+    for client, ranges in deletes.items():
         if any(have.get(client, 0) < start + length for start, length in ranges):
             return "deletions"
     return None

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -42,6 +43,20 @@ def _session_seed() -> int:
 
 
 SIM_RANDOM_SEED = _session_seed()
+
+
+def _stoppable_children() -> None:
+    """Let the processes the tests start be stopped with SIGINT, as the tests stop them.
+
+    A shell without job control starts background commands (`make test &` in a script, nohup)
+    with SIGINT ignored; a child inherits that disposition, and Python then never raises
+    KeyboardInterrupt: `meridian demo` sent SIGINT by tests/test_demo.py ran on until the
+    300 s test timeout. The default handler here is what a child then inherits instead."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_stoppable_children()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -87,7 +87,6 @@ def test_the_upgrade_command_refuses_unknown_regions(tmp_path: Path) -> None:
     assert result.returncode == 2 and "mars" in result.stderr, result.stderr
 
 
-@pytest.mark.integration
 def _run_in_own_group(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     """Run `command`; on a timeout kill it with the node processes it started (else they
     outlive the test)."""
@@ -103,6 +102,7 @@ def _run_in_own_group(command: list[str], timeout: float) -> subprocess.Complete
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+@pytest.mark.integration
 def test_the_upgrade_command_upgrades_all_three_regions_with_nothing_lost(tmp_path: Path) -> None:
     _release(tmp_path)
     result = _run_in_own_group(

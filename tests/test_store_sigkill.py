@@ -46,7 +46,12 @@ def run_and_kill(path: Path, seed: int, mode: str) -> list[dict[str, Any]]:
         time.sleep(extra_delay)  # let it get into the middle of the next commit
     finally:
         writer.send_signal(signal.SIGKILL)
-        rest, _ = writer.communicate(timeout=10)
+        # Read the rest through the same buffered pipe object: communicate(timeout=...) reads
+        # the file descriptor directly and would skip what readline() already buffered (the
+        # rest would then start mid-line). The killed writer closes the pipe, so this ends.
+        rest = writer.stdout.read()
+        writer.stdout.close()
+        writer.wait(timeout=10)
     assert writer.returncode == -signal.SIGKILL
     # Lines printed before the kill were committed too; a torn last line (no newline) was not
     # reported complete, so it does not count.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -436,3 +437,35 @@ def test_queue_overflow_cuts_the_link() -> None:
         eu.tick(cluster.now + 1)
     assert eu.link_state(wire.link_a) is LinkState.CLOSED
     assert any("queue" in e.reason for e in eu.take_events() if hasattr(e, "reason"))
+
+
+def test_lacking_names_what_a_document_could_not_integrate() -> None:
+    """`sync.digest.lacking` (called after applying an update to a copy): items of the update
+    left pending (they build on items the document lacks), deletions of items it lacks, or
+    None when all of it landed."""
+    from pycrdt import Doc
+
+    from meridian.sync.digest import lacking
+
+    source: Doc[Any] = Doc()
+    entries = source.get("m", type=Map)
+    entries["a"] = "1"
+    first = source.get_update()
+    before_b = source.get_state()
+    entries["b"] = "2"
+    adds_b = source.get_update(before_b)
+    before_delete = source.get_state()
+    del entries["a"]
+    deletes_a = source.get_update(before_delete)
+
+    def after(*updates: bytes) -> bytes:
+        doc: Doc[Any] = Doc()
+        for update in updates:
+            doc.apply_update(update)
+        return doc.get_state()
+
+    assert lacking(after(first), first) is None
+    assert lacking(after(adds_b), adds_b) == "items"  # b builds on a, which is missing
+    assert lacking(after(first, adds_b), adds_b) is None
+    assert lacking(after(deletes_a), deletes_a) == "deletions"
+    assert lacking(after(first, deletes_a), deletes_a) is None
