@@ -326,8 +326,13 @@ class LoadObserver:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.node.replicator.listeners.append(self._count_move)
+        self.attach()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="load-observer")
+
+    def attach(self) -> None:
+        """Count the node's moves from now on (`start` does it; the simulator, which calls
+        `tick` on its own clock, calls it alone)."""
+        self.node.replicator.listeners.append(self._count_move)
 
     async def stop(self) -> None:
         if self._count_move in self.node.replicator.listeners:
@@ -352,6 +357,10 @@ class LoadObserver:
             woke_for = self.clock() + self.sample_s
             await asyncio.sleep(self.sample_s)
             lag = max(0.0, self.clock() - woke_for)
+
+    def tick(self, lag_s: float) -> None:
+        """Take a sample (the loop woke the observer `lag_s` late) and publish when due."""
+        self._tick(lag_s)
 
     def _tick(self, lag_s: float) -> None:
         entry = self.core.take(self.sample(lag_s), self.node.wall_ms())
