@@ -55,6 +55,7 @@ SCENARIOS = (
     "insider-records",
     "crash-mid-move",
     "clock-games",
+    "hot-spot",
 )
 MAX_SEEDS = 30
 DEFAULT_SEEDS = 30
