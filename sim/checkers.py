@@ -590,6 +590,11 @@ CHECKERS: dict[str, CheckerSpec] = {
         ("grace_s",),
         "every live game of a moved player went on after the move",
     ),
+    "game-copies": CheckerSpec(
+        lambda params, context: metacheck.game_copies(params.integer("k", 1, 0)),
+        ("k",),
+        "every game held, with its acknowledged moves, by at least k + 1 live nodes at the end",
+    ),
     shown.NAME: CheckerSpec(
         lambda params, context: shown.check_shown_plies,
         (),

@@ -18,6 +18,10 @@ status on each node).
 * **games-continue**: every live game of a moved player went on after the move: a later
   acknowledged move in it, or it is no longer live on any node at the end, or the move came
   within ``grace_s`` of the heal (from then on the bots only react: nothing more is played).
+* **game-copies**: every game (a game document on any node up at the end, or a game with an
+  acknowledged move) is held, with every acknowledged move of it, by at least ``k`` + 1 of the
+  nodes up at the end (all of them, when fewer are up): a region lost with its disk takes no
+  game with it. The game documents are read with ``sim.reference`` (``sim.gamecheck.games_on``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from meridian.sim.gamecheck import games_on, held_record
 from meridian.sim.history import FinalStates, History
 from meridian.sim.verdict import Checker, Verdict
 
@@ -147,5 +152,44 @@ def games_continue(grace_s: float) -> Checker:
         return Verdict(
             "games-continue", True, f"{followed} games went on after a move", (), figures
         )
+
+    return check
+
+
+def game_copies(k: int) -> Checker:
+    def check(history: History, final: FinalStates) -> Verdict:
+        nodes = sorted(final)
+        per_node = {node: games_on(final, node) for node in nodes}
+        acked: dict[str, list[dict[str, Any]]] = {}
+        for note in history.notes_of("move"):
+            acked.setdefault(str(note["game"]), []).append(note)
+        gids = sorted(set(acked) | {gid for games in per_node.values() for gid in games})
+        wanted = min(k + 1, len(nodes))
+        copies: dict[str, list[str]] = {}
+        for gid in gids:
+            copies[gid] = [
+                node
+                for node in nodes
+                if gid in per_node[node]
+                and all(held_record(per_node[node][gid], n) is not None for n in acked.get(gid, []))
+            ]
+        figures = {
+            "games": len(gids),
+            "live_nodes": len(nodes),
+            "fewest_copies": min((len(held) for held in copies.values()), default=0),
+        }
+        short = [gid for gid in gids if len(copies[gid]) < wanted]
+        if short:
+            gid = short[0]
+            held = copies[gid]
+            message = (
+                f"game {gid} ({len(acked.get(gid, []))} acknowledged moves) is held whole by "
+                f"{len(held)} of the {len(nodes)} nodes up at the end ({', '.join(held) or '-'}), "
+                f"fewer than k + 1 = {wanted}; {len(short)} such games"
+            )
+            excerpt = tuple(e.describe() for e in history.timeline if e.kind in ("crash", "stop"))
+            return Verdict("game-copies", False, message, excerpt, figures)
+        message = f"{len(gids)} games, each held whole by at least {wanted} live nodes"
+        return Verdict("game-copies", True, message, (), figures)
 
     return check
