@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from meridian.sim.history import History
-from meridian.sim.metacheck import games_continue, rebalanced, safe_moves
+from meridian.sim.metacheck import game_copies, games_continue, rebalanced, safe_moves
+from meridian.sim.movecost import scenario_text
 from meridian.sim.scenario import SCENARIO_DIR, load_scenario
 from meridian.sim.world import Simulation
 
@@ -84,3 +85,18 @@ def test_games_continue_fails_a_game_that_stalled_after_a_move() -> None:
     verdict = check(history(moved(4.0, live=["g1"]), view), {})
     assert not verdict.ok and "game g1 made no move" in verdict.message
     assert check(history(moved(27.0, live=["g1"]), view), {}).ok  # within the grace
+
+
+def test_the_move_cost_scenarios_load_for_three_to_nine_regions(tmp_path: Path) -> None:
+    for regions in (3, 9):
+        for games in (True, False):
+            path = tmp_path / f"{regions}-{games}.toml"
+            path.write_text(scenario_text(regions, games=games))
+            assert len(load_scenario(path).nodes) == regions
+
+
+def test_game_copies_fails_a_game_no_live_node_holds() -> None:
+    acked = {"t": 5.0, "kind": "move", "game": "g1", "ply": 0, "seat": 0, "move": {}}
+    verdict = game_copies(1)(history(acked), {"eu": {}, "us": {}})
+    assert not verdict.ok and "game g1 (1 acknowledged moves) is held whole by 0" in verdict.message
+    assert game_copies(1)(history(), {"eu": {}, "us": {}}).ok  # no game, nothing to hold
