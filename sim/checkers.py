@@ -585,9 +585,10 @@ CHECKERS: dict[str, CheckerSpec] = {
     ),
     "games-continue": CheckerSpec(
         lambda params, context: metacheck.games_continue(
-            params.number("grace_s", 5, 0, inclusive=True)
+            params.number("grace_s", 5, 0, inclusive=True),
+            params.number("idle_s", 5, 0, inclusive=False),
         ),
-        ("grace_s",),
+        ("grace_s", "idle_s"),
         "every live game of a moved player went on after the move",
     ),
     "game-copies": CheckerSpec(

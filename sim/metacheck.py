@@ -15,9 +15,11 @@ status on each node).
 * **safe-moves**: a player is moved only at a safe point, between moves: when the notice
   arrived it was to move in none of its live games, and no move of its awaited its reply; and
   no player was moved more than ``max_per_player`` times (the per-player limit).
-* **games-continue**: every live game of a moved player went on after the move: a later
-  acknowledged move in it, or it is no longer live on any node at the end, or the move came
-  within ``grace_s`` of the heal (from then on the bots only react: nothing more is played).
+* **games-continue**: every live game of a moved player that was going on (an acknowledged
+  move in it within ``idle_s`` before the notice) went on after the move: a later acknowledged
+  move in it, or it is no longer live on any node at the end, or the move came within
+  ``grace_s`` of the heal (from then on the bots only react: nothing more is played). A game
+  that had stalled before (a bot that lost track of it) is counted, not judged.
 * **game-copies**: every game (a game document on any node up at the end, or a game with an
   acknowledged move) is held, with every acknowledged move of it, by at least ``k`` + 1 of the
   nodes up at the end (all of them, when fewer are up): a region lost with its disk takes no
@@ -122,7 +124,7 @@ def safe_moves(max_per_player: int) -> Checker:
     return check
 
 
-def games_continue(grace_s: float) -> Checker:
+def games_continue(grace_s: float, idle_s: float) -> Checker:
     def check(history: History, final: FinalStates) -> Verdict:
         acked: dict[str, list[float]] = {}
         for note in history.notes_of("move"):
@@ -133,15 +135,22 @@ def games_continue(grace_s: float) -> Checker:
             for gid, (status, *_rest) in view.get("games", {}).items()
             if status == "live"
         }
-        stalled, followed = [], 0
+        stalled, followed, idle = [], 0, 0
         for note in history.notes_of("moved"):
             for gid in note.get("live", []):
-                went_on = any(t > note["t"] for t in acked.get(gid, []))
-                if went_on or gid not in live_at_end:
+                moves = acked.get(gid, [])
+                went_on = any(t > note["t"] for t in moves)
+                if not any(note["t"] - idle_s <= t <= note["t"] for t in moves):
+                    idle += 1  # not going on when the player moved: not the move's doing
+                elif went_on or gid not in live_at_end:
                     followed += 1
                 elif note["t"] < history.heal_at - grace_s:
                     stalled.append((gid, note))
-        figures = {"games_moved_in": followed + len(stalled), "stalled": len(stalled)}
+        figures = {
+            "games_moved_in": followed + len(stalled) + idle,
+            "idle_before": idle,
+            "stalled": len(stalled),
+        }
         if stalled:
             gid, note = stalled[0]
             message = (

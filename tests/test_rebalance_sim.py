@@ -78,13 +78,16 @@ def test_safe_moves_fails_a_notice_on_the_players_turn_or_awaiting_a_reply() -> 
 
 
 def test_games_continue_fails_a_game_that_stalled_after_a_move() -> None:
-    check = games_continue(5)
+    check = games_continue(5, 5)
     view = {"t": 40.0, "kind": "view", "games": {"g1": ["live", 3, "x"]}}
+    before = {"t": 3.0, "kind": "move", "game": "g1"}
     played_on = {"t": 6.0, "kind": "move", "game": "g1"}
-    assert check(history(moved(4.0, live=["g1"]), played_on, view), {}).ok
-    verdict = check(history(moved(4.0, live=["g1"]), view), {})
+    assert check(history(before, moved(4.0, live=["g1"]), played_on, view), {}).ok
+    verdict = check(history(before, moved(4.0, live=["g1"]), view), {})
     assert not verdict.ok and "game g1 made no move" in verdict.message
-    assert check(history(moved(27.0, live=["g1"]), view), {}).ok  # within the grace
+    assert check(history(moved(4.0, live=["g1"]), view), {}).ok  # stalled before: not judged
+    late = {"t": 26.0, "kind": "move", "game": "g1"}
+    assert check(history(late, moved(27.0, live=["g1"]), view), {}).ok  # within the grace
 
 
 def test_the_move_cost_scenarios_load_for_three_to_nine_regions(tmp_path: Path) -> None:
