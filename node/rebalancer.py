@@ -7,9 +7,10 @@ and carries out the moves whose source is its own process, with the drain's hand
 target holds the token). A round is a few steps without I/O (`Rebalancer.plan_round`, `begin`,
 `advance`): the node's event loop runs them with a ``/readyz`` probe of the targets between
 and a poll every ``node.drain.POLL_S``; the simulator runs the same steps on its virtual clock
-(``sim.meta``). It sees the node only through `RebalanceHost`. The game code does not know it exists: it reads the game service only
-through ``GameService.players_here`` (who is connected here, and who is at a safe point) and
-moves a player only through ``hand_over``/``notify``/``take_back``, as the drain does.
+(``sim.meta``). It sees the node only through `RebalanceHost`. The game code does not know it
+exists: it reads the game service only through ``GameService.players_here`` (who is connected
+here, and who is at a safe point) and moves a player only through
+``hand_over``/``notify``/``take_back``, as the drain does.
 
 **The inputs** (`plan_inputs`, without I/O):
 
