@@ -343,6 +343,7 @@ class SimClient:
         self._ids = itertools.count(1)
         self._shown: dict[str, Reply] = {}  # game id -> the newest game push of this connection
         self._switching: dict[str, Link] = {}  # connections opened to follow a drain notice
+        self._watching = ""  # the game this program watches (asked again after a move)
         self._uid = ""
 
     def http(self, node: str, path: str, body: Reply, done: Done) -> None:
@@ -370,6 +371,8 @@ class SimClient:
         request_id = f"r{next(self._ids)}"
         self._waiting[request_id] = done
         self._sent[request_id] = (kind, link)
+        if kind in ("watch", "unwatch"):
+            self._watching = str(fields.get("game", "")) if kind == "watch" else ""
         self.net.send(link, json.dumps({"id": request_id, "type": kind, **fields}))
 
     def _said_hello(self, reply: Reply) -> Reply:
@@ -410,7 +413,9 @@ class SimClient:
         """Continue the session at the node the notice names with its resume token, as
         ``node.client.PlayerClient`` does: the old connection stays current until the new
         node said hello; if it refuses (or cannot be reached) the old one is closed and the
-        program fails over as when a connection drops. What the player was doing when told
+        program fails over as when a connection drops; a game it watched is asked for again on
+        the new connection (a watch belongs to a connection), as the web page does. What the
+        player was doing when told
         goes into the history (``moved``: its live games where it was to move, whether a move
         of its awaited its reply), for ``sim.metacheck``."""
         target = url_node(str(notice.get("url", "")))
@@ -462,6 +467,15 @@ class SimClient:
                     waiter(failure("disconnected", "sent to a node left behind"))
         self._link, self.node, self._shown = new, node, {}
         self._said_hello(reply)
+        if self._watching:  # a watch belongs to a connection: ask again, as the web page does
+            self.request("watch", {"game": self._watching}, self._watching_again)
+
+    def _watching_again(self, reply: Reply) -> None:
+        """The watched game's view in the reply is its newest push to this program."""
+        view = reply.get("game")
+        if reply.get("ok") and isinstance(view, dict):
+            self._shown[str(view.get("game"))] = view
+            self.on_push(view)
 
     def _give_up_on(self, link: Link) -> None:
         """The move failed: the old connection is closed, as if it had dropped."""
