@@ -15,8 +15,9 @@ status on each node).
 * **safe-moves**: a player is moved only at a safe point, between moves: when the notice
   arrived it was to move in none of its live games, and no move of its awaited its reply; and
   no player was moved more than ``max_per_player`` times (the per-player limit).
-* **games-continue**: every live game of a moved player that was going on (an acknowledged
-  move in it within ``idle_s`` before the notice) went on after the move: a later acknowledged
+* **games-continue**: every live game of a moved player that was going on (created, that is
+  first shown to a player, or given an acknowledged move within ``idle_s`` before the notice)
+  went on after the move: a later acknowledged
   move in it, or it is no longer live on any node at the end, or the move came within
   ``grace_s`` of the heal (from then on the bots only react: nothing more is played). A game
   that had stalled before (a bot that lost track of it) is counted, not judged.
@@ -129,6 +130,10 @@ def games_continue(grace_s: float, idle_s: float) -> Checker:
         acked: dict[str, list[float]] = {}
         for note in history.notes_of("move"):
             acked.setdefault(str(note.get("game")), []).append(float(note["t"]))
+        first_shown: dict[str, float] = {}
+        for note in history.notes_of("shown"):
+            gid = str(note.get("game"))
+            first_shown[gid] = min(float(note["t"]), first_shown.get(gid, float(note["t"])))
         live_at_end = {
             gid
             for view in history.notes_of("view")
@@ -140,7 +145,8 @@ def games_continue(grace_s: float, idle_s: float) -> Checker:
             for gid in note.get("live", []):
                 moves = acked.get(gid, [])
                 went_on = any(t > note["t"] for t in moves)
-                if not any(note["t"] - idle_s <= t <= note["t"] for t in moves):
+                recent = [*moves, first_shown.get(gid, -idle_s - 1)]
+                if not any(note["t"] - idle_s <= t <= note["t"] for t in recent):
                     idle += 1  # not going on when the player moved: not the move's doing
                 elif went_on or gid not in live_at_end:
                     followed += 1
