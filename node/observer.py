@@ -13,7 +13,9 @@ nothing in the game service calls it or reads what it writes.
   published entries and ``now`` into the cluster's load per process and per region, stale
   entries left out.
 * `LoadObserver` is the thin asyncio adapter on the node: a task that wakes every SAMPLE_S,
-  reads the counters, feeds the core and writes what it returns.
+  reads the counters, feeds the core and writes what it returns. It sees the node only through
+  `LoadSources`: the few things it reads of each part (a running ``node.server.Node`` is one),
+  so a test can hand it plain objects.
 
 The view also carries the players each node's rebalancer moved (``node.rebalancer``), which
 every node publishes beside its load entry (``node.rebalance.read_moved``): per process, moved
@@ -31,19 +33,18 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from pycrdt import Doc
 
 from meridian.crdt_models.load import LoadEntry, read_doc_entry, write_entry
 from meridian.crdt_models.presence import META, PRESENCE_PREFIX, presence_doc_id
 from meridian.crdt_models.records import root_map
 from meridian.node.rebalance import read_moved
 from meridian.sync.engine import DocChanged
-from meridian.sync.replicator import DocumentQuarantined
-
-if TYPE_CHECKING:
-    from meridian.node.server import Node
+from meridian.sync.replicator import ChangeListener, DocumentQuarantined
 
 log = logging.getLogger("meridian.observer")
 
@@ -215,6 +216,91 @@ def _region_load(region: str, members: list[LoadEntry], view: ClusterLoad) -> Re
     )
 
 
+# --- what the adapter reads of the node --------------------------------------------------------
+
+
+class InRegion(Protocol):
+    """A node known to be in a region (a keyring entry, a peer's state, a node's identity)."""
+
+    @property
+    def region(self) -> str: ...
+
+
+class NodeIdentity(InRegion, Protocol):
+    """This node's id and region (``node.config.NodeConfig``)."""
+
+    @property
+    def node_id(self) -> str: ...
+
+
+class RegionLookup(Protocol):
+    """The cluster keyring (``sync.identity.Keyring``): which region a node id is in."""
+
+    def get(self, node_id: str, /) -> InRegion | None: ...
+
+
+class EngineReadings(Protocol):
+    """What the observer reads of the sync engine (``sync.engine.SyncEngine``): the documents
+    (presence ones carry the load entries), the change positions, the unacknowledged frames,
+    and where a node id is (keyring, else its peer link's hello)."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def docs(self) -> Mapping[str, Doc[Any]]: ...
+
+    @property
+    def last_event_no(self) -> int: ...
+
+    @property
+    def durable_event_no(self) -> int: ...
+
+    @property
+    def keyring(self) -> RegionLookup: ...
+
+    @property
+    def peers(self) -> Mapping[str, InRegion]: ...
+
+    def replication_backlog(self) -> int: ...
+
+
+class ReplicatorAccess(Protocol):
+    """What the observer does with the replicator (``sync.replicator.Replicator``): listens to
+    changes (to count local moves) and writes its node's presence document."""
+
+    @property
+    def listeners(self) -> list[ChangeListener]: ...
+
+    def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int: ...
+
+
+class ConnectionReadings(Protocol):
+    """What the observer reads of the game service: its player connections."""
+
+    @property
+    def conns(self) -> Sized: ...
+
+
+class LoadSources(Protocol):
+    """The parts of a node the observer reads and writes (see module docstring)."""
+
+    @property
+    def config(self) -> NodeIdentity: ...
+
+    @property
+    def engine(self) -> EngineReadings: ...
+
+    @property
+    def replicator(self) -> ReplicatorAccess: ...
+
+    @property
+    def service(self) -> ConnectionReadings: ...
+
+    @property
+    def wall_ms(self) -> Callable[[], int]: ...
+
+
 # --- the asyncio adapter ---------------------------------------------------------------------
 
 
@@ -223,7 +309,7 @@ class LoadObserver:
 
     def __init__(
         self,
-        node: Node,
+        node: LoadSources,
         *,
         clock: Callable[[], float] = time.monotonic,
         cpu_seconds: Callable[[], float] = time.process_time,
@@ -240,8 +326,13 @@ class LoadObserver:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.node.replicator.listeners.append(self._count_move)
+        self.attach()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="load-observer")
+
+    def attach(self) -> None:
+        """Count the node's moves from now on (`start` does it; the simulator, which calls
+        `tick` on its own clock, calls it alone)."""
+        self.node.replicator.listeners.append(self._count_move)
 
     async def stop(self) -> None:
         if self._count_move in self.node.replicator.listeners:
@@ -266,6 +357,10 @@ class LoadObserver:
             woke_for = self.clock() + self.sample_s
             await asyncio.sleep(self.sample_s)
             lag = max(0.0, self.clock() - woke_for)
+
+    def tick(self, lag_s: float) -> None:
+        """Take a sample (the loop woke the observer `lag_s` late) and publish when due."""
+        self._tick(lag_s)
 
     def _tick(self, lag_s: float) -> None:
         entry = self.core.take(self.sample(lag_s), self.node.wall_ms())

@@ -4,9 +4,13 @@ Every node runs one (when ``rebalance.enabled``). Every ``rebalance.interval_s``
 inputs of the pure policy (``node.rebalance.plan``) from what the node already knows, runs it,
 and carries out the moves whose source is its own process, with the drain's hand-over
 (``node.drain``: a fresh resume token, then a ``drain`` notice naming the target's URL once the
-target holds the token). The game code does not know it exists: it reads the game service only
-through ``GameService.players_here`` (who is connected here, and who is at a safe point) and
-moves a player only through ``hand_over``/``notify``/``take_back``, as the drain does.
+target holds the token). A round is a few steps without I/O (`Rebalancer.plan_round`, `begin`,
+`advance`): the node's event loop runs them with a ``/readyz`` probe of the targets between
+and a poll every ``node.drain.POLL_S``; the simulator runs the same steps on its virtual clock
+(``sim.meta``). It sees the node only through `RebalanceHost`. The game code does not know it
+exists: it reads the game service only through ``GameService.players_here`` (who is connected
+here, and who is at a safe point) and moves a player only through
+``hand_over``/``notify``/``take_back``, as the drain does.
 
 **The inputs** (`plan_inputs`, without I/O):
 
@@ -45,26 +49,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from pycrdt import Doc
 
 from meridian.crdt_models.load import LoadEntry
 from meridian.crdt_models.presence import META, presence_doc_id
 from meridian.crdt_models.records import root_map
 from meridian.node.drain import (
+    POLL_S,
     Handover,
-    HandoverHost,
     Target,
     Told,
-    begin_handover,
     linked_targets,
     ready_targets,
-    tell_handovers,
 )
-from meridian.node.observer import RATE_WINDOW_S, ClusterLoad, LoadObserver
+from meridian.node.observer import RATE_WINDOW_S, ClusterLoad
 from meridian.node.rebalance import (
     Move,
     PlayerInfo,
@@ -76,8 +79,8 @@ from meridian.node.rebalance import (
     read_moved,
     write_moved,
 )
-from meridian.node.service import PlayerHere
-from meridian.sync.engine import PeerState
+from meridian.node.service import GameService, PlayerHere
+from meridian.sync.engine import PeerState, SyncEngine
 from meridian.sync.replicator import DocumentQuarantined
 
 log = logging.getLogger("meridian.rebalance")
@@ -194,17 +197,74 @@ class RebalanceCounters:
         }
 
 
-# --- the asyncio adapter -----------------------------------------------------------------------
+# --- what it uses of the node -------------------------------------------------------------------
+
+
+class Publisher(Protocol):
+    """The replicator (``sync.replicator.Replicator``): writes this node's presence document and
+    sends what the engine has for its peers now."""
+
+    def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int: ...
+
+    def pump(self) -> None: ...
+
+
+class Deliverer(Protocol):
+    """The player gateway (``node.player_api.PlayerGateway``): hands what the game service says
+    to the players' connections now."""
+
+    def drain(self) -> None: ...
+
+
+class RebalanceHost(Protocol):
+    """What the rebalancer uses of a running node (``node.server.Node``, or a simulated one:
+    ``sim.meta``): identity, the sync engine (peers, links, what they hold), the game service
+    (only its meta-service part, ``node.service_meta``), the replicator and the player gateway."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def region(self) -> str: ...
+
+    @property
+    def engine(self) -> SyncEngine: ...
+
+    @property
+    def service(self) -> GameService: ...
+
+    @property
+    def replicator(self) -> Publisher: ...
+
+    @property
+    def players(self) -> Deliverer: ...
+
+
+class LoadView(Protocol):
+    """The load observer (``node.observer.LoadObserver``): the cluster's load now."""
+
+    def view(self) -> ClusterLoad: ...
+
+
+ReadyProbe = Callable[[Sequence[Target]], Awaitable[list[Target]]]
+
+
+# --- a round, step by step (no I/O: the node's loop or the simulator drives it) -----------------
 
 
 @dataclass
 class Batch:
-    """The hand-overs of one round: whose they are, and who was in a game when told."""
+    """The hand-overs of one round under way: whose they are, who was in a game when told, when
+    the round began telling and when it gives up on a player not at a safe point."""
 
-    host: HandoverHost
+    host: RebalanceHost
     counters: RebalanceCounters
     cpu_clock: Callable[[], float]
+    began: float = 0.0
+    give_up: float = 0.0
     pending: list[Handover] = field(default_factory=list)
+    waiting: list[Handover] = field(default_factory=list)
+    told: list[Told] = field(default_factory=list)
     owner: dict[str, str] = field(default_factory=dict)  # session id -> uid
     in_game: set[str] = field(default_factory=set)
 
@@ -221,19 +281,37 @@ class Batch:
         return True
 
 
+def target_holds(host: RebalanceHost, handover: Handover, waited_s: float) -> bool:
+    """Whether the chosen target may be named now: it holds the presence change with the new
+    resume token, or (after TRUST_LINK_S) its link is up (the ack bookkeeping can lag behind
+    what a peer holds after a link was replaced). The drain's rule (``node.drain``) without its
+    alternatives: the rebalancer takes the hand-over back instead."""
+    engine = host.engine
+    chosen = handover.target.node_id
+    if engine.peer_holds(chosen, presence_doc_id(host.node_id), handover.handed.event_no):
+        return True
+    return waited_s >= TRUST_LINK_S and chosen in engine.up_peers()
+
+
 class Rebalancer:
-    """Runs the policy on the node's event loop (see module docstring)."""
+    """The policy on a node, a round at a time (see module docstring).
+
+    A round is `plan_round` (the moves of this process), the targets' readiness (`wanted`, a
+    probe, `left_out`), `begin` (the hand-overs) and `advance` until it says done (the notices,
+    at safe points). `start` runs rounds on the node's event loop; the simulator calls the
+    steps on its virtual clock (``sim.meta``)."""
 
     def __init__(
         self,
-        host: HandoverHost,
-        observer: LoadObserver,
+        host: RebalanceHost,
+        observer: LoadView,
         settings: RebalanceSettings,
         *,
         wall_ms: Callable[[], int],
         paused: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
         cpu_clock: Callable[[], float] = time.thread_time,
+        probe: ReadyProbe = ready_targets,
     ) -> None:
         self.host = host
         self.observer = observer
@@ -242,6 +320,7 @@ class Rebalancer:
         self.paused = paused  # True while the node drains: the drain moves everyone
         self.clock = clock
         self.cpu_clock = cpu_clock  # this thread's CPU time: what the rebalancer itself costs
+        self.probe = probe  # which targets take players now (their /readyz)
         self.state = RebalanceState()
         self.counters = RebalanceCounters()
         self.unready: dict[str, float] = {}  # node -> until when it is left out
@@ -253,10 +332,14 @@ class Rebalancer:
         return self.settings.policy
 
     def start(self) -> None:
-        self.counters.moved_to = self._published_moves()
+        self.load_counts()
         if self.settings.enabled:
             loop = asyncio.get_running_loop()
             self._task = loop.create_task(self._run(), name="rebalancer")
+
+    def load_counts(self) -> None:
+        """Go on counting from the counts this node published before a restart."""
+        self.counters.moved_to = self._published_moves()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -276,15 +359,26 @@ class Rebalancer:
                 log.exception("rebalance: round failed; trying again next interval")
 
     async def round(self) -> list[Move]:
-        """One round: plan, then hand over this process's chosen players; returns the moves
-        planned for this process."""
+        """One round on the event loop: plan, probe the targets, hand over this process's
+        chosen players and tell them at safe points; returns the moves planned here."""
+        moves = self.plan_round()
+        if not moves:
+            return moves
+        wanted = self.wanted(moves)
+        ready = {t.node_id for t in await self.probe(sorted(wanted, key=lambda t: t.node_id))}
+        batch = self.begin(moves, self.left_out(wanted, ready))
+        # Polled, as the drain does: what it waits for (a peer's ack, a safe point) has no event.
+        while batch is not None and not self.advance(batch):  # noqa: ASYNC110
+            await asyncio.sleep(POLL_S)
+        return moves
+
+    def plan_round(self) -> list[Move]:
+        """The moves whose source is this process (none while paused or settling)."""
         if self.paused():
             return []
         started = self.cpu_clock()
         moves = self._plan()
         self.counters.cpu_seconds += self.cpu_clock() - started
-        if moves:
-            await self._carry_out(moves)
         return moves
 
     def _plan(self) -> list[Move]:
@@ -329,45 +423,27 @@ class Rebalancer:
             rtt_s=rtt_s,
         )
 
-    async def _carry_out(self, moves: Sequence[Move]) -> None:
+    def wanted(self, moves: Sequence[Move]) -> list[Target]:
+        """The linked targets the moves name (a target whose link went down is not wanted)."""
         linked = {t.node_id: t for t in linked_targets(self.host.engine)}
-        ready = await self._ready_targets(
-            [linked[n] for n in {m.target for m in moves} if n in linked]
-        )
-        started = self.cpu_clock()
-        batch = self._begin(moves, {n: linked[n] for n in ready})
-        self.counters.cpu_seconds += self.cpu_clock() - started
-        if not batch.pending:
-            return
-        self.counters.moving += len(batch.pending)
-        try:
-            told = await tell_handovers(
-                self.host,
-                batch.pending,
-                message=self._message,
-                give_up=time.monotonic() + NOTICE_WAIT_S,
-                ready=batch.still_safe,
-                trust_link_after=TRUST_LINK_S,
-            )
-        finally:
-            self.counters.moving -= len(batch.pending)
-        started = self.cpu_clock()
-        self._count(batch, told)
-        self.counters.cpu_seconds += self.cpu_clock() - started
+        return [linked[n] for n in sorted({m.target for m in moves}) if n in linked]
 
-    async def _ready_targets(self, wanted: list[Target]) -> set[str]:
-        """Those of the wanted targets that take players (the others are left out a while)."""
-        ready = {t.node_id for t in await ready_targets(sorted(wanted, key=lambda t: t.node_id))}
+    def left_out(self, wanted: Sequence[Target], ready: Collection[str]) -> dict[str, Target]:
+        """The wanted targets that take players (`ready`, by the probe); the others are left
+        out for UNREADY_S."""
         for target in wanted:
             if target.node_id not in ready:
                 log.info("rebalance: %s is not taking players; left out", target.node_id)
                 self.unready[target.node_id] = self.clock() + UNREADY_S
                 self.counters.unready_targets += 1
-        return ready
+        return {t.node_id: t for t in wanted if t.node_id in ready}
 
-    def _begin(self, moves: Sequence[Move], targets: Mapping[str, Target]) -> Batch:
-        """Hand over the sessions of each chosen player still here and at a safe point."""
-        batch = Batch(self.host, self.counters, self.cpu_clock)
+    def begin(self, moves: Sequence[Move], targets: Mapping[str, Target]) -> Batch | None:
+        """Hand over the sessions of each chosen player still here and at a safe point (a fresh
+        resume token each); None if there is none."""
+        started = self.cpu_clock()
+        now = self.clock()
+        batch = Batch(self.host, self.counters, self.cpu_clock, now, now + NOTICE_WAIT_S)
         here = {p.uid: p for p in self.host.service.players_here()}
         for move in moves:
             player = here.get(move.uid)
@@ -376,11 +452,52 @@ class Rebalancer:
                 self._forget_move(move.uid)  # not moved: it may be chosen again
                 continue
             for sid, conn_ids in player.sessions.items():
-                handover = begin_handover(self.host, sid, conn_ids, target)
-                if handover is not None:
-                    batch.pending.append(handover)
+                handed = self.host.service.hand_over(sid)
+                if handed is not None:
+                    batch.pending.append(Handover(sid, target, handed, conn_ids))
                     batch.owner[sid] = move.uid
+        batch.waiting = list(batch.pending)
+        self.counters.cpu_seconds += self.cpu_clock() - started
+        if not batch.pending:
+            return None
+        self.counters.moving += len(batch.pending)
+        self.host.replicator.pump()  # the new tokens on their way to the targets
         return batch
+
+    def advance(self, batch: Batch) -> bool:
+        """Tell each waiting player whose target holds their new token and who is at a safe
+        point now (the check and the notice are one step); take back those still waiting at
+        `give_up`. True once every hand-over of the batch has ended (and is counted)."""
+        now = self.clock()
+        waited, late = now - batch.began, now >= batch.give_up
+        service = self.host.service
+        for handover in list(batch.waiting):
+            going_to = None
+            if target_holds(self.host, handover, waited) and batch.still_safe(handover):
+                going_to = handover.target
+                notice = {
+                    "type": "drain",
+                    "region": going_to.region,
+                    "url": going_to.url,
+                    "resume": handover.handed.resume,
+                    "message": self._message(going_to),
+                }
+                for conn_id in handover.conn_ids:
+                    service.notify(conn_id, notice)
+            elif late:
+                service.take_back(handover.sid, handover.handed)
+            else:
+                continue
+            batch.told.append(Told(handover, going_to))
+            batch.waiting.remove(handover)
+        self.host.players.drain()
+        if batch.waiting:
+            return False
+        self.counters.moving -= len(batch.pending)
+        started = self.cpu_clock()
+        self._count(batch, batch.told)
+        self.counters.cpu_seconds += self.cpu_clock() - started
+        return True
 
     def _count(self, batch: Batch, told: Sequence[Told]) -> None:
         moved: set[str] = set()

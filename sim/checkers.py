@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from meridian.sim import clockcheck, gamecheck, refcheck, shown
+from meridian.sim import clockcheck, gamecheck, metacheck, refcheck, shown
 from meridian.sim.bounds import (
     CaseFigures,
     NetworkModel,
@@ -462,6 +462,12 @@ def _minimum_merges(params: Table) -> dict[str, int]:
     return {kind: table.integer(kind, 0, 0) for kind in table.values}
 
 
+def _least(params: Table) -> dict[str, int]:
+    """``least = { ap = 4 }``: players a node must hold at the end (``rebalanced``)."""
+    table = params.table("least", required=False)
+    return {node: table.integer(node, 0, 0) for node in table.values}
+
+
 @dataclass(frozen=True)
 class CheckerSpec:
     build: Callable[[Table, CheckContext], Checker]
@@ -560,6 +566,35 @@ CHECKERS: dict[str, CheckerSpec] = {
         ),
         ("min_games", "min_time_outs"),
         "every time-out past its player's deadline by the move stamps; one result on every node",
+    ),
+    "rebalanced": CheckerSpec(
+        lambda params, context: metacheck.rebalanced(
+            context.nodes,
+            params.number("start_above", 1.25, 1, inclusive=False),
+            params.number("slack", 1, 0, inclusive=True),
+            params.integer("min_moved", 1, 0),
+            _least(params),
+        ),
+        ("start_above", "slack", "min_moved", "least"),
+        "players connected at the end within the rebalancing line; a joined node took players",
+    ),
+    "safe-moves": CheckerSpec(
+        lambda params, context: metacheck.safe_moves(params.integer("max_per_player", 1, 1)),
+        ("max_per_player",),
+        "players moved only between their moves, each at most max_per_player times",
+    ),
+    "games-continue": CheckerSpec(
+        lambda params, context: metacheck.games_continue(
+            params.number("grace_s", 5, 0, inclusive=True),
+            params.number("idle_s", 5, 0, inclusive=False),
+        ),
+        ("grace_s", "idle_s"),
+        "every live game of a moved player went on after the move",
+    ),
+    "game-copies": CheckerSpec(
+        lambda params, context: metacheck.game_copies(params.integer("k", 1, 0)),
+        ("k",),
+        "every game held, with its acknowledged moves, by at least k + 1 live nodes at the end",
     ),
     shown.NAME: CheckerSpec(
         lambda params, context: shown.check_shown_plies,

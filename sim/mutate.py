@@ -56,6 +56,7 @@ SCENARIOS = (
     "crash-mid-move",
     "clock-games",
     "travel-rollbacks",
+    "hot-spot",
 )
 MAX_SEEDS = 30
 DEFAULT_SEEDS = 30

@@ -38,6 +38,7 @@ from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.games.base import GameRules
 from meridian.games.battleline import rules_module
 from meridian.node.delivery import EngineProgress
+from meridian.node.rebalance import RebalanceSettings
 from meridian.node.server import HLC_META_KEY
 from meridian.node.service import GameService
 from meridian.node.service_host import ServiceHost, build_service
@@ -46,6 +47,7 @@ from meridian.sim.disk import VirtualDisk
 from meridian.sim.gamehost import EPOCH_MS, EngineDocuments, RecordingMerges, token_source
 from meridian.sim.history import History
 from meridian.sim.ledger import RecordingClock
+from meridian.sim.meta import MetaServices, node_url
 from meridian.sim.network import End, Network
 from meridian.sync.codec import FrameType
 from meridian.sync.engine import DocChanged, LinkClosed, LinkUp, SyncEngine
@@ -83,6 +85,7 @@ class NodeSpec:
     frame_s: float = 0.0
     clock_offset_s: float = 0.0
     clock_rate: float = 1.0
+    rebalance: RebalanceSettings | None = None  # the meta-services on (sim.meta), if given
 
 
 class SimNode:
@@ -139,6 +142,7 @@ class SimNode:
         self.service_timers = True  # the run stops them before taking the final states
         self.durable_event = 0  # the engine's changes up to this one are on disk
         self.ack_regions = 0  # replication.ack_regions of the run
+        self.meta: MetaServices | None = None  # the load observer and rebalancer (sim.meta)
 
     @property
     def engine(self) -> SyncEngine:
@@ -177,10 +181,14 @@ class SimNode:
             rng=self._rng("engine"),
             wall_ms=self.wall_ms,
             auto_durable=False,
+            url=node_url(self.node_id) if self.spec.rebalance is not None else "",
         )
         loaded = self.disk.open()
         load_stored(self._engine, loaded)
         self._start_service(loaded.meta.get(HLC_META_KEY))
+        if self.spec.rebalance is not None:
+            self.meta = MetaServices(self, self.spec.rebalance)
+            self.meta.start()
         dial_rng = self._rng("dial")
         self._dialers = [Dialer(self, peer, dial_rng) for peer in self.peers]
         for dialer in self._dialers:
@@ -283,6 +291,7 @@ class SimNode:
         self._ends.clear()
         self._engine = None
         self._service = None
+        self.meta = None
         if self._host is not None:
             self._host.stop()
             self._host = None
@@ -365,6 +374,8 @@ class SimNode:
                 self.disk.submit(event.event_no, event.doc_id, event.update)
                 if self._host is not None:
                     self._host.doc_changed(event.doc_id, event.event_no)
+                if self.meta is not None:
+                    self.meta.doc_changed(event)
                 self.listener.doc_changed(self, event)
             elif isinstance(event, LinkUp | LinkClosed):
                 self._on_link_event(event)  # a PeerRefused is followed by its LinkClosed

@@ -55,6 +55,7 @@ from meridian.node.protocol import (
 )
 from meridian.sim.clock import Scheduler
 from meridian.sim.gamehost import STAND_IN_HASH, password_hash, password_matches
+from meridian.sim.meta import url_node
 from meridian.sim.network import Network
 from meridian.sim.node import SimNode
 
@@ -338,7 +339,12 @@ class SimClient:
         self.on_closed: Callable[[int, str], None] = lambda code, reason: None
         self._link: Link | None = None
         self._waiting: dict[str, Done] = {}
+        self._sent: dict[str, tuple[str, Link]] = {}  # request id -> its kind and connection
         self._ids = itertools.count(1)
+        self._shown: dict[str, Reply] = {}  # game id -> the newest game push of this connection
+        self._switching: dict[str, Link] = {}  # connections opened to follow a drain notice
+        self._watching = ""  # the game this program watches (asked again after a move)
+        self._uid = ""
 
     def http(self, node: str, path: str, body: Reply, done: Done) -> None:
         self.net.post(self, node, path, body, done)
@@ -352,7 +358,8 @@ class SimClient:
                 done(failure("unreachable", f"cannot reach {node}"))
                 return
             self._link, self.node = link, node
-            self.request("hello", hello, done)
+            self._shown = {}
+            self.request("hello", hello, lambda reply: done(self._said_hello(reply)))
 
         self.net.connect(self, node, opened)
 
@@ -363,7 +370,15 @@ class SimClient:
             return
         request_id = f"r{next(self._ids)}"
         self._waiting[request_id] = done
+        self._sent[request_id] = (kind, link)
+        if kind in ("watch", "unwatch"):
+            self._watching = str(fields.get("game", "")) if kind == "watch" else ""
         self.net.send(link, json.dumps({"id": request_id, "type": kind, **fields}))
+
+    def _said_hello(self, reply: Reply) -> Reply:
+        if reply.get("ok"):
+            self._uid = str(reply.get("you", {}).get("uid", ""))
+        return reply
 
     def close(self) -> None:
         if self._link is not None:
@@ -377,16 +392,119 @@ class SimClient:
     # --- from the network --------------------------------------------------------------------
 
     def deliver(self, link: Link, text: str) -> None:
-        if link is not self._link or not link.client_open:
+        switching = self._switching.get(link.conn_id) is link  # (both are read while moving)
+        if (link is not self._link and not switching) or not link.client_open:
             return
         message = json.loads(text)
+        self._sent.pop(message.get("re") or "", None)
         waiter = self._waiting.pop(message.get("re") or "", None)
         if waiter is not None:
             waiter(message)
         elif "type" in message:
+            if message["type"] == "game":
+                self._shown[str(message.get("game"))] = message
+            elif message["type"] == "drain":
+                self._follow(link, message)
             self.on_push(message)
 
+    # --- a drain notice (the node drains, or its rebalancer moves the player: sim.meta) ------
+
+    def _follow(self, link: Link, notice: Reply) -> None:
+        """Continue the session at the node the notice names with its resume token, as
+        ``node.client.PlayerClient`` does: the old connection stays current until the new
+        node said hello; if it refuses (or cannot be reached) the old one is closed and the
+        program fails over as when a connection drops; a game it watched is asked for again on
+        the new connection (a watch belongs to a connection), as the web page does. What the
+        player was doing when told
+        goes into the history (``moved``: its live games where it was to move, whether a move
+        of its awaited its reply), for ``sim.metacheck``."""
+        target = url_node(str(notice.get("url", "")))
+        mid_turn = sorted(
+            gid
+            for gid, shown in self._shown.items()
+            if shown.get("status") == "live" and shown.get("to_move") == shown.get("you")
+        )
+        awaiting = sorted(k for k, on in self._sent.values() if on is link and k == "move")
+        live = sorted(g for g, shown in self._shown.items() if shown.get("status") == "live")
+        self._note(
+            link.node,
+            "moved",
+            uid=self._uid,
+            to=target,
+            live=live,
+            mid_turn=mid_turn,
+            awaiting=awaiting,
+        )
+        if target is None or target not in self.net.nodes:
+            return
+
+        def opened(new: Link | None) -> None:
+            if new is None:
+                self._give_up_on(link)
+                return
+            request_id = f"r{next(self._ids)}"
+            self._waiting[request_id] = lambda reply: self._moved(link, new, target, reply)
+            self._sent[request_id] = ("hello", new)
+            hello = {"id": request_id, "type": "hello", "resume": notice["resume"]}
+            # The new connection is not current yet: its replies come through `_switching`.
+            self._switching[new.conn_id] = new
+            self.net.send(new, json.dumps(hello))
+
+        self.net.connect(self, target, opened)
+
+    def _moved(self, old: Link, new: Link, node: str, reply: Reply) -> None:
+        self._switching.pop(new.conn_id, None)
+        if not reply.get("ok") or self._link is not old:
+            self.net.close(new)
+            if self._link is old:
+                self._give_up_on(old)
+            return
+        for request_id, (_kind, on) in list(self._sent.items()):
+            if on is old:  # asked of the node left behind: no answer will come
+                self._sent.pop(request_id, None)
+                waiter = self._waiting.pop(request_id, None)
+                if waiter is not None:
+                    waiter(failure("disconnected", "sent to a node left behind"))
+        self._link, self.node, self._shown = new, node, {}
+        self._said_hello(reply)
+        if self._watching:  # a watch belongs to a connection: ask again, as the web page does
+            self.request("watch", {"game": self._watching}, self._watching_again)
+
+    def _watching_again(self, reply: Reply) -> None:
+        """The watched game's view in the reply is its newest push to this program."""
+        view = reply.get("game")
+        if reply.get("ok") and isinstance(view, dict):
+            self._shown[str(view.get("game"))] = view
+            self.on_push(view)
+
+    def _give_up_on(self, link: Link) -> None:
+        """The move failed: the old connection is closed, as if it had dropped."""
+        if self._link is link:
+            self.net.close(link)
+            self._forget("closed by the client after a failed move")
+            self.on_closed(CLOSE_ABNORMAL, "could not follow a drain notice")
+
+    def _note(self, node: SimNode, kind: str, **fields: Any) -> None:
+        history = node.history
+        if history is not None:
+            history.notes.append(
+                {
+                    "t": round(self.net.scheduler.now, 6),
+                    "node": node.node_id,
+                    "kind": kind,
+                    "client": self.address,
+                    **fields,
+                }
+            )
+
     def closed(self, link: Link, code: int, reason: str) -> None:
+        if self._switching.get(link.conn_id) is link:  # the node followed to went away
+            link.client_open = False
+            for request_id, (_kind, on) in list(self._sent.items()):
+                waiter = self._waiting.pop(request_id, None) if on is link else None
+                if waiter is not None:
+                    waiter(failure("disconnected", f"closed with {code}"))
+            return
         if link is not self._link:
             return
         link.client_open = False
@@ -395,6 +513,7 @@ class SimClient:
 
     def _forget(self, why: str) -> None:
         self._link, self.node = None, None
+        self._sent, self._shown = {}, {}
         waiting, self._waiting = self._waiting, {}
         for done in waiting.values():
             done(failure("disconnected", why))

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from meridian.node.config import NAME_PATTERN, TABLE_KEYS, sync_settings_from
+from meridian.node.config import (
+    NAME_PATTERN,
+    TABLE_KEYS,
+    rebalance_settings_from,
+    sync_settings_from,
+)
+from meridian.node.rebalance import RebalanceSettings
 from meridian.resources import SCENARIOS_DIR
 from meridian.sim.checkers import CHECKERS, CheckContext, Checker
 from meridian.sim.faults import ClockSkew, Fault, parse_fault
@@ -36,6 +42,7 @@ TOP_KEYS = (
     "workload",
     "faults",
     "checkers",
+    "rebalance",
 )
 NETWORK_KEYS = (
     "latency_ms",
@@ -97,7 +104,7 @@ def load_scenario(path: str | Path) -> Scenario:
     sync_table = root.table("sync", required=False)
     sync_table.only(TABLE_KEYS["sync"])
     ack_regions, ack_timeout_s = _replication(root.table("replication", required=False), regions)
-    nodes = _nodes(root.table("nodes", required=False), regions)
+    nodes = _nodes(root.table("nodes", required=False), regions, _rebalance(root))
     paths = _paths(root.table("network", required=True), regions)
     connect_timeout_s = root.table("network", required=True).number(
         "connect_timeout_s", DEFAULT_CONNECT_TIMEOUT_S, 0, inclusive=False
@@ -181,7 +188,18 @@ def _latencies(table: Table, regions: list[str]) -> dict[tuple[str, str], float]
     return {pair: found[pair] for pair in combinations(regions, 2)}
 
 
-def _nodes(table: Table, regions: list[str]) -> tuple[NodeSpec, ...]:
+def _rebalance(root: Table) -> RebalanceSettings | None:
+    """``[rebalance]``, the node config's section: with ``enabled = true`` every node runs the
+    load observer and the rebalancer (``sim.meta``)."""
+    table = root.table("rebalance", required=False)
+    table.only(TABLE_KEYS["rebalance"])
+    settings = rebalance_settings_from(table)
+    return settings if settings.enabled else None
+
+
+def _nodes(
+    table: Table, regions: list[str], rebalance: RebalanceSettings | None
+) -> tuple[NodeSpec, ...]:
     table.only(NODE_KEYS + tuple(regions))
     specs = []
     for region in regions:
@@ -195,6 +213,7 @@ def _nodes(table: Table, regions: list[str]) -> tuple[NodeSpec, ...]:
                 frame_s=_inherited(own, table, "frame_ms", 0.02, 0) / 1000,
                 clock_offset_s=own.number("clock_offset_s", 0.0, -1e12, inclusive=True),
                 clock_rate=_positive(own, "clock_rate"),
+                rebalance=rebalance,
             )
         )
     return tuple(specs)

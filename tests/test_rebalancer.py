@@ -22,7 +22,9 @@ from meridian.node.localcluster import cluster_env, write_configs
 from meridian.node.observer import cluster_view
 from meridian.node.rebalance import (
     MOVED_PREFIX,
+    Move,
     Policy,
+    RebalanceSettings,
     RebalanceState,
     connections,
     cpu_percent,
@@ -30,7 +32,15 @@ from meridian.node.rebalance import (
     read_moved,
     write_moved,
 )
-from meridian.node.rebalancer import ARRIVAL_MS, plan_inputs, round_trip_s, settle_ms, settled
+from meridian.node.rebalancer import (
+    ARRIVAL_MS,
+    NOTICE_WAIT_S,
+    Rebalancer,
+    plan_inputs,
+    round_trip_s,
+    settle_ms,
+    settled,
+)
 from meridian.node.service import PlayerHere
 from meridian.sync.engine import PeerState
 from meridian.tomlschema import ConfigError
@@ -239,7 +249,7 @@ def test_a_bad_rebalance_setting_is_refused_naming_its_key(
     assert refused.value.key == key
 
 
-# --- the shared hand-over (node.drain.tell_handovers), as the rebalancer runs it ---------------
+# --- the drain's hand-over (node.drain.tell_handovers), with the rebalancer's options ----------
 
 
 @dataclass
@@ -311,3 +321,82 @@ async def test_a_ready_player_is_told_the_target_and_the_new_token() -> None:
     (notice,) = conn.pushes("drain")
     assert notice == {"type": "drain", "region": "us", "url": US.url,
                       "resume": handover.handed.resume, "message": "to us"}  # fmt: skip
+
+
+# --- a round's steps (Rebalancer.begin and advance), as the node's loop and the simulator run them
+
+
+@dataclass
+class RoundHost(StubHost):
+    """A `RebalanceHost` over the in-memory game service: its presence writes are kept."""
+
+    docs: dict[str, Doc[Any]] = field(default_factory=dict)
+
+    @property
+    def replicator(self) -> Any:
+        def write(doc_id: str, change: Any) -> int:
+            doc = self.docs.setdefault(doc_id, Doc())
+            with doc.transaction():
+                change(doc)
+            return 1
+
+        return SimpleNamespace(pump=lambda: None, write=write)
+
+
+def round_of(host: RoundHost, now: list[float]) -> Rebalancer:
+    view = SimpleNamespace(view=lambda: cluster_view([], NOW_MS))
+    return Rebalancer(host, view, RebalanceSettings(enabled=True), wall_ms=lambda: NOW_MS,
+                      clock=lambda: now[0], cpu_clock=lambda: 0.0)  # fmt: skip
+
+
+def play_until_turn_of(node: ServiceHarness, gid: str, player: Any, other: Any) -> None:
+    """`other` makes its moves (a turn may be several) until `player` is to move."""
+    while (view := node.game_view(other, gid))["to_move"] == view["you"]:
+        assert node.request(other, "move", game=gid, move=view["legal"][0])["ok"]
+    while (view := node.game_view(player, gid))["to_move"] != view["you"]:
+        mover = node.game_view(other, gid)
+        assert node.request(other, "move", game=gid, move=mover["legal"][0])["ok"]
+
+
+def uid_of(node: ServiceHarness, conn: Any) -> str:
+    return str(node.service.conns[conn.conn_id].uid)
+
+
+def test_a_round_tells_a_player_at_a_safe_point_its_target_and_counts_it() -> None:
+    node = ServiceHarness()
+    conn = node.online("alice")
+    host, now = RoundHost(node), [100.0]
+    rebalancer = round_of(host, now)
+    batch = rebalancer.begin([Move(uid_of(node, conn), "eu-1", "us-1")], {"us-1": US})
+    assert batch is not None and rebalancer.counters.moving == 1
+    assert rebalancer.advance(batch)
+    (notice,) = conn.pushes("drain")
+    assert (notice["url"], notice["region"]) == (US.url, "us")
+    counters = rebalancer.counters
+    assert (counters.moved_to, counters.moved_idle, counters.moving) == ({"us-1": 1}, 1, 0)
+    assert read_moved(root_map(host.docs["presence:eu-1"], META)) == {"us-1": 1}
+
+
+def test_a_round_waits_for_a_safe_point_and_else_takes_the_hand_over_back() -> None:
+    node = ServiceHarness()
+    alice = node.online("alice")
+    resume = alice.last_reply()["resume"]
+    bob = node.online("bob")
+    gid = node.start_game(alice, bob, "bob")
+    play_until_turn_of(node, gid, bob, alice)  # alice waits for bob
+    host, now = RoundHost(node), [100.0]
+    rebalancer = round_of(host, now)
+    bob_move = Move(uid_of(node, bob), "eu-1", "us-1")
+    assert rebalancer.begin([bob_move], {"us-1": US}) is None, "bob is to move: not chosen"
+    batch = rebalancer.begin([Move(uid_of(node, alice), "eu-1", "us-1")], {"us-1": US})
+    assert batch is not None
+    host.engine.holds, host.engine.up = False, ()  # the target does not hold the token yet
+    assert not rebalancer.advance(batch)
+    play_until_turn_of(node, gid, alice, bob)  # now alice is to move
+    host.engine.holds = True
+    assert not rebalancer.advance(batch), "the target is ready, the player is not"
+    now[0] += NOTICE_WAIT_S
+    assert rebalancer.advance(batch)
+    assert alice.pushes("drain") == [] and rebalancer.counters.taken_back == 1
+    node.close(alice)
+    assert node.request(node.open(), "hello", resume=resume)["ok"], "taken back: the old token"
