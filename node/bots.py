@@ -162,6 +162,8 @@ class BotRun:
         ledger = self.ledgers[name]
         if ledger.stats.stopped:
             ledger.log(f"stopped: {ledger.stats.stopped}")
+        if self.plan.stop.is_set() and self.plan.games:  # cut short: say where it stood
+            ledger.log(f"stopped while {_where_it_stood(bot)}")
         bot.stop("done")
         bot.client.close()
         self.plan.done.add(name)
@@ -173,6 +175,20 @@ class BotRun:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _where_it_stood(bot: Bot) -> str:
+    """A bot's state when its run was cut short, for the log (what it waited for)."""
+    text = f"{bot.phase}{' (busy)' if bot.busy else ''} on {bot.client.node}"
+    if (game := bot.table.game) is not None:
+        return (
+            f"{text}, in game {game['game']} at ply {game['ply']}, seat {game['you']}, to move "
+            f"{game['to_move']}, {len(game['legal'])} legal moves, move for {bot.table.move_for}"
+        )
+    lobby = bot.lobby
+    partner = lobby.players.get(bot.partner, {}).get("status", "absent") if bot.partner else "-"
+    invites = {k: [i["iid"] for i in v] for k, v in lobby.invites.items() if k != "type"}
+    return f"{text}, no game; partner in the lobby: {partner}; invitations {invites}"
 
 
 def _view_policy(brain: ViewBot) -> MovePolicy:

@@ -221,9 +221,14 @@ def _status(session: Session, game: tuple[str, str] | None) -> tuple[str, str]:
 def _invite_valid(
     invite: Invite, sessions: dict[str, Session], playing: dict[str, tuple[str, str]]
 ) -> bool:
-    """An invitation counts while both players are online and neither is at a table."""
+    """An invitation counts while both players are online, neither is at a table and the
+    inviter's session is still hosted by the node that holds the invitation: once the inviter
+    moves (a drain, a rebalance, a failover, a login elsewhere) the old node can no longer
+    withdraw it for them, so it ends there (docs/protocol.md, *Invitations*)."""
+    inviter = sessions.get(invite.from_uid)
     return (
-        invite.from_uid in sessions
+        inviter is not None
+        and inviter.node == invite.node
         and invite.to_uid in sessions
         and invite.from_uid not in playing
         and invite.to_uid not in playing

@@ -162,6 +162,7 @@ async def rolling_upgrade(
             say(f"  {region} back in the mesh")
         report.protocols_after = _link_protocols(nodes, since_start=True)
         summary, late = await _finish(play, stop, lines)
+        (folder / "bots.log").write_text("".join(f"{line}\n" for line in lines))
         report.players_moved = sum(bot.reconnects for bot in summary.bots)
         say(f"bots done: {len(summary.gids())} games in {summary.elapsed_s:.1f} s")
         await _check(report, summary, servers, env[TOKEN_ENV])
@@ -377,7 +378,10 @@ def upgrade_command(args: argparse.Namespace) -> int:
         return 1
     print("\n".join(report.lines()))
     if not report.ok:
-        print(f"node logs: {folder / 'cluster' / 'logs'}")
+        bots_log = folder / "bots.log"
+        if bots_log.exists():  # what the bots did, for a run whose folder is out of reach (CI)
+            print("the bots' log:\n" + bots_log.read_text(), end="")
+        print(f"node logs: {folder / 'cluster' / 'data' / 'logs'}; bots' log: {bots_log}")
         return 1
     if args.dir is None:
         shutil.rmtree(folder, ignore_errors=True)

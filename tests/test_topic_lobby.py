@@ -7,7 +7,7 @@ from typing import Any
 from meridian.node.presence_view import PICTURE_S_PER_CONN, PICTURE_SCALE_FROM, picture_interval
 from meridian.node.topics import lobby
 from meridian.node.topics.sessions import HEARTBEAT_S
-from tests.service_harness import ServiceHarness
+from tests.service_harness import ServiceHarness, replicate
 
 
 def test_the_lobby_lists_everyone_online_and_updates_when_someone_joins() -> None:
@@ -66,6 +66,29 @@ def test_an_invitation_ends_when_its_sender_disconnects() -> None:
     harness.close(alice)
     assert bob.pushes("invites")[-1]["incoming"] == []
     assert harness.request(bob, "accept", invite=invite["iid"])["error"]["code"] == "not_found"
+
+
+def test_an_invitation_ends_when_its_sender_continues_on_another_node() -> None:
+    """The old node can no longer withdraw it for the sender (a drain, a failover), so no node
+    lists it; the sender invites again from the new node and the invitee accepts that one."""
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    eu.register("alice")
+    alice = eu.open()
+    resume = eu.request(alice, "hello", token=eu.login("alice"))["resume"]
+    bob = eu.online("bob")
+    stale = eu.request(alice, "invite", to="bob")["invite"]
+    replicate(eu, us)
+    alice_us = us.open()
+    assert us.request(alice_us, "hello", resume=resume)["ok"]
+    replicate(us, eu)
+    replicate(eu, us)
+    assert bob.pushes("invites")[-1]["incoming"] == []
+    assert alice_us.pushes("invites")[-1]["outgoing"] == []
+    assert eu.request(bob, "accept", invite=stale["iid"])["error"]["code"] == "not_found"
+    fresh = us.request(alice_us, "invite", to="bob")["invite"]
+    replicate(us, eu)
+    assert [i["iid"] for i in bob.pushes("invites")[-1]["incoming"]] == [fresh["iid"]]
+    assert eu.request(bob, "accept", invite=fresh["iid"])["ok"]
 
 
 def test_a_player_sees_the_opponent_drop_and_come_back() -> None:

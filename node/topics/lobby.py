@@ -211,6 +211,8 @@ class LobbyTopic:
         for uid, name in ((invite.from_uid, invite.from_name), (invite.to_uid, invite.to_name)):
             if uid not in picture.sessions:
                 return f"{name} is not online"
+            if uid == invite.from_uid and picture.sessions[uid].node != invite.node:
+                return f"{name} moved to {picture.sessions[uid].node}"
             if uid in picture.playing:
                 return f"{name} is at a table"
         return "no longer valid"
