@@ -251,7 +251,7 @@ class PlayerGateway:
         try:
             answer = await run_async(flow, self._perform)
         finally:
-            self.drain()
+            self.node.host.deliver_output()  # (and arms the service's next deadline)
         return web.json_response(answer.body, status=answer.status)
 
     async def _perform(self, effect: Effect) -> Any:

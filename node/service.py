@@ -282,6 +282,7 @@ class GameService(MessageHandlers, MetaServiceAccess):
         """Apply every document change since the last call and push what changed."""
         state = self.state
         state.now_hint = now
+        self.sessions.write_logins(now)
         self.clocks.record_timeouts()  # (marks the games dirty: refreshed just below)
         dirty, state.dirty = state.dirty, set()
         if ACCOUNTS_DOC in dirty:
@@ -321,7 +322,8 @@ class GameService(MessageHandlers, MetaServiceAccess):
         delivery = self.delivery.next_deadline()
         unseen = self.games_topic.next_unseen_due()
         timeout = self.clocks.next_due_s(self.state.now_hint)
-        deadlines = [d for d in (picture, delivery, unseen, timeout) if d is not None]
+        logins = self.sessions.logins_due
+        deadlines = [d for d in (picture, delivery, unseen, timeout, logins) if d is not None]
         return min(deadlines) if deadlines else None
 
     def _announce_name_merges(self) -> None:

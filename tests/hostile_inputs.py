@@ -268,9 +268,9 @@ def fuzz_bodies(count: int, seed: int, kinds: Counter[str] | None = None) -> Cou
         raw = hostile.body(route)
         if kinds is not None:
             kinds["admin" if route in ADMIN_ROUTES else "player"] += 1
+        h.now += 0.5
         h.service.process(h.now)  # what earlier requests caused is written before we count
         writes = len(h.documents.writes)
-        h.now += 0.5
         status = _serve(flows, route, raw, f"10.0.{index % 50}.1", token, h)
         statuses[status] += 1
         assert status in OK_STATUSES | REFUSAL_STATUSES, (route, raw[:80], status)

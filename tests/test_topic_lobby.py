@@ -7,14 +7,26 @@ from typing import Any
 from meridian.node.presence_view import PICTURE_S_PER_CONN, PICTURE_SCALE_FROM, picture_interval
 from meridian.node.topics import lobby
 from meridian.node.topics.sessions import HEARTBEAT_S
-from tests.service_harness import ServiceHarness, replicate
+from tests.service_harness import Connection, ServiceHarness, replicate
+
+
+def listed(conn: Connection) -> list[str]:
+    """The public list as a client builds it: the ``lobby`` push, then every ``lobby_update``."""
+    names: set[str] = set()
+    for push in conn.pushes():
+        if push["type"] == "lobby":
+            names = {entry["name"] for entry in push["players"]}
+        elif push["type"] == "lobby_update":
+            names = (names - set(push["gone"])) | {entry["name"] for entry in push["changed"]}
+    return sorted(names)
 
 
 def test_the_lobby_lists_everyone_online_and_updates_when_someone_joins() -> None:
     harness = ServiceHarness()
     alice = harness.online("alice")
-    assert [p["name"] for p in alice.pushes("lobby")[-1]["players"]] == ["alice"]
+    assert listed(alice) == ["alice"]
     harness.online("bob")
+    assert listed(alice) == ["alice", "bob"]
     update = alice.pushes("lobby_update")[-1]
     assert [e["name"] for e in update["changed"]] == ["bob"]
     assert update["changed"][0]["status"] == "idle"
@@ -114,7 +126,7 @@ def test_a_large_lobby_shows_the_first_names_and_their_changes_only(monkeypatch:
         "dave" not in [e["name"] for e in u["changed"]] for u in carol.pushes("lobby_update")
     )
     bob = harness.online("bob")  # among the first two names: carol leaves the list shown
-    assert [p["name"] for p in bob.pushes("lobby")[-1]["players"]] == ["alice", "bob"]
+    assert listed(bob) == ["alice", "bob"]
     update = alice.pushes("lobby_update")[-1]
     assert [e["name"] for e in update["changed"]] == ["bob"] and update["gone"] == ["carol"]
     assert harness.request(bob, "invite", to="dave")["ok"]  # not shown, still invitable

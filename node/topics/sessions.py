@@ -26,6 +26,11 @@ from meridian.node.service_state import Conn, ServiceState, log, token_hash
 
 GRACE_S = 60.0
 HELLO_DEADLINE_S = 10.0
+# A login's session is written to the presence document with its hello (one write instead of
+# two) or, for a login not yet used on a websocket here, with the other such logins this long
+# after the first of them (one transaction for all): a hello with the token on another node
+# finds it this much later (docs/protocol.md, *Logging in*).
+LOGIN_WRITE_DELAY_S = 0.05
 HEARTBEAT_S = 3.0
 # Resume tokens are single-use. Each node keeps, in its presence document, the hashes of the
 # resume tokens it accepted (SPENT: hash -> sid) while it hosts their session; a token presented
@@ -52,6 +57,8 @@ class SessionsTopic:
         self.state = state
         self._next_heartbeat = 0.0
         self._restored: set[str] = set()  # sessions from before a restart; grace starts at tick
+        self._unwritten: dict[str, Session] = {}  # token hash -> a login's session not written
+        self._unwritten_due: float | None = None  # when they are written at the latest
 
     # --- logins (HTTP) -------------------------------------------------------------------------
 
@@ -76,12 +83,35 @@ class SessionsTopic:
             resume_hash="",
             connected=False,
         )
-        state.put_session(session)
+        self._unwritten[session.token_hash] = session
+        if self._unwritten_due is None:
+            self._unwritten_due = now + LOGIN_WRITE_DELAY_S
         state.dropped_at[session.sid] = now  # a login never used on a websocket expires too
         return token
 
+    def write_logins(self, now: float) -> None:
+        """Write the logins' sessions that no hello wrote, once their delay is over."""
+        if self._unwritten_due is None or now < self._unwritten_due:
+            return
+        sessions, self._unwritten, self._unwritten_due = list(self._unwritten.values()), {}, None
+        state = self.state
+
+        def change(doc: Doc[Any]) -> None:
+            writer = PresenceWriter(doc)
+            for session in sessions:
+                writer.put_session(session)
+
+        if sessions:
+            state.write(state.presence_doc, change)
+
+    @property
+    def logins_due(self) -> float | None:
+        """When `write_logins` has logins to write (None: none waiting)."""
+        return self._unwritten_due
+
     def by_token(self, token: str) -> Session | None:
-        return self.state.session_by_token(token_hash(token))
+        wanted = token_hash(token)
+        return self._unwritten.get(wanted) or self.state.session_by_token(wanted)
 
     def end(self, token: str) -> bool:
         state = self.state
@@ -89,7 +119,9 @@ class SessionsTopic:
         if session is None:
             return False
         state.close_uid_conns(session.uid, CloseCode.BAD_TOKEN, "logged out")
-        if session.node == state.node_id:
+        if self._unwritten.pop(session.token_hash, None) is not None:
+            state.dropped_at.pop(session.sid, None)
+        elif session.node == state.node_id:
             state.remove_own_sessions(session.sid)
         return True
 
@@ -139,6 +171,7 @@ class SessionsTopic:
             reason = "your session continued on another connection"
             state.out.append(Close(other.conn_id, CloseCode.MOVED, reason))
             state.forget_conn(other.conn_id)
+        self._unwritten.pop(session.token_hash, None)  # written here, with the hello
         state.put_session(moved)
         state.bind(conn, account.uid, moved.sid, account.name)
         return account, resume
