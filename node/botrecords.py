@@ -210,6 +210,8 @@ class BotLedger:
                 self.log(f"connection to {node} lost (code {fields['code']}); failing over")
         elif kind == "stalled":
             self._stalled(fields)
+        elif kind == "declined":
+            self.log(f"declined an invitation from {fields['sender']} (it waits for people)")
         elif kind == "error":
             self.error(f"request refused: internal: {fields['message']}")
 

@@ -220,13 +220,13 @@ class BotRun:
         name = free[0]
         busy = sorted(n for n, state in self.pool.items() if state == BUSY)
         self._add_bot(len(plan.names) + plan.standby_names.index(name), name)
-        self.ledgers[name].log(f"stands by for people ({', '.join(busy) or 'none'} busy)")
+        plan.log(f"{name} logs in to wait for people while {', '.join(busy) or 'none'} play")
 
     def _let_go(self, name: str) -> None:
         """Log a surplus standby out: its websocket closes first, so it does not fail over."""
         bot = self.active.pop(name)
         del self.pool[name]
-        self.ledgers[name].log("leaves: enough bots wait for people")
+        self.ledgers[name].log(f"logs out: {self.plan.for_people} others wait for people")
         node = bot.client.node or bot.node
         bot.stop("no longer needed")
         bot.client.close()
