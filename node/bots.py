@@ -220,7 +220,7 @@ class BotRun:
         name = free[0]
         busy = sorted(n for n, state in self.pool.items() if state == BUSY)
         self._add_bot(len(plan.names) + plan.standby_names.index(name), name)
-        plan.log(f"{name} logs in to wait for people while {', '.join(busy) or 'none'} play")
+        plan.log(f"{name} logs in to wait for people in place of {', '.join(busy) or 'none'}")
 
     def _let_go(self, name: str) -> None:
         """Log a surplus standby out: its websocket closes first, so it does not fail over."""
