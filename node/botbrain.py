@@ -23,8 +23,9 @@ A bot lives in a region (``home``), registers there (with that region as its hom
   second bot with the same account, which the older session loses to with
   `CloseCode.LOGGED_IN_ELSEWHERE`);
 * plays its turn in its game (`node.botplay`), or stops watching one when the time is up;
-* otherwise, idle, it answers or withdraws invitations (`node.botlobby`), else with chance
-  ``watch`` per second watches a game, else (a bot with a ``partner``) invites.
+* otherwise, idle, it answers or withdraws invitations (`node.botlobby`; a ``people_only``
+  bot declines the crew's bots' invitations), else with chance ``watch`` per second watches a
+  game, else (a bot with a ``partner``) invites.
 
 When its connection drops it fails over to another node with its resume token (or logs in
 again if the session is gone, `CloseCode.BAD_TOKEN`); the other final close codes end that
@@ -32,9 +33,9 @@ client for good (`Bot.stopped` says why).
 
 After `Shared.calm` is set (the simulator's heal) bots only react: they rename when told,
 reconnect when dropped, and start nothing. Notes: ``registered``, ``hello``, ``closed``,
-``notice``, ``renamed``, ``travel``, ``gave-up``, ``error`` (a reply with code ``internal``),
-``end`` (`Bot.end_note`) and the table's (`node.botplay`); the simulator's checkers read them
-from the history, `node.bots` keeps its game records from them.
+``notice``, ``renamed``, ``travel``, ``gave-up``, ``declined``, ``error`` (a reply with code
+``internal``), ``end`` (`Bot.end_note`) and the table's (`node.botplay`); the simulator's
+checkers read them from the history, `node.bots` keeps its game records from them.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class Shared:
     notes: Notes
     bots: list[Bot] = field(default_factory=list)
     twins: set[str] = field(default_factory=set)  # accounts that logged in twice already
+    # Lower-case names of the crew's accounts whether running or not (a run's standbys):
+    # bots too, besides those in `bots`.
+    names: set[str] = field(default_factory=set)
     calm: bool = False  # react only (the simulator sets it at the heal)
 
     def note(self, node: str, kind: str, **fields: Any) -> None:
@@ -96,7 +100,8 @@ class Shared:
         return self.rng.choice([r for r in self.regions if r != region] or [region])
 
     def is_bot(self, name: str) -> bool:
-        return any(bot.name.lower() == name.lower() for bot in self.bots)
+        low = name.lower()
+        return low in self.names or any(bot.name.lower() == low for bot in self.bots)
 
 
 class Bot:
@@ -113,9 +118,11 @@ class Bot:
         *,
         password: str,
         policy: MovePolicy = random_move,
+        people_only: bool = False,
     ) -> None:
         self.shared = shared
         self.partner = partner  # whom it invites first; "": it only accepts invitations
+        self.people_only = people_only  # declines the crew's bots' invitations
         self.label = label
         self.name = name
         self.password = password

@@ -13,16 +13,25 @@ import signal
 import sys
 
 from meridian.node.botrecords import BotSummary
-from meridian.node.bots import DEFAULT_PASSWORD, DEFAULT_PREFIX, bot_names, run_bots
+from meridian.node.bots import (
+    DEFAULT_PASSWORD,
+    DEFAULT_PREFIX,
+    MAX_STANDBY,
+    STANDBY_LINGER_S,
+    bot_names,
+    run_bots,
+)
 
-BOT_DESCRIPTION = """\
+BOT_DESCRIPTION = f"""\
 Run N Battleline bots as real players over websockets. Bot i registers at the i-th --server
 (round robin; it logs in if its name exists already). The first M bots (--for-people M) wait
-for people: nobody else invites them and they accept a person's invitation about a second
-later (so the person sees it sent), with a hello in the game's chat. The others
-are paired (1-2, 3-4, ... of them) so that partners sit in different regions, and each pair
-plays G games; an idle paired bot also accepts a person's invitation. Moves come from the
-engine's heuristic run on the bot's own view.
+for people: nobody else invites them (they decline a bot's invitation) and they accept a
+person's invitation about a second later (so the person sees it sent), with a hello in the
+game's chat. With --games 0, while some of them play people, standby bots (PREFIX<N+1>, ...;
+at most {MAX_STANDBY}) log in so that M stay idle, and log out {STANDBY_LINGER_S:g} s after they
+are no longer needed. The others are paired (1-2, 3-4, ... of them) so that partners sit in
+different regions, and each pair plays G games; an idle paired bot also accepts a person's
+invitation. Moves come from the engine's heuristic run on the bot's own view.
 
 If a bot's connection fails it resumes its session on another --server (with its resume
 token) and continues its game. Progress goes to stdout, a summary at the end; exit code 0 when

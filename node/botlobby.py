@@ -13,7 +13,8 @@ idle player. Every invitation asks for the ``clock`` time control when one is se
 invitation unanswered for `INVITE_PATIENCE_S` is withdrawn; after an invitation it sends none
 for ``reinvite_s`` (a node may drop an invitation it acknowledged before it counted the inviter
 online). A bot without a partner never invites, so bots reserved for people are left alone by
-the others when nobody has them as partner.
+the others when nobody has them as partner; such a bot made ``people_only`` also declines any
+invitation from one of the crew's bots (noted ``declined``), so it stays free for people.
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ class Lobby:
 
     # --- invitations to this bot ----------------------------------------------------------
 
+    def person_waiting(self) -> bool:
+        """Whether a person's invitation to this bot is open or being accepted (the bot is
+        about to play that person)."""
+        incoming = self.invites.get("incoming", [])
+        return bool(self.accept_at) or any(
+            i["iid"] not in self.refused and not self.bot.is_bot(i["from"]) for i in incoming
+        )
+
     def answer_or_withdraw(self, now: float) -> bool:
         """Answer an incoming invitation or withdraw a stale outgoing one; False when there is
         neither (the bot is free to do something else)."""
@@ -79,8 +88,16 @@ class Lobby:
         return True
 
     def _answer(self, now: float, incoming: list[Reply]) -> None:
-        """Accept an incoming invitation (a person's after ``accept_pause_s``)."""
+        """Accept an incoming invitation (a person's after ``accept_pause_s``); a bot that
+        plays only people declines the bots' first."""
         bot, settings = self.bot, self.bot.settings
+        from_bots = [i for i in incoming if bot.is_bot(i["from"])]
+        if bot.people_only and from_bots:
+            iid = from_bots[0]["iid"]
+            self.refused.add(iid)  # answered: not again while the invites push lags
+            bot.note("declined", invite=iid, sender=from_bots[0]["from"])
+            bot.request("decline", ignore, invite=iid)
+            return
         if settings.people_first:
             incoming = sorted(incoming, key=lambda i: bot.is_bot(i["from"]))
         invite = incoming[0]

@@ -1,9 +1,10 @@
 """What the bots of ``meridian bot`` did: their games, moves and reconnects, and a summary.
 
 `BotLedger` keeps one bot's `BotStats` from what its machine (`node.botbrain.Bot`) notes and
-is pushed, logs what it does, and says when the bot is done (its games played, its partner
-done, or no server for `SIGN_IN_S` at the start or `FAILOVER_S` after a drop). `BotSummary`
-is the report of a run (`node.bots.run_bots`).
+is pushed (across the machines of a standby started again, `BotLedger.rejoin`), logs what it
+does, and says when the bot is done (its games played, its partner done, or no server for
+`SIGN_IN_S` at the start or `FAILOVER_S` after a drop). `BotSummary` is the report of a run
+(`node.bots.run_bots`).
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ class BotPlan:
     names: list[str]
     for_people: int = 0  # the first this many bots wait for people (see module docstring)
     seed: int = 0
+    # Names the run may start as standbys for people (`node.botpool`; none: no standbys), and
+    # how long a surplus standby stays idle before it leaves.
+    standby_names: list[str] = field(default_factory=list)
+    standby_linger_s: float = 0.0
     done: set[str] = field(default_factory=set)
 
 
@@ -126,6 +131,11 @@ class BotLedger:
         self.game_moves = 0
         self.over: set[str] = set()  # games already recorded
         self.offline_since: float | None = None
+        bot.observer = self.push
+
+    def rejoin(self, bot: Bot) -> None:
+        """Keep the records of a new machine of this account (a standby started again)."""
+        self.bot, self.hellos, self.game, self.offline_since = bot, 0, None, None
         bot.observer = self.push
 
     def log(self, text: str) -> None:
@@ -200,6 +210,8 @@ class BotLedger:
                 self.log(f"connection to {node} lost (code {fields['code']}); failing over")
         elif kind == "stalled":
             self._stalled(fields)
+        elif kind == "declined":
+            self.log(f"declined an invitation from {fields['sender']} (it waits for people)")
         elif kind == "error":
             self.error(f"request refused: internal: {fields['message']}")
 

@@ -11,10 +11,15 @@ the game's chat.
 
 Bot ``i`` registers at ``servers[i % len(servers)]`` (or at the next server that answers; it
 logs in if its name exists). The first `for_people` bots are reserved for people: they never
-invite anyone and no bot invites them, so they sit idle until a person invites them. The other
-bots are paired (the 1st with the 2nd of them, the 3rd with the 4th, ...; partners sit in
-different regions whenever there are two servers or more); the first of a pair invites, the
-second accepts. An idle bot also accepts any invitation, a person's first.
+invite anyone, no bot invites them, and they decline a bot's invitation (``people_only``), so
+they sit idle until a person invites them. In an endless run (``games`` 0) they are a pool that
+refills (`node.botpool`): while one of them plays a person (or accepts a person's invitation),
+the run starts a standby bot (named after the others: ``bot7``, ``bot8``, ... in the demo; at
+most `MAX_STANDBY` at once) so that `for_people` bots stay idle, and a surplus standby idle for
+`STANDBY_LINGER_S` logs out once people's games end. The other bots are paired (the 1st with
+the 2nd of them, the 3rd with the 4th, ...; partners sit in different regions whenever there
+are two servers or more); the first of a pair invites, the second accepts. An idle paired bot
+also accepts any invitation, a person's first.
 
 On a connection failure a bot resumes its session with its resume token at another server of
 the list (failover), logging in again if the session is gone, and plays on in the same game. A
@@ -44,9 +49,11 @@ import aiohttp
 from meridian.crdt_models.accounts import check_name
 from meridian.games.battleline.viewbot import ViewBot
 from meridian.node.botbrain import Bot, Shared
+from meridian.node.botpool import BUSY, COMING, IDLE, Seat, plan_pool
 from meridian.node.botrecords import STALL_S, BotLedger, BotPlan, BotStats, BotSummary
 from meridian.node.botsocket import WebsocketPlayers
 from meridian.node.botworld import STEADY, TICK_S, BotSettings, MovePolicy, Reply
+from meridian.node.client import PlayerClient, RequestError
 
 DEFAULT_PASSWORD = "meridian-bot-password"
 DEFAULT_PREFIX = "bot"
@@ -57,6 +64,10 @@ GREETING = "Hello! I accepted your invitation. I am a bot: take your time, and g
 # After an invitation, none for this long: an acknowledged invitation that does not show in our
 # outgoing list by then was dropped (a node that did not yet count the inviter online deletes it).
 INVITE_SHOWN_S = 1.0
+# A standby bot for people stays this long idle when it is not needed before it logs out: time
+# for the person it just played to ask for a rematch.
+STANDBY_LINGER_S = 30.0
+MAX_STANDBY = 8  # standby bots for people running at once (a crowd cannot start more)
 SHUTDOWN_S = 5.0  # closing the websockets at the end
 
 
@@ -96,15 +107,22 @@ class BotRun:
         self.players.on_news = self._news.set
         rng = random.Random(f"meridian-bots:{plan.seed}")
         self.shared = Shared(bot_settings(plan), self.players, rng, self)
+        self.shared.names = {name.lower() for name in plan.standby_names}
+        self.unusable: set[str] = set()  # standby names whose bot stopped (a name taken, ...)
         self.ledgers: dict[str, BotLedger] = {}
+        self.active: dict[str, Bot] = {}  # the bots still running, by name
+        self.pool: dict[str, str] = {}  # the bots for people running -> their `Seat` state
+        self.idle_since: dict[str, float] = {}
         for index, name in enumerate(plan.names):
             self._add_bot(index, name)
 
     def _add_bot(self, index: int, name: str) -> None:
+        """Start bot `index` (a standby beyond ``plan.names``) under `name`."""
         plan = self.plan
         home = plan.servers[index % len(plan.servers)]
         partner, inviter = _partner(index, plan)
         policy = _view_policy(ViewBot(plan.seed * 1_000_003 + index))
+        for_people = partner is None and (index < plan.for_people or index >= len(plan.names))
         bot = Bot(
             self.shared,
             name,
@@ -114,10 +132,17 @@ class BotRun:
             partner if inviter and partner else "",
             password=plan.password,
             policy=policy,
+            people_only=for_people,
         )
         self.shared.bots.append(bot)
-        stats = BotStats(name, home, partner, for_people=index < plan.for_people)
-        self.ledgers[name] = BotLedger(bot, stats, plan)
+        self.active[name] = bot
+        if for_people:
+            self.pool[name] = COMING
+        if name in self.ledgers:  # a standby started again: one record per name
+            self.ledgers[name].rejoin(bot)
+        else:
+            stats = BotStats(name, home, partner, for_people=for_people)
+            self.ledgers[name] = BotLedger(bot, stats, plan)
 
     @property
     def now(self) -> float:
@@ -143,23 +168,84 @@ class BotRun:
 
     async def _drive(self) -> None:
         """Act on every tick, at once on news (a reply or a push), and when a bot is due."""
-        active = dict(zip(self.plan.names, self.shared.bots, strict=True))
-        while active:
+        while self.active:
             self._news.clear()
             now = self.now
-            for name, bot in list(active.items()):
+            for name, bot in list(self.active.items()):
                 ledger = self.ledgers[name]
                 if ledger.done(now):
                     self._finish(name, bot)
-                    del active[name]
                 else:
                     bot.act(now)
-            due = min((bot.due(now) for bot in active.values()), default=now + TICK_S)
+            self._tend_pool(now)
+            due = min((bot.due(now) for bot in self.active.values()), default=now + TICK_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._news.wait(), max(0.0, due - self.now))
 
+    # --- the pool of bots for people (node.botpool) ----------------------------------------
+
+    def _tend_pool(self, now: float) -> None:
+        """Start standbys while fewer than ``for_people`` bots are idle; let surplus ones go."""
+        plan = self.plan
+        if not plan.standby_names or plan.stop.is_set():
+            return
+        seats = [self._seat(name, now) for name in self.pool]
+        moves = plan_pool(
+            seats, plan.for_people, now, plan.standby_linger_s, len(plan.standby_names)
+        )
+        for name in moves.leave:
+            self._let_go(name)
+        for _ in range(moves.start):
+            self._start_standby()
+
+    def _seat(self, name: str, now: float) -> Seat:
+        bot = self.active[name]
+        if bot.phase != "online" or not bot.client.connected:
+            state = COMING
+        elif bot.table.game is not None or bot.lobby.person_waiting():
+            state = BUSY
+        else:
+            state = IDLE
+        if state == IDLE and self.pool[name] != IDLE:
+            self.idle_since[name] = now
+        self.pool[name] = state
+        standby = name in self.plan.standby_names
+        return Seat(name, standby, state, self.idle_since.get(name, now))
+
+    def _start_standby(self) -> None:
+        plan = self.plan
+        free = [n for n in plan.standby_names if n not in self.pool and n not in self.unusable]
+        if not free:
+            return
+        name = free[0]
+        busy = sorted(n for n, state in self.pool.items() if state == BUSY)
+        self._add_bot(len(plan.names) + plan.standby_names.index(name), name)
+        plan.log(f"{name} logs in to wait for people in place of {', '.join(busy) or 'none'}")
+
+    def _let_go(self, name: str) -> None:
+        """Log a surplus standby out: its websocket closes first, so it does not fail over."""
+        bot = self.active.pop(name)
+        del self.pool[name]
+        self.ledgers[name].log(f"logs out: {self.plan.for_people} others wait for people")
+        node = bot.client.node or bot.node
+        bot.stop("no longer needed")
+        bot.client.close()
+        self.shared.bots.remove(bot)
+        self.players.clients = [c for c in self.players.clients if c is not bot.client]
+        self.spawn(self._log_out(node, bot.token))
+
+    async def _log_out(self, node: str, token: str) -> None:
+        with contextlib.suppress(RequestError, aiohttp.ClientError, OSError, TimeoutError):
+            await PlayerClient(node, self.http).post("/api/logout", {}, token=token)
+
+    # --- the end ----------------------------------------------------------------------------
+
     def _finish(self, name: str, bot: Bot) -> None:
+        del self.active[name]
+        self.pool.pop(name, None)
         ledger = self.ledgers[name]
+        if ledger.stats.stopped:
+            self.unusable.add(name)  # a standby is not started again under that name
         if ledger.stats.stopped:
             ledger.log(f"stopped: {ledger.stats.stopped}")
         if self.plan.stop.is_set() and self.plan.games:  # cut short: say where it stood
@@ -203,7 +289,7 @@ def _view_policy(brain: ViewBot) -> MovePolicy:
 
 def _partner(index: int, plan: BotPlan) -> tuple[str | None, bool]:
     """The bot's partner (None for a bot reserved for people) and whether it invites."""
-    if index < plan.for_people:
+    if index < plan.for_people or index >= len(plan.names):  # for people, or a standby
         return None, False
     paired = index - plan.for_people
     partner = plan.for_people + paired - paired % 2 + 1 - paired % 2
@@ -220,6 +306,14 @@ def bot_names(prefix: str, count: int) -> list[str]:
     return names
 
 
+def _standby_names(prefix: str, count: int, for_people: int, games: int) -> list[str]:
+    """The names standbys for people may take: none in a run of fixed length (see module
+    docstring), else the `MAX_STANDBY` names after the crew's."""
+    if not for_people or games:
+        return []
+    return bot_names(prefix, count + MAX_STANDBY)[count:]
+
+
 async def run_bots(
     servers: Sequence[str],
     count: int,
@@ -232,12 +326,13 @@ async def run_bots(
     move_delay_s: float = 0.0,
     stall_s: float = STALL_S,
     for_people: int = 0,
+    standby_linger_s: float = STANDBY_LINGER_S,
     log: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> BotSummary:
     """Run `count` bots against `servers` until each has finished `games` games (0: until
-    `stop` is set); the first `for_people` of them wait for people. See the module docstring
-    for pairing, invitations and failover."""
+    `stop` is set); the first `for_people` of them wait for people (with standbys when
+    endless). See the module docstring for the pool, pairing, invitations and failover."""
     if not servers or count < 1 or games < 0 or not 0 <= for_people <= count:
         raise ValueError(
             "run_bots needs at least one server, one bot, games >= 0 and 0 <= for_people <= count"
@@ -254,6 +349,8 @@ async def run_bots(
         names=bot_names(prefix, count),
         for_people=for_people,
         seed=seed,
+        standby_names=_standby_names(prefix, count, for_people, games),
+        standby_linger_s=standby_linger_s,
     )
     started = time.monotonic()
     connector = aiohttp.TCPConnector(limit=0)  # every bot holds a websocket open

@@ -133,6 +133,7 @@ class BotHandle(Protocol):
 
     name: str
     uid: str
+    people_only: bool  # accepts only people's invitations and declines bots'
 
     @property
     def rng(self) -> random.Random: ...

@@ -8,10 +8,13 @@ nodes cleanly on Ctrl-C. Each node's log goes to ``data/logs/<region>.log`` (``<
 the second and later processes of a region, e.g. ``data/logs/eu-2.log``).
 
 It also runs bots (``node.bots``) in this process, spread over the regions. ``--bots-for-people``
-of them (bot1, bot2, ... ; default 2) wait for people: no bot invites them, and they accept a
-person's invitation within a second (the person sees it sent, then accepted, and a hello in the
-game's chat), so a newcomer can invite one straight away. The ``--bots`` others
-play each other across the regions (and accept a person's invitation between their games).
+of them (bot1, bot2, ... ; default 2) wait for people: no bot invites them (they decline a bot's
+invitation), and they accept a person's invitation within a second (the person sees it sent,
+then accepted, and a hello in the game's chat), so a newcomer can invite one straight away.
+While one of them plays a person, another bot (bot7, bot8, ... after the others) logs in to
+wait in its place, so that ``--bots-for-people`` are always idle; once the people's games end
+the extra ones log out (`node.botpool`). The ``--bots`` others play each other across the
+regions (and accept a person's invitation between their games).
 By default they play endlessly (a pause between games, a short delay before each move so people
 can follow). With ``--games G --exit-when-done`` the demo exits 0 once every bot
 finished G games and every region's game log (``GET /api/games``) is the same, 1 otherwise.
@@ -128,7 +131,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_BOTS_FOR_PEOPLE,
         metavar="N",
         help="more bots that only wait for people: idle until a person invites them, they "
-        f"accept within a second (default {DEFAULT_BOTS_FOR_PEOPLE}; named bot1 ... botN)",
+        "accept within a second; while some play people, others log in so that N stay idle "
+        f"(default {DEFAULT_BOTS_FOR_PEOPLE}; named bot1 ... botN)",
     )
     parser.add_argument(
         "--games",
@@ -270,7 +274,8 @@ async def _run_with_bots(supervisor: Supervisor, args: argparse.Namespace) -> in
     delay = args.bot_delay
     if delay is None:
         delay = 0.0 if args.games else ENDLESS_MOVE_DELAY_S
-    print(f"{_bots_line(args.bots_for_people, args.bots)} Ctrl-C stops the cluster.\n", flush=True)
+    line = _bots_line(args.bots_for_people, args.bots, refills=not args.games)
+    print(f"{line} Ctrl-C stops the cluster.\n", flush=True)
     bots = asyncio.create_task(
         run_bots(
             servers,
@@ -297,14 +302,19 @@ async def _run_with_bots(supervisor: Supervisor, args: argparse.Namespace) -> in
     return 0
 
 
-def _bots_line(for_people: int, paired: int) -> str:
-    """What the demo's bots do, e.g. "bot1 and bot2 wait for people: invite one ..."."""
+def _bots_line(for_people: int, paired: int, *, refills: bool) -> str:
+    """What the demo's bots do, e.g. "bot1 and bot2 wait for people: invite one ..." (with
+    `refills`, an endless run: standbys take the place of those playing)."""
     parts = []
     if for_people:
         names = [f"bot{i + 1}" for i in range(for_people)]
         who = names[0] if for_people == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         verb = "waits" if for_people == 1 else "wait"
-        parts.append(f"{who} {verb} for people: invite one from the player client.")
+        standby = " (while one plays, another bot logs in to wait in its place)"
+        parts.append(
+            f"{who} {verb} for people: invite one from the player client"
+            f"{standby if refills else ''}."
+        )
     if paired:
         first, last = for_people + 1, for_people + paired
         parts.append(

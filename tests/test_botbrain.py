@@ -172,3 +172,26 @@ def test_a_name_registered_with_another_password_stops_the_bot() -> None:
     bot.act(0.0)
     bot.act(0.0)
     assert bot.phase == "done" and "another password" in bot.stopped
+
+
+def test_a_bot_for_people_declines_a_bots_invitation_and_accepts_a_persons() -> None:
+    settings = replace(QUIET, people_first=True, accept_pause_s=0.8)
+    world = World()
+    shared = Shared(settings, world, random.Random(1), world)
+    shared.names = {"bot9"}  # a standby of the crew that is not running
+    bot = Bot(shared, "bot1", "bot1", "eu", "new", password="x" * 12, people_only=True)
+    shared.bots.append(bot)
+    for _ in range(3):
+        bot.act(world.t)
+    side = world.sides[-1]
+    side.on_push(invitations("bot9", "alice"))
+    assert bot.lobby.person_waiting()
+    bot.act(world.t)
+    assert side.calls[-1] == ("decline", {"invite": "i-bot9"})  # refused, not ignored
+    bot.act(world.t)
+    assert "accept" not in side.kinds()  # alice's, after the pause
+    world.t = 0.8
+    bot.act(world.t)
+    assert side.calls[-1] == ("accept", {"invite": "i-alice"})
+    assert side.kinds().count("decline") == 1
+    assert [f["invite"] for _, kind, f in world.notes if kind == "declined"] == ["i-bot9"]

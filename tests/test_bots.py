@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -163,6 +164,114 @@ async def test_bots_reserved_for_people_are_left_alone_and_accept_a_person_with_
     assert "wait1 (people)" in summary.report()
 
 
+class LobbyView:
+    """The lobby as a person's client is shown it: name -> status."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, str] = {}
+
+    def take(self, push: dict[str, Any]) -> None:
+        if push["type"] == "lobby":
+            self.status = {p["name"]: p["status"] for p in push["players"]}
+        elif push["type"] == "lobby_update":
+            for name in push["gone"]:
+                self.status.pop(name, None)
+            self.status.update({p["name"]: p["status"] for p in push["changed"]})
+
+    def idle(self, prefix: str) -> set[str]:
+        return {n for n, s in self.status.items() if n.startswith(prefix) and s == "idle"}
+
+
+async def _until(
+    check: Callable[[], bool], within: float, what: str, show: Callable[[], object] = str
+) -> float:
+    """Seconds until `check` holds (the clients' readers update what it looks at); on a
+    failure, what did not happen and what `show` shows then."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not check():
+        assert loop.time() - started < within, f"not within {within} s: {what}; {show()}"
+        await asyncio.sleep(0.05)
+    return loop.time() - started
+
+
+@pytest.mark.integration
+async def test_bots_for_people_refill_while_people_play_and_decline_the_crews_invitations(
+    bot_cluster: Cluster,
+) -> None:
+    """pool1 and pool2 wait for people. While alice plays pool1, a standby (pool3) logs in so
+    that two stay idle; bob's invitation to that standby is accepted (pool4 steps in); an
+    invitation from an account of the crew (pool10, a standby's name) is declined; once the
+    people's games end the surplus standbys log out and pool1 and pool2 wait again."""
+    stop = asyncio.Event()
+    said: dict[str, str] = {}  # bot -> its latest decline, from the run's log
+
+    def log(line: str) -> None:
+        if "declined" in line:
+            said[line.split()[0]] = line.split(": ", 1)[1]
+
+    run = run_bots(
+        servers(bot_cluster),
+        count=2,
+        games=0,
+        prefix="pool",
+        for_people=2,
+        standby_linger_s=1.0,
+        log=log,
+        stop=stop,
+    )
+    bots = asyncio.create_task(run)
+    async with aiohttp.ClientSession() as http:
+        lobby = LobbyView()
+        alice = await _person(http, bot_cluster.url(0), "alice", lobby.take)
+        await _until(lambda: lobby.idle("pool") == {"pool1", "pool2"}, 30, "pool1, pool2 idle")
+        await alice.request("invite", to="pool1")
+        await alice.wait_push("game", timeout=5)
+
+        def refilled() -> bool:
+            return lobby.status["pool1"] == "playing" and lobby.idle("pool") == {"pool2", "pool3"}
+
+        await _until(refilled, 5, "pool1 playing, pool2 and pool3 idle", lambda: lobby.status)
+
+        bob = await _person(http, bot_cluster.url(1), "bob")
+        await bob.request("invite", to="pool3")  # a standby accepts a person, with a hello
+        push = await bob.wait_push("game", timeout=5)
+        assert push["players"] == ["bob", "pool3"]
+        assert (await bob.wait_push("chat", timeout=5))["text"] == GREETING
+        await _until(lambda: lobby.idle("pool") == {"pool2", "pool4"}, 5, "pool4 steps in")
+
+        crew = await _person(http, bot_cluster.url(2), "pool10")  # a name of the crew's
+        await _until(lambda: "pool10" in lobby.status, 5, "pool10 online everywhere")
+        iid = (await crew.request("invite", to="pool4"))["invite"]["iid"]
+
+        def declined() -> bool:
+            outgoing = crew.latest.get("invites", {}).get("outgoing", [])
+            return "pool4" in said and not any(i["iid"] == iid for i in outgoing)
+
+        await _until(declined, 5, "pool4 declines", lambda: (said, crew.latest.get("invites")))
+        assert said["pool4"] == "declined an invitation from pool10 (it waits for people)"
+        assert "game" not in crew.latest and lobby.status["pool4"] == "idle"
+        await crew.close()
+        await crew.post("/api/logout", {}, token=crew.token)
+
+        await asyncio.wait_for(asyncio.gather(_play_randomly(alice), _play_randomly(bob)), 60)
+        standbys_gone = lambda: set(lobby.status) & POOL == {"pool1", "pool2"}  # noqa: E731
+        await _until(standbys_gone, 10, "standbys gone", lambda: lobby.status)
+        assert lobby.idle("pool") == {"pool1", "pool2"}
+        for person in (alice, bob):
+            await person.close()
+    stop.set()
+    summary = await asyncio.wait_for(bots, 30)
+    assert summary.problems() == [], summary.report()
+    by_name = {b.name: b for b in summary.bots}
+    assert [g.opponent for g in by_name["pool3"].games] == ["bob"]
+    assert by_name["pool4"].games == [] and by_name["pool4"].for_people
+    assert "pool3 (people)" in summary.report()
+
+
+POOL = {f"pool{i}" for i in range(1, 11)}
+
+
 async def _outgoing_invitation(person: PlayerClient, bot: str) -> float:
     """Seconds until the person's ``invites`` push lists the invitation to `bot` as sent."""
     started = asyncio.get_running_loop().time()
@@ -171,9 +280,15 @@ async def _outgoing_invitation(person: PlayerClient, bot: str) -> float:
     return asyncio.get_running_loop().time() - started
 
 
-async def _person(http: aiohttp.ClientSession, url: str, name: str) -> PlayerClient:
-    """A person registered at `url`, logged in and connected."""
+async def _person(
+    http: aiohttp.ClientSession,
+    url: str,
+    name: str,
+    on_push: Callable[[dict[str, Any]], None] | None = None,
+) -> PlayerClient:
+    """A person registered at `url`, logged in and connected (`on_push` sees every push)."""
     person = PlayerClient(url, http)
+    person.on_push = on_push
     await person.register(name, PASSWORD)
     await person.login(name, PASSWORD)
     await person.connect()

@@ -158,7 +158,7 @@ def test_the_dashboard_api_kills_and_starts_a_region_of_the_demo(tmp_path: Path)
 def test_a_newcomer_invites_a_bot_of_the_demo_at_once_and_sees_it_accept(tmp_path: Path) -> None:
     """The README's "invite one of the bots": bot1 and bot2 wait idle for people while bot3 and
     bot4 play each other; a person's invitation to bot1 shows as sent and is accepted about a
-    second later, with a hello in the game's chat."""
+    second later, with a hello in the game's chat; bot5 logs in to wait in bot1's place."""
     paths = write_configs(tmp_path, REGIONS)
     eu = load_config(paths[0], cluster_env()).public_url
     folder = ("--config-dir", str(tmp_path))
@@ -170,6 +170,8 @@ def test_a_newcomer_invites_a_bot_of_the_demo_at_once_and_sees_it_accept(tmp_pat
         assert story["sent_shown_s"] < ACCEPT_PAUSE_S <= story["accepted_s"] + 0.1, story
         assert story["accepted_s"] < ACCEPT_PAUSE_S + 2.5, story
         assert story["greeting"] == GREETING, story
+        assert story["waiting"] == {"bot2", "bot5"}, story  # still two idle for people
+        _wait_for_line(demo, "bot5 logs in to wait for people in place of bot1", timeout=10)
         _wait_for_line(demo, "against newcomer", timeout=10)
 
 
@@ -210,5 +212,7 @@ async def _newcomer_invites(url: str, bot: str) -> dict[str, Any]:
         story["greeting"] = (await person.wait_push("chat", timeout=5, game=game["game"]))["text"]
         await asyncio.sleep(1.0)  # bot3 and bot4 play meanwhile; nobody invites bot2
         story["bot2"] = bot2_seen
+        paired = {"bot3", "bot4"}
+        story["waiting"] = {n for n, s in lobby.items() if s == "idle" and n[:3] == "bot"} - paired
         await person.close()
     return story
