@@ -81,11 +81,18 @@ class Lobby:
         elif self.invites.get("outgoing"):
             if now - self.invited_at > INVITE_PATIENCE_S:
                 iid = self.invites["outgoing"][0]["iid"]
-                self.bot.request("retract", ignore, invite=iid)
+                self.bot.request("retract", lambda r: self._retracted(r, iid), invite=iid)
                 self.invited_at = now
         else:
             return False
         return True
+
+    def _retracted(self, reply: Reply, iid: str) -> None:
+        """An invitation the node no longer knows is gone: forget it rather than wait for a
+        push about it that will not come (its node may have dropped it unseen)."""
+        if error_code(reply) == "not_found":
+            outgoing = [i for i in self.invites.get("outgoing", []) if i["iid"] != iid]
+            self.invites = {**self.invites, "outgoing": outgoing}
 
     def _answer(self, now: float, incoming: list[Reply]) -> None:
         """Accept an incoming invitation (a person's after ``accept_pause_s``); a bot that

@@ -71,6 +71,10 @@ class PlayerClient:
         self._reader: asyncio.Task[None] | None = None
         self._sent_on: dict[str, aiohttp.ClientWebSocketResponse] = {}  # request id -> socket
         self._following: asyncio.Task[bool] | None = None
+        # While a drain is followed: the new node's pushes, held until its hello reply; then
+        # the connection left behind, whose later pushes are dropped (see `_switch_to`).
+        self._held: dict[aiohttp.ClientWebSocketResponse, list[dict[str, Any]]] = {}
+        self._left_behind: set[aiohttp.ClientWebSocketResponse] = set()
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -170,7 +174,7 @@ class PlayerClient:
         while True:
             message = await ws.receive()
             if message.type == aiohttp.WSMsgType.TEXT:
-                self._deliver(json.loads(message.data))
+                self._take(ws, json.loads(message.data))
             elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING):
                 reason = str(message.extra or "")
                 break
@@ -183,6 +187,7 @@ class PlayerClient:
             # the move; if it succeeded, this end is no news (the bot would stop on 4104).
             with contextlib.suppress(Exception):
                 await asyncio.shield(following)
+        self._left_behind.discard(ws)
         if ws is not self.ws:
             # A connection given up for a newer one (failover, drain): its end is no news, but
             # what was asked on it and not answered will not be.
@@ -199,6 +204,18 @@ class PlayerClient:
             waiter = self._waiting.get(request_id)
             if sent_on is ws and waiter is not None and not waiter.done():
                 waiter.set_exception(RequestError("disconnected", "sent to a node left behind"))
+
+    def _take(self, ws: aiohttp.ClientWebSocketResponse, data: dict[str, Any]) -> None:
+        """A message read on `ws`: a reply always counts; a push of a node left behind is
+        dropped, and a new node's push waits for that node's hello reply."""
+        if "re" not in data:
+            if ws in self._left_behind:
+                return
+            held = self._held.get(ws)
+            if held is not None:
+                held.append(data)
+                return
+        self._deliver(data)
 
     def _deliver(self, data: dict[str, Any]) -> None:
         waiter = self._waiting.get(data.get("re") or "")
@@ -240,7 +257,13 @@ class PlayerClient:
         return False
 
     async def _switch_to(self, url: str, resume: str) -> bool:
+        """Continue the session on the node at `url`. Its pushes (the whole state it greets
+        with: lobby, invitations, games) are held until its hello reply, and then delivered
+        after everything the old node said until then; whatever the old node says after that
+        is dropped, so a late push of the old node (an invitation it still listed) never
+        overrides the new node's state."""
         ws = await self.http.ws_connect(url.rstrip("/").replace("http", "ws", 1) + "/ws")
+        held = self._held[ws] = []
         reader = asyncio.create_task(self._read_loop(ws))
         request_id = f"r{next(self._ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -253,15 +276,20 @@ class PlayerClient:
             reply = await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
         finally:
             self._waiting.pop(request_id, None)
+            self._held.pop(ws, None)
         if not reply.get("ok"):
             await ws.close()  # not self.ws: its reader ends quietly
             return False
+        if self.ws is not None:
+            self._left_behind.add(self.ws)
         self.ws, self._reader, self.closed = ws, reader, None
         self.base_url = url.rstrip("/")
         self.resume, self.you = reply["resume"], reply["you"]
         if self.queue_pushes:
             moved = {"type": "_moved", "region": self.you.get("region"), "url": self.base_url}
             self.pushes.put_nowait(moved)
+        for push in held:
+            self._deliver(push)
         return True
 
     # A timeout parameter with a default, not a caller's asyncio.timeout: a push that never comes

@@ -195,3 +195,19 @@ def test_a_bot_for_people_declines_a_bots_invitation_and_accepts_a_persons() -> 
     assert side.calls[-1] == ("accept", {"invite": "i-alice"})
     assert side.kinds().count("decline") == 1
     assert [f["invite"] for _, kind, f in world.notes if kind == "declined"] == ["i-bot9"]
+
+
+def test_an_invitation_its_node_no_longer_knows_is_forgotten_and_the_bot_invites_again() -> None:
+    # A push of a node left behind may list an invitation no node lists any more: retracting it
+    # answers not_found, and the bot invites its partner again instead of waiting for ever.
+    lobby = {"type": "lobby", "players": [{"name": "bot2", "status": "idle"}]}
+    settings = replace(QUIET, invite_per_s=4.0, reinvite_s=0.0)
+    world = World({"retract": {"ok": False, "error": {"code": "not_found", "message": "gone"}}})
+    bot, side = online_bot(settings, world, partner="bot2")
+    side.on_push(lobby)
+    stale = {"iid": "i-old", "from": "bot1", "to": "bot2"}
+    side.on_push({"type": "invites", "incoming": [], "outgoing": [stale]})
+    for tick in range(60):
+        bot.act(tick * 0.25)
+    assert ("retract", {"invite": "i-old"}) in side.calls
+    assert side.kinds()[side.kinds().index("retract") + 1 :].count("invite") >= 1
