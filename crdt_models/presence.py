@@ -16,6 +16,7 @@ is kept; every node closes the older ones it hosts as soon as it sees the newer.
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_left
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -55,6 +56,9 @@ class Session:
     @classmethod
     def from_text(cls, text: Any) -> Session:
         record = decode_record(text, tuple(cls.__dataclass_fields__))
+        for name in SHARED_FIELDS:  # one string for every session of a node, not one each
+            if isinstance(value := record[name], str):
+                record[name] = sys.intern(value)
         return cls(**{name: record[name] for name in cls.__dataclass_fields__})
 
     def to_text(self) -> str:
@@ -63,6 +67,7 @@ class Session:
 
 
 SESSION_FIELDS = tuple(Session.__dataclass_fields__)
+SHARED_FIELDS = ("node", "region", "status")  # few values over thousands of sessions
 
 
 @dataclass(frozen=True)
