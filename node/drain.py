@@ -48,7 +48,14 @@ import aiohttp
 from aiohttp import web
 
 from meridian.crdt_models.presence import PRESENCE_PREFIX, presence_doc_id
-from meridian.node.http_api import NODE_KEY, bad_request, error_response, require_admin
+from meridian.node.http_api import (
+    NODE_KEY,
+    WEBSOCKET_PATH,
+    answered,
+    bad_request,
+    error_response,
+    require_admin,
+)
 from meridian.node.refusals import ErrorCode
 from meridian.sync.engine import DocChanged
 
@@ -68,7 +75,7 @@ READY_TIMEOUT_S = 1.0  # the readiness probe of a candidate target
 # milliseconds, and the ack bookkeeping can lag behind what a peer holds (after a link was
 # replaced), so it is bounded separately from the players' deadline.
 FLUSH_MAX_S = 5.0
-REFUSED_WHILE_DRAINING = frozenset({"/ws", "/api/login", "/api/register"})
+REFUSED_WHILE_DRAINING = frozenset({WEBSOCKET_PATH, "/api/login", "/api/register"})
 DRAIN_KEY: web.AppKey[NodeDrain] = web.AppKey("drain")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -420,12 +427,13 @@ def add_drain_routes(app: web.Application, drain: NodeDrain) -> None:
 
 
 @web.middleware
-async def refuse_new_players(request: web.Request, handler: Handler) -> web.StreamResponse:
+def refuse_new_players(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """(A plain function: see `node.http_api.answered`.)"""
     drain = request.app[DRAIN_KEY]
     if drain.draining and request.path in REFUSED_WHILE_DRAINING:
         message = "this node is shutting down" + drain.suggestion()
-        return error_response(503, ErrorCode.DRAINING, message)
-    return await handler(request)
+        return answered(error_response(503, ErrorCode.DRAINING, message))
+    return handler(request)
 
 
 async def readyz(request: web.Request) -> web.Response:

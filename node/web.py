@@ -46,7 +46,7 @@ from meridian.crdt_models.archive import LOG_PREFIX, ArchivedGame, read_archive
 from meridian.games.base import GameRules, IllegalMove
 from meridian.node.demo_supervisor import CONTROL_DIR, read_state, targets
 from meridian.node.game_tracker import LIVE
-from meridian.node.http_api import error_response, require_admin
+from meridian.node.http_api import answered, error_response, require_admin
 from meridian.node.refusals import HTTP_STATUS, ErrorCode
 
 if TYPE_CHECKING:
@@ -96,15 +96,16 @@ def cors_path(path: str) -> bool:
 
 
 @web.middleware
-async def cors_preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer a CORS pre-flight for the cross-origin paths before routing refuses OPTIONS."""
+def cors_preflight(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Answer a CORS pre-flight for the cross-origin paths before routing refuses OPTIONS (a
+    plain function: see `node.http_api.answered`)."""
     if (
         request.method == "OPTIONS"
         and cors_path(request.path)
         and "Access-Control-Request-Method" in request.headers
     ):
-        return web.Response(status=204, headers=PREFLIGHT_HEADERS)
-    return await handler(request)
+        return answered(web.Response(status=204, headers=PREFLIGHT_HEADERS))
+    return handler(request)
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:

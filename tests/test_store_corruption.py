@@ -33,7 +33,7 @@ from meridian.node.config import load_config
 from meridian.node.delivery import EngineProgress, Send
 from meridian.node.localcluster import TOKEN_ENV, fetch_health, start_node, stop_nodes
 from meridian.node.server import STORE_FILE, ReplicatorDocuments
-from meridian.node.service import GameService, ServiceError
+from meridian.node.service import GameService
 from meridian.sync.codec import FrameType
 from meridian.sync.engine import SyncEngine
 from meridian.sync.identity import Keyring
@@ -320,9 +320,12 @@ async def test_game_service_refuses_writes_to_quarantined_documents_by_name(
     service.tick(5.0)
     account = service.register("alice", "hash", None)
 
-    with pytest.raises(ServiceError) as refused:
-        service.start_session(account, 6.0)
-    assert refused.value.code == "unavailable" and presence in refused.value.message
+    token = service.start_session(account, 6.0)  # a login writes nothing before its hello
+    service.connect("c0", 6.0)
+    service.receive("c0", json.dumps({"type": "hello", "id": "h0", "token": token}), 6.0)
+    refused = [i.message for i in service.take_outgoing(6.0) if isinstance(i, Send)]
+    assert refused[-1]["error"]["code"] == "unavailable", refused
+    assert presence in refused[-1]["error"]["message"]
 
     replicator.quarantined.pop(presence)  # as a refill would
     token = service.start_session(account, 7.0)

@@ -171,8 +171,8 @@ class SessionsTopic:
             reason = "your session continued on another connection"
             state.out.append(Close(other.conn_id, CloseCode.MOVED, reason))
             state.forget_conn(other.conn_id)
-        self._unwritten.pop(session.token_hash, None)  # written here, with the hello
         state.put_session(moved)
+        self._unwritten.pop(session.token_hash, None)  # written now, with the hello
         state.bind(conn, account.uid, moved.sid, account.name)
         return account, resume
 
