@@ -334,6 +334,10 @@ class GameService(MessageHandlers, MetaServiceAccess):
 
     @_background
     def _refresh_game(self, doc_id: str) -> None:
+        # The refresh reads the document as it is now, this node's own write just made included:
+        # the next `process` need not refresh it again for that write (a change that arrives
+        # later marks it dirty again).
+        self.state.dirty.discard(doc_id)
         refresh = self.games_topic.refresh(doc_id)
         if refresh is None:
             return
