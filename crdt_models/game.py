@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 from meridian.crdt_models.records import (
     RecordError,
@@ -280,12 +280,17 @@ class GameWriter:
 
     def add_move(self, ply: int, parent: str, player: int, move: Move, stamp: str) -> MoveRecord:
         record = MoveRecord(ply, parent, player, move, stamp, self.node)
-        root_map(self.doc, MOVES)[record.key] = record.to_text()
+        put_move(root_map(self.doc, MOVES), record)
         return record
 
     def mark(self, kind: str, uid: str, stamp: str, ply: int) -> None:
         record = {"kind": kind, "uid": uid, "stamp": stamp, "ply": ply}
         root_map(self.doc, MARKS)[f"{kind}|{stamp}|{uid}"] = encode_record(record)
+
+
+def put_move(moves: Map[Any], record: MoveRecord) -> None:
+    """Write a move record into a game document's move map (inside a transaction)."""
+    moves[record.key] = record.to_text()
 
 
 def resolve_game(rules: GameRules[StateT], doc: Doc[Any]) -> tuple[GameInfo, Chain[StateT]] | None:

@@ -21,9 +21,9 @@ from meridian.crdt_models.game import (
     SUPERSEDED,
     Chain,
     GameInfo,
-    GameWriter,
     MoveRecord,
     canonical_chain,
+    put_move,
     read_info,
     read_marks,
     read_moves,
@@ -166,9 +166,9 @@ class GameTracker:
         (the next refresh then need not read the moves again)."""
         moves = self._roots(doc)[0]
         before = len(moves)
-        GameWriter(doc, node).add_move(*_fields(record))
+        put_move(moves, record)  # (record.node is `node`: write_at_tip made it so)
         if before == self._move_keys_read:
-            self._move_keys_read = len(moves)
+            self._move_keys_read = before + 1  # a new record's key is new: it names its content
 
     def _roots(self, doc: Doc[Any]) -> tuple[Map[Any], Map[Any]]:
         """The document's move and mark maps (pycrdt's ``Doc.get`` costs about as much as
@@ -222,10 +222,6 @@ class GameTracker:
 
     def moves_with_players(self) -> list[dict[str, Any]]:
         return [dict(record.move, player=record.player) for record in self.chain.moves]
-
-
-def _fields(record: MoveRecord) -> tuple[int, str, int, dict[str, Any], str]:
-    return record.ply, record.parent, record.player, record.move, record.stamp
 
 
 def load_tracker(rules: GameRules[Any], doc: Doc[Any]) -> GameTracker | None:
