@@ -58,6 +58,7 @@ class MessageHandlers:
         if account.must_rename:
             self.accounts_topic.notice_must_rename(conn)
         self.games_topic.push_live_games(conn)
+        self.games_topic.resume_watching(conn)
         you = {
             "uid": account.uid,
             "name": account.name,

@@ -46,6 +46,28 @@ def test_two_players_play_a_game_to_the_end_and_a_watcher_sees_it() -> None:
     assert over["error"]["code"] == "game_over"
 
 
+def test_a_watcher_whose_session_continues_on_another_node_goes_on_watching() -> None:
+    # carol watches on eu; her session continues on us (a drain, a failover): us pushes her the
+    # game at once and every move after, without a new watch request.
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    alice, bob = eu.online("alice"), eu.online("bob")
+    eu.register("carol")
+    carol = eu.open()
+    resume = eu.request(carol, "hello", token=eu.login("carol"))["resume"]
+    gid = eu.start_game(alice, bob, "bob")
+    assert eu.request(carol, "watch", game=gid)["ok"]
+    players = seats(eu, alice, bob, gid)
+    play(eu, gid, players, 3)
+    replicate(eu, us)
+    carol_us = us.open()
+    assert us.request(carol_us, "hello", resume=resume)["ok"]
+    assert us.game_view(carol_us, gid)["ply"] == eu.game_view(alice, gid)["ply"]
+    play(eu, gid, players, 2)
+    replicate(eu, us)
+    assert us.game_view(carol_us, gid)["ply"] == eu.game_view(alice, gid)["ply"] > 3
+    assert us.game_view(carol_us, gid)["you"] is None
+
+
 def test_only_the_player_to_move_may_move_and_only_legal_moves() -> None:
     harness = ServiceHarness()
     alice, bob, carol = harness.online("alice"), harness.online("bob"), harness.online("carol")

@@ -213,6 +213,22 @@ class GamesTopic:
             if gid not in waiting:
                 self._push_player_view(conn.conn_id, gid, self.state.games[gid], conn.uid)
 
+    def resume_watching(self, conn: Conn) -> None:
+        """After hello: a session that was watching a game (it moved here: a drain, a rebalance,
+        a failover) goes on watching it on this connection, with the game's view now (unless a
+        head the player saw waits to be settled, as in `push_live_games`)."""
+        session = self.state.own_session(conn.sid)
+        gid = session.game if session is not None and session.status == WATCHING else ""
+        if not gid:
+            return
+        self.state.set_watching(conn, gid)
+        self.rollbacks.watching_again(conn, gid)
+        tracker = self.state.games.get(gid)
+        waiting = any(u.gid == gid and u.conn_id == conn.conn_id for u in self.unseen_heads)
+        if tracker is not None and not waiting:
+            message = self.view(gid, tracker, None)
+            self.state.send(conn.conn_id, message, self.state.gate(game_doc_id(gid)))
+
     # --- handlers ---------------------------------------------------------------------------------
 
     def create(self, invite: Invite, saved: ArchivedGame | None) -> Answer:
