@@ -29,6 +29,7 @@ from meridian.node.admin_api import add_admin_routes
 from meridian.node.config import NodeConfig, load_identity
 from meridian.node.delivery import EngineProgress
 from meridian.node.drain import NodeDrain, add_drain_routes
+from meridian.node.game_placement import NodePlacement
 from meridian.node.metrics import node_registry
 from meridian.node.observer import LoadObserver
 from meridian.node.player_api import PlayerGateway
@@ -176,6 +177,9 @@ class Node:
         except StoreError:
             document_store.close()
             raise
+        self.placement = (
+            None if config.game_backups is None else NodePlacement(config.game_backups, keyring)
+        )
         engine = SyncEngine(
             identity=identity,
             keyring=keyring,
@@ -185,7 +189,10 @@ class Node:
             max_ahead_ms=config.max_clock_ahead_ms,
             software=SOFTWARE_VERSION,
             url=config.public_url,
+            wants=None if self.placement is None else self.placement.wants,
         )
+        if self.placement is not None:
+            self.placement.engine = engine
         self.store = GroupCommitStore(document_store)
         self.replicator = Replicator(engine, self.store, clock=self.clock)
         for corrupt in loaded.corrupt:
@@ -225,6 +232,9 @@ class Node:
             progress=EngineProgress(self.engine),
             ack_regions=self.config.ack_regions,
         )
+        if self.placement is not None:
+            self.service.state.place_game = self.placement.place
+            self.service.state.fetch_doc = self._fetch
         self.players = PlayerGateway(self, self.service)
         self.host = ServiceHost(
             self.service, clock=self.clock, timers=LoopTimers(), deliver=self.players.drain
@@ -232,6 +242,11 @@ class Node:
         self.replicator.listeners.append(self._note_change)
         self.replicator.progress_listeners.append(self.host.progressed)
         self.host.start()
+
+    def _fetch(self, doc_id: str) -> None:
+        """Partial replication: keep a document this region is no replica of."""
+        self.engine.follow(doc_id, self.clock())
+        self.replicator.pump()
 
     def _note_change(self, change: DocChanged) -> None:
         self.host.doc_changed(change.doc_id, change.event_no)

@@ -4,6 +4,7 @@ with a time control: ``node.topics.clocks``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -233,6 +234,7 @@ class GamesTopic:
                 saved.moves,
                 invite.clock_ms,
                 invite.increment_ms,
+                self._replicas(saved.players, invite),
             )
         else:
             seed = state.rng.randrange(2**53)
@@ -249,10 +251,32 @@ class GamesTopic:
                 state.node_id,
                 clock_ms=invite.clock_ms,
                 increment_ms=invite.increment_ms,
+                replicas=self._replicas(players, invite),
             )
         node = state.node_id
         event = state.write(game_doc_id(gid), lambda doc: GameWriter(doc, node).create(info))
         return Answer({"game": gid}, game_doc_id(gid), event)
+
+    def _replicas(self, players: list[str], invite: Invite) -> list[str]:
+        """The replica regions of a new game (partial replication; [] without it: every
+        region): the players' homes and the regions of this node and the inviter's are kept."""
+        place = self.state.place_game
+        if place is None:
+            return []
+        accounts = self.state.accounts
+        homes = [a.home for a in (accounts.account(uid) for uid in players) if a is not None]
+        return place(homes, (self.state.node_id, invite.node))
+
+    def fetch_missing(self, gids: Iterable[str]) -> None:
+        """Partial replication: ask the peers for the games a player here was shown that this
+        node lacks (a resume, a failover, a drain or rebalancing move to a region that is no
+        replica); their views are pushed when they arrive, like any game from a peer."""
+        fetch = self.state.fetch_doc
+        if fetch is None:
+            return
+        for gid in gids:
+            if gid not in self.state.games and self.state.docs.get(game_doc_id(gid)) is None:
+                fetch(game_doc_id(gid))
 
     def _swapped_first(self, players: list[str], coin: int) -> int:
         """Who moves first in a new game of these two: whoever moved second in their latest
@@ -310,6 +334,7 @@ class GamesTopic:
         state = self.state
         tracker = state.games.get(message.game)
         if tracker is None:
+            self.fetch_missing([message.game])  # partial replication: here for the next watch
             raise Refused(ErrorCode.NOT_FOUND, "no such game")
         session = replace(state.conn_session(conn), status=WATCHING, game=message.game)
         if conn.watching and conn.watching != message.game:
