@@ -146,10 +146,20 @@ def _reject_unknown_keys(reader: TomlReader, document: Mapping[str, Any]) -> Non
 
 
 def _game_backups(table: TomlTable) -> int | None:
-    """replication.game_backups, or None when it is not set (full replication)."""
+    """replication.game_backups, or None when it is not set (full replication). With it, a
+    game's moves reach only its replicas: k + 1 regions besides the writer's at least, so
+    ack_regions may not ask for more."""
     if "game_backups" not in table.values:
         return None
-    return table.integer("game_backups", 0, 0)
+    backups = table.integer("game_backups", 0, 0)
+    ack_regions = table.integer("ack_regions", 0, 0)
+    if ack_regions > backups + 1:
+        raise table.reader.error(
+            table.dotted("ack_regions"),
+            f"expected at most game_backups + 1 = {backups + 1} (a game's moves reach only its "
+            f"replica regions), got {ack_regions}",
+        )
+    return backups
 
 
 def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:

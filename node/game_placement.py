@@ -36,6 +36,13 @@ class NodePlacement:
     def wants(self, doc_id: str, region: str) -> bool:
         return self.predicate.wants(doc_id, region)
 
+    def needs_fetch(self, doc_id: str) -> bool:
+        """Whether a player here needs a document this node does not keep current: it lacks
+        it, or holds a copy outside the placement that it no longer follows (it stopped
+        following at a restart, and such a copy is not pulled on its own)."""
+        engine = self.engine
+        return engine is not None and (doc_id not in engine.docs or not engine.wants_here(doc_id))
+
     def regions(self) -> list[str]:
         """The regions of the cluster: those of the keyring's nodes not removed."""
         return sorted({e.region for e in self.keyring.entries.values() if not e.removed})

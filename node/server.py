@@ -245,8 +245,9 @@ class Node:
 
     def _fetch(self, doc_id: str) -> None:
         """Partial replication: keep a document this region is no replica of."""
-        self.engine.follow(doc_id, self.clock())
-        self.replicator.pump()
+        if self.placement is not None and self.placement.needs_fetch(doc_id):
+            self.engine.follow(doc_id, self.clock())
+            self.replicator.pump()
 
     def _note_change(self, change: DocChanged) -> None:
         self.host.doc_changed(change.doc_id, change.event_no)

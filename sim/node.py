@@ -326,8 +326,9 @@ class SimNode:
 
     def fetch(self, doc_id: str) -> None:
         """Partial replication: keep a document this region is no replica of."""
-        self.engine.follow(doc_id, self.local_now())
-        self._pump()
+        if self.placement is not None and self.placement.needs_fetch(doc_id):
+            self.engine.follow(doc_id, self.local_now())
+            self._pump()
 
     def request_sync(self, doc_id: str) -> None:
         """Ask the linked peers for what this node lacks of a document."""

@@ -84,6 +84,9 @@ HANDSHAKE_TIMEOUT_S = 10.0
 HELD_BYTES_PER_LINK = 64 * 1024 * 1024
 DIGESTS_PER_FRAME = 20_000
 LAG_SAMPLES_KEPT = 2048
+# Documents followed outside the placement at once (a region fetching games for its players;
+# the ids come from players' hellos, so they are bounded).
+MAX_FOLLOWED = 10_000
 AUTH_LABEL = b"meridian-peer-auth-v2"
 
 
@@ -438,12 +441,23 @@ class SyncEngine:
         state_vector = doc.get_state() if doc is not None else EMPTY_STATE_VECTOR
         self._send_step1(link, doc_id, state_vector, now)
 
-    def follow(self, doc_id: str, now: float) -> None:
+    def follow(self, doc_id: str, now: float) -> bool:
         """Keep a document current here although the placement does not give it to this node's
-        region (see module docstring): it is asked for from every linked peer now, and from the
-        peers that want it at each link-up and anti-entropy round until `unfollow`."""
+        region (see module docstring): it is asked for from every linked peer now, and, once
+        held, from the peers that want it at each link-up and anti-entropy round until
+        `unfollow`. False (nothing asked) for an id outside the document-id rule, or when
+        MAX_FOLLOWED documents are followed already (ids never answered are dropped first)."""
+        try:
+            check_doc_id(doc_id)
+        except DocIdError:
+            return False
+        if doc_id not in self._followed and len(self._followed) >= MAX_FOLLOWED:
+            self._followed = {d for d in self._followed if d in self.docs}
+            if len(self._followed) >= MAX_FOLLOWED:
+                return False
         self._followed.add(doc_id)
         self.request_sync(doc_id, now)
+        return True
 
     def unfollow(self, doc_id: str) -> None:
         self._followed.discard(doc_id)
@@ -466,6 +480,8 @@ class SyncEngine:
     def _ask_followed(self, link: Link, now: float) -> None:
         """Ask the peer for the followed documents its region keeps (and so subscribe to them)."""
         for doc_id in sorted(self._followed):
+            if doc_id not in self.docs:
+                continue  # no peer had it when asked: not asked again on every round
             if self._peer_wants(link, doc_id) and link.step1_out.get(doc_id, 0) == 0:
                 self._ask(link, doc_id, now)
 

@@ -214,3 +214,13 @@ def test_without_a_predicate_every_region_gets_every_document() -> None:
     cluster.put("eu", "test:g", "m", 1)
     cluster.advance(0.05)
     assert cluster.values("ap", "test:g") == {"m": 1}
+
+
+def test_a_followed_id_outside_the_document_id_rule_is_refused_and_nothing_is_sent() -> None:
+    cluster = _cluster()
+    engine = cluster.engines["ap"]
+    assert not engine.follow("game:no such\nid", cluster.now)
+    assert engine.links_with_output() == [] and not engine.followed
+    assert engine.follow("game:g9", cluster.now) and engine.followed == {"game:g9"}
+    cluster.advance(0.05)
+    assert all(not reasons for reasons in map(cluster.closed_reasons, cluster.names))

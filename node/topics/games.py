@@ -268,15 +268,15 @@ class GamesTopic:
         return place(homes, (self.state.node_id, invite.node))
 
     def fetch_missing(self, gids: Iterable[str]) -> None:
-        """Partial replication: ask the peers for the games a player here was shown that this
-        node lacks (a resume, a failover, a drain or rebalancing move to a region that is no
-        replica); their views are pushed when they arrive, like any game from a peer."""
+        """Partial replication: have the node fetch the games a player here was shown that it
+        does not keep current (a resume, a failover, a drain or rebalancing move to a region
+        that is no replica; the node decides: ``node.game_placement``); their views are pushed
+        when they arrive, like any game from a peer."""
         fetch = self.state.fetch_doc
         if fetch is None:
             return
         for gid in gids:
-            if gid not in self.state.games and self.state.docs.get(game_doc_id(gid)) is None:
-                fetch(game_doc_id(gid))
+            fetch(game_doc_id(gid))
 
     def _swapped_first(self, players: list[str], coin: int) -> int:
         """Who moves first in a new game of these two: whoever moved second in their latest
