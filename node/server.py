@@ -36,6 +36,7 @@ from meridian.node.player_api import PlayerGateway
 from meridian.node.rebalancer import Rebalancer
 from meridian.node.service import GameService
 from meridian.node.service_host import ServiceHost, build_service
+from meridian.node.topics.games import PlacementHooks
 from meridian.node.web import add_web_routes
 from meridian.sync.discovery import DiscoveredPeer, ZeroconfDiscovery
 from meridian.sync.engine import PROTOCOL_VERSION, DocChanged, SyncEngine
@@ -233,8 +234,8 @@ class Node:
             ack_regions=self.config.ack_regions,
         )
         if self.placement is not None:
-            self.service.state.place_game = self.placement.place
-            self.service.state.fetch_doc = self._fetch
+            hooks = PlacementHooks(self.placement.place, self._fetch, self.engine.unfollow)
+            self.service.games_topic.placement = hooks
         self.players = PlayerGateway(self, self.service)
         self.host = ServiceHost(
             self.service, clock=self.clock, timers=LoopTimers(), deliver=self.players.drain

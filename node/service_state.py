@@ -182,11 +182,6 @@ class ServiceState:
         self._live_nodes: frozenset[str] = frozenset()
         self._accounts: AccountsIndex | None = None
         self._index_accounts = index_accounts
-        # Partial replication (node.game_placement; set by the node when replication.game_backups
-        # is): the replicas of a new game from the required regions and node ids, and how to
-        # fetch a document this node lacks. None: every region keeps every game.
-        self.place_game: Callable[[Iterable[str], Iterable[str]], list[str]] | None = None
-        self.fetch_doc: Callable[[str], None] | None = None
 
     # --- documents -------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from meridian.node.rebalance import RebalanceSettings
 from meridian.node.server import HLC_META_KEY
 from meridian.node.service import GameService
 from meridian.node.service_host import ServiceHost, build_service
+from meridian.node.topics.games import PlacementHooks
 from meridian.sim.clock import NodeClock, Scheduler
 from meridian.sim.disk import VirtualDisk
 from meridian.sim.gamehost import EPOCH_MS, EngineDocuments, RecordingMerges, token_source
@@ -233,8 +234,8 @@ class SimNode:
             service_class=self.service_class,
         )
         if self.placement is not None:
-            service.state.place_game = self.placement.place
-            service.state.fetch_doc = self.fetch
+            hooks = PlacementHooks(self.placement.place, self.fetch, self.engine.unfollow)
+            service.games_topic.placement = hooks
         # Merges found while loading were found before the crash too: only later ones are news.
         recording = RecordingMerges(lambda kind, detail: self.listener.merge(self, kind, detail))
         recording.counts = service.merges.counts

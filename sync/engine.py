@@ -460,6 +460,8 @@ class SyncEngine:
         return True
 
     def unfollow(self, doc_id: str) -> None:
+        """Stop keeping the document current here (it stays held; peers that subscribed this
+        node on a link go on pushing its rare later changes until that link closes)."""
         self._followed.discard(doc_id)
 
     @property

@@ -4,7 +4,7 @@ with a time control: ``node.topics.clocks``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,6 +37,15 @@ class GameRefresh:
         return self.tracker.status == FINISHED
 
 
+@dataclass(frozen=True)
+class PlacementHooks:
+    """What the game service is given under partial replication (``GamesTopic.placement``)."""
+
+    place: Callable[[Iterable[str], Iterable[str]], list[str]]  # (homes, node ids) -> replicas
+    fetch: Callable[[str], None]  # a player here needs this document current (hello, watch)
+    release: Callable[[str], None]  # no longer needed current here (its game is over)
+
+
 class GamesTopic:
     def __init__(self, state: ServiceState) -> None:
         self.state = state
@@ -47,6 +56,9 @@ class GamesTopic:
         self.live_changed = False
         self.rollbacks = RollbackNotices(state, self._push_player_view)
         state.on_watcher_gone = self.rollbacks.note_left_watcher
+        # Partial replication (set by the node when replication.game_backups is; None: every
+        # region keeps every game): how to place a new game, fetch and release one.
+        self.placement: PlacementHooks | None = None
 
     # --- reading game documents ----------------------------------------------------------------
 
@@ -260,23 +272,21 @@ class GamesTopic:
     def _replicas(self, players: list[str], invite: Invite) -> list[str]:
         """The replica regions of a new game (partial replication; [] without it: every
         region): the players' homes and the regions of this node and the inviter's are kept."""
-        place = self.state.place_game
-        if place is None:
+        if self.placement is None:
             return []
         accounts = self.state.accounts
         homes = [a.home for a in (accounts.account(uid) for uid in players) if a is not None]
-        return place(homes, (self.state.node_id, invite.node))
+        return self.placement.place(homes, (self.state.node_id, invite.node))
 
     def fetch_missing(self, gids: Iterable[str]) -> None:
         """Partial replication: have the node fetch the games a player here was shown that it
         does not keep current (a resume, a failover, a drain or rebalancing move to a region
         that is no replica; the node decides: ``node.game_placement``); their views are pushed
         when they arrive, like any game from a peer."""
-        fetch = self.state.fetch_doc
-        if fetch is None:
+        if self.placement is None:
             return
         for gid in gids:
-            fetch(game_doc_id(gid))
+            self.placement.fetch(game_doc_id(gid))
 
     def _swapped_first(self, players: list[str], coin: int) -> int:
         """Who moves first in a new game of these two: whoever moved second in their latest
