@@ -28,6 +28,7 @@ node writes the ``timeout`` record, and when, is the game service's rule (``node
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -51,6 +52,9 @@ INFO_KEY = "game"
 SAVE = "save"
 SUPERSEDED = "superseded"
 StateT = TypeVar("StateT")
+# A region name as the keyring spells it (sync.identity); a game names at most this many.
+REGION_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
+MAX_REPLICAS = 64
 
 
 def game_doc_id(gid: str) -> str:
@@ -71,6 +75,9 @@ class GameInfo:
     start_moves: list[dict[str, Any]] = field(default_factory=list)  # moves before ply 0 here
     clock_ms: int = 0  # each player's time at the start; 0: no time control
     increment_ms: int = 0  # the Fischer increment per turn
+    # The regions that keep the game (partial replication); empty: every region (a record
+    # written without placement, or by a release before it: such records carry no field).
+    replicas: list[str] = field(default_factory=list)
 
     @classmethod
     def from_text(cls, text: Any) -> GameInfo:
@@ -83,7 +90,12 @@ class GameInfo:
             value = record.get(name, 0)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise RecordError(f"{name} is not a count of milliseconds")
+        record["replicas"] = _replicas(record.get("replicas", []))
         return cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})
+
+    def kept_in(self, region: str) -> bool:
+        """Whether the game's placement has `region` keep it (no placement: every region)."""
+        return not self.replicas or region in self.replicas
 
     @property
     def time_control(self) -> TimeControl | None:
@@ -92,10 +104,25 @@ class GameInfo:
         return TimeControl(self.clock_ms, self.increment_ms)
 
     def to_text(self) -> str:
-        return encode_record(asdict(self))
+        record = asdict(self)
+        if not self.replicas:
+            del record["replicas"]  # the record of a fully replicated game stays as it was
+        return encode_record(record)
 
     def seat_of(self, uid: str) -> int | None:
         return self.players.index(uid) if uid in self.players else None
+
+
+def _replicas(value: Any) -> list[str]:
+    """A game's replica regions as its record holds them, or RecordError: a list of distinct
+    region names, at most MAX_REPLICAS (an empty list is no placement)."""
+    if not isinstance(value, list) or len(value) > MAX_REPLICAS:
+        raise RecordError(f"replicas is not a list of at most {MAX_REPLICAS} regions")
+    if not all(isinstance(r, str) and REGION_PATTERN.fullmatch(r) for r in value):
+        raise RecordError("replicas holds something that is not a region name")
+    if len(set(value)) != len(value):
+        raise RecordError("replicas names a region twice")
+    return list(value)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,9 @@ class NodeConfig:
     log_format: str = "text"
     drain_deadline_s: float = DEFAULT_DRAIN_DEADLINE_S
     rebalance: RebalanceSettings = dataclasses.field(default_factory=RebalanceSettings)
+    # replication.game_backups: k backup regions per game beyond its players' (partial
+    # replication, crdt_models.placement); None: every region keeps every game
+    game_backups: int | None = None
 
     def __repr__(self) -> str:
         parts = []
@@ -107,7 +110,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "cluster": ("peers", *SECRET_KEYS, *IDENTITY_KEYS, "zeroconf"),
     "sync": tuple(sync_field.name for sync_field in dataclasses.fields(SyncSettings)),
-    "replication": ("ack_regions",),
+    "replication": ("ack_regions", "game_backups"),
     "clock": ("max_ahead_ms",),
     "limits": tuple(limit.name for limit in dataclasses.fields(ServiceLimits)),
     "rebalance": (
@@ -140,6 +143,23 @@ def _reject_unknown_keys(reader: TomlReader, document: Mapping[str, Any]) -> Non
                 raise reader.error(
                     f"{table_name}.{key}", f"unknown {kind}; expected one of: {allowed}"
                 )
+
+
+def _game_backups(table: TomlTable) -> int | None:
+    """replication.game_backups, or None when it is not set (full replication). With it, a
+    game's moves reach only its replicas: k + 1 regions besides the writer's at least, so
+    ack_regions may not ask for more."""
+    if "game_backups" not in table.values:
+        return None
+    backups = table.integer("game_backups", 0, 0)
+    ack_regions = table.integer("ack_regions", 0, 0)
+    if ack_regions > backups + 1:
+        raise table.reader.error(
+            table.dotted("ack_regions"),
+            f"expected at most game_backups + 1 = {backups + 1} (a game's moves reach only its "
+            f"replica regions), got {ack_regions}",
+        )
+    return backups
 
 
 def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:
@@ -178,6 +198,7 @@ def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:
             "drain_deadline_s", DEFAULT_DRAIN_DEADLINE_S, 0, inclusive=False
         ),
         rebalance=rebalance_settings_from(root.table("rebalance", required=False)),
+        game_backups=_game_backups(root.table("replication", required=False)),
     )
 
 

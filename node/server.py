@@ -29,12 +29,14 @@ from meridian.node.admin_api import add_admin_routes
 from meridian.node.config import NodeConfig, load_identity
 from meridian.node.delivery import EngineProgress
 from meridian.node.drain import NodeDrain, add_drain_routes
+from meridian.node.game_placement import NodePlacement
 from meridian.node.metrics import node_registry
 from meridian.node.observer import LoadObserver
 from meridian.node.player_api import PlayerGateway
 from meridian.node.rebalancer import Rebalancer
 from meridian.node.service import GameService
 from meridian.node.service_host import ServiceHost, build_service
+from meridian.node.topics.games import PlacementHooks
 from meridian.node.web import add_web_routes
 from meridian.sync.discovery import DiscoveredPeer, ZeroconfDiscovery
 from meridian.sync.engine import PROTOCOL_VERSION, DocChanged, SyncEngine
@@ -176,6 +178,9 @@ class Node:
         except StoreError:
             document_store.close()
             raise
+        self.placement = (
+            None if config.game_backups is None else NodePlacement(config.game_backups, keyring)
+        )
         engine = SyncEngine(
             identity=identity,
             keyring=keyring,
@@ -185,7 +190,10 @@ class Node:
             max_ahead_ms=config.max_clock_ahead_ms,
             software=SOFTWARE_VERSION,
             url=config.public_url,
+            wants=None if self.placement is None else self.placement.wants,
         )
+        if self.placement is not None:
+            self.placement.engine = engine
         self.store = GroupCommitStore(document_store)
         self.replicator = Replicator(engine, self.store, clock=self.clock)
         for corrupt in loaded.corrupt:
@@ -225,6 +233,9 @@ class Node:
             progress=EngineProgress(self.engine),
             ack_regions=self.config.ack_regions,
         )
+        if self.placement is not None:
+            hooks = PlacementHooks(self.placement.place, self._fetch, self.engine.unfollow)
+            self.service.games_topic.placement = hooks
         self.players = PlayerGateway(self, self.service)
         self.host = ServiceHost(
             self.service, clock=self.clock, timers=LoopTimers(), deliver=self.players.drain
@@ -232,6 +243,12 @@ class Node:
         self.replicator.listeners.append(self._note_change)
         self.replicator.progress_listeners.append(self.host.progressed)
         self.host.start()
+
+    def _fetch(self, doc_id: str) -> None:
+        """Partial replication: keep a document this region is no replica of."""
+        if self.placement is not None and self.placement.needs_fetch(doc_id):
+            self.engine.follow(doc_id, self.clock())
+            self.replicator.pump()
 
     def _note_change(self, change: DocChanged) -> None:
         self.host.doc_changed(change.doc_id, change.event_no)

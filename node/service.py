@@ -32,7 +32,7 @@ from meridian.crdt_models.presence import PRESENCE_PREFIX, Session
 from meridian.games.base import GameRules
 from meridian.node import protocol as p
 from meridian.node.delivery import Delivery, Outgoing, Progress, Send
-from meridian.node.game_tracker import GameTracker
+from meridian.node.game_tracker import LIVE, GameTracker
 from meridian.node.presence_view import picture_interval
 from meridian.node.protocol import CloseCode, Frame, ProtocolViolation, Refused
 from meridian.node.service_handlers import MessageHandlers
@@ -341,6 +341,8 @@ class GameService(MessageHandlers, MetaServiceAccess):
         refresh = self.games_topic.refresh(doc_id)
         if refresh is None:
             return
+        if refresh.tracker.status != LIVE and self.games_topic.placement is not None:
+            self.games_topic.placement.release(doc_id)  # partial replication: the game is over
         if refresh.new_rollback:
             ply = refresh.tracker.base_ply + (refresh.rolled_back_to or 0)
             self.merges.count("same_ply", f"game {refresh.gid} went back to ply {ply}")

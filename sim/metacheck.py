@@ -35,6 +35,7 @@ from typing import Any
 
 from meridian.sim.gamecheck import games_on, held_record
 from meridian.sim.history import FinalStates, History
+from meridian.sim.placementview import PlacedStates
 from meridian.sim.verdict import Checker, Verdict
 
 EXCERPT_LINES = 12
@@ -173,8 +174,9 @@ def games_continue(grace_s: float, idle_s: float) -> Checker:
 
 def game_copies(k: int) -> Checker:
     def check(history: History, final: FinalStates) -> Verdict:
-        nodes = sorted(final)
-        per_node = {node: games_on(final, node) for node in nodes}
+        really = final.held if isinstance(final, PlacedStates) else final  # not the placed view
+        nodes = sorted(really)
+        per_node = {node: games_on(really, node) for node in nodes}
         acked: dict[str, list[dict[str, Any]]] = {}
         for note in history.notes_of("move"):
             acked.setdefault(str(note["game"]), []).append(note)

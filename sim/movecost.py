@@ -6,10 +6,12 @@ invitations: ``idle``, what presence heartbeats, load entries and logins cost an
 cost is the difference of the bytes and frames every node sent its peers, over the moves the
 players were told were done, and likewise the process CPU time of the run (the simulator's own
 included: only the growth with N means something). With full replication every node stores
-every move and sends or relays it on, so the bytes per move grow with N; partial replication
-(a game kept by its players' home regions and k backups) would bound them by k + 2 copies.
+every move and sends or relays it on, so the bytes per move grow with N; with partial
+replication (``--backups k``: ``replication.game_backups = k``, a game kept by its players'
+home regions and k backups, at least k + 2 regions) they are bounded by its replicas. Each row
+measures both, the same seed and workload.
 
-    python -m meridian.sim.movecost --regions 3,5,7,9 --seed 1
+    python -m meridian.sim.movecost --regions 3,5,7,9 --seed 1 --backups 1
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ PLAYERS = 12
 LATENCY_MS = 30
 
 
-def scenario_text(regions: int, *, games: bool) -> str:
+def scenario_text(regions: int, *, games: bool, backups: int | None = None) -> str:
     names = REGION_NAMES[:regions]
     latencies = "\n".join(f"{a}.{b} = {LATENCY_MS}" for a, b in combinations(names, 2))
+    placed = "" if backups is None else f"[replication]\ngame_backups = {backups}\n"
     return f"""description = "move cost with {regions} regions"
-[cluster]
+{placed}[cluster]
 regions = {list(names)!r}
 [network.latency_ms]
 {latencies}
@@ -65,18 +68,22 @@ class Cost:
     cpu_ms_per_move: float
 
 
-def run(regions: int, seed: int, *, games: bool, folder: Path) -> tuple[RunResult, float]:
-    path = folder / f"cost-{regions}-{'games' if games else 'idle'}.toml"
-    path.write_text(scenario_text(regions, games=games))
+def run(
+    regions: int, seed: int, *, games: bool, folder: Path, backups: int | None = None
+) -> tuple[RunResult, float]:
+    path = folder / f"cost-{regions}-{'games' if games else 'idle'}-{backups}.toml"
+    path.write_text(scenario_text(regions, games=games, backups=backups))
     started = time.process_time()
     result = Simulation(load_scenario(path), seed).run()
     return result, time.process_time() - started
 
 
-def measure(regions: int, seed: int) -> Cost:
+def measure(regions: int, seed: int, backups: int | None = None) -> Cost:
+    """The cost of a move with `regions` regions (`backups`: partial replication's k)."""
     with tempfile.TemporaryDirectory() as folder:
-        played, played_cpu = run(regions, seed, games=True, folder=Path(folder))
-        idle, idle_cpu = run(regions, seed, games=False, folder=Path(folder))
+        where = Path(folder)
+        played, played_cpu = run(regions, seed, games=True, folder=where, backups=backups)
+        idle, idle_cpu = run(regions, seed, games=False, folder=where, backups=backups)
     moves = len(played.history.notes_of("move"))
     per = max(moves, 1)
     return Cost(
@@ -92,14 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--regions", default="3,5,7,9", help="numbers of regions, e.g. 3,5,9")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--backups", type=int, default=None, help="also measure with game_backups = k"
+    )
     args = parser.parse_args(argv)
-    print("regions  moves  bytes/move  frames/move  cpu ms/move")
+    print("placement     regions  moves  bytes/move  frames/move  cpu ms/move")
     for regions in (int(n) for n in args.regions.split(",")):
-        cost = measure(regions, args.seed)
-        print(
-            f"{cost.regions:7d}  {cost.moves:5d}  {cost.bytes_per_move:10.0f}  "
-            f"{cost.frames_per_move:11.1f}  {cost.cpu_ms_per_move:11.2f}"
-        )
+        kinds = [None] if args.backups is None else [None, args.backups]
+        for backups in kinds:
+            cost = measure(regions, args.seed, backups)
+            label = "full" if backups is None else f"k = {backups}"
+            print(
+                f"{label:12s}  {cost.regions:7d}  {cost.moves:5d}  {cost.bytes_per_move:10.0f}  "
+                f"{cost.frames_per_move:11.1f}  {cost.cpu_ms_per_move:11.2f}",
+                flush=True,
+            )
     return 0
 
 

@@ -57,6 +57,7 @@ SCENARIOS = (
     "clock-games",
     "travel-rollbacks",
     "hot-spot",
+    "many-regions-5",
 )
 MAX_SEEDS = 30
 DEFAULT_SEEDS = 30

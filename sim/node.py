@@ -38,10 +38,12 @@ from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.games.base import GameRules
 from meridian.games.battleline import rules_module
 from meridian.node.delivery import EngineProgress
+from meridian.node.game_placement import NodePlacement
 from meridian.node.rebalance import RebalanceSettings
 from meridian.node.server import HLC_META_KEY
 from meridian.node.service import GameService
 from meridian.node.service_host import ServiceHost, build_service
+from meridian.node.topics.games import PlacementHooks
 from meridian.sim.clock import NodeClock, Scheduler
 from meridian.sim.disk import VirtualDisk
 from meridian.sim.gamehost import EPOCH_MS, EngineDocuments, RecordingMerges, token_source
@@ -142,6 +144,8 @@ class SimNode:
         self.service_timers = True  # the run stops them before taking the final states
         self.durable_event = 0  # the engine's changes up to this one are on disk
         self.ack_regions = 0  # replication.ack_regions of the run
+        self.game_backups: int | None = None  # replication.game_backups of the run
+        self.placement: NodePlacement | None = None
         self.meta: MetaServices | None = None  # the load observer and rebalancer (sim.meta)
 
     @property
@@ -174,6 +178,9 @@ class SimNode:
         self.incarnation += 1
         self.up = self.reachable = True
         self.durable_event = 0
+        self.placement = (
+            None if self.game_backups is None else NodePlacement(self.game_backups, self.keyring)
+        )
         self._engine = SyncEngine(
             identity=self.identity,
             keyring=self.keyring,
@@ -182,7 +189,10 @@ class SimNode:
             wall_ms=self.wall_ms,
             auto_durable=False,
             url=node_url(self.node_id) if self.spec.rebalance is not None else "",
+            wants=None if self.placement is None else self.placement.wants,
         )
+        if self.placement is not None:
+            self.placement.engine = self._engine
         loaded = self.disk.open()
         load_stored(self._engine, loaded)
         self._start_service(loaded.meta.get(HLC_META_KEY))
@@ -223,6 +233,9 @@ class SimNode:
             ack_regions=self.ack_regions,
             service_class=self.service_class,
         )
+        if self.placement is not None:
+            hooks = PlacementHooks(self.placement.place, self.fetch, self.engine.unfollow)
+            service.games_topic.placement = hooks
         # Merges found while loading were found before the crash too: only later ones are news.
         recording = RecordingMerges(lambda kind, detail: self.listener.merge(self, kind, detail))
         recording.counts = service.merges.counts
@@ -311,6 +324,12 @@ class SimNode:
         event_no = self.engine.write(doc_id, change, self.local_now())
         self._pump()
         return event_no
+
+    def fetch(self, doc_id: str) -> None:
+        """Partial replication: keep a document this region is no replica of."""
+        if self.placement is not None and self.placement.needs_fetch(doc_id):
+            self.engine.follow(doc_id, self.local_now())
+            self._pump()
 
     def request_sync(self, doc_id: str) -> None:
         """Ask the linked peers for what this node lacks of a document."""

@@ -74,6 +74,7 @@ class Scenario:
     new_workloads: Callable[[], list[Workload]]
     faults: tuple[Fault, ...]
     checkers: tuple[tuple[str, Checker], ...]
+    game_backups: int | None = None  # replication.game_backups (None: full replication)
 
     @property
     def node_ids(self) -> list[str]:
@@ -138,6 +139,7 @@ def load_scenario(path: str | Path) -> Scenario:
         quiet_s=phases.number("quiet_s", 0.0, 0, inclusive=False),
         new_workloads=_workloads(root),
         faults=faults,
+        game_backups=_game_backups(root.table("replication", required=False)),
         checkers=_checkers(root.table("checkers", required=True), context),
     )
 
@@ -229,11 +231,16 @@ def _positive(table: Table, key: str) -> float:
 
 
 def _replication(table: Table, regions: list[str]) -> tuple[int, float]:
-    table.only(("ack_regions", "ack_timeout_s"))
+    table.only(("ack_regions", "ack_timeout_s", "game_backups"))
     ack_regions = table.integer("ack_regions", 0, 0)
     if ack_regions >= len(regions):
         raise table.error("ack_regions", f"expected at most {len(regions) - 1} (other regions)")
     return ack_regions, table.number("ack_timeout_s", 10.0, 0, inclusive=False)
+
+
+def _game_backups(table: Table) -> int | None:
+    """replication.game_backups: partial replication of games (node.game_placement)."""
+    return table.integer("game_backups", 0, 0) if "game_backups" in table.values else None
 
 
 def _workloads(root: Table) -> Callable[[], list[Workload]]:

@@ -53,6 +53,7 @@ from meridian.sim.insider import Insider
 from meridian.sim.ledger import ACCOUNTS_DOC, GAME_PREFIX, Ledger
 from meridian.sim.network import Breakage, Network
 from meridian.sim.node import SimNode
+from meridian.sim.placementview import keepers, placed_view
 from meridian.sim.players import PlayerNet, SimClient
 from meridian.sim.presence_watch import OBSERVE_S, PresenceWatch
 from meridian.sim.scenario import Scenario
@@ -189,6 +190,7 @@ class Simulation:
             node.peers = [peer for peer in self.nodes.values() if peer is not node]
         for node in self.nodes.values():
             node.ack_regions = scenario.ack_regions
+            node.game_backups = scenario.game_backups
         self.player_net = PlayerNet(self.scheduler, self.network, self.nodes)
         self.players = SimPlayers(self)
         self.handles = [NodeHandle(self, node) for node in self.nodes.values()]
@@ -254,6 +256,7 @@ class Simulation:
         self._record_views()
         final = self._final_states()
         judged, honest_final = honest_view(self.history, final)
+        honest_final = placed_view(honest_final, self.nodes)
         verdicts = tuple(check(judged, honest_final) for _, check in self.scenario.checkers)
         return RunResult(
             self.scenario,
@@ -580,13 +583,12 @@ class Simulation:
         """Whether every document is identical on every node that is up. Presence documents
         count only if asked: the services rewrite them every few seconds (heartbeats)."""
         honest = self.history.honest_nodes  # an insider's forged records stay on its node
-        engines = [
-            node.engine for node in self.nodes.values() if node.up and node.node_id in honest
-        ]
-        doc_ids = sorted({doc_id for engine in engines for doc_id in engine.docs})
+        up = [node for node in self.nodes.values() if node.up and node.node_id in honest]
+        doc_ids = sorted({doc_id for node in up for doc_id in node.engine.docs})
         if not presence:
             doc_ids = [doc_id for doc_id in doc_ids if not doc_id.startswith(PRESENCE_PREFIX)]
         for doc_id in doc_ids:
+            engines = [node.engine for node in keepers(up, doc_id)]  # (partial replication)
             digests = {
                 engine.digest(doc_id) if doc_id in engine.docs else EMPTY_DIGEST
                 for engine in engines

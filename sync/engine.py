@@ -32,6 +32,14 @@ What it does (details in docs/sync-protocol.md):
   answered with an ERROR frame and never acknowledged. An update that builds on content this
   node lacks is not applied either: the document is pulled from the sender (STEP1) and the
   update's acknowledgement waits for that answer;
+* placement (optional): given a predicate ``wants(doc_id, region)``, a change is pushed and
+  relayed only to links whose peer's region wants the document, DIGESTS list only such
+  documents, and a document this node's region does not want is not pulled on its own. A peer
+  that asks for such a document (STEP1) is *subscribed* to it on that link: it gets its changes,
+  local or relayed, from then on (a region fetching a game it is not a replica of). A document
+  this node *follows* (`follow`) is asked for (STEP1) from every wanting peer at link-up and
+  with each anti-entropy round, so it stays current here. Without a predicate every region
+  wants every document (full replication). The engine knows nothing of what the documents are;
 * limits: frame size, update size, new documents per peer, queued bytes per link, handshake and
   idle timeouts. A malformed, oversized, unknown or unauthenticated frame gets an ERROR frame and
   the link is closed; nothing of it is applied.
@@ -76,6 +84,9 @@ HANDSHAKE_TIMEOUT_S = 10.0
 HELD_BYTES_PER_LINK = 64 * 1024 * 1024
 DIGESTS_PER_FRAME = 20_000
 LAG_SAMPLES_KEPT = 2048
+# Documents followed outside the placement at once (a region fetching games for its players;
+# the ids come from players' hellos, so they are bounded).
+MAX_FOLLOWED = 10_000
 AUTH_LABEL = b"meridian-peer-auth-v2"
 
 
@@ -167,6 +178,8 @@ class Link:
     update_acked: dict[str, int] = field(default_factory=dict)
     step2_acked: dict[str, int] = field(default_factory=dict)
     ping_sent: dict[int, float] = field(default_factory=dict)
+    # documents the peer asked for (STEP1) that the placement does not give its region
+    subscribed: set[str] = field(default_factory=set)
     # STEP1 frames sent and not answered yet, per document: a STEP2 answering one is solicited
     step1_out: dict[str, int] = field(default_factory=dict)
     held_bytes: int = 0  # of the updates in pending_acks held back for a pull
@@ -270,6 +283,9 @@ def _outboxes(settings: SyncSettings) -> list[Outbox]:
 # --- the engine ----------------------------------------------------------------------------
 
 
+Wants = Callable[[str, str], bool]  # (doc_id, region) -> whether that region keeps the document
+
+
 class SyncEngine:
     """Replicated documents plus the peer protocol of one node (no I/O; see module docstring)."""
 
@@ -286,9 +302,11 @@ class SyncEngine:
         versions: tuple[int, int] = SUPPORTED_VERSIONS,
         auto_durable: bool = False,
         url: str = "",
+        wants: Wants | None = None,
     ) -> None:
         """`wall_ms` is this node's wall clock in ms since the epoch (the injected clock the
-        stamp rule compares to); `max_ahead_ms` how far ahead of it a peer's stamps may be."""
+        stamp rule compares to); `max_ahead_ms` how far ahead of it a peer's stamps may be;
+        `wants` the placement predicate (None: every region keeps every document)."""
         own = keyring.get(identity.node_id)
         if own is None or public_key_text(own.public_key) != identity.public_text:
             raise ValueError(f"node {identity.node_id} is not in the keyring with its own key")
@@ -318,6 +336,8 @@ class SyncEngine:
         self._last_local_event: dict[str, int] = {}
         self._durable_through = 0
         self._next_anti_entropy: float | None = None
+        self._wants = wants
+        self._followed: set[str] = set()
 
     # --- documents ---------------------------------------------------------------------
 
@@ -382,6 +402,7 @@ class SyncEngine:
         for outbox in self._outboxes:
             outbox.forget(doc_id)
         self._last_local_event.pop(doc_id, None)
+        self._followed.discard(doc_id)
         self.checker.forget(doc_id)
 
     @contextmanager
@@ -412,10 +433,59 @@ class SyncEngine:
 
     def request_sync(self, doc_id: str, now: float) -> None:
         """Ask every linked peer for what this node lacks of a document (a STEP1 to each)."""
+        for link in self._up_links():
+            self._ask(link, doc_id, now)
+
+    def _ask(self, link: Link, doc_id: str, now: float) -> None:
         doc = self.docs.get(doc_id)
         state_vector = doc.get_state() if doc is not None else EMPTY_STATE_VECTOR
-        for link in self._up_links():
-            self._send_step1(link, doc_id, state_vector, now)
+        self._send_step1(link, doc_id, state_vector, now)
+
+    def follow(self, doc_id: str, now: float) -> bool:
+        """Keep a document current here although the placement does not give it to this node's
+        region (see module docstring): it is asked for from every linked peer now, and, once
+        held, from the peers that want it at each link-up and anti-entropy round until
+        `unfollow`. False (nothing asked) for an id outside the document-id rule, or when
+        MAX_FOLLOWED documents are followed already (ids never answered are dropped first)."""
+        try:
+            check_doc_id(doc_id)
+        except DocIdError:
+            return False
+        if doc_id not in self._followed and len(self._followed) >= MAX_FOLLOWED:
+            self._followed = {d for d in self._followed if d in self.docs}
+            if len(self._followed) >= MAX_FOLLOWED:
+                return False
+        self._followed.add(doc_id)
+        self.request_sync(doc_id, now)
+        return True
+
+    def unfollow(self, doc_id: str) -> None:
+        """Stop keeping the document current here (it stays held; peers that subscribed this
+        node on a link go on pushing its rare later changes until that link closes)."""
+        self._followed.discard(doc_id)
+
+    @property
+    def followed(self) -> frozenset[str]:
+        return frozenset(self._followed)
+
+    def wants_here(self, doc_id: str) -> bool:
+        """Whether this node keeps the document current: its region wants it, or it follows it."""
+        return self._wants is None or doc_id in self._followed or self._wants(doc_id, self.region)
+
+    def _peer_wants(self, link: Link, doc_id: str) -> bool:
+        """Whether the link's peer gets the document's changes and digest: its region wants the
+        document, or it subscribed to it on this link."""
+        if self._wants is None or link.peer is None:
+            return True
+        return doc_id in link.subscribed or self._wants(doc_id, link.peer.region)
+
+    def _ask_followed(self, link: Link, now: float) -> None:
+        """Ask the peer for the followed documents its region keeps (and so subscribe to them)."""
+        for doc_id in sorted(self._followed):
+            if doc_id not in self.docs:
+                continue  # no peer had it when asked: not asked again on every round
+            if self._peer_wants(link, doc_id) and link.step1_out.get(doc_id, 0) == 0:
+                self._ask(link, doc_id, now)
 
     @property
     def last_event_no(self) -> int:
@@ -594,6 +664,7 @@ class SyncEngine:
             self._next_anti_entropy = now + self._jittered(self.settings.anti_entropy_s)
             for link in self._up_links():
                 self._send_digests(link, now)
+                self._ask_followed(link, now)
 
     def next_deadline(self, now: float) -> float:
         """The latest time by which tick() must run again (the adapter may call it earlier)."""
@@ -716,6 +787,7 @@ class SyncEngine:
         )
         self._announce_links(now)
         self._send_digests(link, now)
+        self._ask_followed(link, now)
 
     def _duplicate_loser(self, old: Link, new: Link) -> Link:
         """Both ends pick the same survivor: the link dialed by the smaller node id."""
@@ -892,6 +964,8 @@ class SyncEngine:
 
     def _answer_step1(self, link: Link, step1: codec.Step1, now: float) -> None:
         doc = self.docs.get(step1.doc_id)
+        if doc is not None and not self._peer_wants(link, step1.doc_id):
+            link.subscribed.add(step1.doc_id)  # it fetches a document it is no replica of
         try:
             update = doc.get_update(step1.state_vector) if doc is not None else EMPTY_UPDATE
         except BaseException as exc:
@@ -914,6 +988,8 @@ class SyncEngine:
     def _on_digests(self, link: Link, frame: codec.Digests, now: float) -> None:
         peer = self.peers[link.peer_id or ""]
         for doc_id, remote_digest in frame.items:
+            if not self.wants_here(doc_id):
+                continue  # the placement keeps it elsewhere: not pulled on its own
             if doc_id in self.docs:
                 if self.digest(doc_id) == remote_digest:
                     continue
@@ -1000,7 +1076,17 @@ class SyncEngine:
     def _send_pending(
         self, link: Link, doc_id: str, pending: list[PendingUpdate], since: float, now: float
     ) -> None:
-        chosen = [p for p in pending if self._should_send(p.origin, link.peer_id or "")]
+        if not self._peer_wants(link, doc_id):
+            return  # the placement keeps it elsewhere: neither pushed nor relayed there
+        target = link.peer_id or ""
+        # A subscriber gets a peer's changes too: their writer goes by the placement alone,
+        # which does not name the subscriber's region (and Yjs drops what it already holds).
+        subscribed = doc_id in link.subscribed
+        chosen = [
+            p
+            for p in pending
+            if self._should_send(p.origin, target) or (subscribed and p.origin != target)
+        ]
         if not chosen:
             return
         update = (
@@ -1040,7 +1126,13 @@ class SyncEngine:
             self._send(link, codec.Ack(acked), now)
 
     def _send_digests(self, link: Link, now: float) -> None:
-        items = [(doc_id, self.digest(doc_id)) for doc_id in sorted(self.docs)]
+        # Only what the peer keeps: the digest (state vector and delete set) of each, compared
+        # whole on the other side, so a pure delete is seen as with full replication.
+        items = [
+            (doc_id, self.digest(doc_id))
+            for doc_id in sorted(self.docs)
+            if self._peer_wants(link, doc_id)
+        ]
         for start in range(0, max(len(items), 1), DIGESTS_PER_FRAME):
             self._send(link, codec.Digests(tuple(items[start : start + DIGESTS_PER_FRAME])), now)
 

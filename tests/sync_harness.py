@@ -26,6 +26,7 @@ from meridian.sync.engine import (
     LinkUp,
     PeerRefused,
     SyncEngine,
+    Wants,
 )
 from meridian.sync.identity import Keyring, NodeIdentity
 from meridian.sync.settings import SyncSettings
@@ -70,6 +71,7 @@ class MemoryCluster:
     clock_offsets_ms: dict[str, int] = field(default_factory=dict)
     max_ahead_ms: int = 60_000
     auto_durable: bool = True  # False: the test calls engine.durable_through itself
+    wants: Wants | None = None  # a placement predicate given to every engine
     tamper: Tamper | None = None
     now: float = 0.0
 
@@ -92,6 +94,7 @@ class MemoryCluster:
                 max_ahead_ms=self.max_ahead_ms,
                 versions=self.versions.get(name, SUPPORTED_VERSIONS),
                 auto_durable=self.auto_durable,
+                wants=self.wants,
             )
         self.wires: list[Wire] = []
         self.events: dict[str, list[Event]] = {name: [] for name in self.names}

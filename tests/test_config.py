@@ -91,6 +91,13 @@ def test_log_format_and_drain_deadline_are_read(tmp_path: Path) -> None:
     assert (config.log_format, config.drain_deadline_s) == ("json", 45.0)
 
 
+def test_game_backups_is_unset_unless_given(tmp_path: Path) -> None:
+    assert load_config(write_config(tmp_path, MINIMAL), ENV).game_backups is None
+    text = MINIMAL + "\n[replication]\nack_regions = 2\ngame_backups = 1\n"
+    config = load_config(write_config(tmp_path, text), ENV)
+    assert (config.game_backups, config.ack_regions) == (1, 2)
+
+
 def test_sync_values_are_read(tmp_path: Path) -> None:
     text = MINIMAL + "[sync]\ncoalesce_ms = 0\nheartbeat_s = 0.5\nrelay = false\n"
     sync = load_config(write_config(tmp_path, text), ENV).sync
@@ -215,6 +222,8 @@ BAD_EXTRA_TABLES = [
     ("[sync]\nrelay = 1", "sync.relay", "true or false"),
     ("[sync]\ncoalesce = 5", "sync.coalesce", "unknown key"),
     ("[replication]\nack_regions = -1", "replication.ack_regions", ">= 0"),
+    ("[replication]\ngame_backups = -1", "replication.game_backups", ">= 0"),
+    ("[replication]\ngame_backups = 0\nack_regions = 2", "replication.ack_regions", "at most"),
     ("[clock]\nmax_ahead_ms = 0", "clock.max_ahead_ms", ">= 1"),
     ("[clock]\nmax_ahead_ms = 1e3", "clock.max_ahead_ms", "got float"),
     ("sync = 5", "sync", "a table"),
