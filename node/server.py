@@ -32,11 +32,11 @@ from meridian.node.drain import NodeDrain, add_drain_routes
 from meridian.node.game_placement import NodePlacement
 from meridian.node.metrics import node_registry
 from meridian.node.observer import LoadObserver
+from meridian.node.placement_hooks import PlacementHooks
 from meridian.node.player_api import PlayerGateway
 from meridian.node.rebalancer import Rebalancer
 from meridian.node.service import GameService
 from meridian.node.service_host import ServiceHost, build_service
-from meridian.node.topics.games import PlacementHooks
 from meridian.node.web import add_web_routes
 from meridian.sync.discovery import DiscoveredPeer, ZeroconfDiscovery
 from meridian.sync.engine import PROTOCOL_VERSION, DocChanged, SyncEngine
@@ -235,7 +235,7 @@ class Node:
         )
         if self.placement is not None:
             hooks = PlacementHooks(self.placement.place, self._fetch, self.engine.unfollow)
-            self.service.games_topic.placement = hooks
+            self.service.games_topic.placement.hooks = hooks
         self.players = PlayerGateway(self, self.service)
         self.host = ServiceHost(
             self.service, clock=self.clock, timers=LoopTimers(), deliver=self.players.drain

@@ -341,8 +341,8 @@ class GameService(MessageHandlers, MetaServiceAccess):
         refresh = self.games_topic.refresh(doc_id)
         if refresh is None:
             return
-        if refresh.tracker.status != LIVE and self.games_topic.placement is not None:
-            self.games_topic.placement.release(doc_id)  # partial replication: the game is over
+        if refresh.tracker.status != LIVE:
+            self.games_topic.placement.release(doc_id)  # (partial replication: it is over)
         if refresh.new_rollback:
             ply = refresh.tracker.base_ply + (refresh.rolled_back_to or 0)
             self.merges.count("same_ply", f"game {refresh.gid} went back to ply {ply}")

@@ -39,11 +39,11 @@ from meridian.games.base import GameRules
 from meridian.games.battleline import rules_module
 from meridian.node.delivery import EngineProgress
 from meridian.node.game_placement import NodePlacement
+from meridian.node.placement_hooks import PlacementHooks
 from meridian.node.rebalance import RebalanceSettings
 from meridian.node.server import HLC_META_KEY
 from meridian.node.service import GameService
 from meridian.node.service_host import ServiceHost, build_service
-from meridian.node.topics.games import PlacementHooks
 from meridian.sim.clock import NodeClock, Scheduler
 from meridian.sim.disk import VirtualDisk
 from meridian.sim.gamehost import EPOCH_MS, EngineDocuments, RecordingMerges, token_source
@@ -235,7 +235,7 @@ class SimNode:
         )
         if self.placement is not None:
             hooks = PlacementHooks(self.placement.place, self.fetch, self.engine.unfollow)
-            service.games_topic.placement = hooks
+            service.games_topic.placement.hooks = hooks
         # Merges found while loading were found before the crash too: only later ones are news.
         recording = RecordingMerges(lambda kind, detail: self.listener.merge(self, kind, detail))
         recording.counts = service.merges.counts

@@ -15,6 +15,7 @@ SERVICE_MODULES = [
     NODE / "protocol.py",
     NODE / "refusals.py",
     NODE / "rollback_notices.py",
+    NODE / "placement_hooks.py",
     *TOPICS.glob("*.py"),
 ]
 MAX_LINES = 400
@@ -29,6 +30,7 @@ ALLOWED_FOR_TOPICS = {
     "meridian.node.presence_view",
     "meridian.node.delivery",
     "meridian.node.rollback_notices",  # the games topic's memory of who was shown what
+    "meridian.node.placement_hooks",  # the games topic's view of partial replication
 }
 
 

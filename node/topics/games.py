@@ -4,7 +4,6 @@ with a time control: ``node.topics.clocks``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,6 +14,7 @@ from meridian.games.base import IllegalMove
 from meridian.games.clock import TIMEOUT
 from meridian.node import protocol as p
 from meridian.node.game_tracker import FINISHED, LIVE, GameTracker, load_tracker
+from meridian.node.placement_hooks import PlacementTopic
 from meridian.node.protocol import ErrorCode, NoticeCode, Refused, encode_message
 from meridian.node.rollback_notices import LostLine, RollbackNotices, UnseenHead
 from meridian.node.service_state import Answer, Conn, ServiceState
@@ -37,15 +37,6 @@ class GameRefresh:
         return self.tracker.status == FINISHED
 
 
-@dataclass(frozen=True)
-class PlacementHooks:
-    """What the game service is given under partial replication (``GamesTopic.placement``)."""
-
-    place: Callable[[Iterable[str], Iterable[str]], list[str]]  # (homes, node ids) -> replicas
-    fetch: Callable[[str], None]  # a player here needs this document current (hello, watch)
-    release: Callable[[str], None]  # no longer needed current here (its game is over)
-
-
 class GamesTopic:
     def __init__(self, state: ServiceState) -> None:
         self.state = state
@@ -56,9 +47,7 @@ class GamesTopic:
         self.live_changed = False
         self.rollbacks = RollbackNotices(state, self._push_player_view)
         state.on_watcher_gone = self.rollbacks.note_left_watcher
-        # Partial replication (set by the node when replication.game_backups is; None: every
-        # region keeps every game): how to place a new game, fetch and release one.
-        self.placement: PlacementHooks | None = None
+        self.placement = PlacementTopic(state)  # partial replication (replication.game_backups)
 
     # --- reading game documents ----------------------------------------------------------------
 
@@ -262,7 +251,7 @@ class GamesTopic:
                 saved.moves,
                 invite.clock_ms,
                 invite.increment_ms,
-                self._replicas(saved.players, invite),
+                self.placement.replicas(saved.players, invite),
             )
         else:
             seed = state.rng.randrange(2**53)
@@ -279,30 +268,11 @@ class GamesTopic:
                 state.node_id,
                 clock_ms=invite.clock_ms,
                 increment_ms=invite.increment_ms,
-                replicas=self._replicas(players, invite),
+                replicas=self.placement.replicas(players, invite),
             )
         node = state.node_id
         event = state.write(game_doc_id(gid), lambda doc: GameWriter(doc, node).create(info))
         return Answer({"game": gid}, game_doc_id(gid), event)
-
-    def _replicas(self, players: list[str], invite: Invite) -> list[str]:
-        """The replica regions of a new game (partial replication; [] without it: every
-        region): the players' homes and the regions of this node and the inviter's are kept."""
-        if self.placement is None:
-            return []
-        accounts = self.state.accounts
-        homes = [a.home for a in (accounts.account(uid) for uid in players) if a is not None]
-        return self.placement.place(homes, (self.state.node_id, invite.node))
-
-    def fetch_missing(self, gids: Iterable[str]) -> None:
-        """Partial replication: have the node fetch the games a player here was shown that it
-        does not keep current (a resume, a failover, a drain or rebalancing move to a region
-        that is no replica; the node decides: ``node.game_placement``); their views are pushed
-        when they arrive, like any game from a peer."""
-        if self.placement is None:
-            return
-        for gid in gids:
-            self.placement.fetch(game_doc_id(gid))
 
     def _swapped_first(self, players: list[str], coin: int) -> int:
         """Who moves first in a new game of these two: whoever moved second in their latest
@@ -360,7 +330,7 @@ class GamesTopic:
         state = self.state
         tracker = state.games.get(message.game)
         if tracker is None:
-            self.fetch_missing([message.game])  # partial replication: here for the next watch
+            self.placement.fetch_missing([message.game])  # (partial replication: for next time)
             raise Refused(ErrorCode.NOT_FOUND, "no such game")
         session = replace(state.conn_session(conn), status=WATCHING, game=message.game)
         if conn.watching and conn.watching != message.game:
