@@ -72,13 +72,22 @@ def test_a_lost_segment_after_the_heal_moves_the_convergence_deadline_by_its_wai
     assert retransmission_s([late, chained], heal, bound) == pytest.approx(0.4)
 
 
-def test_partial_partition_seed_96_converges_late_only_by_a_retransmission() -> None:
-    """Seed 96 converged 0.340 s after the heal against 0.277 s: eu's last put reached ap on
-    time, ap relayed it 5 ms later, and that batch to us lost a segment (200 ms RTO)."""
-    result = Simulation(load_scenario(SCENARIO_DIR / "partial-partition.toml"), 96).run()
-    verdict = {v.checker: v for v in result.verdicts}["convergence-time"]
+# Seeds of partial-partition where a batch lost a TCP segment after the heal (seed 96 once
+# converged 0.340 s after the heal against a 0.277 s bound that way); the first that still
+# does is used, so a change of the traffic moves the test to the next one instead of breaking it.
+LOST_SEGMENT_SEEDS = (40, 57, 61, 69, 96, 183, 197)
+
+
+def test_a_segment_lost_after_the_heal_widens_the_convergence_bound_by_its_wait() -> None:
+    for seed in LOST_SEGMENT_SEEDS:
+        result = Simulation(load_scenario(SCENARIO_DIR / "partial-partition.toml"), seed).run()
+        verdict = {v.checker: v for v in result.verdicts}["convergence-time"]
+        if "for a batch that lost a TCP segment" in verdict.message:
+            break
+    else:
+        pytest.fail(f"no segment lost after the heal on seeds {LOST_SEGMENT_SEEDS}")
     assert verdict.ok, verdict.message
-    assert verdict.figures["seconds"] > 0.277 + 0.05
-    assert "for a batch that lost a TCP segment" in verdict.message
     lost = [r for r in result.history.retransmissions if r.arrival > result.history.heal_at]
-    assert any(r.src == "ap" and r.dst == "us" and r.wait_s >= 0.2 for r in lost)
+    assert any(r.wait_s >= 0.2 for r in lost)
+    assert verdict.figures["retransmission"] >= 0.2
+    assert verdict.figures["bound"] >= verdict.figures["retransmission"] + 0.19
