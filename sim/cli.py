@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import multiprocessing
 import os
@@ -25,15 +24,15 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from meridian.sim.checkers import overall_lag
 from meridian.sim.cluster import run_cluster
+from meridian.sim.collector import fewer_collections
 from meridian.sim.mutate import add_mutate_parser
 from meridian.sim.params import ConfigError
 from meridian.sim.report import replay_command, write_report
@@ -45,8 +44,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 BAR_WIDTH = 30
-GC_YOUNG_THRESHOLD = 10_000  # allocations between collections of the youngest generation
-GC_OLDER_EVERY = 20  # collections of one generation between two of the next
 
 
 @dataclass(frozen=True)
@@ -242,7 +239,7 @@ def summarize(result: RunResult, wall_s: float) -> SeedSummary:
 def _run_seeds(
     scenario_arg: str, path: Path, seeds: list[int], report: Path | None, jobs: int
 ) -> list[SeedSummary]:
-    with _fewer_collections():
+    with fewer_collections():
         return _run_seeds_now(scenario_arg, path, seeds, report, jobs)
 
 
@@ -272,24 +269,6 @@ def _run_seeds_now(
             )
     bar.done(f"{len(seeds)} seeds, {sum(1 for s in summaries if not s.ok)} failed")
     return sorted(summaries, key=lambda summary: summary.seed)
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Fewer garbage collections while runs go on (about 3 % of a run's instructions, measured),
-    as before afterwards: what is loaded by now (the code) lives to the end, so it is kept out of
-    every collection (worker processes inherit that), and the youngest generation is collected
-    every GC_YOUNG_THRESHOLD allocations rather than 700 (a run allocates mostly short-lived
-    objects that reference counting frees). A run's history does not depend on when the collector
-    runs: the same seed gives the same bytes either way."""
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, GC_OLDER_EVERY, GC_OLDER_EVERY)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
 
 
 def _seed_folder(report: Path | None, seed: int) -> Path | None:
