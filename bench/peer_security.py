@@ -155,8 +155,9 @@ def _time_raw(start: Doc[Any], updates: list[bytes]) -> float:
 def _time_checked(
     doc_id: str, start: Doc[Any], updates: list[bytes], keyring: Any, *, cold: bool
 ) -> float:
-    from meridian.sync.checks import KeyringContext, UpdateChecker
+    from meridian.sync.checks import KeyringContext, UpdateChecker, forget_verified_signatures
 
+    forget_verified_signatures()  # each pass verifies its signatures (remembered per process)
     doc = _replica(start.get_update())
     wall = [WALL_MS + 10_000_000]
     checker = UpdateChecker(KeyringContext(keyring, lambda: wall[0], 60_000))

@@ -41,6 +41,7 @@ squared) are not covered.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -56,6 +57,8 @@ MIN_RTO_S = 0.2
 MAX_RTO_S = 60.0
 SYN_RETRY_S = (1.0, 3.0, 7.0, 15.0, 31.0)  # as sim.network: Linux's SYN retransmissions
 DISTURBING = ("slow", "clock-skew", "clock-jump", "broken")
+PROCESS_EVENTS = ("crash", "stop", "restart")
+PROCESS_SETTLE_S = 6.0  # a process stopped or started this long before a trip disturbs it
 
 
 @dataclass(frozen=True)
@@ -108,10 +111,12 @@ class LinkBook:
     up: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
     closed_at: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     cut: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
+    process_events: list[float] = field(default_factory=list)  # crash/stop/restart times, sorted
 
     @staticmethod
     def of(history: History) -> LinkBook:
         book = LinkBook()
+        book.process_events = sorted(e.t for e in history.timeline if e.kind in PROCESS_EVENTS)
         since: dict[tuple[str, str], float] = {}
         count: dict[tuple[str, str], int] = {}  # a node may hold two links to a peer a moment
         blocked: dict[tuple[str, str], float] = {}
@@ -157,6 +162,11 @@ class LinkBook:
             any(s <= start and end < e for s, e in self.up.get(key, ())) for key in ((a, b), (b, a))
         )
 
+    def process_event_between(self, start: float, end: float) -> bool:
+        """Some process crashed, stopped or started within [start, end]."""
+        i = bisect_left(self.process_events, start)
+        return i < len(self.process_events) and self.process_events[i] <= end
+
     def first_close(self, a: str, b: str, start: float, end: float) -> float | None:
         closes = [t for t in self.closed_at.get((a, b), ()) if start <= t <= end]
         return min(closes) if closes else None
@@ -175,7 +185,7 @@ class Judged:
 
 
 def _disturbed(
-    model: NetworkModel, history: History, involved: set[str], t: float, end: float
+    model: NetworkModel, book: LinkBook, involved: set[str], t: float, end: float
 ) -> bool:
     """A fault the model does not time (a slow node, a clock fault, a broken link) touched one
     of ``involved`` around [t, end], or some process stopped or started shortly before."""
@@ -186,18 +196,13 @@ def _disturbed(
         overlaps = kind in DISTURBING and start <= window[1] and last >= window[0]
         if overlaps and (not nodes or involved & set(nodes)):
             return True
-    return any(
-        e.kind in ("crash", "stop", "restart") and window[0] - 6.0 <= e.t <= window[1]
-        for e in history.timeline
-    )
+    return book.process_event_between(window[0] - PROCESS_SETTLE_S, window[1])
 
 
-def judge(
-    model: NetworkModel, history: History, book: LinkBook, sample: LagSample, ready: float
-) -> Judged:
+def judge(model: NetworkModel, book: LinkBook, sample: LagSample, ready: float) -> Judged:
     """The case of one put's trip and its bound; ``ready`` is when the target held everything
     the put depends on (a Yjs item is integrated only after its causal predecessors)."""
-    found = _judge(model, history, book, sample)
+    found = _judge(model, book, sample)
     if found.bound is None or ready == float("-inf"):
         return found
     if ready == float("inf"):
@@ -206,16 +211,16 @@ def judge(
     return Judged(sample, found.case, bound, found.slack)
 
 
-def _judge(model: NetworkModel, history: History, book: LinkBook, sample: LagSample) -> Judged:
+def _judge(model: NetworkModel, book: LinkBook, sample: LagSample) -> Judged:
     o, b, t = sample.origin, sample.target, sample.t
     end = t + sample.lag
-    if _disturbed(model, history, {o, b}, t, end):
+    if _disturbed(model, book, {o, b}, t, end):
         return Judged(sample, "unbounded", None)
     m = model.margin_s
     if book.clear(o, b, t, end):
         return Judged(sample, "direct", model.latency_s[o, b] + m, model.rto(o, b))
     relays = [
-        c for c in model.nodes if c not in (o, b) and not _disturbed(model, history, {c}, t, end)
+        c for c in model.nodes if c not in (o, b) and not _disturbed(model, book, {c}, t, end)
     ]
     if not book.side_up(o, b, t):
         good = [c for c in relays if book.clear(o, c, t, end) and book.clear(c, b, t, end)]
@@ -299,7 +304,7 @@ def judge_all(model: NetworkModel, history: History) -> dict[str, CaseFigures]:
         if sample.t < settled:
             judged["unbounded"].append(Judged(sample, "unbounded", None))
             continue
-        result = judge(model, history, book, sample, waited)
+        result = judge(model, book, sample, waited)
         judged[result.case].append(result)
     figures = {}
     for case, found in judged.items():

@@ -32,6 +32,7 @@ from typing import TextIO
 
 from meridian.sim.checkers import overall_lag
 from meridian.sim.cluster import run_cluster
+from meridian.sim.collector import fewer_collections
 from meridian.sim.mutate import add_mutate_parser
 from meridian.sim.params import ConfigError
 from meridian.sim.report import replay_command, write_report
@@ -236,6 +237,13 @@ def summarize(result: RunResult, wall_s: float) -> SeedSummary:
 
 
 def _run_seeds(
+    scenario_arg: str, path: Path, seeds: list[int], report: Path | None, jobs: int
+) -> list[SeedSummary]:
+    with fewer_collections():
+        return _run_seeds_now(scenario_arg, path, seeds, report, jobs)
+
+
+def _run_seeds_now(
     scenario_arg: str, path: Path, seeds: list[int], report: Path | None, jobs: int
 ) -> list[SeedSummary]:
     bar = ProgressBar(sys.stderr)

@@ -85,7 +85,7 @@ class VirtualDisk:
     def open(self) -> LoadedState:
         """Open the store (after a start or a crash) and load it as a restarting node does."""
         self._store = store = DocumentStore(
-            self.path, snapshot_every=SIM_SNAPSHOT_EVERY, wal_autocheckpoint=0
+            self.path, snapshot_every=SIM_SNAPSHOT_EVERY, wal_autocheckpoint=0, exclusive=True
         )
         self._wal_file = str(store.wal_path())
         loaded = store.load()  # may write (a quarantine marker): made durable at once

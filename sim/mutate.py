@@ -194,11 +194,19 @@ def worker(root: Path, scenarios: Sequence[str], seeds: range) -> dict[str, Any]
         raise RuntimeError(f"meridian was imported from {here}, not from the copy {root}")
     import logging
 
+    from meridian.sim.collector import fewer_collections
     from meridian.sim.scenario import find_scenario, load_scenario
-    from meridian.sim.world import Simulation
 
     logging.getLogger("meridian.service").setLevel(logging.CRITICAL)
     loaded = {name: load_scenario(find_scenario(name)) for name in scenarios}
+    with fewer_collections():
+        return _run_until_caught(loaded, seeds)
+
+
+def _run_until_caught(loaded: dict[str, Any], seeds: range) -> dict[str, Any]:
+    """:func:`worker`'s runs (imported there, after the check that this is the copy)."""
+    from meridian.sim.world import Simulation
+
     runs = 0
     for seed in seeds:
         for name, scenario in loaded.items():

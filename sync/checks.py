@@ -37,10 +37,14 @@ from meridian.crdt_models.kinds import DocIdError, check_changes, check_doc_id
 from meridian.crdt_models.records import Change, MissingReference, RecordRefused
 from meridian.sync.codec import FrameError
 from meridian.sync.digest import is_decode_failure, lacking
-from meridian.sync.identity import Keyring
+from meridian.sync.identity import Keyring, KeyringEntry
 
 SCRATCH_COPIES_KEPT = 256
 SCRATCH_CLIENT_ID = 1  # a scratch copy never writes, so its own client id never appears
+# Signatures that verified, remembered per process (most recently used first out): a record is
+# checked again whenever a document holding it is checked anew or relayed, and several simulated
+# nodes share one process. Only successes are kept, so a forger cannot fill it.
+VERIFIED_SIGNATURES_KEPT = 4096
 
 
 class UpdateRefused(Exception):
@@ -77,13 +81,36 @@ class KeyringContext:
             raise RecordRefused(
                 "removed_signer", f"signed by {signer} after it was removed from the keyring"
             )
-        if not entry.verify(message, signature):
+        if not _verified(entry, message, signature):
             raise RecordRefused("bad_signature", f"signature of {signer} does not verify")
         return entry.region
 
     def node_region(self, node_id: str) -> str | None:
         entry = self.keyring.get(node_id)
         return entry.region if entry is not None else None
+
+
+_verified_signatures: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+
+
+def _verified(entry: KeyringEntry, message: bytes, signature: bytes) -> bool:
+    """`entry.verify`, remembered: Ed25519 verification is a pure function of the public key,
+    the message and the signature, so a triple that verified once verifies again."""
+    key = (entry.public_key.public_bytes_raw(), message, signature)
+    if key in _verified_signatures:
+        _verified_signatures.move_to_end(key)
+        return True
+    if not entry.verify(message, signature):
+        return False
+    _verified_signatures[key] = None
+    if len(_verified_signatures) > VERIFIED_SIGNATURES_KEPT:
+        _verified_signatures.popitem(last=False)
+    return True
+
+
+def forget_verified_signatures() -> None:
+    """Verify every signature again from now on (benchmarks timing the verification)."""
+    _verified_signatures.clear()
 
 
 @dataclass
@@ -93,6 +120,9 @@ class ScratchCopy:
     doc: Doc[Any]
     roots: frozenset[str]
     events: list[tuple[str, MapEvent]] = field(default_factory=list)
+    # The copy's state vector as the last check left it (None: unknown), so that `applied`
+    # need not read it again; any other change to the copy clears it.
+    state: bytes | None = None
     subscriptions: list[tuple[Map[Any], Subscription]] = field(default_factory=list)
 
     def watch(self) -> None:
@@ -129,6 +159,7 @@ class UpdateChecker:
             raise UpdateRefused("doc_id", str(exc)) from None
         copy = self._copy(doc_id, doc, kind.roots)
         copy.events.clear()
+        copy.state = None
         try:
             self._apply(copy, update)
             self._check_layout(doc_id, copy)
@@ -150,7 +181,10 @@ class UpdateChecker:
     def applied(self, doc_id: str, doc: Doc[Any]) -> None:
         """The checked update went into the real document: the copy must match it."""
         copy = self._copies.get(doc_id)
-        if copy is not None and copy.doc.get_state() != doc.get_state():
+        if copy is None:
+            return
+        state = copy.doc.get_state() if copy.state is None else copy.state
+        if state != doc.get_state():
             self.forget(doc_id)  # never check against a copy that drifted from the document
 
     def local_change(self, doc_id: str, update: bytes) -> None:
@@ -158,6 +192,7 @@ class UpdateChecker:
         copy = self._copies.get(doc_id)
         if copy is None:
             return
+        copy.state = None
         try:
             copy.doc.apply_update(update)
         except BaseException as exc:  # pycrdt raises PanicException, not an Exception
@@ -207,8 +242,9 @@ class UpdateChecker:
     @staticmethod
     def _check_complete(doc_id: str, copy: ScratchCopy, update: bytes) -> None:
         """Refuse to integrate an update partly: all its items and deletions must land now."""
+        copy.state = copy.doc.get_state()
         try:
-            missing = lacking(copy.doc.get_state(), update)
+            missing = lacking(copy.state, update)
         except FrameError as exc:
             raise UpdateRefused("bad_update", f"{doc_id}: {exc.reason}") from None
         if missing == "items":

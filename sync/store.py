@@ -37,9 +37,8 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,13 +311,14 @@ class DocumentStore:
         snapshot_every: int = 1000,
         snapshots_per_commit: int = 4,
         wal_autocheckpoint: int = WAL_AUTOCHECKPOINT_PAGES,
+        exclusive: bool = False,
     ) -> None:
         _require_positive("snapshot_every", snapshot_every)
         _require_positive("snapshots_per_commit", snapshots_per_commit)
         self.path = Path(path)
         self.snapshot_every = snapshot_every
         self.snapshots_per_commit = snapshots_per_commit
-        self._conn = _open(self.path, wal_autocheckpoint)
+        self._conn = _open(self.path, wal_autocheckpoint, exclusive)
         self._staged: list[tuple[str, bytes]] = []
         self._staged_meta: dict[str, str] = {}
         self._log_rows: dict[str, int] = {}
@@ -424,14 +424,14 @@ class DocumentStore:
             return CommitStats(updates=0, bytes=0, seconds=0.0, snapshots=0, meta=0)
         started = time.perf_counter()
         log_rows, log_bytes = dict(self._log_rows), dict(self._log_bytes)
-        for doc_id, added in Counter(doc_id for doc_id, _ in staged).items():
-            log_rows[doc_id] = log_rows.get(doc_id, 0) + added
         for doc_id, update in staged:
+            log_rows[doc_id] = log_rows.get(doc_id, 0) + 1
             log_bytes[doc_id] = log_bytes.get(doc_id, 0) + len(update)
         due = self._due_for_snapshot(log_rows, log_bytes, len(staged))
         with self._transaction():
             self._conn.executemany(_INSERT_LOG, self._log_rows_of(staged))
-            self._conn.executemany(_UPSERT_META, meta.items())
+            if meta:  # most commits carry none: skip the statement
+                self._conn.executemany(_UPSERT_META, meta.items())
             snapshots = sum(self._fold(doc_id) for doc_id in due)
         for doc_id in due:
             # Folded, or skipped with an error logged: either way wait another
@@ -467,16 +467,8 @@ class DocumentStore:
             for row_id, (doc_id, update) in enumerate(staged, start=first)
         ]
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:  # a failed COMMIT may already have rolled back
-                self._conn.execute("ROLLBACK")
-            raise
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
 
     def _fold(self, doc_id: str) -> int:
         """Replace a document's snapshot and log with one new snapshot; 1 if done, else 0.
@@ -593,6 +585,33 @@ class DocumentStore:
         self._conn.close()
 
 
+class _Transaction:
+    """``with``: BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any error (a class rather than a
+    generator-based context manager: it runs once per commit)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except BaseException:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:  # a failed COMMIT may already have rolled back
+            self._conn.execute("ROLLBACK")
+
+
 def _require_positive(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {value!r}")
@@ -600,14 +619,21 @@ def _require_positive(name: str, value: object) -> None:
         raise ValueError(f"{name} must be at least 1, got {value}")
 
 
-def _open(path: Path, wal_autocheckpoint: int) -> sqlite3.Connection:
-    """Open (creating if needed) a store file in WAL mode with synchronous=FULL."""
+def _open(path: Path, wal_autocheckpoint: int, exclusive: bool) -> sqlite3.Connection:
+    """Open (creating if needed) a store file in WAL mode with synchronous=FULL.
+
+    `exclusive`: this connection is the only one that will ever open the file while it is open
+    (the simulator's disks), so SQLite may hold its lock throughout and keep the WAL index in
+    its own memory rather than take shared-memory locks around every transaction. What is
+    written to the log and when it is synced are the same either way."""
     try:
         # isolation_level=None: no implicit transactions; commit() issues BEGIN/COMMIT.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as error:
         raise StoreError(f"cannot open document store {str(path)!r}: {error}") from error
     try:
+        if exclusive:  # before the first access, so that no shared-memory index is made
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
         _prepare(conn, path)
         conn.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
     except sqlite3.Error as error:

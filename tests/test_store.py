@@ -703,3 +703,33 @@ def test_compacting_a_log_with_gaps_loses_nothing(
     assert doc_state(doc_from(compact(merged), *late)) == doc_state(doc_from(merged, *late))
     if not missing:
         assert doc_state(doc_from(compact(merged))) == doc_state(doc)
+
+
+def test_an_exclusive_store_writes_the_same_log_and_loads_the_same(tmp_path: Path) -> None:
+    """The simulator opens its disks with exclusive=True and models a crash by cutting the
+    write-ahead log at byte offsets: the log must grow exactly as a shared store's does."""
+    doc: Doc[Any] = Doc(client_id=3)
+    updates = []
+    for n in range(40):
+        before = doc.get_state()
+        doc.get("kv", type=Map)[f"k{n % 7}"] = f"value {n}"
+        updates.append(doc.get_update(before))
+    sizes, states = [], []
+    for exclusive in (False, True):
+        path = tmp_path / f"exclusive-{exclusive}.sqlite3"
+        store = DocumentStore(path, snapshot_every=8, wal_autocheckpoint=0, exclusive=exclusive)
+        grew = []
+        for update in updates:
+            store.stage("test:exclusive", update)
+            store.commit()
+            grew.append(store.wal_path().stat().st_size)
+        sizes.append(grew)
+        store.close()
+        reopened = DocumentStore(path, exclusive=exclusive)
+        loaded = Doc[Any]()
+        for update in reopened.load().updates["test:exclusive"]:
+            loaded.apply_update(update)
+        states.append(loaded.get("kv", type=Map).to_py())
+        reopened.close()
+    assert sizes[0] == sizes[1]
+    assert states[0] == states[1] == doc.get("kv", type=Map).to_py()

@@ -22,7 +22,7 @@ def reload(path: Path) -> LoadedState:
         store.close()
 
 
-async def started(path: Path, **options: int) -> GroupCommitStore:
+async def started(path: Path, **options: Any) -> GroupCommitStore:
     group = GroupCommitStore(DocumentStore(path, **options))
     await group.start()
     return group
