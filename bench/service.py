@@ -62,6 +62,7 @@ from meridian.crdt_models.accounts import ACCOUNTS_DOC, AccountsWriter
 from meridian.crdt_models.hlc import Stamp
 from meridian.node.client import PlayerClient, RequestError
 from meridian.node.config import NodeConfig
+from meridian.node.localcluster import free_ports
 from meridian.node.server import STORE_FILE
 from meridian.sim.proxied import FAST_RECONNECT, ProxiedCluster
 from meridian.sync.store import DocumentStore
@@ -435,9 +436,7 @@ async def play_games(
 @contextlib.asynccontextmanager
 async def relay_server() -> Any:
     """The bare relay (`bench/relay.py`) in its own process, as `Servers`."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_ports(1)[0]
     script = Path(__file__).with_name("relay.py")
     process = await asyncio.create_subprocess_exec(sys.executable, str(script), "--port", str(port))
     try:

@@ -242,16 +242,32 @@ def kill_node(node: LocalNode) -> None:
     node.process.wait()
 
 
+# Ports for local nodes come from below Linux's ephemeral range (32768-60999 by default): a
+# port the kernel hands out for bind(0) comes from that range, and between the probe and the
+# node's own bind an outgoing connection of any process may be given it (the node then exits
+# with "address already in use", seen with two test workers starting clusters at once).
+LOCAL_PORTS = range(20_000, 32_000)
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct free loopback ports (all probed at once, so none is handed out twice)."""
-    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
+    """`count` distinct loopback ports that are free now, drawn at random from LOCAL_PORTS (so
+    two processes choosing at once rarely draw the same one)."""
+    draw = secrets.SystemRandom()
+    found: list[int] = []
+    while len(found) < count:
+        port = draw.choice(LOCAL_PORTS)
+        if port not in found and _bindable(port):
+            found.append(port)
+    return found
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def write_configs(
