@@ -57,8 +57,11 @@ REGION_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
 MAX_REPLICAS = 64
 
 
+GAME_PREFIX = "game:"  # a game's document id: the prefix, then its gid
+
+
 def game_doc_id(gid: str) -> str:
-    return f"game:{gid}"
+    return GAME_PREFIX + gid
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,8 @@ from typing import Any
 
 from pycrdt import Doc
 
-from meridian.crdt_models.game import read_info
+from meridian.crdt_models.game import GAME_PREFIX, read_info
 from meridian.crdt_models.records import RecordError
-
-GAME_PREFIX = "game:"
 
 
 def place_game(

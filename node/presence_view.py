@@ -7,7 +7,7 @@ the same account exists. Each node computes the same picture from the same docum
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 
 from meridian.crdt_models.presence import (
@@ -47,7 +47,9 @@ class Picture:
     sessions: dict[str, Session]  # uid -> the session that counts
     invites: list[Invite]  # valid invitations
     lobby: dict[str, LobbyEntry]  # name -> entry
-    playing: dict[str, tuple[str, str]]  # uid -> (gid, opponent name)
+    # uid -> (gid, opponent name): the live games held here, and the tables the players'
+    # sessions report for games this node does not hold (`tables`)
+    playing: dict[str, tuple[str, str]]
 
 
 # Above this many connections on a node the picture (O(sessions) to rebuild, then a pass over
@@ -70,8 +72,10 @@ def build_picture(
     playing: dict[str, tuple[str, str]],
     declined: set[str],
     own_node: str,
+    held: Container[str] = (),
 ) -> Picture:
     """`own_node`'s presence always counts: the node computing the picture is alive.
+    `playing`: the live games held here; `held`: every game held here (see `tables`).
 
     The whole picture from scratch, O(sessions): the reference `LivePicture` (what the node
     keeps) must always equal (tests/test_presence_view.py)."""
@@ -82,8 +86,31 @@ def build_picture(
         current = owner.get(session.name)
         if current is None or session_rank(session) > session_rank(current):
             owner[session.name] = session
-    lobby = {name: lobby_entry(session, playing) for name, session in owner.items()}
-    return Picture(sessions, valid_invites(live, sessions, playing, declined), lobby, playing)
+    at_tables = tables(playing, reported_tables(sessions.values(), held))
+    lobby = {name: lobby_entry(session, at_tables) for name, session in owner.items()}
+    return Picture(sessions, valid_invites(live, sessions, at_tables, declined), lobby, at_tables)
+
+
+def tables(
+    playing: dict[str, tuple[str, str]], reported: dict[str, tuple[str, str]]
+) -> dict[str, tuple[str, str]]:
+    """Who is at which table: the live games held here, and for the others what their
+    sessions report. Under partial replication (docs/architecture.md) a node holds only some
+    games; the node hosting a player writes its table into the player's session, which every
+    node holds. A game held here is read from its document, never from the report, which may
+    lag it by a replication hop."""
+    return {**reported, **playing} if reported else playing
+
+
+def reported_tables(
+    sessions: Iterable[Session], held: Container[str]
+) -> dict[str, tuple[str, str]]:
+    """uid -> (gid, opponent) for the sessions that report a table in a game not held here."""
+    return {s.uid: (s.game, s.opponent) for s in sessions if reports_table(s, held)}
+
+
+def reports_table(session: Session, held: Container[str]) -> bool:
+    return session.status == PLAYING and bool(session.game) and session.game not in held
 
 
 def lobby_entry(session: Session, playing: dict[str, tuple[str, str]]) -> LobbyEntry:
@@ -124,7 +151,11 @@ class LivePicture:
         self.sessions: dict[str, Session] = {}  # uid -> the session that counts
         self.lobby: dict[str, LobbyEntry] = {}  # name -> entry
         self._owners: dict[str, tuple[Session, ...]] = {}  # name -> counting sessions with it
-        self.playing: dict[str, tuple[str, str]] = {}
+        self.playing: dict[str, tuple[str, str]] = {}  # the live games held here
+        self.held: Container[str] = ()  # every game held here
+        self.tables: dict[str, tuple[str, str]] = {}  # `presence_view.tables`
+        self._reported: dict[str, tuple[str, str]] = {}  # `reported_tables` of `sessions`
+        self._reported_in: dict[str, set[str]] = {}  # gid -> the uids reporting it
         self._dirty: set[str] = set()  # uids whose sessions or table changed since `settle`
 
     def session_changed(
@@ -150,7 +181,14 @@ class LivePicture:
             for session in sessions_of(node):
                 self._add(node, session)
 
-    def set_playing(self, playing: dict[str, tuple[str, str]]) -> None:
+    def set_playing(
+        self, playing: dict[str, tuple[str, str]], held: Container[str] = ()
+    ) -> None:
+        """The live games held here and every game held here (a report of a game that is now
+        held stops counting: its players are looked at again)."""
+        self.held = held
+        for gid in [gid for gid in self._reported_in if gid in held]:
+            self._dirty.update(self._reported_in.pop(gid))
         old = self.playing
         self._dirty.update(uid for uid in old.keys() ^ playing.keys())
         self._dirty.update(uid for uid, game in playing.items() if old.get(uid, game) != game)
@@ -174,13 +212,27 @@ class LivePicture:
                 self.sessions[uid] = now
                 self._own_name(None, now)
                 names.add(now.name)
+            self._report(uid, now)
+        self.tables = tables(self.playing, self._reported)
         for name in names:
             owners = self._owners.get(name)
             if owners:
-                self.lobby[name] = lobby_entry(max(owners, key=session_rank), self.playing)
+                self.lobby[name] = lobby_entry(max(owners, key=session_rank), self.tables)
             else:
                 self.lobby.pop(name, None)
         return dirty, names
+
+    def _report(self, uid: str, session: Session | None) -> None:
+        """Keep `_reported` (and its index by game) for `uid`'s session that counts now."""
+        before = self._reported.pop(uid, None)
+        if before is not None:
+            uids = self._reported_in.get(before[0], set())
+            uids.discard(uid)
+            if not uids:
+                self._reported_in.pop(before[0], None)
+        if session is not None and reports_table(session, self.held):
+            self._reported[uid] = (session.game, session.opponent)
+            self._reported_in.setdefault(session.game, set()).add(uid)
 
     def hosted(self, uid: str, node: str) -> list[Session]:
         """The sessions of `uid` on `node` (a live node)."""

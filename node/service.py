@@ -26,7 +26,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from pycrdt import Doc
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC, Account, AccountsIndex
-from meridian.crdt_models.game import SUPERSEDED
+from meridian.crdt_models.game import GAME_PREFIX, SUPERSEDED
 from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.crdt_models.presence import PRESENCE_PREFIX, Session
 from meridian.games.base import GameRules
@@ -50,7 +50,7 @@ from meridian.node.topics.accounts import AccountsTopic
 from meridian.node.topics.archive import ArchiveTopic
 from meridian.node.topics.chat import ChatTopic
 from meridian.node.topics.clocks import ClocksTopic
-from meridian.node.topics.games import GAME_PREFIX, GamesTopic
+from meridian.node.topics.games import GamesTopic
 from meridian.node.topics.limits import LimitsTopic
 from meridian.node.topics.lobby import LobbyTopic
 from meridian.node.topics.sessions import SessionsTopic
@@ -360,6 +360,7 @@ class GameService(MessageHandlers, MetaServiceAccess):
                 self.merges.count(
                     "double_login", f"{old.name}: session on {old.node} replaced by {new.node}"
                 )
+        self.sessions.record_tables(uids)
         self.lobby.clean_own_invites(declined)
         self.lobby.announce_opponents()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from meridian.crdt_models.game import SAVE
+from meridian.crdt_models.game import GAME_PREFIX, SAVE
 from meridian.node import protocol as p
 from meridian.node.delivery import Progress
 from meridian.node.protocol import ErrorCode, Refused
@@ -19,7 +19,7 @@ from meridian.node.service_state import Answer, Conn, ServiceState
 from meridian.node.topics.accounts import AccountsTopic
 from meridian.node.topics.archive import ArchiveTopic
 from meridian.node.topics.chat import ChatTopic
-from meridian.node.topics.games import GAME_PREFIX, GamesTopic
+from meridian.node.topics.games import GamesTopic
 from meridian.node.topics.limits import LimitsTopic
 from meridian.node.topics.lobby import LobbyTopic
 from meridian.node.topics.sessions import SessionsTopic

@@ -242,16 +242,16 @@ class ServiceState:
         live_picture = self.live_picture
         readers = self._presence_readers
         for node, reader in readers.items():
-            sessions = reader.sessions
             for sid, before in reader.take_changes().items():
-                live_picture.session_changed(node, sid, before, sessions.get(sid))
+                live_picture.session_changed(node, sid, before, reader.sessions.get(sid))
         now_ms = self.wall_ms()
         live = [p for node, p in self.presence.items() if node == self.node_id or p.live(now_ms)]
         live_picture.set_live({p.node for p in live}, lambda node: readers[node].sessions.values())
-        live_picture.set_playing(playing)
+        live_picture.set_playing(playing, self.games)
         changed = live_picture.settle()
-        invites = valid_invites(live, live_picture.sessions, playing, declined)
-        self.picture = Picture(live_picture.sessions, invites, live_picture.lobby, playing)
+        sessions, tables = live_picture.sessions, live_picture.tables
+        invites = valid_invites(live, sessions, tables, declined)
+        self.picture = Picture(sessions, invites, live_picture.lobby, tables)
         return changed
 
     def presence_news(self, node: str) -> bool:

@@ -280,9 +280,13 @@ class ServiceHarness:
         return [p for p in conn.pushes("game") if p["game"] == gid][-1]
 
 
-def replicate(source: ServiceHarness, target: ServiceHarness) -> None:
-    """Copy every change `source` holds that `target` lacks, as the sync engines would."""
+def replicate(source: ServiceHarness, target: ServiceHarness, but: str = "") -> None:
+    """Copy every change `source` holds that `target` lacks, as the sync engines would, but
+    for the documents whose id starts with `but` if given (a region outside a game's
+    placement under partial replication: ``but=GAME_PREFIX``)."""
     for doc_id, doc in source.documents.docs.items():
+        if but and doc_id.startswith(but):
+            continue
         mine = target.documents.docs.setdefault(doc_id, Doc())
         update = doc.get_update(mine.get_state())
         before = mine.get_update()

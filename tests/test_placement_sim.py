@@ -89,7 +89,10 @@ def test_players_resuming_on_a_region_that_is_no_replica_still_get_and_play_thei
 
 
 def test_without_travel_each_region_holds_only_the_games_placed_on_it(tmp_path: Path) -> None:
-    result = _run(tmp_path, TRAVEL.replace("travel_per_min = 6", "travel_per_min = 0"))
+    # No watchers either: a region shows who plays whom in the games it lacks (from the
+    # players' sessions), and a watcher there fetches the game it asks for.
+    no_travel = TRAVEL.replace("travel_per_min = 6", "travel_per_min = 0\nwatch = 0")
+    result = _run(tmp_path, no_travel)
     assert all(v.ok for v in result.verdicts), [v.message for v in result.verdicts if not v.ok]
     replicas = _replicas(result)
     for node, states in result.final.items():

@@ -5,7 +5,7 @@ presence documents, the nodes that count and the tables between two settles."""
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.crdt_models.presence import (
     IDLE,
+    PLAYING,
     PRESENCE_TTL_MS,
     WATCHING,
     Invite,
@@ -28,6 +29,8 @@ from tests.service_harness import EPOCH_MS, MemoryDocuments
 NODES = ("a", "b", "c")  # "a" computes the picture
 UIDS = tuple(f"u{i}" for i in range(6))
 NAMES = ("ann", "bob", "cy", "dee")  # fewer than accounts: two accounts may share a name
+# Games a session may report: two that a "play" step can make held here, one never held.
+GAMES = ("g-u0-u1", "g-u2-u3", "g-elsewhere")
 
 put_session = st.tuples(
     st.just("put"),
@@ -36,7 +39,8 @@ put_session = st.tuples(
     st.sampled_from(UIDS),
     st.sampled_from(NAMES),
     st.integers(0, 5),  # started
-    st.sampled_from((IDLE, WATCHING)),
+    st.sampled_from((IDLE, WATCHING, PLAYING)),
+    st.sampled_from(GAMES),  # the game a playing session reports
     st.booleans(),  # connected
 )
 remove_session = st.tuples(st.just("remove"), st.sampled_from(NODES), st.integers(0, 7))
@@ -81,10 +85,12 @@ class World:
     def apply(self, step: tuple[Any, ...]) -> None:
         kind, *args = step
         if kind == "put":
-            node, sid, uid, name, started, status, connected = args
+            node, sid, uid, name, started, status, reported, connected = args
+            game = {IDLE: "", WATCHING: "g1", PLAYING: reported}[status]
+            opponent = "them" if status == PLAYING else ""
             session = Session(
-                f"s{sid}", uid, name, node, "eu", status, "g1" if status == WATCHING else "",
-                "", f"{started:04d}", f"h{sid}", "", connected,
+                f"s{sid}", uid, name, node, "eu", status, game,
+                opponent, f"{started:04d}", f"h{sid}", "", connected,
             )  # fmt: skip
             self.write(node, lambda w: w.put_session(session))
         elif kind == "remove":
@@ -107,6 +113,8 @@ class World:
             for a, b in zip(uids[::2], uids[1::2], strict=False):
                 self.playing[a] = (f"g-{a}-{b}", b)
                 self.playing[b] = (f"g-{a}-{b}", a)
+                # held from now on (a node keeps the games it ever held: `ServiceState.games`)
+                self.state.games.setdefault(f"g-{a}-{b}", cast(Any, None))
         else:
             self.check()
 
@@ -114,7 +122,7 @@ class World:
         state = self.state
         state.settle_picture(dict(self.playing), {"i1"})
         expected = build_picture(
-            list(state.presence.values()), self.now_ms, self.playing, {"i1"}, "a"
+            list(state.presence.values()), self.now_ms, self.playing, {"i1"}, "a", state.games
         )
         assert state.picture.sessions == expected.sessions
         assert state.picture.lobby == expected.lobby
@@ -129,6 +137,19 @@ def test_the_incremental_picture_equals_a_full_rebuild(changes: list[tuple[Any, 
     for step in changes:
         world.apply(step)
     world.check()
+
+
+def test_a_reported_table_stops_counting_once_its_game_is_held_here() -> None:
+    """u4's session reports g-u0-u1 (not held: u4 is shown playing). Then this node starts
+    holding g-u0-u1, whose document knows better: u4 is looked at again without any change of
+    its own session."""
+    world = World()
+    world.apply(("put", "b", 1, "u4", "ann", 1, PLAYING, "g-u0-u1", True))
+    world.apply(("settle",))
+    assert world.state.picture.lobby["ann"].status == PLAYING
+    world.apply(("play", ["u0", "u1"]))
+    world.apply(("settle",))
+    assert world.state.picture.lobby["ann"].status == IDLE
 
 
 def test_a_login_settles_in_time_independent_of_the_players_online() -> None:

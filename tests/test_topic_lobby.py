@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from meridian.crdt_models.game import GAME_PREFIX
 from meridian.node.presence_view import PICTURE_S_PER_CONN, PICTURE_SCALE_FROM, picture_interval
 from meridian.node.topics import lobby
 from meridian.node.topics.sessions import HEARTBEAT_S
@@ -101,6 +102,35 @@ def test_an_invitation_ends_when_its_sender_continues_on_another_node() -> None:
     replicate(us, eu)
     assert [i["iid"] for i in bob.pushes("invites")[-1]["incoming"]] == [fresh["iid"]]
     assert eu.request(bob, "accept", invite=fresh["iid"])["ok"]
+
+
+def status_of(conn: Connection, name: str) -> tuple[str, str, str]:
+    """(status, opponent, game) of `name` in the public list as `conn` was last told it."""
+    entry: dict[str, Any] = {}
+    for push in conn.pushes():
+        if push["type"] in ("lobby", "lobby_update"):
+            key = "players" if push["type"] == "lobby" else "changed"
+            entry = next((e for e in push[key] if e["name"] == name), entry)
+    return entry["status"], entry["opponent"], entry["game"]
+
+
+def test_a_node_without_the_game_shows_its_players_at_a_table_until_it_ends() -> None:
+    """Partial replication: us holds no copy of the game alice and bob play on eu. Their
+    sessions, which every node holds, say where they sit, so us lists them as playing and
+    refuses an invitation to them; once the game ends, both are free again."""
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    alice, bob = eu.online("alice"), eu.online("bob")
+    gid = eu.start_game(alice, bob, "bob")
+    replicate(eu, us, but=GAME_PREFIX)
+    carol = us.online("carol")
+    assert us.service.state.games.get(gid) is None
+    assert status_of(carol, "alice") == ("playing", "bob", gid)
+    assert status_of(carol, "bob") == ("playing", "alice", gid)
+    assert us.request(carol, "invite", to="alice")["error"]["code"] == "busy"
+    assert eu.request(alice, "give_up", game=gid)["ok"]
+    replicate(eu, us, but=GAME_PREFIX)
+    assert status_of(carol, "alice") == ("idle", "", "")
+    assert us.request(carol, "invite", to="alice")["ok"]
 
 
 def test_a_player_sees_the_opponent_drop_and_come_back() -> None:

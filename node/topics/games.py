@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from meridian.crdt_models.archive import ArchivedGame, games_to_park
-from meridian.crdt_models.game import GameInfo, GameWriter, game_doc_id
+from meridian.crdt_models.game import GAME_PREFIX, GameInfo, GameWriter, game_doc_id
 from meridian.crdt_models.presence import IDLE, WATCHING, Invite
 from meridian.games.base import IllegalMove
 from meridian.games.clock import TIMEOUT
@@ -18,8 +18,6 @@ from meridian.node.placement_hooks import PlacementTopic
 from meridian.node.protocol import ErrorCode, NoticeCode, Refused, encode_message
 from meridian.node.rollback_notices import LostLine, RollbackNotices, UnseenHead
 from meridian.node.service_state import Answer, Conn, ServiceState
-
-GAME_PREFIX = "game:"
 
 
 @dataclass(frozen=True)

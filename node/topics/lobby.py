@@ -175,7 +175,9 @@ class LobbyTopic:
             self._seen_online[uid] = now_online
             if was is None or was == now_online:
                 continue
-            tracker = state.games[gid]
+            tracker = state.games.get(gid)
+            if tracker is None:  # a table its player's session reports (not held here)
+                continue
             name = tracker.info.names[tracker.info.players.index(uid)]
             message = {
                 "type": "opponent",

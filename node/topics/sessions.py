@@ -12,7 +12,9 @@ from meridian.crdt_models.accounts import Account
 from meridian.crdt_models.kinds import REVOKED, SPENT
 from meridian.crdt_models.presence import (
     IDLE,
+    PLAYING,
     PRESENCE_TTL_MS,
+    WATCHING,
     PresenceWriter,
     Session,
     presence_doc_id,
@@ -94,7 +96,10 @@ class SessionsTopic:
         if self._unwritten_due is None or now < self._unwritten_due:
             return
         sessions, self._unwritten, self._unwritten_due = list(self._unwritten.values()), {}, None
-        state = self.state
+        self._put_sessions(sessions)
+
+    def _put_sessions(self, sessions: list[Session]) -> None:
+        """Write `sessions` into this node's presence in one transaction."""
 
         def change(doc: Doc[Any]) -> None:
             writer = PresenceWriter(doc)
@@ -102,7 +107,7 @@ class SessionsTopic:
                 writer.put_session(session)
 
         if sessions:
-            state.write(state.presence_doc, change)
+            self.state.write(self.state.presence_doc, change)
 
     @property
     def logins_due(self) -> float | None:
@@ -361,6 +366,32 @@ class SessionsTopic:
                 state.forget_conn(conn.conn_id)
             state.remove_own_sessions(old.sid)
         return replaced
+
+    def record_tables(self, uids: set[str]) -> None:
+        """Write into the sessions hosted here of the accounts `uids` the table their player
+        sits at, as the games held here tell it. Sessions reach every region, a game only its
+        replicas (partial replication), so a region without the game still shows its players
+        at a table (`presence_view.tables`). A report of a game not held here stays: this node
+        cannot tell when that game ends."""
+        state = self.state
+        playing = state.live_picture.playing
+        changed = []
+        for uid in sorted(uids):
+            for hosted in state.live_picture.hosted(uid, state.node_id):
+                session = state.own_session(hosted.sid)
+                if session is None or (uid not in playing and session.status != PLAYING):
+                    continue
+                if uid in playing:
+                    table = (PLAYING, *playing[uid])
+                elif session.game in state.games:  # over: back to what the connection does
+                    watching = [c.watching for c in state.conns_of_session(session.sid)]
+                    table = (WATCHING, max(watching), "") if any(watching) else (IDLE, "", "")
+                else:
+                    continue
+                if (session.status, session.game, session.opponent) != table:
+                    status, game, opponent = table
+                    changed.append(replace(session, status=status, game=game, opponent=opponent))
+        self._put_sessions(changed)
 
     def shutdown(self) -> None:
         for conn_id in list(self.state.conns):
