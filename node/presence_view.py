@@ -181,9 +181,7 @@ class LivePicture:
             for session in sessions_of(node):
                 self._add(node, session)
 
-    def set_playing(
-        self, playing: dict[str, tuple[str, str]], held: Container[str] = ()
-    ) -> None:
+    def set_playing(self, playing: dict[str, tuple[str, str]], held: Container[str] = ()) -> None:
         """The live games held here and every game held here (a report of a game that is now
         held stops counting: its players are looked at again)."""
         self.held = held

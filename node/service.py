@@ -315,6 +315,9 @@ class GameService(MessageHandlers, MetaServiceAccess):
             self._picture_next = now + picture_interval(self._picture_interval_s, len(state.conns))
             self._refresh_picture()
             self._park_double_games()
+        owed = self.lobby.lobby_owed_at
+        if owed is not None and now >= owed:
+            self.lobby.tell_lobby(now)
 
     def next_deadline(self) -> float | None:
         """When `process` must run again even if no document changes (a pending refresh)."""
@@ -322,8 +325,8 @@ class GameService(MessageHandlers, MetaServiceAccess):
         delivery = self.delivery.next_deadline()
         unseen = self.games_topic.next_unseen_due()
         timeout = self.clocks.next_due_s(self.state.now_hint)
-        logins = self.sessions.logins_due
-        deadlines = [d for d in (picture, delivery, unseen, timeout, logins) if d is not None]
+        logins, owed = self.sessions.logins_due, self.lobby.lobby_owed_at
+        deadlines = [d for d in (picture, delivery, unseen, timeout, logins, owed) if d is not None]
         return min(deadlines) if deadlines else None
 
     def _announce_name_merges(self) -> None:

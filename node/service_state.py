@@ -36,7 +36,7 @@ from meridian.crdt_models.presence import (
 from meridian.games.base import GameRules
 from meridian.node.delivery import Close, Gate, Outgoing, Send
 from meridian.node.game_tracker import GameTracker
-from meridian.node.presence_view import LivePicture, Picture, valid_invites
+from meridian.node.presence_view import LivePicture, LobbyEntry, Picture, valid_invites
 from meridian.node.protocol import CloseCode, ErrorCode, Refused
 from meridian.node.service_limits import ServiceLimits
 from meridian.sync.replicator import DocumentQuarantined
@@ -73,7 +73,8 @@ class Conn:
     refilled: float = 0.0
     second: int = -1
     in_second: int = 0
-    sent_lobby: bool = False
+    lobby_told: dict[str, LobbyEntry] | None = None  # the public list it was last told
+    lobby_told_at: float = 0.0
     last_invites: str = ""
     watching: str = ""
 
@@ -173,8 +174,7 @@ class ServiceState:
         self.out: list[Outgoing] = []
         self.dirty: set[str] = set()
         self.now_hint = 0.0
-        # Set while the facade runs work no request waits for (``service._background``).
-        self.in_background = False
+        self.in_background = False  # while the facade runs work no request waits for
         self._last_event: dict[str, int] = {}  # doc -> its latest change here (local or not)
         self._last_local_event: dict[str, int] = {}  # doc -> this node's latest write to it
         self._presence_readers: dict[str, PresenceReader] = {}

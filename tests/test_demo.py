@@ -22,6 +22,7 @@ from meridian.node.bots import ACCEPT_PAUSE_S, GREETING
 from meridian.node.client import PlayerClient
 from meridian.node.config import load_config
 from meridian.node.localcluster import cluster_env, fetch_health, write_configs
+from meridian.node.topics.lobby import LOBBY_AT_TABLE_S
 from tests.conftest import REGIONS
 
 pytestmark = pytest.mark.integration
@@ -210,7 +211,9 @@ async def _newcomer_invites(url: str, bot: str) -> dict[str, Any]:
         story["accepted_s"] = loop.time() - sent
         assert game["players"] == ["newcomer", bot]
         story["greeting"] = (await person.wait_push("chat", timeout=5, game=game["game"]))["text"]
-        await asyncio.sleep(1.0)  # bot3 and bot4 play meanwhile; nobody invites bot2
+        # bot3 and bot4 play meanwhile; nobody invites bot2. The person, at a table now, is
+        # told the list's changes every LOBBY_AT_TABLE_S: wait for one such update.
+        await asyncio.sleep(LOBBY_AT_TABLE_S + 0.5)
         story["bot2"] = bot2_seen
         paired = {"bot3", "bot4"}
         story["waiting"] = {n for n, s in lobby.items() if s == "idle" and n[:3] == "bot"} - paired

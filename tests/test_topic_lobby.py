@@ -35,7 +35,7 @@ def test_the_lobby_lists_everyone_online_and_updates_when_someone_joins() -> Non
 
 def test_an_invitation_reaches_both_players_and_accepting_starts_a_game() -> None:
     harness = ServiceHarness()
-    alice, bob = harness.online("alice"), harness.online("bob")
+    alice, bob, carol = harness.online("alice"), harness.online("bob"), harness.online("carol")
     invite = harness.request(alice, "invite", to="bob")["invite"]
     assert bob.pushes("invites")[-1]["incoming"][0]["iid"] == invite["iid"]
     assert alice.pushes("invites")[-1]["outgoing"][0]["to"] == "bob"
@@ -44,8 +44,30 @@ def test_an_invitation_reaches_both_players_and_accepting_starts_a_game() -> Non
     assert harness.game_view(alice, gid)["status"] == "live"
     assert harness.game_view(bob, gid)["players"] == ["alice", "bob"]
     assert alice.pushes("invites")[-1]["outgoing"] == []
-    playing = {e["name"]: e["status"] for e in alice.pushes("lobby_update")[-1]["changed"]}
-    assert playing == {"alice": "playing", "bob": "playing"}
+    assert status_of(carol, "alice") == ("playing", "bob", gid)  # carol is told at once
+    assert status_of(alice, "bob")[0] == "idle"  # alice has a game to look at: later
+    harness.advance(lobby.LOBBY_AT_TABLE_S)
+    assert status_of(alice, "bob") == ("playing", "alice", gid)
+
+
+def test_a_player_at_a_table_is_told_the_lists_changes_together_and_at_once_after_it() -> None:
+    """While alice plays, the public list's changes reach her at most every LOBBY_AT_TABLE_S,
+    all of them in one update; once her game ends she is told again at every change."""
+    harness = ServiceHarness()
+    alice, bob = harness.online("alice"), harness.online("bob")
+    gid = harness.start_game(alice, bob, "bob")
+    harness.advance(lobby.LOBBY_AT_TABLE_S)
+    told = len(alice.pushes("lobby_update"))
+    carol = harness.online("carol")
+    harness.advance(0.5)
+    harness.online("dave")
+    assert len(alice.pushes("lobby_update")) == told
+    harness.advance(lobby.LOBBY_AT_TABLE_S)
+    assert len(alice.pushes("lobby_update")) == told + 1
+    assert listed(alice) == ["alice", "bob", "carol", "dave"] == listed(carol)
+    assert harness.request(alice, "give_up", game=gid)["ok"]
+    harness.online("erin")
+    assert listed(alice) == ["alice", "bob", "carol", "dave", "erin"]
 
 
 def test_invitations_to_yourself_unknown_offline_or_busy_players_are_refused() -> None:

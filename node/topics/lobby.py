@@ -22,6 +22,11 @@ DECLINES = "declines"
 # with every login pushed to every player, a lobby of N players costs O(N) bytes per login for
 # each of N players. Anyone online can still be invited by name (docs/protocol.md, "Pushes").
 LOBBY_MAX_ENTRIES = 500
+# A player at a table (who has a game to look at, not the list) is told the public list's
+# changes at most this often, all of them at once; a player not at one is told at every refresh
+# of the picture (docs/protocol.md, "Pushes"). With every player at a table this divides the
+# list's pushes by about ten.
+LOBBY_AT_TABLE_S = 2.0
 # A `lobby_page` request answers at most this many entries of the whole list (docs/protocol.md).
 LOBBY_PAGE_ENTRIES = 500
 NO_INVITES: dict[str, Any] = {"type": "invites", "incoming": [], "outgoing": []}
@@ -46,6 +51,15 @@ def clock_json(invite: Invite) -> dict[str, int] | None:
     return {"initial_s": invite.clock_ms // 1000, "increment_s": invite.increment_ms // 1000}
 
 
+def lobby_update(
+    told: dict[str, LobbyEntry], shown: dict[str, LobbyEntry]
+) -> tuple[dict[str, Any], str]:
+    """The ``lobby_update`` that turns the public list `told` into `shown`, and its text."""
+    changed = [entry.to_json() for name, entry in shown.items() if told.get(name) != entry]
+    message = {"type": "lobby_update", "changed": changed, "gone": sorted(told.keys() - shown)}
+    return message, encode_message(message)
+
+
 class LobbyTopic:
     def __init__(self, state: ServiceState) -> None:
         self.state = state
@@ -54,7 +68,10 @@ class LobbyTopic:
         # a thousand players a second must not build and encode it a thousand times).
         self._greeting: tuple[object, dict[str, Any], str] | None = None
         self._names: list[str] = []  # every name in the public list, in order
-        self._shown: dict[str, LobbyEntry] = {}  # the public list as players were told it
+        # The public list players are shown now: a new dict at each change, so a connection's
+        # `lobby_told` (the one it was last told) says by identity whether it is behind.
+        self._shown: dict[str, LobbyEntry] = {}
+        self.lobby_owed_at: float | None = None  # when a player at a table is next owed one
         # Connections last told of some invitation: the others need no push until they have one.
         self._invited: set[str] = set()
 
@@ -102,22 +119,38 @@ class LobbyTopic:
                 del self._names[index]
         before = self._shown
         shown = self._names[:LOBBY_MAX_ENTRIES]
-        changed = [lobby[n] for n in shown if before.get(n) != lobby[n]]
-        gone = sorted(before.keys() - set(shown))
-        if not changed and not gone:
-            return
-        self._shown = {name: lobby[name] for name in shown}
-        message = {"type": "lobby_update", "changed": [e.to_json() for e in changed], "gone": gone}
-        text = encode_message(message)  # once, not once per connection
+        if len(shown) != len(before) or any(before.get(n) != lobby[n] for n in shown):
+            self._shown = {name: lobby[name] for name in shown}
+        self.tell_lobby(state.now_hint)
+
+    def tell_lobby(self, now: float) -> None:
+        """Send every greeted connection that is behind what changed in the public list since
+        it was last told (one message per list it was told, encoded once): at once if its player
+        is not at a table, else once LOBBY_AT_TABLE_S passed since it was last told."""
+        state, shown = self.state, self._shown
+        playing = state.picture.playing
+        updates: dict[int, tuple[dict[str, Any], str]] = {}  # id(list told) -> its update
+        owed: float | None = None
         for conn in state.conns.values():
-            if conn.sent_lobby:
-                state.send(conn.conn_id, message, text=text)
+            told = conn.lobby_told
+            if told is None or told is shown:
+                continue
+            if conn.uid in playing and now < conn.lobby_told_at + LOBBY_AT_TABLE_S:
+                due = conn.lobby_told_at + LOBBY_AT_TABLE_S
+                owed = due if owed is None else min(owed, due)
+                continue
+            update = updates.get(id(told))
+            if update is None:
+                update = updates[id(told)] = lobby_update(told, shown)
+            state.send(conn.conn_id, update[0], text=update[1])
+            conn.lobby_told, conn.lobby_told_at = shown, now
+        self.lobby_owed_at = owed
 
     def greet(self, conn: Conn) -> None:
         """After hello: the whole public list and the player's invitations."""
         message, text = self._greeting_for(self._shown)
         self.state.send(conn.conn_id, message, text=text)
-        conn.sent_lobby = True
+        conn.lobby_told, conn.lobby_told_at = self._shown, self.state.now_hint
         self.push_invites(conn)
 
     def _greeting_for(self, lobby: dict[str, LobbyEntry]) -> tuple[dict[str, Any], str]:
