@@ -142,6 +142,7 @@ class PresenceReader:
         # Bumped by every change to the sessions, the invitations and the maps named in `also`,
         # not by the heartbeat: a reader of the picture can tell that nothing it shows changed.
         self.version = 0
+        self.also_version = 0  # bumped by every change to the maps named in `also` only
         self.sessions: dict[str, Session] = {}
         self.invites: dict[str, Invite] = {}
         # Kept in order of sid as records change, so that a read after one change (a login)
@@ -168,6 +169,7 @@ class PresenceReader:
 
     def _bump(self, _event: Any) -> None:
         self.version += 1
+        self.also_version += 1
 
     def _apply_sessions(self, event: Any) -> None:
         self.version += 1

@@ -33,7 +33,9 @@ from meridian.crdt_models.presence import (
     Session,
     presence_doc_id,
 )
+from meridian.crdt_models.records import root_map
 from meridian.games.base import GameRules
+from meridian.node.conn_index import add_member, discard_member, remove_member
 from meridian.node.delivery import Close, Gate, Outgoing, Send
 from meridian.node.game_tracker import GameTracker
 from meridian.node.presence_view import LivePicture, LobbyEntry, Picture, valid_invites
@@ -103,31 +105,6 @@ class Answer:
         return Gate(self.doc_id, self.event, self.event) if self.event else None
 
 
-def _discard(index: dict[str, set[str]], key: str, conn_id: str) -> None:
-    """Remove `conn_id` from an index of connections (and the key once it is empty)."""
-    members = index.get(key)
-    if members is not None:
-        members.discard(conn_id)
-        if not members:
-            del index[key]
-
-
-def _add_member(index: dict[str, tuple[str, ...]], key: str, conn_id: str) -> None:
-    """Add `conn_id` to an index of connections kept as tuples: a key has one or two
-    connections, and a 1-tuple costs a fifth of a set (idle players are many)."""
-    members = index.get(key, ())
-    if conn_id not in members:
-        index[key] = (*members, conn_id)
-
-
-def _remove_member(index: dict[str, tuple[str, ...]], key: str, conn_id: str) -> None:
-    left = tuple(c for c in index.get(key, ()) if c != conn_id)
-    if left:
-        index[key] = left
-    else:
-        index.pop(key, None)
-
-
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -179,6 +156,7 @@ class ServiceState:
         self._last_local_event: dict[str, int] = {}  # doc -> this node's latest write to it
         self._presence_readers: dict[str, PresenceReader] = {}
         self._presence_seen: dict[str, int] = {}  # node -> its reader's version last processed
+        self._presence_maps: dict[str, tuple[Any, list[tuple[str, dict[str, Any]]]]] = {}
         self._live_nodes: frozenset[str] = frozenset()
         self._accounts: AccountsIndex | None = None
         self._index_accounts = index_accounts
@@ -253,6 +231,17 @@ class ServiceState:
         invites = valid_invites(live, sessions, tables, declined)
         self.picture = Picture(sessions, invites, live_picture.lobby, tables)
         return changed
+
+    def presence_maps(self, name: str) -> list[tuple[str, dict[str, Any]]]:
+        """(node, its presence's map `name`: declines, spent tokens or revocations) for every
+        presence read here; read again only once one of those maps changed (a presence change
+        asks for them, and they change far less often than sessions)."""
+        version = tuple((n, r.also_version) for n, r in self._presence_readers.items())
+        cached = self._presence_maps.get(name)
+        if cached is None or cached[0] != version:
+            maps = [(n, dict(root_map(r.doc, name))) for n, r in self._presence_readers.items()]
+            cached = self._presence_maps[name] = (version, maps)
+        return cached[1]
 
     def presence_news(self, node: str) -> bool:
         """Whether `node`'s presence changed otherwise than by its heartbeat since last asked."""
@@ -332,8 +321,8 @@ class ServiceState:
         """The connection said hello for session `sid` of account `uid`."""
         conn.uid, conn.sid, conn.name = uid, sid, name
         self.awaiting_hello.pop(conn.conn_id, None)
-        _add_member(self.by_uid, uid, conn.conn_id)
-        _add_member(self.by_sid, sid, conn.conn_id)
+        add_member(self.by_uid, uid, conn.conn_id)
+        add_member(self.by_sid, sid, conn.conn_id)
 
     def game_audience(self, gid: str, tracker: GameTracker) -> list[Conn]:
         """The connections here of a game's players and watchers."""
@@ -345,9 +334,9 @@ class ServiceState:
         conn = self.conns.pop(conn_id, None)
         self.awaiting_hello.pop(conn_id, None)
         if conn is not None:
-            _remove_member(self.by_uid, conn.uid, conn_id)
-            _remove_member(self.by_sid, conn.sid, conn_id)
-            _discard(self.watchers, conn.watching, conn_id)
+            remove_member(self.by_uid, conn.uid, conn_id)
+            remove_member(self.by_sid, conn.sid, conn_id)
+            discard_member(self.watchers, conn.watching, conn_id)
             if conn.watching and self.on_watcher_gone is not None:
                 self.on_watcher_gone(conn, conn.watching)
         return conn

@@ -7,7 +7,8 @@ import logging
 from bisect import bisect_left, bisect_right
 from typing import Any
 
-from meridian.crdt_models.presence import Invite, PresenceWriter, presence_doc_id
+from meridian.crdt_models.kinds import DECLINES
+from meridian.crdt_models.presence import Invite, PresenceWriter
 from meridian.crdt_models.records import root_map
 from meridian.node import protocol as p
 from meridian.node.game_tracker import LIVE
@@ -17,7 +18,6 @@ from meridian.node.service_state import Answer, Conn, ServiceState
 
 log = logging.getLogger("meridian.service")
 
-DECLINES = "declines"
 # The public list a player is sent holds at most this many entries (the first names in order):
 # with every login pushed to every player, a lobby of N players costs O(N) bytes per login for
 # each of N players. Anyone online can still be invited by name (docs/protocol.md, "Pushes").
@@ -87,7 +87,7 @@ class LobbyTopic:
                 a, b = tracker.info.players
                 playing[a] = (tracker.info.gid, tracker.info.names[1])
                 playing[b] = (tracker.info.gid, tracker.info.names[0])
-        declined = {iid for pr in state.presence.values() for iid in self._declines(pr.node)}
+        declined = {iid for _node, entries in state.presence_maps(DECLINES) for iid in entries}
         uids, names = state.settle_picture(playing, declined)
         self._push_lobby(names)
         invites_by_uid = self._invites_by_uid()
@@ -99,10 +99,6 @@ class LobbyTopic:
                 self.push_invites(conn, invites_by_uid)
         self._invited &= state.conns.keys()
         return declined, uids
-
-    def _declines(self, node: str) -> list[str]:
-        doc = self.state.docs.get(presence_doc_id(node))
-        return list(root_map(doc, DECLINES).keys()) if doc is not None else []
 
     def _push_lobby(self, names: set[str]) -> None:
         """Tell every greeted player what changed in the part of the public list they are

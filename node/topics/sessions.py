@@ -17,7 +17,6 @@ from meridian.crdt_models.presence import (
     WATCHING,
     PresenceWriter,
     Session,
-    presence_doc_id,
 )
 from meridian.crdt_models.records import root_map
 from meridian.node import protocol as p
@@ -217,25 +216,16 @@ class SessionsTopic:
 
     # --- spent resume tokens and revoked sessions -----------------------------------------------
 
-    def _maps(self, name: str) -> list[tuple[str, dict[str, Any]]]:
-        """(node, that node's map `name`) for every node whose presence document is known."""
-        found = []
-        for node in self.state.presence:
-            doc = self.state.docs.get(presence_doc_id(node))
-            if doc is not None:
-                found.append((node, dict(root_map(doc, name))))
-        return found
-
     def _spent(self) -> dict[str, set[str]]:
         """resume token hash -> the sids of the sessions it was spent on"""
         spent: dict[str, set[str]] = {}
-        for _node, entries in self._maps(SPENT):
+        for _node, entries in self.state.presence_maps(SPENT):
             for token, sid in entries.items():
                 spent.setdefault(token, set()).add(str(sid))
         return spent
 
     def revoked(self) -> set[str]:
-        return {sid for _node, entries in self._maps(REVOKED) for sid in entries}
+        return {sid for _node, entries in self.state.presence_maps(REVOKED) for sid in entries}
 
     def _revoke(self, sid: str, why: str) -> None:
         state = self.state
@@ -249,7 +239,7 @@ class SessionsTopic:
         replayed: revoke its session."""
         nodes_by_token: dict[str, set[str]] = {}
         sid_of: dict[str, str] = {}
-        for node, entries in self._maps(SPENT):
+        for node, entries in self.state.presence_maps(SPENT):
             for token, sid in entries.items():
                 nodes_by_token.setdefault(token, set()).add(node)
                 sid_of[token] = str(sid)
