@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -155,40 +156,71 @@ def resolve(versions: list[AccountVersion]) -> AccountVersion:
     return max(candidates or versions, key=lambda v: (v.authoritative, v.stamp))
 
 
+def _version_of(_key: str, text: Any) -> AccountVersion:
+    return AccountVersion.from_text(text)
+
+
+def _claim_of(key: str, text: Any) -> NameClaim:
+    record = decode_record(text, ("uid", "name", "stamp", "region"))
+    lower = key.split("|", 1)[0]
+    return NameClaim(lower, record["name"], record["uid"], record["stamp"], record["region"])
+
+
 def newest_home_record(records: list[AccountVersion]) -> AccountVersion | None:
     """The ``auth`` record that sets the account's password and home (the newest one)."""
     return max(records, key=lambda v: v.stamp, default=None)
 
 
-class AccountsIndex:
-    """A read-only snapshot of the accounts document, indexed for lookups."""
+# (root map, key, record text) -> the record parsed from it (an AccountVersion or a NameClaim)
+ParsedRecords = dict[tuple[str, str, str], Any]
 
-    def __init__(self, doc: Doc[Any]) -> None:
+
+class AccountsIndex:
+    """A read-only snapshot of the accounts document, indexed for lookups.
+
+    `known`: the records an earlier index of the same document parsed (its `parsed`). A record
+    whose text is unchanged is taken from there instead of parsed again: every change of the
+    document (each registration, in every region) builds a new index, and parsing every record
+    again made that cost O(accounts) record parses per change, on every node."""
+
+    def __init__(self, doc: Doc[Any], known: ParsedRecords | None = None) -> None:
         self.versions: dict[str, list[AccountVersion]] = {}
         self.home_records: dict[str, list[AccountVersion]] = {}
         self.claims: dict[str, list[NameClaim]] = {}
         self.bad_records: list[str] = []
+        self.parsed: ParsedRecords = {}
         for root, index in ((USERS, self.versions), (AUTH, self.home_records)):
             for key, text in map_items(doc, root):
-                try:
-                    version = AccountVersion.from_text(text)
-                except RecordError as exc:
-                    self.bad_records.append(f"{root}/{key}: {exc}")
-                    continue
-                index.setdefault(version.uid, []).append(version)
+                version = self._parse(root, key, text, known, _version_of)
+                if version is not None:
+                    index.setdefault(version.uid, []).append(version)
         for key, text in map_items(doc, NAMES):
-            try:
-                record = decode_record(text, ("uid", "name", "stamp", "region"))
-            except RecordError as exc:
-                self.bad_records.append(f"names/{key}: {exc}")
-                continue
-            lower = key.split("|", 1)[0]
-            claim = NameClaim(
-                lower, record["name"], record["uid"], record["stamp"], record["region"]
-            )
-            self.claims.setdefault(lower, []).append(claim)
+            claim = self._parse(NAMES, key, text, known, _claim_of)
+            if claim is not None:
+                self.claims.setdefault(claim.lower, []).append(claim)
         for claims in self.claims.values():
             claims.sort(key=lambda c: (c.stamp, c.uid))
+
+    def _parse(
+        self,
+        root: str,
+        key: str,
+        text: Any,
+        known: ParsedRecords | None,
+        parse: Callable[[str, Any], Any],
+    ) -> Any:
+        """The record at `key` of map `root` (None: malformed, noted in `bad_records`)."""
+        cache_key = (root, key, text) if isinstance(text, str) else None
+        record = known.get(cache_key) if known is not None and cache_key is not None else None
+        if record is None:
+            try:
+                record = parse(key, text)
+            except RecordError as exc:
+                self.bad_records.append(f"{root}/{key}: {exc}")
+                return None
+        if cache_key is not None:
+            self.parsed[cache_key] = record
+        return record
 
     def version(self, uid: str) -> AccountVersion | None:
         """The resolved version, with the password and home of the newest home record."""

@@ -25,7 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pycrdt import Doc
 
-from meridian.crdt_models.accounts import ACCOUNTS_DOC, Account, AccountsIndex
+from meridian.crdt_models.accounts import ACCOUNTS_DOC, Account, AccountsIndex, ParsedRecords
 from meridian.crdt_models.game import GAME_PREFIX, SUPERSEDED
 from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.crdt_models.presence import PRESENCE_PREFIX, Session
@@ -111,6 +111,7 @@ class GameService(MessageHandlers, MetaServiceAccess):
         picture_interval_s: float = 0.0,
         limits: ServiceLimits | None = None,
     ) -> None:
+        self._parsed_accounts: ParsedRecords = {}  # the last accounts index's (`index_accounts`)
         self.state = state = ServiceState(
             node_id=node_id,
             region=region,
@@ -173,8 +174,11 @@ class GameService(MessageHandlers, MetaServiceAccess):
         return self.state.accounts
 
     def index_accounts(self, doc: Doc[Any]) -> AccountsIndex:
-        """How this node reads the accounts document (the simulator's tests break it here)."""
-        return AccountsIndex(doc)
+        """How this node reads the accounts document (the simulator's tests break it here);
+        records unchanged since the last index are not parsed again."""
+        index = AccountsIndex(doc, self._parsed_accounts)
+        self._parsed_accounts = index.parsed
+        return index
 
     # --- documents -------------------------------------------------------------------------------
 
