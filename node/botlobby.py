@@ -119,6 +119,7 @@ class Lobby:
         self.accept_at.pop(iid, None)
         if not reply.get("ok"):
             self.refused.add(iid)
+            self.bot.note("accept_refused", invite=iid, error=error_code(reply))
         elif person and self.bot.settings.greeting:
             self.bot.request("chat", ignore, text=self.bot.settings.greeting, game=reply["game"])
 

@@ -147,7 +147,12 @@ async def test_bots_reserved_for_people_are_left_alone_and_accept_a_person_with_
         await _invite_once_online(person, "wait1")
         sent = asyncio.get_running_loop().time()
         pending = await _outgoing_invitation(person, "wait1")
-        push = await person.wait_push("game", timeout=5)
+        try:
+            push = await person.wait_push("game", timeout=5)
+        except TimeoutError:
+            shown = {k: person.latest.get(k) for k in ("invites", "lobby", "lobby_update")}
+            raise AssertionError(f"wait1 did not accept in 5 s; the person was shown {shown}; "
+                                 f"the bots: {await _report_soon(bots)}") from None  # fmt: skip
         waited = asyncio.get_running_loop().time() - sent
         assert push["players"] == ["newcomer", "wait1"]
         assert pending < ACCEPT_PAUSE_S <= waited + 0.1 < ACCEPT_PAUSE_S + 2.0, (pending, waited)
@@ -162,6 +167,14 @@ async def test_bots_reserved_for_people_are_left_alone_and_accept_a_person_with_
     assert by_name["wait1"].for_people and by_name["wait1"].partner is None
     assert [g.opponent for g in by_name["wait2"].games] == ["wait3"]
     assert "wait1 (people)" in summary.report()
+
+
+async def _report_soon(bots: asyncio.Task[BotSummary]) -> str:
+    """The bots' report once their run ends (a failing test's diagnosis), or why there is none."""
+    try:
+        return (await asyncio.wait_for(bots, 20)).report()
+    except TimeoutError:
+        return "still running 20 s later"
 
 
 class LobbyView:
