@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
 from pycrdt import Doc, Map
 
 from meridian.crdt_models.hlc import Stamp
@@ -41,6 +42,13 @@ class RecordSigner(Protocol):
 _signers: weakref.WeakKeyDictionary[Doc[Any], RecordSigner] = weakref.WeakKeyDictionary()
 
 
+# Records are read on every change a node receives, several times by the peer checks: msgspec
+# reads them about four times faster than the standard library, and is stricter where it
+# differs (it refuses NaN, Infinity, numbers out of a double's range and lone surrogates, which
+# no honest writer produces: records are written by `encode_record` from validated values).
+_read_json = msgspec.json.Decoder().decode
+
+
 class RecordError(ValueError):
     """A stored record that does not parse or lacks a field; such a record is ignored."""
 
@@ -55,9 +63,9 @@ def decode_record(text: Any, required: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(text, str):
         raise RecordError(f"record is {type(text).__name__}, not JSON text")
     try:
-        record = json.loads(text, parse_constant=_not_json)
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"record is not JSON: {exc.msg}") from None
+        record = _read_json(text)
+    except msgspec.DecodeError as exc:  # also NaN, Infinity, 1e400 and lone surrogates
+        raise RecordError(f"record is not JSON: {exc}") from None
     except RecursionError:  # a peer's record nested thousands deep (the caps allow 256 KiB)
         raise RecordError("record is nested too deeply") from None
     if not isinstance(record, dict):
@@ -66,11 +74,6 @@ def decode_record(text: Any, required: tuple[str, ...]) -> dict[str, Any]:
     if missing:
         raise RecordError(f"record lacks {', '.join(missing)}")
     return record
-
-
-def _not_json(constant: str) -> Any:
-    """Python's json reads NaN and Infinity, which no record holds (int() of them raises)."""
-    raise RecordError(f"record holds {constant}, which is not JSON")
 
 
 def root_map(doc: Doc[Any], name: str) -> Map[Any]:
