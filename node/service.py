@@ -367,7 +367,7 @@ class GameService(MessageHandlers, MetaServiceAccess):
                 self.merges.count(
                     "double_login", f"{old.name}: session on {old.node} replaced by {new.node}"
                 )
-        self.sessions.record_tables(uids)
+        self.lobby.record_tables(uids)
         self.lobby.clean_own_invites(declined)
         self.lobby.announce_opponents()
 

@@ -294,8 +294,15 @@ class ServiceState:
             raise Refused(ErrorCode.UNAUTHENTICATED, "session expired")
         return session
 
-    def put_session(self, session: Session) -> int:
-        return self.write(self.presence_doc, lambda doc: PresenceWriter(doc).put_session(session))
+    def put_session(self, *sessions: Session) -> int:
+        """Write `sessions` into this node's presence, in one transaction."""
+
+        def change(doc: Doc[Any]) -> None:
+            writer = PresenceWriter(doc)
+            for session in sessions:
+                writer.put_session(session)
+
+        return self.write(self.presence_doc, change)
 
     def remove_own_sessions(self, *sids: str) -> None:
         self.write(self.presence_doc, lambda doc: PresenceWriter(doc).remove_sessions(*sids))

@@ -144,6 +144,36 @@ def test_a_resume_token_works_once_and_a_replay_closes_its_session() -> None:
     assert harness.service.all_sessions() == []
 
 
+def test_a_resume_whose_answer_died_with_the_process_is_taken_again_once() -> None:
+    """The node spent alice's token (durably) and died before its answer with the new one
+    reached her. After the restart her old token still works, once; the token of the lost
+    answer is spent in its turn, so if it turns up too (a thief had the other) the session is
+    revoked as for any replay."""
+    eu = ServiceHarness()
+    eu.register("alice")
+    first = eu.open()
+    old = eu.request(first, "hello", token=eu.login("alice"))["resume"]
+    lost = eu.request(eu.open(), "hello", resume=old)["resume"]  # the answer she never read
+    restarted = ServiceHarness(documents=eu.documents, seed=3)
+    again = restarted.request(restarted.open(), "hello", resume=old)
+    assert again["ok"], again
+    assert again["resume"] not in (old, lost)
+    replay = restarted.request(restarted.open(), "hello", resume=old)
+    assert replay["error"]["code"] == "unauthenticated"  # once only: now it is a replay
+
+
+def test_after_a_restart_the_lost_answers_token_and_the_old_one_together_revoke() -> None:
+    eu = ServiceHarness()
+    eu.register("alice")
+    old = eu.request(eu.open(), "hello", token=eu.login("alice"))["resume"]
+    lost = eu.request(eu.open(), "hello", resume=old)["resume"]
+    restarted = ServiceHarness(documents=eu.documents, seed=3)
+    assert restarted.request(restarted.open(), "hello", resume=old)["ok"]
+    late = restarted.request(restarted.open(), "hello", resume=lost)
+    assert late["error"]["code"] == "unauthenticated"
+    assert restarted.service.all_sessions() == [], "both tokens shown: the session is over"
+
+
 def test_one_resume_token_used_in_two_regions_at_once_revokes_the_session() -> None:
     eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
     eu.register("alice")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left, bisect_right
+from dataclasses import replace
 from typing import Any
 
 from meridian.crdt_models.kinds import DECLINES
-from meridian.crdt_models.presence import Invite, PresenceWriter
+from meridian.crdt_models.presence import IDLE, PLAYING, WATCHING, Invite, PresenceWriter
 from meridian.crdt_models.records import root_map
 from meridian.node import protocol as p
 from meridian.node.game_tracker import LIVE
@@ -247,6 +248,33 @@ class LobbyTopic:
             if uid in picture.playing:
                 return f"{name} is at a table"
         return "no longer valid"
+
+    def record_tables(self, uids: set[str]) -> None:
+        """Write into the sessions hosted here of the accounts `uids` the table their player
+        sits at, as the games held here tell it. Sessions reach every region, a game only its
+        replicas (partial replication), so a region without the game still shows its players
+        at a table (`presence_view.tables`). A report of a game not held here stays: this node
+        cannot tell when that game ends."""
+        state = self.state
+        playing = state.live_picture.playing
+        changed = []
+        for uid in sorted(uids):
+            for hosted in state.live_picture.hosted(uid, state.node_id):
+                session = state.own_session(hosted.sid)
+                if session is None or (uid not in playing and session.status != PLAYING):
+                    continue
+                if uid in playing:
+                    table = (PLAYING, *playing[uid])
+                elif session.game in state.games:  # over: back to what the connection does
+                    watching = [c.watching for c in state.conns_of_session(session.sid)]
+                    table = (WATCHING, max(watching), "") if any(watching) else (IDLE, "", "")
+                else:
+                    continue
+                if (session.status, session.game, session.opponent) != table:
+                    status, game, opponent = table
+                    changed.append(replace(session, status=status, game=game, opponent=opponent))
+        if changed:
+            state.put_session(*changed)
 
     # --- handlers ----------------------------------------------------------------------------
 

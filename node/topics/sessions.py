@@ -12,9 +12,7 @@ from meridian.crdt_models.accounts import Account
 from meridian.crdt_models.kinds import REVOKED, SPENT
 from meridian.crdt_models.presence import (
     IDLE,
-    PLAYING,
     PRESENCE_TTL_MS,
-    WATCHING,
     PresenceWriter,
     Session,
 )
@@ -58,6 +56,9 @@ class SessionsTopic:
         self.state = state
         self._next_heartbeat = 0.0
         self._restored: set[str] = set()  # sessions from before a restart; grace starts at tick
+        # Sessions from before a restart not resumed since: the answer that gave their newest
+        # resume token may have died with the process (`_retried_after_restart`).
+        self._unanswered: set[str] = set()
         self._unwritten: dict[str, Session] = {}  # token hash -> a login's session not written
         self._unwritten_due: float | None = None  # when they are written at the latest
 
@@ -95,18 +96,8 @@ class SessionsTopic:
         if self._unwritten_due is None or now < self._unwritten_due:
             return
         sessions, self._unwritten, self._unwritten_due = list(self._unwritten.values()), {}, None
-        self._put_sessions(sessions)
-
-    def _put_sessions(self, sessions: list[Session]) -> None:
-        """Write `sessions` into this node's presence in one transaction."""
-
-        def change(doc: Doc[Any]) -> None:
-            writer = PresenceWriter(doc)
-            for session in sessions:
-                writer.put_session(session)
-
         if sessions:
-            self.state.write(self.state.presence_doc, change)
+            self.state.put_session(*sessions)
 
     @property
     def logins_due(self) -> float | None:
@@ -207,11 +198,34 @@ class SessionsTopic:
         if session is None:
             spent_by = self._spent().get(wanted)
             if spent_by:
+                retried = self._retried_after_restart(wanted)
+                if retried is not None:
+                    return retried
                 self._revoke(next(iter(spent_by)), "a used resume token was presented again")
             return None
+        self._unanswered.discard(session.sid)
         state.write(
             state.presence_doc, lambda doc: root_map(doc, SPENT).__setitem__(wanted, session.sid)
         )
+        return session
+
+    def _retried_after_restart(self, wanted: str) -> Session | None:
+        """The session this node spent the resume token `wanted` on before it restarted, if
+        not resumed since: the answer carrying its new token is sent once the change is durable,
+        and the process may have died between the two, leaving the client only the old token.
+        It is taken once; the token that replaced it is spent in its turn, so whichever of the
+        two comes second (a thief's or the client's) still revokes the session."""
+        state = self.state
+        sid = dict(state.presence_maps(SPENT)).get(state.node_id, {}).get(wanted)
+        session = self._usable(state.own_session(sid)) if sid in self._unanswered else None
+        if session is None:
+            return None
+        self._unanswered.discard(session.sid)
+        replaced = session.resume_hash
+        state.write(
+            state.presence_doc, lambda doc: root_map(doc, SPENT).__setitem__(replaced, session.sid)
+        )
+        log.warning("session %s resumed with the token its lost answer replaced", session.sid)
         return session
 
     # --- spent resume tokens and revoked sessions -----------------------------------------------
@@ -300,6 +314,7 @@ class SessionsTopic:
         state = self.state
         for session in state.own_presence().sessions:
             self._restored.add(session.sid)
+            self._unanswered.add(session.sid)
             if session.connected:
                 state.put_session(replace(session, connected=False))
 
@@ -356,32 +371,6 @@ class SessionsTopic:
                 state.forget_conn(conn.conn_id)
             state.remove_own_sessions(old.sid)
         return replaced
-
-    def record_tables(self, uids: set[str]) -> None:
-        """Write into the sessions hosted here of the accounts `uids` the table their player
-        sits at, as the games held here tell it. Sessions reach every region, a game only its
-        replicas (partial replication), so a region without the game still shows its players
-        at a table (`presence_view.tables`). A report of a game not held here stays: this node
-        cannot tell when that game ends."""
-        state = self.state
-        playing = state.live_picture.playing
-        changed = []
-        for uid in sorted(uids):
-            for hosted in state.live_picture.hosted(uid, state.node_id):
-                session = state.own_session(hosted.sid)
-                if session is None or (uid not in playing and session.status != PLAYING):
-                    continue
-                if uid in playing:
-                    table = (PLAYING, *playing[uid])
-                elif session.game in state.games:  # over: back to what the connection does
-                    watching = [c.watching for c in state.conns_of_session(session.sid)]
-                    table = (WATCHING, max(watching), "") if any(watching) else (IDLE, "", "")
-                else:
-                    continue
-                if (session.status, session.game, session.opponent) != table:
-                    status, game, opponent = table
-                    changed.append(replace(session, status=status, game=game, opponent=opponent))
-        self._put_sessions(changed)
 
     def shutdown(self) -> None:
         for conn_id in list(self.state.conns):
