@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 EXIT_OK = 0
@@ -38,20 +38,20 @@ documents that the nodes gossip to each other.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``meridian`` parser. Given the `command` about to run (a name of COMMANDS), only that
+    command's parser is built: each imports its own modules, and ``meridian node`` (started for
+    every node of a cluster) then imports neither the simulator nor the bots nor the demo,
+    a third of its start-up. Any other `command` (none, ``--help``, a typo) gets them all."""
     parser = argparse.ArgumentParser(
         prog="meridian",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_node(commands)
-    _add_demo(commands)
-    _add_doc(commands)
-    _add_admin(commands)
-    _add_bot(commands)
-    _add_sim(commands)
-    _add_games(commands)
+    for name, add in COMMANDS.items():
+        if command not in COMMANDS or name == command:
+            add(commands)
     return parser
 
 
@@ -124,6 +124,18 @@ def _add_games(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from meridian.games.battleline.cli import add_battleline_parser
 
     add_battleline_parser(commands)
+
+
+# Each command's parser by the name it has on the command line, in the order --help lists them.
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = {
+    "node": _add_node,
+    "demo": _add_demo,
+    "doc": _add_doc,
+    "admin": _add_admin,
+    "bot": _add_bot,
+    "sim": _add_sim,
+    "battleline": _add_games,
+}
 
 
 def run_node_command(args: argparse.Namespace) -> int:
@@ -220,7 +232,8 @@ def configure_logging(level: str, node_id: str, log_format: str = "text") -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)

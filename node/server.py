@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pycrdt import Doc
@@ -38,11 +38,13 @@ from meridian.node.rebalancer import Rebalancer
 from meridian.node.service import GameService
 from meridian.node.service_host import ServiceHost, build_service
 from meridian.node.web import add_web_routes
-from meridian.sync.discovery import DiscoveredPeer, ZeroconfDiscovery
 from meridian.sync.engine import PROTOCOL_VERSION, DocChanged, SyncEngine
 from meridian.sync.replicator import Replicator, load_stored
 from meridian.sync.store import DocumentStore, GroupCommitStore, StoreError
 from meridian.sync.transport import PeerAcceptor, PeerDialer
+
+if TYPE_CHECKING:  # zeroconf is imported only by a node that uses it (cluster.zeroconf)
+    from meridian.sync.discovery import DiscoveredPeer, ZeroconfDiscovery
 
 log = logging.getLogger("meridian.node")
 
@@ -281,6 +283,8 @@ class Node:
             self.dialer.add(url)
 
     async def _start_discovery(self) -> None:
+        from meridian.sync.discovery import ZeroconfDiscovery
+
         self.discovery = ZeroconfDiscovery(
             node_id=self.config.node_id,
             region=self.config.region,

@@ -70,7 +70,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """On pytest-xdist workers (`make test`), the files that start processes or a browser go
     first: they take most of the time, and started last they would leave one worker busy alone
     at the end while the other has run out of quick in-memory files. Every worker sorts alike
-    (a stable sort), so their collections stay equal; a serial run keeps the file order."""
+    (a stable sort), so their collections stay equal; a serial run keeps the file order.
+    pytest-xdist hands out the files in this order only with --no-loadscope-reorder (in
+    pyproject.toml's addopts): by default it reorders them by their number of tests, which put
+    files of one long test (tests/test_sim_cluster.py) last."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return
     slow_files = {item.path for item in items if item.get_closest_marker("integration")}
