@@ -253,7 +253,28 @@ def kill_node(node: LocalNode) -> None:
 # port the kernel hands out for bind(0) comes from that range, and between the probe and the
 # node's own bind an outgoing connection of any process may be given it (the node then exits
 # with "address already in use", seen with two test workers starting clusters at once).
-LOCAL_PORTS = range(20_000, 32_000)
+# Several local clusters started side by side by different processes (parallel test workers)
+# can narrow the range each draws from with MERIDIAN_LOCAL_PORTS=FIRST-LAST: a port free when
+# drawn may belong to another cluster's node that is down for a restart, which then cannot bind
+# it again, or whose peers keep dialling it.
+PORTS_ENV = "MERIDIAN_LOCAL_PORTS"
+
+
+def _local_ports(spec: str | None) -> range:
+    """LOCAL_PORTS from the environment's FIRST-LAST, else 20,000-31,999."""
+    if not spec:
+        return range(20_000, 32_000)
+    first, _, last = spec.partition("-")
+    try:
+        ports = range(int(first), int(last) + 1)
+    except ValueError:
+        raise SystemExit(f"{PORTS_ENV}={spec!r}: expected FIRST-LAST, e.g. 20000-25999") from None
+    if not ports or ports.start < 1024 or ports.stop > 65536:
+        raise SystemExit(f"{PORTS_ENV}={spec!r}: a non-empty range within 1024-65535")
+    return ports
+
+
+LOCAL_PORTS = _local_ports(os.environ.get(PORTS_ENV))
 
 
 def free_ports(count: int) -> list[int]:

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import pytest
 
+from meridian.node import localcluster
 from meridian.node.client import RequestError
 from meridian.node.config import load_config
 from meridian.node.localcluster import (
@@ -43,6 +44,23 @@ def _session_seed() -> int:
 
 
 SIM_RANDOM_SEED = _session_seed()
+
+
+def _ports_of_this_worker() -> None:
+    """Each pytest-xdist worker draws its clusters' ports from a slice of its own, and so do
+    the commands it starts (MERIDIAN_LOCAL_PORTS): a port another worker's node had before a
+    restart looks free, and whichever node binds it second fails to start."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return
+    size = len(localcluster.LOCAL_PORTS) // count
+    first = localcluster.LOCAL_PORTS.start + int(worker[2:]) * size
+    os.environ[localcluster.PORTS_ENV] = f"{first}-{first + size - 1}"
+    localcluster.LOCAL_PORTS = range(first, first + size)
+
+
+_ports_of_this_worker()
 
 
 def _stoppable_children() -> None:
