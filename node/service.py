@@ -367,7 +367,8 @@ class GameService(MessageHandlers, MetaServiceAccess):
                 self.merges.count(
                     "double_login", f"{old.name}: session on {old.node} replaced by {new.node}"
                 )
-        self.lobby.record_tables(uids)
+        if self.games_topic.placement.hooks is not None:  # partial replication only
+            self.lobby.record_tables(uids)
         self.lobby.clean_own_invites(declined)
         self.lobby.announce_opponents()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from meridian.crdt_models.game import GAME_PREFIX
+from meridian.node.placement_hooks import PlacementHooks
 from meridian.node.presence_view import PICTURE_S_PER_CONN, PICTURE_SCALE_FROM, picture_interval
 from meridian.node.topics import lobby
 from meridian.node.topics.sessions import HEARTBEAT_S
@@ -141,6 +142,10 @@ def test_a_node_without_the_game_shows_its_players_at_a_table_until_it_ends() ->
     sessions, which every node holds, say where they sit, so us lists them as playing and
     refuses an invitation to them; once the game ends, both are free again."""
     eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    for node in (eu, us):  # partial replication: the game is placed on eu alone
+        node.service.games_topic.placement.hooks = PlacementHooks(
+            lambda homes, nodes: ["eu"], lambda doc_id: None, lambda doc_id: None
+        )
     alice, bob = eu.online("alice"), eu.online("bob")
     gid = eu.start_game(alice, bob, "bob")
     replicate(eu, us, but=GAME_PREFIX)
