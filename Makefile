@@ -16,10 +16,12 @@ setup: $(BIN)/meridian
 demo: setup
 	$(BIN)/meridian demo
 
-# Two pytest-xdist workers; --dist loadfile keeps each file on one worker, so a module's shared
-# cluster (tests/conftest.py) or installed wheel is built once. Serial: `.venv/bin/python -m pytest`.
+# Three pytest-xdist workers on two cores: a third fills the time the others wait on processes
+# and browsers (docs/performance.md has the measurements for 2, 3 and 4). --dist loadfile keeps
+# each file on one worker, so a module's shared cluster (tests/conftest.py) or installed wheel is
+# built once. Serial: `.venv/bin/python -m pytest`.
 test: setup lint jscheck
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 # The tests that start no process and no browser (markers: pyproject.toml), for a quick loop.
 test-fast: setup
