@@ -1,5 +1,10 @@
 # Two entry points for a fresh machine (see README): `make demo` and `make test`.
 PYTHON ?= python3
+# Python keeps what it compiles in __pycache__ (ignored by git) for every process these targets
+# start. Where the environment sets PYTHONDONTWRITEBYTECODE (as this machine's does), nothing is
+# kept: each node process compiled about 80 of our modules again at start (0.13 s of its 0.52 s
+# of CPU), and each pytest worker its test modules.
+unexport PYTHONDONTWRITEBYTECODE
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -10,29 +15,21 @@ $(BIN)/meridian: pyproject.toml
 	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/meridian
 
-.PHONY: setup bytecode demo test test-fast lint jscheck bench
+.PHONY: setup demo test test-fast lint jscheck bench
 setup: $(BIN)/meridian
 
-# Compiled modules for every process the tests and the demo start. Where the environment sets
-# PYTHONDONTWRITEBYTECODE (as this machine's does), Python never caches what it compiles, so
-# each node process compiled about 80 of our modules again at start (0.13 s of its 0.52 s);
-# compileall writes the caches anyway, and Python still reads them and checks them against the
-# sources. Only changed files are compiled again (about 0.4 s when nothing changed).
-bytecode: setup
-	$(BIN)/python -m compileall -q -j 0 crdt_models games node sim sync meridian tests bench >/dev/null
-
-demo: setup bytecode
+demo: setup
 	$(BIN)/meridian demo
 
 # Three pytest-xdist workers on two cores: a third fills the time the others wait on processes
 # and browsers (docs/performance.md has the measurements for 2, 3 and 4). --dist loadfile keeps
 # each file on one worker, so a module's shared cluster (tests/conftest.py) or installed wheel is
 # built once. Serial: `.venv/bin/python -m pytest`.
-test: setup bytecode lint jscheck
+test: setup lint jscheck
 	$(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 # The tests that start no process and no browser (markers: pyproject.toml), for a quick loop.
-test-fast: setup bytecode
+test-fast: setup
 	$(BIN)/python -m pytest -q -m "not integration"
 
 lint: setup
