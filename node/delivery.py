@@ -122,6 +122,9 @@ class Delivery:
             # (An open queue is already listed: new, or filed under what its head waits for.)
             queue.items.append(item)
 
+    def holds_any(self) -> bool:
+        return bool(self._queues)
+
     def waiting(self) -> int:
         return sum(len(queue.items) for queue in self._queues.values())
 

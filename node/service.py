@@ -55,8 +55,6 @@ from meridian.node.topics.limits import LimitsTopic
 from meridian.node.topics.lobby import LobbyTopic
 from meridian.node.topics.sessions import SessionsTopic
 
-ServiceError = Refused  # the name the adapters used before the schema existed
-
 __all__ = [
     "Conn",
     "Documents",
@@ -64,7 +62,6 @@ __all__ = [
     "HandedOver",
     "Merges",
     "PlayerHere",
-    "ServiceError",
     "token_hash",
 ]
 
@@ -278,6 +275,10 @@ class GameService(MessageHandlers, MetaServiceAccess):
             self.delivery.put(state.out)
             state.out = []
         return self.delivery.release(now, self.progress)
+
+    def holds_output(self) -> bool:
+        """Whether anything said is not sent yet (engine progress can open a gate only then)."""
+        return bool(self.state.out) or self.delivery.holds_any()
 
     # --- reacting to document changes -------------------------------------------------------------
 

@@ -115,9 +115,9 @@ class ServiceHost:
 
     def progressed(self) -> None:
         """The engine made progress (a commit, a peer's ack): the push gate may have opened."""
-        if not self.running:
+        if not self.running or self._in_service:  # (process_now delivers once the call is done)
             return
-        if not self._in_service:  # else process_now delivers once the call is done
+        if self.service.holds_output():  # else the gate has nothing to open, no deadline moves
             self.deliver_output()
 
     def process_now(self) -> None:

@@ -34,7 +34,7 @@ from meridian.crdt_models.game import (
 )
 from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.crdt_models.presence import Session, newest_sessions
-from meridian.crdt_models.records import encode_record
+from meridian.crdt_models.records import encode_record, map_items
 from meridian.node import refusals
 from meridian.node.protocol import Refused
 
@@ -485,3 +485,22 @@ def test_the_stored_name_rule_and_the_register_rule_agree(name: str) -> None:
 def test_a_name_with_a_newline_is_refused_by_the_accounts_document(name: str) -> None:
     with pytest.raises(ValueError):
         check_name(name)
+
+
+def test_map_items_reads_what_pycrdts_public_reads_give() -> None:
+    """map_items reads through the integrated Yrs type (crdt_models.records): it must give
+    exactly what kv[key] gives, nested types and numbers included, in key order."""
+    doc: Doc[Any] = Doc()
+    kv = doc.get("kv", type=Map)
+    with doc.transaction():
+        kv["b"] = '{"x": 1}'
+        kv["a"] = 2
+        kv["c"] = Map({"nested": True})
+        kv["d"] = None
+    del kv["d"]
+    expected = [(key, kv[key]) for key in sorted(kv.keys())]
+    got = map_items(doc, "kv")
+    assert [key for key, _ in got] == ["a", "b", "c"]
+    assert got[:2] == expected[:2] and isinstance(got[1][1], str)
+    assert isinstance(got[2][1], Map) and got[2][1].to_py() == {"nested": True}
+    assert map_items(doc, "empty") == []
