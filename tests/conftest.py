@@ -84,18 +84,33 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     )
 
 
+# The files that take longest (seconds of CPU, all processes, measured serially on 2026-12-05;
+# docs/performance.md): started first, so that no worker is left running one of them alone at
+# the end (longest first is the classic rule for spreading jobs over workers).
+LONGEST_FILES = (
+    "test_sim_scenarios.py",  # 50 s
+    "test_web.py",  # 40 s
+    "test_bots.py",  # 26 s of wall for 10 s of CPU: it waits on bots
+    "test_web_newcomer.py",  # 20 s
+    "test_mixed_versions.py",  # 19 s of wall
+    "test_shown_plies.py",  # 18 s
+    "test_wheel.py",  # 16 s
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On pytest-xdist workers (`make test`), the files that start processes or a browser go
-    first: they take most of the time, and started last they would leave one worker busy alone
-    at the end while the other has run out of quick in-memory files. Every worker sorts alike
-    (a stable sort), so their collections stay equal; a serial run keeps the file order.
+    """On pytest-xdist workers (`make test`), the longest files go first, then the other files
+    that start processes or a browser: started last, they would leave one worker busy alone at
+    the end while the others have run out of quick in-memory files. Every worker sorts alike (a
+    stable sort), so their collections stay equal; a serial run keeps the file order.
     pytest-xdist hands out the files in this order only with --no-loadscope-reorder (in
     pyproject.toml's addopts): by default it reorders them by their number of tests, which put
     files of one long test (tests/test_sim_cluster.py) last."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return
     slow_files = {item.path for item in items if item.get_closest_marker("integration")}
-    items.sort(key=lambda item: item.path not in slow_files)
+    rank = {name: place for place, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), item.path not in slow_files))
 
 
 class Cluster:
