@@ -539,13 +539,21 @@ class InsiderLink:
 
     async def send(self, http: aiohttp.ClientSession, frame: bytes) -> bool:
         """Send `frame`, then a PING; True if the node answered the PING on the same link (it
-        took the frame), False if it closed the link first (it refused the frame)."""
-        ws = self.ws
-        while ws is None or ws.closed or self._gone():
-            ws = await self._dial(http)
+        took the frame), False if it closed the link first (it refused the frame). A link found
+        gone before the frame left (the node closed it over an earlier frame) is dialled again:
+        thrown into a dead socket, the frame would reach nothing."""
+        while True:
+            ws = self.ws
+            while ws is None or ws.closed or self._gone():
+                ws = await self._dial(http)
+            try:
+                await ws.send_bytes(frame)
+                break
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                assert self.reader is not None
+                await self.reader  # it ends with the socket; the loop then dials again
         self.token += 1
         try:
-            await ws.send_bytes(frame)
             await ws.send_bytes(codec.encode(codec.Ping(self.token)))
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             return False
