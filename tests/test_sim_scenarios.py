@@ -21,7 +21,11 @@ from meridian.sim.world import RunResult, Simulation
 from tests.conftest import SIM_RANDOM_SEED
 
 SCENARIOS = sorted(path.stem for path in SCENARIO_DIR.glob("*.toml"))
-FIXED_SEEDS = (1, 2)
+# One fixed seed per scenario beside the run's random seed: CI keeps a known-good run of each
+# scenario, and the random seed explores a new one every run. (Seeds 1 and 2 both ran until
+# 2026-12-05: the second cost 17 s of the suite's CPU and found nothing the soak's 200 seeds
+# and the mutation suite's 30 do not cover; docs/performance.md.)
+FIXED_SEEDS = (1,)
 SLOW_SOAK = pytest.mark.skipif(
     os.environ.get("MERIDIAN_SLOW") != "1",
     reason="200-seed soak takes about a minute on 2 cores; set MERIDIAN_SLOW=1 to run it",
