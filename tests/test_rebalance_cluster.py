@@ -93,7 +93,8 @@ class Watched:
             return
         self.notices.append(push)
         self.told_at.append(time.monotonic())
-        shown = self.client.games.get(self.gid) if self.gid else None
+        # (Its one game, by the pushes: a notice may arrive before start_game returned the gid.)
+        shown = next(iter(self.client.games.values()), None)
         self.told_in_game.append(shown is not None and shown["status"] == "live")
         if shown is not None and shown["status"] == "live" and shown["to_move"] == shown["you"]:
             self.mid_turn.append(f"told to move at ply {shown['ply']}, on its turn")
