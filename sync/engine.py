@@ -1160,6 +1160,16 @@ class SyncEngine:
         self._events.append(LinkClosed(link.link_id, link.peer_id, reason, refused))
         if was_up:
             self._announce_links(now)
+            self._offer_what_the_peer_sent(now)
+
+    def _offer_what_the_peer_sent(self, now: float) -> None:
+        """A peer's link went down: its last changes may have reached this node and not the
+        others (its changes are not relayed to nodes it said it reached, and it may have died
+        before it sent them there). Offer every linked peer our digests, so each pulls what it
+        lacks now rather than at the next anti-entropy round (a failover: players resuming on
+        another region must find there the moves the lost node replicated to this one)."""
+        for other in self._up_links():
+            self._send_digests(other, now)
 
     def _held_prefix(self, peer: PeerState, link: Link | None, doc_id: str) -> int:
         """Largest n such that the peer holds every local change <= n of the document."""

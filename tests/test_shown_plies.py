@@ -111,12 +111,18 @@ async def keep_playing(player: Seat, urls: list[str], rng: random.Random) -> Non
             await asyncio.sleep(0.005)
 
 
+# Why each player's last resume failed (printed when the play times out).
+RESUME_ERRORS: dict[str, str] = {}
+
+
 async def _resume(client: PlayerClient, urls: list[str]) -> None:
     for url in urls:
         try:
             await client.connect(resume=True, base_url=url, heartbeat=None)
+            RESUME_ERRORS.pop(client.you.get("name", "?"), None)
             return
-        except (RequestError, aiohttp.ClientError, OSError):
+        except (RequestError, aiohttp.ClientError, OSError) as error:
+            RESUME_ERRORS[client.you.get("name", "?")] = f"{type(error).__name__}: {error}"[:200]
             continue
     await asyncio.sleep(0.1)
 
@@ -146,7 +152,26 @@ async def vanished_plies(seats: list[Seat], url: str) -> list[str]:
                     continue
                 if ply > len(moves) or not _same_move(moves[ply - 1], last):
                     problems.append(f"{gid} ply {ply} shown to {player.client.you['name']}")
+        if any(p.startswith(gid) for p in problems):
+            print(_story(gid, moves, [s for s in seats if s.gid == gid]))
     return problems
+
+
+def _story(gid: str, moves: list[dict[str, Any]], players: list[Seat]) -> str:
+    """What a failure needs to be explained: the finished game against what each player was
+    shown (ply, player, move), where they differ."""
+    lines = [f"game {gid}: {len(moves)} moves in the finished game"]
+    for player in players:
+        for push in player.shown:
+            ply, last = push["ply"], push["last_move"]
+            if ply == 0 or last is None:
+                continue
+            logged = moves[ply - 1] if ply <= len(moves) else None
+            if logged is None or not _same_move(logged, last):
+                name = player.client.you.get("name")
+                lines.append(f"  ply {ply} shown to {name}: {last} | finished game: {logged}")
+        lines.append(f"  {player.client.you.get('name')} rollbacks: {player.rollbacks}")
+    return "\n".join(lines[:60])
 
 
 def _same_move(logged: dict[str, Any], shown: dict[str, Any]) -> bool:
@@ -168,6 +193,7 @@ async def play_through_kills(
     seats: list[Seat],
 ) -> None:
     rng = random.Random(SIM_RANDOM_SEED)
+    RESUME_ERRORS.clear()
     await seated_players(cluster, http, seats)
     # With ack_regions = 0 a move durable only on eu must wait for eu to come back: players who
     # moved on to another region could fork the game there (a documented, notified merge).
@@ -178,7 +204,10 @@ async def play_through_kills(
         cluster.kill("eu")  # SIGKILL: whatever was not on disk is gone
         if restart:
             cluster.restart("eu")
-    await asyncio.wait_for(games, PLAY_TIMEOUT_S)
+    try:
+        await asyncio.wait_for(games, PLAY_TIMEOUT_S)
+    except TimeoutError:
+        raise AssertionError(f"play did not end; last resume errors: {RESUME_ERRORS}") from None
 
 
 async def stopped(cluster: ProxiedCluster, seats: list[Seat]) -> None:

@@ -87,6 +87,27 @@ def test_full_mesh_does_not_relay_duplicates() -> None:
     assert sent == {"a": 2, "b": 0, "c": 0}
 
 
+def test_a_node_that_dies_mid_send_leaves_its_change_with_every_survivor_at_once() -> None:
+    """a's change reaches b but not c, then a dies: b does not relay a's changes to c (a said
+    it reached c), so before anti-entropy only b's offer at the link loss brings it to c."""
+    cluster = MemoryCluster(["a", "b", "c"], settings=SyncSettings(anti_entropy_s=3600))
+    cluster.full_mesh()
+    cluster.advance(0.05)
+
+    def not_to_c(src: str, dst: str, frames: list[bytes]) -> list[bytes]:
+        return [] if (src, dst) == ("a", "c") else frames
+
+    cluster.tamper = not_to_c
+    cluster.put("a", "test:f", "move", 31)
+    cluster.advance(0.05)
+    assert cluster.values("b", "test:f") == {"move": 31} and cluster.values("c", "test:f") == {}
+    cluster.tamper = None
+    cluster.cut("a", "b")
+    cluster.cut("a", "c")
+    cluster.advance(0.05)  # an hour before the next anti-entropy round
+    assert cluster.values("c", "test:f") == {"move": 31}
+
+
 def test_a_process_of_the_same_region_gets_a_change_at_once_others_after_the_window() -> None:
     """Two processes of eu and one of us: eu-2's players see eu-1's moves without waiting out
     the coalescing window (coalesce_region_ms 0), us still gets merged updates (coalesce_ms)."""
