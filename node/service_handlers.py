@@ -50,7 +50,7 @@ class MessageHandlers:
         return _HANDLERS[type(message)](self, conn, message, now)
 
     def _hello(self, conn: Conn, message: p.Hello, now: float) -> Answer:
-        account, resume = self.sessions.hello(conn, message)
+        account, resume, written = self.sessions.hello(conn, message)
         if not self.limits.admit_session(conn):
             raise Refused(ErrorCode.RATE_LIMITED, "too many connections for your account")
         self.games_topic.placement.fetch_missing(message.seen or {})
@@ -68,7 +68,9 @@ class MessageHandlers:
             "must_rename": account.must_rename,
         }
         live = self.games_topic.live_games_of(account.uid)
-        return Answer({"you": you, "resume": resume, "games": live})
+        # Durable here, not replicated: a player logs in and plays in a region cut off.
+        body = {"you": you, "resume": resume, "games": live}
+        return Answer(body, self.state.presence_doc, written, replicated=False)
 
     def _invite(self, conn: Conn, message: p.Invite, now: float) -> Answer:
         oldest = self.progress.oldest_peer_protocol()

@@ -99,10 +99,12 @@ class Answer:
     body: dict[str, Any] = field(default_factory=dict)
     doc_id: str = ""
     event: int = 0  # this node's change to `doc_id` the reply acknowledges (0: none)
+    replicated: bool = True  # False: it waits for the change to be durable here only
 
     @property
     def gate(self) -> Gate | None:
-        return Gate(self.doc_id, self.event, self.event) if self.event else None
+        replicated = self.event if self.replicated else 0
+        return Gate(self.doc_id, self.event, replicated) if self.event else None
 
 
 def token_hash(token: str) -> str:

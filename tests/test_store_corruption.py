@@ -333,11 +333,13 @@ async def test_game_service_refuses_writes_to_quarantined_documents_by_name(
     service.receive("c1", json.dumps({"type": "hello", "id": "h", "token": token}), 7.0)
     replicator.quarantine(ACCOUNTS_DOC, "row 9 (snapshot): checksum mismatch")
     service.receive("c1", json.dumps({"type": "rename", "id": "r", "name": "alicia"}), 8.0)
-    replies = {
-        item.message.get("re"): item.message
-        for item in service.take_outgoing(8.0)
-        if isinstance(item, Send)
-    }
+    replies: dict[str, Any] = {}
+    for _ in range(500):  # the hello reply waits until its session write is durable
+        sent = service.take_outgoing(8.0)
+        replies |= {i.message.get("re"): i.message for i in sent if isinstance(i, Send)}
+        if "h" in replies and "r" in replies:
+            break
+        await asyncio.sleep(0.01)
     assert replies["h"]["ok"] is True
     assert replies["r"]["error"]["code"] == "unavailable"
     assert "accounts" in replies["r"]["error"]["message"]

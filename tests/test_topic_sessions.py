@@ -211,3 +211,19 @@ def test_a_login_where_the_clock_runs_behind_replaces_the_session_it_knew_of() -
         us.advance(1.0)
     assert second.closed is None, second.closed
     assert first.closed is not None and first.closed[0] == CloseCode.LOGGED_IN_ELSEWHERE
+
+
+def test_the_hello_reply_and_its_resume_token_wait_until_the_session_is_durable() -> None:
+    """A node that crashed after handing out a resume token it had not stored would refuse
+    that token after the restart, and the client would hold none that works."""
+    harness = ServiceHarness()
+    harness.register("alice")
+    token = harness.login("alice")
+    harness.progress.durable = harness.documents.event_no  # nothing written from now on is
+    conn = harness.open()
+    assert harness.send(conn, {"id": "h", "type": "hello", "token": token}) is None
+    assert conn.replies() == [], "the new resume token is not handed out yet"
+    harness.progress.durable = None
+    harness.deliver()
+    reply = conn.replies()[-1]
+    assert reply["re"] == "h" and reply["ok"] and reply["resume"]

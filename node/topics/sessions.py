@@ -132,9 +132,11 @@ class SessionsTopic:
         self.state.awaiting_hello[conn_id] = None
         return conn
 
-    def hello(self, conn: Conn, message: p.Hello) -> tuple[Account, str]:
+    def hello(self, conn: Conn, message: p.Hello) -> tuple[Account, str, int]:
         """Bind the connection to the session named by hello's token or resume token; returns
-        the account and a new resume token (the one used is spent)."""
+        the account, a new resume token (the one used is spent) and the write that records it
+        (the reply waits until that write is durable: a token the node may forget in a crash
+        would leave the client with none that works)."""
         state = self.state
         if conn.uid:
             raise Refused(ErrorCode.BAD_REQUEST, "hello was already sent")
@@ -166,10 +168,10 @@ class SessionsTopic:
             reason = "your session continued on another connection"
             state.out.append(Close(other.conn_id, CloseCode.MOVED, reason))
             state.forget_conn(other.conn_id)
-        state.put_session(moved)
+        written = state.put_session(moved)
         self._unwritten.pop(session.token_hash, None)  # written now, with the hello
         state.bind(conn, account.uid, moved.sid, account.name)
-        return account, resume
+        return account, resume, written
 
     def _session_for_hello(self, message: p.Hello) -> Session:
         if message.token:
