@@ -806,6 +806,9 @@ class FakePeer:
 
     def write(self, change: Callable[[Doc[Any]], None]) -> None:
         self.engine.write(ACCOUNTS_DOC, change, time.monotonic())
+        # Past the coalescing window: the UPDATE is queued on every link now, not at the next
+        # frame a node happens to send.
+        self.engine.tick(time.monotonic() + 1.0)
 
     async def close(self) -> None:
         for ws in self.sockets.values():
@@ -834,6 +837,11 @@ async def _attack(
     fake = FakePeer(identity, keyring)
     for index in (0, 1):
         await fake.connect(http, cluster.url(index))
+
+    async def both_linked() -> bool:  # the attack must reach both nodes, not only the first up
+        return fake.engine.up_peers() == ["eu-1", "us-1"]
+
+    await eventually(both_linked)
 
     async def victim_pulled() -> AccountVersion | None:
         doc = fake.engine.docs.get(ACCOUNTS_DOC)
@@ -880,7 +888,10 @@ async def test_the_insider_takeover_fails_against_real_nodes(cluster: Any) -> No
                 return len(fake.closed) >= 2
 
             try:
-                await eventually(both_refused)
+                try:
+                    await eventually(both_refused)
+                except AssertionError:
+                    raise AssertionError(f"{rule}: the links closed {fake.closed}") from None
                 assert all("refused update for accounts" in r for r in fake.closed), fake.closed
                 for index in (0, 1):
                     counter = f'meridian_sync_refused_total{{peer="ap-1",rule="{rule}"}}'
