@@ -799,7 +799,10 @@ class FakePeer:
             ws = self.sockets.get(link)
             for frame in self.engine.take_outgoing(link):
                 if ws is not None and not ws.closed:
-                    await ws.send_bytes(frame)
+                    try:
+                        await ws.send_bytes(frame)
+                    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                        break  # the node closed this link meanwhile: its reader sees the end
         for event in self.engine.take_events():
             if isinstance(event, LinkClosed):
                 self.closed.append(event.reason)
@@ -892,7 +895,12 @@ async def test_the_insider_takeover_fails_against_real_nodes(cluster: Any) -> No
                     await eventually(both_refused)
                 except AssertionError:
                     raise AssertionError(f"{rule}: the links closed {fake.closed}") from None
-                assert all("refused update for accounts" in r for r in fake.closed), fake.closed
+                # Each node refused by name (its counter, below). The ERROR frame naming it can
+                # be lost on the attacker's side: when one node's refusal makes the attacker's
+                # engine write to the other link (LINKS, digests) just as that node closes it,
+                # the attacker's client may close that socket before reading the ERROR.
+                refusals = [r for r in fake.closed if "refused update for accounts" in r]
+                assert refusals and set(fake.closed) - set(refusals) <= {"closed by the node"}
                 for index in (0, 1):
                     counter = f'meridian_sync_refused_total{{peer="ap-1",rule="{rule}"}}'
                     assert counter in _metrics(cluster.url(index))
