@@ -20,7 +20,9 @@ GC_THRESHOLDS = (50_000, 10, 10)
 
 
 def tune_gc() -> None:
-    """Call once the node has started: freeze what it holds, then raise the thresholds."""
+    """Call once the node has started: freeze what it holds, then raise the thresholds and
+    switch the collector on (``meridian node`` starts with it off)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    gc.enable()
