@@ -35,6 +35,7 @@ class Gate:
     doc_id: str
     durable_event: int  # this node's change number that must be committed to its store
     replicated_event: int = 0  # this node's own change that k other regions must hold (0: none)
+    caught_up: tuple[str, ...] = ()  # documents asked of the linked regions: answered first
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ class Progress(Protocol):
         """The lowest peer protocol version among the linked regions (None: none linked)."""
         ...
 
+    def asking(self, doc_id: str) -> bool:
+        """A linked region has not yet answered this node's ask for the document."""
+        ...
+
 
 class EngineProgress:
     """`Progress` read off a node's sync engine (the same for aiohttp and the simulator)."""
@@ -85,6 +90,9 @@ class EngineProgress:
 
     def oldest_peer_protocol(self) -> int | None:
         return self.engine.oldest_link_version()
+
+    def asking(self, doc_id: str) -> bool:
+        return self.engine.asking(doc_id)
 
 
 @dataclass
@@ -187,9 +195,8 @@ class Delivery:
         gate = item.gate
         if progress.durable_through() < gate.durable_event:
             return None
-        if not self.ack_regions or not gate.replicated_event or not gate.doc_id:
-            return item
-        if progress.regions_holding(gate.doc_id, gate.replicated_event) >= self.ack_regions:
+        caught_up = not any(progress.asking(doc_id) for doc_id in gate.caught_up)
+        if caught_up and self._held_enough(gate, progress):
             return item
         if queue.held_since is None:
             queue.held_since = now
@@ -198,7 +205,15 @@ class Delivery:
         if now < queue.held_since + self.replication_wait_s:
             return None
         self.released_late += 1
+        if self._held_enough(gate, progress):
+            return item  # a region that never answered: the reply goes as this node has it
         return _not_replicated(item, progress.regions_holding(gate.doc_id, gate.replicated_event))
+
+    def _held_enough(self, gate: Gate, progress: Progress) -> bool:
+        """Whether k other regions hold the gate's change (or it waits for none)."""
+        if not self.ack_regions or not gate.replicated_event or not gate.doc_id:
+            return True
+        return progress.regions_holding(gate.doc_id, gate.replicated_event) >= self.ack_regions
 
     def next_deadline(self) -> float | None:
         """When a replication wait runs out (the adapter must call `release` then)."""

@@ -69,6 +69,9 @@ class ReplicatorDocuments:
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
         return self.replicator.write(doc_id, change)
 
+    def ask_peers(self, doc_id: str) -> bool:
+        return self.replicator.ask_peers(doc_id)
+
 
 class LoopTimers:
     """``ServiceHost`` timers on the running asyncio loop."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from meridian.crdt_models.game import GAME_PREFIX, SAVE
+from meridian.crdt_models.game import GAME_PREFIX, SAVE, game_doc_id
 from meridian.node import protocol as p
 from meridian.node.delivery import Progress
 from meridian.node.protocol import ErrorCode, Refused
@@ -50,7 +50,7 @@ class MessageHandlers:
         return _HANDLERS[type(message)](self, conn, message, now)
 
     def _hello(self, conn: Conn, message: p.Hello, now: float) -> Answer:
-        account, resume, written = self.sessions.hello(conn, message)
+        account, resume, written, arrived = self.sessions.hello(conn, message)
         if not self.limits.admit_session(conn):
             raise Refused(ErrorCode.RATE_LIMITED, "too many connections for your account")
         self.games_topic.placement.fetch_missing(message.seen or {})
@@ -70,7 +70,17 @@ class MessageHandlers:
         live = self.games_topic.live_games_of(account.uid)
         # Durable here, not replicated: a player logs in and plays in a region cut off.
         body = {"you": you, "resume": resume, "games": live}
-        return Answer(body, self.state.presence_doc, written, replicated=False)
+        catch_up = self._catch_up(live) if arrived else ()
+        return Answer(body, self.state.presence_doc, written, replicated=False, caught_up=catch_up)
+
+    def _catch_up(self, games: list[str]) -> tuple[str, ...]:
+        """A player arriving from another node may have moved there just before it failed: the
+        linked regions are asked for the player's live games, and the reply (with the pushes
+        behind it) waits for their answers, so that the player is never shown a position
+        without a move a region already held, and never moves on it (docs/architecture.md,
+        *A failover waits for the catch-up*)."""
+        asked = (game_doc_id(gid) for gid in games)
+        return tuple(doc_id for doc_id in asked if self.state.docs.ask_peers(doc_id))
 
     def _invite(self, conn: Conn, message: p.Invite, now: float) -> Answer:
         oldest = self.progress.oldest_peer_protocol()

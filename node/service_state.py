@@ -49,16 +49,17 @@ RATE_BURST = 40.0
 
 
 class Documents(Protocol):
-    """Access to this node's replicas of the shared documents.
-
-    ``write`` raises ``DocumentQuarantined`` for a document held read-only after store damage.
-    """
+    """This node's replicas of the shared documents (``write`` raises ``DocumentQuarantined``
+    for a document held read-only after store damage)."""
 
     def get(self, doc_id: str) -> Doc[Any] | None: ...
 
     def ids(self) -> Iterable[str]: ...
 
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int: ...
+
+    def ask_peers(self, doc_id: str) -> bool:
+        """Ask the linked regions for what this node lacks of it; whether any was asked."""
 
 
 @dataclass(slots=True)
@@ -100,11 +101,13 @@ class Answer:
     doc_id: str = ""
     event: int = 0  # this node's change to `doc_id` the reply acknowledges (0: none)
     replicated: bool = True  # False: it waits for the change to be durable here only
+    caught_up: tuple[str, ...] = ()  # documents the linked regions must answer for first
 
     @property
     def gate(self) -> Gate | None:
         replicated = self.event if self.replicated else 0
-        return Gate(self.doc_id, self.event, replicated) if self.event else None
+        wanted = self.event or self.caught_up
+        return Gate(self.doc_id, self.event, replicated, self.caught_up) if wanted else None
 
 
 def token_hash(token: str) -> str:
@@ -215,10 +218,9 @@ class ServiceState:
     def settle_picture(
         self, playing: dict[str, tuple[str, str]], declined: set[str]
     ) -> tuple[set[str], set[str]]:
-        """Apply what changed in the presences and at the tables since the last call to the
-        picture (``presence_view.LivePicture``: O(changes), not O(players)) and make it the
-        current `picture`; returns (uids whose sessions or table changed, names whose public
-        entry changed or went)."""
+        """Apply what changed in presences and tables since the last call to the picture
+        (``presence_view.LivePicture``: O(changes), not O(players)) and make it current; returns
+        (uids whose sessions or table changed, names whose public entry changed or went)."""
         live_picture = self.live_picture
         readers = self._presence_readers
         for node, reader in readers.items():
@@ -236,8 +238,7 @@ class ServiceState:
 
     def presence_maps(self, name: str) -> list[tuple[str, dict[str, Any]]]:
         """(node, its presence's map `name`: declines, spent tokens or revocations) for every
-        presence read here; read again only once one of those maps changed (a presence change
-        asks for them, and they change far less often than sessions)."""
+        presence read here; read again only once one of those maps changed (rarely)."""
         version = tuple((n, r.also_version) for n, r in self._presence_readers.items())
         cached = self._presence_maps.get(name)
         if cached is None or cached[0] != version:
@@ -255,8 +256,8 @@ class ServiceState:
         return True
 
     def live_nodes_changed(self) -> bool:
-        """Whether the nodes whose presence counts (this one always does) changed since last
-        asked (a node's heartbeat went stale or came back)."""
+        """Whether the nodes whose presence counts (this one, those with a fresh heartbeat)
+        changed since last asked."""
         now_ms = self.wall_ms()
         live = frozenset(
             node for node, p in self.presence.items() if node == self.node_id or p.live(now_ms)

@@ -71,6 +71,10 @@ class EngineDocuments:
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
         return self.node.write(doc_id, change)
 
+    def ask_peers(self, doc_id: str) -> bool:
+        self.node.request_sync(doc_id)
+        return self.node.engine.asking(doc_id)
+
 
 class RecordingMerges(Merges):
     """Counts merges like production and reports each to ``record(kind, detail)``."""

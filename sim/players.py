@@ -508,6 +508,11 @@ class SimClient:
         if link is not self._link:
             return
         link.client_open = False
+        if self._switching:
+            # The old node closes this connection (4104) as soon as the session continues on the
+            # new one, which may be before the new node's hello reply (a failover's hello waits
+            # for the catch-up): the move's outcome decides (`_moved`), in node.client too.
+            return
         self._forget(f"closed with {code}")
         self.on_closed(code, reason)
 

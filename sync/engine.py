@@ -436,6 +436,11 @@ class SyncEngine:
         for link in self._up_links():
             self._ask(link, doc_id, now)
 
+    def asking(self, doc_id: str) -> bool:
+        """Whether a STEP1 for the document is unanswered on a link that is up (a link that
+        closes stops counting: its peer will not answer)."""
+        return any(link.step1_out.get(doc_id, 0) > 0 for link in self._up_links())
+
     def _ask(self, link: Link, doc_id: str, now: float) -> None:
         doc = self.docs.get(doc_id)
         state_vector = doc.get_state() if doc is not None else EMPTY_STATE_VECTOR

@@ -179,6 +179,12 @@ class Replicator:
         self.sockets.pop(link_id, None)
         self.pump()
 
+    def ask_peers(self, doc_id: str) -> bool:
+        """Ask every linked peer for what this node lacks of a document; whether any was."""
+        self.engine.request_sync(doc_id, self.clock())
+        self.pump()
+        return self.engine.asking(doc_id)
+
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
         """A local change; returns its change number (0 if it changed nothing).
 

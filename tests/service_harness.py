@@ -56,6 +56,8 @@ class MemoryDocuments:
         self.event_no = 0
         self.writes: list[str] = []  # doc ids, in write order
         self.listener: Callable[[str, int], None] = lambda doc_id, event_no: None
+        self.linked = False  # whether `ask_peers` has a linked region to ask
+        self.unanswered: set[str] = set()  # documents asked of the linked regions, unanswered
 
     def get(self, doc_id: str) -> Doc[Any] | None:
         return self.docs.get(doc_id)
@@ -71,6 +73,11 @@ class MemoryDocuments:
         self.writes.append(doc_id)
         self.listener(doc_id, self.event_no)
         return self.event_no
+
+    def ask_peers(self, doc_id: str) -> bool:
+        if self.linked:
+            self.unanswered.add(doc_id)
+        return self.linked
 
     def snapshot(self) -> dict[str, bytes]:
         return {doc_id: doc.get_update() for doc_id, doc in sorted(self.docs.items())}
@@ -93,6 +100,9 @@ class InstantProgress:
 
     def oldest_peer_protocol(self) -> int | None:
         return self.peer_protocol
+
+    def asking(self, doc_id: str) -> bool:
+        return doc_id in self.documents.unanswered
 
 
 def cheap_hash(password: str) -> str:

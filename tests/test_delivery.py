@@ -15,6 +15,7 @@ from meridian.node.delivery import Close, Delivery, Gate, Send
 class FakeProgress:
     durable: int = 0
     held: dict[tuple[str, int], int] = field(default_factory=dict)
+    unanswered: set[str] = field(default_factory=set)
 
     def durable_through(self) -> int:
         return self.durable
@@ -24,6 +25,9 @@ class FakeProgress:
 
     def oldest_peer_protocol(self) -> int | None:
         return None
+
+    def asking(self, doc_id: str) -> bool:
+        return doc_id in self.unanswered
 
 
 def reply(conn: str, event: int, doc: str = "game:g") -> Send:
@@ -97,6 +101,30 @@ def test_the_replication_wait_ends_at_its_deadline_despite_float_rounding() -> N
     assert delivery.release(6.043, progress) == []
     due = delivery.next_deadline()
     assert due is not None and len(delivery.release(due, progress)) == 1
+
+
+def test_a_reply_waiting_for_a_catch_up_leaves_once_every_asked_document_is_answered() -> None:
+    """A failover's hello (node.service_handlers._catch_up): durable here, replicated nowhere,
+    and held with the pushes behind it until the linked regions answered for its games."""
+    delivery, progress = Delivery(ack_regions=1), FakeProgress(durable=3)
+    hello = Send("arriving", {"re": "h", "ok": True}, Gate("presence:eu", 3, 0, ("game:a",)))
+    progress.unanswered = {"game:a"}
+    delivery.put([hello, push("arriving", 3)])
+    assert delivery.release(0.0, progress) == []
+    progress.unanswered = set()
+    released = delivery.release(0.1, progress)
+    assert [item.message.get("re") for item in released if isinstance(item, Send)] == ["h", None]
+
+
+def test_a_catch_up_nobody_answers_releases_the_reply_as_it_is_after_the_wait() -> None:
+    delivery, progress = Delivery(ack_regions=1, replication_wait_s=5.0), FakeProgress(durable=3)
+    progress.unanswered = {"game:a"}
+    delivery.put(
+        [Send("arriving", {"re": "h", "ok": True}, Gate("presence:eu", 3, 0, ("game:a",)))]
+    )
+    assert delivery.release(1.0, progress) == [] and delivery.next_deadline() == 6.0
+    (answer,) = delivery.release(6.0, progress)
+    assert isinstance(answer, Send) and answer.message == {"re": "h", "ok": True}
 
 
 def test_a_close_leaves_in_order_and_drops_what_follows_it() -> None:

@@ -108,6 +108,31 @@ def test_a_node_that_dies_mid_send_leaves_its_change_with_every_survivor_at_once
     assert cluster.values("c", "test:f") == {"move": 31}
 
 
+def test_a_node_asking_its_peers_for_a_document_knows_when_every_linked_one_answered() -> None:
+    """`asking` (what a failover's hello waits on, node.delivery) holds from the STEP1s until
+    each linked peer's STEP2 arrived with what it had; a link that closes stops counting."""
+    cluster = MemoryCluster(["a", "b", "c"], settings=SyncSettings(anti_entropy_s=3600))
+    cluster.full_mesh()
+    cluster.advance(0.05)
+    cluster.tamper = lambda src, dst, frames: [] if (src, dst) == ("b", "c") else frames
+    cluster.put("b", "test:g", "move", 31)  # c lacks it
+    cluster.advance(0.05)
+    cluster.tamper = None
+    engine = cluster.engines["c"]
+    assert not engine.asking("test:g")
+    engine.request_sync("test:g", cluster.now)
+    assert engine.asking("test:g")
+    cluster.pump()
+    assert not engine.asking("test:g") and cluster.values("c", "test:g") == {"move": 31}
+    engine.request_sync("test:g", cluster.now)
+    cluster.tamper = lambda src, dst, frames: [] if dst == "c" else frames  # nobody answers
+    cluster.pump()
+    assert engine.asking("test:g")
+    cluster.cut("a", "c")
+    cluster.cut("b", "c")
+    assert not engine.asking("test:g"), "no linked peer is left to answer"
+
+
 def test_a_process_of_the_same_region_gets_a_change_at_once_others_after_the_window() -> None:
     """Two processes of eu and one of us: eu-2's players see eu-1's moves without waiting out
     the coalescing window (coalesce_region_ms 0), us still gets merged updates (coalesce_ms)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from meridian.node.delivery import REPLICATION_WAIT_S
 from tests.service_harness import Connection, ServiceHarness, replicate
 
 
@@ -151,3 +152,50 @@ def _cross_game(eu: ServiceHarness, us: ServiceHarness, alice: Connection, bob: 
     gid = str(us.request(bob, "accept", invite=invite["iid"])["game"])
     replicate(us, eu)
     return gid
+
+
+def _failover_story(linked: bool) -> tuple[ServiceHarness, ServiceHarness, Connection, str, str]:
+    """alice and bob play on eu; alice moves there, and eu fails before us holds that move.
+    Returns (eu, us, alice's new connection to us, the game, her hello's request id)."""
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    eu.register("alice")
+    alice = eu.open()
+    resume = eu.request(alice, "hello", token=eu.login("alice"))["resume"]
+    bob = eu.online("bob")
+    gid = eu.start_game(alice, bob, "bob")
+    while eu.game_view(alice, gid)["to_move"] != eu.game_view(alice, gid)["you"]:
+        play(eu, gid, seats(eu, alice, bob, gid), 1)  # bob's turn: alice is to move next
+    replicate(eu, us)
+    move = eu.game_view(alice, gid)["legal"][0]
+    assert eu.request(alice, "move", game=gid, move=move)["ok"]  # eu fails: us lacks it
+    us.documents.linked = linked
+    alice_us = us.open()
+    us.send(alice_us, {"id": "h", "type": "hello", "resume": resume})
+    return eu, us, alice_us, gid, "h"
+
+
+def test_a_player_arriving_after_a_failover_is_answered_once_the_regions_told_her_game() -> None:
+    """The region she failed over to asks the others for her live game before it answers her
+    hello: shown the position without her last move, she would move again, and that line
+    would lose to the move the lost node had replicated (docs/architecture.md, *A failover
+    waits for the catch-up*)."""
+    eu, us, alice, gid, hello = _failover_story(linked=True)
+    assert alice.replies() == [] and alice.pushes("game") == [], "nothing before the answers"
+    assert us.documents.unanswered == {f"game:{gid}"}
+    replicate(eu, us)  # another region answers with the move the lost node replicated to it
+    us.documents.unanswered.clear()
+    us.deliver()
+    assert alice.replies()[-1]["re"] == hello and alice.replies()[-1]["ok"]
+    shown, made = us.game_view(alice, gid), eu.game_view(alice, gid)
+    assert (shown["ply"], shown["last_move"]) == (made["ply"], made["last_move"]), "her move"
+    assert shown["legal"] == made["legal"], "what she may do next is what eu would let her"
+
+
+def test_a_failover_in_a_region_cut_off_answers_at_once_and_a_silent_one_within_the_wait() -> None:
+    _, us, alice, _, hello = _failover_story(linked=False)
+    assert alice.replies()[-1]["re"] == hello, "no region to ask: nothing to wait for"
+    _, us, alice, _, hello = _failover_story(linked=True)
+    us.advance(REPLICATION_WAIT_S - 0.1)
+    assert alice.replies() == []
+    us.advance(0.2)
+    assert alice.replies()[-1]["re"] == hello and alice.replies()[-1]["ok"]

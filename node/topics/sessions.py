@@ -132,11 +132,12 @@ class SessionsTopic:
         self.state.awaiting_hello[conn_id] = None
         return conn
 
-    def hello(self, conn: Conn, message: p.Hello) -> tuple[Account, str, int]:
+    def hello(self, conn: Conn, message: p.Hello) -> tuple[Account, str, int, bool]:
         """Bind the connection to the session named by hello's token or resume token; returns
-        the account, a new resume token (the one used is spent) and the write that records it
+        the account, a new resume token (the one used is spent), the write that records it
         (the reply waits until that write is durable: a token the node may forget in a crash
-        would leave the client with none that works)."""
+        would leave the client with none that works) and whether the player arrives from
+        elsewhere (a login, or a session another node hosted)."""
         state = self.state
         if conn.uid:
             raise Refused(ErrorCode.BAD_REQUEST, "hello was already sent")
@@ -171,7 +172,8 @@ class SessionsTopic:
         written = state.put_session(moved)
         self._unwritten.pop(session.token_hash, None)  # written now, with the hello
         state.bind(conn, account.uid, moved.sid, account.name)
-        return account, resume, written
+        arrived = bool(message.token) or session.node != state.node_id
+        return account, resume, written, arrived
 
     def _session_for_hello(self, message: p.Hello) -> Session:
         if message.token:
