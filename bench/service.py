@@ -57,6 +57,7 @@ from pycrdt import Doc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.relay as a script
 
+from bench.nodeprofile import Profile, print_profile, sample
 from bench.relay import RelayClient
 from meridian.crdt_models.accounts import ACCOUNTS_DOC, AccountsWriter
 from meridian.crdt_models.hlc import Stamp
@@ -352,6 +353,9 @@ def percentile(values: list[float], fraction: float) -> float:
 # --- phases --------------------------------------------------------------------------------
 
 
+PROFILE_S = 5.0  # py-spy samples the node this long after phase 1's measurement
+
+
 @dataclass
 class GamesResult:
     moves_per_s: float
@@ -367,6 +371,7 @@ class GamesResult:
     commit_ms: list[tuple[float, float, float, float]]
     kb_per_player: float  # growth of the servers' RSS from before the log-ins, per player
     load: float  # the machine's load average (1 minute) when the measurement ended
+    profile: Profile | str | None = None  # the first node, just after the measurement
 
 
 @dataclass
@@ -384,9 +389,11 @@ def cluster_servers(cluster: ProxiedCluster) -> Servers:
 
 
 async def play_games(
-    servers: Servers, names: list[str], seconds: float, rate: float | None
+    servers: Servers, names: list[str], seconds: float, rate: float | None, profile: bool = False
 ) -> GamesResult:
-    """Pairs (2k, 2k+1) play; pairs span the nodes when there are two. Measures `seconds`."""
+    """Pairs (2k, 2k+1) play; pairs span the nodes when there are two. Measures `seconds`
+    (with `profile`, py-spy then samples the first node under the same load for up to
+    PROFILE_S more: not while measuring, where its own CPU would cost the node's)."""
     urls, pids = servers.urls, servers.pids
     tally, pacer, stop = Tally(), Pacer(rate), asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0)
@@ -409,6 +416,7 @@ async def play_games(
         after = [process_usage(pid)[1] for pid in pids], own_cpu_s()
         load = os.getloadavg()[0]
         rss_after = sum(process_usage(pid)[0] for pid in pids)
+        node_profile = await sample(pids[0], min(seconds, PROFILE_S)) if profile else None
         commits = (
             [await asyncio.to_thread(commit_latency_ms, url) for url in urls]
             if servers.has_store
@@ -430,6 +438,7 @@ async def play_games(
         commit_ms=commits,
         kb_per_player=(rss_after - rss_before) / max(1, len(names)),
         load=load,
+        profile=node_profile,
     )
 
 
@@ -545,7 +554,8 @@ async def phase_throughput(args: argparse.Namespace, folder: Path) -> None:
     names = [f"tp{i}" for i in range(args.players)]
     cluster = await start_cluster(folder / "throughput", ["eu"], names)
     try:
-        result = await play_games(cluster_servers(cluster), names, args.seconds, None)
+        servers = cluster_servers(cluster)
+        result = await play_games(servers, names, args.seconds, None, profile=not args.no_profile)
     finally:
         await cluster.stop()
     relay = await play_relay(args, names, None)
@@ -556,6 +566,25 @@ async def phase_throughput(args: argparse.Namespace, folder: Path) -> None:
         f"target >= 3,000 moves/s: {verdict}",
     )
     print_ratios(result, relay)
+    if verdict == "MISSED":
+        print_shortfall(result)
+    if result.profile is not None:
+        print_profile(result.profile, "the node's time")
+
+
+def print_shortfall(result: GamesResult) -> None:
+    """By how much 3,000 moves/s is missed, and which side ran out of CPU first."""
+    short = 3000 - result.moves_per_s
+    node = max(result.node_cpu)
+    per_move_ms = node / result.moves_per_s * 1000 if result.moves_per_s else 0.0
+    limit = "the node" if node >= max(0.9, result.client_cpu) else "neither process alone"
+    if result.client_cpu >= 0.9 and result.client_cpu > node:
+        limit = "this client (near a full core)"
+    print(
+        f"   missed by {short:,.0f} moves/s ({short / 3000:.0%}); node {node:.0%} and client "
+        f"{result.client_cpu:.0%} of a core, on {os.cpu_count()} cores: the limit is {limit}; "
+        f"3,000 moves/s need {3 * per_move_ms:.0%} of a core at {per_move_ms:.3f} ms a move"
+    )
 
 
 async def phase_latency(args: argparse.Namespace, folder: Path) -> None:
@@ -698,6 +727,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-relay", action="store_true", help="skip the bare relay runs of phases 1 and 2"
+    )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="no py-spy profile of the node after phase 1"
     )
     parser.add_argument("--seconds", type=float, help="measured seconds per games phase (10)")
     parser.add_argument("--players", type=int, help="players in phase 1 (600)")
