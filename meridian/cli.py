@@ -158,7 +158,7 @@ def run_node_command(args: argparse.Namespace) -> int:
 
 async def _serve(config: object) -> int:
     from meridian.node.config import NodeConfig
-    from meridian.node.gc_tuning import tune_gc
+    from meridian.node.gc_tuning import HeapTrimmer, tune_gc
     from meridian.node.server import Node
     from meridian.sync.store import StoreError
     from meridian.tomlschema import ConfigError
@@ -182,9 +182,11 @@ async def _serve(config: object) -> int:
         print(f"meridian node: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
     tune_gc()
+    trimming = asyncio.create_task(HeapTrimmer().run())
     if await _first(stop, terminate, node.drain.finished) is terminate:
         node.drain.start()
         await _first(stop, node.drain.finished)
+    trimming.cancel()
     why = "drained" if node.drain.finished.is_set() else "SIGINT"
     logging.getLogger("meridian.node").info("stopping (%s)", why)
     await node.stop()

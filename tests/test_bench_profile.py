@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from bench.nodeprofile import summarise
 
-RAW = """\
-<module> (/v/meridian/__main__.py:6);run (/usr/lib/python3.11/asyncio/runners.py:118);_dispatch (/v/meridian/node/service.py:251) 6
-<module> (/v/meridian/__main__.py:6);apply_update (/v/.venv/lib/python3.11/site-packages/pycrdt/_doc.py:208) 3
-<module> (/v/meridian/__main__.py:6);_run_once (/usr/lib/python3.11/asyncio/base_events.py:1922) 1
-not a stack line
-"""
+MAIN = "<module> (/v/meridian/__main__.py:6)"
+RAW = "\n".join(
+    [
+        f"{MAIN};run (/usr/lib/python3.11/asyncio/runners.py:118);"
+        "_dispatch (/v/meridian/node/service.py:251) 6",
+        f"{MAIN};apply_update (/v/.venv/lib/python3.11/site-packages/pycrdt/_doc.py:208) 3",
+        f"{MAIN};_run_once (/usr/lib/python3.11/asyncio/base_events.py:1922) 1",
+        "not a stack line",
+    ]
+)
 
 
 def test_each_sample_counts_for_the_innermost_frames_area_and_function() -> None:
