@@ -260,19 +260,23 @@ class Bot:
         hello: Reply = {"resume": self.resume} if resume else {"token": self.token}
         if self.table.seen:
             hello["seen"] = self.table.seen  # so a node that lacks what we saw tells us (rollback)
-        node = self.node
-        self._call(lambda done: self.client.connect(node, hello, done), self._hello)
+        node, sent = self.node, self.now()
+        self._call(
+            lambda done: self.client.connect(node, hello, done),
+            lambda reply: self._hello(reply, sent),
+        )
 
-    def _hello(self, reply: Reply) -> None:
+    def _hello(self, reply: Reply, sent: float) -> None:
         code = error_code(reply)
         if reply.get("ok"):
-            self._online_again(reply)
+            self._online_again(reply, sent)
         elif code in ("unauthenticated", "bad_request"):
             self.phase = "login"  # the session is over: log in again
         else:
             self._retry_later(next_node=True)
 
-    def _online_again(self, reply: Reply) -> None:
+    def _online_again(self, reply: Reply, sent: float) -> None:
+        """`sent`: when the hello left (its reply may wait for a failover's catch-up)."""
         you = reply["you"]
         self.phase, self.resume = "online", reply["resume"]
         self.uid, self.name = you["uid"], you["name"]
@@ -284,6 +288,7 @@ class Bot:
             name=self.name,
             must_rename=you["must_rename"],
             games=reply["games"],
+            sent=round(sent, 6),
         )
 
     # --- what the server says --------------------------------------------------------------

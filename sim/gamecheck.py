@@ -519,7 +519,9 @@ def _newest_closed(history: History, names: dict[str, str], tolerance_s: float) 
         mine = [h for h in hellos.get(uid, []) if h["client"] == client and h["t"] <= at]
         if not mine:
             continue
-        started = mine[-1]["t"]
+        # Its session began when the node took its hello, which may be well before the reply
+        # (a failover's reply waits for the catch-up): from the hello's sending on.
+        started = mine[-1].get("sent", mine[-1]["t"])
         rivals = [
             h
             for h in hellos.get(uid, [])

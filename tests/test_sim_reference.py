@@ -397,3 +397,22 @@ def test_one_session_counts_a_travelled_clients_session_left_on_another_node() -
     assert _newest_closed(_closed_after_travel("us"), {}, 1.5) is None
     problem = _newest_closed(_closed_after_travel("eu"), {}, 1.5)
     assert problem is not None and "was the newest" in problem[0]
+
+
+def test_one_session_orders_hellos_by_their_sending_not_their_answers() -> None:
+    """A failover's hello is answered after the catch-up (docs/architecture.md): the twin's
+    session began when ap took its hello at 23.8 s, before bot6 said hello on us at 23.9 s, so
+    closing the twin with 4100 is right although its answer came at 24.6 s."""
+
+    def note(kind: str, t: float, node: str, client: str, **fields: Any) -> dict[str, Any]:
+        return {"kind": kind, "t": t, "node": node, "client": client, "uid": "u6", **fields}
+
+    notes = [
+        note("hello", 23.9, "us", "b6", sent=23.85),
+        note("hello", 24.6, "ap", "b6+twin", sent=23.8),
+        note("closed", 24.6, "ap", "b6+twin", code=4100),
+    ]
+    assert _newest_closed(history(notes=notes), {}, 0.0) is None
+    notes[1] = note("hello", 24.6, "ap", "b6+twin", sent=24.5)  # sent after bot6's answer
+    problem = _newest_closed(history(notes=notes), {}, 0.0)
+    assert problem is not None and "was the newest" in problem[0]
