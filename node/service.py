@@ -38,14 +38,7 @@ from meridian.node.protocol import CloseCode, Frame, ProtocolViolation, Refused
 from meridian.node.service_handlers import MessageHandlers
 from meridian.node.service_limits import ServiceLimits
 from meridian.node.service_meta import HandedOver, MetaServiceAccess, PlayerHere
-from meridian.node.service_state import (
-    Conn,
-    Documents,
-    Merges,
-    ServiceState,
-    log,
-    token_hash,
-)
+from meridian.node.service_state import Conn, Documents, Merges, ServiceState, log, token_hash
 from meridian.node.topics.accounts import AccountsTopic
 from meridian.node.topics.archive import ArchiveTopic
 from meridian.node.topics.chat import ChatTopic
@@ -55,15 +48,7 @@ from meridian.node.topics.limits import LimitsTopic
 from meridian.node.topics.lobby import LobbyTopic
 from meridian.node.topics.sessions import SessionsTopic
 
-__all__ = [
-    "Conn",
-    "Documents",
-    "GameService",
-    "HandedOver",
-    "Merges",
-    "PlayerHere",
-    "token_hash",
-]
+__all__ = ["Conn", "Documents", "GameService", "HandedOver", "Merges", "PlayerHere", "token_hash"]
 
 
 _P = ParamSpec("_P")
@@ -319,7 +304,8 @@ class GameService(MessageHandlers, MetaServiceAccess):
             self._picture_dirty = False
             self._picture_next = now + picture_interval(self._picture_interval_s, len(state.conns))
             self._refresh_picture()
-            self._park_double_games()
+            self._park_double_games(now)
+        self._park_due_games(now)
         owed = self.lobby.lobby_owed_at
         if owed is not None and now >= owed:
             self.lobby.tell_lobby(now)
@@ -373,16 +359,17 @@ class GameService(MessageHandlers, MetaServiceAccess):
         self.lobby.clean_own_invites(declined)
         self.lobby.announce_opponents()
 
-    def _park_double_games(self) -> None:
-        for gid in self.games_topic.to_park():
-            tracker = self.state.games[gid]
+    def _park_double_games(self, now: float) -> None:
+        for gid in self.games_topic.to_park(now):
             self.merges.count(
                 "two_games", f"game {gid} parked: a player already had an earlier game"
             )
-            if self.games_topic.hosts(tracker):
-                self.archive.park(gid, tracker, SUPERSEDED, "merge")
-                self._refresh_game(GAME_PREFIX + gid)
             self.games_topic.notice_parked(gid)
+
+    def _park_due_games(self, now: float) -> None:
+        for gid in self.games_topic.due_parks(now):
+            self.archive.park(gid, self.state.games[gid], SUPERSEDED, "merge")
+            self._refresh_game(GAME_PREFIX + gid)
 
     # --- time ------------------------------------------------------------------------------------
 

@@ -160,7 +160,7 @@ def test_a_broken_name_rule_on_one_node_is_caught() -> None:
 class NoParking(GameService):
     """Skips the merge rule "one live game per player" (games_to_park)."""
 
-    def _park_double_games(self) -> None:
+    def _park_double_games(self, now: float) -> None:
         return None
 
 

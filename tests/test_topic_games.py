@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 from meridian.node.delivery import REPLICATION_WAIT_S
+from meridian.node.game_tracker import LIVE
+from meridian.node.topics.games import PARK_FALLBACK_S
 from tests.service_harness import Connection, ServiceHarness, replicate
 
 
@@ -199,3 +201,28 @@ def test_a_failover_in_a_region_cut_off_answers_at_once_and_a_silent_one_within_
     assert alice.replies() == []
     us.advance(0.2)
     assert alice.replies()[-1]["re"] == hello and alice.replies()[-1]["ok"]
+
+
+def test_a_node_holding_both_games_of_a_player_parks_the_later_if_no_host_does() -> None:
+    """Under partial replication the nodes hosting the players may each hold one of the two
+    games only (the earlier game's creating node lost): a node that holds both and hosts
+    neither parks the later one itself once PARK_FALLBACK_S passed and it is still live."""
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    me = ServiceHarness("me-1", "me", seed=3)
+    alice, bob = eu.online("alice"), eu.online("bob")
+    replicate(eu, us)
+    carol, alice_us = us.online("carol"), us.online("alice", register=False)
+    first = eu.start_game(alice, bob, "bob")  # eu and us are cut off from each other
+    us.advance(1.0)
+    second = us.start_game(alice_us, carol, "carol")
+    replicate(eu, me)
+    replicate(us, me)  # me holds both games; nobody plays through it and it created neither
+    games = me.service.state.games
+    assert games[first].status == LIVE and games[second].status == LIVE
+    me.advance(PARK_FALLBACK_S - 0.5)
+    assert games[second].status == LIVE, "a host may still park it"
+    me.advance(1.0)
+    assert games[first].status == LIVE and games[second].status != LIVE
+    assert me.service.merges.counts.get("two_games") == 1
+    replicate(me, us)
+    assert us.game_view(alice_us, second)["status"] != "live", "her second game stopped"

@@ -19,6 +19,10 @@ from meridian.node.protocol import ErrorCode, NoticeCode, Refused, encode_messag
 from meridian.node.rollback_notices import LostLine, RollbackNotices, UnseenHead
 from meridian.node.service_state import Answer, Conn, ServiceState
 
+# A node that holds two games breaking "one live game per player" but hosts neither parks the
+# later one itself after this long, if no host parked it first (`GamesTopic.to_park`).
+PARK_FALLBACK_S = 3.0
+
 
 @dataclass(frozen=True)
 class GameRefresh:
@@ -40,6 +44,7 @@ class GamesTopic:
         self.state = state
         self._known_rollbacks: set[tuple[str, int]] = set()
         self._parked_seen: set[str] = set()
+        self._park_due: dict[str, float] = {}  # gid -> when this node parks it if still live
         self.live: set[str] = set()
         self.timed_live: set[str] = set()  # the live games with a time control (clocks run)
         self.live_changed = False
@@ -350,12 +355,26 @@ class GamesTopic:
 
     # --- the two-games merge ----------------------------------------------------------------------
 
-    def to_park(self) -> list[str]:
-        """Live games a partition let a player start next to an earlier one (each a merge)."""
+    def to_park(self, now: float) -> list[str]:
+        """Live games a partition let a player start next to an earlier one (each a merge),
+        found since the last call. A node that hosts one parks it at once (`due_parks`); one
+        that only holds both games parks it after PARK_FALLBACK_S if it is still live: under
+        partial replication the hosts may each hold only one of the two games (the earlier
+        game's creating node lost), and without the fallback no node would park it."""
         live = [self.state.games[gid].info for gid in sorted(self.live)]
         found = [gid for gid in games_to_park(live) if gid not in self._parked_seen]
         self._parked_seen.update(found)
+        for gid in found:
+            wait = 0.0 if self.hosts(self.state.games[gid]) else PARK_FALLBACK_S
+            self._park_due[gid] = now + wait
         return found
+
+    def due_parks(self, now: float) -> list[str]:
+        """Found games to park now that are still live (a host elsewhere may have parked one)."""
+        due = sorted(gid for gid, at in self._park_due.items() if at <= now)
+        for gid in due:
+            del self._park_due[gid]
+        return [gid for gid in due if gid in self.live]
 
     def hosts(self, tracker: GameTracker) -> bool:
         """This node created the game or hosts one of its players."""
