@@ -4,7 +4,10 @@ A reply that acknowledges a change, and every push that shows a change to anyone
 watchers, the mover's other sessions, a rollback notice), is released under one rule: the change
 is durable in this node's store and, with ``replication.ack_regions = k``, held by k other
 regions. Messages for one connection leave in the order the service produced them, so a message
-behind a held one waits too; everything waiting on one commit is released by the same call.
+behind a held one waits too; everything waiting on one commit is released by the same call. The
+hello reply of a player arriving from another node also waits until every linked region has
+answered this node's ask for the player's live games (`Gate.caught_up`, bounded like a
+replicated wait; docs/architecture.md, *A failover waits for the catch-up*).
 
 This is sans-IO: the service owns a `Delivery`, the adapters (aiohttp in ``node.player_api``,
 the simulator in ``sim.players``) call ``GameService.take_outgoing(now)`` whenever the store
