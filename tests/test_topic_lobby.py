@@ -222,3 +222,30 @@ def test_a_heartbeat_alone_does_not_rebuild_the_picture_but_a_login_does() -> No
     assert harness.service.state.picture is picture
     harness.online("bob")
     assert "bob" in harness.service.state.picture.lobby
+
+
+def test_a_player_whose_own_table_report_is_missing_is_busy_by_the_opponents_report() -> None:
+    """Partial replication, the game placed on eu alone: bob plays through ap, which holds no
+    copy and so never reports his table (or was lost before it could); alice's session, hosted
+    by eu, reports hers against him. us, without the game, refuses to start a second game for
+    bob (a player in two live games that no node holding both could park)."""
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    ap = ServiceHarness("ap-1", "ap", seed=3)
+    for node in (eu, us, ap):
+        node.service.games_topic.placement.hooks = PlacementHooks(
+            lambda homes, nodes: ["eu"], lambda doc_id: None, lambda doc_id: None
+        )
+    alice = eu.online("alice")
+    replicate(eu, ap)
+    bob = ap.online("bob")
+    replicate(ap, eu)
+    invite = ap.request(bob, "invite", to="alice")["invite"]
+    replicate(ap, eu)
+    gid = eu.request(alice, "accept", invite=invite["iid"])["game"]
+    replicate(eu, us, but=GAME_PREFIX)
+    replicate(ap, us, but=GAME_PREFIX)
+    carol = us.online("carol")
+    assert us.service.state.games.get(gid) is None
+    refused = us.request(carol, "invite", to="bob")
+    assert refused["error"]["code"] == "busy" and "playing alice" in refused["error"]["message"]
+    assert us.request(carol, "invite", to="alice")["error"]["code"] == "busy"

@@ -75,6 +75,9 @@ class LobbyTopic:
         self.lobby_owed_at: float | None = None  # when a player at a table is next owed one
         # Connections last told of some invitation: the others need no push until they have one.
         self._invited: set[str] = set()
+        # Opponent name -> (gid, reporting player's name) of the tables reported for games not
+        # held here, for the picture it was built from (`_reported_against`).
+        self._against: tuple[object, dict[str, tuple[str, str]]] | None = None
 
     # --- the picture -------------------------------------------------------------------------
 
@@ -279,9 +282,27 @@ class LobbyTopic:
     # --- handlers ----------------------------------------------------------------------------
 
     def require_free(self, uid: str, who: str) -> None:
-        game = self.state.picture.playing.get(uid)
+        picture = self.state.picture
+        game = picture.playing.get(uid) or self._reported_against(uid)
         if game is not None:
             raise Refused(ErrorCode.BUSY, f"{who} at a table (playing {game[1]})")
+
+    def _reported_against(self, uid: str) -> tuple[str, str] | None:
+        """(gid, opponent) of a table an opponent's session reports against this player, for a
+        game not held here. Under partial replication the player's own report can be missing
+        for good: the node hosting the player was lost before it wrote it, while the opponent's
+        node wrote its own (docs/architecture.md, *Who is at a table*)."""
+        picture = self.state.picture
+        if self._against is None or self._against[0] is not picture:
+            names = {u: s.name for u, s in picture.sessions.items()}
+            against = {
+                opponent: (gid, names.get(other, ""))
+                for other, (gid, opponent) in picture.playing.items()
+                if gid not in self.state.games
+            }
+            self._against = (picture, against)  # built once per picture, when first needed
+        session = picture.sessions.get(uid)
+        return self._against[1].get(session.name) if session is not None else None
 
     def invite(
         self,
