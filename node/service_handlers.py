@@ -53,7 +53,8 @@ class MessageHandlers:
         account, resume, written, arrived = self.sessions.hello(conn, message)
         if not self.limits.admit_session(conn):
             raise Refused(ErrorCode.RATE_LIMITED, "too many connections for your account")
-        self.games_topic.placement.fetch_missing(message.seen or {})
+        tables = self.lobby.tables_of(account.uid)  # (its node may have been lost unseen)
+        self.games_topic.placement.fetch_missing([*(message.seen or {}), *tables])
         self.games_topic.announce_unseen_rollbacks(conn, message.seen or {}, now)
         self.lobby.greet(conn)
         if account.must_rename:

@@ -249,3 +249,9 @@ def test_a_player_whose_own_table_report_is_missing_is_busy_by_the_opponents_rep
     refused = us.request(carol, "invite", to="bob")
     assert refused["error"]["code"] == "busy" and "playing alice" in refused["error"]["message"]
     assert us.request(carol, "invite", to="alice")["error"]["code"] == "busy"
+    fetched: list[str] = []
+    us.service.games_topic.placement.hooks = PlacementHooks(
+        lambda homes, nodes: ["eu"], fetched.append, lambda doc_id: None
+    )
+    us.online("bob", register=False)  # his node lost: he logs in again on us
+    assert fetched == [GAME_PREFIX + gid], "his game is fetched for him by alice's report"

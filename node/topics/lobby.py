@@ -287,6 +287,12 @@ class LobbyTopic:
         if game is not None:
             raise Refused(ErrorCode.BUSY, f"{who} at a table (playing {game[1]})")
 
+    def tables_of(self, uid: str) -> list[str]:
+        """The games a player sits at as this node knows them: held here, reported by the
+        player's session or by an opponent's (a hello fetches those it does not hold)."""
+        found = (self.state.picture.playing.get(uid), self._reported_against(uid))
+        return sorted({table[0] for table in found if table is not None})
+
     def _reported_against(self, uid: str) -> tuple[str, str] | None:
         """(gid, opponent) of a table an opponent's session reports against this player, for a
         game not held here. Under partial replication the player's own report can be missing
@@ -301,8 +307,8 @@ class LobbyTopic:
                 if gid not in self.state.games
             }
             self._against = (picture, against)  # built once per picture, when first needed
-        session = picture.sessions.get(uid)
-        return self._against[1].get(session.name) if session is not None else None
+        account = self.state.accounts.account(uid)
+        return self._against[1].get(account.name) if account is not None else None
 
     def invite(
         self,
