@@ -16,7 +16,10 @@ const LIVE_POLL_MS = 3000;
 const BANNER_MS = 12000;
 const REMEASURE_MS = 5000;
 const LEADERBOARD_ROWS = 100;
-const MAX_RATED_NAMES = 200; // the lobby asks for the ratings of at most this many players // how often regions that did not answer are tried again
+const MAX_RATED_NAMES = 200; // the lobby asks for the ratings of at most this many players
+// While the leaderboard is open and the regions' tables differ (a finished game still on its way,
+// a region slow to answer), every region is asked again this often until they agree.
+const AGREEMENT_RECHECK_MS = 3000;
 const DECLINE_WAIT_MS = 2500; // an invitation that left the list without a game this long was declined
 const MAX_SEEN_GAMES = 16; // hello's `seen` holds at most this many games (docs/protocol.md)
 const MAX_LOST_LINES = 4; // and at most this many lines told only a bound, per game
@@ -870,10 +873,15 @@ async function openLeaderboard() {
   checkAgreement();
 }
 
-/** Ask every region for its table's digest and say whether they agree. */
-async function checkAgreement() {
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let agreementRecheck;
+
+/** Ask every region for its table's digest and say whether they agree; while they do not and
+ * the leaderboard stays open, ask again (`again`: a repeated ask keeps the last answer shown). */
+async function checkAgreement(again = false) {
+  clearTimeout(agreementRecheck);
   const note = $("#ratings-agreement");
-  note.textContent = "Asking every region for its table…";
+  if (!again) note.textContent = "Asking every region for its table…";
   const answers = await Promise.all(S.regions.map(async (r) => {
     try {
       return { region: where(r), digest: (await api(`${r.url}/api/ratings?limit=0`, { timeout: 3000 })).digest };
@@ -884,7 +892,11 @@ async function checkAgreement() {
   const up = answers.filter((a) => a.digest !== null);
   const digests = new Set(up.map((a) => a.digest));
   const down = answers.filter((a) => a.digest === null).map((a) => a.region);
-  note.dataset.agree = String(digests.size === 1 && !down.length);
+  const agree = digests.size === 1 && !down.length;
+  note.dataset.agree = String(agree);
+  if (!agree && S.screen === "leaderboard") {
+    agreementRecheck = setTimeout(() => { if (S.screen === "leaderboard") checkAgreement(true); }, AGREEMENT_RECHECK_MS);
+  }
   if (digests.size === 1) {
     const all = regionsOf(S.regions).length === answers.length ? `All ${up.length} regions` : `All ${up.length} node processes`;
     note.textContent = `${up.length === answers.length ? all : up.map((a) => a.region).join(" and ")} derive the same table (digest ${[...digests][0].slice(0, 8)}).` +
