@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -298,3 +299,15 @@ class PresenceWriter:
 
     def heartbeat(self, wall_ms: int) -> None:
         root_map(self.doc, META)[HEARTBEAT] = wall_ms
+
+
+def with_heartbeat(change: Callable[[Doc[Any]], Any], wall_ms: int) -> Callable[[Doc[Any]], Any]:
+    """`change` of a node's presence document, then its heartbeat set to `wall_ms` (in the same
+    transaction: one update carries both)."""
+
+    def change_and_heartbeat(doc: Doc[Any]) -> Any:
+        result = change(doc)
+        PresenceWriter(doc).heartbeat(wall_ms)
+        return result
+
+    return change_and_heartbeat

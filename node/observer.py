@@ -49,7 +49,7 @@ from meridian.sync.replicator import ChangeListener, DocumentQuarantined
 log = logging.getLogger("meridian.observer")
 
 SAMPLE_S = 0.5  # how often counters are read and the loop's lag is probed
-PUBLISH_S = 3.0  # how often the entry is written (as often as the presence heartbeat)
+PUBLISH_S = 3.0  # how often the entry is written
 RATE_WINDOW_S = 10.0  # moves/s and CPU are averaged over this much of the recent past
 GAME_DOC_PREFIX = "game:"
 UNKNOWN_REGION = "?"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -38,7 +39,7 @@ from meridian.node.protocol import CloseCode, Frame, ProtocolViolation, Refused
 from meridian.node.service_handlers import MessageHandlers
 from meridian.node.service_limits import ServiceLimits
 from meridian.node.service_meta import HandedOver, MetaServiceAccess, PlayerHere
-from meridian.node.service_state import Conn, Documents, Merges, ServiceState, log, token_hash
+from meridian.node.service_state import Conn, Documents, ServiceState, log, token_hash
 from meridian.node.topics.accounts import AccountsTopic
 from meridian.node.topics.archive import ArchiveTopic
 from meridian.node.topics.chat import ChatTopic
@@ -53,6 +54,17 @@ __all__ = ["Conn", "Documents", "GameService", "HandedOver", "Merges", "PlayerHe
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+
+@dataclass
+class Merges:
+    """Counters of automatic merges, by kind (exported in /metrics)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, kind: str, detail: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        log.warning("merge: %s: %s", kind, detail)
 
 
 def _background(
@@ -129,7 +141,7 @@ class GameService(MessageHandlers, MetaServiceAccess):
     @_background
     def _load_existing(self) -> None:
         self.state.dirty.update(self.state.docs.ids())
-        self.sessions.heartbeat(0.0)  # other nodes count this node's players online at once
+        self.sessions.heartbeat()  # other nodes count this node's players online at once
         self.process(0.0)
         self.sessions.restore()
 

@@ -32,6 +32,7 @@ from meridian.crdt_models.presence import (
     PresenceWriter,
     Session,
     presence_doc_id,
+    with_heartbeat,
 )
 from meridian.crdt_models.records import root_map
 from meridian.games.base import GameRules
@@ -80,17 +81,6 @@ class Conn:
     lobby_told_at: float = 0.0
     last_invites: str = ""
     watching: str = ""
-
-
-@dataclass
-class Merges:
-    """Counters of automatic merges, by kind (exported in /metrics)."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def count(self, kind: str, detail: str) -> None:
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        log.warning("merge: %s: %s", kind, detail)
 
 
 @dataclass(frozen=True)
@@ -156,6 +146,7 @@ class ServiceState:
         self.out: list[Outgoing] = []
         self.dirty: set[str] = set()
         self.now_hint = 0.0
+        self.heartbeat_at: float | None = None  # the last write of this node's presence (`write`)
         self.in_background = False  # while the facade runs work no request waits for
         self._last_event: dict[str, int] = {}  # doc -> its latest change here (local or not)
         self._last_local_event: dict[str, int] = {}  # doc -> this node's latest write to it
@@ -187,7 +178,12 @@ class ServiceState:
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
         """Write through the document handle. A write to a quarantined document is refused as
         ``unavailable`` for a request; from background work (a heartbeat, a derived log entry)
-        it is skipped and logged (0: no change)."""
+        it is skipped and logged (0: no change). A write of this node's presence document
+        refreshes its heartbeat too (a separate heartbeat goes only when none did for a period:
+        ``topics.sessions``)."""
+        own_presence_doc = doc_id == self.presence_doc
+        if own_presence_doc:
+            change = with_heartbeat(change, self.hlc.now().wall_ms)
         try:
             event_no = self.docs.write(doc_id, change)
         except DocumentQuarantined as refused:
@@ -201,7 +197,8 @@ class ServiceState:
             self._last_event[doc_id] = max(event_no, self._last_event.get(doc_id, 0))
         if doc_id == ACCOUNTS_DOC:
             self._accounts = None
-        if doc_id == self.presence_doc:
+        if own_presence_doc:
+            self.heartbeat_at = self.now_hint
             self.read_presence(self.node_id)  # what this node just wrote counts at once
         return event_no
 

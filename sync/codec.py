@@ -215,6 +215,11 @@ class Reader:
         self.pos = pos
 
     def varuint(self) -> int:
+        pos = self.pos
+        if pos < len(self.data) and self.data[pos] < 0x80:
+            # Most varints (frame types, counts, sequence numbers) are one byte: no loop.
+            self.pos = pos + 1
+            return self.data[pos]
         result = 0
         shift = 0
         while True:

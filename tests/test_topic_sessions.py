@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from meridian.crdt_models.presence import HEARTBEAT, META
+from meridian.crdt_models.records import root_map
 from meridian.node.protocol import CloseCode
-from tests.service_harness import ServiceHarness, replicate
+from meridian.node.topics.sessions import HEARTBEAT_S
+from tests.service_harness import EPOCH_MS, ServiceHarness, replicate
 
 
 def test_hello_with_an_unknown_token_is_refused_and_closed_4101() -> None:
@@ -227,3 +231,26 @@ def test_the_hello_reply_and_its_resume_token_wait_until_the_session_is_durable(
     harness.deliver()
     reply = conn.replies()[-1]
     assert reply["re"] == "h" and reply["ok"] and reply["resume"]
+
+
+def test_every_presence_write_carries_the_heartbeat_and_a_lone_one_waits_a_full_period() -> None:
+    """Other nodes count this node's players online while its heartbeat is fresh. Every write
+    of its presence document refreshes it (a login's session here), so a write of the
+    heartbeat alone goes only HEARTBEAT_S after the last write, not on a fixed beat."""
+    harness = ServiceHarness()
+    documents, presence = harness.documents, "presence:eu-1"
+
+    def heartbeat_ms() -> Any:
+        return root_map(documents.docs[presence], META)[HEARTBEAT]
+
+    assert heartbeat_ms() == EPOCH_MS  # written at start: the node's players count at once
+    harness.advance(HEARTBEAT_S - 2)
+    harness.online("alice")  # the hello writes alice's session, and the heartbeat with it
+    assert heartbeat_ms() == harness.wall_ms
+    written, wall_then = documents.writes.count(presence), harness.wall_ms
+    for _ in range(int(HEARTBEAT_S) - 1):
+        harness.advance(1)
+    assert documents.writes.count(presence) == written and heartbeat_ms() == wall_then
+    harness.advance(1)
+    assert documents.writes.count(presence) == written + 1
+    assert heartbeat_ms() == wall_then + int(HEARTBEAT_S * 1000)

@@ -13,7 +13,6 @@ from meridian.crdt_models.kinds import REVOKED, SPENT
 from meridian.crdt_models.presence import (
     IDLE,
     PRESENCE_TTL_MS,
-    PresenceWriter,
     Session,
 )
 from meridian.crdt_models.records import root_map
@@ -30,7 +29,7 @@ HELLO_DEADLINE_S = 10.0
 # after the first of them (one transaction for all): a hello with the token on another node
 # finds it this much later (docs/protocol.md, *Logging in*).
 LOGIN_WRITE_DELAY_S = 0.05
-HEARTBEAT_S = 3.0
+HEARTBEAT_S = 5.0
 # Resume tokens are single-use. Each node keeps, in its presence document, the hashes of the
 # resume tokens it accepted (SPENT: hash -> sid) while it hosts their session; a token presented
 # again, or accepted by two nodes at once, revokes its session (REVOKED: sid -> HLC wall ms),
@@ -54,7 +53,6 @@ class Replaced:
 class SessionsTopic:
     def __init__(self, state: ServiceState) -> None:
         self.state = state
-        self._next_heartbeat = 0.0
         self._restored: set[str] = set()  # sessions from before a restart; grace starts at tick
         # Sessions from before a restart not resumed since: the answer that gave their newest
         # resume token may have died with the process (`_retried_after_restart`).
@@ -328,8 +326,9 @@ class SessionsTopic:
         for sid in self._restored:
             state.dropped_at.setdefault(sid, now)
         self._restored.clear()
-        if now >= self._next_heartbeat:
-            self.heartbeat(now)
+        last = state.heartbeat_at
+        if last is None or now >= last + HEARTBEAT_S:
+            self.heartbeat()
         # Only the connections still waiting for hello, oldest first: a tick costs nothing per
         # idle player.
         late = []
@@ -349,10 +348,10 @@ class SessionsTopic:
                 state.remove_own_sessions(sid)
         self._prune(state.hlc.now().wall_ms)
 
-    def heartbeat(self, now: float) -> None:
-        self._next_heartbeat = now + HEARTBEAT_S
-        wall = self.state.hlc.now().wall_ms
-        self.state.write(self.state.presence_doc, lambda doc: PresenceWriter(doc).heartbeat(wall))
+    def heartbeat(self) -> None:
+        """Refresh this node's heartbeat: every write of its presence document does that
+        (`ServiceState.write`), so this write changes nothing else."""
+        self.state.write(self.state.presence_doc, lambda doc: None)
 
     def close_replaced(self, uids: set[str]) -> list[Replaced]:
         """Close the connections of sessions hosted here that a newer session replaced (after
