@@ -6,6 +6,7 @@ import random
 
 from meridian.node.delivery import REPLICATION_WAIT_S
 from meridian.node.game_tracker import LIVE
+from meridian.node.placement_hooks import PlacementHooks
 from meridian.node.topics.games import PARK_FALLBACK_S
 from tests.service_harness import Connection, ServiceHarness, replicate
 
@@ -203,21 +204,34 @@ def test_a_failover_in_a_region_cut_off_answers_at_once_and_a_silent_one_within_
     assert alice.replies()[-1]["re"] == hello and alice.replies()[-1]["ok"]
 
 
+def _two_games_held_by_a_third_node(
+    *, partial: bool
+) -> tuple[ServiceHarness, ServiceHarness, ServiceHarness, Connection]:
+    """alice starts a game on eu and another on us while they are cut off from each other; me
+    holds both games, nobody plays through it and it created neither."""
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    me = ServiceHarness("me-1", "me", seed=3)
+    if partial:  # the placement itself does not matter here, only that it is on
+        hooks = PlacementHooks(lambda homes, nodes: [], lambda doc_id: None, lambda doc_id: None)
+        me.service.games_topic.placement.hooks = hooks
+    alice, bob = eu.online("alice"), eu.online("bob")
+    replicate(eu, us)
+    carol, alice_us = us.online("carol"), us.online("alice", register=False)
+    eu.start_game(alice, bob, "bob")
+    us.advance(1.0)
+    us.start_game(alice_us, carol, "carol")
+    replicate(eu, me)
+    replicate(us, me)
+    return eu, us, me, alice_us
+
+
 def test_a_node_holding_both_games_of_a_player_parks_the_later_if_no_host_does() -> None:
     """Under partial replication the nodes hosting the players may each hold one of the two
     games only (the earlier game's creating node lost): a node that holds both and hosts
     neither parks the later one itself once PARK_FALLBACK_S passed and it is still live."""
-    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
-    me = ServiceHarness("me-1", "me", seed=3)
-    alice, bob = eu.online("alice"), eu.online("bob")
-    replicate(eu, us)
-    carol, alice_us = us.online("carol"), us.online("alice", register=False)
-    first = eu.start_game(alice, bob, "bob")  # eu and us are cut off from each other
-    us.advance(1.0)
-    second = us.start_game(alice_us, carol, "carol")
-    replicate(eu, me)
-    replicate(us, me)  # me holds both games; nobody plays through it and it created neither
+    _, us, me, alice_us = _two_games_held_by_a_third_node(partial=True)
     games = me.service.state.games
+    first, second = sorted(games, key=lambda gid: games[gid].info.created)
     assert games[first].status == LIVE and games[second].status == LIVE
     me.advance(PARK_FALLBACK_S - 0.5)
     assert games[second].status == LIVE, "a host may still park it"
@@ -226,3 +240,14 @@ def test_a_node_holding_both_games_of_a_player_parks_the_later_if_no_host_does()
     assert me.service.merges.counts.get("two_games") == 1
     replicate(me, us)
     assert us.game_view(alice_us, second)["status"] != "live", "her second game stopped"
+
+
+def test_under_full_replication_a_node_hosting_neither_player_parks_nothing() -> None:
+    """Every host holds both games there, and a node that hosts neither player may see the
+    earlier game live only because its end has not reached it: it counts the merge, and
+    leaves the park to the hosts."""
+    _, _, me, _ = _two_games_held_by_a_third_node(partial=False)
+    games = me.service.state.games
+    me.advance(PARK_FALLBACK_S + 5)
+    assert all(game.status == LIVE for game in games.values()) and len(games) == 2
+    assert me.service.merges.counts.get("two_games") == 1

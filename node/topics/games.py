@@ -357,16 +357,21 @@ class GamesTopic:
 
     def to_park(self, now: float) -> list[str]:
         """Live games a partition let a player start next to an earlier one (each a merge),
-        found since the last call. A node that hosts one parks it at once (`due_parks`); one
-        that only holds both games parks it after PARK_FALLBACK_S if it is still live: under
-        partial replication the hosts may each hold only one of the two games (the earlier
-        game's creating node lost), and without the fallback no node would park it."""
+        found since the last call. A node that hosts one parks it at once (`due_parks`). Under
+        partial replication one that only holds both games parks it after PARK_FALLBACK_S if it
+        is still live: the hosts may each hold only one of the two games (the earlier game's
+        creating node lost), and without the fallback no node would park it. Under full
+        replication a host holds both; a node hosting neither may lag behind the end of the
+        earlier game (or see it through its own forged records), and a park is for good."""
         live = [self.state.games[gid].info for gid in sorted(self.live)]
         found = [gid for gid in games_to_park(live) if gid not in self._parked_seen]
         self._parked_seen.update(found)
+        partial = self.placement.hooks is not None
         for gid in found:
-            wait = 0.0 if self.hosts(self.state.games[gid]) else PARK_FALLBACK_S
-            self._park_due[gid] = now + wait
+            if self.hosts(self.state.games[gid]):
+                self._park_due[gid] = now
+            elif partial:
+                self._park_due[gid] = now + PARK_FALLBACK_S
         return found
 
     def due_parks(self, now: float) -> list[str]:
