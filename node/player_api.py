@@ -82,36 +82,60 @@ PING = "ping"  # a `Connection.put` item: send a websocket ping
 @dataclass(slots=True)
 class Connection:
     """A player websocket and what waits to be written to it. A writer task exists only while
-    there is something to write (an idle connection costs no task and no queue)."""
+    there is something to write (an idle connection costs no task and no queue).
+
+    A close is written after everything put before it; nothing put after it is. Who sends it
+    matters when the player is still sending: a close decided while the connection's own task
+    hands a message over (a flood, a protocol error) is sent by that task once the rest is
+    written (`close_from_reader`), which then reads and drops the player's frames until the
+    close is answered. Sent from another task, aiohttp closes the socket at once with the
+    player's frames unread, the kernel answers them with a reset, and the player may lose the
+    close frame (a 1006 instead of the code)."""
 
     ws: web.WebSocketResponse
-    pending: list[Send | Close | str] = field(default_factory=list)
+    pending: list[Send | str] = field(default_factory=list)
     writer: asyncio.Task[None] | None = None
     heard: bool = True  # a frame came in since the last heartbeat sweep
     pinged: bool = False  # the last sweep pinged it (and has heard nothing since)
+    closing: Close | None = None  # the close to write after what is pending
+    reading: bool = False  # the connection's task is handing a message over (see above)
+    reader_closes: bool = False  # that task sends `closing`, not the writer
 
     def put(self, item: Send | Close | str) -> None:
-        self.pending.append(item)
+        if self.closing is not None:
+            return  # nothing is written after a close
+        if isinstance(item, Close):
+            self.closing, self.reader_closes = item, self.reading
+        else:
+            self.pending.append(item)
         if self.writer is None:
             self.writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
-        """Write what is pending, in order, until nothing is (or the connection closed)."""
+        """Write what is pending, in order, then the close unless the reader sends it."""
         try:
             while self.pending:
                 batch, self.pending = self.pending, []
                 for item in batch:
-                    if isinstance(item, Close):
-                        self.pending = []
-                        await self.ws.close(code=item.code, message=item.reason.encode()[:120])
-                        return
                     with contextlib.suppress(ConnectionError, RuntimeError):
                         if isinstance(item, str):
                             await self.ws.ping()
                         else:
                             await self.ws.send_str(item.text or encode_message(item.message))
+            if self.closing is not None and not self.reader_closes:
+                await self._close(self.closing)
         finally:
             self.writer = None
+
+    async def close_from_reader(self) -> None:
+        """From the connection's own task: the close decided while it handed a message over."""
+        if self.writer is not None:
+            await self.writer
+        if self.closing is not None:
+            await self._close(self.closing)
+
+    async def _close(self, close: Close) -> None:
+        await self.ws.close(code=close.code, message=close.reason.encode()[:120])
 
 
 def sweep_heartbeats(connections: dict[str, Connection]) -> list[str]:
@@ -186,7 +210,16 @@ class PlayerGateway:
                 if message.type == WSMsgType.PING:  # (autoping is off: pongs are heard here)
                     with contextlib.suppress(ConnectionError, RuntimeError):
                         await ws.pong(message.data)
-                elif not self._on_message(conn_id, ws, message):
+                    continue
+                connection.reading = True
+                try:
+                    go_on = self._on_message(conn_id, ws, message)
+                finally:
+                    connection.reading = False
+                if connection.reader_closes:
+                    await connection.close_from_reader()
+                    break
+                if not go_on:
                     break
         finally:
             self.service.disconnect(conn_id, self.node.clock())
