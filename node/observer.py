@@ -6,7 +6,9 @@ frames, the process CPU clock) and measures its event loop's lag; it publishes t
 this node's load entry (``crdt_models.load``: numbers in the ``meta`` map of the node's own
 presence document, which replicates them to every region) and reads everyone's entries back
 for ``/api/cluster``, ``/metrics`` and the dashboard. The game code does not know it exists:
-nothing in the game service calls it or reads what it writes.
+nothing in the game service calls it or reads what it writes. The entry is written through the
+service's one door for meta-services (``node.service_meta``), so that it carries the presence
+heartbeat: while the observer publishes every PUBLISH_S, the node writes no heartbeat alone.
 
 * `LoadCore` is the sans-IO core: it takes `Sample`\\s (counters read at one instant, with
   ``now``) and returns the `LoadEntry` to publish when one is due; `cluster_view` turns
@@ -40,11 +42,11 @@ from typing import Any, Protocol
 from pycrdt import Doc
 
 from meridian.crdt_models.load import LoadEntry, read_doc_entry, write_entry
-from meridian.crdt_models.presence import META, PRESENCE_PREFIX, presence_doc_id
+from meridian.crdt_models.presence import META, PRESENCE_PREFIX
 from meridian.crdt_models.records import root_map
 from meridian.node.rebalance import read_moved
 from meridian.sync.engine import DocChanged
-from meridian.sync.replicator import ChangeListener, DocumentQuarantined
+from meridian.sync.replicator import ChangeListener
 
 log = logging.getLogger("meridian.observer")
 
@@ -267,19 +269,20 @@ class EngineReadings(Protocol):
 
 class ReplicatorAccess(Protocol):
     """What the observer does with the replicator (``sync.replicator.Replicator``): listens to
-    changes (to count local moves) and writes its node's presence document."""
+    changes (to count local moves)."""
 
     @property
     def listeners(self) -> list[ChangeListener]: ...
 
-    def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int: ...
-
 
 class ConnectionReadings(Protocol):
-    """What the observer reads of the game service: its player connections."""
+    """What the observer reads of the game service, its player connections, and how it writes
+    its entry (``node.service_meta.MetaServiceAccess.write_own_presence``)."""
 
     @property
     def conns(self) -> Sized: ...
+
+    def write_own_presence(self, change: Callable[[Doc[Any]], Any]) -> int: ...
 
 
 class LoadSources(Protocol):
@@ -381,13 +384,9 @@ class LoadObserver:
         )
 
     def publish(self, entry: LoadEntry) -> None:
-        doc_id = presence_doc_id(self.node.config.node_id)
-        try:
-            self.node.replicator.write(doc_id, lambda doc: write_entry(doc, entry))
-        except DocumentQuarantined as refused:
-            log.warning("load entry not published: %s", refused)
-            return
-        self.published += 1
+        # Through the game service, so that the entry carries the presence heartbeat too.
+        if self.node.service.write_own_presence(lambda doc: write_entry(doc, entry)):
+            self.published += 1
 
     def entries(self) -> list[LoadEntry]:
         """Every node's published entry, stale ones included."""

@@ -4,14 +4,18 @@ Part of the facade (``node.service.GameService`` inherits it), kept apart so tha
 topics know nothing of it: `players_here` reads who is connected here and who is at a safe
 point to move (read-only); `hand_over` gives a session a fresh resume token for another
 process, `take_back` undoes that when the player was not told, and `notify` pushes the notice.
-Where players go and when is ``node.drain``'s and ``node.rebalancer``'s business.
+Where players go and when is ``node.drain``'s and ``node.rebalancer``'s business. The load
+observer writes its entry into this node's presence document through `write_own_presence`, so
+that the entry carries the presence heartbeat too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
+
+from pycrdt import Doc
 
 from meridian.node.service_state import ServiceState, token_hash
 from meridian.node.topics.games import GamesTopic
@@ -47,6 +51,18 @@ class MetaServiceAccess:
 
     state: ServiceState
     games_topic: GamesTopic
+
+    def write_own_presence(self, change: Callable[[Doc[Any]], Any]) -> int:
+        """A meta-service's write of this node's presence document (the load entry), through
+        `ServiceState.write`: it carries the heartbeat, so a node whose load observer publishes
+        more often than HEARTBEAT_S writes no heartbeat of its own. 0 when the document is held
+        read-only after store damage (logged there)."""
+        state = self.state
+        was, state.in_background = state.in_background, True
+        try:
+            return state.write(state.presence_doc, change)
+        finally:
+            state.in_background = was
 
     def players_here(self, uids: Collection[str] | None = None) -> list[PlayerHere]:
         """Each player with a session connected here (only those of `uids` if given), and

@@ -1,6 +1,7 @@
 """The load observer's adapter (node.observer.LoadObserver) built from plain objects: what it
-reads of a node is only `LoadSources` (identity, engine readings, the replicator's listeners and
-write, the service's connections, the wall clock), so no node, socket or store is needed."""
+reads of a node is only `LoadSources` (identity, engine readings, the replicator's listeners, the
+service's connections and its write of the presence document, the wall clock), so no node,
+socket or store is needed."""
 
 from __future__ import annotations
 
@@ -59,7 +60,15 @@ class Replicator:
 
 @dataclass
 class Service:
+    """The service's connections, and its write of this node's presence document (here
+    straight through the replicator)."""
+
+    replicator: Replicator
+    node_id: str
     conns: dict[str, object] = field(default_factory=dict)
+
+    def write_own_presence(self, change: Callable[[Doc[Any]], Any]) -> int:
+        return self.replicator.write(presence_doc_id(self.node_id), change)
 
 
 @dataclass
@@ -77,7 +86,8 @@ def plain_node() -> PlainNode:
         keyring={"eu-1": Where("eu-1", "eu"), "ap-1": Where("ap-1", "ap")},
         peers={"us-1": Where("us-1", "us")},
     )
-    return PlainNode(Where("eu-1", "eu"), engine, Replicator(engine), Service())
+    replicator = Replicator(engine)
+    return PlainNode(Where("eu-1", "eu"), engine, replicator, Service(replicator, "eu-1"))
 
 
 def published(node: PlainNode, node_id: str, **values: Any) -> None:

@@ -254,3 +254,17 @@ def test_every_presence_write_carries_the_heartbeat_and_a_lone_one_waits_a_full_
     harness.advance(1)
     assert documents.writes.count(presence) == written + 1
     assert heartbeat_ms() == wall_then + int(HEARTBEAT_S * 1000)
+
+
+def test_a_load_entry_written_through_the_service_carries_the_heartbeat() -> None:
+    """The load observer publishes every 3 s (`write_own_presence`): its entries keep the
+    heartbeat fresh, and the node writes no heartbeat alone meanwhile."""
+    harness = ServiceHarness()
+    documents, presence = harness.documents, "presence:eu-1"
+    harness.advance(0)  # the first tick writes one: the start's heartbeat has no clock time yet
+    written = documents.writes.count(presence)
+    for _ in range(5):
+        harness.advance(3)
+        harness.service.write_own_presence(lambda doc: root_map(doc, META).__setitem__("x", 1))
+        assert root_map(documents.docs[presence], META)[HEARTBEAT] == harness.wall_ms
+    assert documents.writes.count(presence) == written + 5  # the entries, nothing else
