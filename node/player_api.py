@@ -76,6 +76,10 @@ HEARTBEAT_S = 20.0
 # No permessage-deflate: its zlib state is about 300 KB per connection (15 times the whole
 # budget of an idle player), for messages that are mostly a few hundred bytes.
 COMPRESS = False
+# A close sent by a connection's reading task (see `Connection`) waits at most this long for
+# what is queued before it to be written and for the player to answer it; then the socket is
+# closed anyway (a player that neither reads nor answers holds the task no longer).
+CLOSE_WAIT_S = 10.0
 PING = "ping"  # a `Connection.put` item: send a websocket ping
 
 
@@ -127,8 +131,13 @@ class Connection:
         finally:
             self.writer = None
 
-    async def close_from_reader(self) -> None:
-        """From the connection's own task: the close decided while it handed a message over."""
+    async def close_from_reader(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """From the connection's own task: the close decided while it handed a message over,
+        given up after `wait_s` (the writer is cancelled then)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._close_after_writes(), wait_s)
+
+    async def _close_after_writes(self) -> None:
         if self.writer is not None:
             await self.writer
         if self.closing is not None:

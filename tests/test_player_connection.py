@@ -56,10 +56,35 @@ def test_a_close_decided_while_the_reader_hands_a_message_over_is_sent_by_the_re
         connection.reading = False
         assert connection.reader_closes
         assert connection.writer is not None
+        connection.writer.set_name("writer")
         await connection.writer  # the writer writes the reply and leaves the close alone
         assert ws.written == ["rate_limited"]
-        asyncio.current_task().set_name("reader")  # type: ignore[union-attr]
         await connection.close_from_reader()
         return list(ws.written)
 
-    assert asyncio.run(run()) == ["rate_limited", "close 4002 flood by reader"]
+    reply, close = asyncio.run(run())
+    assert reply == "rate_limited"
+    assert close.startswith("close 4002 flood by") and not close.endswith("by writer")
+
+
+class StuckSocket(FakeSocket):
+    """A player that reads nothing: every write waits for good."""
+
+    async def send_str(self, text: str) -> None:
+        await asyncio.Event().wait()
+
+
+def test_a_close_by_the_reader_gives_up_on_a_player_that_reads_nothing() -> None:
+    async def run() -> Connection:
+        ws: Any = StuckSocket()
+        connection = Connection(ws)
+        connection.reading = True
+        connection.put(send("rate_limited"))
+        connection.put(Close("c1", 4002, "flood"))
+        connection.reading = False
+        await asyncio.wait_for(connection.close_from_reader(wait_s=0.05), 5)
+        await asyncio.sleep(0)  # the cancelled writer's own clean-up
+        return connection
+
+    connection = asyncio.run(run())
+    assert connection.writer is None  # the writer was cancelled, not left waiting
