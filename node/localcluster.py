@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from meridian.node.config import NodeConfig
+from meridian.node.launcher import FORK_ENV, LaunchedProcess, shared_launcher
 from meridian.resources import RELEASES_DIR
 from meridian.sync.identity import Keyring, KeyringEntry, NodeIdentity
 
@@ -69,7 +70,7 @@ def cluster_env() -> dict[str, str]:
 @dataclass
 class LocalNode:
     config: NodeConfig
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | LaunchedProcess
     log_path: Path
 
 
@@ -79,11 +80,14 @@ def start_node(config: NodeConfig, env: dict[str, str], code: Path | None = None
     log_dir = config.data_dir.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{config.data_dir.name}.log"  # eu for data/eu, eu-2 for data/eu-2
+    argv = ["node", "--config", str(config.config_path)]
+    if code is None and _forks(env):
+        return LocalNode(config, shared_launcher().start(argv, env, log_path), log_path)
     if code is not None:  # its meridian/ comes first on the path, before the installed one
         env = {**env, "PYTHONPATH": str(code)}
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "meridian", "node", "--config", str(config.config_path)],
+            [sys.executable, "-m", "meridian", *argv],
             env=env,
             cwd=code,
             stdout=log_file,
@@ -91,6 +95,16 @@ def start_node(config: NodeConfig, env: dict[str, str], code: Path | None = None
             start_new_session=True,  # Ctrl-C reaches the demo only; it stops the nodes in order
         )
     return LocalNode(config, process, log_path)
+
+
+def _forks(env: dict[str, str]) -> bool:
+    """Whether the node may be forked from the launcher (node/launcher.py): asked for, and no
+    interpreter setting (PYTHONPATH, PYTHONHASHSEED, ...) differs from the launcher's, which
+    was started with this process's environment."""
+    if env.get(FORK_ENV) != "1":
+        return False
+    names = {name for name in (*env, *os.environ) if name.startswith("PYTHON")}
+    return all(env.get(name) == os.environ.get(name) for name in names)
 
 
 class ReleaseMissing(RuntimeError):
