@@ -254,8 +254,11 @@ def check_summary(player: Player, base_url: str, gid: str) -> dict[str, Any]:
     ]
     if result["reason"] == "flags":
         assert max(flags_won) == 5
-    moves = len(record["moves"])
-    assert f"{moves} moves in " in page.inner_text("#summary")
+    # The page's own move list: after a failover it may be fetched again before it is whole.
+    counted = f"{len(record['moves'])} moves in "
+    page.wait_for_function(
+        "text => document.querySelector('#summary').innerText.includes(text)", arg=counted
+    )
     # Once the game is rated, each player's new rating and its change.
     page.wait_for_selector("#summary [data-rating-after]", timeout=15_000)
     link = page.get_attribute("#summary a[data-replay-link]", "href") or ""

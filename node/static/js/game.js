@@ -24,6 +24,11 @@ import {
 
 const RATING_TRIES = 20;
 const RATING_RETRY_MS = 500;
+// The move list is fetched again while it is shorter than the position shown: the answer may
+// come from a region that lags, or fail while the page fails over, and a finished game gets no
+// later push that would ask again (its summary counted the moves of a stale list).
+const MOVES_TRIES = 10;
+const MOVES_RETRY_MS = 1000;
 
 const PHASES = {
   claim: "claim flags",
@@ -114,14 +119,28 @@ export class GameScreen {
     if (!this.histories.has(push.game)) this.histories.set(push.game, new MoveHistory());
     const history = this.histories.get(push.game);
     if (history.note(push.ply, push.view.last_move) || this.fetching.has(push.game)) return;
-    this.fetching.add(push.game);
-    this.actions.fetchMoves(push.game).then(
+    this.fetchHistory(push.game, history, 1);
+  }
+
+  /** Fetch the game's whole move list into `history`; again after MOVES_RETRY_MS while it is
+   *  still short of the position shown (MOVES_TRIES in all). */
+  fetchHistory(gid, history, attempt) {
+    this.fetching.add(gid);
+    const shown = () => this.push?.game === gid;
+    const again = () => {
+      if (attempt < MOVES_TRIES && shown() && history.moves.length < this.push.ply) {
+        setTimeout(() => this.fetchHistory(gid, history, attempt + 1), MOVES_RETRY_MS);
+      } else {
+        this.fetching.delete(gid);
+      }
+    };
+    this.actions.fetchMoves(gid).then(
       (moves) => {
-        this.fetching.delete(push.game);
-        history.replace(moves.slice(0, this.push?.game === push.game ? this.push.ply : moves.length));
-        if (this.push?.game === push.game) this.render();
+        history.replace(moves.slice(0, shown() ? this.push.ply : moves.length));
+        if (shown()) this.render();
+        again();
       },
-      () => this.fetching.delete(push.game),
+      again,
     );
   }
 
