@@ -15,6 +15,9 @@ the parent of every node it forks; it reaps them and reports each exit status ov
 thread of the owner reads those reports). It exits when the owner closes the pipe (the owner
 exited); the nodes it started run on, as nodes started with Popen outlive their starter.
 
+A forked node keeps the launcher's command line: ``ps`` lists it as ``python -m
+meridian.node.launcher``; its log and its config are where the owner said.
+
 `node/localcluster.py` uses it when ``MERIDIAN_FORK_NODES=1`` (the tests set it) and the node
 runs from the installed code; the demo and a node from an older release's tree are exec'd.
 
