@@ -24,7 +24,13 @@ from typing import Any
 
 from pycrdt import Doc
 
-from meridian.crdt_models.records import RecordError, decode_record, encode_record, root_map
+from meridian.crdt_models.records import (
+    RecordError,
+    decode_record,
+    encode_record,
+    observe_map,
+    root_map,
+)
 
 PRESENCE_PREFIX = "presence:"
 SESSIONS = "sessions"
@@ -161,12 +167,12 @@ class PresenceReader:
         for key in list(invites.keys()):
             _store(self.invites, key, _parse(Invite, invites[key]))
         self._subscriptions = [
-            (sessions, sessions.observe(self._apply_sessions)),
-            (invites, invites.observe(self._apply_invites)),
+            (sessions, observe_map(sessions, self._apply_sessions)),
+            (invites, observe_map(invites, self._apply_invites)),
         ]
         for name in also:
             shared = root_map(doc, name)
-            self._subscriptions.append((shared, shared.observe(self._bump)))
+            self._subscriptions.append((shared, observe_map(shared, self._bump)))
 
     def _bump(self, _event: Any) -> None:
         self.version += 1

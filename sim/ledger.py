@@ -80,13 +80,13 @@ class Ledger:
     def accounts_changed(self, doc: Doc[Any]) -> None:
         """Note the name claims and account versions the accounts document holds that were not
         seen before (a version is replaced by its region's next one)."""
-        claims = doc.get(NAMES_ROOT, type=Map)
-        for key in list(claims.keys()):
+        # Each map read whole, in one transaction (reading key by key opened two per key).
+        claims = doc.get(NAMES_ROOT, type=Map).to_py() or {}
+        for key, claim in claims.items():
             if key not in self.history.claims:
-                self.history.claims[key] = claims[key]
-        users = doc.get(USERS_ROOT, type=Map)
-        for key in list(users.keys()):
-            text = users[key]
+                self.history.claims[key] = claim
+        users = doc.get(USERS_ROOT, type=Map).to_py() or {}
+        for text in users.values():
             if text not in self._versions_seen:
                 self._versions_seen.add(text)
                 self.history.account_versions.append(text)

@@ -34,7 +34,7 @@ from typing import Any
 from pycrdt import Doc, Map, MapEvent, Subscription
 
 from meridian.crdt_models.kinds import DocIdError, check_changes, check_doc_id
-from meridian.crdt_models.records import Change, MissingReference, RecordRefused
+from meridian.crdt_models.records import Change, MissingReference, RecordRefused, observe_map
 from meridian.sync.codec import FrameError
 from meridian.sync.digest import is_decode_failure, lacking
 from meridian.sync.identity import Keyring, KeyringEntry
@@ -128,7 +128,7 @@ class ScratchCopy:
     def watch(self) -> None:
         for root in sorted(self.roots):
             shared = self.doc.get(root, type=Map)
-            self.subscriptions.append((shared, shared.observe(self._collector(root))))
+            self.subscriptions.append((shared, observe_map(shared, self._collector(root))))
 
     def _collector(self, root: str) -> Callable[[MapEvent], None]:
         def collect(event: MapEvent) -> None:

@@ -260,8 +260,9 @@ class Outbox:
         self.pending.pop(doc_id, None)
         self.since.pop(doc_id, None)
 
-    def deadline(self) -> float | None:
-        return min(self.since.values()) + self.window_s if self.since else None
+    def deadline_of_pending(self) -> float:
+        """When the oldest waiting change is due (only while one waits: `since` not empty)."""
+        return min(self.since.values()) + self.window_s
 
 
 class ImportRefused(ValueError):
@@ -673,11 +674,14 @@ class SyncEngine:
 
     def next_deadline(self, now: float) -> float:
         """The latest time by which tick() must run again (the adapter may call it earlier)."""
-        deadlines = [now + self.settings.heartbeat_s]
-        deadlines += [d for d in (o.deadline() for o in self._outboxes) if d is not None]
+        # Called after every input the adapter hands over: no lists built.
+        deadline = now + self.settings.heartbeat_s
+        for outbox in self._outboxes:
+            if outbox.since:
+                deadline = min(deadline, outbox.deadline_of_pending())
         if self._next_anti_entropy is not None:
-            deadlines.append(self._next_anti_entropy)
-        return max(now, min(deadlines))
+            deadline = min(deadline, self._next_anti_entropy)
+        return max(now, deadline)
 
     def _jittered(self, seconds: float) -> float:
         return seconds * self._rng.uniform(0.9, 1.1)
