@@ -103,8 +103,19 @@ class DocKind:
     writes: int = 1  # layout version this code writes (<= what every supported node reads)
 
 
+# Ids that passed, with their kinds: a node checks the same few ids again at every frame, store
+# write and peer check (40,000 times in a 3-seed simulated run). Only valid ids are kept, and the
+# memo is emptied when full, so a peer sending new ids costs a recheck, never memory.
+_known_kinds: dict[str, DocKind] = {}
+KNOWN_DOC_IDS_KEPT = 4096
+
+
 def check_doc_id(doc_id: object) -> DocKind:
     """The kind of document `doc_id` names, or DocIdError saying why it names none."""
+    if isinstance(doc_id, str):
+        known = _known_kinds.get(doc_id)
+        if known is not None:
+            return known
     check_doc_id_syntax(doc_id)
     assert isinstance(doc_id, str)
     kind = _kind_of(doc_id)
@@ -113,12 +124,17 @@ def check_doc_id(doc_id: object) -> DocKind:
             f"document id {doc_id[:60]!r} is outside the known namespaces: accounts, saved, "
             "presence:<node>, game:<id>, log:<YYYY-MM>, test:<name>, bench:<name>"
         )
+    if len(_known_kinds) >= KNOWN_DOC_IDS_KEPT:
+        _known_kinds.clear()
+    _known_kinds[doc_id] = kind
     return kind
 
 
 def check_doc_id_syntax(doc_id: object) -> None:
     """The characters and length part of the rule (what the store, which knows no kinds,
     enforces); DocIdError saying what is wrong."""
+    if isinstance(doc_id, str) and doc_id in _known_kinds:
+        return
     if not isinstance(doc_id, str):
         raise DocIdError(f"document id must be a string, got {type(doc_id).__name__}")
     if not doc_id:

@@ -536,7 +536,9 @@ class SyncEngine:
 
     def _collect(self, now: float) -> None:
         """Turn captured document changes into events, digest invalidations and pending sends."""
-        captured, self._captured = self._captured, []
+        captured = self._captured
+        if captured:
+            self._captured = []
         for doc_id, update, origin in captured:
             if update == EMPTY_UPDATE:
                 continue
@@ -552,7 +554,7 @@ class SyncEngine:
         if self._auto_durable:
             self._durable_through = self._event_no
         for outbox in self._outboxes:
-            if outbox.window_s <= 0:
+            if outbox.window_s <= 0 and outbox.since:
                 self._flush_outbox(outbox, now, force=True)
 
     # --- links -------------------------------------------------------------------------
@@ -1063,6 +1065,8 @@ class SyncEngine:
             self._flush_outbox(outbox, now, force=force)
 
     def _flush_outbox(self, outbox: Outbox, now: float, *, force: bool) -> None:
+        if not outbox.since:
+            return  # nothing waits (most calls: after every input)
         window = outbox.window_s
         due = [d for d, since in outbox.since.items() if force or now >= since + window]
         if not due:
