@@ -27,7 +27,7 @@ from typing import Any, TypeGuard
 from pycrdt import Doc
 
 from meridian.crdt_models.presence import META
-from meridian.crdt_models.records import Change, RecordError, root_map
+from meridian.crdt_models.records import Change, RecordError, map_items, root_map
 
 LOAD_PREFIX = "load."
 LOAD_TTL_MS = 15_000  # as presence (PRESENCE_TTL_MS): five missed publications
@@ -108,8 +108,8 @@ def read_entry(node: str, region: str, meta: Mapping[str, Any]) -> LoadEntry | N
 
 
 def read_doc_entry(node: str, region: str, doc: Doc[Any]) -> LoadEntry | None:
-    meta = root_map(doc, META)
-    return read_entry(node, region, {k: v for k, v in meta.items() if k.startswith(LOAD_PREFIX)})
+    pairs = map_items(doc, META)
+    return read_entry(node, region, {k: v for k, v in pairs if k.startswith(LOAD_PREFIX)})
 
 
 def _number(value: Any) -> TypeGuard[float]:

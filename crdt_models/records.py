@@ -101,8 +101,13 @@ def map_items(doc: Doc[Any], name: str) -> list[tuple[str, Any]]:
     across an await. The values are read through the map's integrated Yrs type: pycrdt's
     ``kv[key]`` opens two more transactions per key to check that the key exists, and that
     made this read 2.5 times slower (tests/test_models.py compares both)."""
-    kv = root_map(doc, name)
-    with doc.transaction() as txn:
+    return map_pairs(root_map(doc, name))
+
+
+def map_pairs(kv: Map[Any]) -> list[tuple[str, Any]]:
+    """`map_items` of a map at hand: its (key, value) pairs in key order, read in one
+    transaction (``kv.items()`` opens two more per key)."""
+    with kv.doc.transaction() as txn:
         raw, inner = kv.integrated, txn._txn
         wrap = kv._maybe_as_type_or_doc  # a nested type as its pycrdt class, as kv[key] does
         return [(key, wrap(raw.get(inner, key))) for key in sorted(raw.keys(inner))]

@@ -44,6 +44,7 @@ from typing import Any
 from pycrdt import Map
 
 from meridian.crdt_models.load import LoadEntry
+from meridian.crdt_models.records import map_pairs
 
 START_ABOVE = 1.25  # a process 25 % above the mean starts shedding...
 STOP_BELOW = 1.05  # ...and stops once within 5 % of it
@@ -250,7 +251,7 @@ def read_moved(meta: Map[Any] | Mapping[str, Any]) -> dict[str, int]:
     """Target node -> players moved there, from a presence ``meta`` map (pycrdt gives numbers
     back as floats; anything but a number from 0 up is ignored)."""
     found: dict[str, int] = {}
-    for key, value in meta.items():
+    for key, value in map_pairs(meta) if isinstance(meta, Map) else meta.items():
         if not key.startswith(MOVED_PREFIX) or isinstance(value, bool):
             continue
         if isinstance(value, int | float) and 0 <= value <= MAX_MOVED:

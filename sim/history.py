@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pycrdt import Doc, Map
+from pycrdt import Doc
 
 from meridian.sim import refdocs
 
@@ -321,8 +321,8 @@ class DocState:
 
     @staticmethod
     def of(doc: Doc[Any], digest: bytes) -> DocState:
-        values = doc.get(KV_ROOT, type=Map).to_py() or {}
-        return DocState(digest, state_vector(doc), dict(values), doc.get_update())
+        values = refdocs.read_map(doc, KV_ROOT)
+        return DocState(digest, state_vector(doc), values, doc.get_update())
 
 
 FinalStates = dict[str, dict[str, DocState]]  # node id -> document id -> state (nodes up at end)

@@ -28,7 +28,7 @@ from pycrdt import Doc, Map
 
 from meridian.crdt_models.hlc import HybridLogicalClock, Stamp
 from meridian.sim.history import History, StampRecord, move_thing, state_vector
-from meridian.sim.refdocs import carries_nothing
+from meridian.sim.refdocs import carries_nothing, read_map
 
 MOVES_ROOT = "moves"  # the root map of move records in a game document (docs/architecture.md)
 NAMES_ROOT = "names"  # the root map of name claims in the accounts document
@@ -80,13 +80,11 @@ class Ledger:
     def accounts_changed(self, doc: Doc[Any]) -> None:
         """Note the name claims and account versions the accounts document holds that were not
         seen before (a version is replaced by its region's next one)."""
-        # Each map read whole, in one transaction (reading key by key opened two per key).
-        claims = doc.get(NAMES_ROOT, type=Map).to_py() or {}
-        for key, claim in claims.items():
+        # Each map read whole (reading key by key opened two transactions per key).
+        for key, claim in read_map(doc, NAMES_ROOT).items():
             if key not in self.history.claims:
                 self.history.claims[key] = claim
-        users = doc.get(USERS_ROOT, type=Map).to_py() or {}
-        for text in users.values():
+        for text in read_map(doc, USERS_ROOT).values():
             if text not in self._versions_seen:
                 self._versions_seen.add(text)
                 self.history.account_versions.append(text)

@@ -15,7 +15,7 @@ from meridian.crdt_models.presence import (
     PRESENCE_TTL_MS,
     Session,
 )
-from meridian.crdt_models.records import root_map
+from meridian.crdt_models.records import map_items, root_map
 from meridian.node import protocol as p
 from meridian.node.delivery import Close
 from meridian.node.presence_view import superseded_sessions
@@ -284,11 +284,9 @@ class SessionsTopic:
         if doc is None:
             return
         hosted = {s.sid for s in state.own_presence().sessions}
-        spent = [t for t, sid in root_map(doc, SPENT).items() if sid not in hosted]
+        spent = [t for t, sid in map_items(doc, SPENT) if sid not in hosted]
         old = [
-            sid
-            for sid, at in root_map(doc, REVOKED).items()
-            if now_ms - int(at) > REVOKE_KEEP_S * 1000
+            sid for sid, at in map_items(doc, REVOKED) if now_ms - int(at) > REVOKE_KEEP_S * 1000
         ]
         if spent or old:
 
