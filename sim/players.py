@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from meridian.crdt_models.accounts import ACCOUNTS_DOC
 from meridian.node.account_flow import (
     AccountFlow,
@@ -65,6 +67,10 @@ CLOSE_ABNORMAL = 1006  # what a websocket client reports when the TCP connection
 
 Reply = dict[str, Any]  # {"ok": True, ...} or {"ok": False, "error": {"code", "message"}}
 Done = Callable[[Reply], None]
+
+# The pushes a simulated client reads (a few KB each, thousands per run): msgspec reads them
+# about three times faster than the standard library.
+_read_json = msgspec.json.Decoder().decode
 
 
 def failure(code: str, message: str) -> Reply:
@@ -395,7 +401,7 @@ class SimClient:
         switching = self._switching.get(link.conn_id) is link  # (both are read while moving)
         if (link is not self._link and not switching) or not link.client_open:
             return
-        message = json.loads(text)
+        message = _read_json(text)
         self._sent.pop(message.get("re") or "", None)
         waiter = self._waiting.pop(message.get("re") or "", None)
         if waiter is not None:
