@@ -167,16 +167,20 @@ async def test_a_loaded_region_sheds_idle_players_first_and_games_lose_nothing(
 ) -> None:
     cluster = loaded_cluster
     eu = cluster.url(0)
-    # The idle players first; then each pair, starting its game at once (a player not yet in
-    # a game is idle too, and would be moved as such).
+    # The idle players first; then the pairs, each starting its game at once. A player not yet
+    # in a game is idle too, and would be moved as such (its invitation then lost): the pairs
+    # start together, so that window is one sign-in and invitation long, not eight (one pair
+    # after another, a busy machine's second round caught a pair before its game).
     idle = list(await asyncio.gather(*(signed_in(eu, http, f"idle{i}") for i in range(IDLE))))
-    players: list[Watched] = []
-    for pair in range(PAIRS):
+
+    async def paired(pair: int) -> list[Watched]:
         a, b = await asyncio.gather(
             signed_in(eu, http, f"p{pair}a"), signed_in(eu, http, f"p{pair}b")
         )
         a.gid = b.gid = await start_game(a.client, b.client)
-        players += [a, b]
+        return [a, b]
+
+    players = [p for pair in await asyncio.gather(*map(paired, range(PAIRS))) for p in pair]
     watched = idle + players
     loaded_at = time.monotonic()
     games = [asyncio.create_task(play(p, seed)) for seed, p in enumerate(players)]
