@@ -108,6 +108,7 @@ class MetaServiceAccess:
             return None
         resume = state.new_token()
         event = state.put_session(replace(session, resume_hash=token_hash(resume)))
+        state.handed_over.add(sid)
         return HandedOver(resume, event, session.resume_hash)
 
     def take_back(self, sid: str, handed: HandedOver) -> bool:
@@ -118,6 +119,7 @@ class MetaServiceAccess:
         if session is None or session.resume_hash != token_hash(handed.resume):
             return False
         state.put_session(replace(session, resume_hash=handed.previous_hash))
+        state.handed_over.discard(sid)
         return True
 
     def notify(self, conn_id: str, message: dict[str, Any]) -> None:

@@ -143,6 +143,7 @@ class ServiceState:
         self.picture = Picture({}, [], {}, {})
         self.live_picture = LivePicture()  # what `picture` is made of, kept up to date
         self.dropped_at: dict[str, float] = {}  # sid -> when its connection dropped
+        self.handed_over: set[str] = set()  # sessions whose player was told to move (drain)
         self.out: list[Outgoing] = []
         self.dirty: set[str] = set()
         self.now_hint = 0.0
@@ -356,7 +357,8 @@ class ServiceState:
 
     def drop_connection(self, conn_id: str, now: float) -> Conn | None:
         """Forget a connection; the last one of a session marks it dropped (its grace period
-        starts) and ends the invitations its player sent or received here."""
+        starts) and ends the invitations its player sent or received here, unless the player
+        was handed over to another node: it is on its way there, and they still count."""
         conn = self.forget_conn(conn_id)
         if conn is None or not conn.sid:
             return conn
@@ -366,6 +368,8 @@ class ServiceState:
         if session is not None:
             self.dropped_at[conn.sid] = now
             dropped = replace(session, connected=False)
+            moving = conn.sid in self.handed_over
+            self.handed_over.discard(conn.sid)
             invites = [
                 i.iid for i in self.own_presence().invites if session.uid in (i.from_uid, i.to_uid)
             ]
@@ -373,7 +377,7 @@ class ServiceState:
             def change(doc: Doc[Any]) -> None:
                 writer = PresenceWriter(doc)
                 writer.put_session(dropped)
-                writer.remove_invites(*invites)
+                writer.remove_invites(*([] if moving else invites))
 
             self.write(self.presence_doc, change)
         return conn

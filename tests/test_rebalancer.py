@@ -44,7 +44,7 @@ from meridian.node.rebalancer import (
 from meridian.node.service import PlayerHere
 from meridian.sync.engine import PeerState
 from meridian.tomlschema import ConfigError
-from tests.service_harness import ServiceHarness
+from tests.service_harness import ServiceHarness, replicate
 
 NOW_MS = 1_767_225_600_000
 
@@ -103,6 +103,31 @@ def test_a_hand_over_taken_back_leaves_the_clients_resume_token_valid() -> None:
     node.close(conn)
     again = node.open()
     assert node.request(again, "hello", resume=resume)["ok"], "the client's token works again"
+
+
+def test_an_invitation_made_as_its_player_is_handed_over_reaches_them_at_the_new_node() -> None:
+    # bob is told to move (rebalancing, a drain) just as alice invites him: the end of his old
+    # connection must not withdraw the invitation, and at us he is shown it and can accept.
+    eu, us = ServiceHarness("eu-1", "eu"), ServiceHarness("us-1", "us", seed=2)
+    alice, bob = eu.online("alice"), eu.online("bob")
+    (sid,) = [
+        s for p in eu.service.players_here() for s in p.sessions if bob.conn_id in p.sessions[s]
+    ]
+    handed = eu.service.hand_over(sid)
+    assert handed is not None
+    invite = eu.request(alice, "invite", to="bob")["invite"]
+    eu.close(bob)  # the client followed the notice: its old connection ends
+    replicate(eu, us)
+    on_us = us.open()
+    assert us.request(on_us, "hello", resume=handed.resume)["ok"]
+    for _ in range(3):
+        replicate(us, eu)
+        replicate(eu, us)
+        eu.advance(0.5)
+        us.advance(0.5)
+    assert [i["iid"] for i in on_us.pushes("invites")[-1]["incoming"]] == [invite["iid"]]
+    assert [i["iid"] for i in alice.pushes("invites")[-1]["outgoing"]] == [invite["iid"]]
+    assert us.request(on_us, "accept", invite=invite["iid"])["ok"]
 
 
 # --- what plan() is given --------------------------------------------------------------------
