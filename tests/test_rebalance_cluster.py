@@ -168,9 +168,10 @@ async def test_a_loaded_region_sheds_idle_players_first_and_games_lose_nothing(
     cluster = loaded_cluster
     eu = cluster.url(0)
     # The idle players first; then the pairs, each starting its game at once. A player not yet
-    # in a game is idle too, and would be moved as such (its invitation then lost): the pairs
-    # start together, so that window is one sign-in and invitation long, not eight (one pair
-    # after another, a busy machine's second round caught a pair before its game).
+    # in a game is idle too, and would be moved as such: the pairs start together, so that
+    # window is one sign-in and invitation long, not eight (one pair after another, a busy
+    # machine's second round caught a pair before its game; its invitation, then withdrawn,
+    # now follows it: docs/architecture.md, *Invitations of a player who moves*).
     idle = list(await asyncio.gather(*(signed_in(eu, http, f"idle{i}") for i in range(IDLE))))
 
     async def paired(pair: int) -> list[Watched]:
