@@ -25,6 +25,7 @@ from typing import Any
 from pycrdt import Doc
 
 from meridian.crdt_models.records import (
+    KeyChanges,
     RecordError,
     decode_record,
     encode_record,
@@ -174,19 +175,19 @@ class PresenceReader:
             shared = root_map(doc, name)
             self._subscriptions.append((shared, observe_map(shared, self._bump)))
 
-    def _bump(self, _event: Any) -> None:
+    def _bump(self, _keys: KeyChanges) -> None:
         self.version += 1
         self.also_version += 1
 
-    def _apply_sessions(self, event: Any) -> None:
+    def _apply_sessions(self, keys: KeyChanges) -> None:
         self.version += 1
-        for key, change in event.keys.items():
+        for key, change in keys.items():
             parsed = None if change["action"] == "delete" else _parse(Session, change["newValue"])
             self._put_session(key, parsed)
 
-    def _apply_invites(self, event: Any) -> None:
+    def _apply_invites(self, keys: KeyChanges) -> None:
         self.version += 1
-        for key, change in event.keys.items():
+        for key, change in keys.items():
             if change["action"] == "delete":
                 self.invites.pop(key, None)
             else:

@@ -31,10 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pycrdt import Doc, Map, MapEvent, Subscription
+from pycrdt import Doc, Map, Subscription
 
 from meridian.crdt_models.kinds import DocIdError, check_changes, check_doc_id
-from meridian.crdt_models.records import Change, MissingReference, RecordRefused, observe_map
+from meridian.crdt_models.records import (
+    Change,
+    KeyChanges,
+    MissingReference,
+    RecordRefused,
+    observe_map,
+)
 from meridian.sync.codec import FrameError
 from meridian.sync.digest import is_decode_failure, lacking
 from meridian.sync.identity import Keyring, KeyringEntry
@@ -119,7 +125,7 @@ class ScratchCopy:
 
     doc: Doc[Any]
     roots: frozenset[str]
-    events: list[tuple[str, MapEvent]] = field(default_factory=list)
+    events: list[tuple[str, KeyChanges]] = field(default_factory=list)
     # The copy's state vector as the last check left it (None: unknown), so that `applied`
     # need not read it again; any other change to the copy clears it.
     state: bytes | None = None
@@ -130,10 +136,10 @@ class ScratchCopy:
             shared = self.doc.get(root, type=Map)
             self.subscriptions.append((shared, observe_map(shared, self._collector(root))))
 
-    def _collector(self, root: str) -> Callable[[MapEvent], None]:
-        def collect(event: MapEvent) -> None:
-            # Runs inside the commit: keep the event, read it after the apply returns.
-            self.events.append((root, event))
+    def _collector(self, root: str) -> Callable[[KeyChanges], None]:
+        def collect(keys: KeyChanges) -> None:
+            # Runs inside the commit: keep the changes, read them after the apply returns.
+            self.events.append((root, keys))
 
         return collect
 
@@ -264,8 +270,8 @@ class UpdateChecker:
 
 def _changes(copy: ScratchCopy) -> list[Change]:
     changes = []
-    for root, event in copy.events:
-        for key, change in event.keys.items():  # type: ignore[attr-defined]
+    for root, keys in copy.events:
+        for key, change in keys.items():
             deleted = change["action"] == "delete"
             new = None if deleted else change.get("newValue")
             changes.append(Change(root, key, change.get("oldValue"), new, deleted))

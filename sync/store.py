@@ -324,6 +324,9 @@ class DocumentStore:
         self._log_rows: dict[str, int] = {}
         self._log_bytes: dict[str, int] = {}
         self._snapshot_bytes: dict[str, int] = {}
+        # Documents whose log is longer than snapshot_every rows: the only ones a commit looks
+        # at for folding (scanning every document's count made a commit O(documents)).
+        self._long_logs: set[str] = set()
         self._next_row_id = 1
         try:
             self._scan_counters()
@@ -341,6 +344,8 @@ class DocumentStore:
         for doc_id, count, doc_last_row_id, size in self._conn.execute(query):
             self._log_rows[doc_id] = count
             self._log_bytes[doc_id] = size or 0
+            if count > self.snapshot_every:
+                self._long_logs.add(doc_id)
             last_row_id = max(last_row_id, doc_last_row_id)
         snapshots = "SELECT doc_id, LENGTH(payload) FROM doc_snapshot"
         self._snapshot_bytes = {doc_id: size or 0 for doc_id, size in self._conn.execute(snapshots)}
@@ -423,10 +428,7 @@ class DocumentStore:
         if not staged and not meta:
             return CommitStats(updates=0, bytes=0, seconds=0.0, snapshots=0, meta=0)
         started = time.perf_counter()
-        log_rows, log_bytes = dict(self._log_rows), dict(self._log_bytes)
-        for doc_id, update in staged:
-            log_rows[doc_id] = log_rows.get(doc_id, 0) + 1
-            log_bytes[doc_id] = log_bytes.get(doc_id, 0) + len(update)
+        log_rows, log_bytes = self._counts_after(staged)
         due = self._due_for_snapshot(log_rows, log_bytes, len(staged))
         with self._transaction():
             self._conn.executemany(_INSERT_LOG, self._log_rows_of(staged))
@@ -437,24 +439,53 @@ class DocumentStore:
             # Folded, or skipped with an error logged: either way wait another
             # snapshot_every rows before trying again rather than retrying every commit.
             log_rows[doc_id] = log_bytes[doc_id] = 0
-        self._log_rows, self._log_bytes = log_rows, log_bytes
+        self._count(log_rows, log_bytes)
         seconds = time.perf_counter() - started
         size = sum(len(update) for _, update in staged)
         return CommitStats(len(staged), size, seconds, snapshots, meta=len(meta))
 
+    def _counts_after(
+        self, staged: list[tuple[str, bytes]]
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """The log rows and bytes of the staged documents once the batch is written (kept
+        apart until the transaction commits: a failed commit leaves the counts as they were)."""
+        log_rows: dict[str, int] = {}
+        log_bytes: dict[str, int] = {}
+        for doc_id, update in staged:
+            log_rows[doc_id] = log_rows.get(doc_id, self._log_rows.get(doc_id, 0)) + 1
+            log_bytes[doc_id] = log_bytes.get(doc_id, self._log_bytes.get(doc_id, 0)) + len(update)
+        return log_rows, log_bytes
+
+    def _count(self, log_rows: dict[str, int], log_bytes: dict[str, int]) -> None:
+        """Take the counts of a committed batch (`_counts_after`, folds reset to 0)."""
+        self._log_rows.update(log_rows)
+        self._log_bytes.update(log_bytes)
+        for doc_id, count in log_rows.items():
+            if count > self.snapshot_every:
+                self._long_logs.add(doc_id)
+            else:
+                self._long_logs.discard(doc_id)
+
     def _due_for_snapshot(
         self, log_rows: dict[str, int], log_bytes: dict[str, int], writing: int
     ) -> list[str]:
-        def due(doc_id: str, count: int) -> bool:
+        """The documents to fold in this commit, longest log first: those over snapshot_every
+        rows whose log is large beside their snapshot, or over MAX_LOG_ROWS_FACTOR times it.
+        `log_rows` and `log_bytes` hold the counts of the documents being written."""
+
+        def rows(doc_id: str) -> int:
+            return log_rows.get(doc_id, self._log_rows.get(doc_id, 0))
+
+        def due(doc_id: str) -> bool:
+            count = rows(doc_id)
             if count <= self.snapshot_every:
                 return False
-            big_enough = log_bytes.get(
-                doc_id, 0
-            ) >= FOLD_AT_LOG_FRACTION * self._snapshot_bytes.get(doc_id, 0)
+            size = log_bytes.get(doc_id, self._log_bytes.get(doc_id, 0))
+            big_enough = size >= FOLD_AT_LOG_FRACTION * self._snapshot_bytes.get(doc_id, 0)
             return big_enough or count > MAX_LOG_ROWS_FACTOR * self.snapshot_every
 
-        over = [doc_id for doc_id, count in log_rows.items() if due(doc_id, count)]
-        over.sort(key=lambda doc_id: log_rows[doc_id], reverse=True)
+        over = [doc_id for doc_id in self._long_logs | log_rows.keys() if due(doc_id)]
+        over.sort(key=lambda doc_id: (-rows(doc_id), doc_id))
         return over[: self.snapshots_per_commit + 2 * writing // self.snapshot_every]
 
     def _log_rows_of(self, staged: list[tuple[str, bytes]]) -> list[tuple[str, int, bytes, int]]:
@@ -542,6 +573,7 @@ class DocumentStore:
             self._write_snapshot(doc_id, merged)
             self._conn.execute(_REFILLED, (time.time(), doc_id))
         self._log_rows[doc_id] = self._log_bytes[doc_id] = 0
+        self._long_logs.discard(doc_id)
 
     def _rows_of(self, doc_id: str) -> list[tuple[str, list[_Row]]]:
         """A document's snapshot rows and log rows (in order), unchecked."""

@@ -10,9 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pycrdt import Map
 
 import meridian.games.battleline as battleline
+from meridian.crdt_models import kinds
 from meridian.crdt_models.game import INFO, MOVES, GameInfo, GameWriter
 from meridian.crdt_models.hlc import Stamp
 from meridian.crdt_models.kinds import (
@@ -21,7 +24,7 @@ from meridian.crdt_models.kinds import (
     check_doc_id,
     record_schema,
 )
-from meridian.crdt_models.records import RecordError, decode_record, encode_record
+from meridian.crdt_models.records import Change, RecordError, decode_record, encode_record
 from meridian.node.localcluster import ReleaseMissing, extract_release
 from tests.sync_harness import EPOCH_MS, MemoryCluster
 
@@ -141,3 +144,40 @@ def test_records_cross_between_this_code_and_the_previous_release(
     old_writes = direction.startswith("release")
     result = _roundtrip(release if old_writes else "", "" if old_writes else release)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr
+
+
+# --- stamps ahead of the clock, read from a record's text -----------------------------------
+
+LIMIT_MS = 2_000_000_000_000  # a stamp's wall above this is "ahead"
+
+
+def _stamp_text(wall_ms: int) -> str:
+    return f"{wall_ms:016d}.00000.n"
+
+
+def _escaped(text: str) -> str:
+    """`text` as a JSON string literal whose digits are written as \\u escapes."""
+    return '"' + "".join(f"\\u{ord(c):04x}" if c.isdigit() else c for c in text) + '"'
+
+
+@given(
+    walls=st.lists(st.integers(0, 10**17), max_size=4),
+    escape=st.lists(st.booleans(), min_size=4, max_size=4),
+    key_wall=st.one_of(st.none(), st.integers(0, 10**17)),
+)
+def test_the_quick_stamp_scan_never_passes_a_record_the_decoded_one_refuses(
+    walls: list[int], escape: list[bool], key_wall: int | None
+) -> None:
+    """The check of stamps ahead of the clock first scans a record's text (kinds, without
+    decoding it); a stamp it cannot see there (one written with escapes) must still count."""
+    fields = [
+        _escaped(_stamp_text(wall)) if hidden else json.dumps(_stamp_text(wall))
+        for wall, hidden in zip(walls, escape, strict=False)
+    ]
+    text = "{" + ",".join(f'"f{i}": {field}' for i, field in enumerate(fields)) + "}"
+    key = "k" if key_wall is None else _stamp_text(key_wall)
+    exact_ok = all(wall <= LIMIT_MS for wall in [*walls, *([key_wall] if key_wall else [])])
+    quick_ok = kinds._stamps_in_text_within(Change("r", key, None, text), LIMIT_MS)
+    assert not quick_ok or exact_ok
+    if not any(escape[: len(walls)]):  # nothing hidden: the quick answer is the exact one
+        assert quick_ok == exact_ok
