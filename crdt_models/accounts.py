@@ -50,6 +50,7 @@ from meridian.crdt_models.records import (
     decode_record,
     encode_record,
     encode_signed,
+    map_get,
     map_items,
     root_map,
     verified_signer,
@@ -370,7 +371,7 @@ def _check_version_has_home_record(
     they, not it, decide the password and home."""
     home_records = root_map(doc, AUTH)
     if version.authoritative:
-        text = home_records.get(change.key)
+        text = map_get(home_records, change.key)
         try:
             same = text is not None and AccountVersion.from_text(text).stamp == version.stamp
         except RecordError:
@@ -493,7 +494,7 @@ def _home_records(
     found = []
     for region in sorted(regions):
         key = f"{uid}|{region}"
-        text = records.get(key) if key != skip else None
+        text = map_get(records, key) if key != skip else None
         if text is None:
             continue
         try:

@@ -38,7 +38,9 @@ from meridian.crdt_models.records import (
     RecordError,
     decode_record,
     encode_record,
+    map_get,
     map_items,
+    map_pairs,
     root_map,
     stamp_wall,
 )
@@ -187,18 +189,16 @@ class Chain(Generic[StateT]):
 
 
 def read_info(doc: Doc[Any]) -> GameInfo | None:
-    text = root_map(doc, INFO).get(INFO_KEY)
+    text = map_get(root_map(doc, INFO), INFO_KEY)
     return GameInfo.from_text(text) if text is not None else None
 
 
 def read_moves(doc: Doc[Any], skip: set[str] | frozenset[str] = frozenset()) -> list[MoveRecord]:
     """The move records of a game, except those whose key is in `skip` (already read)."""
-    moves = root_map(doc, MOVES)
     records = []
-    keys = list(moves.keys())
-    for key in sorted(k for k in keys if k not in skip):
+    for _, text in map_pairs(root_map(doc, MOVES), skip):
         try:
-            records.append(MoveRecord.from_text(moves[key]))
+            records.append(MoveRecord.from_text(text))
         except RecordError:
             continue  # a record no rule can use is ignored (and never wins a ply)
     return records

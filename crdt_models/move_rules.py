@@ -44,6 +44,7 @@ from meridian.crdt_models.records import (
     MissingReference,
     RecordError,
     RecordRefused,
+    map_get,
     root_map,
 )
 from meridian.games.base import GameRules, IllegalMove
@@ -73,7 +74,7 @@ def check_move_change(change: Change, doc: Doc[Any], context: CheckContext) -> N
         raise RecordError(f"the record of ply {record.ply} at {record.stamp} is not under its key")
     if Stamp.decode(record.stamp).node_id != record.node:
         raise RecordError(f"the record says node {record.node[:40]!r}, its stamp another")
-    info_text = root_map(doc, INFO).get(INFO_KEY)
+    info_text = map_get(root_map(doc, INFO), INFO_KEY)
     if info_text is None:
         raise MissingReference("missing_parent", f"{change.where}: the game's setup is missing")
     info = GameInfo.from_text(info_text)
@@ -130,7 +131,7 @@ def _state_after(
         if not record.parent:
             cursor = None
             break
-        parent_text = moves.get(record.parent)
+        parent_text = map_get(moves, record.parent)
         if parent_text is None:
             raise MissingReference(
                 "missing_parent", f"{where}: its ancestor {record.parent[:80]!r} is missing"

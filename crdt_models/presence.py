@@ -29,6 +29,7 @@ from meridian.crdt_models.records import (
     RecordError,
     decode_record,
     encode_record,
+    map_get,
     observe_map,
     root_map,
 )
@@ -233,7 +234,7 @@ class PresenceReader:
         """The presence as it is now. Its session list and indexes are the reader's own, kept
         up to date in place (copying them on every read made each login cost O(players));
         its invitation list is a copy."""
-        heartbeat = root_map(self.doc, META).get(HEARTBEAT)
+        heartbeat = map_get(root_map(self.doc, META), HEARTBEAT)
         if self._invites is None:
             self._invites = [self.invites[k] for k in sorted(self.invites)]
         return Presence(

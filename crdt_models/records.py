@@ -120,6 +120,15 @@ def observe_map(kv: Map[Any], callback: Callable[[KeyChanges], None]) -> Subscri
     return subscription
 
 
+def map_get(kv: Map[Any], key: str) -> Any:
+    """``kv.get(key)``: the value, or None when the key is absent, read in one transaction
+    (pycrdt's ``get`` opens three: one around, one to look for the key, one to read it)."""
+    with kv.doc.transaction() as txn:
+        raw, inner = kv.integrated, txn._txn
+        value = raw.get(inner, key) if raw.has(inner, key) else None
+    return value if value is None or type(value) is str else kv._maybe_as_type_or_doc(value)
+
+
 def map_items(doc: Doc[Any], name: str) -> list[tuple[str, Any]]:
     """The (key, value) pairs of a root map, in key order (deterministic on every node).
 
@@ -130,12 +139,13 @@ def map_items(doc: Doc[Any], name: str) -> list[tuple[str, Any]]:
     return map_pairs(root_map(doc, name))
 
 
-def map_pairs(kv: Map[Any]) -> list[tuple[str, Any]]:
+def map_pairs(kv: Map[Any], skip: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, Any]]:
     """`map_items` of a map at hand: its (key, value) pairs in key order, read in one
-    transaction (``kv.items()`` opens two more per key)."""
+    transaction (``kv.items()`` opens two more per key); keys in `skip` left out unread."""
     with kv.doc.transaction() as txn:
         raw, inner = kv.integrated, txn._txn
-        values = [(key, raw.get(inner, key)) for key in sorted(raw.keys(inner))]
+        keys = sorted(key for key in raw.keys(inner) if key not in skip)
+        values = [(key, raw.get(inner, key)) for key in keys]
     # A nested type as its pycrdt class, as kv[key] does; a record's text needs no look (the
     # look tries every shared type in turn: half the cost of reading a map of records).
     wrap = kv._maybe_as_type_or_doc

@@ -7,7 +7,7 @@ from typing import Any
 
 from pycrdt import Doc
 
-from meridian.crdt_models.records import decode_record, encode_record, root_map
+from meridian.crdt_models.records import decode_record, encode_record, map_get, root_map
 from meridian.node import protocol as p
 from meridian.node.protocol import MAX_CHAT_CHARS, ErrorCode, Refused
 from meridian.node.service_state import Answer, Conn, ServiceState
@@ -67,7 +67,7 @@ class ChatTopic:
         chats = root_map(doc, CHATS)
         for key in sorted(set(chats.keys()) - self._seen):  # read only the new values
             self._seen.add(key)
-            text = chats.get(key)
+            text = map_get(chats, key)
             try:
                 record = decode_record(text, ("from", "from_uid", "text", "stamp"))
             except ValueError:
