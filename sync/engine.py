@@ -337,6 +337,7 @@ class SyncEngine:
         self._last_local_event: dict[str, int] = {}
         self._durable_through = 0
         self._next_anti_entropy: float | None = None
+        self._announced_peers: tuple[str, ...] = ()  # the up peers last told to every link
         self._wants = wants
         self._followed: set[str] = set()
 
@@ -796,7 +797,7 @@ class SyncEngine:
         self._events.append(
             LinkUp(link.link_id, peer_id, link.peer.region, link.peer.software, link.version)
         )
-        self._announce_links(now)
+        self._announce_links(now, link)
         self._send_digests(link, now)
         self._ask_followed(link, now)
 
@@ -834,9 +835,10 @@ class SyncEngine:
                 if sent is not None:
                     peer.rtt = now - sent
             case codec.Error():
-                self._close(
-                    link, f"peer error {frame.code}: {frame.reason}", refused=False, now=now
-                )
+                # The peer keeps another link to this node when it closes a duplicate.
+                replaced = frame.code == ErrorCode.DUPLICATE_LINK
+                reason = f"peer error {frame.code}: {frame.reason}"
+                self._close(link, reason, refused=False, now=now, replaced=replaced)
             case codec.Hello() | codec.Auth() | codec.AuthSig():
                 raise FrameError(ErrorCode.MALFORMED, "handshake frame after authentication")
 
@@ -1149,10 +1151,16 @@ class SyncEngine:
         for start in range(0, max(len(items), 1), DIGESTS_PER_FRAME):
             self._send(link, codec.Digests(tuple(items[start : start + DIGESTS_PER_FRAME])), now)
 
-    def _announce_links(self, now: float) -> None:
-        frame = codec.Links(tuple(self.up_peers()))
+    def _announce_links(self, now: float, new_link: Link | None = None) -> None:
+        """Tell every linked peer which peers this node reaches, when that changed; a link
+        just up is told in any case (a duplicate link that replaces one changes nothing)."""
+        peers = tuple(self.up_peers())
+        changed = peers != self._announced_peers
+        self._announced_peers = peers
+        frame = codec.Links(peers)
         for link in self._up_links():
-            self._send(link, frame, now)
+            if changed or link is new_link:
+                self._send(link, frame, now)
 
     # --- closing ------------------------------------------------------------------------
 
@@ -1160,9 +1168,15 @@ class SyncEngine:
         """Tell the peer why, then close: nothing more is read from or sent on this link."""
         refused = link.state is LinkState.HANDSHAKE
         self._send(link, codec.Error(code, reason), now)
-        self._close(link, reason, refused=refused, now=now)
+        replaced = code is ErrorCode.DUPLICATE_LINK
+        self._close(link, reason, refused=refused, now=now, replaced=replaced)
 
-    def _close(self, link: Link, reason: str, *, refused: bool, now: float) -> None:
+    def _close(
+        self, link: Link, reason: str, *, refused: bool, now: float, replaced: bool = False
+    ) -> None:
+        """Forget the link. One that was up and is not `replaced` by another link to the same
+        peer (a duplicate closed at start-up, when both nodes dial each other) changes the
+        peers this node reaches: it tells its peers so, and offers them its digests."""
         was_up = link.state is LinkState.UP
         link.state = LinkState.CLOSED
         peer = self.peers.get(link.peer_id or "")
@@ -1171,7 +1185,7 @@ class SyncEngine:
                 peer.held_through[doc_id] = self._held_prefix(peer, link, doc_id)
             peer.link_id = None
         self._events.append(LinkClosed(link.link_id, link.peer_id, reason, refused))
-        if was_up:
+        if was_up and not replaced:
             self._announce_links(now)
             self._offer_what_the_peer_sent(now)
 
