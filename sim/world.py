@@ -34,6 +34,7 @@ from typing import Any
 from pycrdt import Map
 
 from meridian.crdt_models.presence import PRESENCE_PREFIX
+from meridian.crdt_models.records import map_get, root_map
 from meridian.sim.checkers import Verdict
 from meridian.sim.clock import NodeClock, Scheduler
 from meridian.sim.disk import remove_scratch, scratch_folder
@@ -125,7 +126,7 @@ class NodeHandle:
 
     def get(self, doc_id: str, key: str) -> Any:
         doc = self._node.engine.docs.get(doc_id)
-        return None if doc is None else doc.get(KV_ROOT, type=Map).get(key)
+        return None if doc is None else map_get(root_map(doc, KV_ROOT), key)
 
     def wall_time(self) -> float:
         return self._node.clock.wall(self._simulation.now)
@@ -423,11 +424,11 @@ class Simulation:
         """A put (``value``) or delete (None) of one key, recorded in the history."""
         doc = node.engine.document(doc_id)
         seen = state_vector(doc)
-        shown = doc.get(KV_ROOT, type=Map).get(key)
+        shown = map_get(root_map(doc, KV_ROOT), key)
         replaced = None if shown is None else self._by_value.get((doc_id, key, shown))
 
         def change(doc: Any) -> None:
-            entries = doc.get(KV_ROOT, type=Map)
+            entries = root_map(doc, KV_ROOT)
             if value is None:
                 del entries[key]
             else:

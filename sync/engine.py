@@ -788,7 +788,11 @@ class SyncEngine:
         existing = self._links.get(peer.link_id) if peer.link_id else None
         if existing is not None and existing.state is LinkState.UP:
             loser = self._duplicate_loser(existing, link)
-            self._fail(loser, ErrorCode.DUPLICATE_LINK, f"duplicate link to {peer_id}", now)
+            # Both nodes dialed: the pair stays linked. A reconnect from the same side instead
+            # replaces a link that may be stale (the peer may have restarted): as if lost.
+            both_dialed = existing.initiator != link.initiator
+            reason = f"duplicate link to {peer_id}"
+            self._fail(loser, ErrorCode.DUPLICATE_LINK, reason, now, replaced=both_dialed)
             if loser is link:
                 return
         link.state = LinkState.UP
@@ -1164,18 +1168,20 @@ class SyncEngine:
 
     # --- closing ------------------------------------------------------------------------
 
-    def _fail(self, link: Link, code: ErrorCode, reason: str, now: float) -> None:
-        """Tell the peer why, then close: nothing more is read from or sent on this link."""
+    def _fail(
+        self, link: Link, code: ErrorCode, reason: str, now: float, *, replaced: bool = False
+    ) -> None:
+        """Tell the peer why, then close: nothing more is read from or sent on this link
+        (`replaced`: by another link to the same peer, see `_close`)."""
         refused = link.state is LinkState.HANDSHAKE
         self._send(link, codec.Error(code, reason), now)
-        replaced = code is ErrorCode.DUPLICATE_LINK
         self._close(link, reason, refused=refused, now=now, replaced=replaced)
 
     def _close(
         self, link: Link, reason: str, *, refused: bool, now: float, replaced: bool = False
     ) -> None:
         """Forget the link. One that was up and is not `replaced` by another link to the same
-        peer (a duplicate closed at start-up, when both nodes dial each other) changes the
+        peer (a duplicate closed when both nodes dialed each other, as at start-up) changes the
         peers this node reaches: it tells its peers so, and offers them its digests."""
         was_up = link.state is LinkState.UP
         link.state = LinkState.CLOSED

@@ -446,6 +446,26 @@ def test_a_duplicate_link_closed_tells_the_other_peers_nothing_but_a_lost_peer_d
         assert cluster.engines[name].peers["ap"].frames_sent > before, name
 
 
+def test_a_reconnect_from_the_same_side_counts_as_a_lost_peer() -> None:
+    """A node that dials a peer it still has a link to (it saw that link die; the peer may
+    have restarted) replaces a link that may be stale: the peer tells the others, as when a
+    link is lost, so they pull what the lost process may have sent only to it."""
+    cluster = MemoryCluster(["eu", "us", "ap"])
+    for a, b in (("eu", "us"), ("eu", "ap"), ("us", "ap")):
+        cluster.connect(a, b)
+    cluster.advance(0.02)
+    # eu's end of the eu -> us link dies; us has not noticed yet.
+    wire = next(w for w in cluster.wires if (w.a, w.b) == ("eu", "us"))
+    cluster.wires.remove(wire)
+    cluster.engines["eu"].close_link(wire.link_a, cluster.now, "connection reset")
+    cluster.pump()
+    before = cluster.engines["us"].peers["ap"].frames_sent
+    cluster.connect("eu", "us")  # eu dials again: us closes the older link eu dialed
+    cluster.advance(0.02)
+    assert cluster.engines["us"].up_peers() == ["ap", "eu"]
+    assert cluster.engines["us"].peers["ap"].frames_sent > before
+
+
 def test_acks_give_lag_and_tell_what_the_peer_holds() -> None:
     cluster = MemoryCluster(["eu", "us", "ap"])
     cluster.full_mesh()
