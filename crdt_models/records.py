@@ -83,17 +83,21 @@ _ROOT_MAPS = "_meridian_root_maps"  # the attribute of a Doc that keeps its root
 def root_map(doc: Doc[Any], name: str) -> Map[Any]:
     """The root map `name` of `doc` (created if the document has none yet).
 
-    Kept on the document after the first call: pycrdt's ``doc.get(name, type=Map)`` opens a
-    write transaction and builds a new wrapper every time (5 us, about 3 % of a simulator run,
-    where the services, checks and readers ask for root maps thousands of times). The wrapper
-    refers to the document, so the two go away together."""
-    kept: dict[str, Map[Any]] | None = doc.__dict__.get(_ROOT_MAPS)
+    The map's Yrs branch is kept on the document after the first call: pycrdt's
+    ``doc.get(name, type=Map)`` opens a write transaction every time (about 3 % of a simulator
+    run, where the services, checks and readers ask for root maps thousands of times), while
+    wrapping a kept branch does not. The branch, not the wrapper: a wrapper refers back to the
+    document, and that cycle would keep a dropped document alive until the next full garbage
+    collection."""
+    kept: dict[str, Any] | None = doc.__dict__.get(_ROOT_MAPS)
     if kept is None:
         kept = doc.__dict__[_ROOT_MAPS] = {}
-    kv = kept.get(name)
-    if kv is None:
-        kv = kept[name] = doc.get(name, type=Map)
-    return kv
+    branch = kept.get(name)
+    if branch is None:
+        kv: Map[Any] = doc.get(name, type=Map)
+        kept[name] = kv.integrated
+        return kv
+    return Map(_integrated=branch, _doc=doc)
 
 
 KeyChanges = dict[str, dict[str, Any]]  # key -> {"action", "oldValue", "newValue"}

@@ -6,7 +6,9 @@ writes, every replica resolves the same view.
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -34,7 +36,7 @@ from meridian.crdt_models.game import (
 )
 from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.crdt_models.presence import Session, newest_sessions
-from meridian.crdt_models.records import encode_record, map_items
+from meridian.crdt_models.records import encode_record, map_get, map_items, root_map
 from meridian.node import refusals
 from meridian.node.protocol import Refused
 
@@ -504,3 +506,19 @@ def test_map_items_reads_what_pycrdts_public_reads_give() -> None:
     assert got[:2] == expected[:2] and isinstance(got[1][1], str)
     assert isinstance(got[2][1], Map) and got[2][1].to_py() == {"nested": True}
     assert map_items(doc, "empty") == []
+
+
+def test_a_document_read_through_root_map_is_freed_as_soon_as_it_is_dropped() -> None:
+    """root_map keeps what it needs on the document without a reference back to it: a scratch
+    copy or a retired game must not wait for a full garbage collection (they are many, and
+    some large)."""
+    doc: Doc[Any] = Doc()
+    root_map(doc, "moves")["k"] = "v"
+    assert map_get(root_map(doc, "moves"), "k") == "v"
+    gone = weakref.ref(doc)
+    gc.disable()
+    try:
+        del doc
+        assert gone() is None
+    finally:
+        gc.enable()
