@@ -253,7 +253,8 @@ def check_summary(player: Player, base_url: str, gid: str) -> dict[str, Any]:
         )
     ]
     if result["reason"] == "flags":
-        assert max(flags_won) == 5
+        # One claim may take several flags at once, so a win by flags can end on six or more.
+        assert max(flags_won) >= 5
     # The page's own move list: after a failover it may be fetched again before it is whole.
     counted = f"{len(record['moves'])} moves in "
     page.wait_for_function(
