@@ -31,6 +31,7 @@ from tests.web_browser import (
     GUILES,
     PASSWORD,
     PHONE,
+    POLL_MS,
     Player,
     choose,
     chromium,
@@ -449,7 +450,7 @@ def test_the_page_follows_a_drain_to_another_region_with_one_notice(
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status in (200, 202)
         drew.page.wait_for_selector("#drain")
-        drew.page.wait_for_function("document.body.dataset.region !== 'ap'")
+        drew.page.wait_for_function("document.body.dataset.region !== 'ap'", polling=POLL_MS)
         assert drew.page.get_attribute("body", "data-region") in ("eu", "us")
         drew.page.wait_for_selector(".conn-status.ok")
         banners = drew.page.eval_on_selector_all(

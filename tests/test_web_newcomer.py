@@ -30,6 +30,7 @@ from tests.web_browser import (
     CHROMIUM,
     PASSWORD,
     PHONE,
+    POLL_MS,
     Player,
     choose,
     chromium,
@@ -165,7 +166,9 @@ def assert_readable(player: Player, state: str, scope: str = "body") -> None:
 
 def wait_focus(page: Page, selector: str) -> None:
     page.wait_for_function(
-        "sel => document.activeElement && document.activeElement.matches(sel)", arg=selector
+        "sel => document.activeElement && document.activeElement.matches(sel)",
+        arg=selector,
+        polling=POLL_MS,
     )
 
 
@@ -258,7 +261,9 @@ def check_summary(player: Player, base_url: str, gid: str) -> dict[str, Any]:
     # The page's own move list: after a failover it may be fetched again before it is whole.
     counted = f"{len(record['moves'])} moves in "
     page.wait_for_function(
-        "text => document.querySelector('#summary').innerText.includes(text)", arg=counted
+        "text => document.querySelector('#summary').innerText.includes(text)",
+        arg=counted,
+        polling=POLL_MS,
     )
     # Once the game is rated, each player's new rating and its change.
     page.wait_for_selector("#summary [data-rating-after]", timeout=15_000)

@@ -32,6 +32,11 @@ PHONE: ViewportSize = {"width": 390, "height": 844}
 PASSWORD = "correct horse battery"
 GUILES = ("traitor", "deserter", "redeploy", "scout")
 TIMEOUT_MS = 15_000
+# How often a `wait_for_function` condition is checked. Playwright's default checks it on every
+# animation frame, which keeps a waiting page drawing 60 frames a second: 64 ms of Chromium's CPU
+# per second of waiting, against 2 ms at 100 ms intervals (measured here). 20 ms adds at most
+# 20 ms to a wait.
+POLL_MS = 20
 
 
 class Player:
@@ -77,7 +82,9 @@ class Player:
 
     def wait_ply(self, ply: int) -> None:
         self.page.wait_for_function(
-            "n => Number(document.querySelector('#screen-game').dataset.ply) >= n", arg=ply
+            "n => Number(document.querySelector('#screen-game').dataset.ply) >= n",
+            arg=ply,
+            polling=POLL_MS,
         )
 
     def state(self, ply: int) -> dict[str, Any]:
@@ -98,6 +105,7 @@ class Player:
                 };
             }""",
             arg=ply,
+            polling=POLL_MS,
         )
         state: dict[str, Any] = handle.json_value()
         return state
@@ -123,6 +131,7 @@ class Player:
             }""",
             arg=after_ply,
             timeout=30_000,
+            polling=POLL_MS,
         )
         state: dict[str, Any] = handle.json_value()
         return state
