@@ -1,7 +1,7 @@
 // The game screen: the table, your hand, and the controls for your move, all driven by the
 // `legal` list of the latest `game` push (nothing else is ever sent as a move).
 
-import { $, fill, h } from "./dom.js";
+import { $, fill, h, morph } from "./dom.js";
 import { cardName, cardTile, moveLabel, REASONS, SCOUT, TACTICS, isTactic } from "./cards.js";
 import { renderDecks, renderLastClaim, renderSeatInfo, renderTable } from "./board.js";
 import { MoveHistory, describeTurn, turnMarks } from "./history.js";
@@ -327,22 +327,21 @@ export class GameScreen {
         }
       : null;
     const news = this.newsTurn();
-    fill($("#table"), renderTable(view, { bottom, names, you, play, marks: turnMarks(news) }));
-    fill($("#seat-top"), renderSeatInfo(view, 1 - bottom, { names, you }));
+    morph($("#table"), renderTable(view, { bottom, names, you, play, marks: turnMarks(news) }));
     const opponentNote = you !== null && this.opponentAway
       ? h("span", { class: "badge warn", text: `${names[1 - you]}'s connection dropped; they have 60 s to come back` })
       : null;
-    $("#seat-top").append(opponentNote || "");
-    fill($("#seat-bottom"), renderSeatInfo(view, bottom, { names, you }));
+    morph($("#seat-top"), renderSeatInfo(view, 1 - bottom, { names, you }), opponentNote);
+    morph($("#seat-bottom"), renderSeatInfo(view, bottom, { names, you }));
     this.renderHand(view, legal, mine);
     this.renderControls(view, legal, mine);
-    fill($("#decks"), renderDecks(view, {
+    morph($("#decks"), renderDecks(view, {
       decks: mine ? deckTargets(legal, this.sel) : new Map(),
       onDeck: (move) => this.send(move),
     }));
     this.renderSummary();
     this.renderLastTurn(view, news);
-    fill($("#last-claim"), renderLastClaim(view, { names, you }) || "");
+    morph($("#last-claim"), renderLastClaim(view, { names, you }) || "");
     this.renderLegal(legal, mine);
     this.renderLog(view);
     if (focusKey) restoreFocus(focusKey);
@@ -415,7 +414,7 @@ export class GameScreen {
   renderHand(view, legal, mine) {
     const area = $("#hand-area");
     if (this.push.you === null) {
-      fill(area);
+      morph(area);
       return;
     }
     const hand = view.hand || [];
@@ -445,7 +444,7 @@ export class GameScreen {
       if (order >= 0) tile.append(h("span", { class: "order", text: String(order + 1) }));
       return tile;
     });
-    fill(
+    morph(
       area,
       h("h3", { class: "hand-title", text: "Your hand" }),
       h("div", { class: "hand", attrs: { role: "group", "aria-label": "Your hand" } }, tiles),
@@ -520,7 +519,7 @@ export class GameScreen {
       }
     }
     parts.push(h("div", { class: "buttons secondary" }, tail));
-    fill(box, parts);
+    morph(box, parts);
   }
 
   hint(view, legal) {
@@ -561,17 +560,17 @@ export class GameScreen {
     const text = describeTurn(turn, this.who(turn.player), view);
     const marks = turnMarks(turn);
     el.dataset.ply = String(turn.first);
-    fill(el, `${sentence(text)}.`, marks.cards.size ? " " : "", [...marks.cards].map((c) => cardTile(c, { classes: ["small", "last"] })));
+    morph(el, `${sentence(text)}.`, marks.cards.size ? " " : "", [...marks.cards].map((c) => cardTile(c, { classes: ["small", "last"] })));
   }
 
   renderLegal(legal, mine) {
     const list = $("#legal-list");
     $("#legal-count").textContent = mine ? `(${legal.length})` : "";
     if (!mine) {
-      fill(list, h("li", { class: "muted", text: this.push.you === null ? "You are watching." : "Not your move." }));
+      morph(list, h("li", { class: "muted", text: this.push.you === null ? "You are watching." : "Not your move." }));
       return;
     }
-    fill(list, legal.map((move) => h("li", {}, h("button", {
+    morph(list, legal.map((move) => h("li", {}, h("button", {
       type: "button",
       class: "link",
       dataset: { move: JSON.stringify(move) },
@@ -584,7 +583,7 @@ export class GameScreen {
   renderLog(view) {
     const turns = this.history().turns();
     const log = $("#move-log");
-    fill(log, turns.map((turn, i) => {
+    morph(log, turns.map((turn, i) => {
       const current = i === turns.length - 1;
       return h("li", {
         class: current ? "current" : "",
