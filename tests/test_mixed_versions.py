@@ -33,6 +33,19 @@ def _release(tmp_path: Path) -> Path:
         pytest.fail(str(missing))
 
 
+LOG_TAIL_LINES = 60
+
+
+def _node_log_tails(folder: Path) -> list[str]:
+    """The last lines of every node's log: a failed run's folder is gone once CI ends, and a
+    stuck game has so far been seen only there."""
+    tails = []
+    for log in sorted(folder.glob("**/logs/*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        tails += [f"--- {log.name}, last {len(lines)} lines", *lines]
+    return tails
+
+
 def test_a_missing_release_tag_fails_saying_how_to_fetch_it(tmp_path: Path) -> None:
     with pytest.raises(ReleaseMissing) as missing:
         extract_release(tmp_path / "release", tag="release-never-made")
@@ -68,7 +81,7 @@ async def test_an_old_node_among_new_ones_plays_then_upgrades_in_place(tmp_path:
     _release(tmp_path)  # fail early, with the fetch instructions, if the tag is missing
     lines: list[str] = []
     report = await rolling_upgrade(tmp_path / "run", old_regions=["eu"], games=2, say=lines.append)
-    assert report.ok, "\n".join(lines + report.lines())
+    assert report.ok, "\n".join(lines + report.lines() + _node_log_tails(tmp_path / "run"))
     before, after = report.protocols, report.protocols_after
     assert before["us-1 <- eu-1"] == before["eu-1 <- us-1"] == 2, before  # old with new: 2
     assert before["us-1 <- ap-1"] == before["ap-1 <- us-1"] == 3, before  # new with new: 3
