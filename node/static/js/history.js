@@ -34,14 +34,18 @@ export class MoveHistory {
     });
   }
 
-  /** Consecutive moves of one player: [{player, first (ply of its first move), moves: [{ply, move}]}] */
+  /** Consecutive moves of one player: [{player, first (ply of its first move), moves: [{ply, move}]}];
+   *  the turn of the game's latest claim has `hasLastClaim` (the view's `last_claim` is its). */
   turns() {
     const turns = [];
+    let lastClaim = null;
     this.moves.forEach(({ player, move }, i) => {
       const last = turns[turns.length - 1];
       if (last && last.player === player) last.moves.push({ ply: i + 1, move });
       else turns.push({ player, first: i + 1, moves: [{ ply: i + 1, move }] });
+      if (move.type === "claim") lastClaim = turns[turns.length - 1];
     });
+    if (lastClaim) lastClaim.hasLastClaim = true;
     return turns;
   }
 
@@ -68,7 +72,9 @@ function claimPhrase(move, player, view, latestClaim) {
  *  and drew from the troop deck". An empty claim (going on without claiming) is left out. */
 export function describeTurn(turn, who, view) {
   const latestClaimPly = turn.moves.filter((m) => m.move.type === "claim" && m.move.flags.length).map((m) => m.ply).pop();
-  const claim = view.last_claim && view.last_claim.player === turn.player ? view.last_claim : null;
+  // The view's last_claim is the outcome of the game's latest claim only: an earlier claim of the
+  // same player is judged by who holds its flags now.
+  const claim = view.last_claim && turn.hasLastClaim ? view.last_claim : null;
   const parts = [];
   for (const { ply, move } of turn.moves) {
     if (move.type === "claim" && !move.flags.length) continue;
