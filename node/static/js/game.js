@@ -345,6 +345,7 @@ export class GameScreen {
     morph($("#last-claim"), renderLastClaim(view, { names, you }) || "");
     this.renderLegal(legal, mine);
     this.renderLog(view);
+    dropStaleFocus(focusKey);
     if (focusKey) restoreFocus(focusKey);
     if (mine) this.focusFirstControl(view);
   }
@@ -639,6 +640,20 @@ function focusSignature(el) {
     if (d[key] !== undefined) return [key, d[key]];
   }
   return null;
+}
+
+// The parts of the game screen `render` patches in place (`morph`).
+const REDRAWN = "#table, #seat-top, #seat-bottom, #hand-area, #controls, #decks, #last-claim, #last-move, #legal-list, #move-log";
+
+/** A patched element keeps the focus even when it now stands for something else (the hand's
+ *  third button, now another card). Focus follows the thing, as when every element was new:
+ *  such an element, or one that `focusSignature` cannot name, loses it; `restoreFocus` and
+ *  `focusFirstControl` then place it. */
+function dropStaleFocus(before) {
+  const active = document.activeElement;
+  if (!(active instanceof HTMLElement) || !active.closest(REDRAWN)) return;
+  const now = focusSignature(active);
+  if (!before || !now || now[0] !== before[0] || now[1] !== before[1]) active.blur();
 }
 
 function restoreFocus([key, value]) {
