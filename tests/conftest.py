@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -31,6 +31,9 @@ from meridian.node.localcluster import (
 REGIONS = ["eu", "us", "ap"]
 T = TypeVar("T")
 SIM_SEED_ENV = "MERIDIAN_SIM_SEED"
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 def _session_seed() -> int:
@@ -215,3 +218,13 @@ async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 
             raise AssertionError("condition not met in time")
         await asyncio.sleep(pause)
     raise AssertionError("unreachable: poll_steps never ends")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium for a browser test module (tests/web_browser.py; the module has called
+    `tests.browser_check.require_browser` first)."""
+    from tests.web_browser import chromium  # imports Playwright, which a test run may lack
+
+    with chromium() as launched:
+        yield launched

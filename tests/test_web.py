@@ -19,31 +19,22 @@ from typing import Any
 
 import pytest
 
+from tests.browser_check import require_browser
 from tests.web_cluster import ThreadedCluster
 
-pytest.importorskip(
-    "playwright.sync_api", reason="the browser tests need the test dependency playwright"
-)
-from playwright.sync_api import Browser
+require_browser()
+from playwright.sync_api import Browser  # noqa: E402 (imports Playwright: after require_browser)
 
-from tests.web_browser import (
-    CHROMIUM,
+from tests.web_browser import (  # noqa: E402 (imports Playwright: after require_browser)
     GUILES,
     PASSWORD,
     PHONE,
     POLL_MS,
     Player,
     choose,
-    chromium,
     contrast_failures,
     new_players,
 )
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "the browser tests need Debian's chromium (apt-get install chromium)",
-        allow_module_level=True,
-    )
 
 pytestmark = pytest.mark.integration
 
@@ -56,12 +47,6 @@ def web_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedCl
         yield cluster
     finally:
         cluster.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 def test_two_regions_play_a_game_to_the_end_while_a_third_watches(

@@ -12,18 +12,11 @@ import pytest
 
 from meridian.node.config import load_config
 from meridian.node.localcluster import cluster_env, write_configs
+from tests.browser_check import require_browser
 from tests.conftest import REGIONS
 
-pytest.importorskip(
-    "playwright.sync_api", reason="the browser tests need the test dependency playwright"
-)
-from tests.web_browser import CHROMIUM, Player, chromium, contrast_failures
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "the browser tests need Debian's chromium (apt-get install chromium)",
-        allow_module_level=True,
-    )
+require_browser()
+from tests.web_browser import Player, chromium, contrast_failures  # noqa: E402 (imports Playwright: after require_browser)
 
 pytestmark = pytest.mark.integration
 

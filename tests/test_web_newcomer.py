@@ -19,29 +19,20 @@ from typing import Any
 
 import pytest
 
+from tests.browser_check import require_browser
 from tests.web_cluster import REGIONS, ThreadedCluster
 
-pytest.importorskip(
-    "playwright.sync_api", reason="the browser tests need the test dependency playwright"
-)
-from playwright.sync_api import Browser, Page
+require_browser()
+from playwright.sync_api import Browser, Page  # noqa: E402 (imports Playwright: after require_browser)
 
-from tests.web_browser import (
-    CHROMIUM,
+from tests.web_browser import (  # noqa: E402 (imports Playwright: after require_browser)
     PASSWORD,
     PHONE,
     POLL_MS,
     Player,
     choose,
-    chromium,
     contrast_failures,
 )
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "the browser tests need Debian's chromium (apt-get install chromium)",
-        allow_module_level=True,
-    )
 
 pytestmark = pytest.mark.integration
 
@@ -56,12 +47,6 @@ def web_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedCl
         yield cluster
     finally:
         cluster.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 def register(player: Player, base_url: str) -> None:

@@ -21,18 +21,10 @@ from meridian.node.localcluster import (
     wait_for_mesh,
     write_configs,
 )
+from tests.browser_check import require_browser
 
-pytest.importorskip(
-    "playwright.sync_api", reason="the browser tests need the test dependency playwright"
-)
-
-from tests.web_browser import CHROMIUM, Player, chromium
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "the browser tests need Debian's chromium (apt-get install chromium)",
-        allow_module_level=True,
-    )
+require_browser()
+from tests.web_browser import Player, chromium  # noqa: E402 (imports Playwright: after require_browser)
 
 pytestmark = pytest.mark.integration
 

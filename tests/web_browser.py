@@ -7,7 +7,6 @@ Import it only after checking that playwright and chromium exist (the test modul
 from __future__ import annotations
 
 import random
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from tests.browser_check import CHROMIUM
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 CHROMIUM_ARGS = [
