@@ -646,14 +646,15 @@ function focusSignature(el) {
 const REDRAWN = "#table, #seat-top, #seat-bottom, #hand-area, #controls, #decks, #last-claim, #last-move, #legal-list, #move-log";
 
 /** A patched element keeps the focus even when it now stands for something else (the hand's
- *  third button, now another card). Focus follows the thing, as when every element was new:
- *  such an element, or one that `focusSignature` cannot name, loses it; `restoreFocus` and
- *  `focusFirstControl` then place it. */
+ *  third button, now another card) or cannot be used (a card of the hand in the draw phase).
+ *  Focus follows the thing, as when every element was new: such an element, or one that
+ *  `focusSignature` cannot name, loses it; `restoreFocus` and `focusFirstControl` then place it. */
 function dropStaleFocus(before) {
   const active = document.activeElement;
   if (!(active instanceof HTMLElement) || !active.closest(REDRAWN)) return;
   const now = focusSignature(active);
-  if (!before || !now || now[0] !== before[0] || now[1] !== before[1]) active.blur();
+  const renamed = !before || !now || now[0] !== before[0] || now[1] !== before[1];
+  if (renamed || active.matches(":disabled")) active.blur();
 }
 
 function restoreFocus([key, value]) {
