@@ -205,17 +205,19 @@ def poll_steps() -> Iterator[float]:
 # as an assertion of the test, and the 31 callers need no timeout block of their own.
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:  # noqa: ASYNC109
     """Await `check()` until it returns something true (refusals count as not yet), pausing
-    `poll_steps()` between checks."""
+    `poll_steps()` between checks. On a timeout the error names the last refusal."""
     deadline = asyncio.get_running_loop().time() + timeout
+    refused: RequestError | None = None
     for pause in poll_steps():
         try:
             result = await check()
             if result:
                 return result
-        except RequestError:
-            pass
+        except RequestError as error:
+            refused = error
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
+            last = f"; last refused: {refused}" if refused is not None else ""
+            raise AssertionError(f"condition not met in {timeout:g} s{last}")
         await asyncio.sleep(pause)
     raise AssertionError("unreachable: poll_steps never ends")
 
