@@ -73,9 +73,10 @@ def test_a_lost_segment_after_the_heal_moves_the_convergence_deadline_by_its_wai
 
 
 # Seeds of partial-partition where a batch lost a TCP segment after the heal (seed 96 once
-# converged 0.340 s after the heal against a 0.277 s bound that way); the first that still
+# converged 0.340 s after the heal against a 0.277 s bound that way; the seeds were found again
+# when the scenario's writers went from 10 to 5 a second); the first that still
 # does is used, so a change of the traffic moves the test to the next one instead of breaking it.
-LOST_SEGMENT_SEEDS = (40, 57, 61, 69, 96, 183, 197)
+LOST_SEGMENT_SEEDS = (62, 97, 116, 185, 190, 202, 228)
 
 
 def test_a_segment_lost_after_the_heal_widens_the_convergence_bound_by_its_wait() -> None:
