@@ -5,6 +5,7 @@ on what they exist to catch, and they import nothing of the production code they
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,15 @@ def test_the_meta_checkers_import_no_production_code() -> None:
 
 
 def test_hot_spot_evens_out_at_safe_points() -> None:
-    result = Simulation(load_scenario(SCENARIO_DIR / "hot-spot.toml"), 1).run()
+    path = SCENARIO_DIR / "hot-spot.toml"
+    bots = tomllib.loads(path.read_text())["workload"]["players"]
+    result = Simulation(load_scenario(path), 1).run()
     assert result.ok, result.first_failure
     figures = {v.checker: v.figures for v in result.verdicts}
     players = figures["rebalanced"]["players"]
-    assert sum(players.values()) == 24 and max(players.values()) <= 11, players
+    # Everyone is still connected, and no node ends above the policy's start line (+1: whole).
+    assert sum(players.values()) == bots, players
+    assert max(players.values()) <= 1.25 * bots / len(players) + 1, players
     assert players["us"] > 0 and players["ap"] > 0
     assert figures["safe-moves"]["in_a_game"] > 0, "players in a game moved too"
     told = result.history.notes_of("rebalance")
