@@ -2,7 +2,7 @@
 // time as the latest `game` push gave it, the running one counted down from when the push came.
 // The server decides a time-out; this only shows the time ticking and the flag falling to 0:00.
 
-import { fill, h } from "./dom.js";
+import { h, morph } from "./dom.js";
 
 const TICK_MS = 200;
 const LOW_MS = 10000; // shown in red below this
@@ -70,12 +70,14 @@ export class Clocks {
     return running ? shown - (performance.now() - this.at) : shown;
   }
 
+  /** Runs every TICK_MS while a clock runs: patched in place, so a tick changes the time's text
+   *  and class, not the whole clock box. */
   render() {
     const p = this.push;
     if (!p || !p.clock) return;
     const order = p.you === null ? [0, 1] : [p.you, 1 - p.you];
     const timedOut = p.result?.reason === "time";
-    fill(
+    morph(
       this.el,
       h("span", { class: "clock-label muted", text: clockLabel(p.clock) }),
       order.map((seat) => {
