@@ -45,7 +45,7 @@ from bench.service import (
     start_cluster,
     temp_folder,
 )
-from meridian.node.player_api import PASSWORDS
+from meridian.node.password_pool import DEFAULT_PASSWORD_COST, PASSWORD_COST_ENV, PASSWORD_COSTS
 
 TARGET_CONNECTIONS, TARGET_KB, TARGET_LOGINS_PER_S = 10_000, 20.0, 1000.0
 HELLO_TIMEOUT_S = 30.0
@@ -218,9 +218,11 @@ async def burst(args: argparse.Namespace, http: aiohttp.ClientSession, url: str)
     statuses = Counter(await asyncio.gather(*(login() for _ in range(args.burst))))
     elapsed = time.perf_counter() - started
     ok = statuses.get(200, 0)
+    cost = os.environ.get(PASSWORD_COST_ENV, DEFAULT_PASSWORD_COST)  # what the node was given
+    hasher = PASSWORD_COSTS[cost]
     print(
         f"\n3. {args.burst} logins at once with the server's argon2id "
-        f"(t={PASSWORDS.time_cost}, m={PASSWORDS.memory_cost} KiB) {load()}"
+        f"({cost}: t={hasher.time_cost}, m={hasher.memory_cost} KiB) {load()}"
     )
     print(
         f"   answers by HTTP status: {dict(sorted(statuses.items()))} in {elapsed:.1f} s "

@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-from argon2 import PasswordHasher
 from pycrdt import Doc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.relay as a script
@@ -67,12 +66,13 @@ from meridian.node.client import PlayerClient, RequestError
 from meridian.node.config import NodeConfig
 from meridian.node.gc_tuning import HEAP_TRIM_S
 from meridian.node.localcluster import free_ports
+from meridian.node.password_pool import PASSWORD_COSTS
 from meridian.node.server import STORE_FILE
 from meridian.sim.proxied import FAST_RECONNECT, ProxiedCluster
 from meridian.sync.store import DocumentStore
 
 PASSWORD = "bench-password"
-CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+CHEAP_HASH = PASSWORD_COSTS["test"]  # seeded accounts: the login rate measures the service
 # A player's own token bucket, inside the server's (20 messages/s, bursts of 40) with room
 # for the invitations: a player's moves come in runs (claim, play, draw), so a game can go
 # faster than one player's average rate.

@@ -11,6 +11,10 @@ The node's identity (its Ed25519 private key, ``cluster.key_file``) and the clus
 `load_config`: the config names the files, which tooling may generate after writing it
 (``node.localcluster`` does for local clusters). A private key file must be readable by its
 owner only (mode 0600); its content is never logged.
+
+One setting comes from the environment alone: MERIDIAN_PASSWORD_COST (``node.password_pool``),
+so that a test harness can lower it for every node it starts, whatever config it writes, and a
+node of an older release (whose configs refuse unknown keys) ignores it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from meridian.node.password_pool import DEFAULT_PASSWORD_COST, PASSWORD_COST_ENV, PASSWORD_COSTS
 from meridian.node.rebalance import DEFAULT_INTERVAL_S, SCORES, Policy, RebalanceSettings
 from meridian.node.service_limits import ServiceLimits
 from meridian.sync.identity import KeyMaterialError, Keyring, NodeIdentity, public_key_text
@@ -75,6 +80,7 @@ class NodeConfig:
     # replication.game_backups: k backup regions per game beyond its players' (partial
     # replication, crdt_models.placement); None: every region keeps every game
     game_backups: int | None = None
+    password_cost: str = DEFAULT_PASSWORD_COST  # a key of PASSWORD_COSTS (from the environment)
 
     def __repr__(self) -> str:
         parts = []
@@ -199,7 +205,17 @@ def _build_config(reader: TomlReader, root: TomlTable) -> NodeConfig:
         ),
         rebalance=rebalance_settings_from(root.table("rebalance", required=False)),
         game_backups=_game_backups(root.table("replication", required=False)),
+        password_cost=_password_cost(reader),
     )
+
+
+def _password_cost(reader: TomlReader) -> str:
+    """MERIDIAN_PASSWORD_COST: the argon2id cost of the passwords this node hashes."""
+    cost = reader.environ.get(PASSWORD_COST_ENV, DEFAULT_PASSWORD_COST)
+    if cost not in PASSWORD_COSTS:
+        expected = ", ".join(repr(name) for name in PASSWORD_COSTS)
+        raise reader.error(PASSWORD_COST_ENV, f"expected one of {expected}, got {cost!r}")
+    return cost
 
 
 def rebalance_settings_from(table: TomlTable) -> RebalanceSettings:

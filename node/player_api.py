@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from meridian.crdt_models.accounts import ACCOUNTS_DOC
@@ -40,7 +39,7 @@ from meridian.node.account_flow import (
     run_async,
 )
 from meridian.node.delivery import Close, Send
-from meridian.node.password_pool import PasswordPool
+from meridian.node.password_pool import PASSWORD_COSTS, PasswordPool
 from meridian.node.protocol import (
     MAX_BODY_BYTES,
     MAX_MESSAGE_BYTES,
@@ -63,8 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("meridian.players")
 
-# OWASP's minimum for argon2id; about 50 ms per hash on this class of machine.
-PASSWORDS = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -168,7 +165,10 @@ class PlayerGateway:
     def __init__(self, node: Node, service: GameService) -> None:
         self.node = node
         self.service = service
-        self.flow = AccountFlow(service, self._regions, _stand_in_hash())
+        # argon2id at the cost the config names (node.password_pool); a hash no password
+        # matches is checked for an unknown name, so that it costs as much as a known one
+        self.hasher = PASSWORD_COSTS[node.config.password_cost]
+        self.flow = AccountFlow(service, self._regions, self.hasher.hash(secrets.token_urlsafe(24)))
         self.connections: dict[str, Connection] = {}
         self.passwords = PasswordPool(on_refused=self._count_password_refusal)
         self._ids = itertools.count(1)
@@ -300,15 +300,22 @@ class PlayerGateway:
 
     async def _perform(self, effect: Effect) -> Any:
         if isinstance(effect, HashPassword):
-            return await self.passwords.run(PASSWORDS.hash, effect.password)
+            return await self.passwords.run(self.hasher.hash, effect.password)
         if isinstance(effect, CheckPassword):
-            return await self.passwords.run(_verify, effect.password_hash, effect.password)
+            return await self.passwords.run(self._verify, effect.password_hash, effect.password)
         if isinstance(effect, RequestAccounts):
             self.node.engine.request_sync(ACCOUNTS_DOC, self.node.clock())
             self.node.replicator.pump()
             return None
         await asyncio.sleep(effect.seconds)
         return self.node.clock()
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        """Does `password` match? (argon2id at the cost `password_hash` records; a pool thread)"""
+        try:
+            return self.hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
     def _count_password_refusal(self) -> None:
         self.service.limits.counts["password_checks"] += 1
@@ -425,19 +432,6 @@ def _address(request: web.Request) -> str:
 def _bearer(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-
-
-@functools.cache
-def _stand_in_hash() -> str:
-    """A hash no password matches; checked for an unknown name so that it costs as much."""
-    return PASSWORDS.hash(secrets.token_urlsafe(24))
-
-
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return PASSWORDS.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def refusal_response(refused: Refused) -> web.Response:

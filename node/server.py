@@ -32,6 +32,7 @@ from meridian.node.drain import NodeDrain, add_drain_routes
 from meridian.node.game_placement import NodePlacement
 from meridian.node.metrics import node_registry
 from meridian.node.observer import LoadObserver
+from meridian.node.password_pool import DEFAULT_PASSWORD_COST, PASSWORD_COST_ENV
 from meridian.node.placement_hooks import PlacementHooks
 from meridian.node.player_api import PlayerGateway
 from meridian.node.rebalancer import Rebalancer
@@ -168,6 +169,12 @@ class Node:
             self.config.listen_port,
             self.config.public_url,
         )
+        if self.config.password_cost != DEFAULT_PASSWORD_COST:
+            log.warning(
+                "new passwords are hashed at the %r cost (%s): for test clusters only",
+                self.config.password_cost,
+                PASSWORD_COST_ENV,
+            )
         self._start_peering()
         if self.config.zeroconf:
             await self._start_discovery()

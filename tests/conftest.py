@@ -27,6 +27,7 @@ from meridian.node.localcluster import (
     wait_for_mesh,
     write_configs,
 )
+from meridian.node.password_pool import PASSWORD_COST_ENV
 
 REGIONS = ["eu", "us", "ap"]
 T = TypeVar("T")
@@ -84,6 +85,10 @@ _stoppable_children()
 # were a quarter of the suite's CPU. Nodes from an older release's tree, and the nodes that
 # tests start with Popen themselves, are still exec'd.
 os.environ.setdefault(FORK_ENV, "1")
+# Every node the tests start hashes new passwords at argon2id's smallest cost: at the OWASP cost
+# their signups and logins took about 30 s of the suite's CPU (docs/performance.md). The tests of
+# the real cost set it back (tests/test_password_pool.py); nodes of an older release ignore it.
+os.environ.setdefault(PASSWORD_COST_ENV, "test")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -166,7 +166,7 @@ async def test_name_race_the_earliest_registration_keeps_the_name(
     winner = await PlayerClient(cluster.url("ap"), http).login("dave", "first-password")
     assert winner["must_rename"] is False and loser["uid"] != winner["uid"]
     second.token = loser["token"]
-    await second.connect()
+    await eventually(second.connect)  # logged in on ap: us knows the token once it replicates
     notice = await second.wait_push("notice", code="must_rename")
     assert "registered earlier" in notice["message"]
     await second.request("rename", name="dave2")

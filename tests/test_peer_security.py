@@ -50,7 +50,7 @@ from meridian.node.localcluster import (
     wait_for_mesh,
     write_configs,
 )
-from meridian.node.player_api import PASSWORDS
+from meridian.node.password_pool import PASSWORD_COSTS
 from meridian.sync import codec
 from meridian.sync.engine import LinkClosed, LinkState, SyncEngine
 from meridian.sync.identity import Keyring, KeyringEntry, NodeIdentity
@@ -882,7 +882,7 @@ async def test_the_insider_takeover_fails_against_real_nodes(cluster: Any) -> No
             client = PlayerClient(cluster.url(index), http)
             await eventually(partial(client.login, "victim", real))
         stop_nodes([cluster.nodes[2]])  # ap is down; the attacker speaks as ap-1
-        attacker_hash = PASSWORDS.hash(stolen)
+        attacker_hash = PASSWORD_COSTS["owasp"].hash(stolen)
         now_ms = int(time.time() * 1000)
         for stamp_ms, rule in ((YEAR_2286_MS, "future_stamp"), (now_ms, "not_home")):
             fake = await _attack(cluster, http, uid, attacker_hash, stamp_ms)
