@@ -75,8 +75,9 @@ class Conn:
     name: str = ""
     tokens: float = RATE_BURST
     refilled: float = 0.0
-    second: int = -1
+    second: int = -1  # messages in this whole second and in the one before (topics.limits)
     in_second: int = 0
+    in_previous: int = 0
     lobby_told: dict[str, LobbyEntry] | None = None  # the public list it was last told
     lobby_told_at: float = 0.0
     last_invites: str = ""
@@ -179,9 +180,8 @@ class ServiceState:
     def write(self, doc_id: str, change: Callable[[Doc[Any]], Any]) -> int:
         """Write through the document handle. A write to a quarantined document is refused as
         ``unavailable`` for a request; from background work (a heartbeat, a derived log entry)
-        it is skipped and logged (0: no change). A write of this node's presence document
-        refreshes its heartbeat too (a separate heartbeat goes only when none did for a period:
-        ``topics.sessions``)."""
+        it is skipped and logged (0: no change). A write of this node's presence refreshes its
+        heartbeat too (one goes alone only when none did for a while: ``topics.sessions``)."""
         own_presence_doc = doc_id == self.presence_doc
         if own_presence_doc:
             change = with_heartbeat(change, self.hlc.now().wall_ms)

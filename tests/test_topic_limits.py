@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from meridian.node.protocol import CloseCode
 from tests.service_harness import ServiceHarness
@@ -36,6 +37,28 @@ def test_a_flood_closes_the_connection_4002() -> None:
         )
     harness.deliver()
     assert alice.closed is not None and alice.closed[0] == CloseCode.FLOOD
+
+
+def test_a_flood_split_across_a_second_boundary_closes_the_connection_4002() -> None:
+    harness = ServiceHarness()
+    alice = harness.online("alice")
+    harness.advance(math.ceil(harness.now) + 0.9 - harness.now)  # 0.1 s before a whole second
+    for i in range(300):  # 150 before the boundary, 150 after: no whole second holds 201
+        at = harness.now + i * 0.2 / 300
+        harness.service.receive(alice.conn_id, json.dumps({"id": str(i), "type": "ping"}), at)
+    harness.deliver()
+    assert alice.closed is not None and alice.closed[0] == CloseCode.FLOOD
+
+
+def test_190_messages_a_second_for_a_while_are_no_flood() -> None:
+    harness = ServiceHarness()
+    alice = harness.online("alice")
+    start = harness.now
+    for i in range(570):  # 3 s at 190 a second, evenly spread
+        at = start + i / 190
+        harness.service.receive(alice.conn_id, json.dumps({"id": str(i), "type": "ping"}), at)
+    harness.deliver()
+    assert alice.closed is None
 
 
 def test_the_message_allowance_is_per_account_whatever_the_connections() -> None:

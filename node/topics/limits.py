@@ -3,8 +3,8 @@
 * Messages: a token bucket per connection and one per account (all of the account's connections
   on this node share it, and it is kept after the last one closes until it has refilled, so
   reconnecting, at once or one socket after another, does not raise the allowance); above
-  FLOOD_PER_S in one second a connection is closed (4002). Per node: an account connected to
-  several regions has the allowance on each.
+  FLOOD_PER_S within a second (a sliding window) a connection is closed (4002). Per node: an
+  account connected to several regions has the allowance on each.
 * Connections: at most ``connections_per_address`` per address and ``connections_per_account``
   per account on this node (``[limits]``); the one over is closed with 4002.
 * Registrations: a bucket per address of ``registrations_per_address_per_hour``.
@@ -85,10 +85,7 @@ class LimitsTopic:
 
     def admit(self, conn: Conn, request_id: str | None, now: float) -> bool:
         """Token buckets per connection and per account; a flood closes the connection."""
-        second = int(now)
-        conn.in_second = conn.in_second + 1 if second == conn.second else 1
-        conn.second = second
-        if conn.in_second > FLOOD_PER_S:
+        if self._recent_messages(conn, now) > FLOOD_PER_S:
             self._refuse("flood")
             reason = f"more than {FLOOD_PER_S} messages in a second"
             self.state.close(conn.conn_id, CloseCode.FLOOD, reason)
@@ -107,6 +104,19 @@ class LimitsTopic:
             return False
         conn.tokens -= 1
         return True
+
+    @staticmethod
+    def _recent_messages(conn: Conn, now: float) -> float:
+        """Messages in the last second, this one counted: this second's count plus the previous
+        second's, weighted by how much of it the last second still covers (a sliding window).
+        Counting whole seconds alone missed a burst split across a second boundary."""
+        second = int(now)
+        if second != conn.second:
+            conn.in_previous = conn.in_second if second == conn.second + 1 else 0
+            conn.in_second = 0
+            conn.second = second
+        conn.in_second += 1
+        return conn.in_second + conn.in_previous * (1 - (now - second))
 
     # --- connections ---------------------------------------------------------------------------
 
