@@ -1,5 +1,5 @@
 """Fewer garbage collections while simulator runs go on (``meridian sim run``, the mutation
-suite's worker).
+suite's worker, and the whole test run: tests/conftest.py).
 
 A run allocates mostly short-lived objects that reference counting frees, so the collector's
 default (a collection of the youngest generation every 700 net allocations) mostly walks live
