@@ -324,7 +324,9 @@ class GameService(MessageHandlers, MetaServiceAccess):
 
     def next_deadline(self) -> float | None:
         """When `process` must run again even if no document changes (a pending refresh)."""
-        picture = self._picture_next if self._picture_dirty else None
+        # (a game a request here started or ended leaves no dirty document: see it in the picture)
+        picture_due = self._picture_dirty or self.games_topic.live_changed
+        picture = self._picture_next if picture_due else None
         delivery = self.delivery.next_deadline()
         unseen = self.games_topic.next_unseen_due()
         timeout = self.clocks.next_due_s(self.state.now_hint)

@@ -138,6 +138,7 @@ class ServiceHarness:
         seed: int = 1,
         documents: MemoryDocuments | None = None,
         ack_regions: int = 0,
+        picture_interval_s: float = 0.0,
     ) -> None:
         self.now = 100.0
         self.wall_ms = EPOCH_MS
@@ -156,6 +157,7 @@ class ServiceHarness:
             rng=rng,
             progress=self.progress,
             ack_regions=ack_regions,
+            picture_interval_s=picture_interval_s,
         )
         self.connections: dict[str, Connection] = {}
         self._next_conn = 0

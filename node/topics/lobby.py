@@ -284,6 +284,9 @@ class LobbyTopic:
     def require_free(self, uid: str, who: str) -> None:
         picture = self.state.picture
         game = picture.playing.get(uid) or self._reported_against(uid)
+        tracker = None if game is None else self.state.games.get(game[0])
+        if tracker is not None and tracker.status != LIVE:
+            return  # it ended here since the picture (refreshed at most every few tenths of a s)
         if game is not None:
             raise Refused(ErrorCode.BUSY, f"{who} at a table (playing {game[1]})")
 
