@@ -17,6 +17,20 @@ from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 from tests.browser_check import CHROMIUM
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+# Chromium keeps only the last --disable-features it is given, and Playwright passes its own list
+# before ours, so ours repeats Playwright's (tests/test_browser_flags.py checks it against the
+# installed Playwright) and adds:
+# - the omnibox's popups, which Chromium (156) preloads as a web page of their own in every
+#   window, even headless: a renderer process per page the tests open that nobody sees (about a
+#   fifth of Chromium's CPU in tests/test_web.py).
+PLAYWRIGHT_DISABLED_FEATURES = (
+    *("AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades"),
+    *("HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding"),
+    *("ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect"),
+    *("TcpPortRandomizationWin", "OptimizationHints", "NetworkTimeServiceQuerying", "AimEnabled"),
+    *("PreconnectToSearch", "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion"),
+)
+UNSEEN_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxFullPopup", "WebUIOmniboxAimPopup")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -25,6 +39,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
     "--disable-quic",
+    "--disable-features=" + ",".join((*PLAYWRIGHT_DISABLED_FEATURES, *UNSEEN_FEATURES)),
 ]
 VIEWPORT: ViewportSize = {"width": 1366, "height": 860}
 PHONE: ViewportSize = {"width": 390, "height": 844}
