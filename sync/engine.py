@@ -717,7 +717,10 @@ class SyncEngine:
                     "(node keys)",
                 )
             case codec.Error():
-                self._close(link, f"refused by peer: {frame.reason}", refused=True, now=now)
+                # A duplicate closed before it came up here (both nodes dialed): no refusal.
+                duplicate = frame.code == ErrorCode.DUPLICATE_LINK
+                reason = f"refused by peer: {frame.reason}"
+                self._close(link, reason, refused=not duplicate, now=now, replaced=duplicate)
             case _:
                 raise FrameError(ErrorCode.UNAUTHENTICATED, "frame before authentication")
 
@@ -1172,8 +1175,9 @@ class SyncEngine:
         self, link: Link, code: ErrorCode, reason: str, now: float, *, replaced: bool = False
     ) -> None:
         """Tell the peer why, then close: nothing more is read from or sent on this link
-        (`replaced`: by another link to the same peer, see `_close`)."""
-        refused = link.state is LinkState.HANDSHAKE
+        (`replaced`: by another link to the same peer, see `_close`; a duplicate closed in its
+        handshake is no refusal)."""
+        refused = link.state is LinkState.HANDSHAKE and not replaced
         self._send(link, codec.Error(code, reason), now)
         self._close(link, reason, refused=refused, now=now, replaced=replaced)
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pycrdt import Map
 
 from meridian.sync import codec
-from meridian.sync.engine import LinkState
+from meridian.sync.engine import LinkClosed, LinkState
 from meridian.sync.settings import SyncSettings
 from tests.sync_harness import MemoryCluster
 
@@ -420,6 +420,26 @@ def test_duplicate_links_collapse_to_one_on_both_sides() -> None:
     cluster.put("us", "test:dup", "k", "v")
     cluster.advance(0.02)
     assert cluster.values("eu", "test:dup") == {"k": "v"}
+
+
+def test_a_duplicate_link_is_closed_not_refused() -> None:
+    """Two nodes that dial each other at once close one link as a duplicate, whichever end
+    finishes its handshake first: that is no refusal (an operator reads `links_total{outcome=
+    "refused"}` and the "link refused" warning as a peer that failed authentication or spoke
+    the wrong version)."""
+    for first, second in (("eu", "us"), ("us", "eu")):
+        cluster = MemoryCluster(["eu", "us"])
+        cluster.connect(first, second)
+        cluster.connect(second, first)
+        cluster.advance(0.02)
+        closed = [
+            event
+            for name in ("eu", "us")
+            for event in cluster.events[name]
+            if isinstance(event, LinkClosed)
+        ]
+        assert closed and all("duplicate link" in event.reason for event in closed)
+        assert not [event.reason for event in closed if event.refused]
 
 
 def test_a_duplicate_link_closed_tells_the_other_peers_nothing_but_a_lost_peer_does() -> None:
