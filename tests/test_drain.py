@@ -2,7 +2,8 @@
 
 Real node processes on 127.0.0.1. A game between a player on eu and one on us goes on while eu
 is sent SIGTERM: the eu player is told once where to go, its client moves by itself, every
-acknowledged move is in the finished game, and eu exits 0.
+acknowledged move is in the finished game, a watcher on eu moves too and is shown the game to
+its end, and eu exits 0.
 """
 
 from __future__ import annotations
@@ -117,10 +118,12 @@ async def test_sigterm_mid_game_moves_the_player_to_another_region_and_loses_no_
     cluster, nodes = drain_cluster
     alice = await signed_in(cluster.url(0), http, "alice")  # on eu, which is drained
     bob = await signed_in(cluster.url(1), http, "bob")
+    carol = await signed_in(cluster.url(0), http, "carol")  # watches the game from eu
     seen: dict[str, list[str]] = {"alice": [], "bob": []}
     alice.on_push = lambda push: seen["alice"].append(push["type"])
     bob.on_push = lambda push: seen["bob"].append(push["type"])
     gid = await start_game(alice, bob)
+    await eventually(lambda: carol.request("watch", game=gid))
     acked: dict[int, dict[str, Any]] = {}
     players = [
         asyncio.create_task(play_until_over(c, gid, acked, seed))
@@ -142,16 +145,24 @@ async def test_sigterm_mid_game_moves_the_player_to_another_region_and_loses_no_
         kept = {k: v for k, v in record["moves"][ply].items() if k != "player"}
         assert kept == move, f"the acknowledged move of ply {ply} is not in the game"
     assert alice.games[gid]["status"] == "finished" and bob.games[gid]["status"] == "finished"
+    # The new node's hello restores the watch from carol's session record (resume_watching):
+    # her client never asks again.
+    assert carol.base_url in (cluster.url(1), cluster.url(2)), "carol did not leave eu"
+    await eventually(lambda: _finished_for(carol, gid))
     log = [json.loads(line) for line in nodes[0].log_path.read_text().splitlines() if line]
     (done,) = [e for e in log if e["message"].startswith("drain: done")]
     assert (done["node"], done["logger"]) == ("eu-1", "meridian.drain")
-    assert "'told': 1, 'left': 0," in done["message"]
-    for client in (alice, bob):
+    assert "'told': 2, 'left': 0," in done["message"]  # alice and carol
+    for client in (alice, bob, carol):
         await client.close()
 
 
 async def _at_least(acked: dict[int, Any], plies: int) -> bool:
     return len(acked) >= plies
+
+
+async def _finished_for(client: PlayerClient, gid: str) -> bool:
+    return client.games.get(gid, {}).get("status") == "finished"
 
 
 def meridian(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
