@@ -54,7 +54,7 @@ import meridian.games.battleline as battleline
 from meridian.games.base import IllegalMove
 from meridian.sim import reference
 from meridian.sim.history import FinalStates, History
-from meridian.sim.presencecheck import expiry_problem
+from meridian.sim.presencecheck import expiry_problem, login_problem
 from meridian.sim.refdocs import format_stamp, maps_of, rebuild
 from meridian.sim.reference import (
     ACCOUNTS_DOC,
@@ -381,6 +381,7 @@ def one_session(
                     history, names, max(clock_tolerance_s, clock_spread_s(history))
                 ),
                 lambda: _expiry(history, picture_lag_s, names),
+                lambda: _login_outranked(history, picture_lag_s, names),
             ]
         )
         if problem is not None:
@@ -396,6 +397,14 @@ def one_session(
 def _expiry(history: History, picture_lag_s: float, names: dict[str, str]) -> Problem:
     found = expiry_problem(history, picture_lag_s, names)
     return None if found is None else (found.message, found.lines)
+
+
+def _login_outranked(history: History, picture_lag_s: float, names: dict[str, str]) -> Problem:
+    found = login_problem(history, picture_lag_s, names)
+    if found is None:
+        return None
+    notes = [n for n in history.notes if n.get("uid") == found.uid and n["kind"] != "move"]
+    return found.message, found.lines + _lines(notes[-SHOWN:])
 
 
 def _two_connections(

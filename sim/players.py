@@ -167,6 +167,7 @@ class PlayerNet:
                 flow = flows.register(decode_body(_raw(body), RegisterBody), client.address, now)
             elif path == "/api/login":
                 flow = flows.login(decode_body(_raw(body), LoginBody), client.address, now)
+                answer = _login_noted(node, client, answer)
             elif path == "/api/password":  # the session token rides in the body as "token"
                 fields, token = _without_token(body)
                 flow = flows.change_password(
@@ -432,7 +433,7 @@ class SimClient:
         )
         awaiting = sorted(k for k, on in self._sent.values() if on is link and k == "move")
         live = sorted(g for g, shown in self._shown.items() if shown.get("status") == "live")
-        self._note(
+        self.note_on(
             link.node,
             "moved",
             uid=self._uid,
@@ -490,7 +491,7 @@ class SimClient:
             self._forget("closed by the client after a failed move")
             self.on_closed(CLOSE_ABNORMAL, "could not follow a drain notice")
 
-    def _note(self, node: SimNode, kind: str, **fields: Any) -> None:
+    def note_on(self, node: SimNode, kind: str, **fields: Any) -> None:
         history = node.history
         if history is not None:
             history.notes.append(
@@ -528,6 +529,32 @@ class SimClient:
         waiting, self._waiting = self._waiting, {}
         for done in waiting.values():
             done(failure("disconnected", why))
+
+
+def _login_noted(node: SimNode, client: SimClient, answer: Done) -> Done:
+    """`answer`, after a ``login`` note of what the node knew of the account as it answered:
+    the session it counted then (``knew``), which the login's must outrank (``one-session``,
+    ``sim.presencecheck``)."""
+
+    def noted(reply: Reply) -> None:
+        if reply.get("ok"):
+            uid = str(reply.get("uid", ""))
+            new = node.service.session_by_token(str(reply.get("token", "")))
+            sid = new.sid if new is not None else ""
+            known = [s for s in node.service.all_sessions() if s.uid == uid and s.sid != sid]
+            knew, started = (known[0].sid, known[0].started) if known else ("", "")
+            client.note_on(
+                node,
+                "login",
+                uid=uid,
+                sid=sid,
+                knew=knew,
+                knew_started=started,
+                incarnation=node.incarnation,
+            )
+        answer(reply)
+
+    return noted
 
 
 def _without_token(body: Reply) -> tuple[Reply, str]:

@@ -53,7 +53,7 @@ class PresenceWatch:
     def observe(self, t: float, node: SimNode) -> None:
         reader = node.node_id
         held = self._held(node)
-        counted = {s.uid: s.sid for s in node.service.all_sessions()}
+        counted = {s.uid: (s.sid, s.started) for s in node.service.all_sessions()}
         holders: dict[str, list[str]] = {}
         sessions: dict[str, list[list[str]]] = {}
         for doc in held:
@@ -63,7 +63,8 @@ class PresenceWatch:
         fields: dict[str, Any] = {
             "beats": {doc.node: doc.heartbeat_ms for doc in held},
             "counted": {
-                uid: [sid, sorted(holders.get(sid, []))] for uid, sid in sorted(counted.items())
+                uid: [sid, sorted(holders.get(sid, [])), started]
+                for uid, (sid, started) in sorted(counted.items())
             },
             "uncounted": {
                 uid: found for uid, found in sorted(sessions.items()) if uid not in counted

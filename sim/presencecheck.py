@@ -20,6 +20,16 @@ before it (the node's wall clock not stepped back in between):
   that was at j already recent enough to keep it fresh up to k.
 
 Either fails ``one-session``; the settling (timers stopped) is not observed.
+
+And a login outranks what its node knew (docs/architecture.md, *double_login*): a node stamps a
+new session above the account's newest session it knows of, so the double-login merge keeps
+the newer login however far the clocks of the two nodes are apart. Each ``login`` note
+(``sim.players``) names the session the node counted for the account when it answered (``knew``,
+with its stamp ``knew_started``). From ``lag_s`` after the login until :data:`LOGIN_LIVES_S`
+after it, in the same process, that node must never count the known session again with the
+same stamp (``login_problem``): only the login's own, a newer session, or the known one resumed
+since (a resume stamps it anew) may count. Stamps are compared only for equality, never ordered,
+so a node whose clock runs behind cannot make the checker agree with it.
 """
 
 from __future__ import annotations
@@ -35,6 +45,9 @@ from meridian.sim.reference import PRESENCE_TTL_MS
 
 SERVICE_TICK_S = 1.0  # the game service's tick (docs/simulator.md: every second of its clock)
 PICTURE_INTERVAL_S = 0.2  # the public list is rebuilt at most this often (docs/protocol.md)
+# Within this long after a login nothing but a newer session ends its session: a login never
+# used on a websocket, or one whose connection dropped, lives 60 s (the resume grace).
+LOGIN_LIVES_S = 10.0
 
 Observation = dict[str, Any]
 
@@ -100,8 +113,8 @@ def _shown_past_expiry(
     node: str, window: Sequence[Observation], names: dict[str, str]
 ) -> ExpiryProblem | None:
     first, now = window[0], window[-1]
-    for uid, (sid, holders) in sorted(now["counted"].items()):
-        if node in holders or any(o["counted"].get(uid) != [sid, holders] for o in window):
+    for uid, (sid, holders, *_started) in sorted(now["counted"].items()):
+        if node in holders or any(o["counted"].get(uid) != now["counted"][uid] for o in window):
             continue
         if not all(
             p in first["beats"]
@@ -168,3 +181,32 @@ def _lines(node: str, window: Sequence[Observation], uid: str) -> tuple[str, ...
             f"{shown[0] + ' from ' + ','.join(shown[1]) if shown else 'nothing'} for this account"
         )
     return tuple(lines)
+
+
+@dataclass(frozen=True)
+class LoginProblem:
+    message: str
+    lines: tuple[str, ...]
+    uid: str
+
+
+def login_problem(history: History, lag_s: float, names: dict[str, str]) -> LoginProblem | None:
+    """The first login whose node went on counting the session it knew of (module docstring)."""
+    seen = observations(history)
+    for login in history.notes_of("login"):
+        knew, uid, node = login.get("knew"), login["uid"], login["node"]
+        if not knew:
+            continue
+        for now in seen.get(node, []):
+            after = now["t"] - login["t"]
+            if now["incarnation"] != login["incarnation"] or not lag_s <= after <= LOGIN_LIVES_S:
+                continue
+            if now["counted"].get(uid, [])[::2] == [knew, login["knew_started"]]:
+                message = (
+                    f"{node} counted session {knew} of {names.get(uid, uid)} at {now['t']:.3f} s, "
+                    f"though a login it answered at {login['t']:.3f} s ({login['client']}, "
+                    f"session {login['sid']}) knew of it: a login outranks every session its "
+                    "node knew of"
+                )
+                return LoginProblem(message, _lines(node, [now, now], uid)[:1], uid)
+    return None

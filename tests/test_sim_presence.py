@@ -4,7 +4,9 @@ At the end of a run every node is back and every heartbeat fresh, so a node that
 the players of a region cut off for longer than the 15 s time-to-live, or drops those of a region
 still heartbeating, shows it only while it happens. Hand-made ``presence`` notes pin both rules,
 their allowance for the service's tick, and the cases where nothing can be judged; one real run
-shows a service whose presence never expires is caught mid-run.
+shows a service whose presence never expires is caught mid-run. The same notes judge that a
+login outranks every session its node knew of (a double login where the new login's node runs
+behind the old one's clock), by hand-made notes and by a real run with the rule broken.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import meridian.crdt_models.presence as production_presence
+from meridian.crdt_models.hlc import HybridLogicalClock
 from meridian.sim.history import History
-from meridian.sim.presencecheck import expiry_problem, picture_lag_s
+from meridian.sim.presencecheck import LOGIN_LIVES_S, expiry_problem, login_problem, picture_lag_s
 from meridian.sim.scenario import SCENARIO_DIR, load_scenario
 from meridian.sim.world import Simulation
 
@@ -92,3 +95,47 @@ def test_a_service_whose_presence_never_expires_is_caught_while_a_region_is_cut_
     assert not verdict.ok
     assert "still showed" in verdict.message and "stale since" in verdict.message
     assert "eu still showed" in verdict.message or "eu's presence" in verdict.message
+
+
+def login_note(t: float, **more: Any) -> dict[str, Any]:
+    """A login answered by ap at true time t, which counted session s1 (stamped "A") then."""
+    fields = {"uid": "u1", "sid": "s2", "knew": "s1", "knew_started": "A", "incarnation": 1}
+    return {"t": t, "node": "ap", "kind": "login", "client": "ap-player-1", **fields, **more}
+
+
+def judge_login(notes: list[dict[str, Any]]) -> str | None:
+    history = History("hand-made", 1, ["eu", "ap"], 30.0, 40.0, notes=notes)
+    found = login_problem(history, LAG, {"u1": "alice"})
+    return None if found is None else found.message
+
+
+def test_a_node_that_counts_the_session_its_login_knew_fails() -> None:
+    known = {"u1": ["s1", ["eu"], "A"]}
+    assert judge_login([login_note(10.0), note(10.5, {"eu": 10}, known)]) is None  # too soon
+    message = judge_login([login_note(10.0), note(11.5, {"eu": 11}, known)])
+    assert message is not None
+    assert message.startswith("ap counted session s1 of alice at 11.500 s, though a login")
+    assert "session s2" in message
+
+
+def test_the_login_s_own_a_newer_or_a_resumed_session_may_count() -> None:
+    own = {"u1": ["s2", ["ap"], "B"]}
+    resumed = {"u1": ["s1", ["eu"], "C"]}  # resumed since the login: stamped anew
+    known = {"u1": ["s1", ["eu"], "A"]}
+    for counted in (own, resumed):
+        assert judge_login([login_note(10.0), note(11.5, {"eu": 11}, counted)]) is None
+    restarted = note(11.5, {"eu": 11}, known, incarnation=2)
+    assert judge_login([login_note(10.0), restarted]) is None
+    late = note(10.0 + LOGIN_LIVES_S + 0.5, {"eu": 20}, known)  # the login may have lapsed
+    assert judge_login([login_note(10.0), late]) is None
+
+
+def test_a_login_stamped_by_a_clock_behind_is_caught(monkeypatch: Any) -> None:
+    """clock-skew-games runs nodes' clocks apart and lets bots log in twice: a login stamped by
+    its node's clock alone (not above the session it knew of) loses the double-login merge to
+    that older session. Planted in this process only; the mutation suite finds it on seed 12."""
+    monkeypatch.setattr(HybridLogicalClock, "now_after", lambda self, _other: self.now())
+    result = Simulation(load_scenario(SCENARIO_DIR / "clock-skew-games.toml"), 12).run()
+    verdict = {v.checker: v for v in result.verdicts}["one-session"]
+    assert not verdict.ok
+    assert "a login outranks every session its node knew of" in verdict.message
