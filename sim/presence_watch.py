@@ -11,7 +11,8 @@ writes a ``presence`` note:
   from the document's bytes with ``sim.reference.presence``: the public data format);
 * ``counted``: uid -> [the sid of the session the service counts for the account
   (``GameService.all_sessions``: what its public list shows), the nodes whose presence documents
-  this node holds with that sid in them];
+  this node holds with that sid in them, the session's HLC stamp (``started``: a resumed session
+  is stamped anew)];
 * ``uncounted``: uid -> [[node, sid], ...] for each account with a session in a presence
   document this node holds that the service counts no session for.
 
