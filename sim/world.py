@@ -222,6 +222,7 @@ class Simulation:
         self._by_value: dict[tuple[str, str, str], int] = {}
         self._healed = False
         self._check_scheduled = False
+        self._game_changes = 0  # game document changes on any node (the settling watches them)
 
     def _rng(self, purpose: str) -> random.Random:
         return random.Random(f"meridian-sim:{self.seed}:{purpose}")
@@ -301,10 +302,14 @@ class Simulation:
                     node.process_now()
             # What the services sent up to now reaches its players before the end is noted (a
             # push to a player across an ocean is still on its way when the documents agree).
+            changes = self._game_changes
             self.scheduler.run_until(self.now + self.player_net.longest_trip_s())
             # A deadline the service still keeps (a clock running out) may have written in the
-            # meantime: settle that change too.
-            if self.now >= cap or self._all_identical(presence=True):
+            # meantime: settle that change too, and wait for the pushes it sent (they left after
+            # the wait began, even when the documents agree again by its end).
+            if self.now >= cap:
+                break
+            if self._game_changes == changes and self._all_identical(presence=True):
                 break
         self.history.final_at = self.now
 
@@ -528,6 +533,7 @@ class Simulation:
         if event.doc_id == ACCOUNTS_DOC:
             self.ledger.accounts_changed(node.engine.docs[event.doc_id])
         if event.doc_id.startswith(GAME_PREFIX):
+            self._game_changes += 1
             doc = node.engine.docs[event.doc_id]
             self.ledger.game_changed(node.node_id, event.doc_id, doc, event.event_no)
         if self._healed and not event.doc_id.startswith(PRESENCE_PREFIX):

@@ -99,6 +99,19 @@ def test_scenario_passes_on_fixed_seeds(name: str) -> None:
         assert len(started) == len(scenario.faults)
 
 
+def test_a_push_sent_while_the_run_settles_reaches_its_player_before_the_end() -> None:
+    """clock-games seed 346: a clock runs out during the settling (the service's deadline still
+    fires), us writes the time-out, and eu pushes it to a watcher in a far region 110 ms away.
+    The documents agree again before the settling's last wait for pushes ends; the run must
+    still wait for that push, or the watcher's end note shows the ply before (legal-chains)."""
+    result = Simulation(load_scenario(SCENARIO_DIR / "clock-games.toml"), 346).run()
+    assert result.ok, explain(result)
+    late = [e for e in result.history.timeline if e.kind == "diverged" and e.t > 63.0]
+    assert late, "no change during the settling: the case this seed was chosen for is gone"
+    shown = [n for n in result.history.notes_of("shown") if n["t"] > 63.0]
+    assert shown and max(n["t"] for n in shown) < result.history.final_at
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario_passes_on_this_runs_random_seed(name: str) -> None:
     seed = SIM_RANDOM_SEED
