@@ -298,6 +298,8 @@ class Bot:
             self.observer(push)
         kind = push["type"]
         if kind == "game":
+            if push.get("you") is not None:
+                self.lobby.own_game_seen(push["game"])
             if self.table.shown(push):
                 self.lobby.game_over(self.now())
         elif kind in LOBBY_PUSHES:

@@ -4,7 +4,11 @@
 An idle bot accepts an incoming invitation: the first, or people's before bots' with
 ``people_first``. A person's invitation (from a name that is not one of the crew's bots) is
 accepted ``accept_pause_s`` after the bot saw it, and ``greeting`` (if set) goes to the new
-game's chat, so the person sees the invitation arrive and be accepted.
+game's chat, so the person sees the invitation arrive and be accepted. After an accept the bot
+answers no other invitation until that game's first push came, for at most
+`ACCEPTED_GAME_WAIT_S`: the node may have created the game just as a drain moved the bot, and a
+second accept of the same invitation at a new node that does not hold that game yet would start
+a second game.
 
 A bot with a partner also invites, ``invite_per_s`` times a second when idle (its machine draws
 that chance) and ``pause_s`` after its last game: first the opponent of a game it saved, to
@@ -24,6 +28,7 @@ from typing import Any
 from meridian.node.botworld import BotHandle, Reply, Then, error_code, ignore
 
 INVITE_PATIENCE_S = 8.0
+ACCEPTED_GAME_WAIT_S = 3.0
 LOBBY_PUSHES = ("lobby", "lobby_update", "invites")
 
 
@@ -39,6 +44,8 @@ class Lobby:
         self.accept_at: dict[str, float] = {}  # a person's invitation -> when to accept it
         self.refused: set[str] = set()
         self.saved_with: tuple[str, str] | None = None  # (opponent, gid) to resume
+        self.awaiting: tuple[str, float] | None = None  # (gid, until): an accepted game not seen
+        self.last_own_game = ""  # the game of the last push about a game this bot plays
 
     def push(self, push: Reply) -> None:
         """Take a push of a kind in `LOBBY_PUSHES`."""
@@ -54,6 +61,12 @@ class Lobby:
 
     def game_over(self, now: float) -> None:
         self.pause_until = now + self.bot.settings.pause_s
+
+    def own_game_seen(self, gid: str) -> None:
+        """A push about a game this bot plays arrived."""
+        self.last_own_game = gid
+        if self.awaiting is not None and self.awaiting[0] == gid:
+            self.awaiting = None
 
     def saved(self, opponent: str, gid: str) -> None:
         self.saved_with = (opponent, gid)
@@ -75,6 +88,10 @@ class Lobby:
     def answer_or_withdraw(self, now: float) -> bool:
         """Answer an incoming invitation or withdraw a stale outgoing one; False when there is
         neither (the bot is free to do something else)."""
+        if self.awaiting is not None:
+            if now < self.awaiting[1]:
+                return True  # an accepted game on its way: no second accept meanwhile
+            self.awaiting = None
         incoming = [i for i in self.invites.get("incoming", []) if i["iid"] not in self.refused]
         if incoming:
             self._answer(now, incoming)
@@ -120,7 +137,10 @@ class Lobby:
         if not reply.get("ok"):
             self.refused.add(iid)
             self.bot.note("accept_refused", invite=iid, error=error_code(reply))
-        elif person and self.bot.settings.greeting:
+            return
+        if reply.get("game") and reply["game"] != self.last_own_game:
+            self.awaiting = (str(reply["game"]), self.bot.now() + ACCEPTED_GAME_WAIT_S)
+        if person and self.bot.settings.greeting:
             self.bot.request("chat", ignore, text=self.bot.settings.greeting, game=reply["game"])
 
     # --- invitations from this bot --------------------------------------------------------

@@ -10,10 +10,11 @@ node (failover, see docs/protocol.md *Reconnecting*).
 
 A ``drain`` push (the node is shutting down, docs/protocol.md *Drain*) is followed by itself
 unless ``follow_drain=False``: the client resumes the session at the region the push names on a
-second websocket, switches to it once its hello is answered (requests meanwhile still go to the
-old node, which serves them until it closes), and queues a ``{"type": "_moved", "region",
-"url"}`` pseudo-push. If the new region refuses, the client closes the old connection and the
-usual failover applies (with the notice's resume token).
+second websocket, switches to it once its hello is answered, and queues a ``{"type": "_moved",
+"region", "url"}`` pseudo-push. A request made meanwhile waits for the switch and goes to the new
+node: the old node would still serve it, but what it wrote then (a game an accept started) may
+not have reached the new node when the player continues there. If the new region refuses, the
+client closes the old connection and the usual failover applies (with the notice's resume token).
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ class PlayerClient:
         raise AssertionError("unreachable")
 
     async def _request_once(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        following = self._following
+        if following is not None and not following.done():
+            with contextlib.suppress(Exception):  # failed: the old connection is closed
+                await asyncio.shield(following)
         if self.ws is None or self.ws.closed:
             raise RequestError("disconnected", "the websocket is closed")
         request_id = f"r{next(self._ids)}"

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from meridian.node.botbrain import Bot, Shared
+from meridian.node.botlobby import ACCEPTED_GAME_WAIT_S
 from meridian.node.botworld import STEADY, BotSettings, Done, Reply
 from meridian.node.refusals import CloseCode
 
@@ -211,3 +212,31 @@ def test_an_invitation_its_node_no_longer_knows_is_forgotten_and_the_bot_invites
         bot.act(tick * 0.25)
     assert ("retract", {"invite": "i-old"}) in side.calls
     assert side.kinds()[side.kinds().index("retract") + 1 :].count("invite") >= 1
+
+
+def test_after_an_accept_no_other_is_made_until_its_game_shows_or_the_wait_ends() -> None:
+    # The node took the accept just as a drain moved the bot; the new node does not hold that
+    # game yet and still lists the invitation: accepting it there again would start a second
+    # game. The bot waits for the game it accepted, a while at most.
+    world = World()
+    bot, side = online_bot(QUIET, world)
+    side.on_push(invitations("bot2"))
+    bot.act(world.t)
+    assert side.kinds().count("accept") == 1  # answered {"game": "g1"}; no push of g1 yet
+    world.t = ACCEPTED_GAME_WAIT_S - 0.1
+    bot.act(world.t)
+    assert side.kinds().count("accept") == 1
+    world.t = ACCEPTED_GAME_WAIT_S
+    bot.act(world.t)
+    assert side.kinds().count("accept") == 2  # it never came: the invitation is open again
+
+    world = World()
+    bot, side = online_bot(QUIET, world)
+    side.on_push(invitations("bot2"))
+    bot.act(world.t)
+    over = {"type": "game", "game": "g1", "you": 1, "status": "finished", "ply": 3, "head": "h3"}
+    side.on_push(over)
+    side.on_push(invitations("bot2"))  # a new invitation right after that game
+    world.t = 0.5
+    bot.act(world.t)
+    assert side.kinds().count("accept") == 2  # the game came: no wait

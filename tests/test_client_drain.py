@@ -76,3 +76,47 @@ async def test_a_late_push_of_the_node_left_behind_does_not_override_the_new_nod
         assert client.latest["invites"]["outgoing"] == []
         assert client.pushes.empty(), client.pushes.get_nowait()
         await client.close()
+
+
+async def test_a_request_made_while_the_client_moves_goes_to_the_new_node() -> None:
+    """An accept the old node took just as the player moved would start a game the new node
+    may not hold yet; the player would accept again there and start a second one."""
+    asked: dict[str, list[str]] = {"old": [], "new": []}
+    taken_over = asyncio.Event()
+    closing: list[asyncio.Task[None]] = []
+
+    async def close_once_taken_over(ws: web.WebSocketResponse) -> None:
+        await taken_over.wait()  # meanwhile the old node still answers what it is asked
+        await asyncio.sleep(0.05)
+        await ws.close(code=4104, message=b"your session continued on another connection")
+
+    def serving(name: str, resume: str, region: str, delay: float) -> Script:
+        async def script(ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+            if message["type"] != "hello":
+                asked[name].append(message["type"])
+                await ws.send_json({"re": message["id"], "ok": True, "game": f"g-{name}"})
+                return
+            await asyncio.sleep(delay)  # the new node's hello answer takes a while
+            you = {**YOU, "region": region}
+            await ws.send_json({"re": message["id"], "ok": True, "resume": resume, "you": you})
+            if name == "new":
+                taken_over.set()
+                return
+            url = str(new.make_url("/")).rstrip("/")
+            await ws.send_json({"type": "drain", "region": "us", "url": url, "resume": "r2"})
+            closing.append(asyncio.create_task(close_once_taken_over(ws)))
+
+        return script
+
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        new = await stack.enter_async_context(_serve(serving("new", "r3", "us", 0.2)))
+        old = await stack.enter_async_context(_serve(serving("old", "r1", "eu", 0.0)))
+        client = PlayerClient(str(old.make_url("/")), http)
+        client.token = "t1"
+        await client.connect()
+        await client.wait_push("drain", timeout=5)
+        reply = await client.request("accept", invite="i1")  # the switch is still under way
+        assert reply["game"] == "g-new"
+        assert asked == {"old": [], "new": ["accept"]}
+        await client.close()

@@ -32,6 +32,7 @@ const S = {
   you: null, // {uid, name, region, home, must_rename}
   conn: null,
   reconnecting: false,
+  following: null, // the promise of a drain's move under way (requests wait for it)
   lobby: new Map(),
   invites: { incoming: [], outgoing: [] },
   sent: new Map(), // lower-case name -> {name, iid}: invitations sent from this page, unanswered
@@ -78,8 +79,11 @@ function me() {
   return (S.you?.name || "").toLowerCase();
 }
 
-function request(type, fields = {}) {
-  if (!S.conn || !S.conn.isOpen) return Promise.reject(new ApiError("disconnected", "not connected; reconnecting"));
+/** Send a request on the session's connection. During a drain's move it waits for the new node:
+ *  what the old node would still do (start a game) may not be there yet when the page moves. */
+async function request(type, fields = {}) {
+  if (S.following) await S.following.catch(() => {});
+  if (!S.conn || !S.conn.isOpen) throw new ApiError("disconnected", "not connected; reconnecting");
   return S.conn.request(type, fields);
 }
 
@@ -557,8 +561,8 @@ function onPush(push) {
 }
 
 /** The node is shutting down (docs/protocol.md, Drain): continue the session at the region it
- *  names with the fresh resume token, saying so once. The old connection stays usable until the
- *  new hello is answered; if the move fails, the usual reconnection takes over. */
+ *  names with the fresh resume token, saying so once. Requests made meanwhile wait for the new
+ *  connection (`request`); if the move fails, the usual reconnection takes over. */
 async function followDrain(push) {
   const old = S.conn;
   if (!old || S.reconnecting || old.retired) return;
@@ -570,12 +574,16 @@ async function followDrain(push) {
   if (S.chosen === old.region.region && push.region !== old.region.region) S.chosen = null;
   store();
   banner(push.message || `${old.region.region} is shutting down; moving you to ${push.region}.`, "info", { id: "drain" });
+  const following = connect(target, { resume: push.resume, seen: seenGames() });
+  S.following = following;
   try {
-    await connect(target, { resume: push.resume, seen: seenGames() });
+    await following;
   } catch {
     old.retire();
     if (S.conn === old) S.conn = null;
     reconnect(old.region, 4000, "draining");
+  } finally {
+    if (S.following === following) S.following = null;
   }
 }
 
