@@ -59,6 +59,7 @@ BETWEEN_UPGRADES_S = 2.0
 FINISH_TIMEOUT_S = 60.0
 LINK_UP = re.compile(r"link up: (\S+) \(region \S+, .*protocol (\d+)\)")
 REFUSED = "refused from "  # what the replicator logs for a refused peer frame
+MERGED = "merge: "  # what a node logs for an automatic merge (node.service.Merges)
 UNSHARED_PREFIX = "presence:"  # presence heartbeats keep changing: compared no further
 
 
@@ -78,6 +79,7 @@ class UpgradeReport:
     documents_differ: str | None = None
     bot_problems: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)  # peer frames a node refused (logged)
+    merges: list[str] = field(default_factory=list)  # automatic merges the nodes logged
     elapsed_s: float = 0.0
 
     @property
@@ -109,6 +111,7 @@ class UpgradeReport:
         ]
         out.append(f"  peer updates refused: {len(self.refusals)} (target 0)")
         out += [f"  refused: {line}" for line in self.refusals[:5]]
+        out += [f"  merged: {line}" for line in self.merges[:5]]  # why a game was parked
         out += [f"  problem: {problem}" for problem in self.bot_problems]
         out.append(f"  {'OK' if self.ok else 'FAILED'} in {self.elapsed_s:.1f} s")
         return out
@@ -167,7 +170,8 @@ async def rolling_upgrade(
         say(f"bots done: {len(summary.gids())} games in {summary.elapsed_s:.1f} s")
         await _check(report, summary, servers, env[TOKEN_ENV])
         report.bot_problems += late
-        report.refusals = _refusals(nodes)
+        report.refusals = _logged(nodes, REFUSED)
+        report.merges = _logged(nodes, MERGED)
     finally:
         await asyncio.to_thread(stop_nodes, list(nodes.values()))
     report.elapsed_s = time.monotonic() - started
@@ -225,12 +229,12 @@ def _link_protocols(nodes: dict[str, LocalNode], since_start: bool = False) -> d
     return found
 
 
-def _refusals(nodes: dict[str, LocalNode]) -> list[str]:
-    """Every peer update a node refused (old or new: a record one version cannot read)."""
+def _logged(nodes: dict[str, LocalNode], marker: str) -> list[str]:
+    """Every line of the nodes' logs (old or new code) holding `marker`."""
     found = []
     for node in nodes.values():
         text = node.log_path.read_text(errors="replace") if node.log_path.exists() else ""
-        found += [line for line in text.splitlines() if REFUSED in line]
+        found += [line for line in text.splitlines() if marker in line]
     return found
 
 

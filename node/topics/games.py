@@ -393,8 +393,8 @@ class GamesTopic:
         message = {
             "type": "notice",
             "code": NoticeCode.GAME_PARKED,
-            "message": f"a partition let you start two games; game {gid}, the later one, was "
-            "saved and can be resumed",
+            "message": f"two of your games started at once in different regions; game {gid}, "
+            "the later one, was saved and can be resumed",
         }
         for conn in self.state.game_audience(gid, tracker):
             self.state.send(conn.conn_id, message)
