@@ -350,6 +350,8 @@ class SimClient:
         self._ids = itertools.count(1)
         self._shown: dict[str, Reply] = {}  # game id -> the newest game push of this connection
         self._switching: dict[str, Link] = {}  # connections opened to follow a drain notice
+        self._following = False  # from a drain notice until the move succeeded or failed
+        self._held: list[tuple[str, Reply, Done]] = []  # requests made meanwhile
         self._watching = ""  # the game this program watches (asked again after a move)
         self._uid = ""
 
@@ -372,6 +374,9 @@ class SimClient:
 
     def request(self, kind: str, fields: Reply, done: Done) -> None:
         link = self._link
+        if self._following and link is not None:  # for the new node, as in node.client
+            self._held.append((kind, fields, done))
+            return
         if link is None or not link.client_open:
             done(failure("disconnected", "the websocket is closed"))
             return
@@ -419,10 +424,10 @@ class SimClient:
     def _follow(self, link: Link, notice: Reply) -> None:
         """Continue the session at the node the notice names with its resume token, as
         ``node.client.PlayerClient`` does: the old connection stays current until the new
-        node said hello; if it refuses (or cannot be reached) the old one is closed and the
-        program fails over as when a connection drops; a game it watched is asked for again on
-        the new connection (a watch belongs to a connection), as the web page does. What the
-        player was doing when told
+        node said hello, and requests made meanwhile wait for it (`request`); if it refuses (or
+        cannot be reached) the old one is closed and the program fails over as when a
+        connection drops; a game it watched is asked for again on the new connection (a watch
+        belongs to a connection), as the web page does. What the player was doing when told
         goes into the history (``moved``: its live games where it was to move, whether a move
         of its awaited its reply), for ``sim.metacheck``."""
         target = url_node(str(notice.get("url", "")))
@@ -444,6 +449,7 @@ class SimClient:
         )
         if target is None or target not in self.net.nodes:
             return
+        self._following = True
 
         def opened(new: Link | None) -> None:
             if new is None:
@@ -461,6 +467,7 @@ class SimClient:
 
     def _moved(self, old: Link, new: Link, node: str, reply: Reply) -> None:
         self._switching.pop(new.conn_id, None)
+        self._following = False
         if not reply.get("ok") or self._link is not old:
             self.net.close(new)
             if self._link is old:
@@ -474,6 +481,9 @@ class SimClient:
                     waiter(failure("disconnected", "sent to a node left behind"))
         self._link, self.node, self._shown = new, node, {}
         self._said_hello(reply)
+        held, self._held = self._held, []
+        for kind, fields, done in held:
+            self.request(kind, fields, done)
         if self._watching:  # a watch belongs to a connection: ask again, as the web page does
             self.request("watch", {"game": self._watching}, self._watching_again)
 
@@ -524,10 +534,11 @@ class SimClient:
         self.on_closed(code, reason)
 
     def _forget(self, why: str) -> None:
-        self._link, self.node = None, None
+        self._link, self.node, self._following = None, None, False
         self._sent, self._shown = {}, {}
         waiting, self._waiting = self._waiting, {}
-        for done in waiting.values():
+        held, self._held = self._held, []
+        for done in [*waiting.values(), *(done for _kind, _fields, done in held)]:
             done(failure("disconnected", why))
 
 
